@@ -1,0 +1,1437 @@
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use aho_corasick::{
+    AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, MatchKind, StartKind,
+};
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
+use mamori_event::{Event, Level, Value};
+use mamori_sigma::{
+    Cidr, CmpOp, Expr, FieldMap, LogSourceSpec, LogsourceMap, MapValue, Meta, Pattern, Piece,
+    RefMode, Rule, RulePack, Test, TimePart,
+};
+use regex::Regex;
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
+use crate::logsource::{selector, Selector, WinAlt};
+
+/// Mapping data the compiler needs.
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    pub logsources: LogsourceMap,
+    pub fields: FieldMap,
+}
+
+impl Default for CompileOptions {
+    fn default() -> CompileOptions {
+        CompileOptions {
+            logsources: LogsourceMap::builtin(),
+            fields: FieldMap::builtin(),
+        }
+    }
+}
+
+/// What a match refers to: the rule's metadata, shared.
+#[derive(Debug, Clone)]
+pub struct RuleInfo {
+    pub meta: Meta,
+    pub level: Level,
+    pub logsource: LogSourceSpec,
+    pub fields_used: Vec<String>,
+    /// False for rules referenced by a correlation without `generate: true`: their matches
+    /// feed the correlation but are not alerts of their own.
+    pub standalone: bool,
+}
+
+/// A rule that matched an event: the index into [`RuleSet::rule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Match {
+    pub rule: u32,
+}
+
+const KEYWORD_SLOT: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Anchor {
+    Contains,
+    Prefix,
+    Suffix,
+    Exact,
+}
+
+#[derive(Debug)]
+enum PredKind {
+    /// Found by the slot's automaton; true when fired.
+    Lit,
+    /// Wildcard pattern, cased string or non-ASCII literal: a regex, tried only when the
+    /// `required` literal (if any) fired.
+    Glob {
+        re: Regex,
+        required: Option<u32>,
+    },
+    Regex {
+        re: Regex,
+        required: Option<Vec<u32>>,
+    },
+    NumEq(f64),
+    Cmp(CmpOp, f64),
+    Bool(bool),
+    /// Absent, null or empty.
+    Null,
+    Exists(bool),
+    Cidr(Cidr),
+    FieldRef {
+        other: u32,
+        mode: RefMode,
+    },
+    TimePart(TimePart, i64),
+    /// The event's reader-set logsource.
+    Logsource {
+        product: Option<String>,
+        services: Option<Vec<String>>,
+        category: Option<String>,
+    },
+}
+
+#[derive(Debug)]
+struct Pred {
+    slot: u32,
+    kind: PredKind,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Pred(u32),
+    /// An OR of literal predicates (sorted): true if any fired. Checked from the side of the
+    /// few literals that fired, so a 500-item IOC list costs a few lookups.
+    AnyLit(Box<[u32]>),
+    And(Box<[Node]>),
+    Or(Box<[Node]>),
+    Not(Box<Node>),
+    Const(bool),
+}
+
+/// One automaton: pattern index → the predicates it stands for.
+#[derive(Debug)]
+struct Automaton {
+    ac: AhoCorasick,
+    pats: Vec<SmallVec<[u32; 1]>>,
+}
+
+/// All literals of one field, split by anchoring so most of them cost almost nothing:
+/// equality is a hash lookup, prefixes and suffixes are anchored searches that stop at the
+/// first byte no pattern continues with; only `contains` literals scan the whole value.
+/// An anchored automaton walked byte by byte from the start of the value; it stops at the first
+/// byte no pattern continues with.
+#[derive(Debug)]
+struct AnchoredAutomaton {
+    dfa: aho_corasick::dfa::DFA,
+    pats: Vec<SmallVec<[u32; 1]>>,
+}
+
+#[derive(Debug, Default)]
+struct SlotMatcher {
+    contains: Option<Automaton>,
+    prefix: Option<AnchoredAutomaton>,
+    /// Built over reversed patterns, run over the reversed value.
+    suffix: Option<AnchoredAutomaton>,
+    exact: FxHashMap<Box<[u8]>, SmallVec<[u32; 1]>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Bucket {
+    /// Rules in this bucket with no trigger literal: always evaluated.
+    always: Vec<u32>,
+    /// Bitset of every rule in the bucket.
+    member: Vec<u64>,
+    /// Bitset of the field slots its rules read: other slots are not scanned.
+    slots: Vec<u64>,
+    keywords: bool,
+}
+
+impl Bucket {
+    fn slot_used(&self, slot: u32) -> bool {
+        self.slots
+            .get(slot as usize / 64)
+            .is_some_and(|w| w & (1 << (slot % 64)) != 0)
+    }
+
+    fn has(&self, rule: u32) -> bool {
+        self.member
+            .get(rule as usize / 64)
+            .is_some_and(|w| w & (1 << (rule % 64)) != 0)
+    }
+}
+
+/// A compiled, immutable set of Sigma rules. Share it between threads (`Arc<RuleSet>`); give
+/// each thread its own [`Scratch`].
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<(Arc<RuleInfo>, Node)>,
+    preds: Vec<Pred>,
+    slot_names: Vec<String>,
+    name_slots: FxHashMap<String, SmallVec<[u32; 2]>>,
+    slot_ac: Vec<Option<SlotMatcher>>,
+    keyword_ac: Option<SlotMatcher>,
+    trigger_rules: Vec<Vec<u32>>,
+    eid_rules: FxHashMap<i64, Vec<u32>>,
+    buckets: Vec<Bucket>,
+    /// Channel → (bucket for the channel, EventID → bucket).
+    win_chan: FxHashMap<String, (u32, FxHashMap<i64, u32>)>,
+    win_any: u32,
+    other: u32,
+}
+
+/// Per-thread scratch space for [`RuleSet::matches`].
+#[derive(Debug, Default)]
+pub struct Scratch {
+    gen: u32,
+    fired: Vec<u32>,
+    eval_gen: Vec<u32>,
+    eval_val: Vec<bool>,
+    cand_gen: Vec<u32>,
+    cands: Vec<u32>,
+    fired_list: Vec<u32>,
+    slot_fields: Vec<(u32, u32)>,
+    buf: String,
+    bytes: Vec<u8>,
+    /// Diagnostics: bytes given to `contains` automata, and their raw matches.
+    pub scanned: u64,
+    pub raw_matches: u64,
+}
+
+impl Scratch {
+    /// Rules evaluated for the last event (diagnostics and benchmarks).
+    pub fn candidates(&self) -> usize {
+        self.cands.len()
+    }
+
+    /// Literal predicates that fired for the last event.
+    pub fn fired_literals(&self) -> usize {
+        self.fired_list.len()
+    }
+
+    fn begin(&mut self, preds: usize, rules: usize) {
+        if self.fired.len() != preds || self.cand_gen.len() != rules || self.gen == u32::MAX {
+            self.fired = vec![0; preds];
+            self.eval_gen = vec![0; preds];
+            self.eval_val = vec![false; preds];
+            self.cand_gen = vec![0; rules];
+            self.gen = 0;
+        }
+        self.gen += 1;
+        self.cands.clear();
+        self.fired_list.clear();
+        self.slot_fields.clear();
+    }
+}
+
+struct Builder<'a> {
+    opts: &'a CompileOptions,
+    preds: Vec<Pred>,
+    pred_keys: FxHashMap<(u32, String), u32>,
+    slot_names: Vec<String>,
+    slot_of: FxHashMap<String, u32>,
+    name_slots: FxHashMap<String, SmallVec<[u32; 2]>>,
+    /// Per slot (and the keyword slot, last): literal → (pred, anchor) list.
+    lits: FxHashMap<u32, Vec<(String, u32, Anchor)>>,
+}
+
+impl Builder<'_> {
+    fn slot(&mut self, field: &str) -> u32 {
+        if let Some(s) = self.slot_of.get(field) {
+            return *s;
+        }
+        let s = self.slot_names.len() as u32;
+        self.slot_names.push(field.to_owned());
+        self.slot_of.insert(field.to_owned(), s);
+        for name in self.opts.fields.names_for(field) {
+            let e = self.name_slots.entry(name).or_default();
+            if !e.contains(&s) {
+                e.push(s);
+            }
+        }
+        s
+    }
+
+    fn add_pred(
+        &mut self,
+        slot: u32,
+        key: String,
+        kind: impl FnOnce(&mut Self) -> PredKind,
+    ) -> u32 {
+        if let Some(p) = self.pred_keys.get(&(slot, key.clone())) {
+            return *p;
+        }
+        let kind = kind(self);
+        let id = self.preds.len() as u32;
+        self.preds.push(Pred { slot, kind });
+        self.pred_keys.insert((slot, key), id);
+        id
+    }
+
+    fn lit(&mut self, slot: u32, text: &str, anchor: Anchor) -> u32 {
+        let lower = text.to_ascii_lowercase();
+        let key = format!("lit{anchor:?}:{lower}");
+        let id = self.add_pred(slot, key, |_| PredKind::Lit);
+        let list = self.lits.entry(slot).or_default();
+        if !list
+            .iter()
+            .any(|(t, p, a)| *p == id && *a == anchor && *t == lower)
+        {
+            list.push((lower, id, anchor));
+        }
+        id
+    }
+
+    fn node(&mut self, e: &Expr) -> Node {
+        match e {
+            Expr::Const(b) => Node::Const(*b),
+            Expr::Not(x) => Node::Not(Box::new(self.node(x))),
+            Expr::And(v) => Node::And(v.iter().map(|x| self.node(x)).collect()),
+            Expr::Or(v) => Node::Or(v.iter().map(|x| self.node(x)).collect()),
+            Expr::Test { field, test } => {
+                let slot = match field {
+                    Some(f) => self.slot(f),
+                    None => KEYWORD_SLOT,
+                };
+                self.test(slot, test)
+            }
+        }
+    }
+
+    fn test(&mut self, slot: u32, test: &Test) -> Node {
+        let kw = slot == KEYWORD_SLOT;
+        if let Test::Str { pattern, cased } = test {
+            return self.string(slot, pattern, *cased);
+        }
+        let key = test.key();
+        let kind = match test {
+            Test::Str { .. } => unreachable!("handled above"),
+            Test::Regex { regex, source } => {
+                let required = crate::literals::required_literals(source).map(|lits| {
+                    lits.iter()
+                        .map(|l| self.lit(slot, l, Anchor::Contains))
+                        .collect()
+                });
+                PredKind::Regex {
+                    re: regex.clone(),
+                    required,
+                }
+            }
+            Test::NumEq(n) if kw => {
+                return self.string(slot, &Pattern::literal(&fmt_num(*n)), false)
+            }
+            Test::NumEq(n) => PredKind::NumEq(*n),
+            Test::Cmp(op, n) => PredKind::Cmp(*op, *n),
+            Test::Bool(b) => PredKind::Bool(*b),
+            Test::Null => PredKind::Null,
+            Test::Exists(b) => PredKind::Exists(*b),
+            Test::Cidr(c) => PredKind::Cidr(*c),
+            Test::FieldRef { field, mode } => PredKind::FieldRef {
+                other: self.slot(field),
+                mode: *mode,
+            },
+            Test::TimePart(p, v) => PredKind::TimePart(*p, *v),
+        };
+        Node::Pred(self.add_pred(slot, key, |_| kind))
+    }
+
+    fn string(&mut self, slot: u32, pattern: &Pattern, cased: bool) -> Node {
+        let kw = slot == KEYWORD_SLOT;
+        let p = &pattern.0;
+        // Keywords are searched for anywhere in a value.
+        let mut pieces: Vec<Piece> = p.clone();
+        if kw && !pieces.is_empty() {
+            if pieces.first() != Some(&Piece::Any) {
+                pieces.insert(0, Piece::Any);
+            }
+            if pieces.last() != Some(&Piece::Any) {
+                pieces.push(Piece::Any);
+            }
+        }
+        match pieces.as_slice() {
+            [] => {
+                return if kw {
+                    Node::Const(false)
+                } else {
+                    Node::Pred(self.add_pred(slot, "null".into(), |_| PredKind::Null))
+                }
+            }
+            [Piece::Any] => {
+                return if kw {
+                    Node::Const(true)
+                } else {
+                    Node::Pred(self.add_pred(slot, "e:true".into(), |_| PredKind::Exists(true)))
+                }
+            }
+            _ => {}
+        }
+        // The automaton folds ASCII case only; other characters are fine when they have no
+        // case forms (dashes, emoji, CJK), so case-insensitive matching stays exact.
+        let ascii = |s: &str| {
+            !s.is_empty()
+                && s.chars().all(|c| {
+                    c.is_ascii()
+                        || (c.to_lowercase().eq(std::iter::once(c))
+                            && c.to_uppercase().eq(std::iter::once(c)))
+                })
+        };
+        if !cased {
+            let found = match pieces.as_slice() {
+                [Piece::Lit(s)] if ascii(s) => Some((s, Anchor::Exact)),
+                [Piece::Any, Piece::Lit(s)] if ascii(s) => Some((s, Anchor::Suffix)),
+                [Piece::Lit(s), Piece::Any] if ascii(s) => Some((s, Anchor::Prefix)),
+                [Piece::Any, Piece::Lit(s), Piece::Any] if ascii(s) => Some((s, Anchor::Contains)),
+                _ => None,
+            };
+            if let Some((s, anchor)) = found {
+                let s = s.clone();
+                return Node::Pred(self.lit(slot, &s, anchor));
+            }
+        }
+        // A general pattern: regex, prefiltered by its longest ASCII literal.
+        let mut re = String::from(if cased { "(?s)" } else { "(?si)" });
+        let body: &[Piece] = {
+            let mut b = pieces.as_slice();
+            if b.first() == Some(&Piece::Any) {
+                b = &b[1..];
+            } else {
+                re.push('^');
+            }
+            b
+        };
+        let (body, open_end) = match body.split_last() {
+            Some((Piece::Any, rest)) => (rest, true),
+            _ => (body, false),
+        };
+        for piece in body {
+            match piece {
+                Piece::Lit(s) => re.push_str(&regex::escape(s)),
+                Piece::Any => re.push_str(".*"),
+                Piece::One => re.push('.'),
+            }
+        }
+        if !open_end {
+            re.push('$');
+        }
+        let required = pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Lit(s) if ascii(s) && s.len() >= 2 => Some(s.clone()),
+                _ => None,
+            })
+            .max_by_key(|s| s.len());
+        let key = format!("glob{}:{}", u8::from(cased), Pattern(pieces.clone()));
+        Node::Pred(self.add_pred(slot, key, |b| PredKind::Glob {
+            // Built from escaped literals and `.*`/`.`: always a valid regex.
+            re: Regex::new(&re).unwrap_or_else(|_| Regex::new("$^").expect("valid")),
+            required: required.map(|r| b.lit(slot, &r, Anchor::Contains)),
+        }))
+    }
+
+    fn selector_node(&mut self, sel: &Selector) -> Node {
+        match sel {
+            Selector::Other {
+                product,
+                services,
+                category,
+            } => {
+                let key = format!("ls:{product:?}:{services:?}:{category:?}");
+                let kind = PredKind::Logsource {
+                    product: product.clone(),
+                    services: services.clone(),
+                    category: category.clone(),
+                };
+                Node::Pred(self.add_pred(KEYWORD_SLOT - 1, key, |_| kind))
+            }
+            Selector::Windows(alts) => {
+                let mut ors = Vec::new();
+                for a in alts {
+                    ors.push(self.win_alt_node(a));
+                }
+                Node::Or(ors.into())
+            }
+        }
+    }
+
+    fn win_alt_node(&mut self, a: &WinAlt) -> Node {
+        let mut ands = Vec::new();
+        if let Some((category, service)) = &a.unknown {
+            let key = format!("ls:windows:{service:?}:{category:?}");
+            let kind = PredKind::Logsource {
+                product: Some("windows".into()),
+                services: service.as_ref().map(|s| vec![s.clone()]),
+                category: category.clone(),
+            };
+            ands.push(Node::Pred(self.add_pred(KEYWORD_SLOT - 1, key, |_| kind)));
+        }
+        if let Some(ch) = &a.channels {
+            let slot = self.slot("Channel");
+            let alts: Vec<Node> = ch
+                .iter()
+                .map(|c| Node::Pred(self.lit(slot, c, Anchor::Exact)))
+                .collect();
+            ands.push(Node::Or(alts.into()));
+        }
+        if let Some(id) = a.event_id {
+            ands.push(self.test_on("EventID", &Test::NumEq(id as f64)));
+        }
+        for (k, v) in &a.extra {
+            let t = match v {
+                MapValue::Int(i) => Test::NumEq(*i as f64),
+                MapValue::Str(s) => Test::Str {
+                    pattern: Pattern::literal(s),
+                    cased: false,
+                },
+            };
+            ands.push(self.test_on(k, &t));
+        }
+        Node::And(ands.into())
+    }
+
+    fn test_on(&mut self, field: &str, t: &Test) -> Node {
+        let s = self.slot(field);
+        self.test(s, t)
+    }
+}
+
+fn fmt_num(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
+    }
+}
+
+/// Something cheap that must be true for a rule to match: a literal fired, or the event's
+/// EventID has a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Atom {
+    Lit(u32),
+    EventId(i64),
+}
+
+/// Atoms of which at least one must hold for the node to be true; `None` when no such set
+/// exists (a negation, an unprefilterable regex, a comparison).
+fn trigger(n: &Node, preds: &[Pred], eid_slot: Option<u32>) -> Option<Vec<Atom>> {
+    match n {
+        Node::Pred(p) => match &preds[*p as usize].kind {
+            PredKind::Lit => Some(vec![Atom::Lit(*p)]),
+            PredKind::Glob {
+                required: Some(r), ..
+            } => Some(vec![Atom::Lit(*r)]),
+            PredKind::Regex {
+                required: Some(r), ..
+            } => Some(r.iter().map(|x| Atom::Lit(*x)).collect()),
+            PredKind::NumEq(v) if Some(preds[*p as usize].slot) == eid_slot && v.fract() == 0.0 => {
+                Some(vec![Atom::EventId(*v as i64)])
+            }
+            _ => None,
+        },
+        Node::AnyLit(set) => Some(set.iter().map(|p| Atom::Lit(*p)).collect()),
+        Node::Const(false) => Some(Vec::new()),
+        Node::Const(true) | Node::Not(_) => None,
+        Node::And(items) => items
+            .iter()
+            .filter_map(|i| trigger(i, preds, eid_slot))
+            // Fewest atoms first; on a tie an EventID (rarely shared) beats a literal.
+            .min_by_key(|t| (t.len(), !t.iter().all(|a| matches!(a, Atom::EventId(_))))),
+        Node::Or(items) => {
+            let mut all = Vec::new();
+            for i in items.iter() {
+                all.extend(trigger(i, preds, eid_slot)?);
+            }
+            all.sort_unstable();
+            all.dedup();
+            Some(all)
+        }
+    }
+}
+
+/// Folds ORs of literal predicates into [`Node::AnyLit`] and flattens nested AND/OR.
+fn optimize(n: Node, preds: &[Pred]) -> Node {
+    match n {
+        Node::Or(items) => {
+            let mut lits = Vec::new();
+            let mut rest = Vec::new();
+            for i in items.into_vec() {
+                match optimize(i, preds) {
+                    Node::Pred(p) if matches!(preds[p as usize].kind, PredKind::Lit) => {
+                        lits.push(p)
+                    }
+                    Node::AnyLit(set) => lits.extend(set.iter().copied()),
+                    Node::Or(inner) => rest.extend(inner.into_vec()),
+                    other => rest.push(other),
+                }
+            }
+            lits.sort_unstable();
+            lits.dedup();
+            match lits.len() {
+                0 => {}
+                1 => rest.insert(0, Node::Pred(lits[0])),
+                _ => rest.insert(0, Node::AnyLit(lits.into())),
+            }
+            if rest.len() == 1 {
+                rest.pop().unwrap_or(Node::Const(false))
+            } else {
+                Node::Or(rest.into())
+            }
+        }
+        Node::And(items) => {
+            let mut out = Vec::new();
+            for i in items.into_vec() {
+                match optimize(i, preds) {
+                    Node::And(inner) => out.extend(inner.into_vec()),
+                    other => out.push(other),
+                }
+            }
+            if out.len() == 1 {
+                out.pop().unwrap_or(Node::Const(true))
+            } else {
+                Node::And(out.into())
+            }
+        }
+        Node::Not(x) => Node::Not(Box::new(optimize(*x, preds))),
+        other => other,
+    }
+}
+
+fn node_slots(n: &Node, preds: &[Pred]) -> Vec<u32> {
+    fn walk(n: &Node, preds: &[Pred], out: &mut Vec<u32>) {
+        match n {
+            Node::Pred(p) => {
+                let pr = &preds[*p as usize];
+                if (pr.slot as usize) < (KEYWORD_SLOT - 1) as usize {
+                    out.push(pr.slot);
+                }
+                if let PredKind::FieldRef { other, .. } = pr.kind {
+                    out.push(other);
+                }
+            }
+            Node::Const(_) => {}
+            Node::AnyLit(set) => out.extend(
+                set.iter()
+                    .map(|p| preds[*p as usize].slot)
+                    .filter(|s| *s < KEYWORD_SLOT - 1),
+            ),
+            Node::Not(x) => walk(x, preds, out),
+            Node::And(v) | Node::Or(v) => v.iter().for_each(|x| walk(x, preds, out)),
+        }
+    }
+    let mut out = Vec::new();
+    walk(n, preds, &mut out);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn uses_keywords(n: &Node, preds: &[Pred]) -> bool {
+    match n {
+        Node::Pred(p) => preds[*p as usize].slot == KEYWORD_SLOT,
+        Node::AnyLit(set) => set.iter().any(|p| preds[*p as usize].slot == KEYWORD_SLOT),
+        Node::Const(_) => false,
+        Node::Not(x) => uses_keywords(x, preds),
+        Node::And(v) | Node::Or(v) => v.iter().any(|x| uses_keywords(x, preds)),
+    }
+}
+
+const DFA_LIMIT: usize = 500;
+
+fn automaton(patterns: &[Vec<u8>], pats: Vec<SmallVec<[u32; 1]>>) -> Option<Automaton> {
+    if patterns.is_empty() {
+        return None;
+    }
+    let build = |kind: Option<AhoCorasickKind>| {
+        AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .kind(kind)
+            .build(patterns)
+    };
+    // A DFA is fastest but its table grows with patterns × byte classes: for the big sets
+    // (command lines, hash IOC lists) the contiguous NFA is several times smaller and nearly
+    // as fast, which keeps the whole SigmaHQ set well under 128 MiB.
+    let limit: usize = std::env::var("MAMORI_DFA_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DFA_LIMIT);
+    let kind = if patterns.len() <= limit {
+        AhoCorasickKind::DFA
+    } else {
+        AhoCorasickKind::ContiguousNFA
+    };
+    let ac = build(Some(kind)).or_else(|_| build(None)).ok()?;
+    Some(Automaton { ac, pats })
+}
+
+fn anchored(patterns: &[Vec<u8>], pats: Vec<SmallVec<[u32; 1]>>) -> Option<AnchoredAutomaton> {
+    if patterns.is_empty() {
+        return None;
+    }
+    let dfa = aho_corasick::dfa::DFA::builder()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::Standard)
+        .start_kind(StartKind::Anchored)
+        .build(patterns)
+        .ok()?;
+    Some(AnchoredAutomaton { dfa, pats })
+}
+
+/// Fires every pattern that is a prefix of `bytes`.
+fn walk_anchored(a: &AnchoredAutomaton, bytes: impl Iterator<Item = u8>, s: &mut Scratch) {
+    use aho_corasick::automaton::Automaton as _;
+    let Ok(mut sid) = a.dfa.start_state(Anchored::Yes) else {
+        return;
+    };
+    for b in bytes {
+        sid = a.dfa.next_state(Anchored::Yes, sid, b);
+        if a.dfa.is_dead(sid) {
+            return;
+        }
+        if a.dfa.is_match(sid) {
+            for i in 0..a.dfa.match_len(sid) {
+                fire(s, &a.pats[a.dfa.match_pattern(sid, i).as_usize()]);
+            }
+        }
+    }
+}
+
+/// Patterns of one anchoring, their predicates, and an index for deduplication.
+type PatternGroup = (
+    Vec<Vec<u8>>,
+    Vec<SmallVec<[u32; 1]>>,
+    FxHashMap<Vec<u8>, usize>,
+);
+
+fn build_slot(lits: &[(String, u32, Anchor)]) -> Option<SlotMatcher> {
+    if lits.is_empty() {
+        return None;
+    }
+    let mut m = SlotMatcher::default();
+    let mut groups: [PatternGroup; 3] = Default::default();
+    for (text, pred, anchor) in lits {
+        let (gi, bytes) = match anchor {
+            Anchor::Exact => {
+                let e = m.exact.entry(text.as_bytes().into()).or_default();
+                if !e.contains(pred) {
+                    e.push(*pred);
+                }
+                continue;
+            }
+            Anchor::Contains => (0, text.as_bytes().to_vec()),
+            Anchor::Prefix => (1, text.as_bytes().to_vec()),
+            Anchor::Suffix => (2, text.bytes().rev().collect()),
+        };
+        let g = &mut groups[gi];
+        let i = match g.2.get(&bytes) {
+            Some(i) => *i,
+            None => {
+                g.0.push(bytes.clone());
+                g.1.push(SmallVec::new());
+                g.2.insert(bytes, g.0.len() - 1);
+                g.0.len() - 1
+            }
+        };
+        if !g.1[i].contains(pred) {
+            g.1[i].push(*pred);
+        }
+    }
+    let [c, p, x] = groups;
+    m.contains = automaton(&c.0, c.1);
+    m.prefix = anchored(&p.0, p.1);
+    m.suffix = anchored(&x.0, x.1);
+    Some(m)
+}
+
+impl RuleSet {
+    /// Compiles every rule (and filter, and the rules correlations refer to) of a pack.
+    pub fn compile(pack: &RulePack, opts: &CompileOptions) -> RuleSet {
+        let mut b = Builder {
+            opts,
+            preds: Vec::new(),
+            pred_keys: FxHashMap::default(),
+            slot_names: Vec::new(),
+            slot_of: FxHashMap::default(),
+            name_slots: FxHashMap::default(),
+            lits: FxHashMap::default(),
+        };
+        let referenced_only: Vec<bool> = pack
+            .rules
+            .iter()
+            .map(|r| {
+                pack.correlations.iter().any(|c| {
+                    !c.generate
+                        && c.rules.iter().any(|x| {
+                            r.meta.id.as_deref() == Some(x) || r.meta.name.as_deref() == Some(x)
+                        })
+                })
+            })
+            .collect();
+
+        let mut rules = Vec::with_capacity(pack.rules.len());
+        let mut triggers = Vec::with_capacity(pack.rules.len());
+        let mut selectors = Vec::with_capacity(pack.rules.len());
+        for (i, r) in pack.rules.iter().enumerate() {
+            let det = rule_condition(r, pack);
+            let det_node = optimize(b.node(&det), &b.preds);
+            let eid_slot = b.slot_of.get("EventID").copied();
+            let trig = trigger(&det_node, &b.preds, eid_slot);
+            let kw = uses_keywords(&det_node, &b.preds);
+            let sel = selector(&r.logsource, &opts.logsources);
+            // Bucket membership already proves a Windows logsource made of channels and
+            // EventIDs only; anything more (EventType, reader-set logsources) is checked.
+            let proven = match &sel {
+                Selector::Windows(alts) => alts
+                    .iter()
+                    .all(|a| a.extra.is_empty() && a.unknown.is_none()),
+                Selector::Other { .. } => false,
+            };
+            let node = if proven {
+                det_node
+            } else {
+                let ls_node = b.selector_node(&sel);
+                Node::And(vec![ls_node, det_node].into())
+            };
+            let info = RuleInfo {
+                meta: r.meta.clone(),
+                level: r.meta.level.unwrap_or(Level::Medium),
+                logsource: r.logsource.clone(),
+                fields_used: r.fields_used.clone(),
+                standalone: !referenced_only[i],
+            };
+            rules.push((Arc::new(info), node));
+            triggers.push((trig, kw));
+            selectors.push(sel);
+        }
+
+        // Automata.
+        let nslots = b.slot_names.len();
+        let mut slot_ac: Vec<Option<SlotMatcher>> = (0..nslots).map(|_| None).collect();
+        let mut keyword_ac = None;
+        for (slot, lits) in &b.lits {
+            let a = build_slot(lits);
+            if *slot == KEYWORD_SLOT {
+                keyword_ac = a;
+            } else if let Some(x) = slot_ac.get_mut(*slot as usize) {
+                *x = a;
+            }
+        }
+
+        // Triggers: predicate → rules, EventID value → rules.
+        let mut trigger_rules = vec![Vec::new(); b.preds.len()];
+        let mut eid_rules: FxHashMap<i64, Vec<u32>> = FxHashMap::default();
+        for (ri, (t, _)) in triggers.iter().enumerate() {
+            for a in t.iter().flatten() {
+                match a {
+                    Atom::Lit(p) => trigger_rules[*p as usize].push(ri as u32),
+                    Atom::EventId(e) => eid_rules.entry(*e).or_default().push(ri as u32),
+                }
+            }
+        }
+        for v in eid_rules.values_mut() {
+            v.sort_unstable();
+            v.dedup();
+        }
+
+        // Buckets, with the slots each rule reads (predicates, glob/regex prefilters, fieldrefs).
+        let rule_slots: Vec<Vec<u32>> =
+            rules.iter().map(|(_, n)| node_slots(n, &b.preds)).collect();
+        let nrules = rules.len();
+        let words = nrules.div_ceil(64).max(1);
+        let mut chan_eid: FxHashMap<(String, i64), Vec<u32>> = FxHashMap::default();
+        let mut chan: FxHashMap<String, Vec<u32>> = FxHashMap::default();
+        let mut win_any: Vec<u32> = Vec::new();
+        let mut other: Vec<u32> = Vec::new();
+        for (ri, sel) in selectors.iter().enumerate() {
+            let ri = ri as u32;
+            match sel {
+                Selector::Other { .. } => other.push(ri),
+                Selector::Windows(alts) => {
+                    for a in alts {
+                        match (&a.channels, a.event_id) {
+                            (Some(chs), Some(e)) => {
+                                for c in chs {
+                                    chan_eid.entry((c.clone(), e)).or_default().push(ri);
+                                }
+                            }
+                            (Some(chs), None) => {
+                                for c in chs {
+                                    chan.entry(c.clone()).or_default().push(ri);
+                                }
+                            }
+                            (None, _) => win_any.push(ri),
+                        }
+                    }
+                }
+            }
+        }
+        let mut buckets = Vec::new();
+        let mut make = |members: Vec<u32>| -> u32 {
+            let mut bk = Bucket {
+                member: vec![0; words],
+                slots: vec![0; nslots.div_ceil(64).max(1)],
+                ..Bucket::default()
+            };
+            let mut m = members;
+            m.sort_unstable();
+            m.dedup();
+            for r in m {
+                bk.member[r as usize / 64] |= 1 << (r % 64);
+                for &sl in &rule_slots[r as usize] {
+                    bk.slots[sl as usize / 64] |= 1 << (sl % 64);
+                }
+                let (t, kw) = &triggers[r as usize];
+                if t.is_none() {
+                    bk.always.push(r);
+                }
+                bk.keywords |= *kw;
+            }
+            buckets.push(bk);
+            (buckets.len() - 1) as u32
+        };
+        let win_any_id = make(win_any.clone());
+        let other_id = make(other);
+        let mut win_chan: FxHashMap<String, (u32, FxHashMap<i64, u32>)> = FxHashMap::default();
+        for (c, rs) in &chan {
+            let mut m = rs.clone();
+            m.extend(&win_any);
+            win_chan.insert(c.clone(), (make(m), FxHashMap::default()));
+        }
+        for ((c, e), rs) in &chan_eid {
+            let mut m = rs.clone();
+            m.extend(chan.get(c).into_iter().flatten());
+            m.extend(&win_any);
+            let id = make(m);
+            win_chan
+                .entry(c.clone())
+                .or_insert_with(|| (win_any_id, FxHashMap::default()))
+                .1
+                .insert(*e, id);
+        }
+
+        RuleSet {
+            rules,
+            preds: b.preds,
+            slot_names: b.slot_names,
+            name_slots: b.name_slots,
+            slot_ac,
+            keyword_ac,
+            trigger_rules,
+            eid_rules,
+            buckets,
+            win_chan,
+            win_any: win_any_id,
+            other: other_id,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn rule(&self, idx: u32) -> &Arc<RuleInfo> {
+        &self.rules[idx as usize].0
+    }
+
+    /// Number of distinct predicates after deduplication (for `rules check` and benchmarks).
+    pub fn predicate_count(&self) -> usize {
+        self.preds.len()
+    }
+
+    /// Number of rules without a trigger literal (evaluated on every event of their bucket).
+    pub fn untriggered_count(&self) -> usize {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.always.iter())
+            .collect::<rustc_hash::FxHashSet<_>>()
+            .len()
+    }
+
+    /// The rules that have no trigger literal, for diagnostics (`rules check --verbose`).
+    pub fn untriggered_rules(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .buckets
+            .iter()
+            .flat_map(|b| b.always.iter().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The rules evaluated for the last event matched with `scratch` (diagnostics).
+    pub fn last_candidates<'a>(&self, scratch: &'a Scratch) -> &'a [u32] {
+        &scratch.cands
+    }
+
+    /// Per field: (name, contains / prefix / suffix / exact literal counts, automaton kind).
+    pub fn slot_stats(&self) -> Vec<(String, [usize; 4], String)> {
+        self.slot_ac
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let m = m.as_ref()?;
+                Some((
+                    self.slot_names[i].clone(),
+                    [
+                        m.contains.as_ref().map_or(0, |a| a.pats.len()),
+                        m.prefix.as_ref().map_or(0, |a| a.pats.len()),
+                        m.suffix.as_ref().map_or(0, |a| a.pats.len()),
+                        m.exact.len(),
+                    ],
+                    m.contains
+                        .as_ref()
+                        .map(|a| format!("{:?}", a.ac.kind()))
+                        .unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    pub fn scratch(&self) -> Scratch {
+        Scratch::default()
+    }
+
+    /// The event's bucket and EventID.
+    fn bucket_for(&self, ev: &Event) -> (&Bucket, Option<i64>) {
+        let mut channel = None;
+        let mut eid = None;
+        for (n, v) in ev.fields() {
+            match n.as_str() {
+                "Channel" if channel.is_none() => channel = v.as_str(),
+                "EventID" if eid.is_none() => eid = v.as_f64().map(|f| f as i64),
+                _ => {}
+            }
+        }
+        let windows = ev.logsource.product.as_ref().map(|p| p.as_str()) == Some("windows")
+            || (channel.is_some() && eid.is_some());
+        if !windows {
+            return (&self.buckets[self.other as usize], eid);
+        }
+        let id = match channel.and_then(|c| self.win_chan.get(c)) {
+            None => self.win_any,
+            Some((chan_bucket, by_eid)) => eid
+                .and_then(|e| by_eid.get(&e).copied())
+                .unwrap_or(*chan_bucket),
+        };
+        (&self.buckets[id as usize], eid)
+    }
+
+    /// Appends the rules matching `ev` to `out` (sorted by rule index).
+    pub fn matches(&self, ev: &Event, scratch: &mut Scratch, out: &mut Vec<Match>) {
+        scratch.begin(self.preds.len(), self.rules.len());
+        let (bucket, eid) = self.bucket_for(ev);
+        let gen = scratch.gen;
+        let fields = ev.fields();
+        for (i, (name, value)) in fields.iter().enumerate() {
+            if let Some(slots) = self.name_slots.get(name.as_str()) {
+                for &s in slots {
+                    scratch.slot_fields.push((s, i as u32));
+                    if bucket.slot_used(s) {
+                        if let Some(a) = &self.slot_ac[s as usize] {
+                            scan_value(a, value, scratch);
+                        }
+                    }
+                }
+            }
+        }
+        if bucket.keywords && std::env::var_os("NOKW").is_none() {
+            if let Some(a) = &self.keyword_ac {
+                scan_keywords(a, fields, scratch);
+            }
+        }
+        // Candidates: rules whose trigger fired, plus the bucket's untriggered rules.
+        for k in 0..scratch.fired_list.len() {
+            let p = scratch.fired_list[k];
+            for &r in &self.trigger_rules[p as usize] {
+                if scratch.cand_gen[r as usize] != gen && bucket.has(r) {
+                    scratch.cand_gen[r as usize] = gen;
+                    scratch.cands.push(r);
+                }
+            }
+        }
+        if let Some(rs) = eid.and_then(|e| self.eid_rules.get(&e)) {
+            for &r in rs {
+                if scratch.cand_gen[r as usize] != gen && bucket.has(r) {
+                    scratch.cand_gen[r as usize] = gen;
+                    scratch.cands.push(r);
+                }
+            }
+        }
+        for &r in &bucket.always {
+            if scratch.cand_gen[r as usize] != gen {
+                scratch.cand_gen[r as usize] = gen;
+                scratch.cands.push(r);
+            }
+        }
+        let start = out.len();
+        let cands = std::mem::take(&mut scratch.cands);
+        for &r in &cands {
+            if self.eval(&self.rules[r as usize].1, ev, scratch) {
+                out.push(Match { rule: r });
+            }
+        }
+        scratch.cands = cands;
+        out[start..].sort_unstable();
+    }
+
+    fn eval(&self, n: &Node, ev: &Event, s: &mut Scratch) -> bool {
+        match n {
+            Node::Pred(p) => self.pred(*p, ev, s),
+            Node::AnyLit(set) => {
+                if set.len() > s.fired_list.len() * 4 {
+                    s.fired_list.iter().any(|p| set.binary_search(p).is_ok())
+                } else {
+                    set.iter().any(|p| s.fired[*p as usize] == s.gen)
+                }
+            }
+            Node::And(v) => v.iter().all(|x| self.eval(x, ev, s)),
+            Node::Or(v) => v.iter().any(|x| self.eval(x, ev, s)),
+            Node::Not(x) => !self.eval(x, ev, s),
+            Node::Const(b) => *b,
+        }
+    }
+
+    fn pred(&self, p: u32, ev: &Event, s: &mut Scratch) -> bool {
+        let pu = p as usize;
+        let pred = &self.preds[pu];
+        if let PredKind::Lit = pred.kind {
+            return s.fired[pu] == s.gen;
+        }
+        if s.eval_gen[pu] == s.gen {
+            return s.eval_val[pu];
+        }
+        let v = self.compute(pred, ev, s);
+        s.eval_gen[pu] = s.gen;
+        s.eval_val[pu] = v;
+        v
+    }
+
+    fn compute(&self, pred: &Pred, ev: &Event, s: &mut Scratch) -> bool {
+        let fields = ev.fields();
+        let slot = pred.slot;
+        let values = |s: &Scratch| -> SmallVec<[u32; 4]> {
+            s.slot_fields
+                .iter()
+                .filter(|(sl, _)| *sl == slot)
+                .map(|(_, i)| *i)
+                .collect()
+        };
+        let any_text = |s: &mut Scratch, f: &dyn Fn(&str) -> bool| -> bool {
+            let idx: SmallVec<[u32; 4]> = if slot == KEYWORD_SLOT {
+                (0..fields.len() as u32).collect()
+            } else {
+                values(s)
+            };
+            idx.iter()
+                .any(|&i| for_each_text(&fields[i as usize].1, &mut s.buf, f))
+        };
+        match &pred.kind {
+            PredKind::Lit => false,
+            PredKind::Glob { re, required } => {
+                if let Some(r) = required {
+                    if s.fired[*r as usize] != s.gen {
+                        return false;
+                    }
+                }
+                any_text(s, &|t| re.is_match(t))
+            }
+            PredKind::Regex { re, required } => {
+                if let Some(req) = required {
+                    if !req.iter().any(|r| s.fired[*r as usize] == s.gen) {
+                        return false;
+                    }
+                }
+                any_text(s, &|t| re.is_match(t))
+            }
+            PredKind::NumEq(n) => values(s)
+                .iter()
+                .any(|&i| num_values(&fields[i as usize].1).any(|v| v == *n)),
+            PredKind::Cmp(op, n) => values(s).iter().any(|&i| {
+                num_values(&fields[i as usize].1).any(|v| match op {
+                    CmpOp::Gt => v > *n,
+                    CmpOp::Gte => v >= *n,
+                    CmpOp::Lt => v < *n,
+                    CmpOp::Lte => v <= *n,
+                })
+            }),
+            PredKind::Bool(b) => values(s).iter().any(|&i| match &fields[i as usize].1 {
+                Value::Bool(x) => x == b,
+                other => other
+                    .to_text()
+                    .eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+            }),
+            PredKind::Null => values(s).iter().all(|&i| match &fields[i as usize].1 {
+                Value::Null => true,
+                Value::Str(x) => x.is_empty(),
+                Value::List(l) => l.is_empty(),
+                _ => false,
+            }),
+            PredKind::Exists(b) => {
+                let present = values(s)
+                    .iter()
+                    .any(|&i| !matches!(fields[i as usize].1, Value::Null));
+                present == *b
+            }
+            PredKind::Cidr(c) => any_text(s, &|t| {
+                let t = t.trim().trim_start_matches('[').trim_end_matches(']');
+                t.parse::<IpAddr>().is_ok_and(|ip| c.contains(ip))
+            }),
+            PredKind::FieldRef { other, mode } => {
+                let mine = values(s);
+                let theirs: SmallVec<[u32; 4]> = s
+                    .slot_fields
+                    .iter()
+                    .filter(|(sl, _)| sl == other)
+                    .map(|(_, i)| *i)
+                    .collect();
+                mine.iter().any(|&a| {
+                    let a = fields[a as usize].1.to_text().to_ascii_lowercase();
+                    theirs.iter().any(|&b| {
+                        let b = fields[b as usize].1.to_text().to_ascii_lowercase();
+                        match mode {
+                            RefMode::Equals => a == b,
+                            RefMode::Contains => a.contains(&b),
+                            RefMode::StartsWith => a.starts_with(&b),
+                            RefMode::EndsWith => a.ends_with(&b),
+                        }
+                    })
+                })
+            }
+            PredKind::TimePart(part, want) => values(s).iter().any(|&i| {
+                parse_time(&fields[i as usize].1.to_text())
+                    .is_some_and(|t| time_part(&t, *part) == *want)
+            }),
+            PredKind::Logsource {
+                product,
+                services,
+                category,
+            } => {
+                let ls = &ev.logsource;
+                let eq = |want: &Option<String>, have: &Option<mamori_event::FieldName>| match want
+                {
+                    None => true,
+                    Some(w) => have
+                        .as_ref()
+                        .is_some_and(|h| h.as_str().eq_ignore_ascii_case(w)),
+                };
+                let svc_ok = match services {
+                    None => true,
+                    Some(list) => {
+                        list.iter().any(|x| x == "*")
+                            || ls.service.as_ref().is_some_and(|h| {
+                                list.iter().any(|w| h.as_str().eq_ignore_ascii_case(w))
+                            })
+                    }
+                };
+                eq(product, &ls.product) && svc_ok && eq(category, &ls.category)
+            }
+        }
+    }
+
+    /// The names of the fields a rule refers to and their values in `ev` — the compact
+    /// "details" of a detection.
+    pub fn details(&self, rule: u32, ev: &Event) -> Vec<(String, String)> {
+        let info = self.rule(rule);
+        let mut out = Vec::new();
+        for f in &info.fields_used {
+            let names = self
+                .slot_names
+                .iter()
+                .position(|n| n == f)
+                .map(|_| f.clone());
+            if let Some(name) = names {
+                let mut vals = Vec::new();
+                for (n, v) in ev.fields() {
+                    if self
+                        .name_slots
+                        .get(n.as_str())
+                        .is_some_and(|sl| sl.iter().any(|&s| self.slot_names[s as usize] == name))
+                    {
+                        let t = v.to_text().into_owned();
+                        if !vals.contains(&t) {
+                            vals.push(t);
+                        }
+                    }
+                }
+                if !vals.is_empty() {
+                    out.push((name, vals.join(" | ")));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The rule's detection with the filters that name it ANDed in.
+fn rule_condition(r: &Rule, pack: &RulePack) -> Expr {
+    let filters: Vec<Expr> = pack
+        .filters
+        .iter()
+        .filter(|f| {
+            f.rules
+                .iter()
+                .any(|x| r.meta.id.as_deref() == Some(x) || r.meta.name.as_deref() == Some(x))
+        })
+        .map(|f| f.condition.clone())
+        .collect();
+    if filters.is_empty() {
+        r.condition.clone()
+    } else {
+        let mut all = vec![r.condition.clone()];
+        all.extend(filters);
+        Expr::And(all)
+    }
+}
+
+fn num_values(v: &Value) -> Box<dyn Iterator<Item = f64> + '_> {
+    match v {
+        Value::List(items) => Box::new(items.iter().filter_map(Value::as_f64)),
+        other => Box::new(other.as_f64().into_iter()),
+    }
+}
+
+/// Calls `f` on each text form of a value (list elements separately); true if any call is.
+fn for_each_text(v: &Value, buf: &mut String, f: &dyn Fn(&str) -> bool) -> bool {
+    use std::fmt::Write;
+    match v {
+        Value::Null => false,
+        Value::Str(s) => f(s),
+        Value::Bool(b) => f(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            buf.clear();
+            let _ = write!(buf, "{i}");
+            f(buf)
+        }
+        Value::Float(x) => {
+            buf.clear();
+            let _ = write!(buf, "{x}");
+            f(buf)
+        }
+        Value::List(items) => items.iter().any(|x| for_each_text(x, buf, f)),
+    }
+}
+
+fn scan_value(a: &SlotMatcher, v: &Value, s: &mut Scratch) {
+    use std::fmt::Write;
+    match v {
+        Value::Null => {}
+        Value::Str(t) => scan_text(a, t, s),
+        Value::Bool(b) => scan_text(a, if *b { "true" } else { "false" }, s),
+        Value::Int(i) => {
+            let mut buf = std::mem::take(&mut s.buf);
+            buf.clear();
+            let _ = write!(buf, "{i}");
+            scan_text(a, &buf, s);
+            s.buf = buf;
+        }
+        Value::Float(x) => {
+            let mut buf = std::mem::take(&mut s.buf);
+            buf.clear();
+            let _ = write!(buf, "{x}");
+            scan_text(a, &buf, s);
+            s.buf = buf;
+        }
+        Value::List(items) => items.iter().for_each(|x| scan_value(a, x, s)),
+    }
+}
+
+/// Keywords are searched in every string value: all of them joined by 0xFF, which never
+/// occurs in UTF-8 text nor in a pattern, so no match can span two values — one pass instead
+/// of one call per field.
+fn scan_keywords(a: &SlotMatcher, fields: &[(mamori_event::FieldName, Value)], s: &mut Scratch) {
+    fn push(v: &Value, buf: &mut Vec<u8>) {
+        match v {
+            Value::Str(t) => {
+                buf.extend_from_slice(t.as_bytes());
+                buf.push(0xFF);
+            }
+            Value::List(items) => items.iter().for_each(|x| push(x, buf)),
+            _ => {}
+        }
+    }
+    let Some(c) = &a.contains else { return };
+    let mut buf = std::mem::take(&mut s.bytes);
+    buf.clear();
+    for (_, v) in fields {
+        push(v, &mut buf);
+    }
+    s.scanned += buf.len() as u64;
+    for m in c.ac.find_overlapping_iter(buf.as_slice()) {
+        fire(s, &c.pats[m.pattern().as_usize()]);
+    }
+    s.bytes = buf;
+}
+
+#[inline]
+fn fire(s: &mut Scratch, preds: &[u32]) {
+    for &p in preds {
+        if s.fired[p as usize] != s.gen {
+            s.fired[p as usize] = s.gen;
+            s.fired_list.push(p);
+        }
+    }
+}
+
+fn scan_text(a: &SlotMatcher, text: &str, s: &mut Scratch) {
+    let bytes = text.as_bytes();
+    if let Some(c) = &a.contains {
+        s.scanned += bytes.len() as u64;
+        for m in c.ac.find_overlapping_iter(bytes) {
+            s.raw_matches += 1;
+            fire(s, &c.pats[m.pattern().as_usize()]);
+        }
+    }
+    if let Some(p) = &a.prefix {
+        walk_anchored(p, bytes.iter().copied(), s);
+    }
+    if let Some(x) = &a.suffix {
+        walk_anchored(x, bytes.iter().rev().copied(), s);
+    }
+    if !a.exact.is_empty() {
+        let mut buf = std::mem::take(&mut s.bytes);
+        buf.clear();
+        buf.extend(bytes.iter().map(u8::to_ascii_lowercase));
+        if let Some(preds) = a.exact.get(buf.as_slice()) {
+            fire(s, preds);
+        }
+        s.bytes = buf;
+    }
+}
+
+fn parse_time(t: &str) -> Option<NaiveDateTime> {
+    let t = t.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Some(d.with_timezone(&Utc).naive_utc());
+    }
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
+        if let Ok(d) = NaiveDateTime::parse_from_str(t, f) {
+            return Some(d);
+        }
+    }
+    None
+}
+
+fn time_part(t: &NaiveDateTime, p: TimePart) -> i64 {
+    match p {
+        TimePart::Minute => t.minute() as i64,
+        TimePart::Hour => t.hour() as i64,
+        TimePart::Day => t.day() as i64,
+        TimePart::Week => t.iso_week().week() as i64,
+        TimePart::Month => t.month() as i64,
+        TimePart::Year => t.year() as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests;

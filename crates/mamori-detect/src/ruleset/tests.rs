@@ -1,0 +1,406 @@
+//! Data-driven matcher tests: `check(rule, event, expect)` — a rule's detection (YAML), one flat
+//! event (JSON), and whether it must match. Covers every modifier and condition form.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use mamori_event::{Event, FieldName, Format, Origin, Value};
+use mamori_sigma::{Placeholders, RulePack};
+
+use super::*;
+
+fn event(json: &str) -> Event {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut e = Event::new(
+        Format::Json,
+        Origin::File {
+            path: Arc::from(Path::new("t.json")),
+            record: None,
+            line: Some(1),
+            offset: 0,
+        },
+        json.as_bytes().to_vec(),
+    );
+    for (k, v) in v.as_object().unwrap() {
+        e.push(FieldName::new(k), Value::from_json(v));
+    }
+    e
+}
+
+fn compile(rules: &str) -> RuleSet {
+    let mut pack = RulePack::new();
+    pack.add_file("t.yml", rules, &Placeholders::new());
+    pack.resolve_references();
+    assert!(pack.failures.is_empty(), "{:?}", pack.failures);
+    RuleSet::compile(&pack, &CompileOptions::default())
+}
+
+fn rule(detection: &str) -> String {
+    let body: String = detection.lines().map(|l| format!("  {l}\n")).collect();
+    format!("title: t\nid: r1\nlogsource: {{product: test}}\ndetection:\n{body}")
+}
+
+/// Matches `detection` (selections + condition) against `event` with a product-less logsource.
+fn check(detection: &str, ev: &str, expect: bool) {
+    let rs = compile(&rule(detection));
+    let mut e = event(ev);
+    e.logsource.product = Some("test".into());
+    let mut out = Vec::new();
+    rs.matches(&e, &mut rs.scratch(), &mut out);
+    assert_eq!(
+        !out.is_empty(),
+        expect,
+        "detection:\n{detection}\nevent: {ev}"
+    );
+}
+
+#[test]
+fn plain_strings_are_case_insensitive_equality() {
+    let d = "sel:\n  Image: 'C:\\Windows\\cmd.exe'\ncondition: sel";
+    check(d, r#"{"Image":"c:\\windows\\CMD.EXE"}"#, true);
+    check(d, r#"{"Image":"c:\\windows\\cmd.exe2"}"#, false);
+    check(d, r#"{"Other":"C:\\Windows\\cmd.exe"}"#, false);
+}
+
+#[test]
+fn contains_startswith_endswith() {
+    check(
+        "s:\n  F|contains: whoami\ncondition: s",
+        r#"{"F":"x WHOAMI /all"}"#,
+        true,
+    );
+    check(
+        "s:\n  F|startswith: abc\ncondition: s",
+        r#"{"F":"abcdef"}"#,
+        true,
+    );
+    check(
+        "s:\n  F|startswith: abc\ncondition: s",
+        r#"{"F":"xabc"}"#,
+        false,
+    );
+    check(
+        "s:\n  F|endswith: '.exe'\ncondition: s",
+        r#"{"F":"a.EXE"}"#,
+        true,
+    );
+    check(
+        "s:\n  F|endswith: '.exe'\ncondition: s",
+        r#"{"F":"a.exe.txt"}"#,
+        false,
+    );
+}
+
+#[test]
+fn wildcards_and_escapes() {
+    check("s:\n  F: 'a*c?e'\ncondition: s", r#"{"F":"ABBBCDE"}"#, true);
+    check("s:\n  F: 'a*c?e'\ncondition: s", r#"{"F":"abce"}"#, false);
+    check("s:\n  F: 'a\\*b'\ncondition: s", r#"{"F":"a*b"}"#, true);
+    check("s:\n  F: 'a\\*b'\ncondition: s", r#"{"F":"axb"}"#, false);
+    check("s:\n  F: '*'\ncondition: s", r#"{"F":"anything"}"#, true);
+    check("s:\n  F: '*'\ncondition: s", r#"{"G":"x"}"#, false);
+    // multi-line values: `*` spans newlines
+    check("s:\n  F: 'a*b'\ncondition: s", r#"{"F":"a\nb"}"#, true);
+}
+
+#[test]
+fn lists_all_and_maps() {
+    check(
+        "s:\n  F|contains: [x, y]\ncondition: s",
+        r#"{"F":"..y.."}"#,
+        true,
+    );
+    check(
+        "s:\n  F|contains|all: [x, y]\ncondition: s",
+        r#"{"F":"..y.."}"#,
+        false,
+    );
+    check(
+        "s:\n  F|contains|all: [x, y]\ncondition: s",
+        r#"{"F":"y..x"}"#,
+        true,
+    );
+    check("s:\n  - F: a\n  - G: b\ncondition: s", r#"{"G":"b"}"#, true);
+    check("s:\n  F: a\n  G: b\ncondition: s", r#"{"G":"b"}"#, false);
+}
+
+#[test]
+fn keywords_search_every_field() {
+    check(
+        "k:\n  - evil\n  - bad\ncondition: k",
+        r#"{"message":"this is EVIL stuff"}"#,
+        true,
+    );
+    check("k:\n  - evil\ncondition: k", r#"{"message":"fine"}"#, false);
+    check(
+        "k:\n  '|all':\n    - one\n    - two\ncondition: k",
+        r#"{"a":"one","b":"two"}"#,
+        true,
+    );
+    check(
+        "k:\n  '|all':\n    - one\n    - two\ncondition: k",
+        r#"{"a":"one"}"#,
+        false,
+    );
+}
+
+#[test]
+fn numbers_null_bool_exists() {
+    check(
+        "s:\n  EventID: 4688\ncondition: s",
+        r#"{"EventID":4688}"#,
+        true,
+    );
+    check(
+        "s:\n  EventID: 4688\ncondition: s",
+        r#"{"EventID":"4688"}"#,
+        true,
+    );
+    check(
+        "s:\n  EventID: [1, 4688]\ncondition: s",
+        r#"{"EventID":5}"#,
+        false,
+    );
+    check("s:\n  F: null\ncondition: s", r#"{"G":1}"#, true);
+    check("s:\n  F: null\ncondition: s", r#"{"F":""}"#, true);
+    check("s:\n  F: null\ncondition: s", r#"{"F":"x"}"#, false);
+    check("s:\n  F: ''\ncondition: s", r#"{"F":""}"#, true);
+    check("s:\n  F: true\ncondition: s", r#"{"F":true}"#, true);
+    check("s:\n  F: true\ncondition: s", r#"{"F":"True"}"#, true);
+    check("s:\n  F|exists: true\ncondition: s", r#"{"F":"x"}"#, true);
+    check("s:\n  F|exists: false\ncondition: s", r#"{"F":"x"}"#, false);
+    check("s:\n  F|exists: false\ncondition: s", r#"{"G":"x"}"#, true);
+}
+
+#[test]
+fn numeric_comparisons_and_neq() {
+    check("s:\n  N|gt: 10\ncondition: s", r#"{"N":11}"#, true);
+    check("s:\n  N|gt: 10\ncondition: s", r#"{"N":10}"#, false);
+    check("s:\n  N|gte: 10\ncondition: s", r#"{"N":"10"}"#, true);
+    check("s:\n  N|lt: 10\ncondition: s", r#"{"N":9.5}"#, true);
+    check("s:\n  N|lte: 10\ncondition: s", r#"{"N":"abc"}"#, false);
+    check("s:\n  F|neq: [a, b]\ncondition: s", r#"{"F":"c"}"#, true);
+    check("s:\n  F|neq: [a, b]\ncondition: s", r#"{"F":"b"}"#, false);
+}
+
+#[test]
+fn regex_with_flags() {
+    check(
+        "s:\n  F|re: '^ab+c$'\ncondition: s",
+        r#"{"F":"abbbc"}"#,
+        true,
+    );
+    check(
+        "s:\n  F|re: '^ab+c$'\ncondition: s",
+        r#"{"F":"ABBC"}"#,
+        false,
+    );
+    check(
+        "s:\n  F|re|i: '^ab+c$'\ncondition: s",
+        r#"{"F":"ABBC"}"#,
+        true,
+    );
+    check("s:\n  F|re: 'a.b'\ncondition: s", r#"{"F":"a\nb"}"#, false);
+    check("s:\n  F|re|s: 'a.b'\ncondition: s", r#"{"F":"a\nb"}"#, true);
+    check("s:\n  F|re|m: '^b$'\ncondition: s", r#"{"F":"a\nb"}"#, true);
+    check(
+        "s:\n  N|re: '^4[0-9]+$'\ncondition: s",
+        r#"{"N":4688}"#,
+        true,
+    );
+}
+
+#[test]
+fn cidr_matches_numerically() {
+    check(
+        "s:\n  ip|cidr: 10.0.0.0/8\ncondition: s",
+        r#"{"ip":"10.1.2.3"}"#,
+        true,
+    );
+    check(
+        "s:\n  ip|cidr: 10.0.0.0/8\ncondition: s",
+        r#"{"ip":"100.1.2.3"}"#,
+        false,
+    );
+    check(
+        "s:\n  ip|cidr: ['192.168.0.0/16', 'fe80::/10']\ncondition: s",
+        r#"{"ip":"fe80::1"}"#,
+        true,
+    );
+    check(
+        "s:\n  ip|cidr: 10.0.0.0/8\ncondition: s",
+        r#"{"ip":"not an ip"}"#,
+        false,
+    );
+}
+
+#[test]
+fn cased_base64_wide_windash() {
+    check("s:\n  F|cased: Abc\ncondition: s", r#"{"F":"Abc"}"#, true);
+    check("s:\n  F|cased: Abc\ncondition: s", r#"{"F":"abc"}"#, false);
+    // "whoami" base64-encoded somewhere in a command line, at any offset
+    check(
+        "s:\n  F|base64offset|contains: whoami\ncondition: s",
+        r#"{"F":"powershell -enc IHdob2FtaQ=="}"#,
+        true,
+    );
+    check(
+        "s:\n  F|base64|contains: whoami\ncondition: s",
+        r#"{"F":"x d2hvYW1p y"}"#,
+        true,
+    );
+    // UTF-16LE "iex" base64: aQBlAHgA
+    check(
+        "s:\n  F|wide|base64offset|contains: iex\ncondition: s",
+        r#"{"F":"-e aQBlAHgA"}"#,
+        true,
+    );
+    check(
+        "s:\n  F|windash|contains: ' -enc '\ncondition: s",
+        r#"{"F":"powershell /enc AAA"}"#,
+        true,
+    );
+    check(
+        "s:\n  F|windash|contains: ' -enc '\ncondition: s",
+        "{\"F\":\"powershell \u{2013}enc AAA\"}",
+        true,
+    );
+}
+
+#[test]
+fn fieldref_and_time_parts() {
+    check(
+        "s:\n  A|fieldref: B\ncondition: s",
+        r#"{"A":"x","B":"X"}"#,
+        true,
+    );
+    check(
+        "s:\n  A|fieldref: B\ncondition: s",
+        r#"{"A":"x","B":"y"}"#,
+        false,
+    );
+    check(
+        "s:\n  A|fieldref|endswith: B\ncondition: s",
+        r#"{"A":"path\\evil.exe","B":"evil.exe"}"#,
+        true,
+    );
+    check(
+        "s:\n  T|hour: 3\ncondition: s",
+        r#"{"T":"2024-01-02T03:04:05Z"}"#,
+        true,
+    );
+    check(
+        "s:\n  T|hour: 4\ncondition: s",
+        r#"{"T":"2024-01-02T03:04:05Z"}"#,
+        false,
+    );
+    check(
+        "s:\n  T|year: 2024\ncondition: s",
+        r#"{"T":"2024-01-02 03:04:05.123"}"#,
+        true,
+    );
+}
+
+#[test]
+fn conditions_not_of_them_underscore() {
+    let d = "sel1:\n  A: x\nsel2:\n  B: y\n_ctx:\n  C: z\ncondition: all of them";
+    check(d, r#"{"A":"x","B":"y"}"#, true);
+    let d = "sel1:\n  A: x\nsel2:\n  B: y\ncondition: 1 of sel* and not sel2";
+    check(d, r#"{"A":"x"}"#, true);
+    check(d, r#"{"A":"x","B":"y"}"#, false);
+    let d = "a:\n  A: x\nb:\n  B: y\nc:\n  C: z\ncondition: a or b and c";
+    check(d, r#"{"B":"y"}"#, false);
+    check(d, r#"{"A":"x"}"#, true);
+    check(
+        "a:\n  A: x\nb:\n  B: y\ncondition:\n  - a\n  - b",
+        r#"{"B":"y"}"#,
+        true,
+    );
+    // A rule that is only a negation has no trigger literal and must still run.
+    check("f:\n  A: x\ncondition: not f", r#"{"B":"y"}"#, true);
+}
+
+#[test]
+fn list_values_in_events() {
+    check("s:\n  Tags: b\ncondition: s", r#"{"Tags":["a","b"]}"#, true);
+    check(
+        "s:\n  Tags|contains: zz\ncondition: s",
+        r#"{"Tags":["a","b"]}"#,
+        false,
+    );
+}
+
+fn win(json: &str) -> Event {
+    let mut e = event(json);
+    e.logsource.product = Some("windows".into());
+    e
+}
+
+#[test]
+fn windows_logsource_mapping() {
+    let rs = compile(
+        "title: pc\nid: pc\nlogsource: {product: windows, category: process_creation}\ndetection:\n  s:\n    Image|endswith: '\\whoami.exe'\n  condition: s\n",
+    );
+    let mut out = Vec::new();
+    let mut sc = rs.scratch();
+    let sysmon = win(
+        r#"{"Channel":"Microsoft-Windows-Sysmon/Operational","EventID":1,"Image":"C:\\w\\whoami.exe"}"#,
+    );
+    rs.matches(&sysmon, &mut sc, &mut out);
+    assert_eq!(out.len(), 1);
+    // Security 4688 carries NewProcessName: the field mapping makes `Image` read it.
+    out.clear();
+    let sec = win(r#"{"Channel":"Security","EventID":4688,"NewProcessName":"C:\\w\\whoami.exe"}"#);
+    rs.matches(&sec, &mut sc, &mut out);
+    assert_eq!(out.len(), 1);
+    // Same field, wrong EventID: not a process creation.
+    out.clear();
+    let other = win(
+        r#"{"Channel":"Microsoft-Windows-Sysmon/Operational","EventID":3,"Image":"C:\\w\\whoami.exe"}"#,
+    );
+    rs.matches(&other, &mut sc, &mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn other_logsources_use_reader_services() {
+    let rs = compile(
+        "title: a\nid: a\nlogsource: {product: linux, service: auth}\ndetection:\n  k:\n    - 'Failed password'\n  condition: k\n",
+    );
+    let mut e = event(r#"{"message":"Failed password for root from 1.2.3.4 port 22 ssh2"}"#);
+    e.logsource.product = Some("linux".into());
+    e.logsource.service = Some("sshd".into());
+    let mut out = Vec::new();
+    rs.matches(&e, &mut rs.scratch(), &mut out);
+    assert_eq!(out.len(), 1, "sshd counts as auth");
+    e.logsource.service = Some("kernel".into());
+    out.clear();
+    rs.matches(&e, &mut rs.scratch(), &mut out);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn filters_and_correlation_bases() {
+    let src = "title: r\nid: r1\nlogsource: {product: test}\ndetection:\n  s:\n    A: x\n  condition: s\n---\ntitle: f\nlogsource: {product: test}\nfilter:\n  rules: [r1]\n  adm:\n    User|startswith: adm_\n  condition: not adm\n";
+    let rs = compile(src);
+    let mut out = Vec::new();
+    let mut e = event(r#"{"A":"x","User":"adm_bob"}"#);
+    e.logsource.product = Some("test".into());
+    rs.matches(&e, &mut rs.scratch(), &mut out);
+    assert!(out.is_empty(), "filtered out");
+    let mut e = event(r#"{"A":"x","User":"bob"}"#);
+    e.logsource.product = Some("test".into());
+    rs.matches(&e, &mut rs.scratch(), &mut out);
+    assert_eq!(out.len(), 1);
+    assert!(rs.rule(out[0].rule).standalone);
+}
+
+#[test]
+fn identical_tests_are_deduplicated() {
+    let a = "title: a\nid: a\nlogsource: {product: test}\ndetection:\n  s:\n    F|contains: evil\n  condition: s\n";
+    let b = a.replace("id: a", "id: b");
+    let rs = compile(&format!("{a}---\n{b}"));
+    assert_eq!(rs.len(), 2);
+    // one literal predicate + one logsource predicate, shared by both rules
+    assert_eq!(rs.predicate_count(), 2);
+}

@@ -1,0 +1,67 @@
+use super::*;
+
+fn origin() -> Origin {
+    Origin::File {
+        path: Arc::from(Path::new("auth.log")),
+        record: None,
+        line: Some(7),
+        offset: 120,
+    }
+}
+
+#[test]
+fn first_field_wins_on_lookup_and_iteration_sees_all() {
+    let mut names = Interner::new();
+    let mut e = Event::new(Format::Syslog, origin(), b"x".to_vec());
+    e.push(names.intern("user.name"), Value::from("alice"));
+    e.push(names.intern("user.name"), Value::from("bob"));
+    assert_eq!(e.get_str("user.name").as_deref(), Some("alice"));
+    assert_eq!(e.fields().len(), 2);
+    assert_eq!(names.len(), 1, "interned once");
+}
+
+#[test]
+fn push_nonempty_skips_null_and_empty() {
+    let mut e = Event::new(Format::Json, origin(), Vec::new());
+    e.push_nonempty("a".into(), Value::Null);
+    e.push_nonempty("b".into(), Value::from(""));
+    e.push_nonempty("c".into(), Value::Int(0));
+    assert_eq!(e.fields().len(), 1);
+}
+
+#[test]
+fn numbers_render_and_parse() {
+    assert_eq!(Value::Int(4688).to_text(), "4688");
+    assert_eq!(Value::from("0x10").as_f64(), Some(16.0));
+    assert_eq!(Value::from(" 12.5 ").as_f64(), Some(12.5));
+    assert_eq!(Value::from("abc").as_f64(), None);
+    assert_eq!(Value::from("inf").as_f64(), None);
+}
+
+#[test]
+fn origin_displays_file_and_locator() {
+    assert_eq!(origin().to_string(), "auth.log:7");
+    let o = Origin::Network {
+        peer: "127.0.0.1:514".parse().unwrap(),
+        transport: Transport::Udp,
+    };
+    assert_eq!(o.to_string(), "udp://127.0.0.1:514");
+}
+
+#[test]
+fn host_prefers_ecs_then_windows_then_syslog() {
+    let mut e = Event::new(Format::Evtx, origin(), Vec::new());
+    e.push("Computer".into(), Value::from("WS01"));
+    assert_eq!(e.host().as_deref(), Some("WS01"));
+    e.fields_mut()
+        .insert(0, ("host.name".into(), Value::from("srv")));
+    assert_eq!(e.host().as_deref(), Some("srv"));
+}
+
+#[test]
+fn level_order_and_labels() {
+    assert!(Level::Critical > Level::High);
+    assert_eq!(Level::parse("medium"), Some(Level::Medium));
+    assert_eq!(Level::High.as_str_ja(), "高");
+    assert_eq!(Format::parse("access-log"), Some(Format::AccessLog));
+}

@@ -1,0 +1,90 @@
+//! Reader throughput on corpus data: events/s and MB/s per reader (`MAMORI_CORPUS`, default
+//! `../shared/corpus` from the project root). A reader whose corpus is missing is left out.
+
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mamori_ingest::{discover, measure_readers, ReadOptions};
+
+fn corpus() -> Option<PathBuf> {
+    let p = std::env::var_os("MAMORI_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/corpus"
+            ))
+        });
+    p.is_dir().then_some(p)
+}
+
+fn sets(c: &std::path::Path) -> Vec<(&'static str, Vec<PathBuf>)> {
+    let evtx = discover(&[c.join("evtx")])
+        .0
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "evtx"))
+        .collect();
+    let weblogs = discover(&[c.join("weblogs")])
+        .0
+        .into_iter()
+        .filter(|f| {
+            let n = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            n.starts_with("access_log")
+                || ["acunetix.txt", "netsparker.txt", "w3af.txt"].contains(&n.as_str())
+        })
+        .collect();
+    vec![
+        ("evtx", evtx),
+        ("jsonl", vec![c.join("bench/windows-flat.jsonl")]),
+        (
+            "syslog",
+            vec![
+                c.join("loghub/OpenSSH/OpenSSH_2k.log"),
+                c.join("loghub/Linux/Linux_2k.log"),
+            ],
+        ),
+        ("access_log", weblogs),
+        (
+            "cloudtrail",
+            discover(&[c.join("cloudtrail")])
+                .0
+                .into_iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "json"))
+                .collect(),
+        ),
+    ]
+}
+
+fn readers(crit: &mut Criterion) {
+    let Some(c) = corpus() else {
+        eprintln!("skipped: corpus not found");
+        return;
+    };
+    let opts = ReadOptions::default();
+    let mut group = crit.benchmark_group("readers");
+    group.sample_size(10);
+    for (name, files) in sets(&c) {
+        if files.is_empty() {
+            continue;
+        }
+        // One untimed pass for the figures (and the page cache).
+        let fig = measure_readers(&files, &opts);
+        eprintln!(
+            "{name}: {} files, {} events, {:.1} MB, {:.0} events/s, {:.1} MiB/s (single pass)",
+            fig.files,
+            fig.events,
+            fig.bytes as f64 / 1e6,
+            fig.events_per_sec(),
+            fig.mib_per_sec()
+        );
+        group.throughput(Throughput::Elements(fig.events));
+        group.bench_function(name, |b| b.iter(|| measure_readers(&files, &opts)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, readers);
+criterion_main!(benches);

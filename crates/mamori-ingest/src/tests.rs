@@ -1,0 +1,208 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use mamori_event::Value;
+
+use super::*;
+
+fn origin() -> Origin {
+    Origin::File {
+        path: Arc::from(Path::new("x.json")),
+        record: None,
+        line: Some(1),
+        offset: 0,
+    }
+}
+
+fn json(s: &str) -> Event {
+    parse_json_object(s.as_bytes(), origin(), &mut Interner::new()).unwrap()
+}
+
+fn get(e: &Event, k: &str) -> Option<String> {
+    e.get_str(k).map(|s| s.into_owned())
+}
+
+#[test]
+fn detection_by_content() {
+    let f = |s: &[u8]| detect_bytes(s, None);
+    assert_eq!(f(b"ElfFile\0rest"), Sniffed::Format(Format::Evtx));
+    assert_eq!(f(b"{\"a\":1}\n"), Sniffed::Format(Format::Json));
+    assert_eq!(
+        f(b"{\"Records\":[{\"eventVersion\":\"1.08\",\"eventSource\":\"s3.amazonaws.com\"}]}"),
+        Sniffed::Format(Format::CloudTrail)
+    );
+    assert_eq!(
+        f(b"#Software: Microsoft Internet Information Services 10.0\n#Fields: date time\n"),
+        Sniffed::Format(Format::Iis)
+    );
+    assert_eq!(
+        f(b"1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"GET / HTTP/1.0\" 200 1\n"),
+        Sniffed::Format(Format::AccessLog)
+    );
+    assert_eq!(
+        f(b"type=SYSCALL msg=audit(1.2:3): a=b\n"),
+        Sniffed::Format(Format::Auditd)
+    );
+    assert_eq!(
+        f(b"Jan  1 00:00:00 h sshd[1]: x\n"),
+        Sniffed::Format(Format::Syslog)
+    );
+    assert_eq!(
+        f(b"[Sun Dec 04 04:47:44 2005] [error] x\n"),
+        Sniffed::Format(Format::Syslog)
+    );
+    assert_eq!(f(b"plain text\n"), Sniffed::Format(Format::Syslog));
+    assert_eq!(f(b"PK\x03\x04\0\0"), Sniffed::Unsupported("zip archive"));
+    assert_eq!(f(b" \n\t"), Sniffed::Empty);
+}
+
+#[test]
+fn nested_json_flattens_with_dots_and_keeps_types() {
+    let e = json(
+        r#"{"a":{"b":1,"c":[1,2],"d":[{"x":"p"},{"x":"q"}]},"t":true,"big":18446744073709551615}"#,
+    );
+    assert_eq!(e.get("a.b"), Some(&Value::Int(1)));
+    assert_eq!(
+        e.get("a.c"),
+        Some(&Value::List(vec![Value::Int(1), Value::Int(2)]))
+    );
+    assert_eq!(
+        e.fields()
+            .iter()
+            .filter(|(n, _)| n.as_str() == "a.d.x")
+            .count(),
+        2
+    );
+    assert_eq!(e.get("t"), Some(&Value::Bool(true)));
+    assert_eq!(get(&e, "big").as_deref(), Some("18446744073709551615"));
+}
+
+#[test]
+fn cloudtrail_ecs_copies() {
+    let e = json(
+        r#"{"eventVersion":"1.08","eventTime":"2023-07-10T11:42:18Z","eventSource":"cloudtrail.amazonaws.com","eventName":"StopLogging","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/Admin/alice"},"sourceIPAddress":"3.225.16.109","errorCode":"AccessDenied","requestParameters":{"name":"trail"}}"#,
+    );
+    assert_eq!(e.format, Format::CloudTrail);
+    assert_eq!(get(&e, "event.action").as_deref(), Some("StopLogging"));
+    assert_eq!(get(&e, "event.outcome").as_deref(), Some("failure"));
+    assert_eq!(get(&e, "user.name").as_deref(), Some("alice"));
+    assert_eq!(get(&e, "source.ip").as_deref(), Some("3.225.16.109"));
+    assert_eq!(get(&e, "requestParameters.name").as_deref(), Some("trail"));
+    assert_eq!(
+        e.timestamp.unwrap().to_rfc3339(),
+        "2023-07-10T11:42:18+00:00"
+    );
+    assert_eq!(
+        e.logsource.service.as_ref().map(|s| s.as_str()),
+        Some("cloudtrail")
+    );
+}
+
+#[test]
+fn windows_json_variants_get_evtx_names() {
+    // evtx_dump style
+    let e = json(
+        r##"{"Event":{"#attributes":{"xmlns":"x"},"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Security-Auditing","Guid":"{g}"}},"EventID":{"#text":"4625","#attributes":{"Qualifiers":"0"}},"TimeCreated":{"#attributes":{"SystemTime":"2021-01-01T00:00:00.1234567Z"}},"Computer":"DC1","Security":null,"Execution":{"#attributes":{"ProcessID":1,"ThreadID":2}}},"EventData":{"TargetUserName":"bob","IpAddress":"10.1.1.1","Data":{"#text":["x","y"]}}}}"##,
+    );
+    assert_eq!(e.get("EventID"), Some(&Value::Int(4625)));
+    assert_eq!(
+        get(&e, "Provider_Name").as_deref(),
+        Some("Microsoft-Windows-Security-Auditing")
+    );
+    assert_eq!(e.get("Execution_ProcessID"), Some(&Value::Int(1)));
+    assert_eq!(get(&e, "event.outcome").as_deref(), Some("failure"));
+    assert_eq!(get(&e, "user.name").as_deref(), Some("bob"));
+    assert_eq!(get(&e, "source.ip").as_deref(), Some("10.1.1.1"));
+    assert_eq!(get(&e, "host.name").as_deref(), Some("DC1"));
+    assert_eq!(
+        e.get("Data"),
+        Some(&Value::List(vec![Value::from("x"), Value::from("y")]))
+    );
+    assert!(e.timestamp.is_some());
+    // Winlogbeat
+    let e = json(
+        r#"{"@timestamp":"2021-01-01T00:00:00Z","winlog":{"event_id":4688,"channel":"Security","computer_name":"WS1","provider_name":"P","event_data":{"NewProcessName":"C:\\x.exe","CommandLine":"x"}}}"#,
+    );
+    assert_eq!(e.get("EventID"), Some(&Value::Int(4688)));
+    assert_eq!(get(&e, "Channel").as_deref(), Some("Security"));
+    assert_eq!(get(&e, "Image").as_deref(), Some("C:\\x.exe"));
+    assert_eq!(get(&e, "process.command_line").as_deref(), Some("x"));
+    // NXLog
+    let e = json(
+        r#"{"EventID":4624,"SourceName":"Microsoft-Windows-Security-Auditing","Hostname":"WS2","EventTime":"2020-10-18 19:50:09","IpAddress":"-","SubjectUserName":"s"}"#,
+    );
+    assert_eq!(
+        get(&e, "Provider_Name").as_deref(),
+        Some("Microsoft-Windows-Security-Auditing")
+    );
+    assert_eq!(get(&e, "Computer").as_deref(), Some("WS2"));
+    assert!(e.get("source.ip").is_none(), "`-` is not an address");
+    assert_eq!(get(&e, "user.name").as_deref(), Some("s"));
+    assert_eq!(
+        e.timestamp.unwrap().to_rfc3339(),
+        "2020-10-18T19:50:09+00:00"
+    );
+}
+
+#[test]
+fn read_error_display() {
+    let mut e = ReadError::file(Path::new("a.log"), "bad");
+    assert_eq!(e.to_string(), "a.log: bad");
+    e.offset = Some(7);
+    assert_eq!(e.to_string(), "a.log@7: bad");
+    e.line = Some(3);
+    assert_eq!(e.to_string(), "a.log:3: bad");
+    e.line = None;
+    e.record = Some(9);
+    assert_eq!(e.to_string(), "a.log@7: record 9: bad");
+}
+
+#[test]
+fn discover_walks_sorted_and_does_not_follow_directory_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("b");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("z.log"), "x").unwrap();
+    std::fs::write(dir.path().join("a.log"), "x").unwrap();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(dir.path(), sub.join("loop")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a.log"), sub.join("link.log")).unwrap();
+    }
+    let (files, errors) = discover(&[dir.path().to_path_buf(), dir.path().join("missing")]);
+    let names: Vec<_> = files
+        .iter()
+        .map(|f| {
+            f.strip_prefix(dir.path())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    #[cfg(unix)]
+    assert_eq!(names, ["a.log", "b/link.log", "b/z.log"]);
+    assert_eq!(errors.len(), 1);
+}
+
+#[test]
+fn auditd_groups_records_and_decodes_hex() {
+    let recs: Vec<_> = [
+        &b"type=SYSCALL msg=audit(1604996384.965:93777): arch=c000003e syscall=59 a0=55 comm=\"dd\" exe=\"/usr/bin/dd\" key=(null)"[..],
+        b"type=EXECVE msg=audit(1604996384.965:93777): argc=3 a0=\"dd\" a1=69663D2F6465762F7A65726F a2=\"bs=1\"",
+        b"type=PROCTITLE msg=audit(1604996384.965:93777): proctitle=6464006966",
+    ]
+    .iter()
+    .map(|l| parse_auditd_line(l).unwrap())
+    .collect();
+    let e = auditd_event(&recs, Vec::new(), origin(), &mut Interner::new());
+    assert_eq!(get(&e, "a0").as_deref(), Some("dd"), "EXECVE's a0 first");
+    assert_eq!(get(&e, "SYSCALL.a0").as_deref(), Some("55"));
+    assert_eq!(
+        get(&e, "process.command_line").as_deref(),
+        Some("dd if=/dev/zero bs=1")
+    );
+    assert_eq!(get(&e, "proctitle").as_deref(), Some("dd if"));
+    assert_eq!(get(&e, "type").as_deref(), Some("SYSCALL,EXECVE,PROCTITLE"));
+    assert_eq!(get(&e, "key").as_deref(), Some("(null)"));
+    assert!(e.timestamp.is_some());
+}

@@ -1,0 +1,179 @@
+//! `mamori bench`: throughput of the hot paths on real data, single thread.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Subcommand;
+use mamori_detect::{CompileOptions, RuleSet};
+use mamori_event::Event;
+use mamori_ingest::ReadOptions;
+
+use crate::exit;
+use crate::rules::{load_pack, load_placeholders};
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum BenchCmd {
+    /// Sigma matching throughput: µs/event and events/s on one core, compile time, memory,
+    /// and how time grows with the number of rules.
+    Rules {
+        /// Rule files or directories.
+        #[arg(short, long, required = true, num_args = 1.., value_name = "PATH")]
+        rules: Vec<PathBuf>,
+        /// Events to match (any supported format; pre-flattened JSONL is typical).
+        #[arg(short, long, required = true, value_name = "FILE")]
+        events: PathBuf,
+        /// Only rules whose logsource product is this (e.g. `windows`).
+        #[arg(long, value_name = "PRODUCT")]
+        product: Option<String>,
+        /// Passes over the events (the figures are for the whole run).
+        #[arg(long, default_value_t = 10)]
+        repeat: usize,
+        /// Also measure with the first 100 and 1,000 rules to show how cost grows.
+        #[arg(long)]
+        scaling: bool,
+        /// YAML file with values for `%placeholders%`.
+        #[arg(long, value_name = "FILE")]
+        placeholders: Option<PathBuf>,
+    },
+    /// Reader throughput per file (events/s and MiB/s), one thread.
+    Readers {
+        /// Files or directories to read.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
+    match cmd {
+        BenchCmd::Rules {
+            rules,
+            events,
+            product,
+            repeat,
+            scaling,
+            placeholders,
+        } => bench_rules(
+            &rules,
+            &events,
+            product.as_deref(),
+            repeat.max(1),
+            scaling,
+            placeholders,
+        ),
+        BenchCmd::Readers { paths } => {
+            let (files, errs) = mamori_ingest::discover(&paths);
+            for e in errs {
+                eprintln!("warning: {e}");
+            }
+            let fig = mamori_ingest::measure_readers(&files, &ReadOptions::default());
+            println!(
+                "{} files, {} events, {:.1} MiB in {:.3}s: {:.0} events/s, {:.1} MiB/s ({} errors)",
+                fig.files,
+                fig.events,
+                fig.bytes as f64 / 1048576.0,
+                fig.elapsed.as_secs_f64(),
+                fig.events_per_sec(),
+                fig.mib_per_sec(),
+                fig.errors
+            );
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// Peak resident set size of this process, from /proc (Linux).
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn bench_rules(
+    rule_paths: &[PathBuf],
+    events_path: &std::path::Path,
+    product: Option<&str>,
+    repeat: usize,
+    scaling: bool,
+    placeholders: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    let ph = load_placeholders(placeholders.as_deref())?;
+    let t0 = Instant::now();
+    let (mut pack, files) = load_pack(rule_paths, &ph)?;
+    if let Some(p) = product {
+        pack.rules
+            .retain(|r| r.logsource.product.as_deref() == Some(p));
+        pack.correlations.clear();
+        pack.filters.clear();
+    }
+    let parse_s = t0.elapsed().as_secs_f64();
+
+    let mut events: Vec<Event> = Vec::new();
+    let report = mamori_ingest::read_file(events_path, &ReadOptions::default(), &mut |e| {
+        events.push(e)
+    });
+    if events.is_empty() {
+        anyhow::bail!(
+            "no events read from {}: {}",
+            events_path.display(),
+            report.skipped.unwrap_or_else(|| "empty".into())
+        );
+    }
+    println!(
+        "rules: {} loaded from {files} files ({} failed), parsed in {parse_s:.2}s",
+        pack.rules.len(),
+        pack.failures.len()
+    );
+    println!("events: {} from {}", events.len(), events_path.display());
+
+    let mut sizes = vec![pack.rules.len()];
+    if scaling {
+        sizes = [100usize, 1000, pack.rules.len()]
+            .into_iter()
+            .filter(|n| *n <= pack.rules.len())
+            .collect();
+    }
+    let all_rules = std::mem::take(&mut pack.rules);
+    let mut baseline: Option<f64> = None;
+    for n in sizes {
+        pack.rules = all_rules[..n].to_vec();
+        let t = Instant::now();
+        let set = RuleSet::compile(&pack, &CompileOptions::default());
+        let compile_s = t.elapsed().as_secs_f64();
+        let mut scratch = set.scratch();
+        let mut out = Vec::new();
+        let mut matches = 0usize;
+        // Warm-up pass (not timed).
+        for e in &events {
+            out.clear();
+            set.matches(e, &mut scratch, &mut out);
+        }
+        let t = Instant::now();
+        for _ in 0..repeat {
+            for e in &events {
+                out.clear();
+                set.matches(e, &mut scratch, &mut out);
+                matches += out.len();
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let total = (events.len() * repeat) as f64;
+        let us = secs * 1e6 / total;
+        let ratio = baseline.map(|b| us / b);
+        baseline.get_or_insert(us);
+        println!(
+            "{n:>5} rules: compile {compile_s:.2}s, {} predicates | {us:.3} µs/event, {:.0} events/s/core | matches per pass {}{}",
+            set.predicate_count(),
+            total / secs,
+            matches / repeat,
+            ratio.map(|r| format!(" | {r:.2}× the {}-rule time", 100.min(all_rules.len()))).unwrap_or_default()
+        );
+    }
+    if let Some(rss) = peak_rss_mib() {
+        println!(
+            "peak RSS: {rss:.1} MiB (rules + {} events held in memory)",
+            events.len()
+        );
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,343 @@
+//! `mamori hunt`: read every log file under some paths in parallel, match Sigma rules
+//! (incl. correlations), write a time-sorted timeline and a summary.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use mamori_detect::correlation::{Correlator, Limits};
+use mamori_detect::{CompileOptions, Match, RuleSet};
+use mamori_event::{Event, Format, Level};
+use mamori_ingest::{FileReport, ReadOptions};
+use mamori_sigma::FieldMap;
+use rayon::prelude::*;
+
+use crate::exit;
+use crate::rules::{load_pack, load_placeholders};
+use crate::timeline::{self, Row, TimelineFormat};
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Hunt through log files with Sigma rules and write a forensic timeline.\n\n\
+Every file under PATH is read (EVTX, JSON/JSONL, CloudTrail, syslog, access logs, auditd; .gz\n\
+transparently), its format detected from the content. Detections are written as a timeline sorted\n\
+by time: CSV by default (spreadsheet formulas neutralised), or JSONL with the full event.\n\
+A summary goes to standard error."
+)]
+pub(crate) struct HuntArgs {
+    /// Log files or directories to read (recursively).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Sigma rule files or directories.
+    #[arg(short, long, required = true, value_name = "PATH", num_args = 1..)]
+    rules: Vec<PathBuf>,
+    /// Write the timeline to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Timeline format.
+    #[arg(long, value_enum, default_value = "csv")]
+    format: TimelineFormat,
+    /// Read every input as this format instead of detecting it
+    /// (evtx, json, cloudtrail, syslog, access-log, iis, auditd).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    input_format: Option<Format>,
+    /// Only report detections of at least this level.
+    #[arg(long, value_name = "LEVEL", value_parser = parse_level, default_value = "informational")]
+    min_level: Level,
+    /// Number of threads (default: all cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    threads: Option<usize>,
+    /// Exit with code 1 when anything was detected.
+    #[arg(long)]
+    fail_on_detection: bool,
+    /// YAML file with values for `%placeholders%` used by `|expand`.
+    #[arg(long, value_name = "FILE")]
+    placeholders: Option<PathBuf>,
+    /// No progress bar and no summary.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse(s).ok_or_else(|| {
+        format!("unknown format `{s}` (expected evtx, json, cloudtrail, syslog, access-log, iis or auditd)")
+    })
+}
+
+fn parse_level(s: &str) -> Result<Level, String> {
+    Level::parse(s)
+        .ok_or_else(|| format!("unknown level `{s}` (informational, low, medium, high, critical)"))
+}
+
+/// What one file produced.
+struct FileResult {
+    report: FileReport,
+    rows: Vec<Row>,
+    /// Events that matched rules feeding correlations, with those matches.
+    for_correlation: Vec<(Event, Vec<Match>)>,
+}
+
+pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
+    let start = Instant::now();
+    let ph = load_placeholders(args.placeholders.as_deref())?;
+    let (pack, rule_files) = load_pack(&args.rules, &ph)?;
+    if pack.rules.is_empty() {
+        eprintln!(
+            "error: no rule could be loaded from {} rule file(s)",
+            rule_files
+        );
+        for f in pack.failures.iter().take(20) {
+            eprintln!("  {f}");
+        }
+        return Ok(exit::USAGE);
+    }
+    let opts = CompileOptions::default();
+    let rules = RuleSet::compile(&pack, &opts);
+    let mut correlator = Correlator::new(&pack, &rules, &FieldMap::builtin(), Limits::default());
+
+    let (files, walk_errors) = mamori_ingest::discover(&args.paths);
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let bar = if show {
+        let b = ProgressBar::new(files.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} files {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let read_opts = ReadOptions {
+        format: args.input_format,
+        ..ReadOptions::default()
+    };
+    let jsonl = args.format == TimelineFormat::Jsonl;
+    let corr_ref = &correlator;
+    let results: Vec<FileResult> = pool.install(|| {
+        files
+            .par_iter()
+            .map_init(
+                || rules.scratch(),
+                |scratch, path| {
+                    let mut rows = Vec::new();
+                    let mut for_correlation = Vec::new();
+                    let mut matches = Vec::new();
+                    let report = mamori_ingest::read_file(path, &read_opts, &mut |ev| {
+                        matches.clear();
+                        rules.matches(&ev, scratch, &mut matches);
+                        if matches.is_empty() {
+                            return;
+                        }
+                        for m in &matches {
+                            let info = rules.rule(m.rule);
+                            if !info.standalone || info.level < args.min_level {
+                                continue;
+                            }
+                            rows.push(Row {
+                                timestamp: ev.timestamp,
+                                host: ev.host().map(|h| h.into_owned()).unwrap_or_default(),
+                                source: ev.origin.to_string(),
+                                rule_id: info.meta.reference().to_owned(),
+                                rule_title: info.meta.title.clone(),
+                                level: info.level,
+                                tags: info.meta.attack_tags().map(str::to_owned).collect(),
+                                details: rules.details(m.rule, &ev),
+                                event: jsonl.then(|| ev.fields_json()),
+                            });
+                        }
+                        if matches.iter().any(|m| corr_ref.uses_rule(m.rule)) {
+                            for_correlation.push((ev, matches.clone()));
+                        }
+                    });
+                    bar.inc(1);
+                    FileResult {
+                        report,
+                        rows,
+                        for_correlation,
+                    }
+                },
+            )
+            .collect()
+    });
+    bar.finish_and_clear();
+
+    // Correlations run over the merged stream in event time.
+    let mut rows: Vec<Row> = Vec::new();
+    let mut corr_events: Vec<(Event, Vec<Match>)> = Vec::new();
+    let mut reports = Vec::with_capacity(results.len());
+    for r in results {
+        rows.extend(r.rows);
+        corr_events.extend(r.for_correlation);
+        reports.push(r.report);
+    }
+    if !correlator.is_empty() {
+        corr_events.sort_by_key(|(e, _)| e.timestamp);
+        let mut alerts = Vec::new();
+        for (ev, m) in &corr_events {
+            correlator.observe(ev, m, &mut alerts);
+        }
+        correlator.flush(&mut alerts);
+        for a in alerts {
+            if a.correlation.level < args.min_level {
+                continue;
+            }
+            let mut details: Vec<(String, String)> = a.group.clone();
+            details.push((
+                a.correlation.kind.as_str().to_owned(),
+                format!("{}", a.value),
+            ));
+            details.push(("events".into(), a.events.to_string()));
+            rows.push(Row {
+                timestamp: chrono::DateTime::from_timestamp_millis(a.last_ms),
+                host: String::new(),
+                source: "correlation".into(),
+                rule_id: a.correlation.meta.reference().to_owned(),
+                rule_title: a.correlation.meta.title.clone(),
+                level: a.correlation.level,
+                tags: a
+                    .correlation
+                    .meta
+                    .attack_tags()
+                    .map(str::to_owned)
+                    .collect(),
+                details,
+                event: None,
+            });
+        }
+    }
+    rows.sort_by(|a, b| (a.timestamp, &a.source).cmp(&(b.timestamp, &b.source)));
+
+    match &args.output {
+        Some(p) => {
+            let f = std::fs::File::create(p)
+                .with_context(|| format!("cannot create {}", p.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            timeline::write(&rows, args.format, &mut w)
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            if let Err(e) = timeline::write(&rows, args.format, &mut w) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(e).context("cannot write the timeline");
+                }
+            }
+        }
+    }
+
+    if !args.quiet {
+        summary(
+            &reports,
+            &walk_errors,
+            &rows,
+            &pack,
+            rule_files,
+            start.elapsed(),
+        );
+    }
+    Ok(if args.fail_on_detection && !rows.is_empty() {
+        exit::FOUND
+    } else {
+        exit::OK
+    })
+}
+
+fn summary(
+    reports: &[FileReport],
+    walk_errors: &[mamori_ingest::ReadError],
+    rows: &[Row],
+    pack: &mamori_sigma::RulePack,
+    rule_files: usize,
+    elapsed: std::time::Duration,
+) {
+    let mut e = std::io::stderr().lock();
+    let mut by_format: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut events = 0u64;
+    for r in reports {
+        events += r.events;
+        if let Some(f) = r.format {
+            let x = by_format.entry(f.as_str()).or_default();
+            x.0 += 1;
+            x.1 += r.events;
+        }
+    }
+    let _ = writeln!(
+        e,
+        "\nRules: {} loaded from {rule_files} files ({} correlations, {} filters), {} failed",
+        pack.rules.len(),
+        pack.correlations.len(),
+        pack.filters.len(),
+        pack.failures.len()
+    );
+    let _ = writeln!(e, "Events read: {events} from {} files", reports.len());
+    for (f, (n, ev)) in &by_format {
+        let _ = writeln!(e, "  {f:<12} {ev:>10} events in {n} files");
+    }
+    let mut by_level: BTreeMap<Level, usize> = BTreeMap::new();
+    let mut by_rule: BTreeMap<(&str, Level), usize> = BTreeMap::new();
+    for r in rows {
+        *by_level.entry(r.level).or_default() += 1;
+        *by_rule.entry((&r.rule_title, r.level)).or_default() += 1;
+    }
+    let _ = writeln!(e, "Detections: {}", rows.len());
+    for (l, n) in by_level.iter().rev() {
+        let _ = writeln!(e, "  {:<14} {n}", format!("{l} ({})", l.as_str_ja()));
+    }
+    let mut top: Vec<_> = by_rule.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(b.0 .1.cmp(&a.0 .1)));
+    if !top.is_empty() {
+        let _ = writeln!(e, "Top rules:");
+        for ((title, level), n) in top.iter().take(10) {
+            let _ = writeln!(e, "  {n:>6}  [{level}] {title}");
+        }
+    }
+    let failed: Vec<&FileReport> = reports
+        .iter()
+        .filter(|r| r.skipped.is_some() || r.error_count > 0)
+        .collect();
+    if !failed.is_empty() || !walk_errors.is_empty() {
+        let _ = writeln!(e, "Problems:");
+        for w in walk_errors {
+            let _ = writeln!(e, "  {w}");
+        }
+        for r in failed.iter().take(50) {
+            if let Some(why) = &r.skipped {
+                let _ = writeln!(e, "  {}: skipped: {why}", r.path.display());
+            }
+            for er in r.errors.iter().take(5) {
+                let _ = writeln!(e, "  {er}");
+            }
+            if r.error_count > 5 {
+                let _ = writeln!(
+                    e,
+                    "  {}: … {} more errors",
+                    r.path.display(),
+                    r.error_count - 5
+                );
+            }
+        }
+    }
+    let secs = elapsed.as_secs_f64();
+    let _ = writeln!(
+        e,
+        "Elapsed: {secs:.2}s ({:.0} events/s)",
+        events as f64 / secs.max(1e-9)
+    );
+}

@@ -1,0 +1,94 @@
+//! `mamori`: the command-line entry point. Glue only: argument parsing, wiring of the library
+//! crates, terminal output and exit codes.
+
+mod bench;
+mod hunt;
+mod rules;
+mod timeline;
+mod vault_cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes scripts can rely on.
+pub(crate) mod exit {
+    /// Ran fine (and, with `--fail-on-detection`, found nothing).
+    pub(crate) const OK: i32 = 0;
+    /// Detections found with `--fail-on-detection`; tampering found by a verify command.
+    pub(crate) const FOUND: i32 = 1;
+    /// Usage or configuration error: bad arguments, unreadable rules directory, …
+    pub(crate) const USAGE: i32 = 2;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mamori",
+    version,
+    about = "Mamori (守り): security monitoring and incident response in one binary.",
+    long_about = "Mamori (守り): security monitoring and incident response in one binary.\n\n\
+Mamori reads Windows EVTX, JSON (Winlogbeat/NXLog/CloudTrail), syslog (RFC 3164/5424, Linux auth.log),\n\
+web access logs (Apache/nginx/IIS) and auditd, matches them against Sigma rules (incl. correlations),\n\
+and writes a forensic timeline.\n\n\
+Examples:\n    \
+mamori hunt /var/log --rules ./rules                 Hunt a folder of logs\n    \
+mamori hunt logs/ --rules rules/ -o out.jsonl --format jsonl\n    \
+mamori rules check ./rules                            Compile rules, list failures\n    \
+mamori bench rules --rules sigma/rules              Matching throughput\n\n\
+Exit codes: 0 ok, 1 detections with --fail-on-detection or tampering found, 2 usage/config error.",
+    after_help = "Run 'mamori <COMMAND> --help' for the options of a command."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Hunt through log files with Sigma rules and write a forensic timeline.
+    Hunt(hunt::HuntArgs),
+    /// Work with rule sets.
+    #[command(subcommand)]
+    Rules(rules::RulesCmd),
+    /// Measure throughput of the hot paths on real data.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+    /// Create a data directory with an evidence vault and its signing key.
+    Init(vault_cli::InitArgs),
+    /// Seal, inspect and verify the evidence vault.
+    #[command(subcommand)]
+    Vault(vault_cli::VaultCmd),
+    /// Export and verify evidence bundles.
+    #[command(subcommand)]
+    Evidence(vault_cli::EvidenceCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    let result = match cli.command {
+        Command::Hunt(a) => hunt::run(a),
+        Command::Rules(c) => rules::run(c),
+        Command::Bench(c) => bench::run(c),
+        Command::Init(a) => vault_cli::run_init(a),
+        Command::Vault(c) => vault_cli::run_vault(c),
+        Command::Evidence(c) => vault_cli::run_evidence(c),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::USAGE as u8)
+        }
+    }
+}
