@@ -249,6 +249,24 @@ impl Correlator {
         self.defs.is_empty()
     }
 
+    /// Every event field a correlation reads (group-by names incl. aliases, value fields), so a
+    /// caller that buffers events for [`Correlator::observe`] can keep only these.
+    pub fn needed_fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .defs
+            .iter()
+            .flat_map(|d| {
+                d.inputs
+                    .iter()
+                    .flat_map(|(_, per_group, _)| per_group.iter().flatten().cloned())
+                    .chain(d.field.iter().flatten().cloned())
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Whether matches of this rule feed any correlation.
     pub fn uses_rule(&self, rule: u32) -> bool {
         self.rule_to_defs.contains_key(&rule)

@@ -19,6 +19,7 @@
 //! This crate does no I/O and reads no clock.
 
 pub mod correlation;
+mod glob;
 mod literals;
 mod logsource;
 mod ruleset;

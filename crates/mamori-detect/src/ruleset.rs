@@ -67,7 +67,7 @@ enum PredKind {
     /// Wildcard pattern, cased string or non-ASCII literal: a regex, tried only when the
     /// `required` literal (if any) fired.
     Glob {
-        re: Regex,
+        glob: crate::glob::Glob,
         required: Option<u32>,
     },
     Regex {
@@ -112,11 +112,19 @@ enum Node {
     Const(bool),
 }
 
+/// Per automaton pattern: the predicates it stands for, each with the rest of its literal
+/// when the literal was longer than [`KEY_LEN`] (verified after the automaton hit).
+type Targets = SmallVec<[(u32, Option<Box<[u8]>>); 1]>;
+
+/// Literals longer than this enter the automata by their first `KEY_LEN` bytes only: IOC lists
+/// (hashes, long paths) would otherwise build tries of hundreds of thousands of states.
+const KEY_LEN: usize = 16;
+
 /// One automaton: pattern index → the predicates it stands for.
 #[derive(Debug)]
 struct Automaton {
     ac: AhoCorasick,
-    pats: Vec<SmallVec<[u32; 1]>>,
+    pats: Vec<Targets>,
 }
 
 /// All literals of one field, split by anchoring so most of them cost almost nothing:
@@ -126,8 +134,25 @@ struct Automaton {
 /// byte no pattern continues with.
 #[derive(Debug)]
 struct AnchoredAutomaton {
-    dfa: aho_corasick::dfa::DFA,
-    pats: Vec<SmallVec<[u32; 1]>>,
+    dfa: Anchor2,
+    pats: Vec<Targets>,
+}
+
+/// A DFA for small pattern sets, the (much smaller) contiguous NFA for large ones.
+#[derive(Debug)]
+enum Anchor2 {
+    Dfa(aho_corasick::dfa::DFA),
+    Nfa(aho_corasick::nfa::contiguous::NFA),
+}
+
+impl Anchor2 {
+    fn memory_usage(&self) -> usize {
+        use aho_corasick::automaton::Automaton as _;
+        match self {
+            Anchor2::Dfa(d) => d.memory_usage(),
+            Anchor2::Nfa(n) => n.memory_usage(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -391,31 +416,7 @@ impl Builder<'_> {
                 return Node::Pred(self.lit(slot, &s, anchor));
             }
         }
-        // A general pattern: regex, prefiltered by its longest ASCII literal.
-        let mut re = String::from(if cased { "(?s)" } else { "(?si)" });
-        let body: &[Piece] = {
-            let mut b = pieces.as_slice();
-            if b.first() == Some(&Piece::Any) {
-                b = &b[1..];
-            } else {
-                re.push('^');
-            }
-            b
-        };
-        let (body, open_end) = match body.split_last() {
-            Some((Piece::Any, rest)) => (rest, true),
-            _ => (body, false),
-        };
-        for piece in body {
-            match piece {
-                Piece::Lit(s) => re.push_str(&regex::escape(s)),
-                Piece::Any => re.push_str(".*"),
-                Piece::One => re.push('.'),
-            }
-        }
-        if !open_end {
-            re.push('$');
-        }
+        // A general pattern, prefiltered by its longest literal.
         let required = pieces
             .iter()
             .filter_map(|p| match p {
@@ -425,8 +426,7 @@ impl Builder<'_> {
             .max_by_key(|s| s.len());
         let key = format!("glob{}:{}", u8::from(cased), Pattern(pieces.clone()));
         Node::Pred(self.add_pred(slot, key, |b| PredKind::Glob {
-            // Built from escaped literals and `.*`/`.`: always a valid regex.
-            re: Regex::new(&re).unwrap_or_else(|_| Regex::new("$^").expect("valid")),
+            glob: crate::glob::Glob::new(&pieces, cased),
             required: required.map(|r| b.lit(slot, &r, Anchor::Contains)),
         }))
     }
@@ -639,7 +639,7 @@ fn uses_keywords(n: &Node, preds: &[Pred]) -> bool {
 
 const DFA_LIMIT: usize = 500;
 
-fn automaton(patterns: &[Vec<u8>], pats: Vec<SmallVec<[u32; 1]>>) -> Option<Automaton> {
+fn automaton(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<Automaton> {
     if patterns.is_empty() {
         return None;
     }
@@ -666,44 +666,75 @@ fn automaton(patterns: &[Vec<u8>], pats: Vec<SmallVec<[u32; 1]>>) -> Option<Auto
     Some(Automaton { ac, pats })
 }
 
-fn anchored(patterns: &[Vec<u8>], pats: Vec<SmallVec<[u32; 1]>>) -> Option<AnchoredAutomaton> {
+fn anchored(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<AnchoredAutomaton> {
     if patterns.is_empty() {
         return None;
     }
-    let dfa = aho_corasick::dfa::DFA::builder()
-        .ascii_case_insensitive(true)
-        .match_kind(MatchKind::Standard)
-        .start_kind(StartKind::Anchored)
-        .build(patterns)
-        .ok()?;
+    let limit: usize = std::env::var("MAMORI_DFA_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DFA_LIMIT);
+    let dfa = if patterns.len() <= limit {
+        Anchor2::Dfa(
+            aho_corasick::dfa::DFA::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .start_kind(StartKind::Anchored)
+                .build(patterns)
+                .ok()?,
+        )
+    } else {
+        Anchor2::Nfa(
+            aho_corasick::nfa::contiguous::NFA::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(patterns)
+                .ok()?,
+        )
+    };
     Some(AnchoredAutomaton { dfa, pats })
 }
 
-/// Fires every pattern that is a prefix of `bytes`.
-fn walk_anchored(a: &AnchoredAutomaton, bytes: impl Iterator<Item = u8>, s: &mut Scratch) {
-    use aho_corasick::automaton::Automaton as _;
-    let Ok(mut sid) = a.dfa.start_state(Anchored::Yes) else {
+/// Fires every pattern that is a prefix of `bytes` (of reversed `bytes` for suffixes).
+fn walk_anchored(a: &AnchoredAutomaton, bytes: &[u8], reversed: bool, s: &mut Scratch) {
+    match &a.dfa {
+        Anchor2::Dfa(d) => walk(d, &a.pats, bytes, reversed, s),
+        Anchor2::Nfa(n) => walk(n, &a.pats, bytes, reversed, s),
+    }
+}
+
+fn walk<A: aho_corasick::automaton::Automaton>(
+    aut: &A,
+    pats: &[Targets],
+    bytes: &[u8],
+    reversed: bool,
+    s: &mut Scratch,
+) {
+    let Ok(mut sid) = aut.start_state(Anchored::Yes) else {
         return;
     };
-    for b in bytes {
-        sid = a.dfa.next_state(Anchored::Yes, sid, b);
-        if a.dfa.is_dead(sid) {
+    let n = bytes.len();
+    for k in 0..n {
+        let b = if reversed { bytes[n - 1 - k] } else { bytes[k] };
+        sid = aut.next_state(Anchored::Yes, sid, b);
+        if aut.is_dead(sid) {
             return;
         }
-        if a.dfa.is_match(sid) {
-            for i in 0..a.dfa.match_len(sid) {
-                fire(s, &a.pats[a.dfa.match_pattern(sid, i).as_usize()]);
+        if aut.is_match(sid) {
+            for i in 0..aut.match_len(sid) {
+                let t = &pats[aut.match_pattern(sid, i).as_usize()];
+                if reversed {
+                    fire_targets(s, t, &mut bytes[..n - 1 - k].iter().rev().copied());
+                } else {
+                    fire_targets(s, t, &mut bytes[k + 1..].iter().copied());
+                }
             }
         }
     }
 }
 
 /// Patterns of one anchoring, their predicates, and an index for deduplication.
-type PatternGroup = (
-    Vec<Vec<u8>>,
-    Vec<SmallVec<[u32; 1]>>,
-    FxHashMap<Vec<u8>, usize>,
-);
+type PatternGroup = (Vec<Vec<u8>>, Vec<Targets>, FxHashMap<Vec<u8>, usize>);
 
 fn build_slot(lits: &[(String, u32, Anchor)]) -> Option<SlotMatcher> {
     if lits.is_empty() {
@@ -724,18 +755,24 @@ fn build_slot(lits: &[(String, u32, Anchor)]) -> Option<SlotMatcher> {
             Anchor::Prefix => (1, text.as_bytes().to_vec()),
             Anchor::Suffix => (2, text.bytes().rev().collect()),
         };
+        let (key, rest) = if bytes.len() > KEY_LEN {
+            (bytes[..KEY_LEN].to_vec(), Some(bytes[KEY_LEN..].into()))
+        } else {
+            (bytes, None)
+        };
         let g = &mut groups[gi];
-        let i = match g.2.get(&bytes) {
+        let i = match g.2.get(&key) {
             Some(i) => *i,
             None => {
-                g.0.push(bytes.clone());
+                g.0.push(key.clone());
                 g.1.push(SmallVec::new());
-                g.2.insert(bytes, g.0.len() - 1);
+                g.2.insert(key, g.0.len() - 1);
                 g.0.len() - 1
             }
         };
-        if !g.1[i].contains(pred) {
-            g.1[i].push(*pred);
+        let target = (*pred, rest);
+        if !g.1[i].contains(&target) {
+            g.1[i].push(target);
         }
     }
     let [c, p, x] = groups;
@@ -970,6 +1007,20 @@ impl RuleSet {
         &scratch.cands
     }
 
+    /// Heap bytes held by the literal automata (for `rules check` and benchmarks).
+    pub fn automata_memory(&self) -> usize {
+        self.slot_ac
+            .iter()
+            .flatten()
+            .chain(self.keyword_ac.iter())
+            .map(|m| {
+                m.contains.as_ref().map_or(0, |a| a.ac.memory_usage())
+                    + m.prefix.as_ref().map_or(0, |a| a.dfa.memory_usage())
+                    + m.suffix.as_ref().map_or(0, |a| a.dfa.memory_usage())
+            })
+            .sum()
+    }
+
     /// Per field: (name, contains / prefix / suffix / exact literal counts, automaton kind).
     pub fn slot_stats(&self) -> Vec<(String, [usize; 4], String)> {
         self.slot_ac
@@ -1134,13 +1185,13 @@ impl RuleSet {
         };
         match &pred.kind {
             PredKind::Lit => false,
-            PredKind::Glob { re, required } => {
+            PredKind::Glob { glob, required } => {
                 if let Some(r) = required {
                     if s.fired[*r as usize] != s.gen {
                         return false;
                     }
                 }
-                any_text(s, &|t| re.is_match(t))
+                any_text(s, &|t| glob.is_match(t))
             }
             PredKind::Regex { re, required } => {
                 if let Some(req) = required {
@@ -1364,7 +1415,12 @@ fn scan_keywords(a: &SlotMatcher, fields: &[(mamori_event::FieldName, Value)], s
     }
     s.scanned += buf.len() as u64;
     for m in c.ac.find_overlapping_iter(buf.as_slice()) {
-        fire(s, &c.pats[m.pattern().as_usize()]);
+        let t = &c.pats[m.pattern().as_usize()];
+        fire_targets(
+            s,
+            t,
+            &mut buf[m.end()..].iter().copied().take_while(|b| *b != 0xFF),
+        );
     }
     s.bytes = buf;
 }
@@ -1379,20 +1435,41 @@ fn fire(s: &mut Scratch, preds: &[u32]) {
     }
 }
 
+/// Fires the targets of an automaton hit; `after` is the text following the matched key, for
+/// verifying the rest of long literals.
+#[inline]
+fn fire_targets(s: &mut Scratch, targets: &Targets, after: &mut dyn Iterator<Item = u8>) {
+    let mut tail: Option<SmallVec<[u8; 64]>> = None;
+    for (p, rest) in targets {
+        let ok = match rest {
+            None => true,
+            Some(r) => {
+                let t = tail.get_or_insert_with(|| after.take(r.len().max(64)).collect());
+                t.len() >= r.len() && t[..r.len()].eq_ignore_ascii_case(r)
+            }
+        };
+        if ok && s.fired[*p as usize] != s.gen {
+            s.fired[*p as usize] = s.gen;
+            s.fired_list.push(*p);
+        }
+    }
+}
+
 fn scan_text(a: &SlotMatcher, text: &str, s: &mut Scratch) {
     let bytes = text.as_bytes();
     if let Some(c) = &a.contains {
         s.scanned += bytes.len() as u64;
         for m in c.ac.find_overlapping_iter(bytes) {
             s.raw_matches += 1;
-            fire(s, &c.pats[m.pattern().as_usize()]);
+            let t = &c.pats[m.pattern().as_usize()];
+            fire_targets(s, t, &mut bytes[m.end()..].iter().copied());
         }
     }
     if let Some(p) = &a.prefix {
-        walk_anchored(p, bytes.iter().copied(), s);
+        walk_anchored(p, bytes, false, s);
     }
     if let Some(x) = &a.suffix {
-        walk_anchored(x, bytes.iter().rev().copied(), s);
+        walk_anchored(x, bytes, true, s);
     }
     if !a.exact.is_empty() {
         let mut buf = std::mem::take(&mut s.bytes);

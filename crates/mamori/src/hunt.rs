@@ -60,6 +60,8 @@ pub(crate) struct HuntArgs {
     /// No progress bar and no summary.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    analytics: crate::analytics::AnalyticsArgs,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -71,6 +73,19 @@ fn parse_format(s: &str) -> Result<Format, String> {
 fn parse_level(s: &str) -> Result<Level, String> {
     Level::parse(s)
         .ok_or_else(|| format!("unknown level `{s}` (informational, low, medium, high, critical)"))
+}
+
+/// A copy of `ev` with only the named fields (and its time and origin), for correlation.
+fn slim(ev: &Event, names: &[String]) -> Event {
+    let mut out = Event::new(ev.format, ev.origin.clone(), Vec::new());
+    out.timestamp = ev.timestamp;
+    out.logsource = ev.logsource.clone();
+    for (n, v) in ev.fields() {
+        if names.iter().any(|x| x == n.as_str()) {
+            out.push(n.clone(), v.clone());
+        }
+    }
+    out
 }
 
 /// What one file produced.
@@ -128,6 +143,8 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
         ..ReadOptions::default()
     };
     let jsonl = args.format == TimelineFormat::Jsonl;
+    let corr_fields = correlator.needed_fields();
+    let timeline_buf = timeline::Buffer::new();
     let corr_ref = &correlator;
     let results: Vec<FileResult> = pool.install(|| {
         files
@@ -162,7 +179,12 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                             });
                         }
                         if matches.iter().any(|m| corr_ref.uses_rule(m.rule)) {
-                            for_correlation.push((ev, matches.clone()));
+                            // Keep only what correlations read: memory grows with the
+                            // correlated matches, not with the events' size.
+                            for_correlation.push((slim(&ev, &corr_fields), matches.clone()));
+                        }
+                        if rows.len() >= timeline::BATCH {
+                            timeline_buf.push_batch(std::mem::take(&mut rows));
                         }
                     });
                     bar.inc(1);
@@ -182,7 +204,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let mut corr_events: Vec<(Event, Vec<Match>)> = Vec::new();
     let mut reports = Vec::with_capacity(results.len());
     for r in results {
-        rows.extend(r.rows);
+        timeline_buf.push_batch(r.rows);
         corr_events.extend(r.for_correlation);
         reports.push(r.report);
     }
@@ -221,23 +243,35 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
             });
         }
     }
-    rows.sort_by(|a, b| (a.timestamp, &a.source).cmp(&(b.timestamp, &b.source)));
-
+    // Baseline analytics (mamori-analytics: identity directory, first-seen, volume, off-hours):
+    // a second, observation-only pass over the files, run in event time. Only when asked for.
+    if args.analytics.enabled() {
+        rows.extend(crate::analytics::run(
+            &args.analytics,
+            &files,
+            &read_opts,
+            &pool,
+            args.min_level,
+        )?);
+    }
+    timeline_buf.push_batch(rows);
+    let mut stats = timeline::Stats::default();
     match &args.output {
         Some(p) => {
             let f = std::fs::File::create(p)
                 .with_context(|| format!("cannot create {}", p.display()))?;
             let mut w = std::io::BufWriter::new(f);
-            timeline::write(&rows, args.format, &mut w)
+            stats = timeline_buf
+                .write_sorted(args.format, &mut w)
                 .with_context(|| format!("cannot write {}", p.display()))?;
         }
         None => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
-            if let Err(e) = timeline::write(&rows, args.format, &mut w) {
-                if e.kind() != std::io::ErrorKind::BrokenPipe {
-                    return Err(e).context("cannot write the timeline");
-                }
+            match timeline_buf.write_sorted(args.format, &mut w) {
+                Ok(s) => stats = s,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(e).context("cannot write the timeline"),
             }
         }
     }
@@ -246,13 +280,13 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
         summary(
             &reports,
             &walk_errors,
-            &rows,
+            &stats,
             &pack,
             rule_files,
             start.elapsed(),
         );
     }
-    Ok(if args.fail_on_detection && !rows.is_empty() {
+    Ok(if args.fail_on_detection && stats.total > 0 {
         exit::FOUND
     } else {
         exit::OK
@@ -262,7 +296,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
 fn summary(
     reports: &[FileReport],
     walk_errors: &[mamori_ingest::ReadError],
-    rows: &[Row],
+    stats: &timeline::Stats,
     pack: &mamori_sigma::RulePack,
     rule_files: usize,
     elapsed: std::time::Duration,
@@ -290,17 +324,15 @@ fn summary(
     for (f, (n, ev)) in &by_format {
         let _ = writeln!(e, "  {f:<12} {ev:>10} events in {n} files");
     }
-    let mut by_level: BTreeMap<Level, usize> = BTreeMap::new();
-    let mut by_rule: BTreeMap<(&str, Level), usize> = BTreeMap::new();
-    for r in rows {
-        *by_level.entry(r.level).or_default() += 1;
-        *by_rule.entry((&r.rule_title, r.level)).or_default() += 1;
-    }
-    let _ = writeln!(e, "Detections: {}", rows.len());
-    for (l, n) in by_level.iter().rev() {
+    let _ = writeln!(e, "Detections: {}", stats.total);
+    for (l, n) in stats.by_level.iter().rev() {
         let _ = writeln!(e, "  {:<14} {n}", format!("{l} ({})", l.as_str_ja()));
     }
-    let mut top: Vec<_> = by_rule.into_iter().collect();
+    let mut top: Vec<_> = stats
+        .by_rule
+        .iter()
+        .map(|((t, l), n)| ((t.as_str(), *l), *n))
+        .collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(b.0 .1.cmp(&a.0 .1)));
     if !top.is_empty() {
         let _ = writeln!(e, "Top rules:");

@@ -1,9 +1,11 @@
 //! `mamori`: the command-line entry point. Glue only: argument parsing, wiring of the library
 //! crates, terminal output and exit codes.
 
+mod analytics;
 mod bench;
 mod hunt;
 mod rules;
+mod simulate;
 mod timeline;
 mod vault_cli;
 
@@ -61,6 +63,8 @@ enum Command {
     /// Export and verify evidence bundles.
     #[command(subcommand)]
     Evidence(vault_cli::EvidenceCmd),
+    /// Write realistic logs of an incident with its ground truth.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Init(a) => vault_cli::run_init(a),
         Command::Vault(c) => vault_cli::run_vault(c),
         Command::Evidence(c) => vault_cli::run_evidence(c),
+        Command::Simulate(a) => simulate::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

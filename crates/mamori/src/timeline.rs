@@ -3,13 +3,22 @@
 //! Log content is attacker-controlled: CSV cells that a spreadsheet would run as a formula
 //! (starting with `=`, `+`, `-`, `@`, tab or carriage return) are prefixed with `'`.
 
-use std::io::Write;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::{BufRead, BufReader, Seek, Write};
+use std::sync::Mutex;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use mamori_event::Level;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// Rows a worker hands over at once.
+pub(crate) const BATCH: usize = 4096;
+/// Rows kept in memory before a sorted run is spilled to a temporary file.
+const SPILL_AT: usize = 100_000;
+
 /// One detection on the timeline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Row {
     pub(crate) timestamp: Option<DateTime<Utc>>,
     pub(crate) host: String,
@@ -24,6 +33,10 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    fn key(&self) -> (Option<DateTime<Utc>>, &str) {
+        (self.timestamp, &self.source)
+    }
+
     fn ts(&self) -> String {
         self.timestamp
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -53,25 +66,174 @@ pub(crate) enum TimelineFormat {
     Jsonl,
 }
 
-pub(crate) fn write(
-    rows: &[Row],
-    format: TimelineFormat,
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
-    match format {
-        TimelineFormat::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record([
-                "timestamp",
-                "host",
-                "source",
-                "rule_id",
-                "rule_title",
-                "level",
-                "tags",
-                "details",
-            ])?;
-            for r in rows {
+/// Counts for the summary, gathered while writing.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) total: usize,
+    pub(crate) by_level: BTreeMap<Level, usize>,
+    pub(crate) by_rule: BTreeMap<(String, Level), usize>,
+}
+
+impl Stats {
+    fn add(&mut self, r: &Row) {
+        self.total += 1;
+        *self.by_level.entry(r.level).or_default() += 1;
+        *self
+            .by_rule
+            .entry((r.rule_title.clone(), r.level))
+            .or_default() += 1;
+    }
+}
+
+/// Collects rows from many threads and writes them sorted by time. Memory stays bounded: past
+/// [`SPILL_AT`] rows, a sorted run goes to an anonymous temporary file, and the runs are merged
+/// at the end (an external merge sort), so an input with millions of detections does not grow
+/// the process.
+#[derive(Default)]
+pub(crate) struct Buffer {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    rows: Vec<Row>,
+    runs: Vec<std::fs::File>,
+    error: Option<std::io::Error>,
+}
+
+fn sort_rows(rows: &mut [Row]) {
+    rows.sort_by(|a, b| a.key().cmp(&b.key()));
+}
+
+impl Buffer {
+    pub(crate) fn new() -> Buffer {
+        Buffer::default()
+    }
+
+    pub(crate) fn push_batch(&self, batch: Vec<Row>) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.rows.extend(batch);
+        if g.rows.len() >= SPILL_AT && g.error.is_none() {
+            let mut rows = std::mem::take(&mut g.rows);
+            sort_rows(&mut rows);
+            match spill(&rows) {
+                Ok(f) => g.runs.push(f),
+                Err(e) => {
+                    // Keep the rows in memory rather than lose them; reported at the end.
+                    g.rows = rows;
+                    g.error = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Writes every row, sorted by (time, source).
+    pub(crate) fn write_sorted(
+        &self,
+        format: TimelineFormat,
+        out: &mut dyn Write,
+    ) -> std::io::Result<Stats> {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = g.error.take() {
+            eprintln!("warning: could not spill timeline rows to a temporary file ({e}); kept them in memory");
+        }
+        let mut rows = std::mem::take(&mut g.rows);
+        sort_rows(&mut rows);
+        let runs = std::mem::take(&mut g.runs);
+        let mut w = Writer::new(format, out)?;
+        if runs.is_empty() {
+            for r in &rows {
+                w.row(r)?;
+            }
+            return w.finish();
+        }
+        // k-way merge of the spilled runs and the in-memory tail.
+        type Run = Box<dyn Iterator<Item = std::io::Result<Row>>>;
+        let mut readers: Vec<Run> = Vec::new();
+        for mut f in runs {
+            f.rewind()?;
+            readers.push(Box::new(BufReader::new(f).lines().map(|l| {
+                l.and_then(|l| serde_json::from_str::<Row>(&l).map_err(std::io::Error::other))
+            })));
+        }
+        readers.push(Box::new(rows.into_iter().map(Ok)));
+        let mut heap = BinaryHeap::new();
+        for (i, it) in readers.iter_mut().enumerate() {
+            if let Some(r) = it.next() {
+                heap.push(Head(r?, i));
+            }
+        }
+        while let Some(Head(row, i)) = heap.pop() {
+            w.row(&row)?;
+            if let Some(r) = readers[i].next() {
+                heap.push(Head(r?, i));
+            }
+        }
+        w.finish()
+    }
+}
+
+/// A run's next row, ordered so the max-heap pops the earliest row first.
+struct Head(Row, usize);
+
+impl PartialEq for Head {
+    fn eq(&self, o: &Head) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, o: &Head) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Head {
+    fn cmp(&self, o: &Head) -> std::cmp::Ordering {
+        o.0.key().cmp(&self.0.key()).then(o.1.cmp(&self.1))
+    }
+}
+
+fn spill(rows: &[Row]) -> std::io::Result<std::fs::File> {
+    let f = tempfile::tempfile()?;
+    let mut w = std::io::BufWriter::new(f);
+    for r in rows {
+        serde_json::to_writer(&mut w, r)?;
+        w.write_all(b"\n")?;
+    }
+    w.into_inner().map_err(|e| e.into_error())
+}
+
+/// Streams rows out in one format.
+enum Writer<'a> {
+    Csv(Box<csv::Writer<&'a mut dyn Write>>, Stats),
+    Jsonl(&'a mut dyn Write, Stats),
+}
+
+impl<'a> Writer<'a> {
+    fn new(format: TimelineFormat, out: &'a mut dyn Write) -> std::io::Result<Writer<'a>> {
+        Ok(match format {
+            TimelineFormat::Csv => {
+                let mut w = csv::Writer::from_writer(out);
+                w.write_record([
+                    "timestamp",
+                    "host",
+                    "source",
+                    "rule_id",
+                    "rule_title",
+                    "level",
+                    "tags",
+                    "details",
+                ])?;
+                Writer::Csv(Box::new(w), Stats::default())
+            }
+            TimelineFormat::Jsonl => Writer::Jsonl(out, Stats::default()),
+        })
+    }
+
+    fn row(&mut self, r: &Row) -> std::io::Result<()> {
+        match self {
+            Writer::Csv(w, st) => {
+                st.add(r);
                 let tags = r.tags.join(" ");
                 let details = r.details_text();
                 w.write_record([
@@ -85,10 +247,8 @@ pub(crate) fn write(
                     &csv_safe(&details),
                 ])?;
             }
-            w.flush()?;
-        }
-        TimelineFormat::Jsonl => {
-            for r in rows {
+            Writer::Jsonl(out, st) => {
+                st.add(r);
                 let details: serde_json::Map<String, serde_json::Value> = r
                     .details
                     .iter()
@@ -102,18 +262,89 @@ pub(crate) fn write(
                     "details": details,
                     "event": r.event,
                 });
-                serde_json::to_writer(&mut *out, &line)?;
+                serde_json::to_writer(&mut **out, &line)?;
                 out.write_all(b"\n")?;
             }
-            out.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> std::io::Result<Stats> {
+        match self {
+            Writer::Csv(mut w, st) => {
+                w.flush()?;
+                Ok(st)
+            }
+            Writer::Jsonl(out, st) => {
+                out.flush()?;
+                Ok(st)
+            }
         }
     }
-    Ok(())
+}
+
+/// Writes rows in the given order (tests).
+#[cfg(test)]
+pub(crate) fn write(
+    rows: &[Row],
+    format: TimelineFormat,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let mut w = Writer::new(format, out)?;
+    for r in rows {
+        w.row(r)?;
+    }
+    w.finish().map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(secs: i64, src: &str) -> Row {
+        Row {
+            timestamp: DateTime::from_timestamp(secs, 0),
+            host: "h".into(),
+            source: src.into(),
+            rule_id: "r".into(),
+            rule_title: "t".into(),
+            level: Level::Low,
+            tags: vec![],
+            details: vec![("k".into(), "v".into())],
+            event: None,
+        }
+    }
+
+    #[test]
+    fn spilled_runs_merge_in_time_order() {
+        let buf = Buffer::new();
+        // Three spills and an in-memory tail, pushed out of order.
+        for chunk in 0..3i64 {
+            buf.push_batch(
+                (0..SPILL_AT as i64)
+                    .map(|i| row(i * 4 + chunk, "a"))
+                    .collect(),
+            );
+        }
+        buf.push_batch(vec![row(3, "z"), row(1, "b")]);
+        assert_eq!(buf.inner.lock().unwrap().runs.len(), 3);
+        let mut out = Vec::new();
+        let stats = buf.write_sorted(TimelineFormat::Jsonl, &mut out).unwrap();
+        assert_eq!(stats.total, 3 * SPILL_AT + 2);
+        let times: Vec<String> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["timestamp"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let mut sorted = times.clone();
+        sorted.sort();
+        assert_eq!(times, sorted);
+    }
 
     #[test]
     fn formula_cells_are_neutralised() {

@@ -1,0 +1,715 @@
+//! Baseline analytics that Sigma cannot express: who is allowed to act at all (an identity
+//! directory), what is new for an account (first-seen address or host), how much an account
+//! moves compared with its own history (robust z-score over the median absolute deviation), and
+//! when an account is usually active.
+//!
+//! # Key design decision: compact observations, explicit state, event time only
+//!
+//! The caller turns each [`Event`] into an [`Observation`] (who, from where, on which host, how
+//! many bytes) with [`Observation::from_event`] — most events yield none — and feeds the
+//! observations **in event-time order** to [`Analytics::observe`]. All learned state lives in
+//! [`State`] (serialisable, so a baseline can be carried from one hunt to the next); nothing reads
+//! a clock. Every alert explains itself in its details: what was expected from the history and
+//! what was seen.
+//!
+//! An account is only judged once it has a history (a few distinct active days): the first days
+//! of data are learning, not alerting. Observations that raise an alert are not learned from, so
+//! an intruder who repeats the same thing every night does not become "normal".
+
+mod directory;
+mod geo;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
+use mamori_event::{Event, Format, Level};
+use serde::{Deserialize, Serialize};
+
+pub use directory::{Directory, Identity, Status};
+pub use geo::{distance_km, GeoIp, Place};
+
+/// Errors loading a directory or a saved state.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {message}")]
+    Load { path: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Rule ids of the analytics (the `rule_id` column of the timeline).
+pub mod ids {
+    pub const DEPARTED: &str = "mamori-analytics-departed-identity";
+    pub const KEY_AGE: &str = "mamori-analytics-key-age";
+    pub const FIRST_ADDRESS: &str = "mamori-analytics-first-seen-address";
+    pub const FIRST_HOST: &str = "mamori-analytics-first-seen-host";
+    pub const VOLUME: &str = "mamori-analytics-volume";
+    pub const OFF_HOURS: &str = "mamori-analytics-off-hours";
+    pub const NEW_COUNTRY: &str = "mamori-analytics-new-country";
+    pub const IMPOSSIBLE_TRAVEL: &str = "mamori-analytics-impossible-travel";
+}
+
+/// Tunables, with defaults that suit a small company.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Distinct active days before an account's first-seen and off-hours checks apply.
+    pub min_history_days: usize,
+    /// Access keys older than this are reported once.
+    pub key_max_age_days: i64,
+    /// Robust z-score above which a daily volume is anomalous.
+    pub mad_k: f64,
+    /// Daily volumes of history before the volume check applies.
+    pub volume_min_days: usize,
+    /// The day must also be at least this many times the median.
+    pub volume_min_ratio: f64,
+    /// Two logins further apart than this need a speed check.
+    pub travel_min_km: f64,
+    /// Faster than this between two logins is impossible travel (km/h; airliners do ~900).
+    pub travel_max_kmh: f64,
+    /// Observations of history before the off-hours check applies.
+    pub off_hours_min_events: u32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            min_history_days: 3,
+            key_max_age_days: 365,
+            mad_k: 6.0,
+            volume_min_days: 5,
+            volume_min_ratio: 3.0,
+            off_hours_min_events: 30,
+            travel_min_km: 500.0,
+            travel_max_kmh: 1000.0,
+        }
+    }
+}
+
+/// Who did something, from where, where, how much — extracted from one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub time: DateTime<Utc>,
+    /// Account name or access key id.
+    pub actor: String,
+    /// A successful login (VPN, SSH, CloudTrail call): its source address is baselined.
+    pub login: bool,
+    pub address: Option<String>,
+    /// The host logged on to (Windows 4624, SSH).
+    pub host: Option<String>,
+    /// Bytes moved (web response, S3 bytesTransferredOut).
+    pub bytes: Option<u64>,
+    /// `file:line` of the event.
+    pub source: String,
+}
+
+const VPN_USER: &str = "log.syslog.structured_data.auth@32473.user";
+const VPN_SRC: &str = "log.syslog.structured_data.auth@32473.src";
+const VPN_RESULT: &str = "log.syslog.structured_data.auth@32473.result";
+
+impl Observation {
+    /// The observation an event carries, if any.
+    pub fn from_event(ev: &Event) -> Option<Observation> {
+        let time = ev.timestamp?;
+        let s = |n: &str| {
+            ev.get_str(n)
+                .map(|v| v.into_owned())
+                .filter(|v| !v.is_empty() && v != "-")
+        };
+        let mut o = Observation {
+            time,
+            actor: String::new(),
+            login: false,
+            address: None,
+            host: None,
+            bytes: None,
+            source: ev.origin.to_string(),
+        };
+        match ev.format {
+            Format::Syslog => {
+                if let (Some(u), Some(true)) = (s(VPN_USER), s(VPN_RESULT).map(|r| r == "success"))
+                {
+                    o.actor = u;
+                    o.login = true;
+                    o.address = s(VPN_SRC);
+                } else if s("event.action").as_deref() == Some("ssh_login")
+                    && s("event.outcome").as_deref() == Some("success")
+                {
+                    o.actor = s("user.name")?;
+                    o.login = true;
+                    o.address = s("source.ip");
+                    o.host = s("host.name");
+                } else {
+                    return None;
+                }
+            }
+            Format::AccessLog | Format::Iis => {
+                o.actor = s("user.name")?;
+                o.bytes = ev
+                    .get("http.response.body.bytes")
+                    .and_then(|v| v.to_text().parse().ok());
+                o.address = s("source.ip");
+            }
+            Format::CloudTrail => {
+                o.actor = s("userIdentity.accessKeyId").or_else(|| s("user.name"))?;
+                o.login = true;
+                o.address = s("sourceIPAddress");
+                o.bytes = s("additionalEventData.bytesTransferredOut").and_then(|b| b.parse().ok());
+            }
+            Format::Evtx | Format::Json => {
+                if s("EventID").as_deref() != Some("4624") {
+                    return None;
+                }
+                let u = s("TargetUserName")?;
+                let lower = u.to_ascii_lowercase();
+                if u.ends_with('$') || lower == "anonymous logon" || lower == "system" {
+                    return None;
+                }
+                o.actor = u;
+                o.host = s("Computer").map(|h| h.to_ascii_lowercase());
+            }
+            Format::Auditd => return None,
+        }
+        Some(o)
+    }
+}
+
+/// One analytic finding.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub time: DateTime<Utc>,
+    pub rule_id: &'static str,
+    pub title: &'static str,
+    pub level: Level,
+    pub tags: &'static [&'static str],
+    pub host: String,
+    pub source: String,
+    pub details: Vec<(String, String)>,
+}
+
+/// What an account has been seen doing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Account {
+    days: BTreeSet<NaiveDate>,
+    addresses: BTreeSet<String>,
+    hosts: BTreeSet<String>,
+    hours: [u32; 24],
+    /// Daily volumes of normal days (most recent last, at most 90).
+    volumes: Vec<u64>,
+    #[serde(default)]
+    countries: BTreeSet<String>,
+    #[serde(default)]
+    asns: BTreeSet<u32>,
+    /// Last located login: time, latitude, longitude, place name.
+    #[serde(default)]
+    last_fix: Option<(DateTime<Utc>, f64, f64, String)>,
+    #[serde(skip)]
+    today: Option<(NaiveDate, u64, String, DateTime<Utc>)>,
+}
+
+/// Everything learned; save it to carry a baseline to the next hunt.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    accounts: HashMap<String, Account>,
+}
+
+impl State {
+    pub fn from_json(text: &str) -> Result<State> {
+        serde_json::from_str(text).map_err(|e| Error::Load {
+            path: "baseline state".into(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The analytics engine: config, directory, state, and what it already said today.
+#[derive(Debug, Default)]
+pub struct Analytics {
+    cfg: Config,
+    directory: Option<Directory>,
+    state: State,
+    geo: Option<GeoIp>,
+    said: BTreeSet<(&'static str, String, Option<NaiveDate>)>,
+}
+
+impl Analytics {
+    pub fn new(cfg: Config, directory: Option<Directory>, state: State) -> Analytics {
+        Analytics {
+            cfg,
+            directory,
+            state,
+            geo: None,
+            said: BTreeSet::new(),
+        }
+    }
+
+    /// Adds GeoIP: new-country, impossible-travel and ASN context for logins.
+    pub fn set_geo(&mut self, geo: GeoIp) {
+        self.geo = Some(geo);
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Feeds one observation (in event-time order); alerts go to `out`.
+    pub fn observe(&mut self, o: &Observation, out: &mut Vec<Alert>) {
+        let day = o.time.date_naive();
+        self.check_directory(o, out);
+        // Close the previous day's volume first: it is history now.
+        let cfg = self.cfg.clone();
+        let acct = self.state.accounts.entry(o.actor.clone()).or_default();
+        if let Some(a) = close_day(&cfg, &o.actor, acct, Some(day)) {
+            out.push(a);
+        }
+        let known = acct.days.len() >= cfg.min_history_days;
+        let mut anomalous = false;
+        let mut alerts = Vec::new();
+        if known && o.login {
+            if let Some(ip) = &o.address {
+                if !acct.addresses.contains(ip) {
+                    anomalous = true;
+                    alerts.push(alert(
+                        o,
+                        ids::FIRST_ADDRESS,
+                        "First-Seen Source Address For Account",
+                        Level::Medium,
+                        &["attack.initial-access", "attack.t1078"],
+                        vec![
+                            ("account".into(), o.actor.clone()),
+                            ("address".into(), ip.clone()),
+                            (
+                                "network".into(),
+                                self.geo
+                                    .as_ref()
+                                    .and_then(|g| g.locate(ip))
+                                    .map(|p| {
+                                        let new = p.asn.is_some_and(|a| !acct.asns.contains(&a));
+                                        format!(
+                                            "{}{}",
+                                            place_name(&p),
+                                            if new {
+                                                " (new network for this account)"
+                                            } else {
+                                                ""
+                                            }
+                                        )
+                                    })
+                                    .unwrap_or_default(),
+                            ),
+                            (
+                                "why".into(),
+                                format!(
+                                    "first use of this address in {} active days; known: {}",
+                                    acct.days.len(),
+                                    list(&acct.addresses)
+                                ),
+                            ),
+                        ],
+                    ));
+                }
+            }
+        }
+        if known {
+            if let Some(h) = &o.host {
+                if !acct.hosts.contains(h) {
+                    anomalous = true;
+                    alerts.push(alert(
+                        o,
+                        ids::FIRST_HOST,
+                        "First-Seen Host For Account",
+                        Level::Medium,
+                        &["attack.lateral-movement", "attack.t1021"],
+                        vec![
+                            ("account".into(), o.actor.clone()),
+                            ("host".into(), h.clone()),
+                            (
+                                "why".into(),
+                                format!(
+                                    "first logon to this host in {} active days; known: {}",
+                                    acct.days.len(),
+                                    list(&acct.hosts)
+                                ),
+                            ),
+                        ],
+                    ));
+                }
+            }
+        }
+        let place = match (&self.geo, &o.address) {
+            (Some(g), Some(ip)) if o.login => g.locate(ip),
+            _ => None,
+        };
+        if let Some(pl) = &place {
+            let name = place_name(pl);
+            if let Some(c) = &pl.country {
+                if known && !acct.countries.is_empty() && !acct.countries.contains(c) {
+                    anomalous = true;
+                    alerts.push(alert(
+                        o,
+                        ids::NEW_COUNTRY,
+                        "Login From A Country Never Seen For Account",
+                        Level::High,
+                        &["attack.initial-access", "attack.t1078"],
+                        vec![
+                            ("account".into(), o.actor.clone()),
+                            ("address".into(), o.address.clone().unwrap_or_default()),
+                            ("country".into(), c.clone()),
+                            (
+                                "why".into(),
+                                format!(
+                                    "{name}: first login from {c} in {} active days; known countries: {}",
+                                    acct.days.len(),
+                                    list(&acct.countries)
+                                ),
+                            ),
+                        ],
+                    ));
+                }
+            }
+            if let (Some((la, lo)), Some((t0, la0, lo0, from))) = (pl.coords, &acct.last_fix) {
+                let km = distance_km((*la0, *lo0), (la, lo));
+                let hours = (o.time - *t0).num_seconds().max(1) as f64 / 3600.0;
+                if km >= cfg.travel_min_km && km / hours > cfg.travel_max_kmh {
+                    anomalous = true;
+                    alerts.push(alert(
+                        o,
+                        ids::IMPOSSIBLE_TRAVEL,
+                        "Impossible Travel Between Two Logins",
+                        Level::High,
+                        &["attack.initial-access", "attack.t1078"],
+                        vec![
+                            ("account".into(), o.actor.clone()),
+                            ("address".into(), o.address.clone().unwrap_or_default()),
+                            (
+                                "why".into(),
+                                format!(
+                                    "{from} at {} then {name} at {}: {km:.0} km in {hours:.1} h = {:.0} km/h (limit {:.0})",
+                                    t0.format("%Y-%m-%d %H:%M UTC"),
+                                    o.time.format("%Y-%m-%d %H:%M UTC"),
+                                    km / hours,
+                                    cfg.travel_max_kmh
+                                ),
+                            ),
+                        ],
+                    ));
+                }
+            }
+        }
+        let total: u32 = acct.hours.iter().sum();
+        if known && total >= cfg.off_hours_min_events {
+            let h = o.time.hour() as usize;
+            if let Some((start, len)) = quiet_hours(&acct.hours) {
+                // Inside the account's longest quiet stretch, three hours or more from its edges
+                // (a short history has not seen the whole working day yet).
+                let pos = (h + 24 - start) % 24;
+                if len >= 8 && pos >= 3 && pos + 3 < len {
+                    anomalous = true;
+                    let first = (start + len) % 24;
+                    let last = (start + 23) % 24;
+                    alerts.push(alert(
+                        o,
+                        ids::OFF_HOURS,
+                        "Activity Outside The Account's Usual Hours",
+                        Level::Medium,
+                        &["attack.initial-access", "attack.t1078"],
+                        vec![
+                            ("account".into(), o.actor.clone()),
+                            ("hour_utc".into(), format!("{h:02}")),
+                            (
+                                "why".into(),
+                                format!(
+                                    "all {total} earlier events fall between {first:02}:00 and {last:02}:59 UTC over {} days; this one is at {h:02}:{:02} UTC",
+                                    acct.days.len(),
+                                    o.time.minute()
+                                ),
+                            ),
+                        ],
+                    ));
+                }
+            }
+        }
+        // Learn, unless this observation is itself the anomaly.
+        if !anomalous {
+            acct.days.insert(day);
+            if let Some(ip) = &o.address {
+                if o.login {
+                    acct.addresses.insert(ip.clone());
+                }
+            }
+            if let Some(h) = &o.host {
+                acct.hosts.insert(h.clone());
+            }
+            if let Some(pl) = &place {
+                if let Some(c) = &pl.country {
+                    acct.countries.insert(c.clone());
+                }
+                if let Some(a) = pl.asn {
+                    acct.asns.insert(a);
+                }
+                if let Some((la, lo)) = pl.coords {
+                    acct.last_fix = Some((o.time, la, lo, place_name(pl)));
+                }
+            }
+            acct.hours[o.time.hour() as usize] += 1;
+        }
+        if let Some(b) = o.bytes {
+            let t = acct.today.get_or_insert((day, 0, String::new(), o.time));
+            t.1 += b;
+            t.2 = o.source.clone();
+            t.3 = o.time;
+        }
+        for a in alerts {
+            self.say(a, out);
+        }
+    }
+
+    /// Closes every open day (call once after the last observation).
+    pub fn finish(&mut self, out: &mut Vec<Alert>) {
+        let cfg = self.cfg.clone();
+        let mut names: Vec<&String> = self.state.accounts.keys().collect();
+        names.sort();
+        let names: Vec<String> = names.into_iter().cloned().collect();
+        for n in names {
+            if let Some(acct) = self.state.accounts.get_mut(&n) {
+                if let Some(a) = close_day(&cfg, &n, acct, None) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+
+    /// At most one alert per rule, account and day.
+    fn say(&mut self, a: Alert, out: &mut Vec<Alert>) {
+        let who = a
+            .details
+            .first()
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        if self
+            .said
+            .insert((a.rule_id, who, Some(a.time.date_naive())))
+        {
+            out.push(a);
+        }
+    }
+
+    fn check_directory(&mut self, o: &Observation, out: &mut Vec<Alert>) {
+        let Some(dir) = &self.directory else { return };
+        let Some(id) = dir.get(&o.actor) else { return };
+        let mut found = Vec::new();
+        if id.status != Status::Active {
+            let after_end = id.end_date.is_none_or(|d| o.time.date_naive() > d);
+            if after_end {
+                found.push(alert(
+                    o,
+                    ids::DEPARTED,
+                    "Activity By A Departed Identity",
+                    Level::Critical,
+                    &[
+                        "attack.initial-access",
+                        "attack.persistence",
+                        "attack.t1078",
+                    ],
+                    vec![
+                        ("account".into(), o.actor.clone()),
+                        ("person".into(), id.person.clone()),
+                        (
+                            "why".into(),
+                            format!(
+                                "identity directory: status {}{}",
+                                id.status.as_str(),
+                                id.end_date
+                                    .map(|d| format!(" since {d}"))
+                                    .unwrap_or_default()
+                            ),
+                        ),
+                    ],
+                ));
+            }
+        }
+        if let Some(created) = id.created {
+            let age = (o.time.date_naive() - created).num_days();
+            if id.kind == "key" && age > self.cfg.key_max_age_days {
+                let mut a = alert(
+                    o,
+                    ids::KEY_AGE,
+                    "Access Key Older Than Policy",
+                    Level::Medium,
+                    &["attack.persistence", "attack.t1098.001"],
+                    vec![
+                        ("account".into(), o.actor.clone()),
+                        ("person".into(), id.person.clone()),
+                        (
+                            "why".into(),
+                            format!(
+                                "key created {created}, {age} days old; policy is {} days",
+                                self.cfg.key_max_age_days
+                            ),
+                        ),
+                    ],
+                );
+                // Once per key, not per day.
+                if self.said.insert((ids::KEY_AGE, o.actor.clone(), None)) {
+                    a.time = o.time;
+                    found.push(a);
+                }
+            }
+        }
+        for a in found {
+            if a.rule_id == ids::KEY_AGE {
+                out.push(a);
+            } else {
+                self.say(a, out);
+            }
+        }
+    }
+}
+
+fn alert(
+    o: &Observation,
+    rule_id: &'static str,
+    title: &'static str,
+    level: Level,
+    tags: &'static [&'static str],
+    details: Vec<(String, String)>,
+) -> Alert {
+    Alert {
+        time: o.time,
+        rule_id,
+        title,
+        level,
+        tags,
+        host: o.host.clone().unwrap_or_default(),
+        source: o.source.clone(),
+        details,
+    }
+}
+
+fn place_name(p: &Place) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = &p.city {
+        parts.push(c.clone());
+    }
+    if let Some(c) = &p.country {
+        parts.push(c.clone());
+    }
+    if let Some(a) = p.asn {
+        parts.push(
+            format!("AS{a} {}", p.as_org.as_deref().unwrap_or(""))
+                .trim_end()
+                .to_owned(),
+        );
+    }
+    parts.join(", ")
+}
+
+fn list(s: &BTreeSet<String>) -> String {
+    let v: Vec<&str> = s.iter().take(5).map(String::as_str).collect();
+    let more = s.len().saturating_sub(5);
+    if more > 0 {
+        format!("{} (+{more})", v.join(", "))
+    } else {
+        v.join(", ")
+    }
+}
+
+/// The longest circular run of hours without any activity: `(first hour, length)`.
+fn quiet_hours(hours: &[u32; 24]) -> Option<(usize, usize)> {
+    let mut best: Option<(usize, usize)> = None;
+    for start in 0..24 {
+        if hours[start] != 0 || hours[(start + 23) % 24] == 0 {
+            continue; // not the beginning of a quiet run
+        }
+        let len = (0..24).take_while(|i| hours[(start + i) % 24] == 0).count();
+        if best.is_none_or(|(_, l)| len > l) {
+            best = Some((start, len));
+        }
+    }
+    best
+}
+
+/// Median and median absolute deviation.
+pub fn median_mad(values: &[u64]) -> (f64, f64) {
+    fn median(v: &mut [f64]) -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let n = v.len();
+        if n == 0 {
+            0.0
+        } else if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+    let mut v: Vec<f64> = values.iter().map(|&x| x as f64).collect();
+    let m = median(&mut v);
+    let mut d: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
+    (m, median(&mut d))
+}
+
+/// Closes the account's open day if `now` is a later day (or `None`: always).
+fn close_day(
+    cfg: &Config,
+    actor: &str,
+    acct: &mut Account,
+    now: Option<NaiveDate>,
+) -> Option<Alert> {
+    let (day, total, source, time) = acct.today.clone()?;
+    if now.is_some_and(|n| n <= day) {
+        return None;
+    }
+    acct.today = None;
+    let hist = &acct.volumes;
+    if hist.len() >= cfg.volume_min_days {
+        let (med, mad) = median_mad(hist);
+        // 1.4826 × MAD estimates the standard deviation; a floor of 5 % of the median keeps a
+        // perfectly regular history from flagging tiny changes.
+        let scale = (1.4826 * mad).max(0.05 * med).max(1.0);
+        let z = (total as f64 - med) / scale;
+        if z > cfg.mad_k && total as f64 >= cfg.volume_min_ratio * med {
+            return Some(Alert {
+                time,
+                rule_id: ids::VOLUME,
+                title: "Daily Volume Far Above The Account's Own History",
+                level: Level::High,
+                tags: &["attack.exfiltration", "attack.collection", "attack.t1530"],
+                host: String::new(),
+                source,
+                details: vec![
+                    ("account".into(), actor.to_owned()),
+                    ("day".into(), day.to_string()),
+                    ("bytes".into(), total.to_string()),
+                    (
+                        "why".into(),
+                        format!(
+                            "{total} bytes on {day}; own median {med:.0} bytes/day, MAD {mad:.0}, over {} days: robust z = {z:.1} (threshold {})",
+                            hist.len(),
+                            cfg.mad_k
+                        ),
+                    ),
+                ],
+            });
+        }
+    }
+    acct.volumes.push(total);
+    if acct.volumes.len() > 90 {
+        acct.volumes.remove(0);
+    }
+    None
+}
+
+/// Groups alerts by rule for summaries.
+pub fn count_by_rule(alerts: &[Alert]) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for a in alerts {
+        *m.entry(a.rule_id).or_default() += 1;
+    }
+    m
+}

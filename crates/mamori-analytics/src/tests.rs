@@ -1,0 +1,189 @@
+use chrono::{Duration, TimeZone};
+
+use super::*;
+
+fn obs(day: i64, hour: u32, actor: &str, ip: &str, bytes: Option<u64>) -> Observation {
+    Observation {
+        time: Utc.with_ymd_and_hms(2026, 9, 1, hour, 0, 0).unwrap() + Duration::days(day),
+        actor: actor.into(),
+        login: bytes.is_none(),
+        address: Some(ip.into()),
+        host: None,
+        bytes,
+        source: format!("t.log:{day}"),
+    }
+}
+
+#[test]
+fn median_and_mad() {
+    assert_eq!(median_mad(&[1, 2, 3, 4, 100]), (3.0, 1.0));
+    assert_eq!(median_mad(&[]), (0.0, 0.0));
+}
+
+#[test]
+fn first_seen_address_only_after_history_and_not_learned_from() {
+    let mut a = Analytics::default();
+    let mut out = Vec::new();
+    for d in 0..5 {
+        a.observe(&obs(d, 1, "tanaka", "198.51.100.21", None), &mut out);
+    }
+    assert!(out.is_empty(), "{out:?}");
+    a.observe(&obs(5, 2, "tanaka", "45.155.205.33", None), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].rule_id, ids::FIRST_ADDRESS);
+    assert!(out[0]
+        .details
+        .iter()
+        .any(|(_, v)| v.contains("198.51.100.21")));
+    a.observe(&obs(6, 2, "tanaka", "45.155.205.33", None), &mut out);
+    assert_eq!(out.len(), 2, "an alerting address is not learned");
+}
+
+#[test]
+fn slow_exfiltration_stands_out_against_own_history() {
+    let mut a = Analytics::default();
+    let mut out = Vec::new();
+    for d in 0..10 {
+        a.observe(
+            &obs(
+                d,
+                3,
+                "kobayashi",
+                "198.51.100.10",
+                Some(9_000 + (d as u64 % 3) * 1500),
+            ),
+            &mut out,
+        );
+    }
+    // 150 KB: far under any fixed threshold, far above this account's habit.
+    a.observe(
+        &obs(10, 3, "kobayashi", "198.51.100.10", Some(150_000)),
+        &mut out,
+    );
+    a.finish(&mut out);
+    let v: Vec<_> = out.iter().filter(|x| x.rule_id == ids::VOLUME).collect();
+    assert_eq!(v.len(), 1, "{out:?}");
+    assert!(v[0].details.iter().any(|(_, w)| w.contains("robust z")));
+}
+
+#[test]
+fn departed_identity_and_old_key() {
+    let dir = Directory::parse(
+        "kind,id,person,status,end_date,created\naccount,kobayashi,小林,contractor_ended,2026-09-03,\nkey,AKIAX,vendor,departed,2024-03-31,2022-01-10\n",
+        "ids.csv",
+    )
+    .unwrap();
+    let mut a = Analytics::new(Config::default(), Some(dir), State::default());
+    let mut out = Vec::new();
+    a.observe(&obs(1, 1, "kobayashi", "1.1.1.1", None), &mut out);
+    assert!(out.is_empty(), "before the end date is fine: {out:?}");
+    a.observe(&obs(3, 1, "kobayashi", "1.1.1.1", None), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].rule_id, ids::DEPARTED);
+    a.observe(&obs(3, 2, "AKIAX", "5.188.62.140", None), &mut out);
+    let rules: Vec<_> = out.iter().map(|x| x.rule_id).collect();
+    assert!(
+        rules.contains(&ids::KEY_AGE) && rules.iter().filter(|r| **r == ids::DEPARTED).count() == 2,
+        "{rules:?}"
+    );
+    assert!(Directory::parse(
+        "kind,id,person,status,end_date,created\naccount,a,b,weird,,\n",
+        "x"
+    )
+    .is_err());
+}
+
+#[test]
+fn off_hours_after_enough_history() {
+    let mut a = Analytics::default();
+    let mut out = Vec::new();
+    for d in 0..10 {
+        for h in [0, 2, 4, 6] {
+            a.observe(&obs(d, h, "sato", "198.51.100.22", None), &mut out);
+        }
+    }
+    assert!(out.is_empty());
+    a.observe(&obs(10, 17, "sato", "198.51.100.22", None), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].rule_id, ids::OFF_HOURS);
+}
+
+#[test]
+fn state_round_trips() {
+    let mut a = Analytics::default();
+    let mut out = Vec::new();
+    a.observe(&obs(0, 1, "tanaka", "198.51.100.21", None), &mut out);
+    let s = State::from_json(&a.state().to_json()).unwrap();
+    assert_eq!(s.accounts.len(), 1);
+}
+
+fn corpus_geoip() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("MAMORI_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus").into());
+    let p = base.join("geoip-maxmind-test/test-data");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("skipped: corpus not found at {}", p.display());
+        None
+    }
+}
+
+#[test]
+fn geoip_new_country_and_impossible_travel_with_maxmind_test_databases() {
+    let Some(dir) = corpus_geoip() else { return };
+    let geo = GeoIp::open(
+        Some(&dir.join("GeoLite2-City-Test.mmdb")),
+        Some(&dir.join("GeoLite2-ASN-Test.mmdb")),
+    )
+    .unwrap();
+    let london = geo.locate("81.2.69.142").unwrap();
+    assert_eq!(london.country.as_deref(), Some("GB"));
+    assert_eq!(london.city.as_deref(), Some("London"));
+    assert_eq!(geo.locate("1.0.0.1").and_then(|p| p.asn), Some(15169));
+    assert!(geo.locate("not an ip").is_none());
+    let se = geo.locate("89.160.20.113").unwrap();
+    let km = distance_km(london.coords.unwrap(), se.coords.unwrap());
+    assert!((1200.0..1300.0).contains(&km), "{km}");
+
+    let mut a = Analytics::default();
+    a.set_geo(geo);
+    let mut out = Vec::new();
+    for d in 0..5 {
+        a.observe(&obs(d, 1, "tanaka", "81.2.69.142", None), &mut out);
+    }
+    assert!(out.is_empty(), "{out:?}");
+    // One hour after a London login, a login from Linköping: new country and ~1,260 km/h.
+    a.observe(&obs(4, 2, "tanaka", "89.160.20.113", None), &mut out);
+    let rules: Vec<_> = out.iter().map(|x| x.rule_id).collect();
+    assert!(rules.contains(&ids::NEW_COUNTRY), "{rules:?}");
+    assert!(rules.contains(&ids::IMPOSSIBLE_TRAVEL), "{rules:?}");
+    let why = &out
+        .iter()
+        .find(|x| x.rule_id == ids::IMPOSSIBLE_TRAVEL)
+        .unwrap()
+        .details;
+    assert!(
+        why.iter()
+            .any(|(_, v)| v.contains("km/h") && v.contains("London")),
+        "{why:?}"
+    );
+}
+
+#[test]
+fn geoip_never_panics_on_broken_databases() {
+    let Some(dir) = corpus_geoip() else { return };
+    for name in [
+        "MaxMind-DB-test-broken-search-tree-24.mmdb",
+        "MaxMind-DB-test-broken-pointers-24.mmdb",
+        "GeoIP2-City-Test-Invalid-Node-Count.mmdb",
+        "GeoIP2-City-Test-Broken-Double-Format.mmdb",
+    ] {
+        if let Ok(g) = GeoIp::open(Some(&dir.join(name)), None) {
+            for ip in ["1.1.1.1", "81.2.69.142", "2001:218::1"] {
+                let _ = g.locate(ip);
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Alert rules both alert backends share: validation and dedup merging.
+
+use crate::error::{Error, Result};
+use crate::model::{Alert, AlertId, AlertStatus, NewAlert, MAX_ALERT_SEQS};
+
+/// Longest title / key / rule id accepted (they are shown in lists, not documents).
+pub(crate) const MAX_TEXT: usize = 4096;
+/// Largest details JSON accepted.
+pub(crate) const MAX_DETAILS: usize = 1 << 20;
+
+pub(crate) fn validate(a: &NewAlert) -> Result<()> {
+    let too_long = |what: &str, len: usize, max: usize| {
+        Err(Error::InvalidRequest(format!(
+            "alert {what} is {len} bytes, the limit is {max}"
+        )))
+    };
+    if a.title.len() > MAX_TEXT {
+        return too_long("title", a.title.len(), MAX_TEXT);
+    }
+    if a.rule_id.0.len() > MAX_TEXT {
+        return too_long("rule id", a.rule_id.0.len(), MAX_TEXT);
+    }
+    for k in [&a.group_key, &a.dedup_key].into_iter().flatten() {
+        if k.len() > MAX_TEXT {
+            return too_long("key", k.len(), MAX_TEXT);
+        }
+    }
+    let details = a.details.to_string().len();
+    if details > MAX_DETAILS {
+        return too_long("details", details, MAX_DETAILS);
+    }
+    Ok(())
+}
+
+pub(crate) fn new_alert(id: AlertId, a: &NewAlert) -> Alert {
+    let mut seqs = a.event_seqs.clone();
+    seqs.truncate(MAX_ALERT_SEQS);
+    Alert {
+        id,
+        rule_id: a.rule_id.clone(),
+        title: a.title.clone(),
+        level: a.level,
+        status: AlertStatus::Open,
+        event_time: a.event_time,
+        received_at: a.received_at,
+        last_seen: a.received_at,
+        count: 1,
+        event_seqs: seqs,
+        group_key: a.group_key.clone(),
+        dedup_key: a.dedup_key.clone(),
+        details: a.details.clone(),
+        ack: None,
+    }
+}
+
+/// Folds a new occurrence into an open alert with the same dedup key.
+pub(crate) fn merge(x: &mut Alert, a: &NewAlert) {
+    x.count += 1;
+    x.last_seen = x.last_seen.max(a.received_at);
+    if a.event_time > x.event_time {
+        x.event_time = a.event_time;
+    }
+    let room = MAX_ALERT_SEQS.saturating_sub(x.event_seqs.len());
+    x.event_seqs.extend(a.event_seqs.iter().copied().take(room));
+    x.level = x.level.max(a.level);
+}

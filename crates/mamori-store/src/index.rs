@@ -1,0 +1,583 @@
+//! The search index: tantivy over the event log, shared by the embedded (on-disk) and the
+//! in-memory backends. It is a cache: every document is derived from a log record and carries
+//! its seq, and each commit records (in the commit payload) the highest seq it covers, so the
+//! owner can re-index the log from there after a crash — idempotently, because a commit is
+//! atomic with its payload.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use mamori_event::{Event, Value};
+use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::columnar::Column;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
+use tantivy::query_grammar::{Occur as GrammarOccur, UserInputAst, UserInputLeaf};
+use tantivy::schema::{
+    Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
+    TextFieldIndexing, TextOptions,
+};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, SegmentReader,
+    TantivyDocument, Term,
+};
+
+use crate::error::{Error, Result};
+use crate::model::{
+    Bucket, SearchRequest, SearchResponse, Seq, SortOrder, StoredEvent, MAX_BUCKETS,
+};
+
+/// Bump when the schema or the document mapping changes: an index with another version is
+/// dropped and rebuilt from the log.
+const INDEX_VERSION: u32 = 1;
+/// Longest string value (and raw text) the index sees; `get` still returns everything.
+const MAX_INDEXED_TEXT: usize = 256 << 10;
+const MAX_QUERY_LEN: usize = 16 << 10;
+const MAX_QUERY_DEPTH: usize = 32;
+/// Field names longer than this are stored but not indexed (they could not be typed in a query).
+const MAX_INDEXED_NAME: usize = 255;
+
+/// When the index commits (making appended events searchable and durable in the index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexConfig {
+    /// Indexing memory budget (tantivy's writer heap).
+    pub(crate) heap_bytes: usize,
+    pub(crate) commit_every_docs: u64,
+    pub(crate) commit_interval: Duration,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            heap_bytes: 64 << 20,
+            commit_every_docs: 50_000,
+            commit_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+struct Fields {
+    seq: Field,
+    ts: Field,
+    host: Field,
+    message: Field,
+    fields: Field,
+}
+
+struct WriterState {
+    writer: IndexWriter,
+    /// Highest seq added (committed or not).
+    added_through: Seq,
+    pending: u64,
+    last_commit: Instant,
+}
+
+pub(crate) struct EventIndex {
+    cfg: IndexConfig,
+    writer: Mutex<WriterState>,
+    reader: IndexReader,
+    f: Fields,
+    parser: QueryParser,
+    committed_through: AtomicU64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Payload {
+    version: u32,
+    indexed_through: Seq,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextFieldIndexing::default()
+        .set_tokenizer("default")
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    let seq = b.add_u64_field("seq", NumericOptions::default().set_indexed().set_fast());
+    let ts = b.add_i64_field("ts", NumericOptions::default().set_indexed().set_fast());
+    let host = b.add_text_field(
+        "host",
+        TextOptions::default().set_indexing_options(text.clone()),
+    );
+    let message = b.add_text_field(
+        "message",
+        TextOptions::default().set_indexing_options(text.clone()),
+    );
+    let fields = b.add_json_field(
+        "fields",
+        JsonObjectOptions::default()
+            .set_indexing_options(text)
+            .set_expand_dots_enabled(),
+    );
+    (
+        b.build(),
+        Fields {
+            seq,
+            ts,
+            host,
+            message,
+            fields,
+        },
+    )
+}
+
+impl EventIndex {
+    /// Opens the index in `dir`, rebuilding it (empty) if it is missing, of another version or
+    /// unreadable. Returns the index and the highest seq it has committed.
+    pub(crate) fn open_dir(dir: &Path, cfg: IndexConfig) -> Result<(EventIndex, Seq)> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+            path: dir.into(),
+            source: e,
+        })?;
+        let (schema, _) = schema();
+        let attempt = || -> Result<(Index, Seq)> {
+            let d = MmapDirectory::open(dir).map_err(|e| Error::Index(e.to_string()))?;
+            let index = Index::open_or_create(d, schema.clone())?;
+            let through = match index.load_metas()?.payload {
+                None => 0,
+                Some(p) => match serde_json::from_str::<Payload>(&p) {
+                    Ok(p) if p.version == INDEX_VERSION => p.indexed_through,
+                    _ => return Err(Error::Index(format!("index version changed: {p}"))),
+                },
+            };
+            Ok((index, through))
+        };
+        let (index, through) = match attempt() {
+            Ok(x) => x,
+            Err(_) => {
+                // The index is a cache of the log: drop it and rebuild.
+                std::fs::remove_dir_all(dir).map_err(|e| Error::Io {
+                    path: dir.into(),
+                    source: e,
+                })?;
+                std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+                    path: dir.into(),
+                    source: e,
+                })?;
+                attempt()?
+            }
+        };
+        Ok((EventIndex::new(index, cfg, through)?, through))
+    }
+
+    pub(crate) fn open_ram(cfg: IndexConfig) -> Result<EventIndex> {
+        EventIndex::new(Index::create_in_ram(schema().0), cfg, 0)
+    }
+
+    fn new(index: Index, cfg: IndexConfig, through: Seq) -> Result<EventIndex> {
+        let (_, f) = schema();
+        let writer = index.writer_with_num_threads(1, cfg.heap_bytes.max(15 << 20))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let mut parser = QueryParser::for_index(&index, vec![f.message, f.fields]);
+        parser.set_conjunction_by_default();
+        Ok(EventIndex {
+            cfg,
+            writer: Mutex::new(WriterState {
+                writer,
+                added_through: through,
+                pending: 0,
+                last_commit: Instant::now(),
+            }),
+            reader,
+            f,
+            parser,
+            committed_through: AtomicU64::new(through),
+        })
+    }
+
+    pub(crate) fn committed_through(&self) -> Seq {
+        self.committed_through.load(Ordering::Acquire)
+    }
+
+    /// Adds documents; the caller adds seqs in increasing order, each once.
+    pub(crate) fn add<'a>(
+        &self,
+        events: impl IntoIterator<Item = (Seq, DateTime<Utc>, &'a Event)>,
+    ) -> Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        for (seq, received_at, e) in events {
+            w.writer.add_document(self.document(seq, received_at, e))?;
+            w.added_through = seq;
+            w.pending += 1;
+        }
+        Ok(())
+    }
+
+    /// Commits if the policy says so (`force`: if anything is pending).
+    pub(crate) fn maybe_commit(&self, force: bool) -> Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let due = w.pending >= self.cfg.commit_every_docs
+            || (w.pending > 0 && w.last_commit.elapsed() >= self.cfg.commit_interval)
+            || (force && w.pending > 0);
+        if due {
+            self.commit_locked(&mut w)?;
+        }
+        Ok(())
+    }
+
+    fn commit_locked(&self, w: &mut WriterState) -> Result<()> {
+        let payload = serde_json::to_string(&Payload {
+            version: INDEX_VERSION,
+            indexed_through: w.added_through,
+        })
+        .expect("payload serialises");
+        let mut pc = w.writer.prepare_commit()?;
+        pc.set_payload(&payload);
+        pc.commit()?;
+        w.pending = 0;
+        w.last_commit = Instant::now();
+        self.committed_through
+            .store(w.added_through, Ordering::Release);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Deletes documents with seq outside `keep_from..keep_until` and commits, setting the
+    /// covered seq to `keep_until - 1` if it was beyond (the log lost its tail).
+    pub(crate) fn retain(&self, keep_from: Seq, keep_until: Seq) -> Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let term = |s: Seq| Term::from_field_u64(self.f.seq, s);
+        if keep_from > 0 {
+            w.writer.delete_query(Box::new(RangeQuery::new(
+                Bound::Included(term(0)),
+                Bound::Excluded(term(keep_from)),
+            )))?;
+        }
+        w.writer.delete_query(Box::new(RangeQuery::new(
+            Bound::Included(term(keep_until)),
+            Bound::Unbounded,
+        )))?;
+        w.added_through = w.added_through.min(keep_until.saturating_sub(1));
+        self.commit_locked(&mut w)
+    }
+
+    fn document(&self, seq: Seq, received_at: DateTime<Utc>, e: &Event) -> TantivyDocument {
+        let mut d = TantivyDocument::new();
+        d.add_u64(self.f.seq, seq);
+        d.add_i64(self.f.ts, micros(e.timestamp.unwrap_or(received_at)));
+        if let Some(h) = e.host() {
+            d.add_text(self.f.host, cap(&h));
+        }
+        d.add_text(self.f.message, cap(&String::from_utf8_lossy(&e.raw)));
+        let mut obj: BTreeMap<String, OwnedValue> = BTreeMap::new();
+        for (name, v) in e.fields() {
+            let n = name.as_str();
+            if n.is_empty() || n.len() > MAX_INDEXED_NAME || n.contains(['\0', '\u{1}']) {
+                continue;
+            }
+            let Some(v) = owned(v) else { continue };
+            match obj.entry(n.to_string()) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(v);
+                }
+                std::collections::btree_map::Entry::Occupied(mut slot) => {
+                    let prev = std::mem::replace(slot.get_mut(), OwnedValue::Null);
+                    let mut items = match prev {
+                        OwnedValue::Array(items) => items,
+                        other => vec![other],
+                    };
+                    items.push(v);
+                    *slot.get_mut() = OwnedValue::Array(items);
+                }
+            }
+        }
+        d.add_object(self.f.fields, obj);
+        d
+    }
+
+    fn parse(&self, q: &str) -> Result<Box<dyn Query>> {
+        let t = q.trim();
+        if t.is_empty() || t == "*" {
+            return Ok(Box::new(AllQuery));
+        }
+        let err = |pos, message| Error::Query {
+            query: q.to_string(),
+            pos,
+            message,
+        };
+        // The grammar parser recurses: bound input size and nesting before it runs, so a
+        // hostile query is an error and never a stack overflow.
+        if q.len() > MAX_QUERY_LEN {
+            return Err(err(
+                Some(MAX_QUERY_LEN),
+                format!("query longer than {MAX_QUERY_LEN} bytes"),
+            ));
+        }
+        let mut depth = 0usize;
+        for (pos, c) in q.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if depth > MAX_QUERY_DEPTH {
+                return Err(err(
+                    Some(pos),
+                    format!("parentheses nested deeper than {MAX_QUERY_DEPTH}"),
+                ));
+            }
+        }
+        let (_, errors) = tantivy::query_grammar::parse_query_lenient(q);
+        if let Some(e) = errors.first() {
+            return Err(err(Some(e.pos), e.message.clone()));
+        }
+        let ast = tantivy::query_grammar::parse_query(q)
+            .map_err(|_| err(None, "syntax error".to_string()))?;
+        self.parser
+            .build_query_from_user_input_ast(complete_negations(ast))
+            .map_err(|e| err(None, e.to_string()))
+    }
+
+    /// Runs a search; `fetch` turns a seq into the stored event (from the log).
+    pub(crate) fn search(
+        &self,
+        req: &SearchRequest,
+        fetch: impl Fn(&[Seq]) -> Result<Vec<StoredEvent>>,
+    ) -> Result<SearchResponse> {
+        req.validate()?;
+        let parsed = self.parse(&req.query)?;
+        let (lo, hi) = (req.from.map(micros), req.to.map(micros));
+        let query: Box<dyn Query> = if lo.is_none() && hi.is_none() {
+            parsed
+        } else {
+            let term = |t| Term::from_field_i64(self.f.ts, t);
+            let range = RangeQuery::new(
+                lo.map_or(Bound::Unbounded, |t| Bound::Included(term(t))),
+                hi.map_or(Bound::Unbounded, |t| Bound::Excluded(term(t))),
+            );
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, parsed),
+                (Occur::Must, Box::new(range)),
+            ]))
+        };
+        let width = req
+            .histogram
+            .map(|w| w.num_microseconds().unwrap_or(i64::MAX).max(1));
+        if let (Some(w), Some(lo), Some(hi)) = (width, lo, hi) {
+            let n = (hi - 1).div_euclid(w) - lo.div_euclid(w) + 1;
+            if n > MAX_BUCKETS as i64 {
+                return Err(Error::InvalidRequest(format!(
+                    "histogram would have {n} buckets, the limit is {MAX_BUCKETS}"
+                )));
+            }
+        }
+        let order = match req.sort {
+            SortOrder::Asc => Order::Asc,
+            SortOrder::Desc => Order::Desc,
+        };
+        let searcher = self.reader.searcher();
+        let top = TopDocs::with_limit(req.limit.max(1))
+            .and_offset(req.offset)
+            .order_by_fast_field::<i64>("ts", order);
+        let hist = Histogram { width };
+        let (total, top, buckets) = searcher.search(&*query, &(Count, top, hist))?;
+        let mut keyed: Vec<(i64, Seq)> = Vec::with_capacity(top.len());
+        if req.limit > 0 {
+            for (ts, addr) in top {
+                keyed.push((ts, self.seq_of(&searcher, addr)?));
+            }
+        }
+        // Ties on time are broken by seq (receipt order) within the page.
+        match req.sort {
+            SortOrder::Asc => keyed.sort_unstable(),
+            SortOrder::Desc => keyed.sort_unstable_by(|a, b| b.cmp(a)),
+        }
+        let seqs: Vec<Seq> = keyed.iter().map(|&(_, s)| s).collect();
+        let hits = fetch(&seqs)?;
+        let histogram = match width {
+            None => Vec::new(),
+            Some(w) => dense(&buckets, w, lo, hi)?,
+        };
+        Ok(SearchResponse {
+            total: total as u64,
+            hits,
+            histogram,
+        })
+    }
+
+    fn seq_of(&self, searcher: &tantivy::Searcher, addr: DocAddress) -> Result<Seq> {
+        let col = searcher
+            .segment_reader(addr.segment_ord)
+            .fast_fields()
+            .u64("seq")?;
+        col.first(addr.doc_id)
+            .ok_or_else(|| Error::Index(format!("document {addr:?} has no seq")))
+    }
+
+    /// Number of indexed documents (committed), and their seqs — for consistency checks.
+    pub(crate) fn committed_seqs(&self) -> Result<Vec<Seq>> {
+        let searcher = self.reader.searcher();
+        let mut out = Vec::new();
+        for sr in searcher.segment_readers() {
+            let col = sr.fast_fields().u64("seq")?;
+            for doc in sr.doc_ids_alive() {
+                out.extend(col.first(doc));
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+/// Lucene semantics for negation: a group whose clauses are all negative (`NOT x`, `a AND NOT b`
+/// parses as `+a +(-b)`) means "everything except", but tantivy matches nothing for a purely
+/// negative boolean query. Adding a match-all clause to such groups gives the Lucene meaning.
+fn complete_negations(ast: UserInputAst) -> UserInputAst {
+    match ast {
+        UserInputAst::Clause(clauses) => {
+            let mut clauses: Vec<_> = clauses
+                .into_iter()
+                .map(|(o, a)| (o, complete_negations(a)))
+                .collect();
+            if !clauses.is_empty()
+                && clauses
+                    .iter()
+                    .all(|(o, _)| *o == Some(GrammarOccur::MustNot))
+            {
+                clauses.push((
+                    Some(GrammarOccur::Must),
+                    UserInputAst::Leaf(Box::new(UserInputLeaf::All)),
+                ));
+            }
+            UserInputAst::Clause(clauses)
+        }
+        UserInputAst::Boost(inner, b) => {
+            UserInputAst::Boost(Box::new(complete_negations(*inner)), b)
+        }
+        leaf => leaf,
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn cap(s: &str) -> &str {
+    if s.len() <= MAX_INDEXED_TEXT {
+        return s;
+    }
+    let mut end = MAX_INDEXED_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn owned(v: &Value) -> Option<OwnedValue> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Bool(b) => OwnedValue::Bool(*b),
+        Value::Int(i) => OwnedValue::I64(*i),
+        Value::Float(f) if f.is_finite() => OwnedValue::F64(*f),
+        Value::Float(_) => return None,
+        Value::Str(s) => OwnedValue::Str(cap(s).to_string()),
+        Value::List(items) => {
+            let items: Vec<OwnedValue> = items.iter().filter_map(owned).collect();
+            if items.is_empty() {
+                return None;
+            }
+            OwnedValue::Array(items)
+        }
+    })
+}
+
+/// Dense buckets between the bounds (or the first and last non-empty bucket).
+fn dense(
+    counts: &BTreeMap<i64, u64>,
+    width: i64,
+    lo: Option<i64>,
+    hi: Option<i64>,
+) -> Result<Vec<Bucket>> {
+    let first = lo
+        .map(|t| t.div_euclid(width))
+        .or(counts.keys().next().copied());
+    let last = hi
+        .map(|t| (t - 1).div_euclid(width))
+        .or(counts.keys().next_back().copied());
+    let (Some(first), Some(last)) = (first, last) else {
+        return Ok(Vec::new());
+    };
+    if last < first {
+        return Ok(Vec::new());
+    }
+    if last - first + 1 > MAX_BUCKETS as i64 {
+        return Err(Error::InvalidRequest(format!(
+            "histogram would have {} buckets, the limit is {MAX_BUCKETS}; use a wider bucket or a time range",
+            last - first + 1
+        )));
+    }
+    Ok((first..=last)
+        .map(|k| Bucket {
+            start: from_micros(k.saturating_mul(width)),
+            count: counts.get(&k).copied().unwrap_or(0),
+        })
+        .collect())
+}
+
+/// Counts matching documents per `ts` bucket of `width` µs (nothing when `width` is `None`).
+struct Histogram {
+    width: Option<i64>,
+}
+
+struct SegmentHistogram {
+    width: i64,
+    col: Option<Column<i64>>,
+    counts: BTreeMap<i64, u64>,
+}
+
+impl Collector for Histogram {
+    type Fruit = BTreeMap<i64, u64>;
+    type Child = SegmentHistogram;
+
+    fn for_segment(&self, _: u32, sr: &SegmentReader) -> tantivy::Result<SegmentHistogram> {
+        Ok(SegmentHistogram {
+            width: self.width.unwrap_or(1),
+            col: match self.width {
+                Some(_) => Some(sr.fast_fields().i64("ts")?),
+                None => None,
+            },
+            counts: BTreeMap::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, parts: Vec<BTreeMap<i64, u64>>) -> tantivy::Result<Self::Fruit> {
+        let mut all = BTreeMap::new();
+        for p in parts {
+            for (k, v) in p {
+                *all.entry(k).or_insert(0) += v;
+            }
+        }
+        Ok(all)
+    }
+}
+
+impl SegmentCollector for SegmentHistogram {
+    type Fruit = BTreeMap<i64, u64>;
+
+    fn collect(&mut self, doc: u32, _: Score) {
+        if let Some(col) = &self.col {
+            if let Some(ts) = col.first(doc) {
+                *self.counts.entry(ts.div_euclid(self.width)).or_insert(0) += 1;
+            }
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.counts
+    }
+}

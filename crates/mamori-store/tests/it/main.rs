@@ -1,0 +1,8 @@
+//! Integration tests of mamori-store: one binary, one module per concern.
+
+mod common;
+mod crash;
+mod fixture;
+mod recovery;
+mod sqlite;
+mod suite;
