@@ -22,7 +22,7 @@ mod geo;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use mamori_event::{Event, Format, Level};
@@ -703,13 +703,4 @@ fn close_day(
         acct.volumes.remove(0);
     }
     None
-}
-
-/// Groups alerts by rule for summaries.
-pub fn count_by_rule(alerts: &[Alert]) -> BTreeMap<&'static str, usize> {
-    let mut m = BTreeMap::new();
-    for a in alerts {
-        *m.entry(a.rule_id).or_default() += 1;
-    }
-    m
 }

@@ -550,14 +550,52 @@ fn trigger(n: &Node, preds: &[Pred], eid_slot: Option<u32>) -> Option<Vec<Atom>>
     }
 }
 
+/// Rough evaluation cost, to evaluate cheap children of AND/OR first (all predicates are pure,
+/// so order does not change results, only how soon they short-circuit).
+fn cost(n: &Node, preds: &[Pred]) -> u32 {
+    match n {
+        Node::Const(_) => 0,
+        Node::Pred(p) => match preds[*p as usize].kind {
+            PredKind::Lit => 1,
+            PredKind::NumEq(_) | PredKind::Exists(_) | PredKind::Null | PredKind::Bool(_) => 3,
+            PredKind::Logsource { .. } | PredKind::Cmp(..) | PredKind::TimePart(..) => 4,
+            PredKind::Cidr(_) | PredKind::FieldRef { .. } => 6,
+            PredKind::Glob { .. } => 10,
+            PredKind::Regex { .. } => 20,
+        },
+        Node::AnyLit(_) => 2,
+        Node::Not(x) => cost(x, preds),
+        Node::And(v) | Node::Or(v) => v.iter().map(|x| cost(x, preds)).sum::<u32>().min(1000),
+    }
+}
+
 /// Folds ORs of literal predicates into [`Node::AnyLit`] and flattens nested AND/OR.
 fn optimize(n: Node, preds: &[Pred]) -> Node {
+    let out = fold(n, preds);
+    order(out, preds)
+}
+
+fn order(n: Node, preds: &[Pred]) -> Node {
+    let sort = |v: Box<[Node]>| -> Box<[Node]> {
+        let mut v: Vec<Node> = v.into_vec().into_iter().map(|x| order(x, preds)).collect();
+        v.sort_by_key(|x| cost(x, preds));
+        v.into()
+    };
+    match n {
+        Node::And(v) => Node::And(sort(v)),
+        Node::Or(v) => Node::Or(sort(v)),
+        Node::Not(x) => Node::Not(Box::new(order(*x, preds))),
+        other => other,
+    }
+}
+
+fn fold(n: Node, preds: &[Pred]) -> Node {
     match n {
         Node::Or(items) => {
             let mut lits = Vec::new();
             let mut rest = Vec::new();
             for i in items.into_vec() {
-                match optimize(i, preds) {
+                match fold(i, preds) {
                     Node::Pred(p) if matches!(preds[p as usize].kind, PredKind::Lit) => {
                         lits.push(p)
                     }
@@ -582,7 +620,7 @@ fn optimize(n: Node, preds: &[Pred]) -> Node {
         Node::And(items) => {
             let mut out = Vec::new();
             for i in items.into_vec() {
-                match optimize(i, preds) {
+                match fold(i, preds) {
                     Node::And(inner) => out.extend(inner.into_vec()),
                     other => out.push(other),
                 }
@@ -593,7 +631,7 @@ fn optimize(n: Node, preds: &[Pred]) -> Node {
                 Node::And(out.into())
             }
         }
-        Node::Not(x) => Node::Not(Box::new(optimize(*x, preds))),
+        Node::Not(x) => Node::Not(Box::new(fold(*x, preds))),
         other => other,
     }
 }

@@ -22,6 +22,7 @@ use tantivy::schema::{
     Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
     TextFieldIndexing, TextOptions,
 };
+use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, SegmentReader,
     TantivyDocument, Term,
@@ -37,6 +38,10 @@ use crate::model::{
 const INDEX_VERSION: u32 = 1;
 /// Longest string value (and raw text) the index sees; `get` still returns everything.
 const MAX_INDEXED_TEXT: usize = 256 << 10;
+/// tantivy's `default` analyser (split on non-alphanumerics, lower-case) but keeping tokens up
+/// to 255 bytes instead of 40: SHA-256 hashes (64 hex digits) and long identifiers are exactly
+/// what an analyst searches for.
+const TOKENIZER: &str = "mamori";
 const MAX_QUERY_LEN: usize = 16 << 10;
 const MAX_QUERY_DEPTH: usize = 32;
 /// Field names longer than this are stored but not indexed (they could not be typed in a query).
@@ -95,7 +100,7 @@ struct Payload {
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let text = TextFieldIndexing::default()
-        .set_tokenizer("default")
+        .set_tokenizer(TOKENIZER)
         .set_index_option(IndexRecordOption::WithFreqsAndPositions);
     let seq = b.add_u64_field("seq", NumericOptions::default().set_indexed().set_fast());
     let ts = b.add_i64_field("ts", NumericOptions::default().set_indexed().set_fast());
@@ -170,6 +175,13 @@ impl EventIndex {
 
     fn new(index: Index, cfg: IndexConfig, through: Seq) -> Result<EventIndex> {
         let (_, f) = schema();
+        index.tokenizers().register(
+            TOKENIZER,
+            TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(RemoveLongFilter::limit(256))
+                .filter(LowerCaser)
+                .build(),
+        );
         let writer = index.writer_with_num_threads(1, cfg.heap_bytes.max(15 << 20))?;
         let reader = index
             .reader_builder()

@@ -527,6 +527,10 @@ fn hostile_input(s: &dyn EventStore) {
     );
     e.push(FieldName::new("user.name"), Value::str("second-alice"));
     e.push(FieldName::new("日本語.フィールド"), Value::str("値 テスト"));
+    e.push(
+        FieldName::new("file.hash.sha256"),
+        Value::str("E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"),
+    );
     let mut far = ssh_event(1, "zed", "failure", "203.0.113.5", None);
     far.timestamp = Some(DateTime::<Utc>::MAX_UTC);
     let mut early = ssh_event(2, "zed", "failure", "203.0.113.5", None);
@@ -545,6 +549,14 @@ fn hostile_input(s: &dyn EventStore) {
     );
     assert_eq!(seqs_of(&search(s, "user.name:\"second-alice\"")), [1]);
     assert_eq!(seqs_of(&search(s, "日本語.フィールド:値")), [1]);
+    assert_eq!(
+        seqs_of(&search(
+            s,
+            "file.hash.sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        )),
+        [1],
+        "64-character hashes are searchable tokens"
+    );
     let r = s
         .search(&SearchRequest {
             sort: SortOrder::Asc,

@@ -15,7 +15,7 @@ use serde_json::json;
 /// Rows a worker hands over at once.
 pub(crate) const BATCH: usize = 4096;
 /// Rows kept in memory before a sorted run is spilled to a temporary file.
-const SPILL_AT: usize = 100_000;
+const SPILL_AT: usize = 10_000;
 
 /// One detection on the timeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
