@@ -5,6 +5,7 @@ mod analytics;
 mod bench;
 mod hunt;
 mod rules;
+mod serve;
 mod simulate;
 mod timeline;
 mod vault_cli;
@@ -34,6 +35,8 @@ web access logs (Apache/nginx/IIS) and auditd, matches them against Sigma rules 
 and writes a forensic timeline.\n\n\
 Examples:\n    \
 mamori hunt /var/log --rules ./rules                 Hunt a folder of logs\n    \
+mamori serve --rules ./rules                          Run the server (syslog 5514, API 8080)\n    \
+mamori token create ops                               Create an API token\n    \
 mamori hunt logs/ --rules rules/ -o out.jsonl --format jsonl\n    \
 mamori rules check ./rules                            Compile rules, list failures\n    \
 mamori bench rules --rules sigma/rules              Matching throughput\n\n\
@@ -65,6 +68,11 @@ enum Command {
     Evidence(vault_cli::EvidenceCmd),
     /// Write realistic logs of an incident with its ground truth.
     Simulate(simulate::SimulateArgs),
+    /// Run the server: receive syslog and HTTP events, store, detect, alert, search.
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke API tokens of a server.
+    #[command(subcommand)]
+    Token(serve::TokenCmd),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +96,8 @@ fn main() -> ExitCode {
         Command::Vault(c) => vault_cli::run_vault(c),
         Command::Evidence(c) => vault_cli::run_evidence(c),
         Command::Simulate(a) => simulate::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Token(c) => serve::run_token(c),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use clap::Subcommand;
 use mamori_detect::{CompileOptions, RuleSet};
 use mamori_sigma::{Placeholders, RulePack};
@@ -27,69 +26,14 @@ pub(crate) enum RulesCmd {
     },
 }
 
-/// Every .yml/.yaml file under the paths, sorted.
-pub(crate) fn rule_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        let md = std::fs::symlink_metadata(p)?;
-        if md.is_dir() {
-            let mut entries: Vec<PathBuf> =
-                std::fs::read_dir(p)?.flatten().map(|e| e.path()).collect();
-            entries.sort();
-            for e in entries {
-                walk(&e, out)?;
-            }
-        } else if md.is_file() && p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
-            out.push(p.to_path_buf());
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for p in paths {
-        if !p.exists() {
-            bail!("rules path {} does not exist", p.display());
-        }
-        if p.is_file() {
-            out.push(p.clone());
-        } else {
-            walk(p, &mut out)
-                .with_context(|| format!("cannot read rules directory {}", p.display()))?;
-        }
-    }
-    Ok(out)
-}
-
+/// Reads a placeholder file (shared with `mamori serve`).
 pub(crate) fn load_placeholders(path: Option<&Path>) -> anyhow::Result<Placeholders> {
-    match path {
-        None => Ok(Placeholders::new()),
-        Some(p) => {
-            let src = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            Placeholders::from_yaml(&src).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
-        }
-    }
+    mamori_server::rules::load_placeholders(path).map_err(anyhow::Error::msg)
 }
 
 /// Reads and parses every rule file; unreadable files become failures, not errors.
 pub(crate) fn load_pack(paths: &[PathBuf], ph: &Placeholders) -> anyhow::Result<(RulePack, usize)> {
-    let files = rule_files(paths)?;
-    let mut pack = RulePack::new();
-    for f in &files {
-        match std::fs::read(f) {
-            Ok(bytes) => {
-                let src = String::from_utf8_lossy(&bytes);
-                pack.add_file(&f.display().to_string(), &src, ph);
-            }
-            Err(e) => pack.failures.push(mamori_sigma::Error {
-                path: f.display().to_string(),
-                line: None,
-                rule: None,
-                kind: mamori_sigma::ErrorKind::Yaml,
-                message: format!("cannot read: {e}"),
-            }),
-        }
-    }
-    pack.resolve_references();
-    Ok((pack, files.len()))
+    mamori_server::rules::load_pack(paths, ph).map_err(anyhow::Error::msg)
 }
 
 pub(crate) fn run(cmd: RulesCmd) -> anyhow::Result<i32> {

@@ -2,6 +2,7 @@
 
 mod hunt;
 mod scenarios;
+mod serve;
 mod vault;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,780 @@
+//! The HTTP API: `fn router(state) -> Router`.
+//!
+//! * Authentication is an extractor ([`Authed`]): a handler that takes it cannot run without a
+//!   valid `Authorization: Bearer <token>`. Every route takes it except `GET /api/v1/health`.
+//! * One error type ([`ApiError`]): client mistakes get a clear message; internal causes are
+//!   logged and answered with a generic 500, never sent to the client.
+//! * Ingest answers 200 only after the batch is durable (the pipeline's ack), 413 past the size
+//!   limit (compressed or decompressed), 400 with the line number for malformed JSON (and then
+//!   nothing of the request is stored: a request is all or nothing).
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, TimeDelta, Utc};
+use http_body_util::BodyExt;
+use mamori_event::{Event, Interner, Level, Origin, RuleId, Transport};
+use mamori_store::{
+    Ack, AlertFilter, AlertId, AlertStatus, AlertStore, EventStore, SearchRequest, SortOrder,
+    StoredEvent,
+};
+use serde::Deserialize;
+use serde_json::{json, Value as JsonValue};
+
+use crate::config::HttpConfig;
+use crate::metrics::{Metrics, SourceKind};
+use crate::pipeline::Sink;
+use crate::rules::RulesHandle;
+use crate::tokens::TokenCache;
+
+/// What every handler can reach.
+pub struct StateInner {
+    pub events: Arc<dyn EventStore>,
+    pub alerts: Arc<dyn AlertStore>,
+    pub sink: Sink,
+    pub rules: Option<Arc<RulesHandle>>,
+    pub metrics: Arc<Metrics>,
+    pub tokens: TokenCache,
+    pub http: HttpConfig,
+    pub uploads_dir: PathBuf,
+    pub started: Instant,
+}
+
+pub type AppState = Arc<StateInner>;
+
+/// The API routes.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.http.max_body_bytes;
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/ingest", post(ingest))
+        .route("/api/v1/upload", post(upload))
+        .route("/api/v1/search", get(search_get).post(search_post))
+        .route("/api/v1/events/{seq}", get(event_get))
+        .route("/api/v1/alerts", get(alerts_list))
+        .route("/api/v1/alerts/{id}", get(alert_get))
+        .route("/api/v1/alerts/{id}/ack", post(alert_ack))
+        .route("/api/v1/rules", get(rules_list))
+        .route("/api/v1/rules/reload", post(rules_reload))
+        .route("/metrics", get(metrics))
+        // Bodies are limited by the handlers themselves (ingest and upload have different
+        // limits, and ingest also limits the decompressed size).
+        .layer(axum::extract::DefaultBodyLimit::max(max_body.max(64 << 10)))
+        .with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// An API error: status plus a message for the client.
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    BadRequest(String),
+    NotFound(String),
+    TooLarge(String),
+    Timeout,
+    Unavailable(String),
+    /// Logged; the client sees only "internal error".
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid API token (Authorization: Bearer <token>; create one with `mamori token create`)".to_owned(),
+            ),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::Timeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time".to_owned(),
+            ),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error answering an API request");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+            }
+        };
+        let mut r = (status, Json(json!({ "error": msg }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        r
+    }
+}
+
+fn store_err(e: mamori_store::Error) -> ApiError {
+    match e {
+        mamori_store::Error::Query { .. } | mamori_store::Error::InvalidRequest(_) => {
+            ApiError::BadRequest(e.to_string())
+        }
+        mamori_store::Error::NotFound { .. } => ApiError::NotFound(e.to_string()),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication
+
+/// The caller's token name. Taking this extractor is what makes a route authenticated.
+pub struct Authed {
+    pub name: String,
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(ApiError::Unauthorized)?
+            .trim()
+            .to_owned();
+        let st = Arc::clone(state);
+        let name = tokio::task::spawn_blocking(move || st.tokens.verify(&*st.alerts, &token))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        name.map(|name| Authed { name })
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health, OpenAPI, metrics
+
+async fn health(State(st): State<AppState>) -> Json<JsonValue> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": st.started.elapsed().as_secs(),
+    }))
+}
+
+async fn openapi(_auth: Authed) -> Json<JsonValue> {
+    Json(crate::openapi::document())
+}
+
+async fn metrics(_auth: Authed, State(st): State<AppState>) -> Result<Response, ApiError> {
+    let s = Arc::clone(&st);
+    let stats = blocking(move || s.events.stats().map_err(store_err)).await?;
+    let (rules, corr) = st
+        .rules
+        .as_ref()
+        .map(|r| {
+            let rep = r.report();
+            (rep.rules as f64, rep.correlations as f64)
+        })
+        .unwrap_or((0.0, 0.0));
+    let body = st.metrics.render(&[
+        (
+            "mamori_queue_depth",
+            "Batches waiting between the sources and storage.",
+            st.sink.depth() as f64,
+        ),
+        (
+            "mamori_store_events",
+            "Events in the store.",
+            stats.events as f64,
+        ),
+        (
+            "mamori_store_bytes",
+            "Bytes of the event log.",
+            stats.bytes as f64,
+        ),
+        (
+            "mamori_index_lag_events",
+            "Stored events not yet searchable.",
+            stats
+                .last_seq
+                .unwrap_or(0)
+                .saturating_sub(stats.indexed_seq) as f64,
+        ),
+        ("mamori_rules_loaded", "Sigma rules loaded.", rules),
+        (
+            "mamori_correlations_loaded",
+            "Sigma correlation rules loaded.",
+            corr,
+        ),
+    ]);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest
+
+/// How much of an oversized body is read and discarded before answering 413.
+const DRAIN_LIMIT: usize = 16 << 20;
+
+/// Reads a body up to `max` bytes within the configured time.
+async fn read_body(body: Body, max: usize, timeout: Duration) -> Result<Vec<u8>, ApiError> {
+    let collect = async move {
+        let mut body = body;
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                if e.to_string().contains("length limit") {
+                    ApiError::TooLarge(format!("request body exceeds {max} bytes"))
+                } else {
+                    ApiError::BadRequest(format!("cannot read request body: {e}"))
+                }
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if out.len() + data.len() > max {
+                    // Read (and discard) a bounded amount more so the client, still sending,
+                    // gets the 413 instead of a reset connection.
+                    let mut drained = out.len() + data.len();
+                    while drained < DRAIN_LIMIT {
+                        match body.frame().await {
+                            Some(Ok(f)) => {
+                                drained += f.data_ref().map_or(0, |d| d.len());
+                            }
+                            _ => break,
+                        }
+                    }
+                    return Err(ApiError::TooLarge(format!(
+                        "request body exceeds {max} bytes"
+                    )));
+                }
+                out.extend_from_slice(&data);
+            }
+        }
+        Ok(out)
+    };
+    tokio::time::timeout(timeout, collect)
+        .await
+        .map_err(|_| ApiError::Timeout)?
+}
+
+fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::BadRequest(format!("invalid gzip body: {e}")))?;
+    if out.len() > max {
+        return Err(ApiError::TooLarge(format!(
+            "decompressed body exceeds {max} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// Parses a JSON array or JSON lines body into events; all or nothing.
+pub fn parse_ingest_body(body: &[u8], peer: SocketAddr) -> Result<Vec<Event>, String> {
+    let origin = Origin::Network {
+        peer,
+        transport: Transport::Http,
+    };
+    let mut names = Interner::new();
+    let first = body.iter().position(|b| !b.is_ascii_whitespace());
+    let Some(first) = first else {
+        return Ok(Vec::new());
+    };
+    if body[first] == b'[' {
+        let values: Vec<JsonValue> =
+            serde_json::from_slice(body).map_err(|e| format!("invalid JSON array: {e}"))?;
+        let mut out = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            let raw = serde_json::to_vec(v).unwrap_or_default();
+            let ev = mamori_ingest::parse_json_value(v, raw, origin.clone(), &mut names)
+                .map_err(|e| format!("element {}: {e}", i + 1))?;
+            out.push(ev);
+        }
+        return Ok(out);
+    }
+    let mut out = Vec::new();
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let ev = mamori_ingest::parse_json_object(line, origin.clone(), &mut names)
+            .map_err(|e| format!("line {}: {e}", i + 1))?;
+        out.push(ev);
+    }
+    Ok(out)
+}
+
+async fn ingest(
+    _auth: Authed,
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<JsonValue>, ApiError> {
+    let max = st.http.max_body_bytes;
+    let c = st.metrics.source(SourceKind::Http);
+    let raw = match read_body(body, max, Duration::from_secs(st.http.body_timeout_secs)).await {
+        Ok(b) => b,
+        Err(e) => {
+            if matches!(e, ApiError::TooLarge(_)) {
+                c.oversized
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Err(e);
+        }
+    };
+    c.bytes_in
+        .fetch_add(raw.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let gz = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let events = blocking(move || {
+        let text = if gz { gunzip(&raw, max)? } else { raw };
+        parse_ingest_body(&text, peer).map_err(ApiError::BadRequest)
+    })
+    .await
+    .inspect_err(|e| {
+        if matches!(e, ApiError::BadRequest(_)) {
+            c.malformed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    })?;
+    let n = events.len();
+    if n == 0 {
+        return Ok(Json(json!({ "accepted": 0 })));
+    }
+    let ack = st
+        .sink
+        .send_durable(events, SourceKind::Http)
+        .await
+        .map_err(ApiError::Unavailable)?;
+    Ok(Json(json!({
+        "accepted": n,
+        "first_seq": ack.first_seq,
+        "last_seq": ack.last_seq,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadParams {
+    /// The original file name (kept for the record; sanitised).
+    name: String,
+    /// Force a format instead of detecting it.
+    format: Option<String>,
+}
+
+/// `[A-Za-z0-9._-]` only, no leading dot, at most 100 characters: never a path.
+fn sanitize_name(name: &str) -> String {
+    let s: String = name
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(100)
+        .collect();
+    let s = s.trim_start_matches('.').to_owned();
+    if s.is_empty() {
+        "upload".to_owned()
+    } else {
+        s
+    }
+}
+
+async fn upload(
+    _auth: Authed,
+    State(st): State<AppState>,
+    Query(p): Query<UploadParams>,
+    body: Body,
+) -> Result<Json<JsonValue>, ApiError> {
+    use std::io::Write as _;
+    let format = match &p.format {
+        None => None,
+        Some(f) => Some(
+            mamori_event::Format::parse(f)
+                .ok_or_else(|| ApiError::BadRequest(format!("unknown format `{f}`")))?,
+        ),
+    };
+    let max = st.http.max_upload_bytes;
+    std::fs::create_dir_all(&st.uploads_dir)
+        .map_err(|e| ApiError::Internal(format!("cannot create uploads dir: {e}")))?;
+    let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let path = st
+        .uploads_dir
+        .join(format!("{stamp}-{}", sanitize_name(&p.name)));
+    let mut file = std::fs::File::create_new(&path)
+        .map_err(|e| ApiError::Internal(format!("cannot create {}: {e}", path.display())))?;
+    // Stream the body to disk (an upload may be larger than memory should hold).
+    let copy = async {
+        let mut body = body;
+        let mut n = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| ApiError::BadRequest(format!("cannot read body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                n += data.len();
+                if n > max {
+                    return Err(ApiError::TooLarge(format!("upload exceeds {max} bytes")));
+                }
+                file.write_all(&data)
+                    .map_err(|e| ApiError::Internal(format!("cannot write upload: {e}")))?;
+            }
+        }
+        file.sync_all()
+            .map_err(|e| ApiError::Internal(format!("cannot sync upload: {e}")))?;
+        Ok(n)
+    };
+    let res = tokio::time::timeout(Duration::from_secs(st.http.body_timeout_secs * 20), copy)
+        .await
+        .map_err(|_| ApiError::Timeout)
+        .and_then(|r| r);
+    let size = match res {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    st.metrics
+        .source(SourceKind::Upload)
+        .bytes_in
+        .fetch_add(size as u64, std::sync::atomic::Ordering::Relaxed);
+    let sink = st.sink.clone();
+    let p2 = path.clone();
+    let report = blocking(move || {
+        let opts = mamori_ingest::ReadOptions {
+            format,
+            ..Default::default()
+        };
+        let mut batch = Vec::new();
+        let mut failed: Option<String> = None;
+        let mut stored = 0u64;
+        let report = mamori_ingest::read_file(&p2, &opts, &mut |ev| {
+            if failed.is_some() {
+                return;
+            }
+            batch.push(ev);
+            if batch.len() >= 1000 {
+                let n = batch.len() as u64;
+                match sink.send_durable_blocking(std::mem::take(&mut batch), SourceKind::Upload) {
+                    Ok(_) => stored += n,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        });
+        if failed.is_none() && !batch.is_empty() {
+            let n = batch.len() as u64;
+            match sink.send_durable_blocking(batch, SourceKind::Upload) {
+                Ok(_) => stored += n,
+                Err(e) => failed = Some(e),
+            }
+        }
+        Ok((report, stored, failed))
+    })
+    .await?;
+    let (report, stored, failed) = report;
+    if let Some(e) = failed {
+        return Err(ApiError::Unavailable(format!(
+            "stored {stored} events, then: {e}"
+        )));
+    }
+    Ok(Json(json!({
+        "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "bytes": size,
+        "format": report.format.map(|f| f.as_str()),
+        "events": stored,
+        "skipped": report.skipped,
+        "error_count": report.error_count,
+        "errors": report.errors.iter().take(20).map(|e| e.to_string()).collect::<Vec<_>>(),
+    })))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Search
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    q: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    sort: Option<SortOrder>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+    /// Histogram bucket width in seconds.
+    histogram: Option<f64>,
+}
+
+fn event_json(e: &StoredEvent) -> JsonValue {
+    json!({
+        "seq": e.seq,
+        "received_at": e.received_at,
+        "time": e.time(),
+        "timestamp_raw": e.event.timestamp_raw,
+        "format": e.event.format.as_str(),
+        "source": e.event.origin.to_string(),
+        "host": e.event.host(),
+        "fields": e.event.fields_json(),
+        "raw": String::from_utf8_lossy(&e.event.raw),
+    })
+}
+
+async fn run_search(st: AppState, req: SearchRequest) -> Result<Json<JsonValue>, ApiError> {
+    req.validate().map_err(store_err)?;
+    let r = blocking(move || st.events.search(&req).map_err(store_err)).await?;
+    Ok(Json(json!({
+        "total": r.total,
+        "hits": r.hits.iter().map(event_json).collect::<Vec<_>>(),
+        "histogram": r.histogram,
+    })))
+}
+
+async fn search_get(
+    _auth: Authed,
+    State(st): State<AppState>,
+    Query(p): Query<SearchParams>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let histogram = match p.histogram {
+        None => None,
+        Some(s) if (0.001..1e10).contains(&s) => Some(TimeDelta::milliseconds((s * 1000.0) as i64)),
+        Some(s) => {
+            return Err(ApiError::BadRequest(format!(
+                "histogram width {s} s is out of range"
+            )))
+        }
+    };
+    let req = SearchRequest {
+        query: p.q.unwrap_or_default(),
+        from: p.from,
+        to: p.to,
+        sort: p.sort.unwrap_or_default(),
+        offset: p.offset.unwrap_or(0),
+        limit: p.limit.unwrap_or(100),
+        histogram,
+    };
+    run_search(st, req).await
+}
+
+async fn search_post(
+    _auth: Authed,
+    State(st): State<AppState>,
+    body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    run_search(st, req).await
+}
+
+async fn event_get(
+    _auth: Authed,
+    State(st): State<AppState>,
+    Path(seq): Path<u64>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let e = blocking(move || st.events.get(seq).map_err(store_err)).await?;
+    e.map(|e| Json(event_json(&e)))
+        .ok_or_else(|| ApiError::NotFound(format!("no event with seq {seq}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertParams {
+    status: Option<String>,
+    min_level: Option<String>,
+    since: Option<DateTime<Utc>>,
+    rule_id: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+async fn alerts_list(
+    _auth: Authed,
+    State(st): State<AppState>,
+    Query(p): Query<AlertParams>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let status = match p.status.as_deref() {
+        None => None,
+        Some(s) => Some(AlertStatus::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!("unknown status `{s}` (open, acknowledged)"))
+        })?),
+    };
+    let min_level = match p.min_level.as_deref() {
+        None => None,
+        Some(s) => Some(Level::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown level `{s}` (informational, low, medium, high, critical)"
+            ))
+        })?),
+    };
+    let limit = p.limit.unwrap_or(100);
+    if limit > 1000 {
+        return Err(ApiError::BadRequest("limit may not exceed 1000".into()));
+    }
+    let f = AlertFilter {
+        min_level,
+        status,
+        since: p.since,
+        rule_id: p.rule_id.map(|r| RuleId(r.into())),
+        offset: p.offset.unwrap_or(0),
+        limit,
+    };
+    let list = blocking(move || st.alerts.list_alerts(&f).map_err(store_err)).await?;
+    Ok(Json(json!({ "alerts": list })))
+}
+
+async fn alert_get(
+    _auth: Authed,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let a = blocking(move || st.alerts.get_alert(AlertId(id)).map_err(store_err)).await?;
+    a.map(|a| Json(json!(a)))
+        .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AckBody {
+    note: String,
+}
+
+async fn alert_ack(
+    auth: Authed,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+    body: Option<Json<AckBody>>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let note = body.map(|Json(b)| b.note).unwrap_or_default();
+    if note.len() > 10_000 {
+        return Err(ApiError::BadRequest("note exceeds 10000 bytes".into()));
+    }
+    let ack = Ack {
+        by: auth.name,
+        at: Utc::now(),
+        note,
+    };
+    let a = blocking(move || st.alerts.acknowledge(AlertId(id), &ack).map_err(store_err)).await?;
+    Ok(Json(json!(a)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules
+
+async fn rules_list(
+    _auth: Authed,
+    State(st): State<AppState>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let Some(h) = &st.rules else {
+        return Ok(Json(json!({ "report": null, "rules": [] })));
+    };
+    let engine = h.current();
+    let rules: Vec<JsonValue> = engine
+        .pack
+        .rules
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.meta.reference(),
+                "title": r.meta.title,
+                "level": r.meta.level,
+                "path": r.meta.path,
+                "line": r.meta.line,
+            })
+        })
+        .chain(engine.pack.correlations.iter().map(|c| {
+            json!({
+                "id": c.meta.reference(),
+                "title": c.meta.title,
+                "level": c.meta.level,
+                "path": c.meta.path,
+                "line": c.meta.line,
+                "correlation": true,
+            })
+        }))
+        .collect();
+    Ok(Json(json!({ "report": h.report(), "rules": rules })))
+}
+
+async fn rules_reload(
+    _auth: Authed,
+    State(st): State<AppState>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let Some(h) = st.rules.clone() else {
+        return Err(ApiError::BadRequest(
+            "no rules are configured ([detection] rules)".into(),
+        ));
+    };
+    let m = Arc::clone(&st.metrics);
+    let report = blocking(move || Ok(crate::reload_and_count(&h, &m))).await?;
+    Ok(Json(json!(report)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_names_cannot_escape() {
+        assert_eq!(sanitize_name("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_name("..\\..\\x.evtx"), "x.evtx");
+        assert_eq!(sanitize_name(".."), "upload");
+        assert_eq!(sanitize_name(".bashrc"), "bashrc");
+        assert_eq!(sanitize_name("a b;rm -rf.log"), "abrm-rf.log");
+    }
+
+    #[test]
+    fn ingest_body_all_or_nothing_with_line_numbers() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let ok = parse_ingest_body(b"{\"a\":1}\n\n{\"b\":2}\n", peer).unwrap();
+        assert_eq!(ok.len(), 2);
+        let e = parse_ingest_body(b"{\"a\":1}\n{\"b\":\n", peer).unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+        let arr = parse_ingest_body(b" [{\"a\":1},{\"b\":2}]", peer).unwrap();
+        assert_eq!(arr.len(), 2);
+        let e = parse_ingest_body(b"[{\"a\":1},3]", peer).unwrap_err();
+        assert!(e.contains("element 2"), "{e}");
+        assert!(parse_ingest_body(b"  \n", peer).unwrap().is_empty());
+        // Invalid UTF-8 is replaced, not fatal.
+        assert_eq!(
+            parse_ingest_body(b"{\"a\":\"\xff\"}", peer).unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn gzip_limit_applies_to_decompressed_size() {
+        use std::io::Write as _;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![b' '; 1 << 20]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert!(gz.len() < 10_000);
+        assert!(matches!(gunzip(&gz, 1000), Err(ApiError::TooLarge(_))));
+        assert_eq!(gunzip(&gz, 2 << 20).unwrap().len(), 1 << 20);
+        assert!(matches!(gunzip(b"nope", 100), Err(ApiError::BadRequest(_))));
+    }
+}

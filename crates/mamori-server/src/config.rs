@@ -1,0 +1,320 @@
+//! `mamori serve --config mamori.toml`: one TOML file, validated at start.
+//!
+//! Every section has defaults, so an empty file (or none) gives a server that listens on
+//! localhost only: syslog on UDP and TCP 5514, the API on 8080. Unknown keys are errors that
+//! name the key (`deny_unknown_fields`), so a typo never silently disables a source.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use mamori_event::Level;
+use mamori_store::FsyncPolicy;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where events, alerts and state are kept (`events/`, `state.db`, `uploads/`, `tls/`).
+    pub data_dir: PathBuf,
+    pub syslog: SyslogConfig,
+    pub http: HttpConfig,
+    pub storage: StorageConfig,
+    pub detection: DetectionConfig,
+    pub pipeline: PipelineConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("mamori-data"),
+            syslog: SyslogConfig::default(),
+            http: HttpConfig::default(),
+            storage: StorageConfig::default(),
+            detection: DetectionConfig::default(),
+            pipeline: PipelineConfig::default(),
+        }
+    }
+}
+
+/// Syslog listeners. An absent address disables that listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    pub udp: Option<SocketAddr>,
+    /// TCP with newline or RFC 6587 octet-counting framing (detected per frame).
+    pub tcp: Option<SocketAddr>,
+    /// Longest accepted message; longer frames are skipped, counted and the connection kept.
+    pub max_frame_bytes: usize,
+    /// Most concurrent TCP connections; more wait for a free slot.
+    pub max_connections: usize,
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        SyslogConfig {
+            udp: Some(SocketAddr::from(([127, 0, 0, 1], 5514))),
+            tcp: Some(SocketAddr::from(([127, 0, 0, 1], 5514))),
+            max_frame_bytes: 64 * 1024,
+            max_connections: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// The API (ingest, search, alerts, rules, metrics). `None` disables it.
+    pub listen: Option<SocketAddr>,
+    /// Largest request body of `/api/v1/ingest`, compressed and decompressed (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest file accepted by `/api/v1/upload`.
+    pub max_upload_bytes: usize,
+    /// A request body must arrive within this many seconds (slow clients are cut off).
+    pub body_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            max_body_bytes: 16 << 20,
+            max_upload_bytes: 512 << 20,
+            body_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `always` (fsync before every acknowledgement; the default), `{ batch = { interval_ms } }`
+    /// or `never`.
+    pub fsync: FsyncPolicy,
+    /// Delete events received more than this many days ago (whole segments).
+    pub retention_days: Option<u32>,
+    /// Keep the event log under this many bytes (oldest segments go first).
+    pub retention_bytes: Option<u64>,
+    pub segment_max_bytes: u64,
+    pub index_heap_bytes: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            fsync: FsyncPolicy::Always,
+            retention_days: Some(365),
+            retention_bytes: None,
+            segment_max_bytes: 64 << 20,
+            index_heap_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// Sigma rule files or directories (read recursively). Empty: no detection.
+    pub rules: Vec<PathBuf>,
+    /// Placeholder values (`%admins%`…) for the rules, a YAML file.
+    pub placeholders: Option<PathBuf>,
+    /// Alerts below this level are not raised (matches still feed correlations).
+    pub min_level: Level,
+    /// Repeats of one rule on one host/group within this many seconds merge into one alert.
+    pub suppress_secs: u64,
+    /// How late (event time) an event may arrive and still count in a correlation window.
+    pub lateness_secs: u64,
+    /// Poll the rule files for changes and reload them (seconds; 0 = never).
+    pub reload_interval_secs: u64,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        DetectionConfig {
+            rules: Vec::new(),
+            placeholders: None,
+            min_level: Level::Low,
+            suppress_secs: 3600,
+            lateness_secs: 60,
+            reload_interval_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Capacity (in batches) of the queue between the sources and storage. When it is full,
+    /// TCP and HTTP sources wait (backpressure) and UDP drops and counts.
+    pub queue_batches: usize,
+    /// Most events stored with one write (and one fsync).
+    pub max_group_events: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            queue_batches: 1024,
+            max_group_events: 8192,
+        }
+    }
+}
+
+/// A configuration problem, naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+impl ServerConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        ServerConfig::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<ServerConfig, ConfigError> {
+        let cfg: ServerConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks the values serde cannot.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: String| {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                message,
+            })
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data_dir", "must not be empty".into());
+        }
+        if !(256..=16 << 20).contains(&self.syslog.max_frame_bytes) {
+            return bad(
+                "syslog.max_frame_bytes",
+                format!("{} is outside 256..=16777216", self.syslog.max_frame_bytes),
+            );
+        }
+        if self.syslog.max_connections == 0 {
+            return bad("syslog.max_connections", "must be at least 1".into());
+        }
+        if self.http.max_body_bytes < 1024 {
+            return bad("http.max_body_bytes", "must be at least 1024".into());
+        }
+        if self.http.body_timeout_secs == 0 {
+            return bad("http.body_timeout_secs", "must be at least 1".into());
+        }
+        if self.pipeline.queue_batches == 0 {
+            return bad("pipeline.queue_batches", "must be at least 1".into());
+        }
+        if self.pipeline.max_group_events == 0 {
+            return bad("pipeline.max_group_events", "must be at least 1".into());
+        }
+        if !(4096..=1 << 30).contains(&self.storage.segment_max_bytes) {
+            return bad(
+                "storage.segment_max_bytes",
+                "must be within 4 KiB..1 GiB".into(),
+            );
+        }
+        if self.storage.index_heap_bytes < 15 << 20 {
+            return bad(
+                "storage.index_heap_bytes",
+                "must be at least 15 MiB (tantivy's minimum)".into(),
+            );
+        }
+        for r in &self.detection.rules {
+            if !r.exists() {
+                return bad("detection.rules", format!("{} does not exist", r.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// A commented example configuration (`mamori serve --print-config`).
+    pub fn example() -> String {
+        let mut s = String::from(
+            "# Mamori server configuration. Every key is optional; shown are the defaults.\n",
+        );
+        s.push_str(&toml::to_string_pretty(&ServerConfig::default()).unwrap_or_default());
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_localhost_defaults() {
+        let c = ServerConfig::parse("", Path::new("m.toml")).unwrap();
+        assert_eq!(c, ServerConfig::default());
+        assert!(c.syslog.udp.unwrap().ip().is_loopback());
+        assert!(c.http.listen.unwrap().ip().is_loopback());
+        assert_eq!(c.storage.fsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = ServerConfig::parse("[syslog]\nupd = \"0.0.0.0:514\"\n", Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("m.toml"), "{e}");
+        assert!(e.contains("upd"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let e = ServerConfig::parse("[syslog]\nmax_frame_bytes = 10\n", Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("syslog.max_frame_bytes"), "{e}");
+        let e = ServerConfig::parse("[http]\nlisten = \"not an address\"\n", Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen"), "{e}");
+        let e = ServerConfig::parse(
+            "[detection]\nrules = [\"/no/such/rules\"]\n",
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("detection.rules") && e.contains("/no/such/rules"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn example_round_trips() {
+        let text = ServerConfig::example();
+        let c = ServerConfig::parse(&text, Path::new("example.toml")).unwrap();
+        assert_eq!(c, ServerConfig::default());
+    }
+
+    #[test]
+    fn fsync_policies_parse() {
+        let c = ServerConfig::parse("[storage]\nfsync = \"never\"\n", Path::new("m.toml")).unwrap();
+        assert_eq!(c.storage.fsync, FsyncPolicy::Never);
+    }
+}

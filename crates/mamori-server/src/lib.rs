@@ -1,0 +1,457 @@
+//! `mamori serve`: live collection, durable storage, real-time detection, alerts and search.
+//!
+//! # The key design decision: acknowledge only what is durable, and never let one slow part
+//! # stall the others silently
+//!
+//! Sources (syslog UDP/TCP, HTTP ingest, file upload) parse on the tokio workers and hand
+//! batches to one bounded queue ([`pipeline`]). A single writer thread stores them with group
+//! commit — one append and one fsync for everything waiting — and only then acknowledges (HTTP
+//! 200). The detector thread runs the compiled Sigma rules (rayon across cores for large
+//! groups) and the correlation state machine over the stored events and records alerts in
+//! SQLite, deduplicated per rule, entity and suppression window. When storage is slow the
+//! queue fills and TCP/HTTP sources wait; UDP cannot wait, so it drops, counts, and the
+//! server raises an alert about it: losing logs is itself a security event.
+//!
+//! Everything the server knows is reachable over the API ([`api::router`]), every route but
+//! health behind a token, and in Prometheus metrics ([`metrics`]).
+//!
+//! # Invariants
+//!
+//! - **An HTTP 200 from ingest means the events are in the log** (fsynced under the default
+//!   policy); a killed server loses nothing it acknowledged and stores nothing twice.
+//! - **Queues are bounded**; memory does not grow with load.
+//! - **Log content never reaches a shell or a path**: uploads are stored under a sanitised name.
+//! - **Secrets are never logged**: tokens are stored hashed and compared in constant time.
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod openapi;
+pub mod pipeline;
+pub mod rules;
+pub mod sources;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use mamori_event::{Level, RuleId};
+use mamori_store::{
+    Alert, AlertStore, EmbeddedConfig, EmbeddedEventStore, EventStore, NewAlert, SqliteAlertStore,
+};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{ConfigError, ServerConfig};
+use metrics::{Metrics, SourceKind};
+use pipeline::{Pipeline, Settings};
+use rules::{RulesHandle, RulesReport};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the event store in {path}: {message}")]
+    Store { path: PathBuf, message: String },
+    #[error("cannot open {path}: {message}")]
+    State { path: PathBuf, message: String },
+    #[error("cannot load rules: {0}")]
+    Rules(String),
+    #[error("cannot listen on {key} = {addr}: {source}")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Where the alert/state database lives in a data directory.
+pub fn state_db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("state.db")
+}
+
+/// Opens the alert/state database of a data directory (also used by `mamori token`).
+pub fn open_state(data_dir: &Path) -> Result<SqliteAlertStore, StartError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    let p = state_db_path(data_dir);
+    SqliteAlertStore::open(&p).map_err(|e| StartError::State {
+        path: p,
+        message: e.to_string(),
+    })
+}
+
+/// Reloads the rules and counts the outcome in the metrics.
+pub fn reload_and_count(h: &RulesHandle, m: &Metrics) -> RulesReport {
+    let r = h.reload();
+    m.rule_reloads.fetch_add(1, Relaxed);
+    m.rule_reload_failures
+        .fetch_add(r.failures.len() as u64, Relaxed);
+    if let Some(e) = &r.error {
+        tracing::error!(error = %e, "rule reload failed; the previous rules stay live");
+    } else {
+        tracing::info!(
+            rules = r.rules,
+            correlations = r.correlations,
+            failures = r.failures.len(),
+            "rules reloaded"
+        );
+        for f in r.failures.iter().take(20) {
+            tracing::warn!(failure = %f, "rule did not compile");
+        }
+    }
+    r
+}
+
+/// A running server.
+pub struct Running {
+    /// Bound addresses (useful when the config asked for port 0).
+    pub syslog_udp: Option<SocketAddr>,
+    pub syslog_tcp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub events: Arc<dyn EventStore>,
+    pub alerts: Arc<dyn AlertStore>,
+    pub metrics: Arc<Metrics>,
+    pub rules: Option<Arc<RulesHandle>>,
+    alert_tx: broadcast::Sender<Alert>,
+    stop: watch::Sender<bool>,
+    sources: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    pipeline: Option<Pipeline>,
+}
+
+impl Running {
+    /// New alerts as they are recorded (for notifications and incident grouping).
+    pub fn subscribe_alerts(&self) -> broadcast::Receiver<Alert> {
+        self.alert_tx.subscribe()
+    }
+
+    /// Stops the sources, drains the queue into storage, saves detection state.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.sources.drain(..) {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        for t in self.background.drain(..) {
+            t.abort();
+        }
+        if let Some(p) = self.pipeline.take() {
+            let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
+        }
+        let ev = Arc::clone(&self.events);
+        let _ = tokio::task::spawn_blocking(move || ev.refresh()).await;
+    }
+}
+
+/// Opens the stores, loads the rules, binds every listener and starts serving.
+pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
+    let data = cfg.data_dir.clone();
+    std::fs::create_dir_all(&data).map_err(|source| StartError::DataDir {
+        path: data.clone(),
+        source,
+    })?;
+    let store_dir = data.join("events");
+    let ecfg = EmbeddedConfig {
+        dir: store_dir.clone(),
+        fsync: cfg.storage.fsync,
+        segment_max_bytes: cfg.storage.segment_max_bytes,
+        index_heap_bytes: cfg.storage.index_heap_bytes,
+        ..EmbeddedConfig::default()
+    };
+    let store = tokio::task::spawn_blocking(move || EmbeddedEventStore::open(ecfg))
+        .await
+        .map_err(|e| StartError::Store {
+            path: store_dir.clone(),
+            message: e.to_string(),
+        })?
+        .map_err(|e| StartError::Store {
+            path: store_dir.clone(),
+            message: e.to_string(),
+        })?;
+    let rep = store.open_report();
+    if !rep.recoveries.is_empty() || rep.reindexed > 0 {
+        tracing::warn!(
+            recoveries = rep.recoveries.len(),
+            reindexed = rep.reindexed,
+            "event store recovered after an unclean stop"
+        );
+    }
+    let events: Arc<dyn EventStore> = Arc::new(store);
+    let alerts: Arc<dyn AlertStore> = Arc::new(open_state(&data)?);
+    let rules = if cfg.detection.rules.is_empty() {
+        tracing::warn!("no [detection] rules configured: events are stored but not examined");
+        None
+    } else {
+        let (paths, ph) = (
+            cfg.detection.rules.clone(),
+            cfg.detection.placeholders.clone(),
+        );
+        let h = tokio::task::spawn_blocking(move || RulesHandle::load(paths, ph))
+            .await
+            .map_err(|e| StartError::Rules(e.to_string()))?
+            .map_err(StartError::Rules)?;
+        let r = h.report();
+        tracing::info!(
+            rules = r.rules,
+            correlations = r.correlations,
+            failures = r.failures.len(),
+            "rules loaded"
+        );
+        for f in r.failures.iter().take(20) {
+            tracing::warn!(failure = %f, "rule did not compile");
+        }
+        Some(Arc::new(h))
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (alert_tx, _) = broadcast::channel(4096);
+    let pipeline = Pipeline::start(
+        Arc::clone(&events),
+        Arc::clone(&alerts),
+        rules.clone(),
+        Settings {
+            min_level: cfg.detection.min_level,
+            suppress_secs: cfg.detection.suppress_secs,
+            lateness_secs: cfg.detection.lateness_secs,
+            queue_batches: cfg.pipeline.queue_batches,
+            max_group_events: cfg.pipeline.max_group_events,
+        },
+        Arc::clone(&metrics),
+        alert_tx.clone(),
+    );
+    let sink = pipeline.sink.clone();
+    let (stop, stop_rx) = watch::channel(false);
+    let mut sources = Vec::new();
+    let mut running = Running {
+        syslog_udp: None,
+        syslog_tcp: None,
+        http: None,
+        events: Arc::clone(&events),
+        alerts: Arc::clone(&alerts),
+        metrics: Arc::clone(&metrics),
+        rules: rules.clone(),
+        alert_tx,
+        stop,
+        sources: Vec::new(),
+        background: Vec::new(),
+        pipeline: Some(pipeline),
+    };
+
+    if let Some(addr) = cfg.syslog.udp {
+        let sock = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                key: "syslog.udp",
+                addr,
+                source,
+            })?;
+        running.syslog_udp = sock.local_addr().ok();
+        sources.push(tokio::spawn(sources::syslog::run_udp(
+            sock,
+            sink.clone(),
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(addr) = cfg.syslog.tcp {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                key: "syslog.tcp",
+                addr,
+                source,
+            })?;
+        running.syslog_tcp = l.local_addr().ok();
+        sources.push(tokio::spawn(sources::syslog::run_tcp(
+            l,
+            sink.clone(),
+            Arc::clone(&metrics),
+            cfg.syslog.max_frame_bytes,
+            cfg.syslog.max_connections,
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(addr) = cfg.http.listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                key: "http.listen",
+                addr,
+                source,
+            })?;
+        running.http = l.local_addr().ok();
+        let state = Arc::new(api::StateInner {
+            events: Arc::clone(&events),
+            alerts: Arc::clone(&alerts),
+            sink: sink.clone(),
+            rules: rules.clone(),
+            metrics: Arc::clone(&metrics),
+            tokens: tokens::TokenCache::new(&*alerts),
+            http: cfg.http.clone(),
+            uploads_dir: data.join("uploads"),
+            started: Instant::now(),
+        });
+        let app = api::router(state);
+        let mut stop_http = stop_rx.clone();
+        sources.push(tokio::spawn(async move {
+            let serve = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = stop_http.changed().await;
+                });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }));
+    }
+    drop(sink);
+    running.sources = sources;
+
+    // Make stored events searchable within a second even when no new events arrive.
+    let ev = Arc::clone(&events);
+    running.background.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let ev = Arc::clone(&ev);
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Ok(s) = ev.stats() {
+                    if s.last_seq.unwrap_or(0) > s.indexed_seq {
+                        if let Err(e) = ev.refresh() {
+                            tracing::error!(error = %e, "index refresh failed");
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+    }));
+    // Retention, hourly.
+    if cfg.storage.retention_days.is_some() || cfg.storage.retention_bytes.is_some() {
+        let ev = Arc::clone(&events);
+        let age = cfg
+            .storage
+            .retention_days
+            .map(|d| TimeDelta::days(i64::from(d)));
+        let bytes = cfg.storage.retention_bytes;
+        running.background.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let ev = Arc::clone(&ev);
+                let r =
+                    tokio::task::spawn_blocking(move || ev.apply_retention(Utc::now(), age, bytes))
+                        .await;
+                match r {
+                    Ok(Ok(r)) if r.removed_events > 0 => tracing::info!(
+                        removed = r.removed_events,
+                        bytes = r.removed_bytes,
+                        "retention removed old events"
+                    ),
+                    Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+                    _ => {}
+                }
+            }
+        }));
+    }
+    // Hot reload of the rules.
+    if let (Some(h), true) = (rules.clone(), cfg.detection.reload_interval_secs > 0) {
+        let m = Arc::clone(&metrics);
+        let every = Duration::from_secs(cfg.detection.reload_interval_secs);
+        running.background.push(tokio::spawn(async move {
+            let paths = h.paths().to_vec();
+            let p2 = paths.clone();
+            let mut last = tokio::task::spawn_blocking(move || rules::fingerprint(&p2))
+                .await
+                .unwrap_or(0);
+            loop {
+                tokio::time::sleep(every).await;
+                let (h2, m2, p2) = (Arc::clone(&h), Arc::clone(&m), paths.clone());
+                let r = tokio::task::spawn_blocking(move || {
+                    let fp = rules::fingerprint(&p2);
+                    if fp != last {
+                        reload_and_count(&h2, &m2);
+                    }
+                    fp
+                })
+                .await;
+                if let Ok(fp) = r {
+                    last = fp;
+                }
+            }
+        }));
+    }
+    // Losing logs is a security event: raise an alert when UDP drops.
+    let (m, al) = (Arc::clone(&metrics), Arc::clone(&alerts));
+    let atx = running.alert_tx.clone();
+    running.background.push(tokio::spawn(async move {
+        let mut seen = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            let now = m.source(SourceKind::Udp).dropped.load(Relaxed);
+            if now > seen {
+                let lost = now - seen;
+                seen = now;
+                let (al, atx) = (Arc::clone(&al), atx.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    let a = dropped_alert(lost);
+                    match al.insert_alert(&a) {
+                        Ok(o) => {
+                            if let Ok(Some(full)) = al.get_alert(o.id()) {
+                                let _ = atx.send(full);
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot record drop alert"),
+                    }
+                })
+                .await;
+            }
+        }
+    }));
+    tracing::info!(
+        syslog_udp = ?running.syslog_udp,
+        syslog_tcp = ?running.syslog_tcp,
+        http = ?running.http,
+        data_dir = %data.display(),
+        "mamori serve is running"
+    );
+    Ok(running)
+}
+
+fn dropped_alert(lost: u64) -> NewAlert {
+    let now = Utc::now();
+    NewAlert {
+        rule_id: RuleId("mamori.pipeline.udp_dropped".into()),
+        title: "Syslog messages dropped: the server could not keep up".into(),
+        level: Level::High,
+        event_time: Some(now),
+        received_at: now,
+        event_seqs: Vec::new(),
+        group_key: Some("source=syslog_udp".into()),
+        dedup_key: Some(format!(
+            "mamori.pipeline.udp_dropped|{}",
+            now.timestamp() / 3600
+        )),
+        details: serde_json::json!({
+            "dropped": lost,
+            "description": "UDP syslog messages were dropped because the pipeline queue was full. Logs may be missing; check the server's load and storage speed, or send over TCP.",
+            "description_ja": "パイプラインのキューが満杯のため、UDPで受信したsyslogメッセージを破棄しました。ログが欠落している可能性があります。サーバーの負荷とストレージ速度を確認するか、TCPで送信してください。",
+        }),
+    }
+}

@@ -1,0 +1,287 @@
+//! Internal telemetry: typed counters that the pipeline bumps and `/metrics` renders in the
+//! Prometheus text format (no metrics crate: a few atomics and one formatter).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Where events come from; one set of counters each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Udp,
+    Tcp,
+    Http,
+    Upload,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 4] = [
+        SourceKind::Udp,
+        SourceKind::Tcp,
+        SourceKind::Http,
+        SourceKind::Upload,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Udp => "syslog_udp",
+            SourceKind::Tcp => "syslog_tcp",
+            SourceKind::Http => "http",
+            SourceKind::Upload => "upload",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counters of one source.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    /// Events parsed and handed to the pipeline.
+    pub events_in: AtomicU64,
+    /// Bytes received (frames, bodies).
+    pub bytes_in: AtomicU64,
+    /// Events lost because the queue was full (UDP only: the others wait).
+    pub dropped: AtomicU64,
+    /// Frames or lines that could not be parsed.
+    pub malformed: AtomicU64,
+    /// Frames or requests over the size limit.
+    pub oversized: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+}
+
+/// Picks one counter of a source.
+type CounterOf = fn(&SourceCounters) -> &AtomicU64;
+
+/// Latency buckets (seconds) of the receipt → alert histogram.
+const LATENCY_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+/// Most latency samples kept for exact percentiles (the bench reads them).
+const MAX_SAMPLES: usize = 200_000;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sources: [SourceCounters; 4],
+    /// Events durably stored.
+    pub events_stored: AtomicU64,
+    /// Store writes (each one fsync under the default policy).
+    pub store_writes: AtomicU64,
+    pub store_write_micros: AtomicU64,
+    pub store_errors: AtomicU64,
+    /// Events run through the rules.
+    pub events_matched: AtomicU64,
+    pub match_micros: AtomicU64,
+    pub alerts_created: AtomicU64,
+    pub alerts_merged: AtomicU64,
+    pub alert_errors: AtomicU64,
+    pub rule_reloads: AtomicU64,
+    pub rule_reload_failures: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+    latency_samples: Mutex<Vec<u32>>,
+}
+
+impl Metrics {
+    pub fn source(&self, k: SourceKind) -> &SourceCounters {
+        &self.sources[k.index()]
+    }
+
+    /// Records one receipt → alert latency.
+    pub fn observe_latency(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.latency_buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_micros
+            .fetch_add(d.as_micros() as u64, Relaxed);
+        if let Ok(mut v) = self.latency_samples.lock() {
+            if v.len() < MAX_SAMPLES {
+                v.push(d.as_micros().min(u32::MAX as u128) as u32);
+            }
+        }
+    }
+
+    /// (p50, p99, count) of the recorded receipt → alert latencies.
+    pub fn latency_percentiles(&self) -> Option<(Duration, Duration, usize)> {
+        let mut v = self.latency_samples.lock().ok()?.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |q: f64| {
+            let i = ((v.len() - 1) as f64 * q).round() as usize;
+            Duration::from_micros(u64::from(v[i]))
+        };
+        Some((at(0.5), at(0.99), v.len()))
+    }
+
+    pub fn reset_latency(&self) {
+        if let Ok(mut v) = self.latency_samples.lock() {
+            v.clear();
+        }
+    }
+
+    /// The Prometheus text exposition. `gauges` are extra (name, help, value) lines computed by
+    /// the caller at scrape time (queue depth, store size).
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut s = String::with_capacity(4096);
+        let per_source: [(&str, &str, CounterOf); 6] = [
+            (
+                "mamori_events_in_total",
+                "Events received and parsed, per source.",
+                |c| &c.events_in,
+            ),
+            (
+                "mamori_bytes_in_total",
+                "Bytes received, per source.",
+                |c| &c.bytes_in,
+            ),
+            (
+                "mamori_events_dropped_total",
+                "Events lost because the pipeline queue was full (UDP).",
+                |c| &c.dropped,
+            ),
+            (
+                "mamori_malformed_total",
+                "Frames or records that could not be parsed.",
+                |c| &c.malformed,
+            ),
+            (
+                "mamori_oversized_total",
+                "Frames or requests over the size limit.",
+                |c| &c.oversized,
+            ),
+            ("mamori_connections_total", "Connections accepted.", |c| {
+                &c.connections
+            }),
+        ];
+        for (name, help, get) in per_source {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for k in SourceKind::ALL {
+                let _ = writeln!(
+                    s,
+                    "{name}{{source=\"{}\"}} {}",
+                    k.as_str(),
+                    get(self.source(k)).load(Relaxed)
+                );
+            }
+        }
+        let counters: [(&str, &str, &AtomicU64); 11] = [
+            (
+                "mamori_events_stored_total",
+                "Events durably stored.",
+                &self.events_stored,
+            ),
+            (
+                "mamori_store_writes_total",
+                "Grouped store writes.",
+                &self.store_writes,
+            ),
+            (
+                "mamori_store_write_seconds_micros_total",
+                "Time spent in store writes (microseconds).",
+                &self.store_write_micros,
+            ),
+            (
+                "mamori_store_errors_total",
+                "Failed store writes.",
+                &self.store_errors,
+            ),
+            (
+                "mamori_events_matched_total",
+                "Events evaluated against the rules.",
+                &self.events_matched,
+            ),
+            (
+                "mamori_match_micros_total",
+                "Time spent matching rules (microseconds).",
+                &self.match_micros,
+            ),
+            (
+                "mamori_alerts_created_total",
+                "Alerts created.",
+                &self.alerts_created,
+            ),
+            (
+                "mamori_alerts_merged_total",
+                "Alert occurrences merged into an open alert (deduplicated).",
+                &self.alerts_merged,
+            ),
+            (
+                "mamori_alert_errors_total",
+                "Alerts that could not be recorded.",
+                &self.alert_errors,
+            ),
+            (
+                "mamori_rule_reloads_total",
+                "Rule reloads.",
+                &self.rule_reloads,
+            ),
+            (
+                "mamori_rule_reload_failures_total",
+                "Rule files that failed to compile at the last reloads.",
+                &self.rule_reload_failures,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        let name = "mamori_alert_latency_seconds";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Time from receipt of an event to the alert it raised.\n# TYPE {name} histogram"
+        );
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                self.latency_buckets[i].load(Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Relaxed);
+        let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            s,
+            "{name}_sum {}",
+            self.latency_sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(s, "{name}_count {count}");
+        for (name, help, v) in gauges {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::default();
+        m.source(SourceKind::Udp).dropped.fetch_add(3, Relaxed);
+        m.observe_latency(Duration::from_millis(20));
+        m.observe_latency(Duration::from_millis(700));
+        let text = m.render(&[("mamori_queue_depth", "Batches waiting.", 2.0)]);
+        assert!(text.contains("mamori_events_dropped_total{source=\"syslog_udp\"} 3"));
+        assert!(text.contains("mamori_alert_latency_seconds_bucket{le=\"0.025\"} 1"));
+        assert!(text.contains("mamori_alert_latency_seconds_bucket{le=\"1\"} 2"));
+        assert!(text.contains("mamori_alert_latency_seconds_count 2"));
+        assert!(text.contains("mamori_queue_depth 2"));
+        let (p50, p99, n) = m.latency_percentiles().unwrap();
+        assert_eq!(n, 2);
+        assert!(p50 <= p99);
+    }
+}

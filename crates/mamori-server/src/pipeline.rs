@@ -1,0 +1,591 @@
+//! The pipeline: sources → bounded queue → writer (group commit) → detector → alerts.
+//!
+//! ```text
+//!  sources ──Batch──► [queue: pipeline.queue_batches] ──► writer thread ──► detector thread
+//!  (parse on the        full: TCP/HTTP wait,               groups batches,     matches (rayon),
+//!   tokio workers)      UDP drops and counts               one append+fsync,   correlates,
+//!                                                          then acks           records alerts
+//! ```
+//!
+//! * **Durable before acknowledged**: a batch's ack (HTTP 200) is sent only after the store's
+//!   `append` returned, which under the default fsync policy means after fsync.
+//! * **Group commit**: the writer takes every batch already waiting (up to
+//!   `max_group_events`) and stores them with one write, so one fsync serves many clients.
+//!   If the group fails (an oversized event), each batch is retried alone, so one bad client
+//!   cannot fail another's batch.
+//! * **Backpressure**: the queues are bounded; a slow store slows the writer, the queue fills,
+//!   and the sources wait — except UDP, which cannot push back and drops instead (counted, and
+//!   raised as an alert by the server: losing logs is itself a security event).
+//! * Detection runs after storage so every alert can name the seqs of its events.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use mamori_detect::correlation::{CorrelationAlert, Correlator, Limits};
+use mamori_detect::Match;
+use mamori_event::{Event, Level, RuleId};
+use mamori_sigma::FieldMap;
+use mamori_store::{Alert, AlertStore, AppendAck, EventStore, InsertOutcome, NewAlert, Seq};
+use rayon::prelude::*;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::metrics::{Metrics, SourceKind};
+use crate::rules::{Engine, RulesHandle};
+
+/// Key of the saved correlation state in the alert store's key/value table.
+pub const CORRELATION_STATE_KEY: &str = "detection/correlation_state";
+
+/// Events from one source read, with an optional acknowledgement channel.
+pub struct Batch {
+    pub events: Vec<Event>,
+    pub source: SourceKind,
+    pub received: Instant,
+    pub received_at: DateTime<Utc>,
+    pub ack: Option<oneshot::Sender<Result<AppendAck, String>>>,
+}
+
+/// The pipeline closed (the server is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the pipeline is shutting down")]
+pub struct Closed;
+
+/// The sources' handle to the pipeline.
+#[derive(Clone)]
+pub struct Sink {
+    tx: mpsc::Sender<Batch>,
+    metrics: Arc<Metrics>,
+}
+
+impl Sink {
+    fn batch(&self, events: Vec<Event>, source: SourceKind) -> Batch {
+        self.metrics
+            .source(source)
+            .events_in
+            .fetch_add(events.len() as u64, Relaxed);
+        Batch {
+            events,
+            source,
+            received: Instant::now(),
+            received_at: Utc::now(),
+            ack: None,
+        }
+    }
+
+    /// Queues events, waiting while the queue is full (backpressure).
+    pub async fn send(&self, events: Vec<Event>, source: SourceKind) -> Result<(), Closed> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let b = self.batch(events, source);
+        self.tx.send(b).await.map_err(|_| Closed)
+    }
+
+    /// Queues events and waits until they are durable; returns their seqs.
+    pub async fn send_durable(
+        &self,
+        events: Vec<Event>,
+        source: SourceKind,
+    ) -> Result<AppendAck, String> {
+        let (tx, rx) = oneshot::channel();
+        let mut b = self.batch(events, source);
+        b.ack = Some(tx);
+        self.tx.send(b).await.map_err(|_| Closed.to_string())?;
+        rx.await.map_err(|_| Closed.to_string())?
+    }
+
+    /// [`Sink::send_durable`] for a blocking thread (file uploads read on the blocking pool).
+    pub fn send_durable_blocking(
+        &self,
+        events: Vec<Event>,
+        source: SourceKind,
+    ) -> Result<AppendAck, String> {
+        let (tx, rx) = oneshot::channel();
+        let mut b = self.batch(events, source);
+        b.ack = Some(tx);
+        self.tx.blocking_send(b).map_err(|_| Closed.to_string())?;
+        rx.blocking_recv().map_err(|_| Closed.to_string())?
+    }
+
+    /// Queues events without waiting; when the queue is full they are dropped and counted.
+    pub fn try_send(&self, events: Vec<Event>, source: SourceKind) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        let n = events.len() as u64;
+        let b = self.batch(events, source);
+        match self.tx.try_send(b) {
+            Ok(()) => true,
+            Err(_) => {
+                self.metrics.source(source).dropped.fetch_add(n, Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Batches waiting in the queue.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Alerts below this level are not raised.
+    pub min_level: Level,
+    pub suppress_secs: u64,
+    pub lateness_secs: u64,
+    /// Capacity of the source → writer queue, in batches.
+    pub queue_batches: usize,
+    /// Most events stored with one write.
+    pub max_group_events: usize,
+}
+
+/// What the writer hands the detector.
+struct Work {
+    first_seq: Seq,
+    events: Vec<Event>,
+    received: Instant,
+    received_at: DateTime<Utc>,
+}
+
+/// Running pipeline threads.
+pub struct Pipeline {
+    pub sink: Sink,
+    writer: Option<std::thread::JoinHandle<()>>,
+    detector: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the writer and detector threads.
+    pub fn start(
+        store: Arc<dyn EventStore>,
+        alerts: Arc<dyn AlertStore>,
+        rules: Option<Arc<RulesHandle>>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        alert_tx: broadcast::Sender<Alert>,
+    ) -> Pipeline {
+        let (tx, rx) = mpsc::channel::<Batch>(settings.queue_batches.max(1));
+        let max_group_events = settings.max_group_events.max(1);
+        let (wtx, wrx) = std_mpsc::sync_channel::<Work>(16);
+        let m = Arc::clone(&metrics);
+        let writer = std::thread::Builder::new()
+            .name("mamori-writer".into())
+            .spawn(move || writer_loop(rx, wtx, store, m, max_group_events))
+            .expect("spawn writer thread");
+        let m = Arc::clone(&metrics);
+        let detector = std::thread::Builder::new()
+            .name("mamori-detect".into())
+            .spawn(move || {
+                let mut d = Detector::new(rules, alerts, settings, m, alert_tx);
+                d.run(wrx)
+            })
+            .expect("spawn detector thread");
+        Pipeline {
+            sink: Sink { tx, metrics },
+            writer: Some(writer),
+            detector: Some(detector),
+        }
+    }
+
+    /// Waits until every queued batch is stored and examined. Call after every [`Sink`] clone
+    /// is dropped (the sources stopped); the pipeline's own sink is dropped here.
+    pub fn shutdown(mut self) {
+        drop(self.sink);
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        if let Some(d) = self.detector.take() {
+            let _ = d.join();
+        }
+    }
+}
+
+fn writer_loop(
+    mut rx: mpsc::Receiver<Batch>,
+    wtx: std_mpsc::SyncSender<Work>,
+    store: Arc<dyn EventStore>,
+    metrics: Arc<Metrics>,
+    max_group: usize,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        let mut n = group[0].events.len();
+        while n < max_group {
+            match rx.try_recv() {
+                Ok(b) => {
+                    n += b.events.len();
+                    group.push(b);
+                }
+                Err(_) => break,
+            }
+        }
+        let received = group
+            .iter()
+            .map(|b| b.received)
+            .min()
+            .unwrap_or_else(Instant::now);
+        let received_at = group
+            .iter()
+            .map(|b| b.received_at)
+            .min()
+            .unwrap_or_else(Utc::now);
+        let lens: Vec<usize> = group.iter().map(|b| b.events.len()).collect();
+        let mut acks = Vec::with_capacity(group.len());
+        let mut all = Vec::with_capacity(n);
+        for b in group {
+            acks.push(b.ack);
+            all.extend(b.events);
+        }
+        let t = Instant::now();
+        let results: Vec<Result<AppendAck, String>> = match store.append_at(&all, received_at) {
+            Ok(ack) => {
+                let mut at = ack.first_seq;
+                lens.iter()
+                    .map(|&l| {
+                        let a = AppendAck {
+                            first_seq: at,
+                            last_seq: at + l as u64 - 1,
+                        };
+                        at += l as u64;
+                        Ok(a)
+                    })
+                    .collect()
+            }
+            Err(e) if lens.len() == 1 => vec![Err(e.to_string())],
+            Err(_) => {
+                // Retry each batch alone so one bad batch fails only itself.
+                let mut off = 0;
+                lens.iter()
+                    .map(|&l| {
+                        let r = store
+                            .append_at(&all[off..off + l], received_at)
+                            .map_err(|e| e.to_string());
+                        off += l;
+                        r
+                    })
+                    .collect()
+            }
+        };
+        metrics
+            .store_write_micros
+            .fetch_add(t.elapsed().as_micros() as u64, Relaxed);
+        metrics.store_writes.fetch_add(1, Relaxed);
+        // Hand the stored events to detection, then acknowledge.
+        let mut off = 0;
+        let mut works = Vec::new();
+        let mut events = all.into_iter();
+        for (r, &l) in results.iter().zip(&lens) {
+            let chunk: Vec<Event> = events.by_ref().take(l).collect();
+            off += l;
+            match r {
+                Ok(a) if l > 0 => {
+                    metrics.events_stored.fetch_add(l as u64, Relaxed);
+                    match works.last_mut() {
+                        Some(Work {
+                            first_seq, events, ..
+                        }) if *first_seq + events.len() as u64 == a.first_seq => {
+                            events.extend(chunk)
+                        }
+                        _ => works.push(Work {
+                            first_seq: a.first_seq,
+                            events: chunk,
+                            received,
+                            received_at,
+                        }),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    metrics.store_errors.fetch_add(1, Relaxed);
+                    tracing::error!(error = %e, events = l, "store write failed");
+                }
+            }
+        }
+        debug_assert_eq!(off, n);
+        for (ack, r) in acks.into_iter().zip(results) {
+            if let Some(ack) = ack {
+                let _ = ack.send(r);
+            }
+        }
+        for w in works {
+            if wtx.send(w).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The detection stage: one thread that owns the correlation state.
+struct Detector {
+    rules: Option<Arc<RulesHandle>>,
+    alerts: Arc<dyn AlertStore>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    alert_tx: broadcast::Sender<Alert>,
+    engine: Option<Arc<Engine>>,
+    correlator: Option<Correlator>,
+    last_save: Instant,
+    dirty: bool,
+}
+
+impl Detector {
+    fn new(
+        rules: Option<Arc<RulesHandle>>,
+        alerts: Arc<dyn AlertStore>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        alert_tx: broadcast::Sender<Alert>,
+    ) -> Detector {
+        let mut d = Detector {
+            rules,
+            alerts,
+            settings,
+            metrics,
+            alert_tx,
+            engine: None,
+            correlator: None,
+            last_save: Instant::now(),
+            dirty: false,
+        };
+        d.refresh_engine();
+        if let (Some(c), Ok(Some(saved))) = (
+            d.correlator.as_mut(),
+            d.alerts.kv_get(CORRELATION_STATE_KEY),
+        ) {
+            if let Err(e) = c.restore(&saved) {
+                tracing::warn!(error = %e, "saved correlation state not restored");
+            }
+        }
+        d
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            lateness_ms: (self.settings.lateness_secs as i64).saturating_mul(1000),
+            ..Limits::default()
+        }
+    }
+
+    /// Picks up reloaded rules; correlation windows carry over to the new rules.
+    fn refresh_engine(&mut self) {
+        let Some(h) = &self.rules else { return };
+        let cur = h.current();
+        if self
+            .engine
+            .as_ref()
+            .is_some_and(|e| e.generation == cur.generation)
+        {
+            return;
+        }
+        let mut c = Correlator::new(&cur.pack, &cur.rules, &FieldMap::builtin(), self.limits());
+        if let Some(old) = &self.correlator {
+            if let Err(e) = c.restore(&old.save()) {
+                tracing::warn!(error = %e, "correlation state not carried over the reload");
+            }
+        }
+        self.correlator = Some(c);
+        self.engine = Some(cur);
+    }
+
+    fn run(&mut self, rx: std_mpsc::Receiver<Work>) {
+        loop {
+            match rx.recv_timeout(Duration::from_secs(5)) {
+                Ok(w) => self.process(w),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if self.dirty && self.last_save.elapsed() >= Duration::from_secs(5) {
+                self.save_state();
+            }
+        }
+        self.save_state();
+    }
+
+    fn save_state(&mut self) {
+        if let Some(c) = &self.correlator {
+            if let Err(e) = self.alerts.kv_put(CORRELATION_STATE_KEY, &c.save()) {
+                tracing::error!(error = %e, "cannot save correlation state");
+            }
+        }
+        self.dirty = false;
+        self.last_save = Instant::now();
+    }
+
+    fn process(&mut self, w: Work) {
+        self.refresh_engine();
+        let Some(engine) = self.engine.clone() else {
+            return;
+        };
+        let rules = &engine.rules;
+        let t = Instant::now();
+        let all: Vec<Vec<Match>> = if w.events.len() >= 256 {
+            w.events
+                .par_chunks(128)
+                .map_init(
+                    || rules.scratch(),
+                    |scratch, chunk| {
+                        chunk
+                            .iter()
+                            .map(|ev| {
+                                let mut m = Vec::new();
+                                rules.matches(ev, scratch, &mut m);
+                                m
+                            })
+                            .collect::<Vec<_>>()
+                    },
+                )
+                .flatten()
+                .collect()
+        } else {
+            let mut scratch = rules.scratch();
+            w.events
+                .iter()
+                .map(|ev| {
+                    let mut m = Vec::new();
+                    rules.matches(ev, &mut scratch, &mut m);
+                    m
+                })
+                .collect()
+        };
+        self.metrics
+            .match_micros
+            .fetch_add(t.elapsed().as_micros() as u64, Relaxed);
+        self.metrics
+            .events_matched
+            .fetch_add(w.events.len() as u64, Relaxed);
+        let mut corr_out = Vec::new();
+        for (i, (ev, matches)) in w.events.iter().zip(&all).enumerate() {
+            if matches.is_empty() {
+                continue;
+            }
+            let seq = w.first_seq + i as u64;
+            for m in matches {
+                let info = rules.rule(m.rule);
+                if !info.standalone || info.level < self.settings.min_level {
+                    continue;
+                }
+                let host = ev.host().map(|h| h.into_owned()).unwrap_or_default();
+                let details: serde_json::Map<String, serde_json::Value> = rules
+                    .details(m.rule, ev)
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect();
+                let alert = NewAlert {
+                    rule_id: RuleId(info.meta.reference().into()),
+                    title: info.meta.title.clone(),
+                    level: info.level,
+                    event_time: ev.timestamp,
+                    received_at: w.received_at,
+                    event_seqs: vec![seq],
+                    group_key: (!host.is_empty()).then(|| format!("host.name={host}")),
+                    dedup_key: Some(self.dedup_key(
+                        info.meta.reference(),
+                        &host,
+                        ev.timestamp,
+                        w.received_at,
+                    )),
+                    details: serde_json::json!({
+                        "source": ev.origin.to_string(),
+                        "host": host,
+                        "fields": details,
+                        "tags": info.meta.tags,
+                        "description": info.meta.description,
+                        "description_ja": info.meta.extra.get("description_ja"),
+                    }),
+                };
+                self.record(&alert, w.received);
+            }
+            if let Some(c) = self.correlator.as_mut() {
+                if matches.iter().any(|m| c.uses_rule(m.rule)) {
+                    c.observe(ev, matches, &mut corr_out);
+                    self.dirty = true;
+                }
+            }
+            for a in corr_out.drain(..) {
+                let alert = self.correlation_alert(&a, seq, w.received_at);
+                if a.correlation.level >= self.settings.min_level {
+                    self.record(&alert, w.received);
+                }
+            }
+        }
+    }
+
+    fn dedup_key(
+        &self,
+        rule: &str,
+        entity: &str,
+        time: Option<DateTime<Utc>>,
+        received_at: DateTime<Utc>,
+    ) -> String {
+        let t = time.unwrap_or(received_at).timestamp();
+        let window = t.div_euclid(self.settings.suppress_secs.max(1) as i64);
+        format!("{rule}|{entity}|{window}")
+    }
+
+    fn correlation_alert(
+        &self,
+        a: &CorrelationAlert,
+        seq: Seq,
+        received_at: DateTime<Utc>,
+    ) -> NewAlert {
+        let group = a
+            .group
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let meta = &a.correlation.meta;
+        let last = DateTime::from_timestamp_millis(a.last_ms);
+        NewAlert {
+            rule_id: RuleId(meta.reference().into()),
+            title: meta.title.clone(),
+            level: a.correlation.level,
+            event_time: last,
+            received_at,
+            event_seqs: vec![seq],
+            group_key: (!group.is_empty()).then(|| group.clone()),
+            dedup_key: Some(self.dedup_key(meta.reference(), &group, last, received_at)),
+            details: serde_json::json!({
+                "correlation": a.correlation.kind.as_str(),
+                "value": a.value,
+                "events": a.events,
+                "group": a.group.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                "first": DateTime::from_timestamp_millis(a.first_ms),
+                "last": last,
+                "tags": meta.tags,
+                "description": meta.description,
+                "description_ja": meta.extra.get("description_ja"),
+            }),
+        }
+    }
+
+    fn record(&self, a: &NewAlert, received: Instant) {
+        match self.alerts.insert_alert(a) {
+            Ok(outcome) => {
+                match outcome {
+                    InsertOutcome::Created(_) => {
+                        self.metrics.alerts_created.fetch_add(1, Relaxed);
+                        self.metrics.observe_latency(received.elapsed());
+                    }
+                    InsertOutcome::Merged(_) => {
+                        self.metrics.alerts_merged.fetch_add(1, Relaxed);
+                    }
+                }
+                if self.alert_tx.receiver_count() > 0 {
+                    if let Ok(Some(full)) = self.alerts.get_alert(outcome.id()) {
+                        let _ = self.alert_tx.send(full);
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.alert_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, rule = %a.rule_id, "cannot record alert");
+            }
+        }
+    }
+}

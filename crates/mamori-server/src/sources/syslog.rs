@@ -1,0 +1,191 @@
+//! Syslog listeners: UDP (one datagram = one or more LF-separated messages) and TCP (RFC 6587
+//! framing, see [`super::framing`]). RFC 3164 and RFC 5424 are parsed by
+//! `mamori_ingest::parse_syslog_line`; the sender's address is kept as the event's origin and
+//! as `log.source.address` (Filebeat's name for it).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use mamori_event::{Event, Interner, Origin, Transport, Value};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{watch, Semaphore};
+
+use super::framing::{FrameError, Framer};
+use crate::metrics::{Metrics, SourceKind};
+use crate::pipeline::Sink;
+
+/// Most events sent to the pipeline in one batch by a connection.
+const MAX_BATCH: usize = 1024;
+
+/// Parses one frame into `out`; returns false (and counts it) when it is not a message.
+fn parse_frame(
+    frame: &[u8],
+    peer: SocketAddr,
+    transport: Transport,
+    names: &mut Interner,
+    addr_field: &mamori_event::FieldName,
+    out: &mut Vec<Event>,
+) -> bool {
+    match mamori_ingest::parse_syslog_line(frame, Origin::Network { peer, transport }, names) {
+        Ok(mut ev) => {
+            ev.push(addr_field.clone(), Value::str(peer.ip().to_string()));
+            out.push(ev);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Serves syslog over UDP until `stop` changes.
+pub async fn run_udp(
+    sock: UdpSocket,
+    sink: Sink,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let c = metrics.source(SourceKind::Udp);
+    let mut names = Interner::new();
+    let addr_field = names.intern("log.source.address");
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, peer) = tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "UDP receive failed");
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let mut events = Vec::new();
+        let mut handle = |data: &[u8], peer: SocketAddr, events: &mut Vec<Event>| {
+            c.bytes_in.fetch_add(data.len() as u64, Relaxed);
+            for line in data.split(|&b| b == b'\n') {
+                if line.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
+                    continue;
+                }
+                if !parse_frame(line, peer, Transport::Udp, &mut names, &addr_field, events) {
+                    c.malformed.fetch_add(1, Relaxed);
+                }
+            }
+        };
+        handle(&buf[..n], peer, &mut events);
+        // Drain whatever else already arrived into the same batch.
+        while events.len() < MAX_BATCH {
+            match sock.try_recv_from(&mut buf) {
+                Ok((n, peer)) => handle(&buf[..n], peer, &mut events),
+                Err(_) => break,
+            }
+        }
+        sink.try_send(events, SourceKind::Udp);
+    }
+}
+
+/// Serves syslog over TCP until `stop` changes; each connection is its own task.
+pub async fn run_tcp(
+    listener: TcpListener,
+    sink: Sink,
+    metrics: Arc<Metrics>,
+    max_frame: usize,
+    max_connections: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        metrics
+            .source(SourceKind::Tcp)
+            .connections
+            .fetch_add(1, Relaxed);
+        let sink = sink.clone();
+        let metrics = Arc::clone(&metrics);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            serve_stream(stream, peer, sink, metrics, max_frame, stop).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Reads frames from one connection until EOF, an error, or shutdown.
+async fn serve_stream(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    sink: Sink,
+    metrics: Arc<Metrics>,
+    max_frame: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let c = metrics.source(SourceKind::Tcp);
+    let mut names = Interner::new();
+    let addr_field = names.intern("log.source.address");
+    let mut framer = Framer::new(max_frame);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut events = Vec::new();
+    loop {
+        let n = tokio::select! {
+            r = stream.read(&mut buf) => r.unwrap_or(0),
+            _ = stop.changed() => 0,
+        };
+        let eof = n == 0;
+        c.bytes_in.fetch_add(n as u64, Relaxed);
+        framer.feed(&buf[..n]);
+        while let Some(f) = framer.next_frame(eof) {
+            match f {
+                Ok(r) => {
+                    if !parse_frame(
+                        framer.get(r),
+                        peer,
+                        Transport::Tcp,
+                        &mut names,
+                        &addr_field,
+                        &mut events,
+                    ) {
+                        c.malformed.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(FrameError::Oversized) => {
+                    c.oversized.fetch_add(1, Relaxed);
+                }
+                Err(FrameError::Truncated) => {
+                    c.malformed.fetch_add(1, Relaxed);
+                }
+            }
+            if events.len() >= MAX_BATCH
+                && sink
+                    .send(std::mem::take(&mut events), SourceKind::Tcp)
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        // Nothing more buffered: hand over what we have (waits when the queue is full, which
+        // stops us reading and lets TCP flow control slow the sender).
+        if sink
+            .send(std::mem::take(&mut events), SourceKind::Tcp)
+            .await
+            .is_err()
+            || eof
+        {
+            return;
+        }
+    }
+}
