@@ -11,24 +11,30 @@ use std::time::Duration;
 pub enum SourceKind {
     Udp,
     Tcp,
+    Tls,
     Http,
     Upload,
+    Tail,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 4] = [
+    pub const ALL: [SourceKind; 6] = [
         SourceKind::Udp,
         SourceKind::Tcp,
+        SourceKind::Tls,
         SourceKind::Http,
         SourceKind::Upload,
+        SourceKind::Tail,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Udp => "syslog_udp",
             SourceKind::Tcp => "syslog_tcp",
+            SourceKind::Tls => "syslog_tls",
             SourceKind::Http => "http",
             SourceKind::Upload => "upload",
+            SourceKind::Tail => "file_tail",
         }
     }
 
@@ -64,7 +70,7 @@ const MAX_SAMPLES: usize = 200_000;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    sources: [SourceCounters; 4],
+    sources: [SourceCounters; 6],
     /// Events durably stored.
     pub events_stored: AtomicU64,
     /// Store writes (each one fsync under the default policy).

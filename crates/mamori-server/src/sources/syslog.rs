@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use mamori_event::{Event, Interner, Origin, Transport, Value};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
 
@@ -118,22 +118,45 @@ pub async fn run_tcp(
         let metrics = Arc::clone(&metrics);
         let stop = stop.clone();
         tokio::spawn(async move {
-            serve_stream(stream, peer, sink, metrics, max_frame, stop).await;
+            let ctx = StreamCtx {
+                kind: SourceKind::Tcp,
+                transport: Transport::Tcp,
+                sink,
+                metrics,
+                max_frame,
+                stop,
+            };
+            serve_stream::<TcpStream>(stream, peer, ctx).await;
             drop(permit);
         });
     }
 }
 
-/// Reads frames from one connection until EOF, an error, or shutdown.
-async fn serve_stream(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    sink: Sink,
-    metrics: Arc<Metrics>,
-    max_frame: usize,
-    mut stop: watch::Receiver<bool>,
-) {
-    let c = metrics.source(SourceKind::Tcp);
+/// What a stream connection needs from its listener.
+#[derive(Clone)]
+pub struct StreamCtx {
+    /// Counters to bump.
+    pub kind: SourceKind,
+    /// Recorded in the events' origin.
+    pub transport: Transport,
+    pub sink: Sink,
+    pub metrics: Arc<Metrics>,
+    pub max_frame: usize,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Reads frames from one connection (plain TCP, or TLS once the handshake is done) until EOF,
+/// an error, or shutdown. Counts under `kind`; events carry `transport` in their origin.
+pub async fn serve_stream<S: AsyncRead + Unpin>(mut stream: S, peer: SocketAddr, ctx: StreamCtx) {
+    let StreamCtx {
+        kind,
+        transport,
+        sink,
+        metrics,
+        max_frame,
+        mut stop,
+    } = ctx;
+    let c = metrics.source(kind);
     let mut names = Interner::new();
     let addr_field = names.intern("log.source.address");
     let mut framer = Framer::new(max_frame);
@@ -153,7 +176,7 @@ async fn serve_stream(
                     if !parse_frame(
                         framer.get(r),
                         peer,
-                        Transport::Tcp,
+                        transport,
                         &mut names,
                         &addr_field,
                         &mut events,
@@ -169,22 +192,14 @@ async fn serve_stream(
                 }
             }
             if events.len() >= MAX_BATCH
-                && sink
-                    .send(std::mem::take(&mut events), SourceKind::Tcp)
-                    .await
-                    .is_err()
+                && sink.send(std::mem::take(&mut events), kind).await.is_err()
             {
                 return;
             }
         }
         // Nothing more buffered: hand over what we have (waits when the queue is full, which
         // stops us reading and lets TCP flow control slow the sender).
-        if sink
-            .send(std::mem::take(&mut events), SourceKind::Tcp)
-            .await
-            .is_err()
-            || eof
-        {
+        if sink.send(std::mem::take(&mut events), kind).await.is_err() || eof {
             return;
         }
     }
