@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub storage: StorageConfig,
     pub detection: DetectionConfig,
     pub pipeline: PipelineConfig,
+    /// Files to follow (`[[tail]]` sections), with checkpoints across restarts.
+    pub tail: Vec<crate::sources::tail::TailConfig>,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +35,7 @@ impl Default for ServerConfig {
             storage: StorageConfig::default(),
             detection: DetectionConfig::default(),
             pipeline: PipelineConfig::default(),
+            tail: Vec::new(),
         }
     }
 }
@@ -44,6 +47,9 @@ pub struct SyslogConfig {
     pub udp: Option<SocketAddr>,
     /// TCP with newline or RFC 6587 octet-counting framing (detected per frame).
     pub tcp: Option<SocketAddr>,
+    /// Syslog over TLS (RFC 5425): `{ listen = "0.0.0.0:6514", cert = "…", key = "…" }`; without
+    /// cert and key a self-signed pair is generated in `<data_dir>/tls/` on first run.
+    pub tls: Option<crate::sources::tls::TlsConfig>,
     /// Longest accepted message; longer frames are skipped, counted and the connection kept.
     pub max_frame_bytes: usize,
     /// Most concurrent TCP connections; more wait for a free slot.
@@ -55,6 +61,7 @@ impl Default for SyslogConfig {
         SyslogConfig {
             udp: Some(SocketAddr::from(([127, 0, 0, 1], 5514))),
             tcp: Some(SocketAddr::from(([127, 0, 0, 1], 5514))),
+            tls: None,
             max_frame_bytes: 64 * 1024,
             max_connections: 1024,
         }
@@ -154,8 +161,8 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            queue_batches: 1024,
-            max_group_events: 8192,
+            queue_batches: 64,
+            max_group_events: 4096,
         }
     }
 }
@@ -242,6 +249,11 @@ impl ServerConfig {
                 "storage.index_heap_bytes",
                 "must be at least 15 MiB (tantivy's minimum)".into(),
             );
+        }
+        for t in &self.tail {
+            if let Err(m) = t.validate() {
+                return bad("tail", m);
+            }
         }
         for r in &self.detection.rules {
             if !r.exists() {

@@ -64,6 +64,8 @@ pub enum StartError {
     Store { path: PathBuf, message: String },
     #[error("cannot open {path}: {message}")]
     State { path: PathBuf, message: String },
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
     #[error("cannot load rules: {0}")]
     Rules(String),
     #[error("cannot listen on {key} = {addr}: {source}")]
@@ -119,6 +121,7 @@ pub struct Running {
     /// Bound addresses (useful when the config asked for port 0).
     pub syslog_udp: Option<SocketAddr>,
     pub syslog_tcp: Option<SocketAddr>,
+    pub syslog_tls: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub events: Arc<dyn EventStore>,
     pub alerts: Arc<dyn AlertStore>,
@@ -241,6 +244,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let mut running = Running {
         syslog_udp: None,
         syslog_tcp: None,
+        syslog_tls: None,
         http: None,
         events: Arc::clone(&events),
         alerts: Arc::clone(&alerts),
@@ -284,6 +288,45 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             Arc::clone(&metrics),
             cfg.syslog.max_frame_bytes,
             cfg.syslog.max_connections,
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(tls) = &cfg.syslog.tls {
+        let (acceptor, generated) = sources::tls::load_or_generate(tls, &data)
+            .map_err(|m| StartError::Tls(format!("[syslog.tls]: {m}")))?;
+        if let Some(p) = generated {
+            tracing::info!(cert = %p.display(), "syslog TLS uses a generated self-signed certificate; give it to your senders as their CA");
+        }
+        let addr = tls.listen;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                key: "syslog.tls.listen",
+                addr,
+                source,
+            })?;
+        running.syslog_tls = l.local_addr().ok();
+        let ctx = sources::syslog::StreamCtx {
+            kind: SourceKind::Tls,
+            transport: mamori_event::Transport::Tls,
+            sink: sink.clone(),
+            metrics: Arc::clone(&metrics),
+            max_frame: cfg.syslog.max_frame_bytes,
+            stop: stop_rx.clone(),
+        };
+        sources.push(tokio::spawn(sources::tls::run_tls(
+            l,
+            acceptor,
+            ctx,
+            cfg.syslog.max_connections,
+        )));
+    }
+    for t in &cfg.tail {
+        sources.push(tokio::spawn(sources::tail::run_tail(
+            t.clone(),
+            Arc::clone(&alerts),
+            sink.clone(),
+            Arc::clone(&metrics),
             stop_rx.clone(),
         )));
     }

@@ -35,6 +35,9 @@ pub(crate) enum BenchCmd {
         #[arg(long, value_name = "FILE")]
         placeholders: Option<PathBuf>,
     },
+    /// The server end to end: syslog/TCP → durable store with the rules loaded; events/s at
+    /// saturation, RSS at a steady rate, receipt → alert latency p50/p99.
+    Ingest(crate::bench_ingest::IngestArgs),
     /// Reader throughput per file (events/s and MiB/s), one thread.
     Readers {
         /// Files or directories to read.
@@ -60,6 +63,7 @@ pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
             scaling,
             placeholders,
         ),
+        BenchCmd::Ingest(a) => crate::bench_ingest::run(a),
         BenchCmd::Readers { paths } => {
             let (files, errs) = mamori_ingest::discover(&paths);
             for e in errs {

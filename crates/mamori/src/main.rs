@@ -3,6 +3,7 @@
 
 mod analytics;
 mod bench;
+mod bench_ingest;
 mod hunt;
 mod rules;
 mod serve;

@@ -136,6 +136,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
         if let Some(a) = running.syslog_tcp {
             eprintln!("mamori: syslog TCP on {a}");
         }
+        if let Some(a) = running.syslog_tls {
+            eprintln!("mamori: syslog TLS on {a}");
+        }
         if let Some(a) = running.syslog_udp {
             eprintln!("mamori: syslog UDP on {a}");
         }

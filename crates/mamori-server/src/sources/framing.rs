@@ -237,7 +237,7 @@ mod tests {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                data.push(b"0123456789 \n\r<>x"[(seed % 17) as usize]);
+                data.push(b"0123456789 \n\r<>x"[(seed % 16) as usize]);
             }
             let split = (seed as usize) % (data.len() + 1);
             let _ = frames(&[&data[..split], &data[split..]], 8);

@@ -3,3 +3,5 @@
 
 pub mod framing;
 pub mod syslog;
+pub mod tail;
+pub mod tls;

@@ -17,7 +17,7 @@ use crate::metrics::{Metrics, SourceKind};
 use crate::pipeline::Sink;
 
 /// Most events sent to the pipeline in one batch by a connection.
-const MAX_BATCH: usize = 1024;
+const MAX_BATCH: usize = 512;
 
 /// Parses one frame into `out`; returns false (and counts it) when it is not a message.
 fn parse_frame(
