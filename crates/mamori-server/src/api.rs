@@ -48,6 +48,7 @@ pub struct StateInner {
     pub http: HttpConfig,
     pub uploads_dir: PathBuf,
     pub started: Instant,
+    pub incidents: Option<Arc<crate::incidents::IncidentService>>,
 }
 
 pub type AppState = Arc<StateInner>;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rules", get(rules_list))
         .route("/api/v1/rules/reload", post(rules_reload))
         .route("/metrics", get(metrics))
+        .merge(crate::api_incidents::routes())
         // Bodies are limited by the handlers themselves (ingest and upload have different
         // limits, and ingest also limits the decompressed size).
         .layer(axum::extract::DefaultBodyLimit::max(max_body.max(64 << 10)))
@@ -83,6 +85,8 @@ pub enum ApiError {
     Unauthorized,
     BadRequest(String),
     NotFound(String),
+    /// The request conflicts with the current state (a refused phase change).
+    Conflict(String),
     TooLarge(String),
     Timeout,
     Unavailable(String),
@@ -99,6 +103,7 @@ impl IntoResponse for ApiError {
             ),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::Timeout => (
                 StatusCode::REQUEST_TIMEOUT,
@@ -131,7 +136,7 @@ fn store_err(e: mamori_store::Error) -> ApiError {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

@@ -24,6 +24,29 @@ pub struct ServerConfig {
     pub pipeline: PipelineConfig,
     /// Files to follow (`[[tail]]` sections), with checkpoints across restarts.
     pub tail: Vec<crate::sources::tail::TailConfig>,
+    pub incidents: IncidentsConfig,
+    /// Notification channels, contacts and escalation (see `mamori-notify`); none by default.
+    pub notify: Option<toml::Table>,
+    /// Automatic response policy and backends (see `mamori-respond`); off by default.
+    pub response: Option<mamori_respond::ResponderConfig>,
+}
+
+/// `[incidents]`: alerts are grouped into incidents unless disabled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IncidentsConfig {
+    pub enabled: bool,
+    /// The address operators reach the API at, for links in notifications.
+    pub base_url: Option<String>,
+}
+
+impl Default for IncidentsConfig {
+    fn default() -> Self {
+        IncidentsConfig {
+            enabled: true,
+            base_url: None,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -36,6 +59,9 @@ impl Default for ServerConfig {
             detection: DetectionConfig::default(),
             pipeline: PipelineConfig::default(),
             tail: Vec::new(),
+            incidents: IncidentsConfig::default(),
+            notify: None,
+            response: None,
         }
     }
 }
@@ -255,12 +281,44 @@ impl ServerConfig {
                 return bad("tail", m);
             }
         }
+        if self.notify.is_some() {
+            let cfg = self
+                .notify_config()
+                .map_err(|message| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: "notify",
+                    message,
+                })?;
+            if let Some(c) = cfg {
+                if let Err(e) = mamori_notify::Notifier::new(&c) {
+                    return bad("notify", e.to_string());
+                }
+            }
+        }
+        if let Some(r) = &self.response {
+            if let Err(e) = mamori_respond::Responder::new(r.clone()) {
+                return bad("response", e.to_string());
+            }
+        }
         for r in &self.detection.rules {
             if !r.exists() {
                 return bad("detection.rules", format!("{} does not exist", r.display()));
             }
         }
         Ok(())
+    }
+
+    /// The typed `[notify]` section, if any.
+    pub fn notify_config(&self) -> Result<Option<mamori_notify::NotifyConfig>, String> {
+        match &self.notify {
+            None => Ok(None),
+            Some(t) => {
+                use serde::Deserialize as _;
+                mamori_notify::NotifyConfig::deserialize(toml::Value::Table(t.clone()))
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            }
+        }
     }
 
     /// A commented example configuration (`mamori serve --print-config`).

@@ -24,7 +24,9 @@
 //! - **Secrets are never logged**: tokens are stored hashed and compared in constant time.
 
 pub mod api;
+mod api_incidents;
 pub mod config;
+pub mod incidents;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
@@ -66,6 +68,10 @@ pub enum StartError {
     State { path: PathBuf, message: String },
     #[error("cannot set up TLS: {0}")]
     Tls(String),
+    #[error("cannot open the incident database {path}: {message}")]
+    Cases { path: PathBuf, message: String },
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("cannot load rules: {0}")]
     Rules(String),
     #[error("cannot listen on {key} = {addr}: {source}")]
@@ -223,7 +229,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         Some(Arc::new(h))
     };
     let metrics = Arc::new(Metrics::default());
-    let (alert_tx, _) = broadcast::channel(4096);
+    let (alert_tx, incident_rx) = broadcast::channel(4096);
     let pipeline = Pipeline::start(
         Arc::clone(&events),
         Arc::clone(&alerts),
@@ -240,6 +246,37 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     );
     let sink = pipeline.sink.clone();
     let (stop, stop_rx) = watch::channel(false);
+    let incidents = if cfg.incidents.enabled {
+        let p = data.join("incidents.db");
+        let cases = mamori_cases::CaseStore::open(&p).map_err(|e| StartError::Cases {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        let notifier = match cfg.notify_config().map_err(StartError::Config)? {
+            Some(n) => Some(
+                mamori_notify::Notifier::new(&n)
+                    .map_err(|e| StartError::Config(format!("[notify]: {e}")))?,
+            ),
+            None => None,
+        };
+        let responder = match &cfg.response {
+            Some(r) => Some(
+                mamori_respond::Responder::new(r.clone())
+                    .map_err(|e| StartError::Config(format!("[response]: {e}")))?,
+            ),
+            None => None,
+        };
+        let base_url = cfg.incidents.base_url.clone();
+        let kv = Arc::clone(&alerts);
+        let svc = tokio::task::spawn_blocking(move || {
+            incidents::IncidentService::new(Arc::new(cases), notifier, responder, kv, base_url)
+        })
+        .await
+        .map_err(|e| StartError::Config(e.to_string()))?;
+        Some(Arc::new(svc))
+    } else {
+        None
+    };
     let mut sources = Vec::new();
     let mut running = Running {
         syslog_udp: None,
@@ -349,6 +386,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             http: cfg.http.clone(),
             uploads_dir: data.join("uploads"),
             started: Instant::now(),
+            incidents: incidents.clone(),
         });
         let app = api::router(state);
         let mut stop_http = stop_rx.clone();
@@ -365,6 +403,20 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     drop(sink);
     running.sources = sources;
 
+    if let Some(svc) = &incidents {
+        running
+            .background
+            .push(tokio::spawn(incidents::run(Arc::clone(svc), incident_rx)));
+        let svc = Arc::clone(svc);
+        running.background.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                let s = Arc::clone(&svc);
+                let _ = tokio::task::spawn_blocking(move || s.expire()).await;
+            }
+        }));
+    }
     // Make stored events searchable within a second even when no new events arrive.
     let ev = Arc::clone(&events);
     running.background.push(tokio::spawn(async move {

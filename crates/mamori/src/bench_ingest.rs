@@ -132,7 +132,11 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
     let stop = Arc::new(AtomicBool::new(false));
     let stored0 = m.events_stored.load(Relaxed);
     let start = Instant::now();
-    let conns = if args.no_saturation { 0 } else { args.connections.max(1) };
+    let conns = if args.no_saturation {
+        0
+    } else {
+        args.connections.max(1)
+    };
     let senders: Vec<_> = (0..conns)
         .map(|c| {
             let stop = Arc::clone(&stop);
@@ -230,7 +234,9 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
     println!(
         "store: {} writes, {:.2} ms per write (fsync {}); matching {:.2} µs/event",
         m.store_writes.load(Relaxed),
-        m.store_write_micros.load(Relaxed) as f64 / 1e3 / m.store_writes.load(Relaxed).max(1) as f64,
+        m.store_write_micros.load(Relaxed) as f64
+            / 1e3
+            / m.store_writes.load(Relaxed).max(1) as f64,
         args.fsync,
         m.match_micros.load(Relaxed) as f64 / m.events_matched.load(Relaxed).max(1) as f64
     );

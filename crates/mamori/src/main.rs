@@ -5,6 +5,7 @@ mod analytics;
 mod bench;
 mod bench_ingest;
 mod hunt;
+mod incident_cli;
 mod rules;
 mod serve;
 mod simulate;
@@ -71,6 +72,9 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Run the server: receive syslog and HTTP events, store, detect, alert, search.
     Serve(serve::ServeArgs),
+    /// Work incidents through the NIST SP 800-61 phases.
+    #[command(subcommand)]
+    Incident(incident_cli::IncidentCmd),
     /// Create, list and revoke API tokens of a server.
     #[command(subcommand)]
     Token(serve::TokenCmd),
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => simulate::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Token(c) => serve::run_token(c),
+        Command::Incident(c) => incident_cli::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

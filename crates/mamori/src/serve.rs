@@ -67,7 +67,7 @@ pub(crate) struct DataDirArgs {
 }
 
 impl DataDirArgs {
-    fn resolve(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn resolve(&self) -> anyhow::Result<PathBuf> {
         if let Some(d) = &self.data_dir {
             return Ok(d.clone());
         }

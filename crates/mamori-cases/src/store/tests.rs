@@ -1,0 +1,217 @@
+use chrono::{TimeDelta, TimeZone};
+use mamori_event::RuleId;
+
+use super::*;
+use crate::model::{IncidentKind, Status};
+
+fn t(h: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap() + TimeDelta::hours(h)
+}
+
+fn alert(id: i64, h: i64, level: Level, entities: &[(&str, &str)]) -> AlertInput {
+    AlertInput {
+        alert_id: id,
+        rule_id: RuleId(format!("r{id}").into()),
+        title: format!("Alert {id}"),
+        level,
+        time: t(h),
+        entities: entities
+            .iter()
+            .map(|(f, v)| (f.to_string(), v.to_string()))
+            .collect(),
+        tags: vec![],
+        event_seqs: vec![id as u64],
+    }
+}
+
+#[test]
+fn fresh_database_is_at_the_current_schema_version() {
+    let s = CaseStore::open_in_memory().unwrap();
+    let v: i64 = s
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cases.sqlite");
+    drop(CaseStore::open(&path).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let e = CaseStore::open(&path).unwrap_err();
+    assert!(matches!(e, Error::UnsupportedVersion { found, .. } if found == SCHEMA_VERSION + 1));
+    assert!(e.to_string().contains("this build reads up to"), "{e}");
+}
+
+#[test]
+fn re_ingesting_an_alert_only_adds_its_new_events() {
+    let s = CaseStore::open_in_memory().unwrap();
+    let mut a = alert(1, 0, Level::Low, &[("user.name", "alice")]);
+    let (id, o, _) = s.ingest_alert(&a, t(0)).unwrap();
+    assert_eq!(o, Outcome::Created);
+    a.event_seqs = vec![1, 2, 3];
+    let (id2, o, why) = s.ingest_alert(&a, t(1)).unwrap();
+    assert_eq!((id2, o), (id, Outcome::AlreadyLinked));
+    assert_eq!(why, "alert 1 is already linked to incident 1");
+    let inc = s.get(id).unwrap();
+    assert_eq!(inc.alerts.len(), 1);
+    assert_eq!(inc.events, vec![1, 2, 3]);
+}
+
+#[test]
+fn closed_incidents_are_not_joined() {
+    let s = CaseStore::open_in_memory().unwrap();
+    let (id, ..) = s
+        .ingest_alert(&alert(1, 0, Level::Low, &[("host.name", "ws-1")]), t(0))
+        .unwrap();
+    s.close(id, "lead", "benign admin activity", t(1)).unwrap();
+    let (id2, o, why) = s
+        .ingest_alert(&alert(2, 1, Level::Low, &[("host.name", "ws-1")]), t(1))
+        .unwrap();
+    assert_eq!(o, Outcome::Created);
+    assert_ne!(id, id2);
+    assert_eq!(
+        why,
+        "new incident: no open incident shares host.name=ws-1 within 24h"
+    );
+}
+
+#[test]
+fn list_filters_pages_and_counts() {
+    let s = CaseStore::open_in_memory().unwrap();
+    let levels = [Level::Low, Level::High, Level::Critical, Level::Medium];
+    for (i, l) in levels.iter().enumerate() {
+        let user = format!("u{i}");
+        s.ingest_alert(
+            &alert(i as i64 + 1, i as i64, *l, &[("user.name", &user)]),
+            t(i as i64),
+        )
+        .unwrap();
+    }
+    s.set_phase(IncidentId(2), Phase::Containment, "lead", None, t(10))
+        .unwrap();
+    s.close(IncidentId(4), "lead", "false positive", t(11))
+        .unwrap();
+
+    let ids =
+        |f: IncidentFilter| -> Vec<i64> { s.list(&f).unwrap().iter().map(|x| x.id.0).collect() };
+    assert_eq!(
+        ids(IncidentFilter::default()),
+        vec![4, 2, 3, 1],
+        "newest activity first"
+    );
+    assert_eq!(
+        ids(IncidentFilter {
+            status: Some(Status::Open),
+            ..Default::default()
+        }),
+        vec![2, 3, 1]
+    );
+    assert_eq!(
+        ids(IncidentFilter {
+            phase: Some(Phase::Containment),
+            ..Default::default()
+        }),
+        vec![2]
+    );
+    assert_eq!(
+        ids(IncidentFilter {
+            min_severity: Some(Level::High),
+            ..Default::default()
+        }),
+        vec![2, 3]
+    );
+    assert_eq!(
+        ids(IncidentFilter {
+            kind: Some(IncidentKind::Generic),
+            limit: Some(2),
+            offset: Some(1),
+            ..Default::default()
+        }),
+        vec![2, 3]
+    );
+    assert_eq!(
+        s.count(&IncidentFilter {
+            status: Some(Status::Closed),
+            ..Default::default()
+        })
+        .unwrap(),
+        1
+    );
+    let row = &s
+        .list(&IncidentFilter {
+            phase: Some(Phase::Containment),
+            ..Default::default()
+        })
+        .unwrap()[0];
+    assert_eq!(
+        (row.alert_count, row.severity, row.updated_at),
+        (1, Level::High, t(10))
+    );
+    assert!(row.open_tasks > 0);
+}
+
+#[test]
+fn missing_incidents_and_tasks_are_not_found() {
+    let s = CaseStore::open_in_memory().unwrap();
+    assert!(matches!(
+        s.get(IncidentId(9)),
+        Err(Error::NotFound(IncidentId(9)))
+    ));
+    assert_eq!(
+        s.add_note(IncidentId(9), "a", "b", t(0))
+            .unwrap_err()
+            .to_string(),
+        "incident 9 not found"
+    );
+    let (id, ..) = s.ingest_alert(&alert(1, 0, Level::Low, &[]), t(0)).unwrap();
+    assert!(matches!(
+        s.complete_task(id, 1000, "a", t(0)),
+        Err(Error::TaskNotFound { task: 1000, .. })
+    ));
+}
+
+#[test]
+fn a_refused_change_is_not_written() {
+    let s = CaseStore::open_in_memory().unwrap();
+    let (id, ..) = s
+        .ingest_alert(&alert(1, 0, Level::Low, &[("user.name", "x")]), t(0))
+        .unwrap();
+    let before = s.get(id).unwrap();
+    assert!(s.close(id, "lead", "", t(1)).is_err());
+    assert_eq!(s.get(id).unwrap(), before);
+}
+
+#[test]
+fn oversized_and_untitled_alerts_are_invalid() {
+    let s = CaseStore::open_in_memory().unwrap();
+    let mut a = alert(1, 0, Level::Low, &[]);
+    a.entities = (0..=MAX_ALERT_ENTITIES)
+        .map(|i| ("host.name".to_string(), format!("h{i}")))
+        .collect();
+    assert!(matches!(s.ingest_alert(&a, t(0)), Err(Error::Invalid(_))));
+    let mut b = alert(2, 0, Level::Low, &[]);
+    b.title = " ".into();
+    assert!(matches!(s.ingest_alert(&b, t(0)), Err(Error::Invalid(_))));
+    assert_eq!(s.count(&IncidentFilter::default()).unwrap(), 0);
+}
+
+#[test]
+fn corrupt_documents_are_reported_not_panicked_on() {
+    let s = CaseStore::open_in_memory().unwrap();
+    let (id, ..) = s.ingest_alert(&alert(1, 0, Level::Low, &[]), t(0)).unwrap();
+    s.conn()
+        .execute(
+            "UPDATE incidents SET doc = '{\"nope\": 1}' WHERE id = ?1",
+            [id.0],
+        )
+        .unwrap();
+    let e = s.get(id).unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(s.list(&IncidentFilter::default()).is_err());
+}
