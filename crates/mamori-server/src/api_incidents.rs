@@ -51,6 +51,18 @@ pub(crate) fn case_err(e: mamori_cases::Error) -> ApiError {
     }
 }
 
+/// Runs one incident change on the blocking pool and answers with the updated incident.
+async fn change(
+    st: &AppState,
+    f: impl FnOnce(&mamori_cases::CaseStore) -> mamori_cases::Result<mamori_cases::Incident>
+        + Send
+        + 'static,
+) -> Result<Json<JsonValue>, ApiError> {
+    let s = service(st)?;
+    let inc = blocking(move || f(&s.cases).map_err(case_err)).await?;
+    Ok(Json(json!(inc)))
+}
+
 fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(t)| t)
         .map_err(|e| ApiError::BadRequest(e.body_text()))
@@ -76,9 +88,7 @@ async fn show(
     State(st): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<JsonValue>, ApiError> {
-    let s = service(&st)?;
-    let inc = blocking(move || s.cases.get(IncidentId(id)).map_err(case_err)).await?;
-    Ok(Json(json!(inc)))
+    change(&st, move |c| c.get(IncidentId(id))).await
 }
 
 #[derive(Deserialize)]
@@ -102,14 +112,10 @@ async fn phase(
             b.phase
         ))
     })?;
-    let s = service(&st)?;
-    let inc = blocking(move || {
-        s.cases
-            .set_phase(IncidentId(id), to, &auth.name, b.why.as_deref(), Utc::now())
-            .map_err(case_err)
+    change(&st, move |c| {
+        c.set_phase(IncidentId(id), to, &auth.name, b.why.as_deref(), Utc::now())
     })
-    .await?;
-    Ok(Json(json!(inc)))
+    .await
 }
 
 #[derive(Deserialize)]
@@ -125,19 +131,15 @@ async fn assign(
     b: Result<Json<AssignBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let b = body(b)?;
-    let s = service(&st)?;
-    let inc = blocking(move || {
-        s.cases
-            .assign(
-                IncidentId(id),
-                b.assignee.as_deref(),
-                &auth.name,
-                Utc::now(),
-            )
-            .map_err(case_err)
+    change(&st, move |c| {
+        c.assign(
+            IncidentId(id),
+            b.assignee.as_deref(),
+            &auth.name,
+            Utc::now(),
+        )
     })
-    .await?;
-    Ok(Json(json!(inc)))
+    .await
 }
 
 #[derive(Deserialize)]
@@ -153,14 +155,10 @@ async fn note(
     b: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let b = body(b)?;
-    let s = service(&st)?;
-    let inc = blocking(move || {
-        s.cases
-            .add_note(IncidentId(id), &auth.name, &b.text, Utc::now())
-            .map_err(case_err)
+    change(&st, move |c| {
+        c.add_note(IncidentId(id), &auth.name, &b.text, Utc::now())
     })
-    .await?;
-    Ok(Json(json!(inc)))
+    .await
 }
 
 async fn task_done(
@@ -168,14 +166,10 @@ async fn task_done(
     State(st): State<AppState>,
     Path((id, task)): Path<(i64, u32)>,
 ) -> Result<Json<JsonValue>, ApiError> {
-    let s = service(&st)?;
-    let inc = blocking(move || {
-        s.cases
-            .complete_task(IncidentId(id), task, &auth.name, Utc::now())
-            .map_err(case_err)
+    change(&st, move |c| {
+        c.complete_task(IncidentId(id), task, &auth.name, Utc::now())
     })
-    .await?;
-    Ok(Json(json!(inc)))
+    .await
 }
 
 #[derive(Deserialize)]
@@ -191,14 +185,10 @@ async fn close(
     b: Result<Json<CloseBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let b = body(b)?;
-    let s = service(&st)?;
-    let inc = blocking(move || {
-        s.cases
-            .close(IncidentId(id), &auth.name, &b.lessons, Utc::now())
-            .map_err(case_err)
+    change(&st, move |c| {
+        c.close(IncidentId(id), &auth.name, &b.lessons, Utc::now())
     })
-    .await?;
-    Ok(Json(json!(inc)))
+    .await
 }
 
 async fn responses(_auth: Authed, State(st): State<AppState>) -> Result<Json<JsonValue>, ApiError> {

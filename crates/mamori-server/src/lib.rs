@@ -505,14 +505,8 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
                 seen = now;
                 let (al, atx) = (Arc::clone(&al), atx.clone());
                 let _ = tokio::task::spawn_blocking(move || {
-                    let a = dropped_alert(lost);
-                    match al.insert_alert(&a) {
-                        Ok(o) => {
-                            if let Ok(Some(full)) = al.get_alert(o.id()) {
-                                let _ = atx.send(full);
-                            }
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot record drop alert"),
+                    if let Err(e) = pipeline::record_alert(&*al, &atx, &dropped_alert(lost)) {
+                        tracing::error!(error = %e, "cannot record drop alert");
                     }
                 })
                 .await;

@@ -191,7 +191,7 @@ impl Metrics {
                 &self.store_writes,
             ),
             (
-                "mamori_store_write_seconds_micros_total",
+                "mamori_store_write_micros_total",
                 "Time spent in store writes (microseconds).",
                 &self.store_write_micros,
             ),

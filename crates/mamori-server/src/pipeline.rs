@@ -83,15 +83,25 @@ impl Sink {
         self.tx.send(b).await.map_err(|_| Closed)
     }
 
+    /// A batch whose writer answers on the returned channel once it is durable.
+    fn durable_batch(
+        &self,
+        events: Vec<Event>,
+        source: SourceKind,
+    ) -> (Batch, oneshot::Receiver<Result<AppendAck, String>>) {
+        let (tx, rx) = oneshot::channel();
+        let mut b = self.batch(events, source);
+        b.ack = Some(tx);
+        (b, rx)
+    }
+
     /// Queues events and waits until they are durable; returns their seqs.
     pub async fn send_durable(
         &self,
         events: Vec<Event>,
         source: SourceKind,
     ) -> Result<AppendAck, String> {
-        let (tx, rx) = oneshot::channel();
-        let mut b = self.batch(events, source);
-        b.ack = Some(tx);
+        let (b, rx) = self.durable_batch(events, source);
         self.tx.send(b).await.map_err(|_| Closed.to_string())?;
         rx.await.map_err(|_| Closed.to_string())?
     }
@@ -102,9 +112,7 @@ impl Sink {
         events: Vec<Event>,
         source: SourceKind,
     ) -> Result<AppendAck, String> {
-        let (tx, rx) = oneshot::channel();
-        let mut b = self.batch(events, source);
-        b.ack = Some(tx);
+        let (b, rx) = self.durable_batch(events, source);
         self.tx.blocking_send(b).map_err(|_| Closed.to_string())?;
         rx.blocking_recv().map_err(|_| Closed.to_string())?
     }
@@ -276,12 +284,10 @@ fn writer_loop(
             .fetch_add(t.elapsed().as_micros() as u64, Relaxed);
         metrics.store_writes.fetch_add(1, Relaxed);
         // Hand the stored events to detection, then acknowledge.
-        let mut off = 0;
         let mut works = Vec::new();
         let mut events = all.into_iter();
         for (r, &l) in results.iter().zip(&lens) {
             let chunk: Vec<Event> = events.by_ref().take(l).collect();
-            off += l;
             match r {
                 Ok(a) if l > 0 => {
                     metrics.events_stored.fetch_add(l as u64, Relaxed);
@@ -306,7 +312,6 @@ fn writer_loop(
                 }
             }
         }
-        debug_assert_eq!(off, n);
         for (ack, r) in acks.into_iter().zip(results) {
             if let Some(ack) = ack {
                 let _ = ack.send(r);
@@ -565,27 +570,36 @@ impl Detector {
     }
 
     fn record(&self, a: &NewAlert, received: Instant) {
-        match self.alerts.insert_alert(a) {
-            Ok(outcome) => {
-                match outcome {
-                    InsertOutcome::Created(_) => {
-                        self.metrics.alerts_created.fetch_add(1, Relaxed);
-                        self.metrics.observe_latency(received.elapsed());
-                    }
-                    InsertOutcome::Merged(_) => {
-                        self.metrics.alerts_merged.fetch_add(1, Relaxed);
-                    }
+        match record_alert(&*self.alerts, &self.alert_tx, a) {
+            Ok(outcome) => match outcome {
+                InsertOutcome::Created(_) => {
+                    self.metrics.alerts_created.fetch_add(1, Relaxed);
+                    self.metrics.observe_latency(received.elapsed());
                 }
-                if self.alert_tx.receiver_count() > 0 {
-                    if let Ok(Some(full)) = self.alerts.get_alert(outcome.id()) {
-                        let _ = self.alert_tx.send(full);
-                    }
+                InsertOutcome::Merged(_) => {
+                    self.metrics.alerts_merged.fetch_add(1, Relaxed);
                 }
-            }
+            },
             Err(e) => {
                 self.metrics.alert_errors.fetch_add(1, Relaxed);
                 tracing::error!(error = %e, rule = %a.rule_id, "cannot record alert");
             }
         }
     }
+}
+
+/// Records an alert and publishes the stored (possibly merged) alert to the subscribers
+/// (incident handling). Used by the detector and by the server's own alerts.
+pub(crate) fn record_alert(
+    alerts: &dyn AlertStore,
+    tx: &broadcast::Sender<Alert>,
+    a: &NewAlert,
+) -> mamori_store::Result<InsertOutcome> {
+    let outcome = alerts.insert_alert(a)?;
+    if tx.receiver_count() > 0 {
+        if let Some(full) = alerts.get_alert(outcome.id())? {
+            let _ = tx.send(full);
+        }
+    }
+    Ok(outcome)
 }

@@ -84,16 +84,20 @@ pub async fn run_udp(
     }
 }
 
-/// Serves syslog over TCP until `stop` changes; each connection is its own task.
-pub async fn run_tcp(
+/// Accepts connections until `ctx.stop` changes, at most `max_connections` at once (more
+/// wait for a free slot), counts them under `ctx.kind`, and runs `handle` for each in its own
+/// task. Shared by the TCP and TLS listeners.
+pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    sink: Sink,
-    metrics: Arc<Metrics>,
-    max_frame: usize,
+    ctx: StreamCtx,
     max_connections: usize,
-    mut stop: watch::Receiver<bool>,
-) {
-    let slots = Arc::new(Semaphore::new(max_connections));
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr, StreamCtx) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut stop = ctx.stop.clone();
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -103,33 +107,46 @@ pub async fn run_tcp(
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(error = %e, "TCP accept failed");
+                    tracing::warn!(error = %e, source = ctx.kind.as_str(), "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = stop.changed() => return,
         };
-        metrics
-            .source(SourceKind::Tcp)
+        ctx.metrics
+            .source(ctx.kind)
             .connections
             .fetch_add(1, Relaxed);
-        let sink = sink.clone();
-        let metrics = Arc::clone(&metrics);
-        let stop = stop.clone();
+        let conn = handle(stream, peer, ctx.clone());
         tokio::spawn(async move {
-            let ctx = StreamCtx {
-                kind: SourceKind::Tcp,
-                transport: Transport::Tcp,
-                sink,
-                metrics,
-                max_frame,
-                stop,
-            };
-            serve_stream::<TcpStream>(stream, peer, ctx).await;
+            conn.await;
             drop(permit);
         });
     }
+}
+
+/// Serves syslog over TCP until `stop` changes; each connection is its own task.
+pub async fn run_tcp(
+    listener: TcpListener,
+    sink: Sink,
+    metrics: Arc<Metrics>,
+    max_frame: usize,
+    max_connections: usize,
+    stop: watch::Receiver<bool>,
+) {
+    let ctx = StreamCtx {
+        kind: SourceKind::Tcp,
+        transport: Transport::Tcp,
+        sink,
+        metrics,
+        max_frame,
+        stop,
+    };
+    accept_loop(listener, ctx, max_connections, |stream, peer, ctx| {
+        serve_stream::<TcpStream>(stream, peer, ctx)
+    })
+    .await
 }
 
 /// What a stream connection needs from its listener.

@@ -24,10 +24,9 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use super::syslog::{serve_stream, StreamCtx};
+use super::syslog::{accept_loop, serve_stream, StreamCtx};
 use crate::metrics::SourceKind;
 
 /// A TLS handshake must complete within this time.
@@ -279,54 +278,27 @@ pub(crate) async fn run_tls_with(
         transport: Transport::Tls,
         ..ctx
     };
-    let mut stop = ctx.stop.clone();
-    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "TLS accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let c = ctx.metrics.source(SourceKind::Tls);
-        c.connections.fetch_add(1, Relaxed);
+    accept_loop(listener, ctx, max_connections, move |stream, peer, ctx| {
         let acceptor = acceptor.clone();
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
+        async move {
             let mut stop = ctx.stop.clone();
             let hs = tokio::select! {
                 r = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => r,
                 _ = stop.changed() => return,
             };
-            match hs {
-                Ok(Ok(tls)) => serve_stream(tls, peer, ctx).await,
-                Ok(Err(e)) => {
-                    ctx.metrics
-                        .source(SourceKind::Tls)
-                        .malformed
-                        .fetch_add(1, Relaxed);
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                }
-                Err(_) => {
-                    ctx.metrics
-                        .source(SourceKind::Tls)
-                        .malformed
-                        .fetch_add(1, Relaxed);
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                }
-            }
-            drop(permit);
-        });
-    }
+            let failure = match hs {
+                Ok(Ok(tls)) => return serve_stream(tls, peer, ctx).await,
+                Ok(Err(e)) => format!("TLS handshake failed: {e}"),
+                Err(_) => "TLS handshake timed out".to_owned(),
+            };
+            ctx.metrics
+                .source(SourceKind::Tls)
+                .malformed
+                .fetch_add(1, Relaxed);
+            tracing::debug!(%peer, "{failure}");
+        }
+    })
+    .await
 }
 
 #[cfg(test)]
