@@ -87,6 +87,74 @@ fn rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// `conns` connections send pre-rendered syslog lines to `addr` as fast as they can for `dur`;
+/// returns the number of lines sent.
+fn saturate(addr: SocketAddr, conns: usize, dur: Duration) -> anyhow::Result<u64> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..conns)
+        .map(|c| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                let mut s = TcpStream::connect(addr)?;
+                // Pre-render a block of lines; send it over and over.
+                let block: String = (0..4096u64)
+                    .map(|i| background_line(i * 7 + c as u64) + "\n")
+                    .collect();
+                let mut sent = 0;
+                while !stop.load(Relaxed) {
+                    s.write_all(block.as_bytes())?;
+                    sent += 4096;
+                }
+                Ok(sent)
+            })
+        })
+        .collect();
+    if conns > 0 {
+        std::thread::sleep(dur);
+    }
+    stop.store(true, Relaxed);
+    let mut sent = 0;
+    for s in senders {
+        sent += s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    }
+    Ok(sent)
+}
+
+/// The baseline of the same run: the same load generator into a loopback listener that only
+/// reads and counts lines — what this machine's loopback and generator allow at most.
+fn baseline(conns: usize, dur: Duration) -> anyhow::Result<f64> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    let readers = std::thread::spawn(move || {
+        let mut handles = Vec::new();
+        for s in l.incoming().take(conns) {
+            let Ok(mut s) = s else { continue };
+            handles.push(std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut lines = 0u64;
+                while let Ok(n) = std::io::Read::read(&mut s, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+                }
+                lines
+            }));
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(0))
+            .sum::<u64>()
+    });
+    let start = Instant::now();
+    saturate(addr, conns, dur)?;
+    let secs = start.elapsed().as_secs_f64();
+    let lines = readers
+        .join()
+        .map_err(|_| anyhow::anyhow!("baseline reader panicked"))?;
+    Ok(lines as f64 / secs)
+}
+
 pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let data = args
@@ -129,41 +197,14 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
 
     // Phase 1: saturation.
     let dur = Duration::from_secs(args.seconds.max(1));
-    let stop = Arc::new(AtomicBool::new(false));
-    let stored0 = m.events_stored.load(Relaxed);
     let start = Instant::now();
+    let stored0 = m.events_stored.load(Relaxed);
     let conns = if args.no_saturation {
         0
     } else {
         args.connections.max(1)
     };
-    let senders: Vec<_> = (0..conns)
-        .map(|c| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || -> anyhow::Result<u64> {
-                let mut s = TcpStream::connect(addr)?;
-                // Pre-render a block of lines; send it over and over.
-                let block: String = (0..4096u64)
-                    .map(|i| background_line(i * 7 + c as u64) + "\n")
-                    .collect();
-                let per_block = 4096u64;
-                let mut sent = 0;
-                while !stop.load(Relaxed) {
-                    s.write_all(block.as_bytes())?;
-                    sent += per_block;
-                }
-                Ok(sent)
-            })
-        })
-        .collect();
-    if conns > 0 {
-        std::thread::sleep(dur);
-    }
-    stop.store(true, Relaxed);
-    let mut sent = 0;
-    for s in senders {
-        sent += s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
-    }
+    let sent = saturate(addr, conns, dur)?;
     let stored_at_stop = m.events_stored.load(Relaxed) - stored0;
     let secs = start.elapsed().as_secs_f64();
     // Let the queue drain to report what was accepted in the end.
@@ -173,9 +214,18 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
     }
     let stored = m.events_stored.load(Relaxed) - stored0;
     let rss_sat = rss_mib().unwrap_or(0.0);
+    let rate_stored = stored_at_stop as f64 / secs;
+    if conns > 0 {
+        let base = baseline(conns, dur)?;
+        println!(
+            "baseline (same run): the generator into a loopback reader that only counts lines: {base:.0} lines/s; the server stores {:.4}× that (1/{:.0})",
+            rate_stored / base,
+            base / rate_stored.max(1.0)
+        );
+    }
     println!(
         "saturation: {:.0} events/s durably stored with the rules loaded ({} connections, {:.1}s, {} sent, {} stored; RSS {:.0} MiB)",
-        stored_at_stop as f64 / secs,
+        rate_stored,
         args.connections,
         secs,
         sent,
