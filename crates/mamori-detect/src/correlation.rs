@@ -101,6 +101,33 @@ struct Def {
 struct Group {
     /// (event ms, input index, value)
     entries: Vec<(i64, u16, Option<String>)>,
+    /// Entries per input index (derived from `entries`, rebuilt on restore): lets a temporal
+    /// correlation that needs every input skip a group that lacks one in O(1) instead of
+    /// scanning its window on every event.
+    #[serde(skip)]
+    per_input: Vec<u32>,
+}
+
+impl Group {
+    fn count(&mut self, input: u16, delta: i32) {
+        let i = input as usize;
+        if self.per_input.len() <= i {
+            self.per_input.resize(i + 1, 0);
+        }
+        self.per_input[i] = self.per_input[i].saturating_add_signed(delta);
+    }
+
+    fn recount(&mut self) {
+        self.per_input.clear();
+        for k in 0..self.entries.len() {
+            let input = self.entries[k].1;
+            self.count(input, 1);
+        }
+    }
+
+    fn has_input(&self, input: usize) -> bool {
+        self.per_input.get(input).is_some_and(|&n| n > 0)
+    }
 }
 
 /// Correlation state machine. Feed it every event with its matches, in roughly time order.
@@ -383,8 +410,10 @@ impl Correlator {
         let g = states.entry(key.clone()).or_default();
         let pos = g.entries.partition_point(|e| e.0 <= ts);
         g.entries.insert(pos, (ts, ii as u16, value));
+        g.count(ii as u16, 1);
         if g.entries.len() > limits.max_entries {
-            g.entries.remove(0);
+            let gone = g.entries.remove(0);
+            g.count(gone.1, -1);
             self.stats.evicted_entries += 1;
         }
         if self.defs[di].monotone {
@@ -399,13 +428,21 @@ impl Correlator {
     fn sliding_hit(&self, di: usize, key: &[String], ts: i64) -> Option<(i64, i64, f64, usize)> {
         let d = &self.defs[di];
         let g = self.state[di].get(key)?;
+        if matches!(
+            d.info.kind,
+            CorrelationKind::Temporal | CorrelationKind::TemporalOrdered
+        ) && d.rules_expr.is_none()
+            && d.ops.is_empty()
+            && !(0..d.inputs.len()).all(|i| g.has_input(i))
+        {
+            return None; // every input is required and one is absent from the whole group
+        }
         let e = &g.entries;
-        // Try every window ending at an entry in [ts, ts + span].
-        for end in 0..e.len() {
+        // Try every window ending at an entry in [ts, ts + span] (entries are sorted by time).
+        let lo = e.partition_point(|x| x.0 < ts);
+        let hi = e.partition_point(|x| x.0 <= ts.saturating_add(d.span_ms));
+        for end in lo..hi {
             let end_ts = e[end].0;
-            if end_ts < ts || end_ts > ts.saturating_add(d.span_ms) {
-                continue;
-            }
             let start = e.partition_point(|x| x.0 < end_ts.saturating_sub(d.span_ms));
             let win = &e[start..=end];
             if let Some(v) = self.judge(d, win) {
@@ -453,9 +490,19 @@ impl Correlator {
                 ops_hold(v).then_some(v)
             }
             CorrelationKind::Temporal | CorrelationKind::TemporalOrdered => {
-                let present: Vec<bool> = (0..d.inputs.len())
-                    .map(|i| win.iter().any(|e| e.1 as usize == i))
-                    .collect();
+                let mut present = vec![false; d.inputs.len()];
+                let mut missing = present.len();
+                for e in win {
+                    if let Some(p) = present.get_mut(e.1 as usize) {
+                        if !*p {
+                            *p = true;
+                            missing -= 1;
+                            if missing == 0 {
+                                break;
+                            }
+                        }
+                    }
+                }
                 let distinct = present.iter().filter(|p| **p).count() as f64;
                 let ok = match &d.rules_expr {
                     Some(expr) => eval_rule_expr(expr, d, &present),
@@ -506,7 +553,9 @@ impl Correlator {
                         self.judge(&self.defs[di], &win)
                     };
                     if let Some(g) = self.state[di].get_mut(&key) {
-                        g.entries.drain(..end);
+                        for gone in g.entries.drain(..end).collect::<Vec<_>>() {
+                            g.count(gone.1, -1);
+                        }
                     }
                     if let Some(v) = hit {
                         let last = win.last().map(|e| e.0).unwrap_or(first);
@@ -633,9 +682,10 @@ impl Correlator {
             .enumerate()
             .map(|(i, d)| (d.info.meta.reference().to_owned(), i))
             .collect();
-        for (id, key, g) in saved.groups {
+        for (id, key, mut g) in saved.groups {
             match index.get(&id) {
                 Some(&di) => {
+                    g.recount();
                     self.state[di].insert(key, g);
                 }
                 None => self.stats.evicted_groups += 1,

@@ -2,11 +2,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use mamori_event::{Event, Interner};
 use serde::{Deserialize, Serialize};
+use tantivy::TantivyDocument;
 
 use crate::codec;
 use crate::error::{Error, Result};
@@ -71,18 +75,115 @@ pub struct OpenReport {
 }
 
 /// Events in a write-ahead segment log (the truth) and a tantivy index (a rebuildable cache).
+///
+/// An append is acknowledged once the log has it (and fsynced it, under the default policy);
+/// the index follows in its own thread ("mamori-indexer"), fed in seq order through a queue,
+/// so indexing and its commits never hold up an acknowledgement. When the indexer falls more
+/// than [`INDEX_BACKLOG_DOCS`] events behind, appends wait for it: the lag of search behind
+/// the log, and the memory the queue holds, stay bounded. `refresh` waits until everything appended before it is searchable.
 pub struct EmbeddedEventStore {
     wal: Wal,
-    index: EventIndex,
-    /// Serialises log append + index add so the index sees seqs in order and its commit
-    /// payload ("indexed through N") is always a prefix of the log.
+    index: Arc<EventIndex>,
+    /// Serialises log append + hand-over to the indexer, so the index sees seqs in order and
+    /// its commit payload ("indexed through N") is always a prefix of the log.
     append_lock: Mutex<()>,
+    indexer: Mutex<Option<Indexer>>,
     report: OpenReport,
     dir: PathBuf,
-    index_errors: AtomicU64,
+    index_errors: Arc<AtomicU64>,
 }
 
 const REINDEX_CHUNK: usize = 4096;
+/// Events the indexer may lag behind before appends wait: room for a few seconds at 10k
+/// events/s, so an index commit (a few hundred ms) never delays an acknowledgement.
+const INDEX_BACKLOG_DOCS: usize = 32_768;
+
+/// Documents queued for the indexer, with a condition variable appends wait on when full.
+#[derive(Default)]
+struct Backlog {
+    docs: Mutex<usize>,
+    drained: Condvar,
+}
+
+impl Backlog {
+    fn reserve(&self, n: usize) {
+        let mut d = self.docs.lock().unwrap_or_else(|p| p.into_inner());
+        // A batch larger than the whole budget goes through once the queue is empty.
+        while *d > 0 && *d + n > INDEX_BACKLOG_DOCS {
+            d = self.drained.wait(d).unwrap_or_else(|p| p.into_inner());
+        }
+        *d += n;
+    }
+
+    fn release(&self, n: usize) {
+        let mut d = self.docs.lock().unwrap_or_else(|p| p.into_inner());
+        *d = d.saturating_sub(n);
+        self.drained.notify_all();
+    }
+}
+
+enum IndexJob {
+    Docs(Vec<TantivyDocument>, Seq),
+    /// Commit everything queued before this job, then answer.
+    Flush(SyncSender<Result<()>>),
+}
+
+struct Indexer {
+    tx: Sender<IndexJob>,
+    backlog: Arc<Backlog>,
+    thread: JoinHandle<()>,
+}
+
+impl Indexer {
+    fn start(index: Arc<EventIndex>, errors: Arc<AtomicU64>, interval: Duration) -> Result<Self> {
+        let (tx, rx) = mpsc::channel::<IndexJob>();
+        let backlog = Arc::new(Backlog::default());
+        let drained = Arc::clone(&backlog);
+        let tick = interval.max(Duration::from_millis(10));
+        let thread = std::thread::Builder::new()
+            .name("mamori-indexer".into())
+            .spawn(move || {
+                let count = |r: Result<()>| {
+                    if let Err(e) = r {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "indexing failed; the next open re-indexes from the log");
+                    }
+                };
+                loop {
+                    match rx.recv_timeout(tick) {
+                        Ok(IndexJob::Docs(docs, last)) => {
+                            let n = docs.len();
+                            count(index.add_documents(docs, last));
+                            drained.release(n);
+                            count(index.maybe_commit(false));
+                        }
+                        Ok(IndexJob::Flush(reply)) => {
+                            let _ = reply.send(index.maybe_commit(true));
+                        }
+                        // Nothing new: commit what is pending once the interval has passed,
+                        // so search catches up even when appends stop.
+                        Err(RecvTimeoutError::Timeout) => count(index.maybe_commit(false)),
+                        Err(RecvTimeoutError::Disconnected) => {
+                            count(index.maybe_commit(true));
+                            break;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::Index(format!("cannot start the indexer thread: {e}")))?;
+        Ok(Indexer {
+            tx,
+            backlog,
+            thread,
+        })
+    }
+
+    /// Stops the thread after it indexed and committed everything queued.
+    fn stop(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
+}
 
 impl EmbeddedEventStore {
     pub fn open(cfg: EmbeddedConfig) -> Result<EmbeddedEventStore> {
@@ -120,6 +221,13 @@ impl EmbeddedEventStore {
             from = bodies.last().expect("non-empty").seq + 1;
         }
         index.maybe_commit(true)?;
+        let index = Arc::new(index);
+        let index_errors = Arc::new(AtomicU64::new(0));
+        let indexer = Indexer::start(
+            Arc::clone(&index),
+            Arc::clone(&index_errors),
+            icfg.commit_interval,
+        )?;
         Ok(EmbeddedEventStore {
             report: OpenReport {
                 recoveries: wal.recoveries().to_vec(),
@@ -128,8 +236,9 @@ impl EmbeddedEventStore {
             wal,
             index,
             append_lock: Mutex::new(()),
+            indexer: Mutex::new(Some(indexer)),
             dir: cfg.dir,
-            index_errors: AtomicU64::new(0),
+            index_errors,
         })
     }
 
@@ -138,10 +247,41 @@ impl EmbeddedEventStore {
         &self.report
     }
 
-    /// Commits the index and fsyncs the log, so the next open has nothing to redo.
+    /// Indexes and commits everything appended, and fsyncs the log, so the next open has
+    /// nothing to redo.
     pub fn close(self) -> Result<()> {
+        self.stop_indexer();
         self.index.maybe_commit(true)?;
         self.wal.sync()
+    }
+
+    fn stop_indexer(&self) {
+        let taken = self
+            .indexer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(i) = taken {
+            i.stop();
+        }
+    }
+
+    /// Waits until the indexer committed everything queued before this call.
+    fn flush_indexer(&self) -> Result<()> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sent = {
+            let g = self.indexer.lock().unwrap_or_else(|p| p.into_inner());
+            match g.as_ref() {
+                Some(i) => i.tx.send(IndexJob::Flush(reply)).is_ok(),
+                None => false,
+            }
+        };
+        if !sent {
+            return self.index.maybe_commit(true);
+        }
+        answer
+            .recv()
+            .map_err(|_| Error::Index("the indexer thread stopped".into()))?
     }
 
     /// The seqs the committed index holds, ascending (for consistency checks and tests).
@@ -178,21 +318,28 @@ impl EventStore for EmbeddedEventStore {
         let _g = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
         let ack = self.wal.append(batch, received_at)?;
         // The log has it, so the batch is acknowledged even if indexing fails: an error here
-        // would make the caller retry and store the batch twice. The failure is counted
+        // would make the caller retry and store the batch twice. Failures are counted
         // (`stats().index_errors`) and the next open re-indexes from the log.
-        let indexed = self
-            .index
-            .add(ack.seqs().zip(batch).map(|(s, e)| (s, received_at, e)))
-            .and_then(|()| self.index.maybe_commit(false));
-        if indexed.is_err() {
-            self.index_errors.fetch_add(1, Ordering::Relaxed);
+        if !batch.is_empty() {
+            let docs: Vec<TantivyDocument> = ack
+                .seqs()
+                .zip(batch)
+                .map(|(s, e)| self.index.document(s, received_at, e))
+                .collect();
+            let g = self.indexer.lock().unwrap_or_else(|p| p.into_inner());
+            let sent = g.as_ref().is_some_and(|i| {
+                i.backlog.reserve(docs.len());
+                i.tx.send(IndexJob::Docs(docs, ack.last_seq)).is_ok()
+            });
+            if !sent {
+                self.index_errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(ack)
     }
 
     fn refresh(&self) -> Result<()> {
-        let _g = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.index.maybe_commit(true)
+        self.flush_indexer()
     }
 
     fn search(&self, q: &SearchRequest) -> Result<SearchResponse> {
@@ -234,6 +381,9 @@ impl EventStore for EmbeddedEventStore {
         max_bytes: Option<u64>,
     ) -> Result<RetentionReport> {
         let _g = self.append_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Drain the indexer first, so no queued document of a removed record lands after
+        // the deletion below.
+        self.flush_indexer()?;
         let cutoff = max_age.map(|a| codec::nanos(now - a));
         let (removed_events, removed_bytes) = self.wal.remove_prefix(cutoff, max_bytes)?;
         let (first, next) = self.wal.bounds();
@@ -267,6 +417,7 @@ impl Drop for EmbeddedEventStore {
     fn drop(&mut self) {
         // Best effort: a clean shutdown leaves nothing to re-index. Failures are recovered at
         // the next open, so they are ignored here.
+        self.stop_indexer();
         let _ = self.index.maybe_commit(true);
         let _ = self.wal.sync();
     }

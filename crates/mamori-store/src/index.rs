@@ -35,7 +35,7 @@ use crate::model::{
 
 /// Bump when the schema or the document mapping changes: an index with another version is
 /// dropped and rebuilt from the log.
-const INDEX_VERSION: u32 = 1;
+const INDEX_VERSION: u32 = 2;
 /// Longest string value (and raw text) the index sees; `get` still returns everything.
 const MAX_INDEXED_TEXT: usize = 256 << 10;
 /// tantivy's `default` analyser (split on non-alphanumerics, lower-case) but keeping tokens up
@@ -182,7 +182,7 @@ impl EventIndex {
                 .filter(LowerCaser)
                 .build(),
         );
-        let writer = index.writer_with_num_threads(1, cfg.heap_bytes.max(15 << 20))?;
+        let writer = index.writer_with_num_threads(2, cfg.heap_bytes.max(30 << 20))?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -219,6 +219,19 @@ impl EventIndex {
             w.added_through = seq;
             w.pending += 1;
         }
+        Ok(())
+    }
+
+    /// Adds documents built by [`EventIndex::document`], in seq order; `last` is the seq of
+    /// the last one.
+    pub(crate) fn add_documents(&self, docs: Vec<TantivyDocument>, last: Seq) -> Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let n = docs.len() as u64;
+        for d in docs {
+            w.writer.add_document(d)?;
+        }
+        w.added_through = last;
+        w.pending += n;
         Ok(())
     }
 
@@ -270,7 +283,12 @@ impl EventIndex {
         self.commit_locked(&mut w)
     }
 
-    fn document(&self, seq: Seq, received_at: DateTime<Utc>, e: &Event) -> TantivyDocument {
+    pub(crate) fn document(
+        &self,
+        seq: Seq,
+        received_at: DateTime<Utc>,
+        e: &Event,
+    ) -> TantivyDocument {
         let mut d = TantivyDocument::new();
         d.add_u64(self.f.seq, seq);
         d.add_i64(self.f.ts, micros(e.timestamp.unwrap_or(received_at)));
@@ -281,7 +299,13 @@ impl EventIndex {
         let mut obj: BTreeMap<String, OwnedValue> = BTreeMap::new();
         for (name, v) in e.fields() {
             let n = name.as_str();
-            if n.is_empty() || n.len() > MAX_INDEXED_NAME || n.contains(['\0', '\u{1}']) {
+            // `message` is part of the raw text, indexed above in the `message` field (which is
+            // also what a `message:` query names): indexing it again would double the cost.
+            if n.is_empty()
+                || n == "message"
+                || n.len() > MAX_INDEXED_NAME
+                || n.contains(['\0', '\u{1}'])
+            {
                 continue;
             }
             let Some(v) = owned(v) else { continue };

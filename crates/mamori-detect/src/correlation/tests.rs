@@ -224,3 +224,33 @@ fn memory_is_bounded_and_counted() {
     assert_eq!(h.corr.group_count(), 10);
     assert_eq!(h.corr.stats.evicted_groups, 40);
 }
+
+/// A temporal correlation skips groups that lack an input without scanning them; the per-input
+/// counts follow entries through eviction, sweeping and a save/restore.
+#[test]
+fn temporal_input_counts_follow_the_window() {
+    let src =
+        corr("  type: temporal\n  rules: [failed, ok]\n  group-by: [user]\n  timespan: 10m\n");
+    let mut h = harness(&src);
+    // Many successes alone never fire, however many there are.
+    for t in 0..2000 {
+        assert_eq!(
+            h.send(t / 10, &[("outcome", "success"), ("user", "deploy")]),
+            0
+        );
+    }
+    h.send(200, &[("outcome", "failure"), ("user", "deploy")]);
+    assert_eq!(h.out.len(), 1, "the failure completes the window");
+    // Counts are rebuilt on restore: a saved failure still pairs with a later success.
+    let mut h = harness(&src);
+    h.send(0, &[("outcome", "failure"), ("user", "eve")]);
+    let saved = h.corr.save();
+    let mut h2 = harness(&src);
+    h2.corr.restore(&saved).unwrap();
+    assert_eq!(h2.send(5, &[("outcome", "success"), ("user", "eve")]), 1);
+    // A window swept out (older than the timespan) no longer counts.
+    let mut h3 = harness(&src);
+    h3.send(0, &[("outcome", "failure"), ("user", "bob")]);
+    h3.send(3600, &[("outcome", "success"), ("user", "bob")]);
+    assert_eq!(h3.out.len(), 0, "failure an hour earlier is outside 10m");
+}

@@ -231,3 +231,44 @@ fn second_writer_on_the_same_directory_is_refused() {
     let _s = open(dir.path());
     assert!(EmbeddedConfig::new(dir.path()).open().is_err());
 }
+
+/// The index follows the log in its own thread: appends are acknowledged before indexing, and
+/// `refresh` waits until everything appended before it is searchable — also when far more
+/// events than the indexer's backlog were appended in one go.
+#[test]
+fn index_catches_up_with_appends_and_refresh_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let batch: Vec<_> = (0..1000)
+        .map(|i| ssh_event(i, "carol", "failure", "198.51.100.9", Some(t(i as i64))))
+        .collect();
+    for _ in 0..40 {
+        s.append_at(&batch, t(0)).unwrap();
+    }
+    // One batch larger than the whole backlog budget still goes through.
+    let big: Vec<_> = (0..40_000)
+        .map(|i| ssh_event(i, "dave", "success", "192.0.2.1", Some(t(i as i64))))
+        .collect();
+    s.append_at(&big, t(0)).unwrap();
+    s.refresh().unwrap();
+    let st = s.stats().unwrap();
+    assert_eq!(st.events, 80_000);
+    assert_eq!(
+        st.indexed_seq, 80_000,
+        "refresh returns once the index has every seq"
+    );
+    assert_eq!(st.index_errors, 0);
+    let r = s
+        .search(&SearchRequest {
+            limit: 1,
+            ..SearchRequest::new("user.name:carol")
+        })
+        .unwrap();
+    assert_eq!(r.total, 40_000);
+    // Without refresh, closing still indexes and commits everything queued.
+    s.append_at(&batch[..10], t(0)).unwrap();
+    s.close().unwrap();
+    let s = open(dir.path());
+    assert_eq!(s.open_report().reindexed, 0, "close drained the indexer");
+    assert_eq!(s.stats().unwrap().indexed_seq, 80_010);
+}
