@@ -8,6 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use mamori_cases::{IncidentFilter, IncidentId, Phase};
+use mamori_vault::AuditAction;
 use serde::Deserialize;
 use serde_json::{json, Value as JsonValue};
 
@@ -51,16 +52,37 @@ pub(crate) fn case_err(e: mamori_cases::Error) -> ApiError {
     }
 }
 
-/// Runs one incident change on the blocking pool and answers with the updated incident.
+/// A change to record in the vault's chain of custody once it succeeded.
+struct Custody {
+    actor: String,
+    action: AuditAction,
+    what: JsonValue,
+}
+
+/// Runs one incident change on the blocking pool, records it in the chain of custody (when
+/// sealing is on) and answers with the updated incident.
 async fn change(
     st: &AppState,
+    custody: Option<Custody>,
     f: impl FnOnce(&mamori_cases::CaseStore) -> mamori_cases::Result<mamori_cases::Incident>
         + Send
         + 'static,
 ) -> Result<Json<JsonValue>, ApiError> {
     let s = service(st)?;
+    let svc = Arc::clone(&s);
     let inc = blocking(move || f(&s.cases).map_err(case_err)).await?;
+    if let Some(c) = custody {
+        svc.custody(&c.actor, c.action, inc.id, c.what.to_string());
+    }
     Ok(Json(json!(inc)))
+}
+
+fn custody(auth: &Authed, action: AuditAction, what: JsonValue) -> Option<Custody> {
+    Some(Custody {
+        actor: auth.name.clone(),
+        action,
+        what,
+    })
 }
 
 fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
@@ -88,7 +110,7 @@ async fn show(
     State(st): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<JsonValue>, ApiError> {
-    change(&st, move |c| c.get(IncidentId(id))).await
+    change(&st, None, move |c| c.get(IncidentId(id))).await
 }
 
 #[derive(Deserialize)]
@@ -112,7 +134,12 @@ async fn phase(
             b.phase
         ))
     })?;
-    change(&st, move |c| {
+    let cu = custody(
+        &auth,
+        AuditAction::IncidentChange,
+        json!({"phase": to.as_str(), "why": &b.why}),
+    );
+    change(&st, cu, move |c| {
         c.set_phase(IncidentId(id), to, &auth.name, b.why.as_deref(), Utc::now())
     })
     .await
@@ -131,7 +158,12 @@ async fn assign(
     b: Result<Json<AssignBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let b = body(b)?;
-    change(&st, move |c| {
+    let cu = custody(
+        &auth,
+        AuditAction::IncidentChange,
+        json!({"assignee": &b.assignee}),
+    );
+    change(&st, cu, move |c| {
         c.assign(
             IncidentId(id),
             b.assignee.as_deref(),
@@ -155,7 +187,8 @@ async fn note(
     b: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let b = body(b)?;
-    change(&st, move |c| {
+    let cu = custody(&auth, AuditAction::AnalystNote, json!({"note": &b.text}));
+    change(&st, cu, move |c| {
         c.add_note(IncidentId(id), &auth.name, &b.text, Utc::now())
     })
     .await
@@ -166,7 +199,12 @@ async fn task_done(
     State(st): State<AppState>,
     Path((id, task)): Path<(i64, u32)>,
 ) -> Result<Json<JsonValue>, ApiError> {
-    change(&st, move |c| {
+    let cu = custody(
+        &auth,
+        AuditAction::IncidentChange,
+        json!({"task_done": task}),
+    );
+    change(&st, cu, move |c| {
         c.complete_task(IncidentId(id), task, &auth.name, Utc::now())
     })
     .await
@@ -185,7 +223,12 @@ async fn close(
     b: Result<Json<CloseBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let b = body(b)?;
-    change(&st, move |c| {
+    let cu = custody(
+        &auth,
+        AuditAction::IncidentChange,
+        json!({"closed": &b.lessons}),
+    );
+    change(&st, cu, move |c| {
         c.close(IncidentId(id), &auth.name, &b.lessons, Utc::now())
     })
     .await

@@ -25,10 +25,34 @@ pub struct ServerConfig {
     /// Files to follow (`[[tail]]` sections), with checkpoints across restarts.
     pub tail: Vec<crate::sources::tail::TailConfig>,
     pub incidents: IncidentsConfig,
+    pub vault: VaultSection,
     /// Notification channels, contacts and escalation (see `mamori-notify`); none by default.
     pub notify: Option<toml::Table>,
     /// Automatic response policy and backends (see `mamori-respond`); off by default.
     pub response: Option<mamori_respond::ResponderConfig>,
+}
+
+/// `[vault]`: stored events and the chain of custody are sealed into the evidence vault
+/// (`<data_dir>/vault`) when it was initialised with `mamori init` (which creates its key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultSection {
+    pub seal: bool,
+    /// Sign a tree head after this many sealed records…
+    pub checkpoint_every_records: u64,
+    /// …or this many seconds after the previous head when records are waiting.
+    pub checkpoint_every_secs: u64,
+}
+
+impl Default for VaultSection {
+    fn default() -> Self {
+        let v = mamori_vault::VaultConfig::default();
+        VaultSection {
+            seal: true,
+            checkpoint_every_records: v.checkpoint_every_records,
+            checkpoint_every_secs: v.checkpoint_every_secs,
+        }
+    }
 }
 
 /// `[incidents]`: alerts are grouped into incidents unless disabled.
@@ -60,6 +84,7 @@ impl Default for ServerConfig {
             pipeline: PipelineConfig::default(),
             tail: Vec::new(),
             incidents: IncidentsConfig::default(),
+            vault: VaultSection::default(),
             notify: None,
             response: None,
         }

@@ -26,6 +26,8 @@ pub struct IncidentService {
     responder: Option<Mutex<Responder>>,
     kv: Arc<dyn AlertStore>,
     base_url: Option<String>,
+    /// The vault's chain of custody, when sealing is on.
+    pub audit: Option<crate::seal::AuditHandle>,
 }
 
 /// The entities of an alert, normalised to ECS names: correlation groups
@@ -106,6 +108,26 @@ impl IncidentService {
             responder: responder.map(Mutex::new),
             kv,
             base_url,
+            audit: None,
+        }
+    }
+
+    /// Records incident changes and response actions in the vault's chain of custody.
+    pub fn with_audit(mut self, audit: Option<crate::seal::AuditHandle>) -> IncidentService {
+        self.audit = audit;
+        self
+    }
+
+    /// Appends a custody record (if sealing is on).
+    pub fn custody(
+        &self,
+        actor: &str,
+        action: mamori_vault::AuditAction,
+        id: IncidentId,
+        detail: String,
+    ) {
+        if let Some(a) = &self.audit {
+            a.record(actor, action, &format!("incident:{}", id.0), detail);
         }
     }
 
@@ -116,6 +138,12 @@ impl IncidentService {
     }
 
     fn record(&self, id: IncidentId, by: &str, kind: &str, detail: serde_json::Value) {
+        self.custody(
+            by,
+            mamori_vault::AuditAction::ResponseAction,
+            id,
+            serde_json::json!({ "kind": kind, "detail": &detail }).to_string(),
+        );
         let entry = ActionEntry {
             at: Utc::now(),
             by: by.to_owned(),
@@ -188,6 +216,19 @@ impl IncidentService {
             }
         };
         tracing::info!(incident = id.0, alert = a.id.0, outcome = ?outcome, %why, "alert grouped");
+        self.custody(
+            mamori_cases::SYSTEM_ACTOR,
+            mamori_vault::AuditAction::IncidentChange,
+            id,
+            serde_json::json!({
+                "alert": a.id.0,
+                "rule": a.rule_id.0.as_ref(),
+                "outcome": format!("{outcome:?}").to_lowercase(),
+                "why": why.to_string(),
+                "event_seqs": &a.event_seqs,
+            })
+            .to_string(),
+        );
         if outcome == Outcome::Created {
             if let (Some(n), Ok(inc)) = (&self.notifier, self.cases.get(id)) {
                 let msg = self.notification(&inc, a);

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod rules;
+pub mod seal;
 pub mod sources;
 pub mod tokens;
 
@@ -70,6 +71,8 @@ pub enum StartError {
     Tls(String),
     #[error("cannot open the incident database {path}: {message}")]
     Cases { path: PathBuf, message: String },
+    #[error("cannot open the evidence vault {path}: {message}")]
+    Vault { path: PathBuf, message: String },
     #[error("configuration: {0}")]
     Config(String),
     #[error("cannot load rules: {0}")]
@@ -138,6 +141,8 @@ pub struct Running {
     sources: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     pipeline: Option<Pipeline>,
+    /// Seals stored events and custody records into the evidence vault (when initialised).
+    pub sealer: Option<seal::Sealer>,
 }
 
 impl Running {
@@ -166,7 +171,57 @@ impl Running {
         }
         let ev = Arc::clone(&self.events);
         let _ = tokio::task::spawn_blocking(move || ev.refresh()).await;
+        if let Some(s) = self.sealer.take() {
+            let _ = tokio::task::spawn_blocking(move || s.stop()).await;
+        }
     }
+}
+
+/// Starts sealing into `<data_dir>/vault` if `[vault] seal` is on and the vault's key exists
+/// (`mamori init` creates it); otherwise says why nothing is sealed.
+async fn start_sealer(
+    cfg: &ServerConfig,
+    data: &std::path::Path,
+    events: Arc<dyn EventStore>,
+) -> Result<Option<seal::Sealer>, StartError> {
+    if !cfg.vault.seal {
+        tracing::info!(
+            "[vault] seal = false: stored events are not sealed into the evidence vault"
+        );
+        return Ok(None);
+    }
+    let keys = mamori_vault::KeyPaths::in_data_dir(data);
+    if !keys.private.exists() {
+        tracing::warn!(
+            "the evidence vault is not initialised: run `mamori init --data-dir {}` to seal events and the chain of custody",
+            data.display()
+        );
+        return Ok(None);
+    }
+    let dir = data.join("vault");
+    let vcfg = mamori_vault::VaultConfig {
+        checkpoint_every_records: cfg.vault.checkpoint_every_records.max(1),
+        checkpoint_every_secs: cfg.vault.checkpoint_every_secs.max(1),
+        ..mamori_vault::VaultConfig::new(&dir)
+    };
+    let err = |message: String| StartError::Vault {
+        path: dir.clone(),
+        message,
+    };
+    let vault = tokio::task::spawn_blocking(move || -> Result<mamori_vault::Vault, String> {
+        let key = mamori_vault::load_signing_key(&keys.private).map_err(|e| e.to_string())?;
+        let v = vcfg.open(key, chrono::Utc::now()).map_err(|e| e.to_string())?;
+        for r in v.recoveries() {
+            tracing::warn!(file = %r.file, offset = r.offset, bytes = r.len, quarantined = %r.quarantined_as, "vault recovered an interrupted write");
+        }
+        Ok(v)
+    })
+    .await
+    .map_err(|e| err(e.to_string()))?
+    .map_err(err)?;
+    let sealer = seal::Sealer::start(vault, events).map_err(err)?;
+    tracing::info!(vault = %dir.display(), "sealing stored events into the evidence vault");
+    Ok(Some(sealer))
 }
 
 /// Opens the stores, loads the rules, binds every listener and starts serving.
@@ -204,6 +259,8 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     }
     let events: Arc<dyn EventStore> = Arc::new(store);
     let alerts: Arc<dyn AlertStore> = Arc::new(open_state(&data)?);
+    let sealer = start_sealer(&cfg, &data, Arc::clone(&events)).await?;
+    let audit = sealer.as_ref().map(|s| s.audit_handle());
     let rules = if cfg.detection.rules.is_empty() {
         tracing::warn!("no [detection] rules configured: events are stored but not examined");
         None
@@ -270,6 +327,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         let kv = Arc::clone(&alerts);
         let svc = tokio::task::spawn_blocking(move || {
             incidents::IncidentService::new(Arc::new(cases), notifier, responder, kv, base_url)
+                .with_audit(audit)
         })
         .await
         .map_err(|e| StartError::Config(e.to_string()))?;
@@ -292,6 +350,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         sources: Vec::new(),
         background: Vec::new(),
         pipeline: Some(pipeline),
+        sealer,
     };
 
     if let Some(addr) = cfg.syslog.udp {

@@ -42,6 +42,8 @@ pub enum Error {
     },
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("the vault {path} is in use by another process (is `mamori serve` running? it owns the vault while it runs)")]
+    InUse { path: PathBuf },
     /// A previous write failed half-way and the partial bytes could not be rolled back; the
     /// writer stops rather than append after garbage. Reopening runs torn-tail recovery.
     #[error("the vault writer is poisoned by an earlier failed write; reopen the vault")]

@@ -49,6 +49,10 @@ pub struct ExportFilter {
     pub host: Option<String>,
     /// Prefix match on the source.
     pub source: Option<String>,
+    /// Only records sealed from these event-store seqs (an incident's events; see
+    /// [`crate::event_source`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_seqs: Option<std::collections::BTreeSet<u64>>,
 }
 
 impl ExportFilter {
@@ -61,11 +65,15 @@ impl ExportFilter {
                 .host
                 .as_deref()
                 .is_none_or(|h| host_of(source).eq_ignore_ascii_case(h))
+            && self.store_seqs.as_ref().is_none_or(|set| {
+                crate::vault::store_seq_of(source).is_some_and(|s| set.contains(&s))
+            })
     }
 }
 
 /// The host part of a source string (see [`ExportFilter::host`]).
 pub fn host_of(source: &str) -> &str {
+    let source = source.split('#').next().unwrap_or(source);
     let rest = source.split_once("://").map_or(source, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -407,10 +415,13 @@ fn build_files(
         );
     }
 
-    let (timeline_csv, timeline_jsonl) = match &req.incident {
-        Some(i) => (i.timeline_csv.clone(), i.timeline_jsonl.clone()),
-        None => records_timeline(&sel.timeline),
-    };
+    // The exported records in receipt order, always; with an incident, also the incident's
+    // own timeline (alerts, phase changes, notes, actions) as its caller rendered it.
+    let (timeline_csv, timeline_jsonl) = records_timeline(&sel.timeline);
+    if let Some(i) = &req.incident {
+        files.insert("timeline/incident.csv".into(), i.timeline_csv.clone());
+        files.insert("timeline/incident.jsonl".into(), i.timeline_jsonl.clone());
+    }
     let fingerprint = keys::fingerprint(key);
     let export_json = serde_json::json!({
         "format": "mamori-evidence-bundle",
@@ -476,8 +487,10 @@ fn records_timeline(rows: &[(i64, u64, String, String)]) -> (Vec<u8>, Vec<u8>) {
     (csv, jsonl)
 }
 
-fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
+/// One CSV cell, safe for spreadsheets: a leading `= + - @`, tab or CR gets a `'` so the
+/// cell is never run as a formula; quoted when needed (RFC 4180).
+pub fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
         s.to_string()

@@ -55,7 +55,7 @@ pub use audit::{AuditAction, AuditEntry};
 pub use bundle::{verify_bundle, BundleFinding, BundleReport};
 pub use error::{Error, Result};
 pub use export::{
-    host_of, safe_component, ExportFilter, ExportRequest, ExportSummary, IncidentRef,
+    csv_cell, host_of, safe_component, ExportFilter, ExportRequest, ExportSummary, IncidentRef,
 };
 pub use format::{RecordKind, FORMAT_VERSION};
 pub use head::SignedTreeHead;
@@ -65,7 +65,7 @@ pub use keys::{
 };
 pub use merkle::Hash;
 pub use vault::{
-    read_status, FsyncPolicy, Receipt, RecordInput, Recovery, Vault, VaultConfig, VaultStatus,
-    AUDIT_SOURCE,
+    event_source, read_status, store_seq_of, FsyncPolicy, Receipt, RecordInput, Recovery, Vault,
+    VaultConfig, VaultStatus, AUDIT_SOURCE, LOCK_FILE,
 };
 pub use verify::{verify, Finding, FindingKind, VerifyReport, MAX_FINDINGS_PER_SEGMENT};

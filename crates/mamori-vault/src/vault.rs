@@ -97,6 +97,21 @@ impl VaultConfig {
     }
 }
 
+/// The lock file that makes a vault single-writer.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// The source of an event record sealed from the event store: the origin, then `#seq=N` with
+/// the store's seq, so an export can select an incident's events and a sealer can resume.
+/// The host filter ([`crate::host_of`]) ignores the `#…` part.
+pub fn event_source(origin: &str, store_seq: u64) -> String {
+    format!("{origin}#seq={store_seq}")
+}
+
+/// The store seq of a source written by [`event_source`].
+pub fn store_seq_of(source: &str) -> Option<u64> {
+    source.rsplit_once("#seq=")?.1.parse().ok()
+}
+
 /// One record to seal: raw bytes as received, when, and from where.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordInput<'a> {
@@ -148,9 +163,11 @@ struct Tip {
     seg_records: u64,
 }
 
-/// An open vault, the only writer of its directory.
+/// An open vault, the only writer of its directory (enforced by an exclusive lock on
+/// `<vault>/LOCK`, held while the vault is open and released by the OS if the process dies).
 #[derive(Debug)]
 pub struct Vault {
+    _lock: File,
     cfg: VaultConfig,
     key: SigningKey,
     seg_file: File,
@@ -173,6 +190,19 @@ impl Vault {
     fn open(cfg: VaultConfig, key: SigningKey, now: DateTime<Utc>) -> Result<Vault> {
         let seg_dir = cfg.dir.join(SEGMENTS_DIR);
         fs::create_dir_all(&seg_dir).at(&seg_dir)?;
+        let lock_path = cfg.dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        // flock(2) through fs4 (std's `File::try_lock` needs Rust 1.89; MSRV is 1.85).
+        if !fs4::fs_std::FileExt::try_lock_exclusive(&lock).at(&lock_path)? {
+            return Err(Error::InUse {
+                path: cfg.dir.clone(),
+            });
+        }
         let mut pending = Vec::new();
 
         let heads_path = cfg.dir.join(HEADS_FILE);
@@ -207,6 +237,7 @@ impl Vault {
         }
         let since_head = tip.next_seq - last_head.as_ref().map_or(0, |h| h.tree_size);
         let mut v = Vault {
+            _lock: lock,
             committed: tip.clone(),
             cfg,
             key,
@@ -237,6 +268,37 @@ impl Vault {
 
     pub fn config(&self) -> &VaultConfig {
         &self.cfg
+    }
+
+    /// The highest event-store seq named by an event record (see [`event_source`]), searching
+    /// segments from the newest back: where a sealer that follows the event store resumes, so
+    /// a crash between sealing and remembering seals nothing twice.
+    pub fn last_store_seq(&self) -> Result<Option<u64>> {
+        let seg_dir = self.cfg.dir.join(SEGMENTS_DIR);
+        let mut indexes: Vec<u32> = fs::read_dir(&seg_dir)
+            .at(&seg_dir)?
+            .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_segment_name))
+            .collect();
+        indexes.sort_unstable();
+        for index in indexes.into_iter().rev() {
+            let path = seg_dir.join(segment_file_name(index));
+            let (_, mut reader) =
+                SegmentReader::open(File::open(&path).at(&path)?, None).at(&path)?;
+            let mut last = None;
+            while let Some(item) = reader.next_item().at(&path)? {
+                if let Item::Record { frame, .. } = item {
+                    if frame.kind() == Some(RecordKind::Event) {
+                        if let Some(seq) = store_seq_of(&String::from_utf8_lossy(frame.source)) {
+                            last = Some(last.map_or(seq, |l: u64| l.max(seq)));
+                        }
+                    }
+                }
+            }
+            if last.is_some() {
+                return Ok(last);
+            }
+        }
+        Ok(None)
     }
 
     pub fn verifying_key(&self) -> ed25519_dalek::VerifyingKey {

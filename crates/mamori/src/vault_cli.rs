@@ -399,9 +399,11 @@ pub(crate) enum EvidenceCmd {
         /// Data directory (the vault is DIR/vault, keys in DIR/keys).
         #[arg(long, value_name = "DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
-        /// Export an incident's records and timeline (not available yet in this version).
-        #[arg(long, value_name = "N", conflicts_with_all = ["from", "to", "host"])]
-        incident: Option<u64>,
+        /// Export an incident: the sealed records of its events (as `mamori serve` sealed
+        /// them), the full chain of custody and the incident's own timeline (alerts, phase
+        /// changes, notes, actions). Reads DIR/incidents.db.
+        #[arg(long, value_name = "N", conflicts_with_all = ["from", "to", "host", "source"])]
+        incident: Option<i64>,
         /// Only records received at or after this time (RFC 3339, or a date = midnight UTC).
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         from: Option<DateTime<Utc>>,
@@ -440,6 +442,104 @@ pub(crate) enum EvidenceCmd {
     },
 }
 
+/// The incident's own timeline (CSV with formula-safe cells, and JSON Lines) and the store seqs
+/// of its events, from DIR/incidents.db.
+fn incident_ref(
+    data_dir: &Path,
+    n: i64,
+) -> Result<(mamori_vault::IncidentRef, std::collections::BTreeSet<u64>), String> {
+    let db = data_dir.join("incidents.db");
+    if !db.exists() {
+        return Err(format!(
+            "no incident database at {} (has `mamori serve` run with this data directory?)",
+            db.display()
+        ));
+    }
+    let cases = mamori_cases::CaseStore::open(&db).map_err(|e| e.to_string())?;
+    let inc = cases
+        .get(mamori_cases::IncidentId(n))
+        .map_err(|e| e.to_string())?;
+    // (time, kind, actor, summary, detail)
+    let mut rows: Vec<(DateTime<Utc>, String, String, String, String)> = Vec::new();
+    for a in &inc.alerts {
+        rows.push((
+            a.time,
+            "alert".into(),
+            "mamori".into(),
+            format!("[{}] {} ({})", a.level, a.title, a.rule_id.0),
+            a.joined_because.clone(),
+        ));
+    }
+    for h in &inc.history {
+        let change = match (&h.from, &h.to) {
+            (Some(f), Some(t)) => format!("{f} -> {t}"),
+            (None, Some(t)) => t.clone(),
+            (Some(f), None) => format!("{f} -> (none)"),
+            (None, None) => String::new(),
+        };
+        rows.push((
+            h.at,
+            format!(
+                "history:{}",
+                serde_json::to_value(h.action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+            h.by.clone(),
+            change,
+            h.why.clone().unwrap_or_default(),
+        ));
+    }
+    for note in &inc.notes {
+        rows.push((
+            note.at,
+            "note".into(),
+            note.by.clone(),
+            note.text.clone(),
+            String::new(),
+        ));
+    }
+    for a in &inc.actions {
+        rows.push((
+            a.at,
+            format!("action:{}", a.kind),
+            a.by.clone(),
+            a.kind.clone(),
+            a.detail.to_string(),
+        ));
+    }
+    rows.sort_by_key(|r| r.0);
+    let cell = mamori_vault::csv_cell;
+    let mut csv = String::from("time,kind,actor,summary,detail\n");
+    let mut jsonl = String::new();
+    for (t, kind, actor, summary, detail) in &rows {
+        let time = t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        csv.push_str(&format!(
+            "{time},{},{},{},{}\n",
+            cell(kind),
+            cell(actor),
+            cell(summary),
+            cell(detail)
+        ));
+        jsonl.push_str(
+            &serde_json::json!({"time": time, "kind": kind, "actor": actor, "summary": summary, "detail": detail})
+                .to_string(),
+        );
+        jsonl.push('\n');
+    }
+    let seqs = inc.events.iter().copied().collect();
+    Ok((
+        mamori_vault::IncidentRef {
+            id: inc.id.0 as u64,
+            title: inc.title.clone(),
+            timeline_csv: csv.into_bytes(),
+            timeline_jsonl: jsonl.into_bytes(),
+        },
+        seqs,
+    ))
+}
+
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
@@ -465,11 +565,14 @@ pub(crate) fn run_evidence(cmd: EvidenceCmd) -> anyhow::Result<i32> {
             actor,
             out,
         } => {
-            if incident.is_some() {
-                return usage_error(
-                    "incidents are not available yet in this version; select records with --from/--to/--host/--source",
-                );
-            }
+            let (incident_ref, store_seqs): (_, Option<std::collections::BTreeSet<u64>>) =
+                match incident {
+                    Some(n) => match incident_ref(&data_dir, n) {
+                        Ok((r, seqs)) => (Some(r), Some(seqs)),
+                        Err(e) => return usage_error(e),
+                    },
+                    None => (None, None),
+                };
             if let (Some(f), Some(t)) = (from, to) {
                 if f >= t {
                     return usage_error(format!("--from {f} must be before --to {t}"));
@@ -481,12 +584,13 @@ pub(crate) fn run_evidence(cmd: EvidenceCmd) -> anyhow::Result<i32> {
                 Err(e) => return usage_error(e),
             };
             let req = ExportRequest {
-                incident: None,
+                incident: incident_ref,
                 filter: ExportFilter {
                     from,
                     to,
                     host,
                     source,
+                    store_seqs,
                 },
                 actor: actor.unwrap_or_else(whoami),
             };
@@ -503,6 +607,38 @@ pub(crate) fn run_evidence(cmd: EvidenceCmd) -> anyhow::Result<i32> {
                 Err(e) => return Err(e.into()),
             };
             vault.close(Utc::now())?;
+            let wanted = req.filter.store_seqs.as_ref().map_or(0, |s| s.len() as u64);
+            if incident.is_some() && summary.records < wanted {
+                eprintln!(
+                    "warning: the vault holds {} of the incident's {wanted} events; the others were stored before the vault was initialised (`mamori init`) or are not sealed yet",
+                    summary.records
+                );
+            }
+            if let Some(n) = incident {
+                // The incident points at its evidence (best effort: the bundle is already
+                // written and its export is in the chain of custody).
+                let reference = format!(
+                    "bundle {} sha256:{} (records {}, tree size {})",
+                    summary.path.display(),
+                    summary.bundle_sha256,
+                    summary.records,
+                    summary.tree_size
+                );
+                let added =
+                    mamori_cases::CaseStore::open(&data_dir.join("incidents.db")).and_then(|c| {
+                        c.add_evidence(
+                            mamori_cases::IncidentId(n),
+                            &reference,
+                            &req.actor,
+                            Utc::now(),
+                        )
+                    });
+                if let Err(e) = added {
+                    eprintln!(
+                        "warning: the bundle is written but incident {n} does not list it yet: {e}"
+                    );
+                }
+            }
             println!("wrote {}", summary.path.display());
             println!(
                 "records: {}, custody records: {}, signed tree size: {}, root: {}",

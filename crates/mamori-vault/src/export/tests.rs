@@ -52,10 +52,35 @@ fn filter_matches_half_open_time_range() {
         to: Some(Utc.timestamp_opt(20, 0).unwrap()),
         host: Some("WEB01".into()),
         source: None,
+        store_seqs: None,
     };
     let s = 1_000_000_000i64;
     assert!(f.matches(10 * s, "tcp://web01:1"));
     assert!(!f.matches(20 * s, "tcp://web01:1"));
     assert!(!f.matches(9 * s, "tcp://web01:1"));
     assert!(!f.matches(15 * s, "tcp://web02:1"));
+    assert!(f.matches(10 * s, &crate::event_source("tcp://web01:1", 7)));
+}
+
+#[test]
+fn filter_selects_store_seqs_sealed_by_the_server() {
+    let f = ExportFilter {
+        store_seqs: Some([3, 5].into_iter().collect()),
+        ..Default::default()
+    };
+    assert!(f.matches(0, &crate::event_source("tcp://10.0.0.5:4000", 5)));
+    assert!(!f.matches(0, &crate::event_source("tcp://10.0.0.5:4000", 4)));
+    assert!(
+        !f.matches(0, "tcp://10.0.0.5:4000"),
+        "records without a store seq are not an incident's"
+    );
+    assert!(!f.matches(0, "x#seq=5x"));
+    assert_eq!(
+        crate::store_seq_of("file:/var/log/auth.log#seq=12"),
+        Some(12)
+    );
+    assert_eq!(
+        crate::host_of(&crate::event_source("udp://web01:514", 9)),
+        "web01"
+    );
 }

@@ -56,6 +56,7 @@ fn request(from: i64, to: i64) -> ExportRequest {
             to: Some(t(to)),
             host: None,
             source: None,
+            store_seqs: None,
         },
         actor: "analyst-a".into(),
     }

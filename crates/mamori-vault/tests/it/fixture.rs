@@ -125,7 +125,12 @@ fn fixture_v1_still_verifies() {
 fn this_build_writes_the_fixture_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
     write_vault(tmp.path());
-    let fresh = snapshot(&tmp.path().join("vault"));
+    let mut fresh = snapshot(&tmp.path().join("vault"));
+    // The single-writer lock file is empty and not part of the format.
+    assert_eq!(
+        fresh.remove(std::path::Path::new(mamori_vault::LOCK_FILE)),
+        Some(Vec::new())
+    );
     let frozen = snapshot(&fixture_dir().join("vault"));
     assert_eq!(
         fresh.keys().collect::<Vec<_>>(),

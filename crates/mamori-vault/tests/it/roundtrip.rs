@@ -126,3 +126,56 @@ fn wrong_public_key_fails_every_head() {
     let report = verify(dir.path(), &other).unwrap();
     assert!(report.count(mamori_vault::FindingKind::BadSignature) >= 1);
 }
+
+/// One writer at a time: a second open is refused while the first is open, and allowed once
+/// it is closed. The sealer's resume point is read back from the records themselves.
+#[test]
+fn single_writer_lock_and_last_store_seq() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vault");
+    let mut v = small_config(&dir).open(key(), t(0)).unwrap();
+    assert_eq!(v.last_store_seq().unwrap(), None);
+    match small_config(&dir).open(key(), t(0)) {
+        Err(mamori_vault::Error::InUse { .. }) => {}
+        other => panic!("a second writer must be refused, got {other:?}"),
+    }
+    for seq in [1u64, 2, 3] {
+        let src = mamori_vault::event_source("tcp://10.0.0.5:40000", seq);
+        v.append(
+            &RecordInput {
+                source: &src,
+                received_at: t(seq as i64),
+                payload: b"line",
+            },
+            t(seq as i64),
+        )
+        .unwrap();
+    }
+    // Records without a store seq (sealed by `mamori vault seal`) and audit records after them
+    // do not move the resume point.
+    v.append(
+        &RecordInput {
+            source: "stdin",
+            received_at: t(4),
+            payload: b"x",
+        },
+        t(4),
+    )
+    .unwrap();
+    v.append_audit(
+        &AuditEntry::new(
+            t(5),
+            "alice",
+            AuditAction::AnalystNote,
+            "incident:1",
+            "note",
+        ),
+        t(5),
+    )
+    .unwrap();
+    assert_eq!(v.last_store_seq().unwrap(), Some(3));
+    v.close(t(6)).unwrap();
+    let v = small_config(&dir).open(key(), t(7)).unwrap();
+    assert_eq!(v.last_store_seq().unwrap(), Some(3));
+    assert!(verify(&dir, &key().verifying_key()).unwrap().is_intact());
+}

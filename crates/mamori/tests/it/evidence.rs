@@ -1,0 +1,261 @@
+//! `mamori serve` seals into the evidence vault; an incident is exported and verified offline.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::serve::{write_config, Server};
+use crate::{mamori, text};
+
+fn ssh_fail(i: usize) -> String {
+    format!("<38>Nov 23 10:00:{:02} web01 sshd[77]: Failed password for invalid user =cmd|' /C calc'!A0 from 203.0.113.77 port {} ssh2\n", i % 60, 41000 + i)
+}
+
+#[test]
+fn served_events_are_sealed_and_an_incident_exports_and_verifies_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let out = mamori(&["init", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cfg = write_config(dir.path(), "[vault]\ncheckpoint_every_secs = 1\n");
+    let srv = Server::start(&cfg, None);
+
+    // An SSH brute force (user names that are spreadsheet formulas) opens an incident.
+    let mut c = TcpStream::connect(srv.tcp).unwrap();
+    let lines: String = (0..12).map(ssh_fail).collect();
+    c.write_all(lines.as_bytes()).unwrap();
+    c.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let (s, v) = srv.get("/api/v1/incidents");
+        assert_eq!(s, 200, "{v}");
+        if let Some(id) = v["incidents"][0]["id"].as_i64() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no incident: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Analyst work through the API goes into the chain of custody.
+    let (s, v) = srv.post(
+        &format!("/api/v1/incidents/{id}/notes"),
+        &[("content-type", "application/json")],
+        br#"{"text":"=HYPERLINK(\"http://x\") checked with the web01 owner"}"#,
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = srv.post(
+        &format!("/api/v1/incidents/{id}/phase"),
+        &[("content-type", "application/json")],
+        br#"{"phase":"containment"}"#,
+    );
+    assert_eq!(s, 200, "{v}");
+    let (_, inc) = srv.get(&format!("/api/v1/incidents/{id}"));
+    let events: Vec<u64> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_u64().unwrap())
+        .collect();
+    assert!(!events.is_empty(), "{inc}");
+
+    // The vault has one writer: an export while the server runs is refused, clearly.
+    let bundle = dir.path().join("incident.tar");
+    let b = bundle.to_str().unwrap();
+    let id_s = id.to_string();
+    let export = [
+        "evidence",
+        "export",
+        "--data-dir",
+        d,
+        "--incident",
+        &id_s,
+        "--out",
+        b,
+    ];
+    let out = mamori(&export);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("in use"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!bundle.exists());
+
+    // A clean stop seals the rest and signs a final head; the vault verifies.
+    assert_eq!(srv.stop(), Some(0));
+    let out = mamori(&["vault", "verify", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    let out = mamori(&export);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "every event of the incident is sealed: {}",
+        text(&out.stderr)
+    );
+    let key = data.join("keys/vault-ed25519.pub");
+    let out = mamori(&["evidence", "verify", b, "--key", key.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // Offline, with standard tools: extract, then `sha256sum -c` the manifest.
+    let x = dir.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    let st = Command::new("tar")
+        .args(["-xf", b, "-C", x.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let root = std::fs::read_dir(&x)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let o = Command::new("sha256sum")
+        .args(["-c", "--quiet", "MANIFEST.sha256"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "sha256sum -c: {}", text(&o.stdout));
+
+    // Exactly the incident's events, by store seq, byte for byte as received.
+    let records: Vec<Value> = std::fs::read_to_string(root.join("records/records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut sealed: Vec<u64> = records
+        .iter()
+        .map(|r| {
+            let src = r["source"].as_str().unwrap();
+            mamori_vault::store_seq_of(src).unwrap_or_else(|| panic!("no seq in {src}"))
+        })
+        .collect();
+    sealed.sort_unstable();
+    let mut want = events.clone();
+    want.sort_unstable();
+    assert_eq!(sealed, want);
+    for r in &records {
+        let p = r["payload"]["utf8"].as_str().unwrap();
+        assert!(p.contains("Failed password for invalid user =cmd|"), "{p}");
+    }
+
+    // The incident's own timeline, formula-safe, and the custody trail with who did what.
+    let csv = std::fs::read_to_string(root.join("timeline/incident.csv")).unwrap();
+    assert!(csv.starts_with("time,kind,actor,summary,detail\n"), "{csv}");
+    assert!(csv.contains(",note,e2e,\"'=HYPERLINK("), "{csv}");
+    assert!(csv.contains("containment"), "{csv}");
+    assert!(!csv.contains(",=") && !csv.contains("\"="), "{csv}");
+    let records_csv = std::fs::read_to_string(root.join("timeline/timeline.csv")).unwrap();
+    assert_eq!(records_csv.lines().count(), events.len() + 1);
+    let audit = std::fs::read_to_string(root.join("custody/audit.jsonl")).unwrap();
+    let custody: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["entry"].clone())
+        .collect();
+    let target = format!("incident:{id}");
+    for (action, actor) in [
+        ("incident_change", "mamori"),
+        ("analyst_note", "e2e"),
+        ("incident_change", "e2e"),
+        ("evidence_export", ""),
+    ] {
+        assert!(
+            custody.iter().any(|e| e["action"] == action
+                && (actor.is_empty() || e["actor"] == actor)
+                && (action == "evidence_export" || e["target"] == target.as_str())),
+            "no {action} by {actor:?} in {audit}"
+        );
+    }
+
+    // The incident lists its evidence.
+    let out = mamori(&["incident", "show", &id_s, "--data-dir", d, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let inc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ev = inc["evidence"].to_string();
+    assert!(
+        ev.contains("incident.tar") && ev.contains("sha256:"),
+        "{inc}"
+    );
+}
+
+/// SIGKILL while sealing: after a restart the sealer resumes from the vault's own last record,
+/// so every stored event is sealed exactly once and the vault verifies.
+#[test]
+fn sealing_resumes_exactly_once_after_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    assert_eq!(mamori(&["init", "--data-dir", d]).status.code(), Some(0));
+    let cfg = write_config(dir.path(), "");
+    let send = |srv: &Server, from: usize, n: usize| {
+        let mut c = TcpStream::connect(srv.tcp).unwrap();
+        let lines: String = (from..from + n)
+            .map(|i| format!("<30>Nov 23 10:00:00 app01 app[1]: request {i} ok\n"))
+            .collect();
+        c.write_all(lines.as_bytes()).unwrap();
+    };
+    let srv = Server::start(&cfg, None);
+    send(&srv, 0, 20_000);
+    srv.search_until("app01", 20_000, Duration::from_secs(30));
+    let token = srv.token.clone();
+    srv.kill();
+    let srv = Server::start(&cfg, Some(token));
+    send(&srv, 20_000, 5_000);
+    srv.search_until("app01", 25_000, Duration::from_secs(30));
+    assert_eq!(srv.stop(), Some(0));
+
+    let out = mamori(&["vault", "verify", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let bundle = dir.path().join("all.tar");
+    let out = mamori(&[
+        "evidence",
+        "export",
+        "--data-dir",
+        d,
+        "--from",
+        "2000-01-01",
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let x = dir.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    assert!(Command::new("tar")
+        .args(["-xf", bundle.to_str().unwrap(), "-C", x.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
+    let root = std::fs::read_dir(&x)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut seqs: Vec<u64> = std::fs::read_to_string(root.join("records/records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            mamori_vault::store_seq_of(v["source"].as_str().unwrap()).unwrap()
+        })
+        .collect();
+    let n = seqs.len();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), n, "an event was sealed twice");
+    assert_eq!(
+        seqs,
+        (1..=25_000).collect::<Vec<u64>>(),
+        "every stored event sealed, in order"
+    );
+}
