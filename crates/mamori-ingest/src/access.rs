@@ -7,6 +7,8 @@
 //! `webserver`. Attack traffic writes garbage into the request line (`"-"`, a TLS ClientHello,
 //! unescaped quotes): the request is matched lazily up to `" <status> <bytes>` and a request
 //! that is not `METHOD URI [VERSION]` goes to `url.original` whole, so URI rules still see it.
+//! A line cut inside its last field (a relay's length limit, `… "Googlebot/1`) keeps the user
+//! agent it has: the closing quote is optional at the end of the line.
 
 #[cfg(test)]
 mod tests;
@@ -25,7 +27,7 @@ use crate::{Ctx, Error, Result};
 static COMBINED: LazyLock<Regex> = LazyLock::new(|| {
     // `(?s-u)`: `.` matches any byte, so invalid UTF-8 inside a request does not break the match.
     Regex::new(
-        r#"(?s-u)^(?:(?P<vhost>\S+) )?(?P<ip>\S+) (?P<ident>\S+) (?P<user>"[^"]*"|\S+) \[(?P<ts>[^\]]{1,64})\] "(?P<req>.*?)" (?P<status>-|\d{1,3}) (?P<bytes>-|\d+)(?: "(?P<ref>(?:[^"\\]|\\.)*)" "(?P<ua>(?:[^"\\]|\\.)*)")?(?P<rest>.*)$"#,
+        r#"(?s-u)^(?:(?P<vhost>\S+) )?(?P<ip>\S+) (?P<ident>\S+) (?P<user>"[^"]*"|\S+) \[(?P<ts>[^\]]{1,64})\] "(?P<req>.*?)" (?P<status>-|\d{1,3}) (?P<bytes>-|\d+)(?: "(?P<ref>(?:[^"\\]|\\.)*)" "(?P<ua>(?:[^"\\]|\\.)*)(?:"|$))?(?P<rest>.*)$"#,
     )
     .unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });

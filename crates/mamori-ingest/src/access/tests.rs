@@ -79,6 +79,18 @@ fn malformed_requests_and_vhosts() {
     .unwrap();
     assert!(e.get("cs-method").is_none() && e.get("url.original").is_some());
     assert!(parse_access_log_line(b"not an access log", origin(), &mut names).is_err());
+    // Cut inside the user agent: what is there is kept.
+    let e = parse_access_log_line(
+        br#"10.0.0.5 - - [1/Apr/2014:00:00:01 -0500] "POST /wp-comments-post.php HTTP/1.1" 403 181 "-" "Googlebot/1"#,
+        origin(),
+        &mut names,
+    )
+    .unwrap();
+    assert_eq!(
+        get(&e, "user_agent.original").as_deref(),
+        Some("Googlebot/1")
+    );
+    assert_eq!(get(&e, "sc-status").as_deref(), Some("403"));
 }
 
 #[test]
