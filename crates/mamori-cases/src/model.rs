@@ -269,6 +269,26 @@ pub enum HistoryAction {
     Reopened,
 }
 
+impl HistoryAction {
+    /// The snake_case name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistoryAction::Created => "created",
+            HistoryAction::AlertJoined => "alert_joined",
+            HistoryAction::Severity => "severity",
+            HistoryAction::Kind => "kind",
+            HistoryAction::Phase => "phase",
+            HistoryAction::Assigned => "assigned",
+            HistoryAction::Note => "note",
+            HistoryAction::TaskDone => "task_done",
+            HistoryAction::Action => "action",
+            HistoryAction::Evidence => "evidence",
+            HistoryAction::Closed => "closed",
+            HistoryAction::Reopened => "reopened",
+        }
+    }
+}
+
 /// One audited change: who, when, what changed from what to what, and why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {

@@ -77,12 +77,14 @@ async fn change(
     Ok(Json(json!(inc)))
 }
 
-fn custody(auth: &Authed, action: AuditAction, what: JsonValue) -> Option<Custody> {
-    Some(Custody {
-        actor: auth.name.clone(),
-        action,
-        what,
-    })
+impl Custody {
+    fn by(auth: &Authed, action: AuditAction, what: JsonValue) -> Option<Custody> {
+        Some(Custody {
+            actor: auth.name.clone(),
+            action,
+            what,
+        })
+    }
 }
 
 fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
@@ -134,7 +136,7 @@ async fn phase(
             b.phase
         ))
     })?;
-    let cu = custody(
+    let cu = Custody::by(
         &auth,
         AuditAction::IncidentChange,
         json!({"phase": to.as_str(), "why": &b.why}),
@@ -158,7 +160,7 @@ async fn assign(
     b: Result<Json<AssignBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let b = body(b)?;
-    let cu = custody(
+    let cu = Custody::by(
         &auth,
         AuditAction::IncidentChange,
         json!({"assignee": &b.assignee}),
@@ -187,7 +189,7 @@ async fn note(
     b: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let b = body(b)?;
-    let cu = custody(&auth, AuditAction::AnalystNote, json!({"note": &b.text}));
+    let cu = Custody::by(&auth, AuditAction::AnalystNote, json!({"note": &b.text}));
     change(&st, cu, move |c| {
         c.add_note(IncidentId(id), &auth.name, &b.text, Utc::now())
     })
@@ -199,7 +201,7 @@ async fn task_done(
     State(st): State<AppState>,
     Path((id, task)): Path<(i64, u32)>,
 ) -> Result<Json<JsonValue>, ApiError> {
-    let cu = custody(
+    let cu = Custody::by(
         &auth,
         AuditAction::IncidentChange,
         json!({"task_done": task}),
@@ -223,7 +225,7 @@ async fn close(
     b: Result<Json<CloseBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let b = body(b)?;
-    let cu = custody(
+    let cu = Custody::by(
         &auth,
         AuditAction::IncidentChange,
         json!({"closed": &b.lessons}),

@@ -12,7 +12,6 @@
 //! bottleneck: the store already holds the bytes durably, and the vault catches up within
 //! [`POLL`]. Tree heads are signed by the vault's own checkpoint policy and at shutdown.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -53,20 +52,10 @@ impl AuditHandle {
     }
 }
 
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct SealStats {
-    pub sealed: AtomicU64,
-    pub sealed_through: AtomicU64,
-    pub audits: AtomicU64,
-    pub errors: AtomicU64,
-}
-
 /// The running sealer.
 pub struct Sealer {
     handle: AuditHandle,
     thread: Option<JoinHandle<()>>,
-    pub stats: Arc<SealStats>,
 }
 
 impl Sealer {
@@ -77,16 +66,14 @@ impl Sealer {
             .last_store_seq()
             .map_err(|e| format!("cannot read the vault's last sealed event: {e}"))?
             .unwrap_or(0);
-        let stats = Arc::new(SealStats::default());
         let (tx, rx) = mpsc::channel();
         let handle = AuditHandle { tx };
-        let st = Arc::clone(&stats);
-        let mut pending = Vec::new();
+        let mut renumbered = None;
         let last = store.stats().map(|s| s.last_seq.unwrap_or(0)).unwrap_or(0);
         if cursor > last {
             // The event store was recreated (its seqs start again at 1): say so in the chain
             // of custody and seal the new store from its start.
-            pending.push(AuditEntry::new(
+            renumbered = Some(AuditEntry::new(
                 Utc::now(),
                 "mamori",
                 AuditAction::Other,
@@ -97,7 +84,6 @@ impl Sealer {
             ));
             cursor = 0;
         }
-        st.sealed_through.store(cursor, Relaxed);
         let thread = std::thread::Builder::new()
             .name("mamori-sealer".into())
             .spawn(move || {
@@ -105,9 +91,8 @@ impl Sealer {
                     vault: Some(vault),
                     store,
                     cursor,
-                    stats: st,
                 };
-                for e in pending {
+                if let Some(e) = renumbered {
                     w.audit(e);
                 }
                 w.run(rx);
@@ -116,7 +101,6 @@ impl Sealer {
         Ok(Sealer {
             handle,
             thread: Some(thread),
-            stats,
         })
     }
 
@@ -137,7 +121,6 @@ struct Worker {
     vault: Option<Vault>,
     store: Arc<dyn EventStore>,
     cursor: u64,
-    stats: Arc<SealStats>,
 }
 
 impl Worker {
@@ -165,7 +148,6 @@ impl Worker {
         self.seal_available();
         if let Some(v) = self.vault.take() {
             if let Err(e) = v.close(Utc::now()) {
-                self.stats.errors.fetch_add(1, Relaxed);
                 tracing::error!(error = %e, "cannot sign the final vault head");
             }
         }
@@ -173,14 +155,8 @@ impl Worker {
 
     fn audit(&mut self, e: AuditEntry) {
         let Some(v) = self.vault.as_mut() else { return };
-        match v.append_audit(&e, Utc::now()) {
-            Ok(_) => {
-                self.stats.audits.fetch_add(1, Relaxed);
-            }
-            Err(err) => {
-                self.stats.errors.fetch_add(1, Relaxed);
-                tracing::error!(error = %err, actor = %e.actor, target = %e.target, "cannot seal a custody record");
-            }
+        if let Err(err) = v.append_audit(&e, Utc::now()) {
+            tracing::error!(error = %err, actor = %e.actor, target = %e.target, "cannot seal a custody record");
         }
     }
 
@@ -188,7 +164,6 @@ impl Worker {
     fn checkpoint(&mut self) {
         let Some(v) = self.vault.as_mut() else { return };
         if let Err(e) = v.maybe_checkpoint(Utc::now()) {
-            self.stats.errors.fetch_add(1, Relaxed);
             tracing::error!(error = %e, "cannot sign a vault tree head");
         }
     }
@@ -198,7 +173,6 @@ impl Worker {
             let recs = match self.store.raw_since(self.cursor, BATCH) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.stats.errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, "cannot read stored events to seal");
                     return;
                 }
@@ -236,15 +210,9 @@ impl Worker {
                 .collect();
             let Some(v) = self.vault.as_mut() else { return };
             match v.append_batch(&inputs, Utc::now()) {
-                Ok(_) => {
-                    let last = recs.last().map(|r| r.seq).unwrap_or(self.cursor);
-                    self.cursor = last;
-                    self.stats.sealed.fetch_add(recs.len() as u64, Relaxed);
-                    self.stats.sealed_through.store(last, Relaxed);
-                }
+                Ok(_) => self.cursor = recs.last().map_or(self.cursor, |r| r.seq),
                 Err(e) => {
                     // Nothing was acknowledged; the same records are retried at the next poll.
-                    self.stats.errors.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, from = first, "cannot seal stored events");
                     return;
                 }

@@ -275,11 +275,7 @@ impl Vault {
     /// a crash between sealing and remembering seals nothing twice.
     pub fn last_store_seq(&self) -> Result<Option<u64>> {
         let seg_dir = self.cfg.dir.join(SEGMENTS_DIR);
-        let mut indexes: Vec<u32> = fs::read_dir(&seg_dir)
-            .at(&seg_dir)?
-            .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_segment_name))
-            .collect();
-        indexes.sort_unstable();
+        let indexes = segment_indexes(&seg_dir)?;
         for index in indexes.into_iter().rev() {
             let path = seg_dir.join(segment_file_name(index));
             let (_, mut reader) =
@@ -772,11 +768,7 @@ fn open_segments(
 ) -> Result<(Tip, File)> {
     let seg_dir = dir.join(SEGMENTS_DIR);
     loop {
-        let mut indexes: Vec<u32> = fs::read_dir(&seg_dir)
-            .at(&seg_dir)?
-            .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_segment_name))
-            .collect();
-        indexes.sort_unstable();
+        let indexes = segment_indexes(&seg_dir)?;
         let Some(&last) = indexes.last() else {
             let (f, len) = create_segment(dir, 0, 0, GENESIS_CHAIN, &Frontier::new())?;
             let tip = Tip {
@@ -868,13 +860,19 @@ fn open_segments(
 
 /// Read-only status (no key needed): scans only the last segment and reads the last head
 /// without checking its signature — `verify` is what checks.
-pub fn read_status(dir: &Path) -> Result<VaultStatus> {
-    let seg_dir = dir.join(SEGMENTS_DIR);
-    let mut indexes: Vec<u32> = fs::read_dir(&seg_dir)
-        .at(&seg_dir)?
+/// The segment numbers present in `seg_dir`, ascending.
+fn segment_indexes(seg_dir: &Path) -> Result<Vec<u32>> {
+    let mut indexes: Vec<u32> = fs::read_dir(seg_dir)
+        .at(seg_dir)?
         .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_segment_name))
         .collect();
     indexes.sort_unstable();
+    Ok(indexes)
+}
+
+pub fn read_status(dir: &Path) -> Result<VaultStatus> {
+    let seg_dir = dir.join(SEGMENTS_DIR);
+    let indexes = segment_indexes(&seg_dir)?;
     let mut tree_size = 0;
     if let Some(&last) = indexes.last() {
         let path = seg_dir.join(segment_file_name(last));
@@ -913,11 +911,7 @@ pub(crate) fn for_each_record(
     mut f: impl FnMut(u32, u64, &format::Frame<'_>, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let seg_dir = dir.join(SEGMENTS_DIR);
-    let mut indexes: Vec<u32> = fs::read_dir(&seg_dir)
-        .at(&seg_dir)?
-        .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_segment_name))
-        .collect();
-    indexes.sort_unstable();
+    let indexes = segment_indexes(&seg_dir)?;
     let mut frame_bytes = Vec::new();
     for index in indexes {
         let path = seg_dir.join(segment_file_name(index));

@@ -192,10 +192,7 @@ fn print(inc: &Incident, out: &Output) {
             "  {} {} {} {} {} {}",
             h.at.to_rfc3339(),
             h.by,
-            serde_json::to_value(h.action)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            h.action.as_str(),
             h.from.as_deref().unwrap_or(""),
             h.to.as_deref().unwrap_or(""),
             h.why.as_deref().unwrap_or("")

@@ -479,13 +479,7 @@ fn incident_ref(
         };
         rows.push((
             h.at,
-            format!(
-                "history:{}",
-                serde_json::to_value(h.action)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            ),
+            format!("history:{}", h.action.as_str()),
             h.by.clone(),
             change,
             h.why.clone().unwrap_or_default(),
