@@ -1130,7 +1130,7 @@ impl RuleSet {
                 }
             }
         }
-        if bucket.keywords && std::env::var_os("NOKW").is_none() {
+        if bucket.keywords {
             if let Some(a) = &self.keyword_ac {
                 scan_keywords(a, fields, scratch);
             }

@@ -16,6 +16,7 @@
 //! All times are UTC; office hours are 09:00–18:00 JST (00:00–09:00 UTC).
 
 mod background;
+pub mod load;
 mod rng;
 mod scenarios;
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use mamori_event::{Event, Interner};
 use serde::{Deserialize, Serialize};
-use tantivy::TantivyDocument;
 
 use crate::codec;
+use crate::doc::IndexDoc;
 use crate::error::{Error, Result};
 use crate::index::{EventIndex, IndexConfig};
 use crate::model::{
@@ -46,7 +46,7 @@ impl Default for EmbeddedConfig {
             fsync: FsyncPolicy::Always,
             segment_max_bytes: 64 << 20,
             index_heap_bytes: 64 << 20,
-            index_commit_every: 50_000,
+            index_commit_every: 200_000,
             index_commit_interval_ms: 1000,
         }
     }
@@ -123,7 +123,7 @@ impl Backlog {
 }
 
 enum IndexJob {
-    Docs(Vec<TantivyDocument>, Seq),
+    Docs(Vec<IndexDoc>, Seq),
     /// Commit everything queued before this job, then answer.
     Flush(SyncSender<Result<()>>),
 }
@@ -321,7 +321,7 @@ impl EventStore for EmbeddedEventStore {
         // would make the caller retry and store the batch twice. Failures are counted
         // (`stats().index_errors`) and the next open re-indexes from the log.
         if !batch.is_empty() {
-            let docs: Vec<TantivyDocument> = ack
+            let docs: Vec<IndexDoc> = ack
                 .seqs()
                 .zip(batch)
                 .map(|(s, e)| self.index.document(s, received_at, e))

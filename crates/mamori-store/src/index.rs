@@ -12,40 +12,36 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use mamori_event::{Event, Value};
+use mamori_event::Event;
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::query_grammar::{Occur as GrammarOccur, UserInputAst, UserInputLeaf};
 use tantivy::schema::{
-    Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
-    TextFieldIndexing, TextOptions,
+    IndexRecordOption, JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, SegmentReader,
-    TantivyDocument, Term,
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, SegmentReader, Term,
 };
 
+use crate::doc::{DocFields, IndexDoc};
 use crate::error::{Error, Result};
 use crate::model::{
     Bucket, SearchRequest, SearchResponse, Seq, SortOrder, StoredEvent, MAX_BUCKETS,
 };
+use crate::words::WordTokenizer;
 
 /// Bump when the schema or the document mapping changes: an index with another version is
 /// dropped and rebuilt from the log.
-const INDEX_VERSION: u32 = 2;
-/// Longest string value (and raw text) the index sees; `get` still returns everything.
-const MAX_INDEXED_TEXT: usize = 256 << 10;
+const INDEX_VERSION: u32 = 3;
 /// tantivy's `default` analyser (split on non-alphanumerics, lower-case) but keeping tokens up
 /// to 255 bytes instead of 40: SHA-256 hashes (64 hex digits) and long identifiers are exactly
 /// what an analyst searches for.
 const TOKENIZER: &str = "mamori";
 const MAX_QUERY_LEN: usize = 16 << 10;
 const MAX_QUERY_DEPTH: usize = 32;
-/// Field names longer than this are stored but not indexed (they could not be typed in a query).
-const MAX_INDEXED_NAME: usize = 255;
 
 /// When the index commits (making appended events searchable and durable in the index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,22 +56,14 @@ impl Default for IndexConfig {
     fn default() -> Self {
         IndexConfig {
             heap_bytes: 64 << 20,
-            commit_every_docs: 50_000,
+            commit_every_docs: 200_000,
             commit_interval: Duration::from_secs(1),
         }
     }
 }
 
-struct Fields {
-    seq: Field,
-    ts: Field,
-    host: Field,
-    message: Field,
-    fields: Field,
-}
-
 struct WriterState {
-    writer: IndexWriter,
+    writer: IndexWriter<IndexDoc>,
     /// Highest seq added (committed or not).
     added_through: Seq,
     pending: u64,
@@ -86,7 +74,7 @@ pub(crate) struct EventIndex {
     cfg: IndexConfig,
     writer: Mutex<WriterState>,
     reader: IndexReader,
-    f: Fields,
+    f: DocFields,
     parser: QueryParser,
     committed_through: AtomicU64,
 }
@@ -97,13 +85,14 @@ struct Payload {
     indexed_through: Seq,
 }
 
-fn schema() -> (Schema, Fields) {
+fn schema() -> (Schema, DocFields) {
     let mut b = Schema::builder();
     let text = TextFieldIndexing::default()
         .set_tokenizer(TOKENIZER)
-        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
-    let seq = b.add_u64_field("seq", NumericOptions::default().set_indexed().set_fast());
-    let ts = b.add_i64_field("ts", NumericOptions::default().set_indexed().set_fast());
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+        .set_fieldnorms(false);
+    let seq = b.add_u64_field("seq", NumericOptions::default().set_fast());
+    let ts = b.add_i64_field("ts", NumericOptions::default().set_fast());
     let host = b.add_text_field(
         "host",
         TextOptions::default().set_indexing_options(text.clone()),
@@ -120,7 +109,7 @@ fn schema() -> (Schema, Fields) {
     );
     (
         b.build(),
-        Fields {
+        DocFields {
             seq,
             ts,
             host,
@@ -175,14 +164,10 @@ impl EventIndex {
 
     fn new(index: Index, cfg: IndexConfig, through: Seq) -> Result<EventIndex> {
         let (_, f) = schema();
-        index.tokenizers().register(
-            TOKENIZER,
-            TextAnalyzer::builder(SimpleTokenizer::default())
-                .filter(RemoveLongFilter::limit(256))
-                .filter(LowerCaser)
-                .build(),
-        );
-        let writer = index.writer_with_num_threads(2, cfg.heap_bytes.max(30 << 20))?;
+        index
+            .tokenizers()
+            .register(TOKENIZER, TextAnalyzer::from(WordTokenizer::default()));
+        let writer = index.writer_with_num_threads::<IndexDoc>(2, cfg.heap_bytes.max(30 << 20))?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -224,7 +209,7 @@ impl EventIndex {
 
     /// Adds documents built by [`EventIndex::document`], in seq order; `last` is the seq of
     /// the last one.
-    pub(crate) fn add_documents(&self, docs: Vec<TantivyDocument>, last: Seq) -> Result<()> {
+    pub(crate) fn add_documents(&self, docs: Vec<IndexDoc>, last: Seq) -> Result<()> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let n = docs.len() as u64;
         for d in docs {
@@ -283,49 +268,9 @@ impl EventIndex {
         self.commit_locked(&mut w)
     }
 
-    pub(crate) fn document(
-        &self,
-        seq: Seq,
-        received_at: DateTime<Utc>,
-        e: &Event,
-    ) -> TantivyDocument {
-        let mut d = TantivyDocument::new();
-        d.add_u64(self.f.seq, seq);
-        d.add_i64(self.f.ts, micros(e.timestamp.unwrap_or(received_at)));
-        if let Some(h) = e.host() {
-            d.add_text(self.f.host, cap(&h));
-        }
-        d.add_text(self.f.message, cap(&String::from_utf8_lossy(&e.raw)));
-        let mut obj: BTreeMap<String, OwnedValue> = BTreeMap::new();
-        for (name, v) in e.fields() {
-            let n = name.as_str();
-            // `message` is part of the raw text, indexed above in the `message` field (which is
-            // also what a `message:` query names): indexing it again would double the cost.
-            if n.is_empty()
-                || n == "message"
-                || n.len() > MAX_INDEXED_NAME
-                || n.contains(['\0', '\u{1}'])
-            {
-                continue;
-            }
-            let Some(v) = owned(v) else { continue };
-            match obj.entry(n.to_string()) {
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    slot.insert(v);
-                }
-                std::collections::btree_map::Entry::Occupied(mut slot) => {
-                    let prev = std::mem::replace(slot.get_mut(), OwnedValue::Null);
-                    let mut items = match prev {
-                        OwnedValue::Array(items) => items,
-                        other => vec![other],
-                    };
-                    items.push(v);
-                    *slot.get_mut() = OwnedValue::Array(items);
-                }
-            }
-        }
-        d.add_object(self.f.fields, obj);
-        d
+    /// The index document of an event (built by the appender, indexed by the indexer thread).
+    pub(crate) fn document(&self, seq: Seq, received_at: DateTime<Utc>, e: &Event) -> IndexDoc {
+        IndexDoc::new(self.f, seq, received_at, e)
     }
 
     fn parse(&self, q: &str) -> Result<Box<dyn Query>> {
@@ -497,35 +442,6 @@ fn micros(t: DateTime<Utc>) -> i64 {
 
 fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
-fn cap(s: &str) -> &str {
-    if s.len() <= MAX_INDEXED_TEXT {
-        return s;
-    }
-    let mut end = MAX_INDEXED_TEXT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn owned(v: &Value) -> Option<OwnedValue> {
-    Some(match v {
-        Value::Null => return None,
-        Value::Bool(b) => OwnedValue::Bool(*b),
-        Value::Int(i) => OwnedValue::I64(*i),
-        Value::Float(f) if f.is_finite() => OwnedValue::F64(*f),
-        Value::Float(_) => return None,
-        Value::Str(s) => OwnedValue::Str(cap(s).to_string()),
-        Value::List(items) => {
-            let items: Vec<OwnedValue> = items.iter().filter_map(owned).collect();
-            if items.is_empty() {
-                return None;
-            }
-            OwnedValue::Array(items)
-        }
-    })
 }
 
 /// Dense buckets between the bounds (or the first and last non-empty bucket).

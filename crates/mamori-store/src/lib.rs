@@ -40,6 +40,7 @@
 
 mod alerts;
 pub mod codec;
+mod doc;
 mod embedded;
 mod error;
 mod index;
@@ -48,6 +49,7 @@ mod model;
 mod sqlite;
 pub mod testsuite;
 mod wal;
+mod words;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use mamori_event::Event;

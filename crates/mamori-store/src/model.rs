@@ -81,7 +81,8 @@ pub const MAX_BUCKETS: usize = 10_000;
 ///
 /// Query syntax (tantivy's query parser): `user.name:alice AND event.outcome:failure`,
 /// `Image:"C:\Windows\System32\cmd.exe"`, `NOT host:web01`, `-x`, `+y`, bare words search the
-/// raw text (`message`); `host:` is the event's host; an empty query or `*` matches everything.
+/// raw text (`message`) without its syslog priority and its timestamp as written (search time
+/// with `from`/`to`); `host:` is the event's host; an empty query or `*` matches everything.
 /// Matching is on lower-cased words, as in Kibana's default analyser.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

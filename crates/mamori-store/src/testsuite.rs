@@ -548,6 +548,13 @@ fn hostile_input(s: &dyn EventStore) {
         "lossy text still searchable"
     );
     assert_eq!(seqs_of(&search(s, "user.name:\"second-alice\"")), [1]);
+    assert_eq!(
+        seqs_of(&search(s, "user.name:alice")),
+        [1],
+        "a repeated field: every value searchable"
+    );
+    assert_eq!(seqs_of(&search(s, "list:x")), [1], "list elements");
+    assert_eq!(seqs_of(&search(s, "bool:true")), [1]);
     assert_eq!(seqs_of(&search(s, "日本語.フィールド:値")), [1]);
     assert_eq!(
         seqs_of(&search(

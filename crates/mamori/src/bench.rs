@@ -36,7 +36,8 @@ pub(crate) enum BenchCmd {
         placeholders: Option<PathBuf>,
     },
     /// The server end to end: syslog/TCP → durable store with the rules loaded; events/s at
-    /// saturation, RSS at a steady rate, receipt → alert latency p50/p99.
+    /// saturation and CPU per event by thread, RSS at a steady rate, receipt → alert latency
+    /// p50/p99.
     Ingest(crate::bench_ingest::IngestArgs),
     /// Reader throughput per file (events/s and MiB/s), one thread.
     Readers {

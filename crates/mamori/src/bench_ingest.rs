@@ -2,7 +2,10 @@
 //! storage with the rules loaded — in two phases:
 //!
 //! 1. **saturation**: several connections send as fast as they can; the figure is events
-//!    durably stored per second (the load generator shares the machine, so it is conservative);
+//!    durably stored per second (the load generator shares the machine, so it is conservative),
+//!    and the CPU time per stored event by thread (tantivy indexing and merging, the writer,
+//!    detection, the receiving runtime): on a shared machine whose speed varies from run to
+//!    run, where the time goes is steadier than the rate;
 //! 2. **steady rate** (default 10,000 events/s): resident memory at that rate, and receipt →
 //!    alert latency of SSH brute-force bursts mixed into the background (each from a new
 //!    address so each raises a new alert), measured inside the server from the moment the
@@ -47,22 +50,6 @@ pub(crate) struct IngestArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// Background lines: the mix a Linux fleet sends (sshd, sudo, cron, systemd, kernel).
-fn background_line(i: u64) -> String {
-    let host = format!("srv{:02}", i % 40);
-    let sec = i % 60;
-    match i % 8 {
-        0 => format!("<86>Nov 23 10:00:{sec:02} {host} sshd[{p}]: Accepted publickey for deploy from 10.0.{a}.{b} port {port} ssh2: ED25519 SHA256:abcdef", p = 1000 + i % 5000, a = i % 200, b = i % 250, port = 30000 + i % 30000),
-        1 => format!("<85>Nov 23 10:00:{sec:02} {host} sudo:   deploy : TTY=pts/0 ; PWD=/home/deploy ; USER=root ; COMMAND=/usr/bin/systemctl restart app{}", i % 9),
-        2 => format!("<78>Nov 23 10:00:{sec:02} {host} CRON[{p}]: (root) CMD (/usr/local/bin/backup.sh --incremental)", p = 2000 + i % 3000),
-        3 => format!("<30>Nov 23 10:00:{sec:02} {host} systemd[1]: Started Session {} of User deploy.", i % 100_000),
-        4 => format!("<4>Nov 23 10:00:{sec:02} {host} kernel: [UFW BLOCK] IN=eth0 OUT= SRC=198.51.100.{} DST=10.0.0.5 PROTO=TCP SPT={} DPT=23", i % 250, 40000 + i % 20000),
-        5 => format!("<86>Nov 23 10:00:{sec:02} {host} sshd[{p}]: pam_unix(sshd:session): session opened for user deploy(uid=1000) by (uid=0)", p = 1000 + i % 5000),
-        6 => format!("<14>1 2026-11-23T10:00:{sec:02}.123Z {host} app 4242 ID47 - request id={i} path=/api/orders status=200 ms=12"),
-        _ => format!("<38>Nov 23 10:00:{sec:02} {host} sshd[{p}]: Connection closed by 10.0.{a}.{b} port {port} [preauth]", p = 1000 + i % 5000, a = i % 200, b = i % 250, port = 30000 + i % 30000),
-    }
-}
-
 fn attack_burst(n: u64) -> String {
     let ip = format!("203.0.{}.{}", (n / 250) % 250, n % 250 + 1);
     (0..12)
@@ -73,6 +60,87 @@ fn attack_burst(n: u64) -> String {
             )
         })
         .collect()
+}
+
+/// CPU time (user + system) in clock ticks from a `/proc/.../stat` line, with its `comm`.
+fn stat_ticks(stat: &str) -> Option<(&str, u64)> {
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses; it ends at the last ')'.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // utime and stime (fields 14 and 15) are 11 and 12 places after the state (field 3).
+    let ticks = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some((stat.get(open + 1..close)?, ticks(11)? + ticks(12)?))
+}
+
+/// CPU ticks of the whole process (dead threads included) and of each live thread, by
+/// (name, tid). The saturation phase's senders are threads of this process too.
+struct CpuSnapshot {
+    process: u64,
+    threads: std::collections::BTreeMap<(String, u64), u64>,
+}
+
+fn cpu_snapshot() -> CpuSnapshot {
+    let process = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| stat_ticks(&s).map(|(_, t)| t))
+        .unwrap_or(0);
+    let mut threads = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        if let Some((comm, ticks)) = stat_ticks(&stat) {
+            // One name per pool: `merge_thread_0`, `merge_thread_1` → `merge_thread_`.
+            let comm = comm
+                .trim_end_matches(|c: char| c.is_ascii_digit())
+                .to_string();
+            let tid = t.file_name().to_string_lossy().parse().unwrap_or(0);
+            threads.insert((comm, tid), ticks);
+        }
+    }
+    CpuSnapshot { process, threads }
+}
+
+/// Prints CPU µs per stored event, in all and by thread, between two snapshots. Threads that
+/// ended in between are only in the process total: the senders (`sender_ticks`, measured by
+/// themselves) and tantivy's indexing threads, which it starts anew at every commit.
+fn print_cpu_per_event(before: &CpuSnapshot, after: &CpuSnapshot, sender_ticks: u64, events: u64) {
+    let hz = 100.0; // USER_HZ: 100 on every Linux architecture Mamori builds for.
+    let mut groups: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for ((comm, tid), &t) in &after.threads {
+        let t0 = before
+            .threads
+            .get(&(comm.clone(), *tid))
+            .copied()
+            .unwrap_or(0);
+        let name = match comm.as_str() {
+            "mamori" => "bench main",
+            "thrd-tantivy-in" => "tantivy indexing",
+            "merge_thread_" => "tantivy merges",
+            other => other,
+        };
+        *groups.entry(name).or_default() += t.saturating_sub(t0);
+    }
+    let total = after.process.saturating_sub(before.process);
+    let live: u64 = groups.values().sum();
+    *groups.entry("bench senders").or_default() += sender_ticks;
+    *groups.entry("tantivy indexing").or_default() += total.saturating_sub(live + sender_ticks);
+    let per = |ticks: u64| ticks as f64 / hz * 1e6 / events.max(1) as f64;
+    let mut rows: Vec<(&str, u64)> = groups.into_iter().filter(|(_, t)| *t > 0).collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
+    let parts: Vec<String> = rows
+        .iter()
+        .map(|(name, t)| format!("{name} {:.1}", per(*t)))
+        .collect();
+    println!(
+        "CPU per stored event: {:.1} µs in all ({})",
+        per(total),
+        parts.join(", ")
+    );
 }
 
 fn rss_mib() -> Option<f64> {
@@ -87,25 +155,34 @@ fn rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// CPU ticks of the calling thread.
+fn own_ticks() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|s| stat_ticks(&s).map(|(_, t)| t))
+        .unwrap_or(0)
+}
+
 /// `conns` connections send pre-rendered syslog lines to `addr` as fast as they can for `dur`;
-/// returns the number of lines sent.
-fn saturate(addr: SocketAddr, conns: usize, dur: Duration) -> anyhow::Result<u64> {
+/// returns the number of lines sent and the CPU ticks the senders used.
+fn saturate(addr: SocketAddr, conns: usize, dur: Duration) -> anyhow::Result<(u64, u64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let senders: Vec<_> = (0..conns)
         .map(|c| {
             let stop = Arc::clone(&stop);
-            std::thread::spawn(move || -> anyhow::Result<u64> {
+            std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
+                let t0 = own_ticks();
                 let mut s = TcpStream::connect(addr)?;
                 // Pre-render a block of lines; send it over and over.
                 let block: String = (0..4096u64)
-                    .map(|i| background_line(i * 7 + c as u64) + "\n")
+                    .map(|i| mamori_sim::load::fleet_syslog_line(i * 7 + c as u64) + "\n")
                     .collect();
                 let mut sent = 0;
                 while !stop.load(Relaxed) {
                     s.write_all(block.as_bytes())?;
                     sent += 4096;
                 }
-                Ok(sent)
+                Ok((sent, own_ticks().saturating_sub(t0)))
             })
         })
         .collect();
@@ -113,11 +190,13 @@ fn saturate(addr: SocketAddr, conns: usize, dur: Duration) -> anyhow::Result<u64
         std::thread::sleep(dur);
     }
     stop.store(true, Relaxed);
-    let mut sent = 0;
+    let (mut sent, mut ticks) = (0, 0);
     for s in senders {
-        sent += s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+        let (n, t) = s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+        sent += n;
+        ticks += t;
     }
-    Ok(sent)
+    Ok((sent, ticks))
 }
 
 /// The baseline of the same run: the same load generator into a loopback listener that only
@@ -199,12 +278,13 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
     let dur = Duration::from_secs(args.seconds.max(1));
     let start = Instant::now();
     let stored0 = m.events_stored.load(Relaxed);
+    let cpu0 = cpu_snapshot();
     let conns = if args.no_saturation {
         0
     } else {
         args.connections.max(1)
     };
-    let sent = saturate(addr, conns, dur)?;
+    let (sent, sender_ticks) = saturate(addr, conns, dur)?;
     let stored_at_stop = m.events_stored.load(Relaxed) - stored0;
     let secs = start.elapsed().as_secs_f64();
     // Let the queue drain to report what was accepted in the end.
@@ -213,6 +293,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let stored = m.events_stored.load(Relaxed) - stored0;
+    let cpu1 = cpu_snapshot();
     let rss_sat = rss_mib().unwrap_or(0.0);
     let rate_stored = stored_at_stop as f64 / secs;
     if conns > 0 {
@@ -232,6 +313,9 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
         stored,
         rss_sat
     );
+    if conns > 0 {
+        print_cpu_per_event(&cpu0, &cpu1, sender_ticks, stored);
+    }
 
     // Phase 2: steady rate with attack bursts.
     m.reset_latency();
@@ -247,7 +331,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
     while start.elapsed() < dur {
         let mut chunk = String::with_capacity(per_tick as usize * 160);
         for _ in 0..per_tick {
-            chunk.push_str(&background_line(i));
+            chunk.push_str(&mamori_sim::load::fleet_syslog_line(i));
             chunk.push('\n');
             i += 1;
         }
