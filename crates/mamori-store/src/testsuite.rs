@@ -401,6 +401,19 @@ fn bad_queries(s: &dyn EventStore) {
     }
     let deep = "(".repeat(5000) + "a" + &")".repeat(5000);
     let _ = s.search(&SearchRequest::new(deep));
+    // `seq` and `ts` are columns for ranges and sorting, not words: a term query on them is an
+    // error that says so, never a silent empty answer.
+    for q in ["seq:1", "ts:5"] {
+        match s.search(&SearchRequest::new(q)) {
+            Err(Error::Query { message, .. }) => {
+                assert!(
+                    message.contains("not declared as indexed"),
+                    "{q:?}: {message}"
+                )
+            }
+            other => panic!("{q:?}: expected a query error, got {other:?}"),
+        }
+    }
 }
 
 fn expect_prefix_removed(s: &dyn EventStore, removed: u64, total: u64) {
