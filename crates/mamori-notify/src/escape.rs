@@ -45,74 +45,68 @@ pub fn mail_header(s: &str) -> String {
 /// Slack mrkdwn: `&`, `<`, `>` are the only characters Slack asks to escape; with them escaped a
 /// log cannot produce a link (`<http://evil|click>`) or a mention (`<!channel>`, `<@U123>`).
 pub fn slack(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
+    replace_chars(s, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        _ => None,
+    })
 }
 
 /// HTML text and attribute content.
 pub fn html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    replace_chars(s, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '"' => Some("&quot;"),
+        '\'' => Some("&#39;"),
+        _ => None,
+    })
 }
 
 /// A CEF header field (version .. severity): `\` → `\\`, `|` → `\|`; line breaks are not
 /// allowed in the header and become spaces (CEF Implementation Standard, "Character encoding").
 pub fn cef_header(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in one_line(s).chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '|' => out.push_str("\\|"),
-            c => out.push(c),
-        }
-    }
-    out
+    replace_chars(&one_line(s), |c| match c {
+        '\\' => Some("\\\\"),
+        '|' => Some("\\|"),
+        _ => None,
+    })
 }
 
 /// A CEF extension value: `\` → `\\`, `=` → `\=`, CR → `\r`, LF → `\n` (multi-line values are
 /// allowed there, encoded); other control characters become spaces. `|` needs no escape in
 /// extensions.
 pub fn cef_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '=' => out.push_str("\\="),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
+    replace_chars(s, |c| match c {
+        '\\' => Some("\\\\"),
+        '=' => Some("\\="),
+        '\n' => Some("\\n"),
+        '\r' => Some("\\r"),
+        c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => Some(" "),
+        _ => None,
+    })
 }
 
 /// An RFC 5424 SD-PARAM value: `"`, `\` and `]` are escaped with a backslash; one line.
 pub fn sd_param(s: &str) -> String {
+    replace_chars(&one_line(s), |c| match c {
+        '"' => Some("\\\""),
+        '\\' => Some("\\\\"),
+        ']' => Some("\\]"),
+        _ => None,
+    })
+}
+
+/// `s` with each character for which `f` gives a replacement replaced by it.
+fn replace_chars(s: &str, f: impl Fn(char) -> Option<&'static str>) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in one_line(s).chars() {
-        if matches!(c, '"' | '\\' | ']') {
-            out.push('\\');
+    for c in s.chars() {
+        match f(c) {
+            Some(r) => out.push_str(r),
+            None => out.push(c),
         }
-        out.push(c);
     }
     out
 }

@@ -193,11 +193,7 @@ impl EmbeddedEventStore {
                 cfg.segment_max_bytes
             )));
         }
-        let icfg = IndexConfig {
-            heap_bytes: cfg.index_heap_bytes,
-            commit_every_docs: cfg.index_commit_every.max(1),
-            commit_interval: std::time::Duration::from_millis(cfg.index_commit_interval_ms),
-        };
+        let icfg = IndexConfig::from(&cfg);
         // The index first: its writer lock keeps a second process from opening the store, which
         // must happen before the log's torn-tail recovery could touch a live writer's segment.
         let (index, indexed) = EventIndex::open_dir(&cfg.dir.join("index"), icfg)?;

@@ -52,12 +52,12 @@ pub(crate) struct IndexConfig {
     pub(crate) commit_interval: Duration,
 }
 
-impl Default for IndexConfig {
-    fn default() -> Self {
+impl From<&crate::EmbeddedConfig> for IndexConfig {
+    fn from(cfg: &crate::EmbeddedConfig) -> Self {
         IndexConfig {
-            heap_bytes: 64 << 20,
-            commit_every_docs: 200_000,
-            commit_interval: Duration::from_secs(1),
+            heap_bytes: cfg.index_heap_bytes,
+            commit_every_docs: cfg.index_commit_every.max(1),
+            commit_interval: Duration::from_millis(cfg.index_commit_interval_ms),
         }
     }
 }
@@ -198,13 +198,18 @@ impl EventIndex {
         &self,
         events: impl IntoIterator<Item = (Seq, DateTime<Utc>, &'a Event)>,
     ) -> Result<()> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        for (seq, received_at, e) in events {
-            w.writer.add_document(self.document(seq, received_at, e))?;
-            w.added_through = seq;
-            w.pending += 1;
+        let mut last = None;
+        let docs: Vec<IndexDoc> = events
+            .into_iter()
+            .map(|(seq, received_at, e)| {
+                last = Some(seq);
+                self.document(seq, received_at, e)
+            })
+            .collect();
+        match last {
+            Some(last) => self.add_documents(docs, last),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Adds documents built by [`EventIndex::document`], in seq order; `last` is the seq of

@@ -48,7 +48,7 @@ impl MemoryEventStore {
             }),
             index: EventIndex::open_ram(IndexConfig {
                 heap_bytes: 15 << 20,
-                ..IndexConfig::default()
+                ..IndexConfig::from(&crate::EmbeddedConfig::default())
             })
             .expect("a RAM index always opens"),
             index_errors: AtomicU64::new(0),

@@ -487,18 +487,23 @@ fn records_timeline(rows: &[(i64, u64, String, String)]) -> (Vec<u8>, Vec<u8>) {
     (csv, jsonl)
 }
 
-/// One CSV cell, safe for spreadsheets: a leading `= + - @`, tab or CR gets a `'` so the
-/// cell is never run as a formula; quoted when needed (RFC 4180).
-pub fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
+/// Neutralises a CSV cell a spreadsheet would otherwise run as a formula: a leading
+/// `= + - @`, tab or CR gets a `'`. Quoting is left to the writer.
+pub fn formula_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}").into()
     } else {
-        s.to_string()
-    };
+        s.into()
+    }
+}
+
+/// One CSV cell, safe for spreadsheets ([`formula_safe`]) and quoted when needed (RFC 4180).
+pub fn csv_cell(s: &str) -> String {
+    let s = formula_safe(s);
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s
+        s.into_owned()
     }
 }
 

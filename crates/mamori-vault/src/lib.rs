@@ -55,7 +55,8 @@ pub use audit::{AuditAction, AuditEntry};
 pub use bundle::{verify_bundle, BundleFinding, BundleReport};
 pub use error::{Error, Result};
 pub use export::{
-    csv_cell, host_of, safe_component, ExportFilter, ExportRequest, ExportSummary, IncidentRef,
+    csv_cell, formula_safe, host_of, safe_component, ExportFilter, ExportRequest, ExportSummary,
+    IncidentRef,
 };
 pub use format::{RecordKind, FORMAT_VERSION};
 pub use head::SignedTreeHead;

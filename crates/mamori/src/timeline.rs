@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use mamori_event::Level;
+use mamori_vault::formula_safe;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -49,14 +50,6 @@ impl Row {
             .map(|(k, v)| format!("{k}: {v}"))
             .collect::<Vec<_>>()
             .join(" ¦ ")
-    }
-}
-
-/// Neutralises a cell a spreadsheet would otherwise evaluate.
-pub(crate) fn csv_safe(s: &str) -> std::borrow::Cow<'_, str> {
-    match s.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{s}").into(),
-        _ => s.into(),
     }
 }
 
@@ -237,14 +230,14 @@ impl<'a> Writer<'a> {
                 let tags = r.tags.join(" ");
                 let details = r.details_text();
                 w.write_record([
-                    csv_safe(&r.ts()).as_ref(),
-                    &csv_safe(&r.host),
-                    &csv_safe(&r.source),
-                    &csv_safe(&r.rule_id),
-                    &csv_safe(&r.rule_title),
+                    formula_safe(&r.ts()).as_ref(),
+                    &formula_safe(&r.host),
+                    &formula_safe(&r.source),
+                    &formula_safe(&r.rule_id),
+                    &formula_safe(&r.rule_title),
                     r.level.as_str(),
-                    &csv_safe(&tags),
-                    &csv_safe(&details),
+                    &formula_safe(&tags),
+                    &formula_safe(&details),
                 ])?;
             }
             Writer::Jsonl(out, st) => {
@@ -348,12 +341,12 @@ mod tests {
 
     #[test]
     fn formula_cells_are_neutralised() {
-        assert_eq!(csv_safe("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
-        assert_eq!(csv_safe("+1"), "'+1");
-        assert_eq!(csv_safe("-2"), "'-2");
-        assert_eq!(csv_safe("@SUM(1)"), "'@SUM(1)");
-        assert_eq!(csv_safe("\tx"), "'\tx");
-        assert_eq!(csv_safe("plain"), "plain");
+        assert_eq!(formula_safe("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
+        assert_eq!(formula_safe("+1"), "'+1");
+        assert_eq!(formula_safe("-2"), "'-2");
+        assert_eq!(formula_safe("@SUM(1)"), "'@SUM(1)");
+        assert_eq!(formula_safe("\tx"), "'\tx");
+        assert_eq!(formula_safe("plain"), "plain");
     }
 
     #[test]
