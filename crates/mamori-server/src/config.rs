@@ -96,7 +96,7 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SyslogConfig {
     pub udp: Option<SocketAddr>,
-    /// TCP with newline or RFC 6587 octet-counting framing (detected per frame).
+    /// TCP with newline or RFC 6587 octet-counting framing (decided per connection).
     pub tcp: Option<SocketAddr>,
     /// Syslog over TLS (RFC 5425): `{ listen = "0.0.0.0:6514", cert = "…", key = "…" }`; without
     /// cert and key a self-signed pair is generated in `<data_dir>/tls/` on first run.
