@@ -261,6 +261,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let alerts: Arc<dyn AlertStore> = Arc::new(open_state(&data)?);
     let sealer = start_sealer(&cfg, &data, Arc::clone(&events)).await?;
     let audit = sealer.as_ref().map(|s| s.audit_handle());
+    let token_audit = audit.clone();
     let rules = if cfg.detection.rules.is_empty() {
         tracing::warn!("no [detection] rules configured: events are stored but not examined");
         None
@@ -441,12 +442,24 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             sink: sink.clone(),
             rules: rules.clone(),
             metrics: Arc::clone(&metrics),
-            tokens: tokens::TokenCache::new(&*alerts),
+            tokens: tokens::TokenCache::with_audit(&*alerts, token_audit.clone()),
             http: cfg.http.clone(),
             uploads_dir: data.join("uploads"),
             started: Instant::now(),
             incidents: incidents.clone(),
         });
+        // Token revocations take effect (and reach the chain of custody) without a request.
+        let st = Arc::clone(&state);
+        running.background.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(tokens::REFRESH);
+            loop {
+                tick.tick().await;
+                let st = Arc::clone(&st);
+                let _ =
+                    tokio::task::spawn_blocking(move || st.tokens.refresh_if_due(&*st.alerts))
+                        .await;
+            }
+        }));
         let app = api::router(state);
         let mut stop_http = stop_rx.clone();
         sources.push(tokio::spawn(async move {

@@ -2,8 +2,15 @@
 //!
 //! Tokens are 32 random bytes (256 bits), so a fast hash is enough: there is nothing to brute
 //! force, unlike a password. Presented tokens are compared hash-to-hash in constant time. The
-//! list lives in the alert store's key/value table, so a token created by the CLI while the
-//! server runs is picked up at the next unknown-token request (re-read at most once a second).
+//! list lives in the alert store's key/value table and the server re-reads it at most every
+//! [`REFRESH`] — on the next request after that, and in the background — so a token created or
+//! revoked by the CLI while the server runs takes effect within a second (issue #15: a revoked
+//! token used to keep working until an unknown token forced a reload).
+//!
+//! Revoking keeps the record, marked `revoked_at`, so the server can put the revocation in the
+//! vault's chain of custody even when it happened while the server was stopped. Only the
+//! server writes the list of custody records already made (`api/tokens.custody`), and only the
+//! CLI writes the token list, so the two never overwrite each other's changes.
 
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -16,7 +23,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 const KEY: &str = "api/tokens";
+/// Custody records already sealed: `created:<sha256>` / `revoked:<sha256>`.
+const CUSTODY_KEY: &str = "api/tokens.custody";
 const PREFIX: &str = "mamori_";
+/// The server re-reads the token list at most this often (revocation takes effect within it).
+pub const REFRESH: Duration = Duration::from_millis(500);
 
 /// A token as stored: never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +36,15 @@ pub struct TokenRecord {
     /// Hex SHA-256 of the token.
     pub sha256: String,
     pub created_at: DateTime<Utc>,
+    /// When the token was revoked; a revoked token is never accepted again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRecord {
+    pub fn active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
 }
 
 fn hash(token: &str) -> [u8; 32] {
@@ -60,7 +80,7 @@ pub fn create(store: &dyn AlertStore, name: &str) -> Result<String, String> {
         ));
     }
     let mut list = read(store)?;
-    if list.iter().any(|t| t.name == name) {
+    if list.iter().any(|t| t.name == name && t.active()) {
         return Err(format!(
             "a token named `{name}` exists; revoke it first or pick another name"
         ));
@@ -72,62 +92,142 @@ pub fn create(store: &dyn AlertStore, name: &str) -> Result<String, String> {
         name: name.to_owned(),
         sha256: hex::encode(hash(&token)),
         created_at: Utc::now(),
+        revoked_at: None,
     });
     write(store, &list)?;
     Ok(token)
 }
 
-/// The stored tokens (names and creation times).
+/// The active tokens (names and creation times).
 pub fn list(store: &dyn AlertStore) -> Result<Vec<TokenRecord>, String> {
-    read(store)
+    Ok(read(store)?.into_iter().filter(TokenRecord::active).collect())
 }
 
-/// Revokes the token named `name`; whether it existed.
+/// Revokes the active token named `name`; whether it existed.
 pub fn revoke(store: &dyn AlertStore, name: &str) -> Result<bool, String> {
     let mut list = read(store)?;
-    let before = list.len();
-    list.retain(|t| t.name != name);
-    if list.len() == before {
+    let Some(t) = list.iter_mut().find(|t| t.name == name && t.active()) else {
         return Ok(false);
-    }
+    };
+    t.revoked_at = Some(Utc::now());
     write(store, &list)?;
     Ok(true)
 }
 
-/// The server's view of the tokens, refreshed from the store when an unknown token shows up.
+/// The server's view of the tokens: re-read from the store at most every [`REFRESH`].
 pub struct TokenCache {
     hashes: RwLock<Vec<(String, [u8; 32])>>,
     last_refresh: Mutex<Option<Instant>>,
+    audit: Option<crate::seal::AuditHandle>,
 }
 
 impl TokenCache {
     pub fn new(store: &dyn AlertStore) -> TokenCache {
+        TokenCache::with_audit(store, None)
+    }
+
+    /// A cache that records token creations and revocations in the vault's chain of custody.
+    pub fn with_audit(
+        store: &dyn AlertStore,
+        audit: Option<crate::seal::AuditHandle>,
+    ) -> TokenCache {
         let c = TokenCache {
             hashes: RwLock::new(Vec::new()),
             last_refresh: Mutex::new(None),
+            audit,
         };
-        c.refresh(store);
+        c.refresh_if_due(store);
         c
+    }
+
+    /// Re-reads the token list if the last read is older than [`REFRESH`].
+    pub fn refresh_if_due(&self, store: &dyn AlertStore) {
+        let due = match self.last_refresh.lock() {
+            Ok(mut last) => {
+                let due = last.is_none_or(|t| t.elapsed() >= REFRESH);
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            }
+            Err(_) => true,
+        };
+        if due {
+            self.refresh(store);
+        }
     }
 
     fn refresh(&self, store: &dyn AlertStore) {
         let list = match read(store) {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read API tokens");
+                // Fail closed: an unreadable list accepts nothing until it reads again.
+                tracing::error!(error = %e, "cannot read API tokens; refusing every token until they read again");
+                if let Ok(mut g) = self.hashes.write() {
+                    g.clear();
+                }
                 return;
             }
         };
-        let hashes = list
-            .into_iter()
+        let hashes: Vec<(String, [u8; 32])> = list
+            .iter()
+            .filter(|t| t.active())
             .filter_map(|t| {
                 let mut h = [0u8; 32];
                 hex::decode_to_slice(&t.sha256, &mut h).ok()?;
-                Some((t.name, h))
+                Some((t.name.clone(), h))
             })
             .collect();
         if let Ok(mut g) = self.hashes.write() {
             *g = hashes;
+        }
+        self.custody(store, &list);
+    }
+
+    /// Seals a custody record for every creation and revocation not recorded yet.
+    fn custody(&self, store: &dyn AlertStore, list: &[TokenRecord]) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        let mut done: Vec<String> = match store.kv_get(CUSTODY_KEY) {
+            Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_default(),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the token custody records");
+                return;
+            }
+        };
+        let before = done.len();
+        for t in list {
+            let key = format!("created:{}", t.sha256);
+            if !done.contains(&key) {
+                audit.record(
+                    "mamori",
+                    mamori_vault::AuditAction::Other,
+                    &format!("api-token:{}", t.name),
+                    format!("API token `{}` created at {}", t.name, t.created_at.to_rfc3339()),
+                );
+                done.push(key);
+            }
+            if let Some(at) = t.revoked_at {
+                let key = format!("revoked:{}", t.sha256);
+                if !done.contains(&key) {
+                    tracing::info!(token = %t.name, "API token revoked");
+                    audit.record(
+                        "mamori",
+                        mamori_vault::AuditAction::Other,
+                        &format!("api-token:{}", t.name),
+                        format!("API token `{}` revoked at {}", t.name, at.to_rfc3339()),
+                    );
+                    done.push(key);
+                }
+            }
+        }
+        if done.len() != before {
+            let b = serde_json::to_vec(&done).unwrap_or_default();
+            if let Err(e) = store.kv_put(CUSTODY_KEY, &b) {
+                tracing::error!(error = %e, "cannot save the token custody records");
+            }
         }
     }
 
@@ -143,28 +243,13 @@ impl TokenCache {
         found
     }
 
-    /// The name of the token, if `presented` is a valid one.
+    /// The name of the token, if `presented` is a valid, unrevoked one.
     pub fn verify(&self, store: &dyn AlertStore, presented: &str) -> Option<String> {
         if !presented.starts_with(PREFIX) || presented.len() != PREFIX.len() + 64 {
             return None;
         }
-        let h = hash(presented);
-        if let Some(n) = self.lookup(&h) {
-            return Some(n);
-        }
-        let due = {
-            let mut last = self.last_refresh.lock().ok()?;
-            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-            if due {
-                *last = Some(Instant::now());
-            }
-            due
-        };
-        if due {
-            self.refresh(store);
-            return self.lookup(&h);
-        }
-        None
+        self.refresh_if_due(store);
+        self.lookup(&hash(presented))
     }
 }
 
@@ -182,6 +267,8 @@ mod tests {
         // Stored hashed, never in clear.
         let raw = String::from_utf8(s.kv_get(KEY).unwrap().unwrap()).unwrap();
         assert!(!raw.contains(&t[7..]));
+        // A token created after the cache was filled is accepted within REFRESH.
+        std::thread::sleep(REFRESH + Duration::from_millis(50));
         assert_eq!(cache.verify(&s, &t).as_deref(), Some("ops"));
         assert_eq!(cache.verify(&s, "mamori_nope"), None);
         let mut wrong = t.clone();
@@ -190,8 +277,24 @@ mod tests {
         assert!(create(&s, "ops").is_err());
         assert!(create(&s, "bad name").is_err());
         assert!(revoke(&s, "ops").unwrap());
-        std::thread::sleep(Duration::from_millis(1100));
-        let cache = TokenCache::new(&s);
+        assert!(!revoke(&s, "ops").unwrap(), "already revoked");
+        assert!(list(&s).unwrap().is_empty());
+        // Issue #15 finding 4: the same cache stops accepting it within REFRESH.
+        std::thread::sleep(REFRESH + Duration::from_millis(50));
         assert_eq!(cache.verify(&s, &t), None);
+        // The name can be reused; the old token stays dead.
+        let t2 = create(&s, "ops").unwrap();
+        std::thread::sleep(REFRESH + Duration::from_millis(50));
+        assert_eq!(cache.verify(&s, &t2).as_deref(), Some("ops"));
+        assert_eq!(cache.verify(&s, &t), None);
+    }
+
+    #[test]
+    fn old_records_without_revoked_at_still_read() {
+        let s = MemoryAlertStore::new();
+        let h = hex::encode(hash("mamori_x"));
+        let old = format!(r#"[{{"name":"a","sha256":"{h}","created_at":"2026-01-01T00:00:00Z"}}]"#);
+        s.kv_put(KEY, old.as_bytes()).unwrap();
+        assert_eq!(list(&s).unwrap().len(), 1);
     }
 }
