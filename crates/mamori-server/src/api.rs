@@ -4,9 +4,16 @@
 //!   valid `Authorization: Bearer <token>`. Every route takes it except `GET /api/v1/health`.
 //! * One error type ([`ApiError`]): client mistakes get a clear message; internal causes are
 //!   logged and answered with a generic 500, never sent to the client.
-//! * Ingest answers 200 only after the batch is durable (the pipeline's ack), 413 past the size
-//!   limit (compressed or decompressed), 400 with the line number for malformed JSON (and then
-//!   nothing of the request is stored: a request is all or nothing).
+//! * Every error, whatever produced it (a handler, an extractor's rejection, an unknown route),
+//!   is answered with one JSON body `{"error": "…"}` (see [`json_errors`]).
+//! * Ingest answers 200 only after its events are durable (the pipeline's ack). The body is
+//!   parsed as it is stored, [`INGEST_BATCH`] events at a time, so memory does not grow with
+//!   the number of events. Limits are checked before anything is stored: 413 past the size
+//!   limit (compressed or decompressed) or past `max_events_per_request`, 415 for a
+//!   `Content-Encoding` other than gzip, 400 for a JSON array that is not valid JSON. JSON
+//!   lines are independent records: a line that is not an event is reported in `errors` with
+//!   its line number and the other lines are stored (the same rule as upload and `hunt`); only
+//!   when no line at all is an event is the answer 400.
 
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -70,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rules/reload", post(rules_reload))
         .route("/metrics", get(metrics))
         .merge(crate::api_incidents::routes())
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
         // Bodies are limited by the handlers themselves (ingest and upload have different
         // limits, and ingest also limits the decompressed size).
         .layer(axum::extract::DefaultBodyLimit::max(max_body.max(64 << 10)))
@@ -88,6 +97,15 @@ pub enum ApiError {
     /// The request conflicts with the current state (a refused phase change).
     Conflict(String),
     TooLarge(String),
+    /// A `Content-Encoding` the server does not decode (415).
+    UnsupportedEncoding(String),
+    /// Well-formed but not acceptable (422), e.g. a JSON body of the wrong shape.
+    Unprocessable(String),
+    /// Every record of a request was rejected (400), each listed with its line.
+    Rejected {
+        message: String,
+        errors: JsonValue,
+    },
     Timeout,
     Unavailable(String),
     /// Logged; the client sees only "internal error".
@@ -96,6 +114,7 @@ pub enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut extra = None;
         let (status, msg) = match self {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
@@ -105,6 +124,12 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::UnsupportedEncoding(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
+            ApiError::Rejected { message, errors } => {
+                extra = Some(errors);
+                (StatusCode::BAD_REQUEST, message)
+            }
             ApiError::Timeout => (
                 StatusCode::REQUEST_TIMEOUT,
                 "the request body did not arrive in time".to_owned(),
@@ -115,7 +140,11 @@ impl IntoResponse for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
             }
         };
-        let mut r = (status, Json(json!({ "error": msg }))).into_response();
+        let mut body = json!({ "error": msg });
+        if let Some(errors) = extra {
+            body["errors"] = errors;
+        }
+        let mut r = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -124,6 +153,44 @@ impl IntoResponse for ApiError {
         }
         r
     }
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route {}", uri.path().escape_default()))
+}
+
+/// Gives every error response the one JSON error body, whatever produced it: axum's extractor
+/// rejections (bad query string, path or JSON body: text/plain), 405 (empty body).
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let msg = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_ascii_lowercase()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_vec(&json!({ "error": msg })).unwrap_or_default();
+    Response::from_parts(parts, Body::from(body))
 }
 
 fn store_err(e: mamori_store::Error) -> ApiError {
@@ -202,7 +269,7 @@ async fn metrics(_auth: Authed, State(st): State<AppState>) -> Result<Response, 
             (rep.rules as f64, rep.correlations as f64)
         })
         .unwrap_or((0.0, 0.0));
-    let body = st.metrics.render(&[
+    let mut body = st.metrics.render(&[
         (
             "mamori_queue_depth",
             "Batches waiting between the sources and storage.",
@@ -233,6 +300,7 @@ async fn metrics(_auth: Authed, State(st): State<AppState>) -> Result<Response, 
             corr,
         ),
     ]);
+    st.metrics.net.render(&mut body);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
@@ -296,39 +364,204 @@ fn gunzip(data: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-/// Parses a JSON array or JSON lines body into events; all or nothing.
-pub fn parse_ingest_body(body: &[u8], peer: SocketAddr) -> Result<Vec<Event>, String> {
+/// Events per pipeline batch when an ingest request is stored: a request's memory is its
+/// body plus one batch, however many events it holds (issue #15 finding 6).
+pub const INGEST_BATCH: usize = 2000;
+/// Per-line errors listed in an ingest response (all are counted).
+const MAX_LISTED_ERRORS: usize = 100;
+
+/// One rejected line (JSON lines) or element (JSON array) of an ingest body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LineError {
+    /// 1-based line (JSON lines) or element (array) number.
+    pub line: usize,
+    pub error: String,
+}
+
+/// The events of an ingest body, or why the body as a whole is unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not parseable as a whole (a JSON array with a syntax error); nothing is stored.
+    Malformed(String),
+    /// More events than allowed; nothing is stored.
+    TooMany { count: usize, max: usize },
+}
+
+/// Counts the records of an ingest body without building them, and checks an array's syntax:
+/// the limits are enforced before anything is stored.
+fn count_records(body: &[u8]) -> Result<usize, BodyError> {
+    struct Count;
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Ok(0),
+        Some(b'[') => {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let n = serde::Deserializer::deserialize_seq(&mut de, Count)
+                .and_then(|n| de.end().map(|_| n))
+                .map_err(|e| BodyError::Malformed(format!("invalid JSON array: {e}")))?;
+            Ok(n)
+        }
+        Some(_) => Ok(body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.iter().all(|b| b.is_ascii_whitespace()))
+            .count()),
+    }
+}
+
+/// Parses a JSON array or JSON lines body, handing events to `emit` as they are parsed and
+/// returning the lines (or elements) that are not events. Lines are independent: a bad one is
+/// reported with its number and the others are kept. An array must be valid JSON as a whole.
+pub fn parse_ingest_stream(
+    body: &[u8],
+    peer: SocketAddr,
+    max_events: usize,
+    emit: &mut dyn FnMut(Event) -> Result<(), String>,
+) -> Result<Vec<LineError>, IngestStop> {
+    let count = count_records(body).map_err(IngestStop::Body)?;
+    if count > max_events {
+        return Err(IngestStop::Body(BodyError::TooMany {
+            count,
+            max: max_events,
+        }));
+    }
     let origin = Origin::Network {
         peer,
         transport: Transport::Http,
     };
     let mut names = Interner::new();
+    let mut errors = Vec::new();
     let first = body.iter().position(|b| !b.is_ascii_whitespace());
     let Some(first) = first else {
-        return Ok(Vec::new());
+        return Ok(errors);
     };
     if body[first] == b'[' {
-        let values: Vec<JsonValue> =
-            serde_json::from_slice(body).map_err(|e| format!("invalid JSON array: {e}"))?;
-        let mut out = Vec::with_capacity(values.len());
-        for (i, v) in values.iter().enumerate() {
-            let raw = serde_json::to_vec(v).unwrap_or_default();
-            let ev = mamori_ingest::parse_json_value(v, raw, origin.clone(), &mut names)
-                .map_err(|e| format!("element {}: {e}", i + 1))?;
-            out.push(ev);
+        struct Each<'a> {
+            origin: Origin,
+            names: &'a mut Interner,
+            errors: &'a mut Vec<LineError>,
+            emit: &'a mut dyn FnMut(Event) -> Result<(), String>,
         }
-        return Ok(out);
+        impl<'de> serde::de::Visitor<'de> for Each<'_> {
+            type Value = Result<(), String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut i = 0;
+                while let Some(v) = seq.next_element::<JsonValue>()? {
+                    i += 1;
+                    let raw = serde_json::to_vec(&v).unwrap_or_default();
+                    match mamori_ingest::parse_json_value(&v, raw, self.origin.clone(), self.names)
+                    {
+                        Ok(ev) => {
+                            if let Err(e) = (self.emit)(ev) {
+                                return Ok(Err(e));
+                            }
+                        }
+                        Err(e) => self.errors.push(LineError {
+                            line: i,
+                            error: format!("element {i}: {e}"),
+                        }),
+                    }
+                }
+                Ok(Ok(()))
+            }
+        }
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let each = Each {
+            origin,
+            names: &mut names,
+            errors: &mut errors,
+            emit,
+        };
+        // The syntax was checked by `count_records`; an error here is a pipeline failure.
+        match serde::Deserializer::deserialize_seq(&mut de, each) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(IngestStop::Pipeline(e)),
+            Err(e) => {
+                return Err(IngestStop::Body(BodyError::Malformed(format!(
+                    "invalid JSON array: {e}"
+                ))))
+            }
+        }
+        return Ok(errors);
     }
-    let mut out = Vec::new();
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let ev = mamori_ingest::parse_json_object(line, origin.clone(), &mut names)
-            .map_err(|e| format!("line {}: {e}", i + 1))?;
-        out.push(ev);
+        match mamori_ingest::parse_json_object(line, origin.clone(), &mut names) {
+            Ok(ev) => emit(ev).map_err(IngestStop::Pipeline)?,
+            Err(e) => errors.push(LineError {
+                line: i + 1,
+                error: format!("line {}: {e}", i + 1),
+            }),
+        }
     }
-    Ok(out)
+    Ok(errors)
+}
+
+/// Why an ingest request stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestStop {
+    Body(BodyError),
+    /// The pipeline refused a batch (shutting down, storage failing).
+    Pipeline(String),
+}
+
+/// Parses a whole body into events (tests and tools; the server streams instead).
+pub fn parse_ingest_body(
+    body: &[u8],
+    peer: SocketAddr,
+) -> Result<(Vec<Event>, Vec<LineError>), IngestStop> {
+    let mut out = Vec::new();
+    let errors = parse_ingest_stream(body, peer, usize::MAX, &mut |ev| {
+        out.push(ev);
+        Ok(())
+    })?;
+    Ok((out, errors))
+}
+
+/// The body's `Content-Encoding`: gzip or none; anything else is refused (415), never read as
+/// identity.
+fn content_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let mut gz = false;
+    for v in headers.get_all(header::CONTENT_ENCODING) {
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::UnsupportedEncoding("Content-Encoding is not ASCII".into()))?;
+        for token in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if token.eq_ignore_ascii_case("gzip") || token.eq_ignore_ascii_case("x-gzip") {
+                if gz {
+                    return Err(ApiError::UnsupportedEncoding(
+                        "gzip applied twice is not supported".into(),
+                    ));
+                }
+                gz = true;
+            } else if !token.eq_ignore_ascii_case("identity") {
+                return Err(ApiError::UnsupportedEncoding(format!(
+                    "unsupported Content-Encoding `{}` (use gzip or none)",
+                    token.escape_default()
+                )));
+            }
+        }
+    }
+    Ok(gz)
 }
 
 async fn ingest(
@@ -338,49 +571,92 @@ async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<JsonValue>, ApiError> {
+    use std::sync::atomic::Ordering::Relaxed;
     let max = st.http.max_body_bytes;
     let c = st.metrics.source(SourceKind::Http);
+    let gz = content_encoding(&headers)?;
     let raw = match read_body(body, max, Duration::from_secs(st.http.body_timeout_secs)).await {
         Ok(b) => b,
         Err(e) => {
             if matches!(e, ApiError::TooLarge(_)) {
-                c.oversized
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                c.oversized.fetch_add(1, Relaxed);
             }
             return Err(e);
         }
     };
-    c.bytes_in
-        .fetch_add(raw.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    let gz = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let events = blocking(move || {
+    c.bytes_in.fetch_add(raw.len() as u64, Relaxed);
+    let max_events = st.http.max_events_per_request;
+    let st2 = Arc::clone(&st);
+    let (outcome, stored) = blocking(move || {
         let text = if gz { gunzip(&raw, max)? } else { raw };
-        parse_ingest_body(&text, peer).map_err(ApiError::BadRequest)
-    })
-    .await
-    .inspect_err(|e| {
-        if matches!(e, ApiError::BadRequest(_)) {
-            c.malformed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut batch = Vec::with_capacity(INGEST_BATCH.min(max_events));
+        let mut stored: Option<(u64, u64, usize)> = None;
+        let mut send = |batch: Vec<Event>| -> Result<(), String> {
+            let n = batch.len();
+            let ack = st2.sink.send_durable_blocking(batch, SourceKind::Http)?;
+            stored = Some(match stored {
+                None => (ack.first_seq, ack.last_seq, n),
+                Some((f, _, k)) => (f, ack.last_seq, k + n),
+            });
+            Ok(())
+        };
+        let mut outcome = parse_ingest_stream(&text, peer, max_events, &mut |ev| {
+            batch.push(ev);
+            if batch.len() >= INGEST_BATCH {
+                send(std::mem::take(&mut batch))?;
+            }
+            Ok(())
+        });
+        if outcome.is_ok() && !batch.is_empty() {
+            if let Err(e) = send(batch) {
+                outcome = Err(IngestStop::Pipeline(e));
+            }
         }
-    })?;
-    let n = events.len();
-    if n == 0 {
-        return Ok(Json(json!({ "accepted": 0 })));
+        Ok((outcome, stored))
+    })
+    .await?;
+    let (first, last, accepted) = stored.unwrap_or((0, 0, 0));
+    let errors = match outcome {
+        Ok(errors) => errors,
+        Err(IngestStop::Body(BodyError::Malformed(m))) => {
+            c.malformed.fetch_add(1, Relaxed);
+            return Err(ApiError::BadRequest(m));
+        }
+        Err(IngestStop::Body(BodyError::TooMany { count, max })) => {
+            c.oversized.fetch_add(1, Relaxed);
+            return Err(ApiError::TooLarge(format!(
+                "{count} events in one request; at most {max} (http.max_events_per_request), nothing was stored"
+            )));
+        }
+        Err(IngestStop::Pipeline(e)) => {
+            return Err(ApiError::Unavailable(format!(
+                "stored {accepted} events, then: {e}"
+            )))
+        }
+    };
+    c.malformed.fetch_add(errors.len() as u64, Relaxed);
+    st.metrics
+        .net
+        .ingest_rejected
+        .fetch_add(errors.len() as u64, Relaxed);
+    let listed: Vec<&LineError> = errors.iter().take(MAX_LISTED_ERRORS).collect();
+    if accepted == 0 && !errors.is_empty() {
+        return Err(ApiError::Rejected {
+            message: format!(
+                "no event accepted: {} of {} lines rejected ({})",
+                errors.len(),
+                errors.len(),
+                errors[0].error
+            ),
+            errors: json!(listed),
+        });
     }
-    let ack = st
-        .sink
-        .send_durable(events, SourceKind::Http)
-        .await
-        .map_err(ApiError::Unavailable)?;
-    Ok(Json(json!({
-        "accepted": n,
-        "first_seq": ack.first_seq,
-        "last_seq": ack.last_seq,
-    })))
+    let mut out = json!({ "accepted": accepted, "rejected": errors.len(), "errors": listed });
+    if accepted > 0 {
+        out["first_seq"] = json!(first);
+        out["last_seq"] = json!(last);
+    }
+    Ok(Json(out))
 }
 
 #[derive(Debug, Deserialize)]
@@ -428,11 +704,28 @@ async fn upload(
     std::fs::create_dir_all(&st.uploads_dir)
         .map_err(|e| ApiError::Internal(format!("cannot create uploads dir: {e}")))?;
     let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    let path = st
-        .uploads_dir
-        .join(format!("{stamp}-{}", sanitize_name(&p.name)));
-    let mut file = std::fs::File::create_new(&path)
-        .map_err(|e| ApiError::Internal(format!("cannot create {}: {e}", path.display())))?;
+    let name = sanitize_name(&p.name);
+    // Concurrent uploads of one name in the same millisecond get distinct files (was a 500).
+    let (path, mut file) = {
+        let mut n = 0u32;
+        loop {
+            let path = if n == 0 {
+                st.uploads_dir.join(format!("{stamp}-{name}"))
+            } else {
+                st.uploads_dir.join(format!("{stamp}-{n}-{name}"))
+            };
+            match std::fs::File::create_new(&path) {
+                Ok(f) => break (path, f),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 10_000 => n += 1,
+                Err(e) => {
+                    return Err(ApiError::Internal(format!(
+                        "cannot create {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+    };
     // Stream the body to disk (an upload may be larger than memory should hold).
     let copy = async {
         let mut body = body;
@@ -752,23 +1045,71 @@ mod tests {
         assert_eq!(sanitize_name("a b;rm -rf.log"), "abrm-rf.log");
     }
 
+    /// Issue #15 finding 13: one bad line no longer rejects the whole request.
     #[test]
-    fn ingest_body_all_or_nothing_with_line_numbers() {
+    fn ingest_lines_are_independent_and_reported_by_number() {
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let ok = parse_ingest_body(b"{\"a\":1}\n\n{\"b\":2}\n", peer).unwrap();
+        let (ok, errs) = parse_ingest_body(b"{\"a\":1}\n\n{\"b\":2}\n", peer).unwrap();
+        assert_eq!((ok.len(), errs.len()), (2, 0));
+        let (ok, errs) = parse_ingest_body(b"{\"a\":1}\n{\"b\":\n{\"c\":3}", peer).unwrap();
         assert_eq!(ok.len(), 2);
-        let e = parse_ingest_body(b"{\"a\":1}\n{\"b\":\n", peer).unwrap_err();
-        assert!(e.starts_with("line 2:"), "{e}");
-        let arr = parse_ingest_body(b" [{\"a\":1},{\"b\":2}]", peer).unwrap();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].line, 2);
+        assert!(errs[0].error.starts_with("line 2:"), "{:?}", errs[0]);
+        let (arr, _) = parse_ingest_body(b" [{\"a\":1},{\"b\":2}]", peer).unwrap();
         assert_eq!(arr.len(), 2);
-        let e = parse_ingest_body(b"[{\"a\":1},3]", peer).unwrap_err();
-        assert!(e.contains("element 2"), "{e}");
-        assert!(parse_ingest_body(b"  \n", peer).unwrap().is_empty());
+        let (arr, errs) = parse_ingest_body(b"[{\"a\":1},3]", peer).unwrap();
+        assert_eq!(arr.len(), 1);
+        assert!(errs[0].error.contains("element 2"), "{errs:?}");
+        // An array that is not valid JSON is rejected as a whole.
+        assert!(matches!(
+            parse_ingest_body(b"[{\"a\":1},", peer),
+            Err(IngestStop::Body(BodyError::Malformed(_)))
+        ));
+        assert!(parse_ingest_body(b"  \n", peer).unwrap().0.is_empty());
         // Invalid UTF-8 is replaced, not fatal.
         assert_eq!(
-            parse_ingest_body(b"{\"a\":\"\xff\"}", peer).unwrap().len(),
+            parse_ingest_body(b"{\"a\":\"\xff\"}", peer)
+                .unwrap()
+                .0
+                .len(),
             1
         );
+    }
+
+    /// Issue #15 finding 6: the event cap is checked before anything is emitted.
+    #[test]
+    fn event_cap_is_checked_before_storing() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for body in [&b"{}\n{}\n{}\n"[..], b"[{},{},{}]"] {
+            let mut emitted = 0;
+            let r = parse_ingest_stream(body, peer, 2, &mut |_| {
+                emitted += 1;
+                Ok(())
+            });
+            assert_eq!(
+                r,
+                Err(IngestStop::Body(BodyError::TooMany { count: 3, max: 2 }))
+            );
+            assert_eq!(emitted, 0);
+        }
+    }
+
+    #[test]
+    fn unknown_content_encoding_is_refused() {
+        let mut h = HeaderMap::new();
+        assert!(!content_encoding(&h).unwrap());
+        h.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        assert!(content_encoding(&h).unwrap());
+        h.insert(header::CONTENT_ENCODING, "identity".parse().unwrap());
+        assert!(!content_encoding(&h).unwrap());
+        for bad in ["br", "deflate", "gzip, gzip", "zstd"] {
+            h.insert(header::CONTENT_ENCODING, bad.parse().unwrap());
+            assert!(
+                matches!(content_encoding(&h), Err(ApiError::UnsupportedEncoding(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -103,8 +103,16 @@ pub struct SyslogConfig {
     pub tls: Option<crate::sources::tls::TlsConfig>,
     /// Longest accepted message; longer frames are skipped, counted and the connection kept.
     pub max_frame_bytes: usize,
-    /// Most concurrent TCP connections; more wait for a free slot.
+    /// Most concurrent TCP connections (and as many TLS ones); more wait for a free slot.
+    /// Lowered at start if it does not fit the open-file limit (see `docs/limits.md`).
     pub max_connections: usize,
+    /// A TCP/TLS connection that sends nothing for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// …and this long once the listener is three-quarters full, so idle sockets cannot lock
+    /// new senders out.
+    pub idle_timeout_when_full_secs: u64,
+    /// `SO_RCVBUF` asked for the UDP socket (the kernel caps it at `net.core.rmem_max`).
+    pub udp_receive_buffer_bytes: usize,
 }
 
 impl Default for SyslogConfig {
@@ -115,6 +123,9 @@ impl Default for SyslogConfig {
             tls: None,
             max_frame_bytes: 64 * 1024,
             max_connections: 1024,
+            idle_timeout_secs: 600,
+            idle_timeout_when_full_secs: 10,
+            udp_receive_buffer_bytes: 8 << 20,
         }
     }
 }
@@ -130,6 +141,14 @@ pub struct HttpConfig {
     pub max_upload_bytes: usize,
     /// A request body must arrive within this many seconds (slow clients are cut off).
     pub body_timeout_secs: u64,
+    /// Request headers must arrive within this many seconds; also closes idle keep-alive
+    /// connections (slowloris).
+    pub header_read_timeout_secs: u64,
+    /// Most concurrent API connections; more wait for a free slot. Lowered at start if it
+    /// does not fit the open-file limit.
+    pub max_connections: usize,
+    /// Most events in one ingest request (413 beyond, nothing stored).
+    pub max_events_per_request: usize,
 }
 
 impl Default for HttpConfig {
@@ -139,6 +158,9 @@ impl Default for HttpConfig {
             max_body_bytes: 16 << 20,
             max_upload_bytes: 512 << 20,
             body_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            max_connections: 512,
+            max_events_per_request: 100_000,
         }
     }
 }
@@ -282,6 +304,26 @@ impl ServerConfig {
         }
         if self.http.body_timeout_secs == 0 {
             return bad("http.body_timeout_secs", "must be at least 1".into());
+        }
+        for (key, v) in [
+            (
+                "http.header_read_timeout_secs",
+                self.http.header_read_timeout_secs,
+            ),
+            ("http.max_connections", self.http.max_connections as u64),
+            (
+                "http.max_events_per_request",
+                self.http.max_events_per_request as u64,
+            ),
+            ("syslog.idle_timeout_secs", self.syslog.idle_timeout_secs),
+            (
+                "syslog.idle_timeout_when_full_secs",
+                self.syslog.idle_timeout_when_full_secs,
+            ),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1".into());
+            }
         }
         if self.pipeline.queue_batches == 0 {
             return bad("pipeline.queue_batches", "must be at least 1".into());

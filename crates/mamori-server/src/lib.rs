@@ -25,8 +25,10 @@
 
 pub mod api;
 mod api_incidents;
+pub mod api_serve;
 pub mod config;
 pub mod incidents;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
@@ -46,7 +48,7 @@ use mamori_event::{Level, RuleId};
 use mamori_store::{
     Alert, AlertStore, EmbeddedConfig, EmbeddedEventStore, EventStore, NewAlert, SqliteAlertStore,
 };
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -227,6 +229,31 @@ async fn start_sealer(
 /// Opens the stores, loads the rules, binds every listener and starts serving.
 pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let data = cfg.data_dir.clone();
+    let nofile = limits::raise_nofile();
+    tracing::info!(
+        before = nofile.before,
+        soft = nofile.soft,
+        hard = nofile.hard,
+        "open-file limit (RLIMIT_NOFILE)"
+    );
+    let (tcp_cap, http_cap) = {
+        let want = [cfg.syslog.max_connections, cfg.http.max_connections];
+        // TLS gets as many slots as TCP; count it when it is on.
+        let mut caps = want.to_vec();
+        if cfg.syslog.tls.is_some() {
+            caps.push(cfg.syslog.max_connections);
+        }
+        let fit = limits::fit_caps(nofile.soft, &caps);
+        if fit != caps {
+            tracing::warn!(
+                soft_limit = nofile.soft,
+                syslog_max_connections = fit[0],
+                http_max_connections = fit[1],
+                "connection caps lowered to fit the open-file limit; raise LimitNOFILE (see docs/limits.md)"
+            );
+        }
+        (fit[0], fit[1])
+    };
     std::fs::create_dir_all(&data).map_err(|source| StartError::DataDir {
         path: data.clone(),
         source,
@@ -355,13 +382,16 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     };
 
     if let Some(addr) = cfg.syslog.udp {
-        let sock = UdpSocket::bind(addr)
-            .await
+        let (sock, granted) = sources::syslog::bind_udp(addr, cfg.syslog.udp_receive_buffer_bytes)
             .map_err(|source| StartError::Bind {
                 key: "syslog.udp",
                 addr,
                 source,
             })?;
+        metrics
+            .net
+            .udp_receive_buffer_bytes
+            .store(granted as u64, Relaxed);
         running.syslog_udp = sock.local_addr().ok();
         sources.push(tokio::spawn(sources::syslog::run_udp(
             sock,
@@ -379,14 +409,18 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
                 source,
             })?;
         running.syslog_tcp = l.local_addr().ok();
-        sources.push(tokio::spawn(sources::syslog::run_tcp(
-            l,
-            sink.clone(),
-            Arc::clone(&metrics),
-            cfg.syslog.max_frame_bytes,
-            cfg.syslog.max_connections,
-            stop_rx.clone(),
-        )));
+        let ctx = sources::syslog::StreamCtx {
+            kind: SourceKind::Tcp,
+            transport: mamori_event::Transport::Tcp,
+            sink: sink.clone(),
+            metrics: Arc::clone(&metrics),
+            max_frame: cfg.syslog.max_frame_bytes,
+            stop: stop_rx.clone(),
+            idle: Duration::from_secs(cfg.syslog.idle_timeout_secs),
+            idle_when_full: Duration::from_secs(cfg.syslog.idle_timeout_when_full_secs),
+            load: None,
+        };
+        sources.push(tokio::spawn(sources::syslog::run_tcp(l, ctx, tcp_cap)));
     }
     if let Some(tls) = &cfg.syslog.tls {
         let (acceptor, generated) = sources::tls::load_or_generate(tls, &data)
@@ -410,12 +444,12 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             metrics: Arc::clone(&metrics),
             max_frame: cfg.syslog.max_frame_bytes,
             stop: stop_rx.clone(),
+            idle: Duration::from_secs(cfg.syslog.idle_timeout_secs),
+            idle_when_full: Duration::from_secs(cfg.syslog.idle_timeout_when_full_secs),
+            load: None,
         };
         sources.push(tokio::spawn(sources::tls::run_tls(
-            l,
-            acceptor,
-            ctx,
-            cfg.syslog.max_connections,
+            l, acceptor, ctx, tcp_cap,
         )));
     }
     for t in &cfg.tail {
@@ -455,22 +489,21 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             loop {
                 tick.tick().await;
                 let st = Arc::clone(&st);
-                let _ =
-                    tokio::task::spawn_blocking(move || st.tokens.refresh_if_due(&*st.alerts))
-                        .await;
+                let _ = tokio::task::spawn_blocking(move || st.tokens.refresh_if_due(&*st.alerts))
+                    .await;
             }
         }));
         let app = api::router(state);
-        let mut stop_http = stop_rx.clone();
-        sources.push(tokio::spawn(async move {
-            let serve = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = stop_http.changed().await;
-                });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }));
+        let http_limits = api_serve::HttpLimits {
+            max_connections: http_cap,
+            header_read_timeout: Duration::from_secs(cfg.http.header_read_timeout_secs),
+        };
+        sources.push(tokio::spawn(api_serve::serve(
+            l,
+            app,
+            http_limits,
+            stop_rx.clone(),
+        )));
     }
     drop(sink);
     running.sources = sources;
@@ -571,7 +604,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         loop {
             tick.tick().await;
-            let now = m.source(SourceKind::Udp).dropped.load(Relaxed);
+            // Queue drops and the kernel's receive-buffer drops: both are lost messages.
+            let now = m.source(SourceKind::Udp).dropped.load(Relaxed)
+                + m.net.udp_kernel_drops.load(Relaxed);
             if now > seen {
                 let lost = now - seen;
                 seen = now;
@@ -611,8 +646,8 @@ fn dropped_alert(lost: u64) -> NewAlert {
         )),
         details: serde_json::json!({
             "dropped": lost,
-            "description": "UDP syslog messages were dropped because the pipeline queue was full. Logs may be missing; check the server's load and storage speed, or send over TCP.",
-            "description_ja": "パイプラインのキューが満杯のため、UDPで受信したsyslogメッセージを破棄しました。ログが欠落している可能性があります。サーバーの負荷とストレージ速度を確認するか、TCPで送信してください。",
+            "description": "UDP syslog messages were dropped because the pipeline queue or the socket's receive buffer was full. Logs may be missing; check the server's load and storage speed, raise syslog.udp_receive_buffer_bytes (and net.core.rmem_max), or send over TCP.",
+            "description_ja": "パイプラインのキューまたはソケットの受信バッファが満杯のため、UDPで受信したsyslogメッセージを破棄しました。ログが欠落している可能性があります。サーバーの負荷とストレージ速度を確認するか、syslog.udp_receive_buffer_bytes（および net.core.rmem_max）を増やすか、TCPで送信してください。",
         }),
     }
 }

@@ -89,6 +89,8 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
     latency_samples: Mutex<Vec<u32>>,
+    /// Counters of the exhaustion limits (rendered by the API with the others).
+    pub net: crate::limits::NetCounters,
 }
 
 impl Metrics {

@@ -100,7 +100,10 @@ pub fn create(store: &dyn AlertStore, name: &str) -> Result<String, String> {
 
 /// The active tokens (names and creation times).
 pub fn list(store: &dyn AlertStore) -> Result<Vec<TokenRecord>, String> {
-    Ok(read(store)?.into_iter().filter(TokenRecord::active).collect())
+    Ok(read(store)?
+        .into_iter()
+        .filter(TokenRecord::active)
+        .collect())
 }
 
 /// Revokes the active token named `name`; whether it existed.
@@ -205,7 +208,11 @@ impl TokenCache {
                     "mamori",
                     mamori_vault::AuditAction::Other,
                     &format!("api-token:{}", t.name),
-                    format!("API token `{}` created at {}", t.name, t.created_at.to_rfc3339()),
+                    format!(
+                        "API token `{}` created at {}",
+                        t.name,
+                        t.created_at.to_rfc3339()
+                    ),
                 );
                 done.push(key);
             }

@@ -124,68 +124,66 @@ impl Framer {
     /// The next complete frame, or `None` when more input is needed. With `eof`, a final
     /// unterminated newline frame is returned too.
     pub fn next_frame(&mut self, eof: bool) -> Option<Result<Range<usize>, FrameError>> {
-        loop {
-            let len = self.buf.len();
-            match self.skip {
-                Skip::Bytes(n) => {
-                    let take = n.min((len - self.pos) as u64);
-                    self.pos += take as usize;
-                    if take < n {
-                        self.skip = Skip::Bytes(n - take);
-                        return None;
-                    }
-                    self.skip = Skip::None;
-                }
-                Skip::ToNewline => match memchr::memchr(b'\n', &self.buf[self.pos..]) {
-                    Some(i) => {
-                        self.pos += i + 1;
-                        self.skip = Skip::None;
-                    }
-                    None => {
-                        self.pos = len;
-                        return None;
-                    }
-                },
-                Skip::None => {}
-            }
-            while self.pos < len && matches!(self.buf[self.pos], b'\n' | b'\r' | 0) {
-                self.pos += 1;
-            }
-            if self.pos == len {
-                return None;
-            }
-            if self.mode == Mode::NonTransparent {
-                return self.newline_frame(eof);
-            }
-            let pos = self.pos;
-            match header(&self.buf[pos..]) {
-                Header::Count { len: n, start } => {
-                    self.mode = Mode::OctetCounting;
-                    let start = pos + start;
-                    if n > self.max as u64 {
-                        self.pos = start;
-                        self.skip = Skip::Bytes(n);
-                        return Some(Err(FrameError::Oversized));
-                    }
-                    let n = n as usize;
-                    if len - start >= n {
-                        self.pos = start + n;
-                        return Some(Ok(start..start + n));
-                    }
-                    if eof {
-                        self.pos = len;
-                        return Some(Err(FrameError::Truncated));
-                    }
+        let len = self.buf.len();
+        match self.skip {
+            Skip::Bytes(n) => {
+                let take = n.min((len - self.pos) as u64);
+                self.pos += take as usize;
+                if take < n {
+                    self.skip = Skip::Bytes(n - take);
                     return None;
                 }
-                Header::Incomplete if !eof => return None,
-                Header::Incomplete | Header::No => {
-                    if self.mode == Mode::Undecided {
-                        self.mode = Mode::NonTransparent;
-                    }
-                    // On an octet-counted connection: resynchronise at the next LF.
-                    return self.newline_frame(eof);
+                self.skip = Skip::None;
+            }
+            Skip::ToNewline => match memchr::memchr(b'\n', &self.buf[self.pos..]) {
+                Some(i) => {
+                    self.pos += i + 1;
+                    self.skip = Skip::None;
                 }
+                None => {
+                    self.pos = len;
+                    return None;
+                }
+            },
+            Skip::None => {}
+        }
+        while self.pos < len && matches!(self.buf[self.pos], b'\n' | b'\r' | 0) {
+            self.pos += 1;
+        }
+        if self.pos == len {
+            return None;
+        }
+        if self.mode == Mode::NonTransparent {
+            return self.newline_frame(eof);
+        }
+        let pos = self.pos;
+        match header(&self.buf[pos..]) {
+            Header::Count { len: n, start } => {
+                self.mode = Mode::OctetCounting;
+                let start = pos + start;
+                if n > self.max as u64 {
+                    self.pos = start;
+                    self.skip = Skip::Bytes(n);
+                    return Some(Err(FrameError::Oversized));
+                }
+                let n = n as usize;
+                if len - start >= n {
+                    self.pos = start + n;
+                    return Some(Ok(start..start + n));
+                }
+                if eof {
+                    self.pos = len;
+                    return Some(Err(FrameError::Truncated));
+                }
+                None
+            }
+            Header::Incomplete if !eof => None,
+            Header::Incomplete | Header::No => {
+                if self.mode == Mode::Undecided {
+                    self.mode = Mode::NonTransparent;
+                }
+                // On an octet-counted connection: resynchronise at the next LF.
+                self.newline_frame(eof)
             }
         }
     }
@@ -284,12 +282,22 @@ mod tests {
             ]
         );
         let out = frames(&[b"9999999999 <13>x\n", b"<13>kept\n"], 4096);
-        assert_eq!(out, vec![Ok("9999999999 <13>x".into()), Ok("<13>kept".into())]);
+        assert_eq!(
+            out,
+            vec![Ok("9999999999 <13>x".into()), Ok("<13>kept".into())]
+        );
         let mut f = Framer::new(100);
         f.feed(b"11");
-        assert_eq!(f.next_frame(false), None, "undecided until the space and `<`");
+        assert_eq!(
+            f.next_frame(false),
+            None,
+            "undecided until the space and `<`"
+        );
         f.feed(b" <1>abcdefgh");
-        assert_eq!(f.next_frame(false).map(|r| r.map(|r| r.len())), Some(Ok(11)));
+        assert_eq!(
+            f.next_frame(false).map(|r| r.map(|r| r.len())),
+            Some(Ok(11))
+        );
         assert_eq!(f.mode(), Mode::OctetCounting);
     }
 

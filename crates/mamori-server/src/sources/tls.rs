@@ -362,6 +362,9 @@ mod tests {
             metrics: Arc::clone(&metrics),
             max_frame: 64 * 1024,
             stop: stop_rx,
+            idle: Duration::from_secs(600),
+            idle_when_full: Duration::from_secs(10),
+            load: None,
         };
         let task = tokio::spawn(run_tls_with(
             listener,
