@@ -267,7 +267,14 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
         }
         None => {
             let stdout = std::io::stdout();
-            let mut w = std::io::BufWriter::new(stdout.lock());
+            let tty = std::io::IsTerminal::is_terminal(&stdout);
+            let w = std::io::BufWriter::new(stdout.lock());
+            // On a terminal, log content is escaped (ESC, BEL, CR…); a pipe or file gets it as is.
+            let mut w: Box<dyn std::io::Write> = if tty {
+                Box::new(crate::term::Sanitize::new(w))
+            } else {
+                Box::new(w)
+            };
             match timeline_buf.write_sorted(args.format, &mut w) {
                 Ok(s) => stats = s,
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}

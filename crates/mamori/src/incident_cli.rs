@@ -1,6 +1,7 @@
 //! `mamori incident`: the NIST SP 800-61 workflow from the terminal, on the server's incident
 //! database (SQLite; safe to use while the server runs).
 
+use crate::term::{out_raw, outln};
 use std::path::Path;
 
 use chrono::Utc;
@@ -121,12 +122,12 @@ fn open(dir: &DataDirArgs) -> anyhow::Result<CaseStore> {
 
 fn print(inc: &Incident, out: &Output) {
     if out.json {
-        println!("{}", serde_json::to_string_pretty(inc).unwrap_or_default());
+        out_raw!("{}", serde_json::to_string_pretty(inc).unwrap_or_default());
         return;
     }
     let l = out.lang.as_str();
     let ja = l == "ja";
-    println!(
+    outln!(
         "#{} {} [{}] {} — {}",
         inc.id.0,
         inc.title,
@@ -138,7 +139,7 @@ fn print(inc: &Incident, out: &Output) {
         inc.kind.label(l),
         inc.phase.label(l)
     );
-    println!(
+    outln!(
         "{}: {}   {}: {}",
         if ja { "状態" } else { "status" },
         inc.status.label(l),
@@ -151,22 +152,25 @@ fn print(inc: &Incident, out: &Output) {
             .iter()
             .map(|e| format!("{}={}", e.field, e.value))
             .collect();
-        println!(
+        outln!(
             "{}: {}",
             if ja { "関係する対象" } else { "entities" },
             e.join(", ")
         );
     }
-    println!("{}:", if ja { "アラート" } else { "alerts" });
+    outln!("{}:", if ja { "アラート" } else { "alerts" });
     for a in &inc.alerts {
-        println!(
+        outln!(
             "  #{} {} [{}] — {}",
-            a.alert_id, a.title, a.level, a.joined_because
+            a.alert_id,
+            a.title,
+            a.level,
+            a.joined_because
         );
     }
-    println!("{}:", if ja { "タスク" } else { "tasks" });
+    outln!("{}:", if ja { "タスク" } else { "tasks" });
     for t in &inc.tasks {
-        println!(
+        outln!(
             "  [{}] {:>3} ({}) {}",
             if t.done { "x" } else { " " },
             t.id,
@@ -175,20 +179,20 @@ fn print(inc: &Incident, out: &Output) {
         );
     }
     if !inc.actions.is_empty() {
-        println!("{}:", if ja { "対応記録" } else { "actions" });
+        outln!("{}:", if ja { "対応記録" } else { "actions" });
         for a in &inc.actions {
-            println!("  {} {} {} {}", a.at.to_rfc3339(), a.by, a.kind, a.detail);
+            outln!("  {} {} {} {}", a.at.to_rfc3339(), a.by, a.kind, a.detail);
         }
     }
     if !inc.notes.is_empty() {
-        println!("{}:", if ja { "メモ" } else { "notes" });
+        outln!("{}:", if ja { "メモ" } else { "notes" });
         for n in &inc.notes {
-            println!("  {} {}: {}", n.at.to_rfc3339(), n.by, n.text);
+            outln!("  {} {}: {}", n.at.to_rfc3339(), n.by, n.text);
         }
     }
-    println!("{}:", if ja { "履歴" } else { "history" });
+    outln!("{}:", if ja { "履歴" } else { "history" });
     for h in &inc.history {
-        println!(
+        outln!(
             "  {} {} {} {} {} {}",
             h.at.to_rfc3339(),
             h.by,
@@ -199,7 +203,7 @@ fn print(inc: &Incident, out: &Output) {
         );
     }
     if let Some(ll) = &inc.lessons_learned {
-        println!("{}: {ll}", if ja { "教訓" } else { "lessons learned" });
+        outln!("{}: {ll}", if ja { "教訓" } else { "lessons learned" });
     }
 }
 
@@ -221,10 +225,10 @@ pub(crate) fn run(cmd: IncidentCmd) -> anyhow::Result<i32> {
             };
             let list = cases.list(&f)?;
             if out.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                out_raw!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for i in &list {
-                    println!(
+                    outln!(
                         "#{}\t{}\t{}\t{}\t{}\t{} alerts\t{} open tasks",
                         i.id.0,
                         i.severity,

@@ -9,6 +9,7 @@ mod incident_cli;
 mod rules;
 mod serve;
 mod simulate;
+mod term;
 mod timeline;
 mod vault_cli;
 
@@ -81,6 +82,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    term::install_pipe_guard();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -107,6 +109,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
+        // `mamori … | head`: the reader left; nothing went wrong.
+        Err(e) if term::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(exit::USAGE as u8)

@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 ok, 1 verification found tampering (or damage), 2 usage or configuration error.
 
+use crate::term::{out_raw, outln};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -200,23 +201,23 @@ pub(crate) fn run_vault(cmd: VaultCmd) -> anyhow::Result<i32> {
             }
             let s = mamori_vault::read_status(&dir)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                out_raw!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                println!("vault: {}", dir.display());
-                println!("records: {}", s.tree_size);
-                println!("segments: {}", s.segments);
-                println!(
+                outln!("vault: {}", dir.display());
+                outln!("records: {}", s.tree_size);
+                outln!("segments: {}", s.segments);
+                outln!(
                     "records not yet covered by a signed head: {}",
                     s.unsigned_records
                 );
                 match &s.last_head {
-                    Some(h) => println!(
+                    Some(h) => outln!(
                         "last signed head: size {} root {} at {} (signature not checked here)",
                         h["tree_size"],
                         h["root_hash"].as_str().unwrap_or("?"),
                         h["timestamp"].as_str().unwrap_or("?")
                     ),
-                    None => println!("last signed head: none"),
+                    None => outln!("last signed head: none"),
                 }
             }
             Ok(EXIT_OK)
@@ -253,7 +254,7 @@ fn vault_verify(
     let report = mamori_vault::verify(&dir, &key)?;
     let elapsed = started.elapsed();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out_raw!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let mut out = std::io::stdout().lock();
         writeln!(out, "vault: {}", dir.display())?;
@@ -376,8 +377,8 @@ fn vault_append(data_dir: &Path, source: &str, file: Option<PathBuf>) -> anyhow:
     flush(&mut lines, &mut vault)?;
     vault.close(Utc::now())?;
     match first {
-        Some(f) => println!("sealed {n} records (seq {f}..={last}); covered by a signed tree head"),
-        None => println!("sealed 0 records"),
+        Some(f) => outln!("sealed {n} records (seq {f}..={last}); covered by a signed tree head"),
+        None => outln!("sealed 0 records"),
     }
     Ok(EXIT_OK)
 }
@@ -633,13 +634,16 @@ pub(crate) fn run_evidence(cmd: EvidenceCmd) -> anyhow::Result<i32> {
                     );
                 }
             }
-            println!("wrote {}", summary.path.display());
-            println!(
+            outln!("wrote {}", summary.path.display());
+            outln!(
                 "records: {}, custody records: {}, signed tree size: {}, root: {}",
-                summary.records, summary.audit_records, summary.tree_size, summary.root_hash
+                summary.records,
+                summary.audit_records,
+                summary.tree_size,
+                summary.root_hash
             );
-            println!("bundle sha256: {}", summary.bundle_sha256);
-            println!(
+            outln!("bundle sha256: {}", summary.bundle_sha256);
+            outln!(
                 "verify with: mamori evidence verify {} --key <public key kept elsewhere>",
                 out.display()
             );
@@ -658,31 +662,33 @@ pub(crate) fn run_evidence(cmd: EvidenceCmd) -> anyhow::Result<i32> {
             }
             let report = mamori_vault::verify_bundle(&file, expected.as_ref())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                out_raw!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!("bundle: {}", file.display());
+                outln!("bundle: {}", file.display());
                 if let Some(fp) = &report.key_fingerprint {
-                    println!("key: {fp}");
+                    outln!("key: {fp}");
                 }
                 if report.key_from_bundle {
-                    println!("note: checked against the key inside the bundle; compare the fingerprint above with the one you were given, or pass --key");
+                    outln!("note: checked against the key inside the bundle; compare the fingerprint above with the one you were given, or pass --key");
                 }
                 if let (Some(size), Some(root)) = (report.tree_size, &report.root_hash) {
-                    println!("signed tree head: size {size}, root {root}");
+                    outln!("signed tree head: size {size}, root {root}");
                 }
-                println!(
+                outln!(
                     "{} files, {} records, {} custody records",
-                    report.files, report.records, report.audit_records
+                    report.files,
+                    report.records,
+                    report.audit_records
                 );
                 if report.is_intact() {
-                    println!("OK: every file, signature and inclusion proof verifies");
+                    outln!("OK: every file, signature and inclusion proof verifies");
                 } else {
-                    println!("PROBLEMS FOUND: {}", report.findings.len());
+                    outln!("PROBLEMS FOUND: {}", report.findings.len());
                     for f in report.findings.iter().take(MAX_PRINTED_FINDINGS) {
-                        println!("  {}: {}", f.file, f.problem);
+                        outln!("  {}: {}", f.file, f.problem);
                     }
                     if report.findings.len() > MAX_PRINTED_FINDINGS {
-                        println!(
+                        outln!(
                             "  … and {} more (use --json for all)",
                             report.findings.len() - MAX_PRINTED_FINDINGS
                         );
