@@ -1,5 +1,12 @@
 //! The OpenAPI 3.1 document served at `/api/v1/openapi.json`. Written by hand (a dozen routes);
 //! a test checks that every route of the router is documented and vice versa.
+//!
+//! **Every error has one body**: `{"error": "<message>"}` with `Content-Type: application/json`
+//! (schema `Error`; ingest adds `errors`, the rejected lines). This holds for errors raised by
+//! handlers and for those axum raises itself (a query string, path or JSON body that does not
+//! parse: 400/415/422; an unknown route: 404; a wrong method: 405). Every operation documents
+//! 400, 401, 404, 405, 422 and 500; routes that can refuse a state change also document 409,
+//! ingest documents 413, 415 and 503.
 
 use serde_json::{json, Value};
 
@@ -11,12 +18,38 @@ fn p(name: &str, schema: Value) -> Value {
     json!({ "name": name, "in": "path", "required": true, "schema": schema })
 }
 
+/// The error responses every operation can give.
+fn errors() -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    for (code, name) in [
+        ("400", "BadRequest"),
+        ("401", "Unauthorized"),
+        ("404", "NotFound"),
+        ("405", "MethodNotAllowed"),
+        ("409", "Conflict"),
+        ("422", "Unprocessable"),
+        ("500", "Internal"),
+        ("503", "Unavailable"),
+    ] {
+        m.insert(
+            code.into(),
+            json!({ "$ref": format!("#/components/responses/{name}") }),
+        );
+    }
+    m
+}
+
 fn ok(desc: &str, schema: Value) -> Value {
-    json!({
-        "200": { "description": desc, "content": { "application/json": { "schema": schema } } },
-        "401": { "$ref": "#/components/responses/Unauthorized" },
-        "400": { "$ref": "#/components/responses/BadRequest" }
-    })
+    let mut m = errors();
+    m.insert(
+        "200".into(),
+        json!({ "description": desc, "content": { "application/json": { "schema": schema } } }),
+    );
+    Value::Object(m)
+}
+
+fn err(desc: &str) -> Value {
+    json!({ "description": desc, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
 }
 
 /// The document.
@@ -33,12 +66,22 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "responses": {
-                "Unauthorized": { "description": "Missing or invalid token.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-                "BadRequest": { "description": "Malformed request; the message says what and where.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-                "TooLarge": { "description": "Body over the size limit (compressed or decompressed).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+                "Unauthorized": err("Missing, invalid or revoked token."),
+                "BadRequest": err("Malformed request; the message says what and where."),
+                "NotFound": err("No such route or object."),
+                "MethodNotAllowed": err("The route exists but not with this method."),
+                "Conflict": err("The change conflicts with the object's state (e.g. a refused phase change)."),
+                "Unprocessable": err("A JSON body of the wrong shape (missing or mistyped fields)."),
+                "Internal": err("Internal error (the cause is logged by the server, never sent)."),
+                "Unavailable": err("The server is shutting down or storage is failing; retry later."),
+                "TooLarge": err("Body over the size limit (compressed or decompressed), or more events than `http.max_events_per_request`; nothing was stored."),
+                "UnsupportedEncoding": err("A Content-Encoding other than gzip or identity.")
             },
             "schemas": {
-                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Error": { "type": "object", "required": ["error"], "properties": {
+                    "error": { "type": "string" },
+                    "errors": { "type": "array", "description": "ingest: the rejected lines", "items": { "$ref": "#/components/schemas/LineError" } } } },
+                "LineError": { "type": "object", "required": ["line", "error"], "properties": { "line": { "type": "integer" }, "error": { "type": "string" } } },
                 "Event": { "type": "object", "properties": {
                     "seq": { "type": "integer" }, "received_at": { "type": "string", "format": "date-time" },
                     "time": { "type": "string", "format": "date-time" }, "timestamp_raw": { "type": ["string", "null"] },
@@ -65,16 +108,19 @@ pub fn document() -> Value {
         },
         "paths": {
             "/api/v1/health": { "get": { "summary": "Liveness (no token needed).", "security": [],
-                "responses": { "200": { "description": "The server is up.", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
+                "responses": with(errors(), json!({ "200": { "description": "The server is up.", "content": { "application/json": { "schema": { "type": "object" } } } } })) } },
             "/api/v1/openapi.json": { "get": { "summary": "This document.", "responses": ok("OpenAPI document", json!({ "type": "object" })) } },
             "/api/v1/ingest": { "post": {
-                "summary": "Ingest JSON events (JSON lines or one array; NXLog/Winlogbeat Windows events, CloudTrail records, any flat JSON). Answers 200 only once the batch is durable; all or nothing.",
-                "parameters": [ { "name": "Content-Encoding", "in": "header", "required": false, "schema": { "type": "string", "enum": ["gzip"] } } ],
+                "summary": "Ingest JSON events (JSON lines or one array; NXLog/Winlogbeat Windows events, CloudTrail records, any flat JSON). Answers 200 only once the events are durable. Lines are independent: a line (or array element) that is not an event is listed in `errors` with its number and the others are stored; 400 only when none is an event or an array is not valid JSON. Size and event-count limits are checked before anything is stored.",
+                "parameters": [ { "name": "Content-Encoding", "in": "header", "required": false, "schema": { "type": "string", "enum": ["gzip", "identity"] } } ],
                 "requestBody": { "required": true, "content": { "application/x-ndjson": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": "array", "items": { "type": "object" } } } } },
-                "responses": {
-                    "200": { "description": "Stored.", "content": { "application/json": { "schema": { "type": "object", "properties": { "accepted": { "type": "integer" }, "first_seq": { "type": "integer" }, "last_seq": { "type": "integer" } } } } } },
-                    "400": { "$ref": "#/components/responses/BadRequest" }, "401": { "$ref": "#/components/responses/Unauthorized" },
-                    "413": { "$ref": "#/components/responses/TooLarge" } } } },
+                "responses": with(errors(), json!({
+                    "200": { "description": "Stored (`first_seq`/`last_seq` present when something was).", "content": { "application/json": { "schema": { "type": "object", "required": ["accepted", "rejected", "errors"], "properties": {
+                        "accepted": { "type": "integer" }, "rejected": { "type": "integer" },
+                        "errors": { "type": "array", "items": { "$ref": "#/components/schemas/LineError" } },
+                        "first_seq": { "type": "integer" }, "last_seq": { "type": "integer" } } } } } },
+                    "413": { "$ref": "#/components/responses/TooLarge" },
+                    "415": { "$ref": "#/components/responses/UnsupportedEncoding" } })) } },
             "/api/v1/upload": { "post": {
                 "summary": "Upload a log file (EVTX, JSON, syslog, access log, CloudTrail, auditd; gzip ok). It is kept under the data directory and read with the same readers as `mamori hunt`.",
                 "parameters": [ q("name", json!({ "type": "string" }), "original file name"), q("format", json!({ "type": "string" }), "force a format") ],
@@ -133,9 +179,17 @@ pub fn document() -> Value {
                 "responses": ok("The action record", json!({ "type": "object" })) } },
             "/api/v1/preparation": { "get": { "summary": "The Preparation checklist (contacts, escalation, backups, MFA…), ja/en.", "responses": ok("Checklist", json!({ "type": "object" })) } },
             "/metrics": { "get": { "summary": "Prometheus metrics (text format).",
-                "responses": { "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } }, "401": { "$ref": "#/components/responses/Unauthorized" } } } }
+                "responses": with(errors(), json!({ "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } } })) } }
         }
     })
+}
+
+/// `base` with the responses of `more` added.
+fn with(mut base: serde_json::Map<String, Value>, more: Value) -> Value {
+    if let Value::Object(m) = more {
+        base.extend(m);
+    }
+    Value::Object(base)
 }
 
 /// The documented (path, method) pairs.

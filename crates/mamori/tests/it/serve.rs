@@ -41,12 +41,30 @@ pub(crate) fn write_config(dir: &Path, extra: &str) -> PathBuf {
 
 impl Server {
     pub(crate) fn start(cfg: &Path, token: Option<String>) -> Server {
+        Server::start_under(cfg, token, None)
+    }
+
+    /// Starts the server through `sh -c '<shell>; exec mamori serve …'` when `shell` is given
+    /// (e.g. `ulimit -n 256`).
+    pub(crate) fn start_under(cfg: &Path, token: Option<String>, shell: Option<&str>) -> Server {
         let token = token.unwrap_or_else(|| {
             let out = mamori(&["token", "create", "e2e", "--config", cfg.to_str().unwrap()]);
             assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
             text(&out.stdout).trim().to_owned()
         });
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mamori"))
+        let mut cmd = match shell {
+            None => Command::new(env!("CARGO_BIN_EXE_mamori")),
+            Some(sh) => {
+                let mut c = Command::new("sh");
+                c.args([
+                    "-c",
+                    &format!("{sh}; exec \"$0\" \"$@\""),
+                    env!("CARGO_BIN_EXE_mamori"),
+                ]);
+                c
+            }
+        };
+        let mut child = cmd
             .args(["serve", "--config", cfg.to_str().unwrap()])
             .env("MAMORI_LOG", "warn")
             .stdout(Stdio::null())
@@ -128,6 +146,10 @@ impl Server {
             }
             out.extend(hits);
         }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn kill(mut self) {
