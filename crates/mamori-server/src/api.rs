@@ -842,8 +842,38 @@ fn event_json(e: &StoredEvent) -> JsonValue {
 }
 
 async fn run_search(st: AppState, req: SearchRequest) -> Result<Json<JsonValue>, ApiError> {
+    let max_offset = crate::openapi::SEARCH_MAX_OFFSET;
+    if req.offset > max_offset {
+        return Err(ApiError::BadRequest(format!(
+            "offset {} exceeds {max_offset}",
+            req.offset
+        )));
+    }
+    if req.limit > mamori_store::MAX_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "limit {} exceeds {}",
+            req.limit,
+            mamori_store::MAX_LIMIT
+        )));
+    }
+    if let (Some(f), Some(t)) = (req.from, req.to) {
+        if f > t {
+            // An empty time range holds no events (not a malformed request).
+            return Ok(Json(json!({ "total": 0, "hits": [], "histogram": [] })));
+        }
+    }
     req.validate().map_err(store_err)?;
-    let r = blocking(move || st.events.search(&req).map_err(store_err)).await?;
+    let from = req.from;
+    let mut r = blocking(move || st.events.search(&req).map_err(store_err)).await?;
+    // Buckets are aligned to multiples of their width; the first one may start before
+    // `from` (even before year 0 for huge widths): report it from where the range starts.
+    if let Some(from) = from {
+        for b in &mut r.histogram {
+            if b.start < from {
+                b.start = from;
+            }
+        }
+    }
     Ok(Json(json!({
         "total": r.total,
         "hits": r.hits.iter().map(event_json).collect::<Vec<_>>(),
@@ -880,9 +910,19 @@ async fn search_get(
 async fn search_post(
     _auth: Authed,
     State(st): State<AppState>,
-    body: Result<Json<SearchRequest>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<JsonValue>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(mut v) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    // JSON has one number type: `"limit": 100.0` is the integer 100.
+    for k in ["offset", "limit"] {
+        if let Some(f) = v.get(k).and_then(JsonValue::as_f64) {
+            if v[k].is_f64() && f.fract() == 0.0 && (0.0..9.0e15).contains(&f) {
+                v[k] = json!(f as u64);
+            }
+        }
+    }
+    let req: SearchRequest = serde_json::from_value(v)
+        .map_err(|e| ApiError::Unprocessable(format!("invalid search request: {e}")))?;
     run_search(st, req).await
 }
 

@@ -18,6 +18,24 @@ fn p(name: &str, schema: Value) -> Value {
     json!({ "name": name, "in": "path", "required": true, "schema": schema })
 }
 
+/// A database id or store seq (parsed as i64/u64; ids are never negative).
+fn id() -> Value {
+    json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": i64::MAX })
+}
+
+/// A paging offset or page size.
+fn count(max: Option<u64>) -> Value {
+    match max {
+        Some(m) => json!({ "type": "integer", "minimum": 0, "maximum": m }),
+        None => json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX }),
+    }
+}
+
+/// Deepest search offset (the store pages at most 100,000 hits deep, 10,000 at a time).
+pub const SEARCH_MAX_OFFSET: usize = 90_000;
+
+const LEVELS: [&str; 5] = ["informational", "low", "medium", "high", "critical"];
+
 /// The error responses every operation can give.
 fn errors() -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
@@ -99,8 +117,8 @@ pub fn document() -> Value {
                 "SearchRequest": { "type": "object", "additionalProperties": false, "properties": {
                     "query": { "type": "string" }, "from": { "type": ["string", "null"], "format": "date-time" },
                     "to": { "type": ["string", "null"], "format": "date-time" }, "sort": { "type": "string", "enum": ["asc", "desc"] },
-                    "offset": { "type": "integer", "minimum": 0 }, "limit": { "type": "integer", "minimum": 0, "maximum": 10000 },
-                    "histogram": { "type": ["number", "null"], "description": "bucket width in seconds" } } },
+                    "offset": { "type": "integer", "minimum": 0, "maximum": SEARCH_MAX_OFFSET }, "limit": { "type": "integer", "minimum": 0, "maximum": 10000 },
+                    "histogram": { "type": ["number", "null"], "minimum": 0.001, "exclusiveMaximum": 1e12, "description": "bucket width in seconds" } } },
                 "SearchResponse": { "type": "object", "properties": {
                     "total": { "type": "integer" }, "hits": { "type": "array", "items": { "$ref": "#/components/schemas/Event" } },
                     "histogram": { "type": "array", "items": { "type": "object", "properties": { "start": { "type": "string", "format": "date-time" }, "count": { "type": "integer" } } } } } }
@@ -111,9 +129,8 @@ pub fn document() -> Value {
                 "responses": with(errors(), json!({ "200": { "description": "The server is up.", "content": { "application/json": { "schema": { "type": "object" } } } } })) } },
             "/api/v1/openapi.json": { "get": { "summary": "This document.", "responses": ok("OpenAPI document", json!({ "type": "object" })) } },
             "/api/v1/ingest": { "post": {
-                "summary": "Ingest JSON events (JSON lines or one array; NXLog/Winlogbeat Windows events, CloudTrail records, any flat JSON). Answers 200 only once the events are durable. Lines are independent: a line (or array element) that is not an event is listed in `errors` with its number and the others are stored; 400 only when none is an event or an array is not valid JSON. Size and event-count limits are checked before anything is stored.",
-                "parameters": [ { "name": "Content-Encoding", "in": "header", "required": false, "schema": { "type": "string", "enum": ["gzip", "identity"] } } ],
-                "requestBody": { "required": true, "content": { "application/x-ndjson": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": "array", "items": { "type": "object" } } } } },
+                "summary": "Ingest JSON events (JSON lines or one array; NXLog/Winlogbeat Windows events, CloudTrail records, any flat JSON). Answers 200 only once the events are durable. Lines are independent: a line (or array element) that is not an event is listed in `errors` with its number and the others are stored; 400 only when none is an event or an array is not valid JSON. Size and event-count limits are checked before anything is stored. `Content-Encoding: gzip` bodies are decompressed; any other encoding is refused with 415.",
+                "requestBody": { "required": false, "content": { "application/x-ndjson": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": ["array", "object"], "items": { "type": "object" } } } } },
                 "responses": with(errors(), json!({
                     "200": { "description": "Stored (`first_seq`/`last_seq` present when something was).", "content": { "application/json": { "schema": { "type": "object", "required": ["accepted", "rejected", "errors"], "properties": {
                         "accepted": { "type": "integer" }, "rejected": { "type": "integer" },
@@ -123,59 +140,62 @@ pub fn document() -> Value {
                     "415": { "$ref": "#/components/responses/UnsupportedEncoding" } })) } },
             "/api/v1/upload": { "post": {
                 "summary": "Upload a log file (EVTX, JSON, syslog, access log, CloudTrail, auditd; gzip ok). It is kept under the data directory and read with the same readers as `mamori hunt`.",
-                "parameters": [ q("name", json!({ "type": "string" }), "original file name"), q("format", json!({ "type": "string" }), "force a format") ],
-                "requestBody": { "required": true, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
+                "parameters": [ { "name": "name", "in": "query", "required": true, "schema": { "type": "string" }, "description": "original file name (kept, sanitised)" },
+                    q("format", json!({ "type": "string", "enum": ["evtx", "json", "cloudtrail", "syslog", "access-log", "iis", "auditd"] }), "force a format") ],
+                "requestBody": { "required": false, "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } },
                 "responses": ok("Read report: events stored, errors with line/offset", json!({ "type": "object" })) } },
             "/api/v1/search": {
-                "get": { "summary": "Search events with a Lucene-like query.",
+                "get": { "summary": "Search events with a Lucene-like query. A histogram may have at most 10,000 buckets over the searched range (400 beyond: use a wider bucket or a time range); `from` after `to` is an empty range.",
                     "parameters": [ q("q", json!({ "type": "string" }), "e.g. user.name:alice AND event.outcome:failure"),
                         q("from", json!({ "type": "string", "format": "date-time" }), "inclusive"), q("to", json!({ "type": "string", "format": "date-time" }), "exclusive"),
-                        q("sort", json!({ "type": "string", "enum": ["asc", "desc"] }), "by time"), q("offset", json!({ "type": "integer" }), "paging"),
-                        q("limit", json!({ "type": "integer" }), "page size (max 10000)"), q("histogram", json!({ "type": "number" }), "bucket width in seconds") ],
+                        q("sort", json!({ "type": "string", "enum": ["asc", "desc"] }), "by time"), q("offset", count(Some(SEARCH_MAX_OFFSET as u64)), "paging"),
+                        q("limit", count(Some(10_000)), "page size (max 10000)"), q("histogram", json!({ "type": "number", "minimum": 0.001, "exclusiveMaximum": 1e10 }), "bucket width in seconds") ],
                     "responses": ok("Matching events", json!({ "$ref": "#/components/schemas/SearchResponse" })) },
                 "post": { "summary": "Search with a JSON body.",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/SearchRequest" } } } },
                     "responses": ok("Matching events", json!({ "$ref": "#/components/schemas/SearchResponse" })) } },
-            "/api/v1/events/{seq}": { "get": { "summary": "One stored event.", "parameters": [ p("seq", json!({ "type": "integer" })) ],
+            "/api/v1/events/{seq}": { "get": { "summary": "One stored event.", "parameters": [ p("seq", id()) ],
                 "responses": ok("The event", json!({ "$ref": "#/components/schemas/Event" })) } },
             "/api/v1/alerts": { "get": { "summary": "Alerts, newest first.",
-                "parameters": [ q("status", json!({ "type": "string", "enum": ["open", "acknowledged"] }), ""), q("min_level", json!({ "type": "string" }), ""),
+                "parameters": [ q("status", json!({ "type": "string", "enum": ["open", "acknowledged"] }), ""), q("min_level", json!({ "type": "string", "enum": LEVELS }), ""),
                     q("since", json!({ "type": "string", "format": "date-time" }), "last seen at or after"), q("rule_id", json!({ "type": "string" }), ""),
-                    q("offset", json!({ "type": "integer" }), ""), q("limit", json!({ "type": "integer", "maximum": 1000 }), "") ],
+                    q("offset", count(None), ""), q("limit", count(Some(1000)), "") ],
                 "responses": ok("Alerts", json!({ "type": "object", "properties": { "alerts": { "type": "array", "items": { "$ref": "#/components/schemas/Alert" } } } })) } },
-            "/api/v1/alerts/{id}": { "get": { "summary": "One alert.", "parameters": [ p("id", json!({ "type": "integer" })) ],
+            "/api/v1/alerts/{id}": { "get": { "summary": "One alert.", "parameters": [ p("id", id()) ],
                 "responses": ok("The alert", json!({ "$ref": "#/components/schemas/Alert" })) } },
-            "/api/v1/alerts/{id}/ack": { "post": { "summary": "Acknowledge an alert (the first acknowledgement wins).", "parameters": [ p("id", json!({ "type": "integer" })) ],
-                "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": { "note": { "type": "string" } } } } } },
+            "/api/v1/alerts/{id}/ack": { "post": { "summary": "Acknowledge an alert (the first acknowledgement wins).", "parameters": [ p("id", id()) ],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": { "note": { "type": "string", "maxLength": 10000 } } } } } },
                 "responses": ok("The alert", json!({ "$ref": "#/components/schemas/Alert" })) } },
             "/api/v1/rules": { "get": { "summary": "Loaded rules and the last (re)load report with every rule that failed to compile.",
                 "responses": ok("Rules", json!({ "type": "object" })) } },
             "/api/v1/rules/reload": { "post": { "summary": "Reload the rule files now.", "responses": ok("Reload report", json!({ "type": "object" })) } },
             "/api/v1/incidents": { "get": { "summary": "Incidents (alerts grouped by shared entities and ATT&CK progression), newest activity first.",
-                "parameters": [ q("status", json!({ "type": "string", "enum": ["open", "closed"] }), ""), q("phase", json!({ "type": "string" }), "detection-analysis, containment, eradication, recovery, post-incident"),
-                    q("min_severity", json!({ "type": "string" }), ""), q("kind", json!({ "type": "string" }), ""), q("limit", json!({ "type": "integer", "maximum": 1000 }), ""), q("offset", json!({ "type": "integer" }), "") ],
+                "parameters": [ q("status", json!({ "type": "string", "enum": ["open", "closed"] }), ""), q("phase", json!({ "type": "string", "enum": ["detection_analysis", "containment", "eradication", "recovery", "post_incident"] }), ""),
+                    q("min_severity", json!({ "type": "string", "enum": LEVELS }), ""),
+                    q("kind", json!({ "type": "string", "enum": ["generic", "brute_force", "web_attack", "account_compromise", "vpn_compromise", "data_exfiltration", "ransomware"] }), ""),
+                    q("limit", count(None), "page size (larger values are capped at 1000)"), q("offset", count(None), "") ],
                 "responses": ok("Incidents", json!({ "type": "object" })) } },
-            "/api/v1/incidents/{id}": { "get": { "summary": "One incident: alerts with why they joined, tasks, history, notes, actions, evidence.", "parameters": [ p("id", json!({ "type": "integer" })) ],
+            "/api/v1/incidents/{id}": { "get": { "summary": "One incident: alerts with why they joined, tasks, history, notes, actions, evidence.", "parameters": [ p("id", id()) ],
                 "responses": ok("The incident", json!({ "type": "object" })) } },
-            "/api/v1/incidents/{id}/phase": { "post": { "summary": "Move to a NIST SP 800-61 phase (going back needs `why`).", "parameters": [ p("id", json!({ "type": "integer" })) ],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["phase"], "properties": { "phase": { "type": "string" }, "why": { "type": "string" } } } } } },
+            "/api/v1/incidents/{id}/phase": { "post": { "summary": "Move to a NIST SP 800-61 phase (going back needs `why`).", "parameters": [ p("id", id()) ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "required": ["phase"], "properties": { "phase": { "type": "string", "enum": ["detection-analysis", "containment", "eradication", "recovery", "post-incident"] }, "why": { "type": ["string", "null"] } } } } } },
                 "responses": ok("The incident", json!({ "type": "object" })) } },
-            "/api/v1/incidents/{id}/assign": { "post": { "summary": "Assign (or unassign with null).", "parameters": [ p("id", json!({ "type": "integer" })) ],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "properties": { "assignee": { "type": ["string", "null"] } } } } } },
+            "/api/v1/incidents/{id}/assign": { "post": { "summary": "Assign (or unassign with null).", "parameters": [ p("id", id()) ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": { "assignee": { "type": ["string", "null"] } } } } } },
                 "responses": ok("The incident", json!({ "type": "object" })) } },
-            "/api/v1/incidents/{id}/notes": { "post": { "summary": "Add a note.", "parameters": [ p("id", json!({ "type": "integer" })) ],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["text"], "properties": { "text": { "type": "string" } } } } } },
+            "/api/v1/incidents/{id}/notes": { "post": { "summary": "Add a note.", "parameters": [ p("id", id()) ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "required": ["text"], "properties": { "text": { "type": "string" } } } } } },
                 "responses": ok("The incident", json!({ "type": "object" })) } },
-            "/api/v1/incidents/{id}/tasks/{task}/done": { "post": { "summary": "Check off a playbook task.", "parameters": [ p("id", json!({ "type": "integer" })), p("task", json!({ "type": "integer" })) ],
+            "/api/v1/incidents/{id}/tasks/{task}/done": { "post": { "summary": "Check off a playbook task.", "parameters": [ p("id", id()), p("task", json!({ "type": "integer", "minimum": 0, "maximum": u32::MAX })) ],
                 "responses": ok("The incident", json!({ "type": "object" })) } },
-            "/api/v1/incidents/{id}/close": { "post": { "summary": "Close with lessons learned (post-incident activity).", "parameters": [ p("id", json!({ "type": "integer" })) ],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["lessons"], "properties": { "lessons": { "type": "string" } } } } } },
+            "/api/v1/incidents/{id}/close": { "post": { "summary": "Close with lessons learned (post-incident activity).", "parameters": [ p("id", id()) ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "required": ["lessons"], "properties": { "lessons": { "type": "string" } } } } } },
                 "responses": ok("The incident", json!({ "type": "object" })) } },
             "/api/v1/responses": { "get": { "summary": "Pending suggested response actions and the record of executed ones.", "responses": ok("Responses", json!({ "type": "object" })) } },
-            "/api/v1/incidents/{id}/responses/{plan}/approve": { "post": { "summary": "Approve a suggested action (recorded on the incident).", "parameters": [ p("id", json!({ "type": "integer" })), p("plan", json!({ "type": "integer" })) ],
+            "/api/v1/incidents/{id}/responses/{plan}/approve": { "post": { "summary": "Approve a suggested action (recorded on the incident).", "parameters": [ p("id", id()), p("plan", id()) ],
                 "responses": ok("The action record", json!({ "type": "object" })) } },
-            "/api/v1/incidents/{id}/responses/{record}/rollback": { "post": { "summary": "Roll back an action (unblock, re-enable, de-isolate); `dry_run` shows the commands.", "parameters": [ p("id", json!({ "type": "integer" })), p("record", json!({ "type": "integer" })) ],
-                "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": { "dry_run": { "type": "boolean" } } } } } },
+            "/api/v1/incidents/{id}/responses/{record}/rollback": { "post": { "summary": "Roll back an action (unblock, re-enable, de-isolate); `dry_run` shows the commands.", "parameters": [ p("id", id()), p("record", id()) ],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": { "dry_run": { "type": "boolean" } } } } } },
                 "responses": ok("The action record", json!({ "type": "object" })) } },
             "/api/v1/preparation": { "get": { "summary": "The Preparation checklist (contacts, escalation, backups, MFA…), ja/en.", "responses": ok("Checklist", json!({ "type": "object" })) } },
             "/metrics": { "get": { "summary": "Prometheus metrics (text format).",
