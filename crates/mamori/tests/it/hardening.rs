@@ -453,9 +453,10 @@ fn closed_stdout_pipe_exits_quietly() {
     let d = dir.path().join("data");
     let d = d.to_str().unwrap();
     assert_eq!(mamori(&["init", "--data-dir", d]).status.code(), Some(0));
-    for args in [vec!["vault", "status", "--data-dir", d]] {
+    {
+        let args = ["vault", "status", "--data-dir", d];
         let mut child = Command::new(env!("CARGO_BIN_EXE_mamori"))
-            .args(&args)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
