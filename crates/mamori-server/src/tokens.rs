@@ -121,8 +121,13 @@ pub fn revoke(store: &dyn AlertStore, name: &str) -> Result<bool, String> {
 pub struct TokenCache {
     hashes: RwLock<Vec<(String, [u8; 32])>>,
     last_refresh: Mutex<Option<Instant>>,
+    /// When the token list was last read successfully.
+    last_ok: Mutex<Instant>,
     audit: Option<crate::seal::AuditHandle>,
 }
+
+/// How long a token list that cannot be re-read is still trusted.
+const STALE: Duration = Duration::from_secs(5);
 
 impl TokenCache {
     pub fn new(store: &dyn AlertStore) -> TokenCache {
@@ -137,6 +142,7 @@ impl TokenCache {
         let c = TokenCache {
             hashes: RwLock::new(Vec::new()),
             last_refresh: Mutex::new(None),
+            last_ok: Mutex::new(Instant::now()),
             audit,
         };
         c.refresh_if_due(store);
@@ -164,14 +170,25 @@ impl TokenCache {
         let list = match read(store) {
             Ok(l) => l,
             Err(e) => {
-                // Fail closed: an unreadable list accepts nothing until it reads again.
-                tracing::error!(error = %e, "cannot read API tokens; refusing every token until they read again");
-                if let Ok(mut g) = self.hashes.write() {
-                    g.clear();
+                // A passing error (the CLI holding a write lock) keeps the last list; one that
+                // lasts past STALE fails closed, so a revocation can never be ignored for long.
+                let stale = self
+                    .last_ok
+                    .lock()
+                    .map(|t| t.elapsed() > STALE)
+                    .unwrap_or(true);
+                tracing::error!(error = %e, refusing_all = stale, "cannot read API tokens");
+                if stale {
+                    if let Ok(mut g) = self.hashes.write() {
+                        g.clear();
+                    }
                 }
                 return;
             }
         };
+        if let Ok(mut t) = self.last_ok.lock() {
+            *t = Instant::now();
+        }
         let hashes: Vec<(String, [u8; 32])> = list
             .iter()
             .filter(|t| t.active())
