@@ -3,6 +3,7 @@
 mod evidence;
 mod hunt;
 mod incidents;
+mod rule_tests;
 mod scenarios;
 mod serve;
 mod vault;
