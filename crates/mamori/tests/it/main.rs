@@ -4,6 +4,7 @@ mod evidence;
 mod hardening;
 mod hunt;
 mod incidents;
+mod rule_tests;
 mod scenarios;
 mod serve;
 mod vault;
