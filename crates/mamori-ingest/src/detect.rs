@@ -176,7 +176,7 @@ fn vote(body: &[u8], path: Option<&Path>) -> (Format, usize, usize) {
             access += 1;
         } else if auditd::looks_like(line) {
             audit += 1;
-        } else if syslog::looks_like(line) {
+        } else if syslog::looks_like(line) || crate::vendor::looks_like(line) {
             sys += 1;
         }
     }

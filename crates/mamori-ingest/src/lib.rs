@@ -59,11 +59,14 @@
 
 mod access;
 mod auditd;
+mod cef;
 mod detect;
 mod evtx_reader;
 mod input;
 mod json;
+mod kv;
 mod syslog;
+mod vendor;
 mod windows;
 
 #[cfg(test)]
