@@ -62,6 +62,9 @@ pub(super) fn parse(tag: Option<&str>, msg: &str) -> Option<Norm> {
         }
     };
     let mut n = Norm::new(m.format, "Cisco", m.product, "cisco", "cisco");
+    if let Some(i) = msg.find(['%']) {
+        n.time(own_timestamp(msg.get(..i).unwrap_or_default()));
+    }
     n.set("event.code", m.id);
     if let Some(l) = m.level {
         n.set("event.severity", mamori_event::Value::Int(l.into()));
@@ -121,12 +124,34 @@ fn user_and_ip(body: &str, n: &mut Norm) {
         "from ip ",
         "(from ",
     ] {
-        if let Some(ip) = value_after(body, key) {
+        if let Some(ip) = ip_after(body, key) {
             if n.ip("source.ip", ip) {
                 break;
             }
         }
     }
+}
+
+/// An address after `key`: up to a space, `,`, `>` or `)` (colons belong to IPv6).
+fn ip_after<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let lower = s.to_ascii_lowercase();
+    let i = lower.find(&key.to_ascii_lowercase())?;
+    let rest = s
+        .get(i + key.len()..)?
+        .trim_start()
+        .trim_start_matches(['<', '(']);
+    let end = rest.find([' ', ',', '>', ')', ';']).unwrap_or(rest.len());
+    rest.get(..end).map(|v| v.trim_end_matches([':', '.']))
+}
+
+/// `Oct 03 2018 17:34:08:` — the ASA's own timestamp before the marker (`logging timestamp`).
+fn own_timestamp(prefix: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let p = prefix.trim().trim_end_matches(':').trim();
+    let words: Vec<&str> = p.split_whitespace().collect();
+    let tail = words.get(words.len().checked_sub(4)?..)?.join(" ");
+    chrono::NaiveDateTime::parse_from_str(&tail, "%b %d %Y %H:%M:%S")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 /// Maps the message ids that matter for detection; everything else keeps its id and text.
@@ -185,7 +210,7 @@ fn classify(id: &str, body: &str, n: &mut Norm) {
         }
         "308001" => {
             n.auth("admin_login", Some("failure"));
-            if let Some(ip) = value_after(body, "(from ") {
+            if let Some(ip) = ip_after(body, "(from ") {
                 n.ip("source.ip", ip);
             }
         }
@@ -230,7 +255,7 @@ fn classify(id: &str, body: &str, n: &mut Norm) {
             if let Some(u) = value_after(body, "username = ") {
                 n.user(u);
             }
-            if let Some(ip) = value_after(body, "remote-peer = ") {
+            if let Some(ip) = ip_after(body, "remote-peer = ") {
                 n.ip("source.ip", ip);
             }
         }

@@ -217,6 +217,9 @@ fn web_url(u: &str, n: &mut Norm) {
 
 pub(super) fn kv(p: &Pairs<'_>) -> Norm {
     let mut n = Norm::new("kv", "unknown", "unknown", "kv", "kv");
+    // Generic pairs inside a program's syslog line (kernel firewall, …): the line keeps the
+    // syslog reader's logsource so Linux rules still select it.
+    n.ls_product = None;
     let get = |k: &str| p.meaningful(k).map(str::to_owned);
     addresses(&get, &mut n);
     let action = p.get("action").or_else(|| p.get("act")).unwrap_or_default();

@@ -153,7 +153,10 @@ impl Norm {
         if let Some(o) = outcome {
             self.set("event.outcome", o);
         }
-        if action.starts_with("vpn_") || action == "radius_login" {
+        if action.starts_with("vpn_")
+            || action == "radius_login"
+            || action.starts_with("remote_gateway_")
+        {
             self.ls_category = Some("vpn");
         }
     }
@@ -315,6 +318,13 @@ pub(crate) fn parse_syslog_body(
 }
 
 fn recognise(tag: Option<&str>, msg: &str, ev: &Event) -> Option<Norm> {
+    // `host CEF:0|…` reads as tag `CEF` and message `0|…`: put the record back together.
+    if let Some(t @ ("CEF" | "LEEF")) = tag {
+        if msg.starts_with(|c: char| c.is_ascii_digit()) {
+            let joined = format!("{t}:{msg}");
+            return cef::parse(&joined).map(|r| generic::cef(&r));
+        }
+    }
     if let Some(n) = cisco::parse(tag, msg) {
         return Some(n);
     }

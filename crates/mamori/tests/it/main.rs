@@ -6,6 +6,7 @@ mod incidents;
 mod scenarios;
 mod serve;
 mod vault;
+mod vendor;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
