@@ -87,15 +87,6 @@ fn fortigate_spray_in_the_appliance_format_is_found_by_hunt() {
         &rows,
         "VPN Login Success After Password Spraying"
     ));
-    // The single-event rule points at FortiGate lines, with the normalised fields.
-    let failed: Vec<&Value> = rows
-        .iter()
-        .filter(|r| r["rule"]["title"] == "VPN Login Failed")
-        .collect();
-    assert!(failed.len() >= 23, "{} failed-login rows", failed.len());
-    assert!(failed
-        .iter()
-        .all(|r| r["source"].as_str().unwrap().contains("vpn.log:")));
 }
 
 #[test]
