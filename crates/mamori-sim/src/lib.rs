@@ -103,7 +103,11 @@ pub enum VpnFormat {
 }
 
 impl VpnFormat {
-    pub const ALL: [VpnFormat; 3] = [VpnFormat::Rfc5424, VpnFormat::Fortigate, VpnFormat::CiscoAsa];
+    pub const ALL: [VpnFormat; 3] = [
+        VpnFormat::Rfc5424,
+        VpnFormat::Fortigate,
+        VpnFormat::CiscoAsa,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -62,9 +62,9 @@ fn the_vpn_gateway_writes_its_own_format_and_the_truth_points_at_it() {
     let sim = simulate(Scenario::VpnIntrusion, &small(4));
     let spray = vpn_lines(&sim, "vpn-password-spray");
     assert_eq!(spray.len(), 23);
-    assert!(spray
-        .iter()
-        .all(|l| l.starts_with("date=") && l.contains("action=\"ssl-login-fail\"") && l.contains("remip=89.160.20.115")));
+    assert!(spray.iter().all(|l| l.starts_with("date=")
+        && l.contains("action=\"ssl-login-fail\"")
+        && l.contains("remip=89.160.20.115")));
     let login = vpn_lines(&sim, "vpn-login-guessed-password");
     assert!(login[0].contains("action=\"tunnel-up\"") && login[0].contains("user=\"yamada\""));
     // A chosen vendor, and the default of the other scenarios.

@@ -32,7 +32,11 @@ pub(super) fn parse(p: &Pairs<'_>) -> Option<Norm> {
     if logid.is_none() || !p.has("type") {
         return None;
     }
-    if device.is_some_and(|d| d.starts_with("FE")) {
+    let mail_type = matches!(
+        p.get("type"),
+        Some("kevent" | "statistics" | "spam" | "encrypt")
+    );
+    if device.is_some_and(|d| d.starts_with("FE")) || mail_type || p.has("mailer") {
         let mut n = Norm::new(
             "fortimail",
             "Fortinet",

@@ -267,7 +267,7 @@ pub(super) fn parse(msg: &str) -> Option<Norm> {
             }
         }
         "SYSTEM" => system(
-            &col("subtype").unwrap_or_default().to_owned(),
+            col("subtype").unwrap_or_default(),
             col("eventid").unwrap_or_default(),
             col("opaque").unwrap_or_default(),
             &mut n,
