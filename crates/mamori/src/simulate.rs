@@ -14,7 +14,9 @@ use crate::exit;
 Scenarios: vpn-intrusion, webmail-exploit, ransomware, insider-export, vendor-key.\n\
 Writes DIR/logs/ (auth.log, vpn.log, access.log, windows.jsonl, cloudtrail.json), DIR/identities.csv\n\
 (the simulated company's identity directory) and DIR/ground_truth.jsonl (every malicious step with\n\
-its file:line locations and the detections expected to find it). Deterministic for a given seed.\n\n\
+its file:line locations and the detections expected to find it). Deterministic for a given seed.\n\
+vpn.log is written as the VPN gateway writes it: FortiGate SSL-VPN key=value for vpn-intrusion,\n\
+RFC 5424 syslog for the others, or as chosen with --vpn-format (fortigate, cisco-asa, rfc5424).\n\n\
 Example:\n    mamori simulate vpn-intrusion --out /tmp/sim && \\\n    \
 mamori hunt /tmp/sim/logs --rules rules --identities /tmp/sim/identities.csv"
 )]
