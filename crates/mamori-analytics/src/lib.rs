@@ -134,6 +134,13 @@ impl Observation {
                     o.actor = u;
                     o.login = true;
                     o.address = s(VPN_SRC);
+                } else if s("event.action").as_deref() == Some("vpn_login")
+                    && s("event.outcome").as_deref() == Some("success")
+                {
+                    // Any vendor's VPN login, normalised by the reader (mamori-ingest vendor).
+                    o.actor = s("user.name")?;
+                    o.login = true;
+                    o.address = s("source.ip");
                 } else if s("event.action").as_deref() == Some("ssh_login")
                     && s("event.outcome").as_deref() == Some("success")
                 {

@@ -47,6 +47,7 @@ fn sets(c: &std::path::Path) -> Vec<(&'static str, Vec<PathBuf>)> {
             ],
         ),
         ("access_log", weblogs),
+        ("vendor", vendor_file(c).into_iter().collect()),
         (
             "cloudtrail",
             discover(&[c.join("cloudtrail")])
@@ -56,6 +57,38 @@ fn sets(c: &std::path::Path) -> Vec<(&'static str, Vec<PathBuf>)> {
                 .collect(),
         ),
     ]
+}
+
+/// The appliance sample lines of `wazuh-ruleset-tests` (FortiGate, Cisco, Palo Alto, SonicWall,
+/// Sophos, Check Point, CEF, …), 50 times over, as one headerless/mixed syslog file.
+fn vendor_file(c: &std::path::Path) -> Option<PathBuf> {
+    let dir = c.join("wazuh-ruleset-tests/tests");
+    let mut lines = String::new();
+    for f in [
+        "fortigate",
+        "fortiauth",
+        "fortimail",
+        "cisco_asa",
+        "cisco_ftd",
+        "pix",
+        "paloalto",
+        "SonicWall",
+        "sophos_fw",
+        "checkpoint_smart1",
+        "openvpn_ldap",
+        "fireeye",
+    ] {
+        let text = std::fs::read_to_string(dir.join(format!("{f}.ini"))).ok()?;
+        for l in text.lines() {
+            if let Some((_, v)) = l.strip_prefix("log ").and_then(|r| r.split_once(" = ")) {
+                lines.push_str(v);
+                lines.push('\n');
+            }
+        }
+    }
+    let path = std::env::temp_dir().join("mamori-bench-vendor.log");
+    std::fs::write(&path, lines.repeat(50)).ok()?;
+    Some(path)
 }
 
 fn readers(crit: &mut Criterion) {

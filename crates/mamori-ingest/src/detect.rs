@@ -4,7 +4,8 @@
 //! samples are unsupported; `{`/`[` is JSON (CloudTrail when `"Records"` holds records with
 //! `eventVersion`/`eventSource`, or a line is a CloudTrail record); IIS W3C headers; then the first
 //! 40 non-empty lines vote: access-log shape, auditd `type=… msg=audit(`, syslog (PRI or a
-//! syslog timestamp). **Text that matches none of them is read as generic syslog-ish lines**
+//! syslog timestamp, or a headerless appliance line: `%ASA-…`, CEF/LEEF, PAN-OS CSV,
+//! key=value). **Text that matches none of them is read as generic syslog-ish lines**
 //! (one event per line, `message` = the line, timestamps picked up where recognisable): a
 //! hunt should see every line of an unknown text log rather than skip it. The file extension
 //! only breaks a tie between the line votes.
@@ -176,7 +177,7 @@ fn vote(body: &[u8], path: Option<&Path>) -> (Format, usize, usize) {
             access += 1;
         } else if auditd::looks_like(line) {
             audit += 1;
-        } else if syslog::looks_like(line) {
+        } else if syslog::looks_like(line) || crate::vendor::looks_like(line) {
             sys += 1;
         }
     }

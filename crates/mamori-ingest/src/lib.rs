@@ -44,6 +44,13 @@
 //!   plus the Sigma webserver taxonomy (`c-ip`, `cs-method`, `cs-uri-stem`, `cs-uri-query`,
 //!   `sc-status`, `cs-user-agent`, `c-useragent`, `cs-referer`, `cs-username`, `cs-host`,
 //!   `c-uri`, `cs-uri`, `c-uri-extension`).
+//! * **appliance and vendor formats** (in syslog or headerless; `vendor` module): FortiGate and
+//!   other Fortinet key=value, Cisco ASA/FTD/PIX, Palo Alto CSV, SonicWall, Sophos, Check Point,
+//!   OpenVPN, Ivanti/Pulse, CEF, LEEF, generic key=value, Windows NPS/RRAS/RD Gateway: the
+//!   vendor's own names plus the normalisation contract (`event.category`, `event.outcome`,
+//!   `event.action` from a vendor-neutral vocabulary such as `vpn_login`, `admin_login`,
+//!   `vpn_tunnel_up`, `config_change`; `user.name`, `source.ip`, `observer.vendor`,
+//!   `observer.product`, `mamori.format`), documented in the `vendor` module.
 //! * **auditd**: one event per audit serial; `type` (list of record types), plain names
 //!   (`syscall`, `exe`, `comm`, `key`, `a0`…, `name`) and type-qualified ones (`EXECVE.a0`),
 //!   `process.command_line` from the EXECVE arguments (hex decoded).
@@ -59,11 +66,14 @@
 
 mod access;
 mod auditd;
+mod cef;
 mod detect;
 mod evtx_reader;
 mod input;
 mod json;
+mod kv;
 mod syslog;
+mod vendor;
 mod windows;
 
 #[cfg(test)]

@@ -268,7 +268,7 @@ fn leading_timestamp<'a>(
 fn header_3164<'a>(s: &'a str, p: &mut Parsed<'a>) {
     let s = s.trim_start_matches(' ');
     match token(s) {
-        Some((host, rest)) if !looks_like_tag(host) => {
+        Some((host, rest)) if !looks_like_tag(host) && !host.contains('=') => {
             p.host = Some(host);
             tag_and_message(rest, p);
         }
@@ -518,6 +518,7 @@ fn finish(p: Parsed<'_>, ev: &mut Event, names: &mut Interner) {
     {
         auth::parse("", p.message, ev, names);
     }
+    crate::vendor::parse_syslog_body(p.tag, p.message, ev, names);
 }
 
 /// `1.2.3.4:5678` or `[::1]:5678` → (ip, port).

@@ -267,6 +267,7 @@ pub(crate) fn add_windows_ecs(ev: &mut Event, names: &mut Interner) {
         let n = names.intern(n);
         ev.push(n, v);
     }
+    crate::vendor::windows::normalize(ev, names);
 }
 
 /// Text of a value unless it is empty or the Windows placeholder `-`.

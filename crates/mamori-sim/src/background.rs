@@ -10,7 +10,7 @@
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use serde_json::{json, Value};
 
-use crate::{Builder, LogFile, Scenario};
+use crate::{Builder, LogFile, Scenario, VpnFormat};
 
 /// A member of staff.
 pub(crate) struct Person {
@@ -116,22 +116,63 @@ pub(crate) fn syslog(t: DateTime<Utc>, host: &str, prog: &str, pid: u32, msg: &s
     format!("{} {host} {prog}[{pid}]: {msg}", t.format("%b %e %H:%M:%S"))
 }
 
-pub(crate) fn vpn(t: DateTime<Utc>, pid: u32, user: &str, src: &str, ok: bool) -> String {
-    let (result, msg) = if ok {
-        (
-            "success",
-            format!("user {user} authenticated from {src}, tunnel up"),
-        )
-    } else {
-        (
-            "failure",
-            format!("authentication failed for user {user} from {src}"),
-        )
-    };
-    format!(
-        "<38>1 {} vpn01 vpnd {pid} AUTH [auth@32473 user=\"{user}\" src=\"{src}\" result=\"{result}\" method=\"password\"] {msg}",
-        t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-    )
+/// One VPN authentication record in the gateway's format. `pid` numbers the session.
+pub(crate) fn vpn(
+    fmt: VpnFormat,
+    t: DateTime<Utc>,
+    pid: u32,
+    user: &str,
+    src: &str,
+    ok: bool,
+) -> String {
+    match fmt {
+        VpnFormat::Rfc5424 => {
+            let (result, msg) = if ok {
+                (
+                    "success",
+                    format!("user {user} authenticated from {src}, tunnel up"),
+                )
+            } else {
+                (
+                    "failure",
+                    format!("authentication failed for user {user} from {src}"),
+                )
+            };
+            format!(
+                "<38>1 {} vpn01 vpnd {pid} AUTH [auth@32473 user=\"{user}\" src=\"{src}\" result=\"{result}\" method=\"password\"] {msg}",
+                t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            )
+        }
+        VpnFormat::Fortigate => {
+            let head = format!(
+                "date={} time={} devname=\"FGT60F-HQ\" devid=\"FGT60FTK21000001\" eventtime={} tz=\"+0000\"",
+                t.format("%Y-%m-%d"),
+                t.format("%H:%M:%S"),
+                t.timestamp_nanos_opt().unwrap_or_default()
+            );
+            if ok {
+                format!(
+                    "{head} logid=\"0101039947\" type=\"event\" subtype=\"vpn\" level=\"information\" vd=\"root\" logdesc=\"SSL VPN tunnel up\" action=\"tunnel-up\" tunneltype=\"ssl-tunnel\" tunnelid={pid} remip={src} tunnelip=10.212.134.{} user=\"{user}\" group=\"SSL-VPN-Users\" dst_host=\"N/A\" reason=\"N/A\" msg=\"SSL tunnel established\"",
+                    200 + pid % 50
+                )
+            } else {
+                format!(
+                    "{head} logid=\"0101039426\" type=\"event\" subtype=\"vpn\" level=\"alert\" vd=\"root\" logdesc=\"SSL VPN login fail\" action=\"ssl-login-fail\" tunneltype=\"ssl-web\" tunnelid=0 remip={src} user=\"{user}\" group=\"N/A\" dst_host=\"N/A\" reason=\"sslvpn_login_permission_denied\" msg=\"SSL user failed to logged in\""
+                )
+            }
+        }
+        VpnFormat::CiscoAsa => {
+            let (id, verdict) = if ok {
+                ("716038", "successful")
+            } else {
+                ("716039", "rejected")
+            };
+            format!(
+                "{} asa01 %ASA-6-{id}: Group <GroupPolicy_AnyConnect> User <{user}> IP <{src}> Authentication: {verdict}, Session Type: WebVPN.",
+                t.format("%b %e %H:%M:%S")
+            )
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -326,10 +367,11 @@ fn routine(b: &mut Builder, day: u32) {
         let user = person.user;
         if person.vpn {
             let pid = b.next_pid();
+            let fmt = b.vpn_format();
             b.good(
                 t0,
                 LogFile::VpnLog,
-                vpn(t0, pid, user, person.home_ip, true),
+                vpn(fmt, t0, pid, user, person.home_ip, true),
             );
         }
         let t = t0 + Duration::seconds(40);
@@ -442,10 +484,11 @@ fn random_event(b: &mut Builder, day: u32) {
                 let t = at(b, day, person.hours);
                 let ok = !b.rng.chance(0.1);
                 let pid = b.next_pid();
+                let fmt = b.vpn_format();
                 b.good(
                     t,
                     LogFile::VpnLog,
-                    vpn(t, pid, person.user, person.home_ip, ok),
+                    vpn(fmt, t, pid, person.user, person.home_ip, ok),
                 );
             }
         }

@@ -89,6 +89,39 @@ impl Scenario {
     }
 }
 
+/// The log format the simulated VPN gateway writes (`vpn.log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VpnFormat {
+    /// RFC 5424 syslog with `[auth@32473 user= src= result=]` structured data.
+    Rfc5424,
+    /// FortiGate SSL-VPN key=value lines as the appliance writes them to disk
+    /// (`date= time= devname= … logid="0101039426" … action="ssl-login-fail" remip= user=`).
+    Fortigate,
+    /// Cisco ASA AnyConnect/WebVPN syslog (`%ASA-6-716039: Group <…> User <…> IP <…>
+    /// Authentication: rejected`), RFC 3164 header.
+    CiscoAsa,
+}
+
+impl VpnFormat {
+    pub const ALL: [VpnFormat; 3] = [
+        VpnFormat::Rfc5424,
+        VpnFormat::Fortigate,
+        VpnFormat::CiscoAsa,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VpnFormat::Rfc5424 => "rfc5424",
+            VpnFormat::Fortigate => "fortigate",
+            VpnFormat::CiscoAsa => "cisco-asa",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<VpnFormat> {
+        VpnFormat::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+}
+
 /// How much background and over how long.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -99,6 +132,8 @@ pub struct SimConfig {
     pub events_per_day: u32,
     /// First day (UTC).
     pub start: NaiveDate,
+    /// The VPN gateway's log format; `None`: FortiGate for `vpn-intrusion`, RFC 5424 otherwise.
+    pub vpn_format: Option<VpnFormat>,
 }
 
 impl Default for SimConfig {
@@ -108,6 +143,7 @@ impl Default for SimConfig {
             days: 21,
             events_per_day: 3000,
             start: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap_or_default(),
+            vpn_format: None,
         }
     }
 }
@@ -240,6 +276,14 @@ impl Builder {
             text,
             step: Some(step),
         });
+    }
+
+    /// The VPN log format of this run (see [`SimConfig::vpn_format`]).
+    pub(crate) fn vpn_format(&self) -> VpnFormat {
+        self.cfg.vpn_format.unwrap_or(match self.scenario {
+            Scenario::VpnIntrusion => VpnFormat::Fortigate,
+            _ => VpnFormat::Rfc5424,
+        })
     }
 
     pub(crate) fn next_pid(&mut self) -> u32 {

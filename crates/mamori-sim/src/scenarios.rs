@@ -94,7 +94,7 @@ fn vpn_intrusion(b: &mut Builder) {
                 spray,
                 t,
                 LogFile::VpnLog,
-                vpn(t, pid, p.user, attacker, false),
+                vpn(b.vpn_format(), t, pid, p.user, attacker, false),
             );
         }
     }
@@ -111,7 +111,7 @@ fn vpn_intrusion(b: &mut Builder) {
         login,
         t,
         LogFile::VpnLog,
-        vpn(t, pid, victim, attacker, true),
+        vpn(b.vpn_format(), t, pid, victim, attacker, true),
     );
 
     let host = ws(victim);
@@ -443,7 +443,7 @@ fn ransomware(b: &mut Builder) {
         login,
         t,
         LogFile::VpnLog,
-        vpn(t, pid, victim, attacker, true),
+        vpn(b.vpn_format(), t, pid, victim, attacker, true),
     );
     let creds = b.step(
         "explicit-credentials",

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use mamori_sim::{simulate, Scenario, SimConfig};
+use mamori_sim::{simulate, Scenario, SimConfig, VpnFormat};
 
 use crate::exit;
 
@@ -14,7 +14,9 @@ use crate::exit;
 Scenarios: vpn-intrusion, webmail-exploit, ransomware, insider-export, vendor-key.\n\
 Writes DIR/logs/ (auth.log, vpn.log, access.log, windows.jsonl, cloudtrail.json), DIR/identities.csv\n\
 (the simulated company's identity directory) and DIR/ground_truth.jsonl (every malicious step with\n\
-its file:line locations and the detections expected to find it). Deterministic for a given seed.\n\n\
+its file:line locations and the detections expected to find it). Deterministic for a given seed.\n\
+vpn.log is written as the VPN gateway writes it: FortiGate SSL-VPN key=value for vpn-intrusion,\n\
+RFC 5424 syslog for the others, or as chosen with --vpn-format (fortigate, cisco-asa, rfc5424).\n\n\
 Example:\n    mamori simulate vpn-intrusion --out /tmp/sim && \\\n    \
 mamori hunt /tmp/sim/logs --rules rules --identities /tmp/sim/identities.csv"
 )]
@@ -34,6 +36,10 @@ pub(crate) struct SimulateArgs {
     /// Benign events per day.
     #[arg(long, value_name = "N", default_value_t = 3000)]
     events_per_day: u32,
+    /// The VPN gateway's log format: fortigate, cisco-asa or rfc5424 (default: fortigate for
+    /// vpn-intrusion, rfc5424 for the other scenarios).
+    #[arg(long, value_name = "FORMAT")]
+    vpn_format: Option<String>,
 }
 
 pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<i32> {
@@ -51,7 +57,20 @@ pub(crate) fn run(args: SimulateArgs) -> anyhow::Result<i32> {
             }
         }
     };
+    let vpn_format = match args.vpn_format.as_deref().map(|f| (f, VpnFormat::parse(f))) {
+        None => None,
+        Some((_, Some(f))) => Some(f),
+        Some((f, None)) => {
+            let known: Vec<&str> = VpnFormat::ALL.iter().map(|f| f.as_str()).collect();
+            eprintln!(
+                "error: unknown VPN format `{f}` (expected one of: {})",
+                known.join(", ")
+            );
+            return Ok(exit::USAGE);
+        }
+    };
     let cfg = SimConfig {
+        vpn_format,
         seed: args.seed,
         days: args.days,
         events_per_day: args.events_per_day,

@@ -4,6 +4,7 @@ mod bad_input;
 mod corpus;
 mod openssh;
 mod robustness;
+mod vendors;
 
 use std::path::{Path, PathBuf};
 

@@ -8,6 +8,7 @@ mod rule_tests;
 mod scenarios;
 mod serve;
 mod vault;
+mod vendor;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
