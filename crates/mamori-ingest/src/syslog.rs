@@ -8,6 +8,8 @@
 //! `event.action` vocabulary).
 
 mod auth;
+pub(crate) mod errorlog;
+pub(crate) mod payload;
 
 #[cfg(test)]
 mod tests;
@@ -107,15 +109,42 @@ pub fn parse_syslog_line_with_year(
     names: &mut Interner,
     year: &mut YearHint,
 ) -> Result<Event> {
+    parse_syslog_line_info(line, origin, names, year).map(|(ev, _)| ev)
+}
+
+/// How much of a line was understood, for read-quality reporting (`hunt` summary, `serve`
+/// metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineInfo {
+    /// Read only as generic text: no syslog header and no known format.
+    pub generic: bool,
+    /// No timestamp could be read.
+    pub no_timestamp: bool,
+    /// The format of a payload found in the message (`access-log`, `json`, `error-log`).
+    pub payload: Option<&'static str>,
+    /// The message looked like this payload format but did not parse.
+    pub payload_failed: Option<&'static str>,
+}
+
+/// Parses one syslog (or generic text) line and says how much of it was understood. A message
+/// body in another format becomes that format's event (see [`payload`]).
+pub fn parse_syslog_line_info(
+    line: &[u8],
+    origin: Origin,
+    names: &mut Interner,
+    year: &mut YearHint,
+) -> Result<(Event, LineInfo)> {
     let text = lossy(line);
     let text = text.trim_end_matches(['\r', '\n', '\0']);
     if text.trim().is_empty() {
         return Err(Error::Empty);
     }
     let mut ev = Event::new(Format::Syslog, origin, line.to_vec());
+    let mut info = LineInfo::default();
     let mut p = Parsed::default();
     let (pri, rest) = split_pri(text);
     p.pri = pri;
+    let mut error_line = None;
     if let (Some(_), Some(r)) = (pri, rest.strip_prefix("1 ")) {
         rfc5424(r, &mut p, names, &mut ev);
     } else if let Some((ts, raw, r)) = leading_timestamp(rest, year) {
@@ -125,11 +154,49 @@ pub fn parse_syslog_line_with_year(
     } else if pri.is_some() {
         // `<PRI>` without a timestamp (some devices): tag and message only.
         header_3164_no_host(rest, &mut p);
+    } else if let Some(e) = errorlog::parse(rest) {
+        p.timestamp = e.timestamp;
+        p.timestamp_raw = e.timestamp_raw;
+        p.message = e.message;
+        error_line = Some(e);
     } else {
-        generic(rest, &mut p);
+        p.message = rest;
+        info.generic = true;
     }
+    let message = p.message;
     finish(p, &mut ev, names);
-    Ok(ev)
+    if let Some(e) = error_line {
+        errorlog::apply(&e, &mut ev, names);
+        if let Some(s) = e.server {
+            ev.logsource.service = Some(names.intern(s.service()));
+        }
+        info.payload = Some("error-log");
+    } else {
+        match payload::parse_body(message, &ev, names) {
+            payload::Body::Text => {}
+            payload::Body::Event(mut inner, kind) => {
+                payload::adopt(&mut inner, &ev, line, names);
+                ev = inner;
+                info.payload = Some(kind);
+                info.generic = false;
+            }
+            payload::Body::ErrorLog(e) => {
+                errorlog::apply(&e, &mut ev, names);
+                if ev.timestamp.is_none() {
+                    ev.timestamp = e.timestamp;
+                    ev.timestamp_raw = e.timestamp_raw.map(Into::into);
+                }
+                if let Some(s) = e.server {
+                    ev.logsource.service = Some(names.intern(s.service()));
+                }
+                info.payload = Some("error-log");
+                info.generic = false;
+            }
+            payload::Body::Failed(kind) => info.payload_failed = Some(kind),
+        }
+    }
+    info.no_timestamp = ev.timestamp.is_none();
+    Ok((ev, info))
 }
 
 #[derive(Default)]
@@ -142,8 +209,6 @@ struct Parsed<'a> {
     pid: Option<&'a str>,
     msgid: Option<&'a str>,
     message: &'a str,
-    level: Option<&'a str>,
-    client: Option<&'a str>,
 }
 
 fn split_pri(s: &str) -> (Option<u8>, &str) {
@@ -407,48 +472,6 @@ fn structured_data<'a>(s: &'a str, names: &mut Interner, ev: &mut Event) -> &'a 
     rest
 }
 
-/// Not syslog: maybe an Apache error log line, else the whole line is the message.
-fn generic<'a>(s: &'a str, p: &mut Parsed<'a>) {
-    p.message = s;
-    let Some(r) = s.strip_prefix('[') else { return };
-    let Some((inside, mut rest)) = r.split_once(']') else {
-        return;
-    };
-    // `Sun Dec 04 04:47:44 2005` or with microseconds (Apache 2.4).
-    let parts: Vec<&str> = inside.split_whitespace().collect();
-    if let [_, mon, day, time, year] = parts.as_slice() {
-        if let (Some(m), Ok(d), Some((h, mi, sec, n)), Ok(y)) = (
-            month_of(mon),
-            day.parse::<u32>(),
-            clock(time),
-            year.parse::<i32>(),
-        ) {
-            p.timestamp = make(y, m, d, h, mi, sec, n);
-            p.timestamp_raw = Some(inside);
-        }
-    }
-    if p.timestamp.is_none() {
-        return;
-    }
-    // `[error]`, `[core:error]`, `[pid 123]`, `[client 1.2.3.4:5678]`.
-    loop {
-        let t = rest.trim_start_matches(' ');
-        let Some(r) = t.strip_prefix('[') else { break };
-        let Some((inside, after)) = r.split_once(']') else {
-            break;
-        };
-        if let Some(c) = inside.strip_prefix("client ") {
-            p.client = Some(c.trim());
-        } else if let Some(pid) = inside.strip_prefix("pid ") {
-            p.pid = pid.split(':').next();
-        } else if p.level.is_none() && !inside.contains(' ') {
-            p.level = Some(inside.rsplit(':').next().unwrap_or(inside));
-        }
-        rest = after;
-    }
-    p.message = rest.trim_start_matches(' ');
-}
-
 /// Base program name: `sshd(pam_unix)` → `sshd`, `/usr/sbin/cron` → `cron`.
 fn program_base(tag: &str) -> &str {
     let t = tag.split('(').next().unwrap_or(tag);
@@ -497,16 +520,6 @@ fn finish(p: Parsed<'_>, ev: &mut Event, names: &mut Interner) {
     }
     if let Some(m) = p.msgid {
         put(ev, names, "log.syslog.msgid", m.into());
-    }
-    if let Some(l) = p.level {
-        put(ev, names, "log.level", l.into());
-    }
-    if let Some(c) = p.client {
-        let (ip, port) = split_host_port(c);
-        put(ev, names, "source.ip", ip.into());
-        if let Some(port) = port {
-            put(ev, names, "source.port", Value::Int(port));
-        }
     }
     ev.logsource.product = Some(names.intern("linux"));
     if let Some(prog) = program {
@@ -560,8 +573,25 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, reader: &mut dyn BufRead, mtime: Option<Sy
                     continue;
                 }
                 let origin = ctx.origin(Some(number), None, offset);
-                match parse_syslog_line_with_year(bytes, origin, &mut ctx.names, &mut year) {
-                    Ok(ev) => ctx.emit(ev),
+                match parse_syslog_line_info(bytes, origin, &mut ctx.names, &mut year) {
+                    Ok((ev, info)) => {
+                        let r = &mut *ctx.report;
+                        if info.generic {
+                            r.unparsed += 1;
+                        } else if info.no_timestamp {
+                            r.count_missing("timestamp");
+                        }
+                        if let Some(k) = info.payload {
+                            r.count_embedded(k);
+                        }
+                        if let Some(k) = info.payload_failed {
+                            r.count_missing(match k {
+                                "json" => "json payload (did not parse)",
+                                _ => "payload (did not parse)",
+                            });
+                        }
+                        ctx.emit(ev);
+                    }
                     Err(Error::Empty) => {}
                     Err(e) => ctx.error(Some(number), None, Some(offset), e.to_string()),
                 }
