@@ -56,6 +56,11 @@ pub fn parse_json_value(
     let Json::Object(obj) = value else {
         return Err(Error::NotAnObject);
     };
+    if let Some(unpacked) = unpack_nested(obj) {
+        // Parsed again with the strings unpacked; `unpack_nested` leaves no string it would
+        // unpack a second time, so this recurses once.
+        return parse_json_value(&Json::Object(unpacked), raw, origin, names);
+    }
     let mut ev = Event::new(Format::Json, origin, raw);
     if let Some(Json::Object(event)) = obj.get("Event") {
         if event.contains_key("System") {
@@ -78,6 +83,76 @@ pub fn parse_json_value(
     }
     set_timestamp(obj, &mut ev);
     Ok(ev)
+}
+
+/// Keys whose object value holds a Windows event's data fields, which the flat (NXLog) shape
+/// keeps at top level.
+const EVENT_DATA_KEYS: &[&str] = &["EventData", "event_data", "UserData", "user_data"];
+
+/// A string value that is itself a JSON object (`"{\"EventID\": 1, …}"`), as shippers write
+/// Sysmon and Windows event data inside a JSON envelope.
+fn nested_object(v: &Json) -> Option<Map<String, Json>> {
+    let Json::String(s) = v else { return None };
+    let t = s.trim();
+    if t.len() < 2 || !t.starts_with('{') || !t.ends_with('}') {
+        return None;
+    }
+    match serde_json::from_str(t) {
+        Ok(Json::Object(o)) => Some(o),
+        _ => None,
+    }
+}
+
+fn is_record_shape(o: &Map<String, Json>) -> bool {
+    o.get("Event")
+        .and_then(Json::as_object)
+        .is_some_and(|e| e.contains_key("System"))
+        || o.contains_key("winlog")
+        || is_flat_windows(o)
+        || is_cloudtrail(o)
+}
+
+/// Unpacks JSON objects nested as strings: a whole record inside an envelope (`{"message":
+/// "{\"EventID\":1,\"Channel\":…}", "host": …}`) becomes the object, with the envelope's other
+/// keys kept where the record lacks them; event data (`EventData`, `winlog.event_data`,
+/// `Event.EventData`) is unpacked in place; any other object-in-a-string is nested under its
+/// key. `None` when there is nothing to unpack.
+fn unpack_nested(obj: &Map<String, Json>) -> Option<Map<String, Json>> {
+    let mut out: Option<Map<String, Json>> = None;
+    for (k, v) in obj {
+        if let Some(inner) = nested_object(v) {
+            let o = out.get_or_insert_with(|| obj.clone());
+            if is_record_shape(&inner) {
+                let mut record = inner;
+                for (ok, ov) in obj {
+                    if ok != k && !record.contains_key(ok) {
+                        record.insert(ok.clone(), ov.clone());
+                    }
+                }
+                // The record replaces the envelope; other strings are handled on the next pass.
+                return Some(record);
+            }
+            if EVENT_DATA_KEYS.contains(&k.as_str()) && is_flat_windows(obj) {
+                o.remove(k);
+                for (ik, iv) in inner {
+                    o.entry(ik).or_insert(iv);
+                }
+            } else {
+                o.insert(k.clone(), Json::Object(inner));
+            }
+        } else if let Json::Object(child) = v {
+            // `winlog.event_data` / `Event.EventData` as a string.
+            for dk in EVENT_DATA_KEYS {
+                if let Some(inner) = child.get(*dk).and_then(nested_object) {
+                    let o = out.get_or_insert_with(|| obj.clone());
+                    if let Some(Json::Object(c)) = o.get_mut(k) {
+                        c.insert((*dk).to_owned(), Json::Object(inner));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A JSON scalar or array as a field value. Unlike `Value::from_json`, integers above

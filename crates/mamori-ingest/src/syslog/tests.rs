@@ -364,3 +364,87 @@ fn error_log_without_client_context_and_with_attacker_text() {
     assert_eq!(get(&e, "log.level").as_deref(), Some("error"));
     assert_eq!(get(&e, "message").as_deref(), Some("yadda yadda"));
 }
+
+/// Every sshd message variant, old (OpenSSH 3.x `Illegal user`) and new (9.x), with what it
+/// must give: (message, event.action, event.outcome, user.name, source.ip).
+const SSHD_VARIANTS: &[(&str, &str, Option<&str>, Option<&str>, Option<&str>)] = &[
+    ("Illegal user test from 192.168.0.5", "ssh_invalid_user", Some("failure"), Some("test"), Some("192.168.0.5")),
+    ("Illegal user oracle from ::ffff:61.1.2.3", "ssh_invalid_user", Some("failure"), Some("oracle"), Some("::ffff:61.1.2.3")),
+    ("Failed password for illegal user test from 192.168.0.5 port 3022 ssh2", "ssh_login", Some("failure"), Some("test"), Some("192.168.0.5")),
+    ("Invalid user admin from 203.0.113.4 port 4242", "ssh_invalid_user", Some("failure"), Some("admin"), Some("203.0.113.4")),
+    ("Invalid user admin from 203.0.113.4", "ssh_invalid_user", Some("failure"), Some("admin"), Some("203.0.113.4")),
+    ("Failed password for invalid user admin from 203.0.113.4 port 4242 ssh2", "ssh_login", Some("failure"), Some("admin"), Some("203.0.113.4")),
+    ("Failed none for invalid user admin from 203.0.113.4 port 4242 ssh2", "ssh_login", Some("failure"), Some("admin"), Some("203.0.113.4")),
+    ("Failed keyboard-interactive/pam for invalid user x from 203.0.113.4 port 5 ssh2", "ssh_login", Some("failure"), Some("x"), Some("203.0.113.4")),
+    ("Failed publickey for root from 203.0.113.4 port 5 ssh2: RSA SHA256:abc", "ssh_login", Some("failure"), Some("root"), Some("203.0.113.4")),
+    ("pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.4  user=root", "authentication_failure", Some("failure"), Some("root"), Some("203.0.113.4")),
+    ("pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.4", "authentication_failure", Some("failure"), None, Some("203.0.113.4")),
+    ("error: PAM: Authentication failure for root from 203.0.113.4", "authentication_failure", Some("failure"), Some("root"), Some("203.0.113.4")),
+    ("error: PAM: Authentication failure for illegal user x from 203.0.113.4", "authentication_failure", Some("failure"), Some("x"), Some("203.0.113.4")),
+    ("PAM 2 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= rhost=203.0.113.4  user=root", "authentication_failure", Some("failure"), Some("root"), Some("203.0.113.4")),
+    ("Connection closed by authenticating user root 203.0.113.4 port 22 [preauth]", "ssh_disconnect", None, Some("root"), Some("203.0.113.4")),
+    ("Connection closed by invalid user admin 203.0.113.4 port 22 [preauth]", "ssh_disconnect", None, Some("admin"), Some("203.0.113.4")),
+    ("Connection closed by 203.0.113.4 port 22 [preauth]", "ssh_disconnect", None, None, Some("203.0.113.4")),
+    ("Received disconnect from 203.0.113.4 port 5:11: Bye Bye [preauth]", "ssh_disconnect", None, None, Some("203.0.113.4")),
+    ("Received disconnect from 203.0.113.4: 11: Bye Bye", "ssh_disconnect", None, None, Some("203.0.113.4")),
+    ("error: Received disconnect from 203.0.113.4 port 5:3: com.jcraft.jsch.JSchException: Auth fail [preauth]", "ssh_disconnect", None, None, Some("203.0.113.4")),
+    ("Disconnected from invalid user admin 203.0.113.4 port 5 [preauth]", "ssh_disconnect", None, Some("admin"), Some("203.0.113.4")),
+    ("Disconnected from authenticating user root 203.0.113.4 port 5 [preauth]", "ssh_disconnect", None, Some("root"), Some("203.0.113.4")),
+    ("Disconnected from user alice 203.0.113.4 port 5", "ssh_disconnect", None, Some("alice"), Some("203.0.113.4")),
+    ("Disconnecting invalid user admin 203.0.113.4 port 5: Too many authentication failures [preauth]", "ssh_max_auth_attempts", Some("failure"), Some("admin"), Some("203.0.113.4")),
+    ("Did not receive identification string from 203.0.113.4 port 5", "ssh_no_identification", None, None, Some("203.0.113.4")),
+    ("Did not receive identification string from 203.0.113.4", "ssh_no_identification", None, None, Some("203.0.113.4")),
+    ("Bad protocol version identification 'GET / HTTP/1.1' from 203.0.113.4 port 5", "ssh_connection", Some("failure"), None, Some("203.0.113.4")),
+    ("Bad protocol version identification '\\026\\003\\001' from 203.0.113.4", "ssh_connection", Some("failure"), None, Some("203.0.113.4")),
+    ("error: maximum authentication attempts exceeded for root from 203.0.113.4 port 5 ssh2 [preauth]", "ssh_max_auth_attempts", Some("failure"), Some("root"), Some("203.0.113.4")),
+    ("error: maximum authentication attempts exceeded for invalid user admin from 203.0.113.4 port 5 ssh2 [preauth]", "ssh_max_auth_attempts", Some("failure"), Some("admin"), Some("203.0.113.4")),
+    ("Accepted publickey for root from 203.0.113.4 port 5 ssh2: RSA SHA256:abc", "ssh_login", Some("success"), Some("root"), Some("203.0.113.4")),
+    ("Accepted keyboard-interactive/pam for root from 203.0.113.4 port 5 ssh2", "ssh_login", Some("success"), Some("root"), Some("203.0.113.4")),
+    ("Accepted password for root from 2001:db8::1 port 5 ssh2", "ssh_login", Some("success"), Some("root"), Some("2001:db8::1")),
+    ("reverse mapping checking getaddrinfo for host.example [203.0.113.4] failed - POSSIBLE BREAK-IN ATTEMPT!", "ssh_reverse_mapping_failed", None, None, Some("203.0.113.4")),
+    ("Address 203.0.113.4 maps to x.example, but this does not map back to the address - POSSIBLE BREAK-IN ATTEMPT!", "ssh_reverse_mapping_failed", None, None, Some("203.0.113.4")),
+    ("User root from 203.0.113.4 not allowed because not listed in AllowUsers", "ssh_login", Some("failure"), Some("root"), Some("203.0.113.4")),
+    ("ROOT LOGIN REFUSED FROM 203.0.113.4", "ssh_login", Some("failure"), Some("root"), Some("203.0.113.4")),
+    ("ROOT LOGIN REFUSED FROM 203.0.113.4 port 5", "ssh_login", Some("failure"), Some("root"), Some("203.0.113.4")),
+    ("refused connect from 203.0.113.4 (203.0.113.4)", "ssh_connection", Some("failure"), None, Some("203.0.113.4")),
+    ("Timeout before authentication for 203.0.113.4 port 5", "ssh_disconnect", Some("failure"), None, Some("203.0.113.4")),
+    ("fatal: Timeout before authentication for 203.0.113.4", "ssh_disconnect", Some("failure"), None, Some("203.0.113.4")),
+    ("Connection reset by 203.0.113.4 port 5 [preauth]", "ssh_disconnect", None, None, Some("203.0.113.4")),
+    ("Connection reset by authenticating user root 203.0.113.4 port 5 [preauth]", "ssh_disconnect", None, Some("root"), Some("203.0.113.4")),
+    ("input_userauth_request: invalid user admin [preauth]", "ssh_invalid_user", Some("failure"), Some("admin"), None),
+    ("message repeated 2 times: [ Failed password for root from 203.0.113.4 port 5 ssh2]", "ssh_login", Some("failure"), Some("root"), Some("203.0.113.4")),
+    ("Unable to negotiate with 203.0.113.4 port 5: no matching key exchange method found.", "ssh_disconnect", Some("failure"), None, Some("203.0.113.4")),
+    ("Authentication refused: bad ownership or modes for file /home/ansible/.ssh/authorized_keys", "ssh_login", Some("failure"), None, None),
+    ("PAM service(sshd) ignoring max retries; 6 > 3", "ssh_max_auth_attempts", Some("failure"), None, None),
+    ("Connection from 203.0.113.4 port 5 on 10.0.0.1 port 22 rdomain \"\"", "ssh_connection", None, None, Some("203.0.113.4")),
+    ("Postponed publickey for alice from 203.0.113.4 port 5 ssh2 [preauth]", "ssh_login", None, Some("alice"), Some("203.0.113.4")),
+];
+
+#[test]
+fn every_sshd_variant_old_and_new() {
+    let mut bad = Vec::new();
+    for (msg, action, outcome, user, ip) in SSHD_VARIANTS {
+        let e = parse(&format!("Nov 10 01:00:01 host sshd[42]: {msg}"));
+        let got = (
+            get(&e, "event.action"),
+            get(&e, "event.outcome"),
+            get(&e, "user.name"),
+            get(&e, "source.ip"),
+        );
+        let want = (
+            Some(action.to_string()),
+            outcome.map(str::to_owned),
+            user.map(str::to_owned),
+            ip.map(str::to_owned),
+        );
+        if got != want {
+            bad.push(format!("{msg}\n   got  {got:?}\n   want {want:?}"));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} variants wrong:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
