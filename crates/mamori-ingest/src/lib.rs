@@ -198,6 +198,8 @@ pub struct FileReport {
     /// Records of another format found inside this file's records, by format (`access-log`
     /// and `json` inside syslog messages, `error-log`).
     pub embedded: BTreeMap<&'static str, u64>,
+    /// No known format matched: read one event per line with only `message`.
+    pub generic_text: bool,
     /// What the operator must know about how this file was read: read as generic text (and
     /// what it resembles), most lines not understood, payloads that did not parse.
     pub warnings: Vec<String>,
@@ -222,6 +224,7 @@ impl FileReport {
     /// Warnings derived from the counts once the file is read.
     fn conclude(&mut self, detection: Option<&Detection>) {
         if let Some(d) = detection.filter(|d| d.generic) {
+            self.generic_text = true;
             let mut w = format!(
                 "read as generic text ({}): one event per line, only `message` is searchable",
                 d.reason
