@@ -1,6 +1,7 @@
 //! End-to-end tests: run the real `mamori` binary in temporary directories.
 
 mod evidence;
+mod formats;
 mod hunt;
 mod incidents;
 mod scenarios;
