@@ -20,7 +20,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use crate::input::{io_message, Line, LineReader};
-use crate::{windows, Ctx, Error, Result};
+use crate::{syslog, windows, Ctx, Error, Result};
 
 /// Documents up to this size are parsed whole; larger ones are streamed.
 const WHOLE_DOCUMENT_LIMIT: u64 = 64 * 1024 * 1024;
@@ -80,9 +80,66 @@ pub fn parse_json_value(
     } else if is_flat_windows(obj) {
         nxlog_copies(obj, &mut ev, names);
         windows::add_windows_ecs(&mut ev, names);
+    } else if is_journald(obj) {
+        set_timestamp(obj, &mut ev);
+        return Ok(journald(obj, ev, names));
+    } else if let Some(line) = docker_line(obj) {
+        set_timestamp(obj, &mut ev);
+        return Ok(syslog::text_payload(line, ev, names));
     }
     set_timestamp(obj, &mut ev);
     Ok(ev)
+}
+
+/// `journalctl -o json` (and journald's export over HTTP): `MESSAGE` with `SYSLOG_IDENTIFIER`,
+/// `_HOSTNAME`, `_PID`, `__REALTIME_TIMESTAMP`.
+fn is_journald(obj: &Map<String, Json>) -> bool {
+    obj.get("MESSAGE").is_some_and(Json::is_string)
+        && (obj.contains_key("__REALTIME_TIMESTAMP")
+            || obj.contains_key("SYSLOG_IDENTIFIER")
+            || obj.contains_key("_SYSTEMD_UNIT"))
+}
+
+/// A journald record read like the syslog line it would have been: `host.name`,
+/// `process.name`/`pid`, `message`, the Linux logsource with the program as service, the
+/// authentication programs parsed, and a payload in `MESSAGE` (nginx access lines) unpacked.
+fn journald(obj: &Map<String, Json>, mut ev: Event, names: &mut Interner) -> Event {
+    if ev.timestamp.is_none() {
+        // Microseconds since the epoch, as text.
+        if let Some(us) = str_of(obj, "__REALTIME_TIMESTAMP").and_then(|u| u.parse::<i64>().ok()) {
+            ev.timestamp = DateTime::from_timestamp_micros(us);
+            ev.timestamp_raw = str_of(obj, "__REALTIME_TIMESTAMP").map(Into::into);
+        }
+    }
+    let program = str_of(obj, "SYSLOG_IDENTIFIER").or_else(|| str_of(obj, "_COMM"));
+    let mut put = |ev: &mut Event, n: &str, v: Value| ev.push_nonempty(names.intern(n), v);
+    if let Some(h) = str_of(obj, "_HOSTNAME") {
+        put(&mut ev, "host.name", h.into());
+    }
+    if let Some(p) = program {
+        put(&mut ev, "process.name", p.into());
+        put(&mut ev, "log.syslog.appname", p.into());
+    }
+    if let Some(pid) = str_of(obj, "_PID")
+        .or_else(|| str_of(obj, "SYSLOG_PID"))
+        .and_then(|p| p.parse::<i64>().ok())
+    {
+        put(&mut ev, "process.pid", Value::Int(pid));
+    }
+    if let Some(sev) = str_of(obj, "PRIORITY").and_then(|p| p.parse::<i64>().ok()) {
+        put(&mut ev, "log.syslog.severity.code", Value::Int(sev));
+    }
+    let msg = str_of(obj, "MESSAGE").unwrap_or_default();
+    syslog::program_message(program.unwrap_or_default(), msg, ev, names)
+}
+
+/// Docker's json-file driver: `{"log": "line\n", "stream": "stdout", "time": "…"}`.
+fn docker_line(obj: &Map<String, Json>) -> Option<&str> {
+    let line = str_of(obj, "log")?;
+    obj.get("stream")
+        .and_then(Json::as_str)
+        .filter(|s| matches!(*s, "stdout" | "stderr"))?;
+    Some(line.trim_end_matches(['\n', '\r']))
 }
 
 /// Keys whose object value holds a Windows event's data fields, which the flat (NXLog) shape

@@ -472,6 +472,51 @@ fn structured_data<'a>(s: &'a str, names: &mut Interner, ev: &mut Event) -> &'a 
     rest
 }
 
+/// A program's message that arrived outside a syslog line (a journald record): the Linux
+/// logsource with the program as service, the authentication programs parsed, and a payload
+/// in the message (an access line, JSON, an error-log line) read as in a syslog line.
+pub(crate) fn program_message(
+    program: &str,
+    msg: &str,
+    mut ev: Event,
+    names: &mut Interner,
+) -> Event {
+    ev.push(names.intern("message"), Value::from(msg));
+    ev.logsource.product = Some(names.intern("linux"));
+    if !program.is_empty() {
+        let base = program_base(program).to_ascii_lowercase();
+        ev.logsource.service = Some(names.intern(&base));
+        auth::parse(&base, msg, &mut ev, names);
+    }
+    with_payload(msg, ev, names)
+}
+
+/// A text line inside a JSON envelope (Docker's `log`): `message`, and the line's format when
+/// it has one (an nginx container's access line becomes an access-log event).
+pub(crate) fn text_payload(line: &str, mut ev: Event, names: &mut Interner) -> Event {
+    ev.push(names.intern("message"), Value::from(line));
+    with_payload(line, ev, names)
+}
+
+fn with_payload(msg: &str, mut ev: Event, names: &mut Interner) -> Event {
+    match payload::parse_body(msg, &ev, names) {
+        payload::Body::Event(mut inner, _) => {
+            let raw = std::mem::take(&mut ev.raw);
+            payload::adopt(&mut inner, &ev, &raw, names);
+            inner
+        }
+        payload::Body::ErrorLog(e) => {
+            errorlog::apply(&e, &mut ev, names);
+            if ev.timestamp.is_none() {
+                ev.timestamp = e.timestamp;
+                ev.timestamp_raw = e.timestamp_raw.map(Into::into);
+            }
+            ev
+        }
+        payload::Body::Text | payload::Body::Failed(_) => ev,
+    }
+}
+
 /// Base program name: `sshd(pam_unix)` → `sshd`, `/usr/sbin/cron` → `cron`.
 fn program_base(tag: &str) -> &str {
     let t = tag.split('(').next().unwrap_or(tag);

@@ -313,3 +313,44 @@ fn report_says_why_and_what_was_not_understood() {
     assert_eq!(r.missing.get("json payload (did not parse)"), Some(&1));
     assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
 }
+
+#[test]
+fn journald_records_are_read_like_their_syslog_lines() {
+    let e = json(
+        r#"{"__REALTIME_TIMESTAMP":"1731200401000000","_HOSTNAME":"bastion","SYSLOG_IDENTIFIER":"sshd","_PID":"812","PRIORITY":"6","MESSAGE":"Failed password for invalid user oracle from 203.0.113.5 port 50022 ssh2"}"#,
+    );
+    assert_eq!(get(&e, "event.action").as_deref(), Some("ssh_login"));
+    assert_eq!(get(&e, "event.outcome").as_deref(), Some("failure"));
+    assert_eq!(get(&e, "user.name").as_deref(), Some("oracle"));
+    assert_eq!(get(&e, "source.ip").as_deref(), Some("203.0.113.5"));
+    assert_eq!(get(&e, "host.name").as_deref(), Some("bastion"));
+    assert_eq!(e.get("process.pid"), Some(&Value::Int(812)));
+    assert_eq!(
+        e.logsource.service.as_ref().map(|s| s.as_str()),
+        Some("sshd")
+    );
+    assert_eq!(
+        e.timestamp.unwrap().to_rfc3339(),
+        "2024-11-10T01:00:01+00:00"
+    );
+}
+
+#[test]
+fn docker_json_file_lines_are_unpacked() {
+    let e = json(
+        r#"{"log":"203.0.113.8 - - [10/Nov/2024:01:00:01 +0000] \"GET /?q=<script>alert(1)</script> HTTP/1.1\" 200 5 \"-\" \"curl/8\"\n","stream":"stdout","time":"2024-11-10T01:00:01.5Z"}"#,
+    );
+    assert_eq!(e.format, Format::AccessLog);
+    assert_eq!(
+        e.logsource.category.as_ref().map(|s| s.as_str()),
+        Some("webserver")
+    );
+    assert_eq!(
+        get(&e, "url.query").as_deref(),
+        Some("q=<script>alert(1)</script>")
+    );
+    let e =
+        json(r#"{"log":"starting worker 3\n","stream":"stderr","time":"2024-11-10T01:00:01Z"}"#);
+    assert_eq!(get(&e, "message").as_deref(), Some("starting worker 3"));
+    assert!(e.timestamp.is_some());
+}
