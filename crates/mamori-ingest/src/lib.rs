@@ -37,7 +37,8 @@
 //!   `user.name`, `user.target.name`, `source.ip`, `source.port`, `process.command_line` and
 //!   `mamori.auth.method`. `event.action` values: `ssh_login`, `ssh_invalid_user`,
 //!   `ssh_disconnect`, `ssh_max_auth_attempts`, `ssh_reverse_mapping_failed`,
-//!   `ssh_no_identification`, `ssh_connection`, `authentication_failure`, `sudo`, `su`,
+//!   `ssh_no_identification`, `ssh_connection`, `ssh_subsystem`, `authentication_failure`,
+//!   `sudo`, `su`,
 //!   `session_opened`, `session_closed`, `user_created`, `user_deleted`, `user_modified`,
 //!   `group_created`, `group_deleted`, `user_added_to_group`, `password_changed`, `cron_exec`.
 //! * **web access logs / IIS**: ECS (`source.ip`, `url.path`, `http.response.status_code`, …)

@@ -393,6 +393,22 @@ fn sshd<'a>(msg: &'a str, a: &mut Auth<'a>) -> bool {
         let (ip, _) = r.split_once(':').unwrap_or((r, ""));
         return ip_port(ip, a);
     }
+    if let Some(r) = m.strip_prefix("subsystem request for ") {
+        // `subsystem request for sftp by user alice` [`failed, subsystem not found`]
+        let (_, rest) = word(r);
+        if let Some(who) = rest.strip_prefix("by user ") {
+            let (user, tail) = word(who);
+            let outcome = if tail.starts_with("failed") {
+                "failure"
+            } else {
+                "success"
+            };
+            a.set("ssh_subsystem", Some(outcome), SESSION);
+            a.user = Some(user);
+            return true;
+        }
+        return false;
+    }
     if let Some(r) = m.strip_prefix("ROOT LOGIN REFUSED FROM ") {
         // Old sshd with `PermitRootLogin no`.
         a.set("ssh_login", Some("failure"), AUTHN);

@@ -417,6 +417,8 @@ const SSHD_VARIANTS: &[(&str, &str, Option<&str>, Option<&str>, Option<&str>)] =
     ("Authentication refused: bad ownership or modes for file /home/ansible/.ssh/authorized_keys", "ssh_login", Some("failure"), None, None),
     ("PAM service(sshd) ignoring max retries; 6 > 3", "ssh_max_auth_attempts", Some("failure"), None, None),
     ("Connection from 203.0.113.4 port 5 on 10.0.0.1 port 22 rdomain \"\"", "ssh_connection", None, None, Some("203.0.113.4")),
+    ("subsystem request for netconf by user checker failed, subsystem not found", "ssh_subsystem", Some("failure"), Some("checker"), None),
+    ("subsystem request for sftp by user alice", "ssh_subsystem", Some("success"), Some("alice"), None),
     ("Postponed publickey for alice from 203.0.113.4 port 5 ssh2 [preauth]", "ssh_login", None, Some("alice"), Some("203.0.113.4")),
 ];
 

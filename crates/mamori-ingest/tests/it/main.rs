@@ -4,6 +4,7 @@ mod bad_input;
 mod corpus;
 mod openssh;
 mod robustness;
+mod server_logs;
 
 use std::path::{Path, PathBuf};
 
