@@ -4,7 +4,8 @@
 //! samples are unsupported; `{`/`[` is JSON (CloudTrail when `"Records"` holds records with
 //! `eventVersion`/`eventSource`, or a line is a CloudTrail record); IIS W3C headers; then the first
 //! 40 non-empty lines vote: access-log shape, auditd `type=… msg=audit(`, syslog (PRI or a
-//! syslog timestamp). **Text that matches none of them is read as generic syslog-ish lines**
+//! syslog timestamp), web server error log (read by the syslog reader). [`explain_bytes`] says
+//! which vote or signature decided, and for generic text what the lines resemble. **Text that matches none of them is read as generic syslog-ish lines**
 //! (one event per line, `message` = the line, timestamps picked up where recognisable): a
 //! hunt should see every line of an unknown text log rather than skip it. The file extension
 //! only breaks a tie between the line votes.

@@ -10,6 +10,10 @@
 //! `List`, arrays of objects repeat the dotted names. Windows events in JSON are recognised in
 //! three shapes (evtx_dump `Event.System`, Winlogbeat `winlog.*`, NXLog/flat) and get the same
 //! names as EVTX; CloudTrail records get ECS copies and the `aws`/`cloudtrail` logsource.
+//! A record or its event data nested as a JSON **string** (`{"message": "{\"EventID\": 1, …}"}`,
+//! `"EventData": "{…}"`, `winlog.event_data`) is unpacked first. journald records
+//! (`journalctl -o json`) are read like their syslog lines (authentication programs, payloads),
+//! and Docker json-file lines (`{"log": …, "stream": …}`) like the text they carry.
 
 use std::io::{BufRead, Cursor, Read};
 use std::net::IpAddr;

@@ -41,6 +41,15 @@
 //!   `sudo`, `su`,
 //!   `session_opened`, `session_closed`, `user_created`, `user_deleted`, `user_modified`,
 //!   `group_created`, `group_deleted`, `user_added_to_group`, `password_changed`, `cron_exec`.
+//! * **syslog payloads** ([`syslog`]'s `payload` module): a message body that is an access-log
+//!   line or a JSON object becomes that format's event (its `Format` and logsource, so web rules
+//!   see web lines however they arrived) with the syslog header kept as `log.syslog.*`
+//!   (`log.syslog.hostname` = the sender) and `host.name`/`process.*`/time where the payload
+//!   lacks them; journald JSON records and Docker json-file lines are read the same way.
+//! * **nginx / Apache error logs**: `log.level`, `process.pid`, `process.thread.id`,
+//!   `source.ip`/`port`, `http.request.method`, `url.*` (the request, or ModSecurity's `uri`),
+//!   `url.domain`, `error.code` (`AH…`), `error.message`, the whole text in `message`,
+//!   `event.dataset` `nginx.error`/`apache.error`, logsource service `nginx`/`apache`.
 //! * **web access logs / IIS**: ECS (`source.ip`, `url.path`, `http.response.status_code`, …)
 //!   plus the Sigma webserver taxonomy (`c-ip`, `cs-method`, `cs-uri-stem`, `cs-uri-query`,
 //!   `sc-status`, `cs-user-agent`, `c-useragent`, `cs-referer`, `cs-username`, `cs-host`,
@@ -48,6 +57,16 @@
 //! * **auditd**: one event per audit serial; `type` (list of record types), plain names
 //!   (`syscall`, `exe`, `comm`, `key`, `a0`…, `name`) and type-qualified ones (`EXECVE.a0`),
 //!   `process.command_line` from the EXECVE arguments (hex decoded).
+//!
+//! # Nothing misread in silence
+//!
+//! A [`FileReport`] says how a file was read: the format and why it was chosen
+//! ([`explain_bytes`]: which vote or signature), how many lines were read only as generic text
+//! (`unparsed`), which expected fields records lacked (`missing`: timestamp, HTTP status, a JSON
+//! payload that did not parse), what was found inside records (`embedded`), and `warnings` — every
+//! file read as generic text gets one, naming what its lines resemble (key=value, CEF, CSV, …)
+//! when they share a shape Mamori does not parse. [`parse_syslog_line_info`] gives the same per
+//! line ([`LineInfo`]) to the network listeners.
 //!
 //! # Syslog years
 //!

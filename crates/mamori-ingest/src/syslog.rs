@@ -2,10 +2,11 @@
 //! RFC 3339-timestamp file format, and generic text lines.
 //!
 //! Every non-empty line gives an event: a line that is not syslog at all still has its text in
-//! `message` (Sigma keyword rules search it), and an Apache error-log prefix
-//! (`[Sun Dec 04 04:47:44 2005] [error]`) is recognised for its timestamp and level. The Linux
-//! authentication programs are parsed further in [`auth`] (see the crate doc for the
-//! `event.action` vocabulary).
+//! `message` (Sigma keyword rules search it) and is reported as not understood
+//! ([`LineInfo::generic`]); nginx and Apache error-log lines are parsed by [`errorlog`]. A
+//! message body in another format (access log, JSON, error log) is read as that format by
+//! [`payload`]. The Linux authentication programs are parsed further in [`auth`] (see the crate
+//! doc for the `event.action` vocabulary).
 
 mod auth;
 pub(crate) mod errorlog;

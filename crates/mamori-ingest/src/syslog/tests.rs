@@ -367,7 +367,15 @@ fn error_log_without_client_context_and_with_attacker_text() {
 
 /// Every sshd message variant, old (OpenSSH 3.x `Illegal user`) and new (9.x), with what it
 /// must give: (message, event.action, event.outcome, user.name, source.ip).
-const SSHD_VARIANTS: &[(&str, &str, Option<&str>, Option<&str>, Option<&str>)] = &[
+type Variant = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+const SSHD_VARIANTS: &[Variant] = &[
     ("Illegal user test from 192.168.0.5", "ssh_invalid_user", Some("failure"), Some("test"), Some("192.168.0.5")),
     ("Illegal user oracle from ::ffff:61.1.2.3", "ssh_invalid_user", Some("failure"), Some("oracle"), Some("::ffff:61.1.2.3")),
     ("Failed password for illegal user test from 192.168.0.5 port 3022 ssh2", "ssh_login", Some("failure"), Some("test"), Some("192.168.0.5")),
