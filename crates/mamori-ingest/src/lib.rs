@@ -265,6 +265,9 @@ impl FileReport {
             if what.ends_with("(did not parse)") {
                 self.warnings
                     .push(format!("{n} records: {what}, kept as plain text"));
+            } else if what.ends_with("(fields not read)") {
+                self.warnings
+                    .push(format!("{n} records: {what}, only `message` is searchable"));
             }
         }
     }

@@ -123,7 +123,8 @@ pub struct LineInfo {
     pub no_timestamp: bool,
     /// The format of a payload found in the message (`access-log`, `json`, `error-log`).
     pub payload: Option<&'static str>,
-    /// The message looked like this payload format but did not parse.
+    /// The message looked like this payload format but did not parse (`json`), or is in a
+    /// structured format whose fields are not read (`CEF`, `LEEF`, `key=value`).
     pub payload_failed: Option<&'static str>,
 }
 
@@ -194,6 +195,13 @@ pub fn parse_syslog_line_info(
                 info.generic = false;
             }
             payload::Body::Failed(kind) => info.payload_failed = Some(kind),
+            payload::Body::Unread(kind) => {
+                // Only where nothing else understood the message (an auth program's `k=v`
+                // details are read by `auth`).
+                if !info.generic && ev.get("event.action").is_none() {
+                    info.payload_failed = Some(kind);
+                }
+            }
         }
     }
     info.no_timestamp = ev.timestamp.is_none();
@@ -361,7 +369,8 @@ fn tag_and_message<'a>(s: &'a str, p: &mut Parsed<'a>) {
         ),
         None => ("", s),
     };
-    if tag.is_empty() || tag.len() > 64 {
+    // `CEF:0|…` / `LEEF:1.0|…` straight after the host is a payload, not a tag.
+    if tag.is_empty() || tag.len() > 64 || tag == "CEF" || tag == "LEEF" {
         p.message = s;
         return;
     }
@@ -514,7 +523,7 @@ fn with_payload(msg: &str, mut ev: Event, names: &mut Interner) -> Event {
             }
             ev
         }
-        payload::Body::Text | payload::Body::Failed(_) => ev,
+        payload::Body::Text | payload::Body::Failed(_) | payload::Body::Unread(_) => ev,
     }
 }
 
@@ -633,6 +642,9 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, reader: &mut dyn BufRead, mtime: Option<Sy
                         if let Some(k) = info.payload_failed {
                             r.count_missing(match k {
                                 "json" => "json payload (did not parse)",
+                                "CEF" => "CEF payload (fields not read)",
+                                "LEEF" => "LEEF payload (fields not read)",
+                                "key=value" => "key=value payload (fields not read)",
                                 _ => "payload (did not parse)",
                             });
                         }

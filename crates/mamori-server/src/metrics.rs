@@ -329,7 +329,7 @@ impl Metrics {
             ),
             (
                 "mamori_payload_unparsed_total",
-                "Syslog message bodies that looked like JSON but did not parse (kept as text).",
+                "Syslog message bodies that looked like JSON but did not parse, or in a format whose fields are not read (CEF, LEEF, key=value); kept as text.",
                 |c| &c.payload_failed,
             ),
         ];

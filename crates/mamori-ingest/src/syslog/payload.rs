@@ -12,13 +12,15 @@
 //! they would in a file. The syslog header is kept on it: every `log.syslog.*` field (priority,
 //! facility, severity, appname, msgid, structured data), `log.syslog.hostname`, and `host.name`,
 //! `process.name`, `process.pid` and the timestamp when the payload lacks them. `raw` stays the
-//! whole line. Error-log bodies stay syslog events, enriched with the error-log fields
+//! whole line; a payload without a logsource of its own (an application's JSON) keeps the
+//! syslog line's (`linux`, the program). Error-log bodies stay syslog events, enriched with the error-log fields
 //! ([`super::errorlog`]), as error-log files are.
 //!
 //! The order is: JSON (a body starting with `{` or `@cee:`), access log (cheap `] "` prefilter
 //! before the regex), error log; vendor formats (CEF, LEEF, key=value, appliances) are tried
 //! by `crate::vendor` where [`parse_body`] says so. A body that looks like JSON but does not
-//! parse stays a syslog event and is reported (`LineInfo::payload_failed`), never dropped.
+//! parse stays a syslog event and is reported (`LineInfo::payload_failed`), never dropped; so
+//! does a body in a structured format no reader took (CEF, LEEF, `key=value` pairs).
 
 use mamori_event::{Event, Interner, Value};
 
@@ -36,6 +38,8 @@ pub(crate) enum Body<'a> {
     ErrorLog(ErrorLine<'a>),
     /// It looked like this format but did not parse.
     Failed(&'static str),
+    /// A format Mamori does not read (yet): kept as text, and reported.
+    Unread(&'static str),
 }
 
 /// Tries the payload formats on a syslog message body.
@@ -64,12 +68,45 @@ pub(crate) fn parse_body<'a>(msg: &'a str, syslog_ev: &Event, names: &mut Intern
     if let Some(e) = errorlog::parse(body) {
         return Body::ErrorLog(e);
     }
-    Body::Text
+    match unread_format(body) {
+        Some(f) => Body::Unread(f),
+        None => Body::Text,
+    }
+}
+
+/// A structured format no reader took: CEF, LEEF, or four or more `key=value` pairs (an
+/// appliance's own log). Its fields are not read, so the operator is told.
+fn unread_format(body: &str) -> Option<&'static str> {
+    if body.starts_with("CEF:") || body.contains("|CEF:") {
+        return Some("CEF");
+    }
+    if body.starts_with("LEEF:") {
+        return Some("LEEF");
+    }
+    let pairs = body
+        .split_ascii_whitespace()
+        .filter(|w| {
+            w.split_once('=').is_some_and(|(k, v)| {
+                !k.is_empty()
+                    && !v.is_empty()
+                    && k.len() <= 40
+                    && k.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            })
+        })
+        .take(4)
+        .count();
+    (pairs >= 4).then_some("key=value")
 }
 
 /// Makes `inner` (a payload's event) carry the syslog header of `outer` and the whole line.
 pub(crate) fn adopt(inner: &mut Event, outer: &Event, line: &[u8], names: &mut Interner) {
     inner.raw = line.into();
+    // A JSON object of no known shape (an application's own log) keeps the sender's logsource
+    // (`linux`, the program), as the plain syslog line had.
+    if inner.logsource == mamori_event::LogSource::default() {
+        inner.logsource = outer.logsource.clone();
+    }
     if inner.timestamp.is_none() {
         inner.timestamp = outer.timestamp;
         inner.timestamp_raw.clone_from(&outer.timestamp_raw);

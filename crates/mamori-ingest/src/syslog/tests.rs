@@ -241,6 +241,24 @@ fn json_payload_with_cee_cookie_and_windows_shape() {
 }
 
 #[test]
+fn application_json_payload_keeps_the_senders_logsource() {
+    let (e, info) = parse_info(
+        r#"<14>Nov 10 01:00:01 app1 billing[7]: {"level":"warn","msg":"login failed","user":"bob"}"#,
+    );
+    assert_eq!(info.payload, Some("json"));
+    assert_eq!(get(&e, "user").as_deref(), Some("bob"));
+    assert_eq!(
+        e.logsource.product.as_ref().map(|p| p.as_str()),
+        Some("linux")
+    );
+    assert_eq!(
+        e.logsource.service.as_ref().map(|p| p.as_str()),
+        Some("billing")
+    );
+    assert_eq!(e.get("process.pid"), Some(&Value::Int(7)));
+}
+
+#[test]
 fn broken_json_payload_stays_a_syslog_event_and_is_reported() {
     let (e, info) = parse_info(r#"<14>Nov 10 01:00:01 h app: {"a": 1, "b": "#);
     assert_eq!(e.format, Format::Syslog);
@@ -457,4 +475,27 @@ fn every_sshd_variant_old_and_new() {
         bad.len(),
         bad.join("\n")
     );
+}
+
+#[test]
+fn structured_bodies_no_reader_took_are_reported() {
+    let (e, info) = parse_info("<134>Nov 10 01:00:01 fw1 CEF:0|Vendor|Product|1.0|100|Login failed|5|src=192.0.2.1 suser=bob");
+    assert_eq!(info.payload_failed, Some("CEF"));
+    assert!(get(&e, "message").unwrap().starts_with("CEF:0|"));
+    let (_, info) = parse_info("<134>Nov 10 01:00:01 fw1 date=2026-11-10 time=01:00:01 devname=fw1 type=event subtype=vpn action=ssl-login-fail user=bob");
+    assert_eq!(info.payload_failed, Some("key=value"));
+    // PAM's `k=v` details are understood by the auth parser: nothing to report.
+    let (_, info) = parse_info("Nov 10 01:00:01 h sshd[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.1  user=root");
+    assert_eq!(info.payload_failed, None);
+}
+
+#[test]
+fn vhost_combined_access_line_from_apache_logger() {
+    let (e, info) = parse_info(
+        r#"<13>Nov 10 01:00:01 web2 apache: shop.example.jp:443 192.0.2.50 - - [10/Nov/2026:01:00:01 +0000] "POST /wp-login.php HTTP/1.1" 200 1234 "-" "Mozilla/5.0""#,
+    );
+    assert_eq!(info.payload, Some("access-log"));
+    assert_eq!(get(&e, "cs-host").as_deref(), Some("shop.example.jp"));
+    assert_eq!(get(&e, "source.ip").as_deref(), Some("192.0.2.50"));
+    assert_eq!(get(&e, "log.syslog.hostname").as_deref(), Some("web2"));
 }
