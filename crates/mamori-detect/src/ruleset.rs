@@ -1103,13 +1103,24 @@ impl RuleSet {
         if !windows {
             return (&self.buckets[self.other as usize], eid);
         }
-        let id = match channel.and_then(|c| self.win_chan.get(c)) {
+        let id = match channel.and_then(|c| self.channel_bucket(c)) {
             None => self.win_any,
             Some((chan_bucket, by_eid)) => eid
                 .and_then(|e| by_eid.get(&e).copied())
                 .unwrap_or(*chan_bucket),
         };
         (&self.buckets[id as usize], eid)
+    }
+
+    /// The buckets of a channel, its name compared in any case (exporters write `security`
+    /// for `Security`); the exact spelling is tried first.
+    fn channel_bucket(&self, c: &str) -> Option<&(u32, FxHashMap<i64, u32>)> {
+        self.win_chan.get(c).or_else(|| {
+            self.win_chan
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(c))
+                .map(|(_, v)| v)
+        })
     }
 
     /// Appends the rules matching `ev` to `out` (sorted by rule index).

@@ -48,6 +48,7 @@ fn sets(c: &std::path::Path) -> Vec<(&'static str, Vec<PathBuf>)> {
         ),
         ("access_log", weblogs),
         ("vendor", vendor_file(c).into_iter().collect()),
+        ("syslog_payload", wrapped_access(&c.join("weblogs"))),
         (
             "cloudtrail",
             discover(&[c.join("cloudtrail")])
@@ -89,6 +90,28 @@ fn vendor_file(c: &std::path::Path) -> Option<PathBuf> {
     let path = std::env::temp_dir().join("mamori-bench-vendor.log");
     std::fs::write(&path, lines.repeat(50)).ok()?;
     Some(path)
+}
+
+/// The corpus's scanner access logs as nginx `access_log syslog:` sends them (a syslog header
+/// in front of every line), written once to a temporary file: the payload dispatcher's cost
+/// next to the plain `access_log` set.
+fn wrapped_access(weblogs: &std::path::Path) -> Vec<PathBuf> {
+    let out = std::env::temp_dir().join("mamori-bench-syslog-payload.log");
+    let mut text = Vec::new();
+    for name in ["acunetix.txt", "netsparker.txt", "w3af.txt"] {
+        let Ok(data) = std::fs::read(weblogs.join("ocatak-apache-http-logs").join(name)) else {
+            continue;
+        };
+        for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            text.extend_from_slice(b"<190>Nov 10 01:00:01 web1 nginx: ");
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+    }
+    if text.is_empty() || std::fs::write(&out, text).is_err() {
+        return Vec::new();
+    }
+    vec![out]
 }
 
 fn readers(crit: &mut Criterion) {

@@ -367,7 +367,15 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, reader: &mut dyn BufRead) {
                     None => parse_access_log_line(bytes, origin, &mut ctx.names),
                 };
                 match parsed {
-                    Ok(ev) => ctx.emit(ev),
+                    Ok(ev) => {
+                        if ev.timestamp.is_none() {
+                            ctx.report.count_missing("timestamp");
+                        }
+                        if ev.get("http.response.status_code").is_none() {
+                            ctx.report.count_missing("http status");
+                        }
+                        ctx.emit(ev);
+                    }
                     Err(Error::Empty) => {}
                     Err(e) => {
                         let note = if std::str::from_utf8(bytes).is_err() {

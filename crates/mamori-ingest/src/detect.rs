@@ -5,7 +5,9 @@
 //! `eventVersion`/`eventSource`, or a line is a CloudTrail record); IIS W3C headers; then the first
 //! 40 non-empty lines vote: access-log shape, auditd `type=… msg=audit(`, syslog (PRI or a
 //! syslog timestamp, or a headerless appliance line: `%ASA-…`, CEF/LEEF, PAN-OS CSV,
-//! key=value). **Text that matches none of them is read as generic syslog-ish lines**
+//! key=value), web server error log (read by the syslog reader). [`explain_bytes`] says
+//! which vote or signature decided, and for generic text what the lines resemble.
+//! **Text that matches none of them is read as generic syslog-ish lines**
 //! (one event per line, `message` = the line, timestamps picked up where recognisable): a
 //! hunt should see every line of an unknown text log rather than skip it. The file extension
 //! only breaks a tie between the line votes.
@@ -39,9 +41,25 @@ pub fn detect_format(path: &Path) -> Result<Option<Format>, ReadError> {
 }
 
 pub(crate) fn sniff_path(path: &Path) -> Result<Sniffed, ReadError> {
+    sniff_path_explained(path).map(|(s, _)| s)
+}
+
+pub(crate) fn sniff_path_explained(path: &Path) -> Result<(Sniffed, Detection), ReadError> {
     let (sample, _gz) = input::sample(path, SAMPLE_BYTES)
         .map_err(|e| ReadError::file(path, format!("cannot read: {e}")))?;
-    Ok(detect_bytes(&sample, Some(path)))
+    Ok(explain_bytes(&sample, Some(path)))
+}
+
+/// Why the sniffer chose a format, for the read-quality report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Detection {
+    /// `38 of 40 sample lines look like syslog`, `JSON (starts with '{')`, …
+    pub reason: String,
+    /// No known format matched: the file is read as generic text, one event per line.
+    pub generic: bool,
+    /// For generic text: what the sample resembles that Mamori does not parse (`CEF`,
+    /// `key=value pairs`, `CSV`, `XML`).
+    pub resembles: Option<&'static str>,
 }
 
 const BINARY_MAGICS: &[(&[u8], &str)] = &[
@@ -66,8 +84,22 @@ const BINARY_MAGICS: &[(&[u8], &str)] = &[
 
 /// Detects the format of a sample (the decompressed start of a file). `path` only breaks ties.
 pub fn detect_bytes(sample: &[u8], path: Option<&Path>) -> Sniffed {
+    explain_bytes(sample, path).0
+}
+
+/// [`detect_bytes`] and why.
+pub fn explain_bytes(sample: &[u8], path: Option<&Path>) -> (Sniffed, Detection) {
+    let because = |s: Sniffed, r: &str| {
+        (
+            s,
+            Detection {
+                reason: r.to_owned(),
+                ..Detection::default()
+            },
+        )
+    };
     if sample.starts_with(b"ElfFile\0") {
-        return Sniffed::Format(Format::Evtx);
+        return because(Sniffed::Format(Format::Evtx), "EVTX file header");
     }
     for (magic, what) in BINARY_MAGICS {
         if sample.starts_with(magic) {
@@ -75,35 +107,46 @@ pub fn detect_bytes(sample: &[u8], path: Option<&Path>) -> Sniffed {
             if (magic.len() < 4) && !sample.iter().take(512).any(|&b| b == 0) {
                 continue;
             }
-            return Sniffed::Unsupported(what);
+            return because(Sniffed::Unsupported(what), what);
         }
     }
     let text = strip_bom(sample);
     let Some(first) = text.iter().position(|b| !b.is_ascii_whitespace()) else {
-        return Sniffed::Empty;
+        return because(Sniffed::Empty, "empty");
     };
     let body = text.get(first..).unwrap_or_default();
-    let (voted, matched, sampled) = vote(body, path);
+    let v = vote(body, path);
     // Exploit payloads put control bytes into otherwise textual logs (a WebDAV overflow
     // request is mostly `\x02\xb1`): a sample whose lines still mostly parse is text.
-    if is_binary(text) && matched * 2 <= sampled {
-        return Sniffed::Unsupported("binary");
+    if is_binary(text) && v.matched * 2 <= v.sampled {
+        return because(Sniffed::Unsupported("binary"), "binary");
     }
     if json_start(body) {
-        return Sniffed::Format(if looks_cloudtrail(body) {
-            Format::CloudTrail
+        return if looks_cloudtrail(body) {
+            because(
+                Sniffed::Format(Format::CloudTrail),
+                "JSON with CloudTrail record fields",
+            )
         } else {
-            Format::Json
-        });
+            because(
+                Sniffed::Format(Format::Json),
+                "JSON (starts with '{' or '[')",
+            )
+        };
     }
     if body.starts_with(b"#Software: Microsoft Internet Information Services")
         || body.starts_with(b"#Fields:")
         || (body.starts_with(b"#Version:") && contains(body, b"#Fields:"))
         || (body.starts_with(b"#") && contains(body, b"\n#Fields: date time"))
     {
-        return Sniffed::Format(Format::Iis);
+        return because(Sniffed::Format(Format::Iis), "IIS W3C #Fields header");
     }
-    Sniffed::Format(voted)
+    let det = Detection {
+        reason: v.reason(),
+        generic: v.best() == 0,
+        resembles: (v.best() == 0).then(|| resembles(body)).flatten(),
+    };
+    (Sniffed::Format(v.format), det)
 }
 
 /// `{`, or `[` followed by what a JSON array of objects starts with (`[Sun Dec 04 …]` of an
@@ -157,21 +200,47 @@ fn looks_cloudtrail(body: &[u8]) -> bool {
             || contains(body, b"amazonaws.com"))
 }
 
-/// The format most sample lines have, how many lines matched one, and how many were sampled.
-fn vote(body: &[u8], path: Option<&Path>) -> (Format, usize, usize) {
-    let (mut access, mut audit, mut sys, mut sampled) = (0usize, 0usize, 0usize, 0usize);
+/// The result of the line vote.
+struct Vote {
+    format: Format,
+    access: usize,
+    audit: usize,
+    sys: usize,
+    errlog: usize,
+    matched: usize,
+    sampled: usize,
+}
+
+impl Vote {
+    fn best(&self) -> usize {
+        self.access.max(self.audit).max(self.sys + self.errlog)
+    }
+
+    fn reason(&self) -> String {
+        let n = self.sampled;
+        if self.best() == 0 {
+            return format!("none of the first {n} lines matched a known format");
+        }
+        let (k, what) = match self.format {
+            Format::AccessLog => (self.access, "access-log"),
+            Format::Auditd => (self.audit, "auditd"),
+            _ if self.errlog > self.sys => (self.errlog, "web server error-log"),
+            _ => (self.sys, "syslog"),
+        };
+        format!("{k} of the first {n} lines look like {what} lines")
+    }
+}
+
+/// The format most sample lines have, with the counts of the vote.
+fn vote(body: &[u8], path: Option<&Path>) -> Vote {
+    let (mut access, mut audit, mut sys, mut errlog, mut sampled) = (0, 0, 0, 0, 0);
     // A last line without its newline may be cut off by the sample size: it only votes when
     // it is the only line.
     let complete = match body.iter().rposition(|&b| b == b'\n') {
         Some(i) if !body.ends_with(b"\n") => body.get(..i).unwrap_or(body),
         _ => body,
     };
-    let lines = complete
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .take(VOTE_LINES);
-    for line in lines {
+    for line in sample_lines(complete) {
         sampled += 1;
         if access::looks_like(line) {
             access += 1;
@@ -179,29 +248,96 @@ fn vote(body: &[u8], path: Option<&Path>) -> (Format, usize, usize) {
             audit += 1;
         } else if syslog::looks_like(line) || crate::vendor::looks_like(line) {
             sys += 1;
+        } else if syslog::errorlog::looks_like(line) {
+            errlog += 1;
         }
     }
     let ext = path
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
-    let best = access.max(audit).max(sys);
-    let matched = access + audit + sys;
+    // Error-log lines are read by the syslog reader.
+    let sys_like = sys + errlog;
+    let best = access.max(audit).max(sys_like);
+    let matched = access + audit + sys_like;
     let format = if best == 0 {
         // Generic text: read line by line as syslog-ish (see the module doc).
         Format::Syslog
     } else if access == best
-        && ((ext.contains("access") || ext.contains("httpd")) || (audit < best && sys < best))
+        && ((ext.contains("access") || ext.contains("httpd")) || (audit < best && sys_like < best))
     {
         Format::AccessLog
-    } else if audit == best && (ext.contains("audit") || sys < best) {
+    } else if audit == best && (ext.contains("audit") || sys_like < best) {
         Format::Auditd
-    } else if sys == best {
+    } else if sys_like == best {
         Format::Syslog
     } else if access == best {
         Format::AccessLog
     } else {
         Format::Auditd
     };
-    (format, matched, sampled)
+    Vote {
+        format,
+        access,
+        audit,
+        sys,
+        errlog,
+        matched,
+        sampled,
+    }
+}
+
+fn sample_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    body.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .take(VOTE_LINES)
+}
+
+/// What a generic-text sample resembles, when most of its lines share a shape Mamori does not
+/// parse: the operator is warned that its fields are not read.
+fn resembles(body: &[u8]) -> Option<&'static str> {
+    let lines: Vec<&[u8]> = sample_lines(body).collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let most = |f: &dyn Fn(&[u8]) -> bool| lines.iter().filter(|l| f(l)).count() * 2 > lines.len();
+    if most(&|l| contains(l, b"CEF:")) {
+        return Some("CEF");
+    }
+    if most(&|l| contains(l, b"LEEF:")) {
+        return Some("LEEF");
+    }
+    if most(&|l| {
+        lossy_words(l)
+            .filter(|w| w.split_once('=').is_some_and(|(k, _)| is_key(k)))
+            .count()
+            >= 3
+    }) {
+        return Some("key=value pairs");
+    }
+    if most(&|l| l.first() == Some(&b'<') && !syslog::looks_like(l)) {
+        return Some("XML");
+    }
+    let commas = |l: &[u8]| l.iter().filter(|&&b| b == b',').count();
+    let first = commas(lines.first().copied().unwrap_or_default());
+    if first >= 3 && most(&|l| commas(l) == first) {
+        return Some("CSV");
+    }
+    if most(&|l| contains(l, b"{\"")) {
+        return Some("JSON inside text lines");
+    }
+    None
+}
+
+fn lossy_words(l: &[u8]) -> impl Iterator<Item = &str> {
+    l.split(|b| b.is_ascii_whitespace())
+        .filter_map(|w| std::str::from_utf8(w).ok())
+}
+
+fn is_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 40
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }

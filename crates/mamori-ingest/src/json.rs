@@ -10,6 +10,10 @@
 //! `List`, arrays of objects repeat the dotted names. Windows events in JSON are recognised in
 //! three shapes (evtx_dump `Event.System`, Winlogbeat `winlog.*`, NXLog/flat) and get the same
 //! names as EVTX; CloudTrail records get ECS copies and the `aws`/`cloudtrail` logsource.
+//! A record or its event data nested as a JSON **string** (`{"message": "{\"EventID\": 1, …}"}`,
+//! `"EventData": "{…}"`, `winlog.event_data`) is unpacked first. journald records
+//! (`journalctl -o json`) are read like their syslog lines (authentication programs, payloads),
+//! and Docker json-file lines (`{"log": …, "stream": …}`) like the text they carry.
 
 use std::io::{BufRead, Cursor, Read};
 use std::net::IpAddr;
@@ -20,7 +24,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use crate::input::{io_message, Line, LineReader};
-use crate::{windows, Ctx, Error, Result};
+use crate::{syslog, windows, Ctx, Error, Result};
 
 /// Documents up to this size are parsed whole; larger ones are streamed.
 const WHOLE_DOCUMENT_LIMIT: u64 = 64 * 1024 * 1024;
@@ -56,6 +60,11 @@ pub fn parse_json_value(
     let Json::Object(obj) = value else {
         return Err(Error::NotAnObject);
     };
+    if let Some(unpacked) = unpack_nested(obj) {
+        // Parsed again with the strings unpacked; `unpack_nested` leaves no string it would
+        // unpack a second time, so this recurses once.
+        return parse_json_value(&Json::Object(unpacked), raw, origin, names);
+    }
     let mut ev = Event::new(Format::Json, origin, raw);
     if let Some(Json::Object(event)) = obj.get("Event") {
         if event.contains_key("System") {
@@ -75,9 +84,136 @@ pub fn parse_json_value(
     } else if is_flat_windows(obj) {
         nxlog_copies(obj, &mut ev, names);
         windows::add_windows_ecs(&mut ev, names);
+    } else if is_journald(obj) {
+        set_timestamp(obj, &mut ev);
+        return Ok(journald(obj, ev, names));
+    } else if let Some(line) = docker_line(obj) {
+        set_timestamp(obj, &mut ev);
+        return Ok(syslog::text_payload(line, ev, names));
     }
     set_timestamp(obj, &mut ev);
     Ok(ev)
+}
+
+/// `journalctl -o json` (and journald's export over HTTP): `MESSAGE` with `SYSLOG_IDENTIFIER`,
+/// `_HOSTNAME`, `_PID`, `__REALTIME_TIMESTAMP`.
+fn is_journald(obj: &Map<String, Json>) -> bool {
+    obj.get("MESSAGE").is_some_and(Json::is_string)
+        && (obj.contains_key("__REALTIME_TIMESTAMP")
+            || obj.contains_key("SYSLOG_IDENTIFIER")
+            || obj.contains_key("_SYSTEMD_UNIT"))
+}
+
+/// A journald record read like the syslog line it would have been: `host.name`,
+/// `process.name`/`pid`, `message`, the Linux logsource with the program as service, the
+/// authentication programs parsed, and a payload in `MESSAGE` (nginx access lines) unpacked.
+fn journald(obj: &Map<String, Json>, mut ev: Event, names: &mut Interner) -> Event {
+    if ev.timestamp.is_none() {
+        // Microseconds since the epoch, as text.
+        if let Some(us) = str_of(obj, "__REALTIME_TIMESTAMP").and_then(|u| u.parse::<i64>().ok()) {
+            ev.timestamp = DateTime::from_timestamp_micros(us);
+            ev.timestamp_raw = str_of(obj, "__REALTIME_TIMESTAMP").map(Into::into);
+        }
+    }
+    let program = str_of(obj, "SYSLOG_IDENTIFIER").or_else(|| str_of(obj, "_COMM"));
+    let mut put = |ev: &mut Event, n: &str, v: Value| ev.push_nonempty(names.intern(n), v);
+    if let Some(h) = str_of(obj, "_HOSTNAME") {
+        put(&mut ev, "host.name", h.into());
+    }
+    if let Some(p) = program {
+        put(&mut ev, "process.name", p.into());
+        put(&mut ev, "log.syslog.appname", p.into());
+    }
+    if let Some(pid) = str_of(obj, "_PID")
+        .or_else(|| str_of(obj, "SYSLOG_PID"))
+        .and_then(|p| p.parse::<i64>().ok())
+    {
+        put(&mut ev, "process.pid", Value::Int(pid));
+    }
+    if let Some(sev) = str_of(obj, "PRIORITY").and_then(|p| p.parse::<i64>().ok()) {
+        put(&mut ev, "log.syslog.severity.code", Value::Int(sev));
+    }
+    let msg = str_of(obj, "MESSAGE").unwrap_or_default();
+    syslog::program_message(program.unwrap_or_default(), msg, ev, names)
+}
+
+/// Docker's json-file driver: `{"log": "line\n", "stream": "stdout", "time": "…"}`.
+fn docker_line(obj: &Map<String, Json>) -> Option<&str> {
+    let line = str_of(obj, "log")?;
+    obj.get("stream")
+        .and_then(Json::as_str)
+        .filter(|s| matches!(*s, "stdout" | "stderr"))?;
+    Some(line.trim_end_matches(['\n', '\r']))
+}
+
+/// Keys whose object value holds a Windows event's data fields, which the flat (NXLog) shape
+/// keeps at top level.
+const EVENT_DATA_KEYS: &[&str] = &["EventData", "event_data", "UserData", "user_data"];
+
+/// A string value that is itself a JSON object (`"{\"EventID\": 1, …}"`), as shippers write
+/// Sysmon and Windows event data inside a JSON envelope.
+fn nested_object(v: &Json) -> Option<Map<String, Json>> {
+    let Json::String(s) = v else { return None };
+    let t = s.trim();
+    if t.len() < 2 || !t.starts_with('{') || !t.ends_with('}') {
+        return None;
+    }
+    match serde_json::from_str(t) {
+        Ok(Json::Object(o)) => Some(o),
+        _ => None,
+    }
+}
+
+fn is_record_shape(o: &Map<String, Json>) -> bool {
+    o.get("Event")
+        .and_then(Json::as_object)
+        .is_some_and(|e| e.contains_key("System"))
+        || o.contains_key("winlog")
+        || is_flat_windows(o)
+        || is_cloudtrail(o)
+}
+
+/// Unpacks JSON objects nested as strings: a whole record inside an envelope (`{"message":
+/// "{\"EventID\":1,\"Channel\":…}", "host": …}`) becomes the object, with the envelope's other
+/// keys kept where the record lacks them; event data (`EventData`, `winlog.event_data`,
+/// `Event.EventData`) is unpacked in place; any other object-in-a-string is nested under its
+/// key. `None` when there is nothing to unpack.
+fn unpack_nested(obj: &Map<String, Json>) -> Option<Map<String, Json>> {
+    let mut out: Option<Map<String, Json>> = None;
+    for (k, v) in obj {
+        if let Some(inner) = nested_object(v) {
+            let o = out.get_or_insert_with(|| obj.clone());
+            if is_record_shape(&inner) {
+                let mut record = inner;
+                for (ok, ov) in obj {
+                    if ok != k && !record.contains_key(ok) {
+                        record.insert(ok.clone(), ov.clone());
+                    }
+                }
+                // The record replaces the envelope; other strings are handled on the next pass.
+                return Some(record);
+            }
+            if EVENT_DATA_KEYS.contains(&k.as_str()) && is_flat_windows(obj) {
+                o.remove(k);
+                for (ik, iv) in inner {
+                    o.entry(ik).or_insert(iv);
+                }
+            } else {
+                o.insert(k.clone(), Json::Object(inner));
+            }
+        } else if let Json::Object(child) = v {
+            // `winlog.event_data` / `Event.EventData` as a string.
+            for dk in EVENT_DATA_KEYS {
+                if let Some(inner) = child.get(*dk).and_then(nested_object) {
+                    let o = out.get_or_insert_with(|| obj.clone());
+                    if let Some(Json::Object(c)) = o.get_mut(k) {
+                        c.insert((*dk).to_owned(), Json::Object(inner));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A JSON scalar or array as a field value. Unlike `Value::from_json`, integers above

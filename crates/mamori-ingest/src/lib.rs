@@ -37,9 +37,19 @@
 //!   `user.name`, `user.target.name`, `source.ip`, `source.port`, `process.command_line` and
 //!   `mamori.auth.method`. `event.action` values: `ssh_login`, `ssh_invalid_user`,
 //!   `ssh_disconnect`, `ssh_max_auth_attempts`, `ssh_reverse_mapping_failed`,
-//!   `ssh_no_identification`, `ssh_connection`, `authentication_failure`, `sudo`, `su`,
+//!   `ssh_no_identification`, `ssh_connection`, `ssh_subsystem`, `authentication_failure`,
+//!   `sudo`, `su`,
 //!   `session_opened`, `session_closed`, `user_created`, `user_deleted`, `user_modified`,
 //!   `group_created`, `group_deleted`, `user_added_to_group`, `password_changed`, `cron_exec`.
+//! * **syslog payloads** ([`syslog`]'s `payload` module): a message body that is an access-log
+//!   line or a JSON object becomes that format's event (its `Format` and logsource, so web rules
+//!   see web lines however they arrived) with the syslog header kept as `log.syslog.*`
+//!   (`log.syslog.hostname` = the sender) and `host.name`/`process.*`/time where the payload
+//!   lacks them; journald JSON records and Docker json-file lines are read the same way.
+//! * **nginx / Apache error logs**: `log.level`, `process.pid`, `process.thread.id`,
+//!   `source.ip`/`port`, `http.request.method`, `url.*` (the request, or ModSecurity's `uri`),
+//!   `url.domain`, `error.code` (`AH…`), `error.message`, the whole text in `message`,
+//!   `event.dataset` `nginx.error`/`apache.error`, logsource service `nginx`/`apache`.
 //! * **web access logs / IIS**: ECS (`source.ip`, `url.path`, `http.response.status_code`, …)
 //!   plus the Sigma webserver taxonomy (`c-ip`, `cs-method`, `cs-uri-stem`, `cs-uri-query`,
 //!   `sc-status`, `cs-user-agent`, `c-useragent`, `cs-referer`, `cs-username`, `cs-host`,
@@ -54,6 +64,16 @@
 //! * **auditd**: one event per audit serial; `type` (list of record types), plain names
 //!   (`syscall`, `exe`, `comm`, `key`, `a0`…, `name`) and type-qualified ones (`EXECVE.a0`),
 //!   `process.command_line` from the EXECVE arguments (hex decoded).
+//!
+//! # Nothing misread in silence
+//!
+//! A [`FileReport`] says how a file was read: the format and why it was chosen
+//! ([`explain_bytes`]: which vote or signature), how many lines were read only as generic text
+//! (`unparsed`), which expected fields records lacked (`missing`: timestamp, HTTP status, a JSON
+//! payload that did not parse), what was found inside records (`embedded`), and `warnings` — every
+//! file read as generic text gets one, naming what its lines resemble (key=value, CEF, CSV, …)
+//! when they share a shape Mamori does not parse. [`parse_syslog_line_info`] gives the same per
+//! line ([`LineInfo`]) to the network listeners.
 //!
 //! # Syslog years
 //!
@@ -79,6 +99,7 @@ mod windows;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -88,9 +109,11 @@ pub use mamori_event::{Event, Format, Interner, Origin};
 
 pub use access::{parse_access_log_line, parse_iis_line, IisFields};
 pub use auditd::{auditd_event, parse_auditd_line, AuditdRecord};
-pub use detect::{detect_bytes, detect_format, Sniffed};
+pub use detect::{detect_bytes, detect_format, explain_bytes, Detection, Sniffed};
 pub use json::{parse_json_object, parse_json_value};
-pub use syslog::{parse_syslog_line, parse_syslog_line_with_year, YearHint};
+pub use syslog::{
+    parse_syslog_line, parse_syslog_line_info, parse_syslog_line_with_year, LineInfo, YearHint,
+};
 
 /// Errors of the per-line parsers. Reading a file reports [`ReadError`]s instead.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +217,22 @@ pub struct FileReport {
     pub error_count: u64,
     /// Why the file was not read at all, e.g. `unsupported format (binary)`.
     pub skipped: Option<String>,
+    /// How the format was chosen: `--format`, or the sniffer's reason
+    /// (`38 of the first 40 lines look like syslog lines`).
+    pub detected: Option<String>,
+    /// Lines read only as generic text: the line is the `message`, nothing else was understood.
+    pub unparsed: u64,
+    /// Expected fields that records lacked, with how many records lacked each
+    /// (`timestamp`, `http status`, `json payload (did not parse)`).
+    pub missing: BTreeMap<&'static str, u64>,
+    /// Records of another format found inside this file's records, by format (`access-log`
+    /// and `json` inside syslog messages, `error-log`).
+    pub embedded: BTreeMap<&'static str, u64>,
+    /// No known format matched: read one event per line with only `message`.
+    pub generic_text: bool,
+    /// What the operator must know about how this file was read: read as generic text (and
+    /// what it resembles), most lines not understood, payloads that did not parse.
+    pub warnings: Vec<String>,
 }
 
 impl FileReport {
@@ -201,6 +240,45 @@ impl FileReport {
         FileReport {
             path: path.to_path_buf(),
             ..FileReport::default()
+        }
+    }
+
+    pub(crate) fn count_missing(&mut self, what: &'static str) {
+        *self.missing.entry(what).or_default() += 1;
+    }
+
+    pub(crate) fn count_embedded(&mut self, what: &'static str) {
+        *self.embedded.entry(what).or_default() += 1;
+    }
+
+    /// Warnings derived from the counts once the file is read.
+    fn conclude(&mut self, detection: Option<&Detection>) {
+        if let Some(d) = detection.filter(|d| d.generic) {
+            self.generic_text = true;
+            let mut w = format!(
+                "read as generic text ({}): one event per line, only `message` is searchable",
+                d.reason
+            );
+            if let Some(r) = d.resembles {
+                w.push_str(&format!(
+                    "; the lines look like {r}, whose fields Mamori does not read"
+                ));
+            }
+            self.warnings.push(w);
+        } else if self.unparsed > 0 && self.unparsed * 2 > self.events {
+            self.warnings.push(format!(
+                "{} of {} lines not understood (read as generic text)",
+                self.unparsed, self.events
+            ));
+        }
+        for (what, n) in &self.missing {
+            if what.ends_with("(did not parse)") {
+                self.warnings
+                    .push(format!("{n} records: {what}, kept as plain text"));
+            } else if what.ends_with("(fields not read)") {
+                self.warnings
+                    .push(format!("{n} records: {what}, only `message` is searchable"));
+            }
         }
     }
 
@@ -312,15 +390,23 @@ impl Ctx<'_> {
 /// Reads one file, sending every event to `sink`. Never fails: problems are in the report.
 pub fn read_file(path: &Path, opts: &ReadOptions, sink: &mut dyn FnMut(Event)) -> FileReport {
     let mut report = FileReport::new(path);
+    let mut detection = None;
     let format = match opts.format {
-        Some(f) => f,
-        None => match detect::sniff_path(path) {
-            Ok(Sniffed::Format(f)) => f,
-            Ok(Sniffed::Unsupported(why)) => {
+        Some(f) => {
+            report.detected = Some("given with --format".to_owned());
+            f
+        }
+        None => match detect::sniff_path_explained(path) {
+            Ok((Sniffed::Format(f), d)) => {
+                report.detected = Some(d.reason.clone());
+                detection = Some(d);
+                f
+            }
+            Ok((Sniffed::Unsupported(why), _)) => {
                 report.skipped = Some(format!("unsupported format ({why})"));
                 return report;
             }
-            Ok(Sniffed::Empty) => {
+            Ok((Sniffed::Empty, _)) => {
                 report.skipped = Some("empty file".to_owned());
                 return report;
             }
@@ -352,6 +438,7 @@ pub fn read_file(path: &Path, opts: &ReadOptions, sink: &mut dyn FnMut(Event)) -
             Err(e) => ctx.error(None, None, None, format!("cannot open: {e}")),
         },
     }
+    report.conclude(detection.as_ref());
     report
 }
 

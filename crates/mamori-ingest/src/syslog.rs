@@ -2,12 +2,15 @@
 //! RFC 3339-timestamp file format, and generic text lines.
 //!
 //! Every non-empty line gives an event: a line that is not syslog at all still has its text in
-//! `message` (Sigma keyword rules search it), and an Apache error-log prefix
-//! (`[Sun Dec 04 04:47:44 2005] [error]`) is recognised for its timestamp and level. The Linux
-//! authentication programs are parsed further in [`auth`] (see the crate doc for the
-//! `event.action` vocabulary).
+//! `message` (Sigma keyword rules search it) and is reported as not understood
+//! ([`LineInfo::generic`]); nginx and Apache error-log lines are parsed by [`errorlog`]. A
+//! message body in another format (access log, JSON, error log) is read as that format by
+//! [`payload`]. The Linux authentication programs are parsed further in [`auth`] (see the crate
+//! doc for the `event.action` vocabulary).
 
 mod auth;
+pub(crate) mod errorlog;
+pub(crate) mod payload;
 
 #[cfg(test)]
 mod tests;
@@ -107,15 +110,43 @@ pub fn parse_syslog_line_with_year(
     names: &mut Interner,
     year: &mut YearHint,
 ) -> Result<Event> {
+    parse_syslog_line_info(line, origin, names, year).map(|(ev, _)| ev)
+}
+
+/// How much of a line was understood, for read-quality reporting (`hunt` summary, `serve`
+/// metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineInfo {
+    /// Read only as generic text: no syslog header and no known format.
+    pub generic: bool,
+    /// No timestamp could be read.
+    pub no_timestamp: bool,
+    /// The format of a payload found in the message (`access-log`, `json`, `error-log`).
+    pub payload: Option<&'static str>,
+    /// The message looked like this payload format but did not parse (`json`), or is in a
+    /// structured format whose fields are not read (`CEF`, `LEEF`, `key=value`).
+    pub payload_failed: Option<&'static str>,
+}
+
+/// Parses one syslog (or generic text) line and says how much of it was understood. A message
+/// body in another format becomes that format's event (see [`payload`]).
+pub fn parse_syslog_line_info(
+    line: &[u8],
+    origin: Origin,
+    names: &mut Interner,
+    year: &mut YearHint,
+) -> Result<(Event, LineInfo)> {
     let text = lossy(line);
     let text = text.trim_end_matches(['\r', '\n', '\0']);
     if text.trim().is_empty() {
         return Err(Error::Empty);
     }
     let mut ev = Event::new(Format::Syslog, origin, line.to_vec());
+    let mut info = LineInfo::default();
     let mut p = Parsed::default();
     let (pri, rest) = split_pri(text);
     p.pri = pri;
+    let mut error_line = None;
     if let (Some(_), Some(r)) = (pri, rest.strip_prefix("1 ")) {
         rfc5424(r, &mut p, names, &mut ev);
     } else if let Some((ts, raw, r)) = leading_timestamp(rest, year) {
@@ -125,11 +156,60 @@ pub fn parse_syslog_line_with_year(
     } else if pri.is_some() {
         // `<PRI>` without a timestamp (some devices): tag and message only.
         header_3164_no_host(rest, &mut p);
+    } else if let Some(e) = errorlog::parse(rest) {
+        p.timestamp = e.timestamp;
+        p.timestamp_raw = e.timestamp_raw;
+        p.message = e.message;
+        error_line = Some(e);
     } else {
-        generic(rest, &mut p);
+        p.message = rest;
+        info.generic = true;
     }
-    finish(p, &mut ev, names);
-    Ok(ev)
+    let message = p.message;
+    let vendor = finish(p, &mut ev, names);
+    if let Some(e) = error_line {
+        errorlog::apply(&e, &mut ev, names);
+        if let Some(s) = e.server {
+            ev.logsource.service = Some(names.intern(s.service()));
+        }
+        info.payload = Some("error-log");
+    } else if let Some(v) = vendor {
+        // An appliance / CEF / LEEF / key=value body, read by `crate::vendor`.
+        info.payload = Some(v);
+        info.generic = false;
+    } else {
+        match payload::parse_body(message, &ev, names) {
+            payload::Body::Text => {}
+            payload::Body::Event(mut inner, kind) => {
+                payload::adopt(&mut inner, &ev, line, names);
+                ev = inner;
+                info.payload = Some(kind);
+                info.generic = false;
+            }
+            payload::Body::ErrorLog(e) => {
+                errorlog::apply(&e, &mut ev, names);
+                if ev.timestamp.is_none() {
+                    ev.timestamp = e.timestamp;
+                    ev.timestamp_raw = e.timestamp_raw.map(Into::into);
+                }
+                if let Some(s) = e.server {
+                    ev.logsource.service = Some(names.intern(s.service()));
+                }
+                info.payload = Some("error-log");
+                info.generic = false;
+            }
+            payload::Body::Failed(kind) => info.payload_failed = Some(kind),
+            payload::Body::Unread(kind) => {
+                // Only where nothing else understood the message (an auth program's `k=v`
+                // details are read by `auth`).
+                if !info.generic && ev.get("event.action").is_none() {
+                    info.payload_failed = Some(kind);
+                }
+            }
+        }
+    }
+    info.no_timestamp = ev.timestamp.is_none();
+    Ok((ev, info))
 }
 
 #[derive(Default)]
@@ -142,8 +222,6 @@ struct Parsed<'a> {
     pid: Option<&'a str>,
     msgid: Option<&'a str>,
     message: &'a str,
-    level: Option<&'a str>,
-    client: Option<&'a str>,
 }
 
 fn split_pri(s: &str) -> (Option<u8>, &str) {
@@ -295,7 +373,8 @@ fn tag_and_message<'a>(s: &'a str, p: &mut Parsed<'a>) {
         ),
         None => ("", s),
     };
-    if tag.is_empty() || tag.len() > 64 {
+    // `CEF:0|…` / `LEEF:1.0|…` straight after the host is a payload, not a tag.
+    if tag.is_empty() || tag.len() > 64 || tag == "CEF" || tag == "LEEF" {
         p.message = s;
         return;
     }
@@ -407,46 +486,49 @@ fn structured_data<'a>(s: &'a str, names: &mut Interner, ev: &mut Event) -> &'a 
     rest
 }
 
-/// Not syslog: maybe an Apache error log line, else the whole line is the message.
-fn generic<'a>(s: &'a str, p: &mut Parsed<'a>) {
-    p.message = s;
-    let Some(r) = s.strip_prefix('[') else { return };
-    let Some((inside, mut rest)) = r.split_once(']') else {
-        return;
-    };
-    // `Sun Dec 04 04:47:44 2005` or with microseconds (Apache 2.4).
-    let parts: Vec<&str> = inside.split_whitespace().collect();
-    if let [_, mon, day, time, year] = parts.as_slice() {
-        if let (Some(m), Ok(d), Some((h, mi, sec, n)), Ok(y)) = (
-            month_of(mon),
-            day.parse::<u32>(),
-            clock(time),
-            year.parse::<i32>(),
-        ) {
-            p.timestamp = make(y, m, d, h, mi, sec, n);
-            p.timestamp_raw = Some(inside);
+/// A program's message that arrived outside a syslog line (a journald record): the Linux
+/// logsource with the program as service, the authentication programs parsed, and a payload
+/// in the message (an access line, JSON, an error-log line) read as in a syslog line.
+pub(crate) fn program_message(
+    program: &str,
+    msg: &str,
+    mut ev: Event,
+    names: &mut Interner,
+) -> Event {
+    ev.push(names.intern("message"), Value::from(msg));
+    ev.logsource.product = Some(names.intern("linux"));
+    if !program.is_empty() {
+        let base = program_base(program).to_ascii_lowercase();
+        ev.logsource.service = Some(names.intern(&base));
+        auth::parse(&base, msg, &mut ev, names);
+    }
+    with_payload(msg, ev, names)
+}
+
+/// A text line inside a JSON envelope (Docker's `log`): `message`, and the line's format when
+/// it has one (an nginx container's access line becomes an access-log event).
+pub(crate) fn text_payload(line: &str, mut ev: Event, names: &mut Interner) -> Event {
+    ev.push(names.intern("message"), Value::from(line));
+    with_payload(line, ev, names)
+}
+
+fn with_payload(msg: &str, mut ev: Event, names: &mut Interner) -> Event {
+    match payload::parse_body(msg, &ev, names) {
+        payload::Body::Event(mut inner, _) => {
+            let raw = std::mem::take(&mut ev.raw);
+            payload::adopt(&mut inner, &ev, &raw, names);
+            inner
         }
-    }
-    if p.timestamp.is_none() {
-        return;
-    }
-    // `[error]`, `[core:error]`, `[pid 123]`, `[client 1.2.3.4:5678]`.
-    loop {
-        let t = rest.trim_start_matches(' ');
-        let Some(r) = t.strip_prefix('[') else { break };
-        let Some((inside, after)) = r.split_once(']') else {
-            break;
-        };
-        if let Some(c) = inside.strip_prefix("client ") {
-            p.client = Some(c.trim());
-        } else if let Some(pid) = inside.strip_prefix("pid ") {
-            p.pid = pid.split(':').next();
-        } else if p.level.is_none() && !inside.contains(' ') {
-            p.level = Some(inside.rsplit(':').next().unwrap_or(inside));
+        payload::Body::ErrorLog(e) => {
+            errorlog::apply(&e, &mut ev, names);
+            if ev.timestamp.is_none() {
+                ev.timestamp = e.timestamp;
+                ev.timestamp_raw = e.timestamp_raw.map(Into::into);
+            }
+            ev
         }
-        rest = after;
+        payload::Body::Text | payload::Body::Failed(_) | payload::Body::Unread(_) => ev,
     }
-    p.message = rest.trim_start_matches(' ');
 }
 
 /// Base program name: `sshd(pam_unix)` → `sshd`, `/usr/sbin/cron` → `cron`.
@@ -455,7 +537,9 @@ fn program_base(tag: &str) -> &str {
     t.rsplit('/').next().unwrap_or(t)
 }
 
-fn finish(p: Parsed<'_>, ev: &mut Event, names: &mut Interner) {
+/// Fills the event from the parsed header; returns the vendor format when an appliance, CEF,
+/// LEEF or key=value body was read (`crate::vendor`).
+fn finish(p: Parsed<'_>, ev: &mut Event, names: &mut Interner) -> Option<&'static str> {
     ev.timestamp = p.timestamp;
     ev.timestamp_raw = p.timestamp_raw.map(Into::into);
     let put = |ev: &mut Event, names: &mut Interner, n: &str, v: Value| {
@@ -498,16 +582,6 @@ fn finish(p: Parsed<'_>, ev: &mut Event, names: &mut Interner) {
     if let Some(m) = p.msgid {
         put(ev, names, "log.syslog.msgid", m.into());
     }
-    if let Some(l) = p.level {
-        put(ev, names, "log.level", l.into());
-    }
-    if let Some(c) = p.client {
-        let (ip, port) = split_host_port(c);
-        put(ev, names, "source.ip", ip.into());
-        if let Some(port) = port {
-            put(ev, names, "source.port", Value::Int(port));
-        }
-    }
     ev.logsource.product = Some(names.intern("linux"));
     if let Some(prog) = program {
         ev.logsource.service = Some(names.intern(&prog));
@@ -518,7 +592,7 @@ fn finish(p: Parsed<'_>, ev: &mut Event, names: &mut Interner) {
     {
         auth::parse("", p.message, ev, names);
     }
-    crate::vendor::parse_syslog_body(p.tag, p.message, ev, names);
+    crate::vendor::parse_syslog_body(p.tag, p.message, ev, names)
 }
 
 /// `1.2.3.4:5678` or `[::1]:5678` → (ip, port).
@@ -561,8 +635,28 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, reader: &mut dyn BufRead, mtime: Option<Sy
                     continue;
                 }
                 let origin = ctx.origin(Some(number), None, offset);
-                match parse_syslog_line_with_year(bytes, origin, &mut ctx.names, &mut year) {
-                    Ok(ev) => ctx.emit(ev),
+                match parse_syslog_line_info(bytes, origin, &mut ctx.names, &mut year) {
+                    Ok((ev, info)) => {
+                        let r = &mut *ctx.report;
+                        if info.generic {
+                            r.unparsed += 1;
+                        } else if info.no_timestamp {
+                            r.count_missing("timestamp");
+                        }
+                        if let Some(k) = info.payload {
+                            r.count_embedded(k);
+                        }
+                        if let Some(k) = info.payload_failed {
+                            r.count_missing(match k {
+                                "json" => "json payload (did not parse)",
+                                "CEF" => "CEF payload (fields not read)",
+                                "LEEF" => "LEEF payload (fields not read)",
+                                "key=value" => "key=value payload (fields not read)",
+                                _ => "payload (did not parse)",
+                            });
+                        }
+                        ctx.emit(ev);
+                    }
                     Err(Error::Empty) => {}
                     Err(e) => ctx.error(Some(number), None, Some(offset), e.to_string()),
                 }

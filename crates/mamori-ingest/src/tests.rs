@@ -206,3 +206,159 @@ fn auditd_groups_records_and_decodes_hex() {
     assert_eq!(get(&e, "key").as_deref(), Some("(null)"));
     assert!(e.timestamp.is_some());
 }
+
+#[test]
+fn sysmon_record_nested_as_a_json_string_is_unpacked() {
+    // A shipper's envelope whose `message` is the Sysmon event as JSON text.
+    let e = json(
+        r#"{"@timestamp":"2024-03-01T10:00:00Z","host":{"name":"ws1"},"message":"{\"EventID\":1,\"Channel\":\"Microsoft-Windows-Sysmon/Operational\",\"Computer\":\"WS1.corp\",\"Image\":\"C:\\\\Windows\\\\System32\\\\vssadmin.exe\",\"CommandLine\":\"vssadmin delete shadows /all /quiet\"}"}"#,
+    );
+    assert_eq!(e.get("EventID"), Some(&Value::Int(1)));
+    assert_eq!(
+        get(&e, "CommandLine").as_deref(),
+        Some("vssadmin delete shadows /all /quiet")
+    );
+    assert_eq!(
+        get(&e, "Image").as_deref(),
+        Some(r"C:\Windows\System32\vssadmin.exe")
+    );
+    assert_eq!(
+        e.logsource.product.as_ref().map(|p| p.as_str()),
+        Some("windows")
+    );
+    // The envelope's own keys stay (its ECS `host.name` is the first one).
+    assert_eq!(get(&e, "host.name").as_deref(), Some("ws1"));
+    assert_eq!(get(&e, "Computer").as_deref(), Some("WS1.corp"));
+    assert!(e.timestamp.is_some());
+}
+
+#[test]
+fn event_data_nested_as_a_string_is_unpacked_in_place() {
+    let e = json(
+        r#"{"EventID":4688,"Channel":"security","Hostname":"dc1","EventData":"{\"NewProcessName\":\"C:\\\\w\\\\cmd.exe\",\"CommandLine\":\"cmd /c whoami\"}"}"#,
+    );
+    assert_eq!(get(&e, "CommandLine").as_deref(), Some("cmd /c whoami"));
+    assert_eq!(get(&e, "Image").as_deref(), Some(r"C:\w\cmd.exe"));
+    let e = json(
+        r#"{"winlog":{"event_id":"1","channel":"Microsoft-Windows-Sysmon/Operational","event_data":"{\"Image\":\"C:\\\\x.exe\"}"}}"#,
+    );
+    assert_eq!(get(&e, "Image").as_deref(), Some(r"C:\x.exe"));
+    assert_eq!(e.get("EventID"), Some(&Value::Int(1)));
+    // An object in a string that is no record nests under its key.
+    let e = json(r#"{"app":"x","detail":"{\"a\":{\"b\":2}}"}"#);
+    assert_eq!(e.get("detail.a.b"), Some(&Value::Int(2)));
+    // Text that only looks like JSON stays text.
+    let e = json(r#"{"detail":"{not json}"}"#);
+    assert_eq!(get(&e, "detail").as_deref(), Some("{not json}"));
+}
+
+fn read_text(name: &str, text: &str) -> FileReport {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    read_file(&p, &ReadOptions::default(), &mut |_| {})
+}
+
+#[test]
+fn report_says_why_and_what_was_not_understood() {
+    // Syslog carrying access lines: syslog by vote, the payloads counted.
+    let line = r#"<190>Nov 10 01:00:01 web1 nginx: 203.0.113.9 - - [10/Nov/2023:10:00:01 +0900] "GET / HTTP/1.1" 200 5 "-" "curl/8""#;
+    let r = read_text("messages", &format!("{line}\n{line}\nstray words\n"));
+    assert_eq!(r.format, Some(Format::Syslog));
+    assert_eq!(r.events, 3);
+    assert_eq!(r.embedded.get("access-log"), Some(&2));
+    assert_eq!(r.unparsed, 1);
+    assert!(
+        r.detected.as_deref().unwrap().contains("look like syslog"),
+        "{:?}",
+        r.detected
+    );
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+
+    // Unknown text: generic, with a warning naming what it resembles.
+    let r = read_text(
+        "fw.xml",
+        "<ev><src>1.2.3.4</src><act>deny</act></ev>\n<ev><src>1.2.3.5</src><act>allow</act></ev>\n",
+    );
+    assert_eq!(r.format, Some(Format::Syslog));
+    assert_eq!(r.unparsed, 2);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].contains("read as generic text"));
+    assert!(r.warnings[0].contains("XML"), "{}", r.warnings[0]);
+
+    // Plain key=value lines are read by the key=value reader: understood, no warning.
+    let r = read_text(
+        "fw.log",
+        "ts=1 src=1.2.3.4 dst=5.6.7.8 action=deny\nts=2 src=1.2.3.5 dst=5.6.7.8 action=allow\n",
+    );
+    assert_eq!(r.unparsed, 0, "{:?}", r.warnings);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+
+    // nginx error log: recognised by its own vote.
+    let r = read_text(
+        "error.log",
+        "2023/11/10 01:02:03 [error] 1#1: *2 open() failed, client: 192.0.2.1, server: s, request: \"GET /x HTTP/1.1\"\n",
+    );
+    assert!(
+        r.detected.as_deref().unwrap().contains("error-log"),
+        "{:?}",
+        r.detected
+    );
+    assert_eq!(r.embedded.get("error-log"), Some(&1));
+    assert_eq!(r.unparsed, 0);
+    assert!(r.warnings.is_empty());
+
+    // Access log without status: the missing field is counted.
+    let r = read_text(
+        "access.log",
+        "1.2.3.4 - - [10/Nov/2023:10:00:01 +0000] \"GET / HTTP/1.1\" - 0\n",
+    );
+    assert_eq!(r.format, Some(Format::AccessLog));
+    assert_eq!(r.missing.get("http status"), Some(&1));
+
+    // Broken JSON inside syslog: kept as text, warned about.
+    let r = read_text("app.log", "<14>Nov 10 01:00:01 h app: {\"a\": \n");
+    assert_eq!(r.missing.get("json payload (did not parse)"), Some(&1));
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+}
+
+#[test]
+fn journald_records_are_read_like_their_syslog_lines() {
+    let e = json(
+        r#"{"__REALTIME_TIMESTAMP":"1731200401000000","_HOSTNAME":"bastion","SYSLOG_IDENTIFIER":"sshd","_PID":"812","PRIORITY":"6","MESSAGE":"Failed password for invalid user oracle from 203.0.113.5 port 50022 ssh2"}"#,
+    );
+    assert_eq!(get(&e, "event.action").as_deref(), Some("ssh_login"));
+    assert_eq!(get(&e, "event.outcome").as_deref(), Some("failure"));
+    assert_eq!(get(&e, "user.name").as_deref(), Some("oracle"));
+    assert_eq!(get(&e, "source.ip").as_deref(), Some("203.0.113.5"));
+    assert_eq!(get(&e, "host.name").as_deref(), Some("bastion"));
+    assert_eq!(e.get("process.pid"), Some(&Value::Int(812)));
+    assert_eq!(
+        e.logsource.service.as_ref().map(|s| s.as_str()),
+        Some("sshd")
+    );
+    assert_eq!(
+        e.timestamp.unwrap().to_rfc3339(),
+        "2024-11-10T01:00:01+00:00"
+    );
+}
+
+#[test]
+fn docker_json_file_lines_are_unpacked() {
+    let e = json(
+        r#"{"log":"203.0.113.8 - - [10/Nov/2024:01:00:01 +0000] \"GET /?q=<script>alert(1)</script> HTTP/1.1\" 200 5 \"-\" \"curl/8\"\n","stream":"stdout","time":"2024-11-10T01:00:01.5Z"}"#,
+    );
+    assert_eq!(e.format, Format::AccessLog);
+    assert_eq!(
+        e.logsource.category.as_ref().map(|s| s.as_str()),
+        Some("webserver")
+    );
+    assert_eq!(
+        get(&e, "url.query").as_deref(),
+        Some("q=<script>alert(1)</script>")
+    );
+    let e =
+        json(r#"{"log":"starting worker 3\n","stream":"stderr","time":"2024-11-10T01:00:01Z"}"#);
+    assert_eq!(get(&e, "message").as_deref(), Some("starting worker 3"));
+    assert!(e.timestamp.is_some());
+}

@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use mamori_event::{Event, Format};
+use mamori_ingest::LineInfo;
+
 /// Where events come from; one set of counters each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
@@ -58,6 +61,44 @@ pub struct SourceCounters {
     pub oversized: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
+    /// Read quality (syslog sources): lines read only as generic text.
+    pub unparsed: AtomicU64,
+    /// Read quality: events without a timestamp (stamped with the receipt time downstream).
+    pub no_timestamp: AtomicU64,
+    /// Read quality: message bodies that looked like JSON but did not parse (kept as text).
+    pub payload_failed: AtomicU64,
+    /// Read quality: events per format (indexed like `Format::ALL`).
+    pub formats: [AtomicU64; Format::ALL.len()],
+    /// Read quality: events whose syslog message carried another format (indexed like
+    /// [`PAYLOADS`]).
+    pub payloads: [AtomicU64; PAYLOADS.len()],
+}
+
+/// Payload formats recognised inside syslog messages, as `LineInfo::payload` names them.
+pub const PAYLOADS: [&str; 3] = ["access-log", "json", "error-log"];
+
+impl SourceCounters {
+    /// Counts how well one parsed line was understood.
+    pub fn record_read_quality(&self, ev: &Event, info: &LineInfo) {
+        if info.generic {
+            self.unparsed.fetch_add(1, Relaxed);
+        }
+        if info.no_timestamp {
+            self.no_timestamp.fetch_add(1, Relaxed);
+        }
+        if info.payload_failed.is_some() {
+            self.payload_failed.fetch_add(1, Relaxed);
+        }
+        if let Some(i) = Format::ALL.iter().position(|f| *f == ev.format) {
+            self.formats[i].fetch_add(1, Relaxed);
+        }
+        if let Some(i) = info
+            .payload
+            .and_then(|p| PAYLOADS.iter().position(|x| *x == p))
+        {
+            self.payloads[i].fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// Picks one counter of a source.
@@ -181,6 +222,7 @@ impl Metrics {
                 );
             }
         }
+        self.render_read_quality(&mut s);
         let counters: [(&str, &str, &AtomicU64); 11] = [
             (
                 "mamori_events_stored_total",
@@ -272,6 +314,72 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// What was not fully understood, per source: the operator must not believe unread input
+    /// was checked.
+    fn render_read_quality(&self, s: &mut String) {
+        let per_source: [(&str, &str, CounterOf); 3] = [
+            (
+                "mamori_events_unparsed_total",
+                "Lines read only as generic text (no known format), per source.",
+                |c| &c.unparsed,
+            ),
+            (
+                "mamori_events_without_timestamp_total",
+                "Events whose record had no readable timestamp, per source.",
+                |c| &c.no_timestamp,
+            ),
+            (
+                "mamori_payload_unparsed_total",
+                "Syslog message bodies that looked like JSON but did not parse, or in a format whose fields are not read (CEF, LEEF, key=value); kept as text.",
+                |c| &c.payload_failed,
+            ),
+        ];
+        for (name, help, get) in per_source {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for k in SourceKind::ALL {
+                let _ = writeln!(
+                    s,
+                    "{name}{{source=\"{}\"}} {}",
+                    k.as_str(),
+                    get(self.source(k)).load(Relaxed)
+                );
+            }
+        }
+        let name = "mamori_events_by_format_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Events read, per source and format.\n# TYPE {name} counter"
+        );
+        for k in SourceKind::ALL {
+            for (i, f) in Format::ALL.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "{name}{{source=\"{}\",format=\"{}\"}} {}",
+                    k.as_str(),
+                    f.as_str(),
+                    self.source(k).formats[i].load(Relaxed)
+                );
+            }
+        }
+        let name = "mamori_events_embedded_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Syslog messages that carried another format, per source and format.\n# TYPE {name} counter"
+        );
+        for k in SourceKind::ALL {
+            for (i, p) in PAYLOADS.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "{name}{{source=\"{}\",format=\"{p}\"}} {}",
+                    k.as_str(),
+                    self.source(k).payloads[i].load(Relaxed)
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +399,43 @@ mod tests {
         let (p50, p99, n) = m.latency_percentiles().unwrap();
         assert_eq!(n, 2);
         assert!(p50 <= p99);
+    }
+
+    #[test]
+    fn renders_read_quality_per_source_and_format() {
+        let m = Metrics::default();
+        let mut names = mamori_event::Interner::new();
+        let origin = mamori_event::Origin::Network {
+            peer: "127.0.0.1:514".parse().unwrap(),
+            transport: mamori_event::Transport::Tcp,
+        };
+        let c = m.source(SourceKind::Tcp);
+        for line in [
+            "some text the server cannot read",
+            r#"<134>Nov 10 01:00:01 web1 nginx: 1.2.3.4 - - [10/Nov/2023:01:00:01 +0000] "GET / HTTP/1.1" 200 5 "-" "x""#,
+            r#"<14>Nov 10 01:00:01 h app: {"broken": "#,
+        ] {
+            let (ev, info) = mamori_ingest::parse_syslog_line_info(
+                line.as_bytes(),
+                origin.clone(),
+                &mut names,
+                &mut mamori_ingest::YearHint::current(),
+            )
+            .unwrap();
+            c.record_read_quality(&ev, &info);
+        }
+        let text = m.render(&[]);
+        assert!(text.contains("mamori_events_unparsed_total{source=\"syslog_tcp\"} 1"));
+        assert!(text.contains("mamori_events_unparsed_total{source=\"syslog_udp\"} 0"));
+        assert!(text.contains("mamori_payload_unparsed_total{source=\"syslog_tcp\"} 1"));
+        assert!(text.contains(
+            "mamori_events_by_format_total{source=\"syslog_tcp\",format=\"access-log\"} 1"
+        ));
+        assert!(text
+            .contains("mamori_events_by_format_total{source=\"syslog_tcp\",format=\"syslog\"} 2"));
+        assert!(text.contains(
+            "mamori_events_embedded_total{source=\"syslog_tcp\",format=\"access-log\"} 1"
+        ));
+        assert!(text.contains("mamori_events_without_timestamp_total{source=\"syslog_tcp\"} 1"));
     }
 }

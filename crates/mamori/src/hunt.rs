@@ -331,6 +331,7 @@ fn summary(
     for (f, (n, ev)) in &by_format {
         let _ = writeln!(e, "  {f:<12} {ev:>10} events in {n} files");
     }
+    read_quality(&mut e, reports);
     let _ = writeln!(e, "Detections: {}", stats.total);
     for (l, n) in stats.by_level.iter().rev() {
         let _ = writeln!(e, "  {:<14} {n}", format!("{l} ({})", l.as_str_ja()));
@@ -379,4 +380,63 @@ fn summary(
         "Elapsed: {secs:.2}s ({:.0} events/s)",
         events as f64 / secs.max(1e-9)
     );
+}
+
+/// Most files listed one by one in the summary; the rest are counted.
+const MAX_FILES_LISTED: usize = 50;
+
+/// Per file: the format and why it was chosen, what was found inside, the lines not
+/// understood, the expected fields missing, and warnings. Files with warnings or lines not
+/// understood come first, so none of them is hidden behind the listing limit.
+fn read_quality(e: &mut impl Write, reports: &[FileReport]) {
+    let read: Vec<&FileReport> = reports.iter().filter(|r| r.format.is_some()).collect();
+    if read.is_empty() {
+        return;
+    }
+    let rank = |r: &FileReport| {
+        if !r.warnings.is_empty() {
+            0
+        } else if r.unparsed > 0 || !r.missing.is_empty() {
+            1
+        } else {
+            2
+        }
+    };
+    let mut order = read.clone();
+    order.sort_by_key(|r| rank(r));
+    let unparsed: u64 = read.iter().map(|r| r.unparsed).sum();
+    let with_unparsed = read.iter().filter(|r| r.unparsed > 0).count();
+    let warnings: usize = read.iter().map(|r| r.warnings.len()).sum();
+    let _ = writeln!(
+        e,
+        "Read quality: {unparsed} lines not understood in {with_unparsed} files, {warnings} warnings"
+    );
+    for r in order.iter().take(MAX_FILES_LISTED) {
+        let format = match r.format {
+            Some(_) if r.generic_text => "generic text",
+            Some(f) => f.as_str(),
+            None => "-",
+        };
+        let mut line = format!("  {}: {format}", r.path.display());
+        if let Some(why) = &r.detected {
+            line.push_str(&format!(" ({why})"));
+        }
+        line.push_str(&format!(", {} events", r.events));
+        for (what, n) in &r.embedded {
+            line.push_str(&format!(", read as {what}: {n}"));
+        }
+        if r.unparsed > 0 {
+            line.push_str(&format!(", {} lines not understood", r.unparsed));
+        }
+        for (what, n) in &r.missing {
+            line.push_str(&format!(", missing {what}: {n}"));
+        }
+        let _ = writeln!(e, "{line}");
+        for w in &r.warnings {
+            let _ = writeln!(e, "    warning: {w}");
+        }
+    }
+    if order.len() > MAX_FILES_LISTED {
+        let _ = writeln!(e, "  … {} more files", order.len() - MAX_FILES_LISTED);
+    }
 }

@@ -223,7 +223,11 @@ fn sshd<'a>(msg: &'a str, a: &mut Auth<'a>) -> bool {
         let Some(mut rest) = rest.strip_prefix("for ") else {
             return false;
         };
-        if let Some(r2) = rest.strip_prefix("invalid user ") {
+        // `illegal user` is OpenSSH before 3.8's word for it.
+        if let Some(r2) = rest
+            .strip_prefix("invalid user ")
+            .or_else(|| rest.strip_prefix("illegal user "))
+        {
             a.reason = Some("invalid_user");
             rest = r2;
         }
@@ -231,7 +235,10 @@ fn sshd<'a>(msg: &'a str, a: &mut Auth<'a>) -> bool {
         a.method = Some(method);
         return user_from(rest, a);
     }
-    if let Some(r) = m.strip_prefix("Invalid user ") {
+    if let Some(r) = m
+        .strip_prefix("Invalid user ")
+        .or_else(|| m.strip_prefix("Illegal user "))
+    {
         a.set("ssh_invalid_user", Some("failure"), AUTHN);
         a.reason = Some("invalid_user");
         return user_from(r, a) || {
@@ -385,6 +392,53 @@ fn sshd<'a>(msg: &'a str, a: &mut Auth<'a>) -> bool {
         a.set("ssh_disconnect", None, SESSION);
         let (ip, _) = r.split_once(':').unwrap_or((r, ""));
         return ip_port(ip, a);
+    }
+    if let Some(r) = m.strip_prefix("subsystem request for ") {
+        // `subsystem request for sftp by user alice` [`failed, subsystem not found`]
+        let (_, rest) = word(r);
+        if let Some(who) = rest.strip_prefix("by user ") {
+            let (user, tail) = word(who);
+            let outcome = if tail.starts_with("failed") {
+                "failure"
+            } else {
+                "success"
+            };
+            a.set("ssh_subsystem", Some(outcome), SESSION);
+            a.user = Some(user);
+            return true;
+        }
+        return false;
+    }
+    if let Some(r) = m.strip_prefix("ROOT LOGIN REFUSED FROM ") {
+        // Old sshd with `PermitRootLogin no`.
+        a.set("ssh_login", Some("failure"), AUTHN);
+        a.user = Some("root");
+        a.reason = Some("root login refused");
+        return ip_port(r, a);
+    }
+    if let Some(r) = m.strip_prefix("refused connect from ") {
+        // TCP wrappers (hosts.deny): `refused connect from IP (IP)` or `from host (IP)`.
+        a.set("ssh_connection", Some("failure"), SESSION);
+        let (who, rest) = word(r);
+        let inner = rest
+            .trim()
+            .strip_prefix('(')
+            .and_then(|x| x.strip_suffix(')'));
+        return ip_port(inner.unwrap_or(who), a);
+    }
+    if let Some(r) = m.strip_prefix("Timeout before authentication for ") {
+        a.set("ssh_disconnect", Some("failure"), SESSION);
+        let r = r.strip_prefix("connection from ").unwrap_or(r);
+        return ip_port(r, a);
+    }
+    if let Some(r) = m.strip_prefix("Authentication refused: ") {
+        a.set("ssh_login", Some("failure"), AUTHN);
+        a.reason = Some(r.trim());
+        return true;
+    }
+    if m.starts_with("PAM service(") && m.contains("ignoring max retries") {
+        a.set("ssh_max_auth_attempts", Some("failure"), AUTHN);
+        return true;
     }
     if let Some(r) = m.strip_prefix("Connection from ") {
         a.set("ssh_connection", None, SESSION);

@@ -5,6 +5,7 @@ mod corpus;
 mod openssh;
 mod robustness;
 mod vendors;
+mod server_logs;
 
 use std::path::{Path, PathBuf};
 

@@ -18,13 +18,14 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
 
 use super::framing::{FrameError, Framer};
-use crate::metrics::{Metrics, SourceKind};
+use crate::metrics::{Metrics, SourceCounters, SourceKind};
 use crate::pipeline::Sink;
 
 /// Most events sent to the pipeline in one batch by a connection.
 const MAX_BATCH: usize = 512;
 
 /// Parses one frame into `out`; returns false (and counts it) when it is not a message.
+/// How well it was understood (payload format, generic text) goes to `quality`.
 fn parse_frame(
     frame: &[u8],
     peer: SocketAddr,
@@ -32,9 +33,13 @@ fn parse_frame(
     names: &mut Interner,
     addr_field: &mamori_event::FieldName,
     out: &mut Vec<Event>,
+    quality: &SourceCounters,
 ) -> bool {
-    match mamori_ingest::parse_syslog_line(frame, Origin::Network { peer, transport }, names) {
-        Ok(mut ev) => {
+    let origin = Origin::Network { peer, transport };
+    let mut year = mamori_ingest::YearHint::current();
+    match mamori_ingest::parse_syslog_line_info(frame, origin, names, &mut year) {
+        Ok((mut ev, info)) => {
+            quality.record_read_quality(&ev, &info);
             ev.push(addr_field.clone(), Value::str(peer.ip().to_string()));
             out.push(ev);
             true
@@ -111,7 +116,15 @@ pub async fn run_udp(
                 if line.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
                     continue;
                 }
-                if !parse_frame(line, peer, Transport::Udp, &mut names, &addr_field, events) {
+                if !parse_frame(
+                    line,
+                    peer,
+                    Transport::Udp,
+                    &mut names,
+                    &addr_field,
+                    events,
+                    c,
+                ) {
                     c.malformed.fetch_add(1, Relaxed);
                 }
             }
@@ -268,6 +281,7 @@ pub async fn serve_stream<S: AsyncRead + Unpin>(mut stream: S, peer: SocketAddr,
                         &mut names,
                         &addr_field,
                         &mut events,
+                        c,
                     ) {
                         c.malformed.fetch_add(1, Relaxed);
                     }

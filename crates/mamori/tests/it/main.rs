@@ -2,6 +2,7 @@
 
 mod evidence;
 mod hardening;
+mod formats;
 mod hunt;
 mod incidents;
 mod rule_tests;
