@@ -131,7 +131,8 @@ struct Automaton {
 /// equality is a hash lookup, prefixes and suffixes are anchored searches that stop at the
 /// first byte no pattern continues with; only `contains` literals scan the whole value.
 /// An anchored automaton walked byte by byte from the start of the value; it stops at the first
-/// byte no pattern continues with.
+/// byte no pattern continues with. After `k` bytes only a pattern of length `k` is a hit: the
+/// automaton's match sets also carry shorter patterns that merely end there.
 #[derive(Debug)]
 struct AnchoredAutomaton {
     dfa: Anchor2,
