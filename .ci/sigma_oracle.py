@@ -384,6 +384,66 @@ def covered(listed, lines):
     return set(lines) <= set(listed or [])
 
 
+def regression_event(doc):
+    """A SigmaHQ regression sample (evtx crate JSON) in the flat shape of the bench file:
+    System fields at the top (`Provider_Name`, `EventID`, `TimeCreated`, `Channel`, …), then
+    the EventData (or UserData) fields."""
+    ev = doc["Event"]
+    sys_ = ev.get("System") or {}
+    flat = {}
+    for k, v in sys_.items():
+        if k == "Provider":
+            for a, x in ((v or {}).get("#attributes") or {}).items():
+                flat[f"Provider_{a}"] = x
+        elif k == "TimeCreated":
+            flat["TimeCreated"] = ((v or {}).get("#attributes") or {}).get("SystemTime")
+        elif isinstance(v, dict):
+            if "#text" in v:
+                flat[k] = v["#text"]
+        elif v is not None:
+            flat[k] = v
+    data = ev.get("EventData")
+    if data is None and isinstance(ev.get("UserData"), dict):
+        inner = [x for x in ev["UserData"].values() if isinstance(x, dict)]
+        data = inner[0] if inner else None
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if k != "#attributes":
+                flat[k] = v
+    return flat
+
+
+def combined_events(corpus, bench, out_path):
+    """The bench file, then every regression sample flattened, in one JSONL file; returns the
+    bench's line count and the label of every sample line after it."""
+    samples = []
+    with open(out_path, "w", encoding="utf-8") as out:
+        n_bench = 0
+        with open(bench, encoding="utf-8") as f:
+            for line in f:
+                out.write(line if line.endswith("\n") else line + "\n")
+                n_bench += 1
+        root = os.path.join(corpus, "sigma/regression_data")
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not name.endswith(".json"):
+                    continue
+                path = os.path.join(dirpath, name)
+                text = open(path, encoding="utf-8").read()
+                dec, pos, k = json.JSONDecoder(), 0, 0
+                while True:
+                    while pos < len(text) and text[pos].isspace():
+                        pos += 1
+                    if pos >= len(text):
+                        break
+                    doc, pos = dec.raw_decode(text, pos)
+                    k += 1
+                    out.write(json.dumps(regression_event(doc)) + "\n")
+                    samples.append(f"{os.path.relpath(path, corpus)}#{k}")
+    return n_bench, samples
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", required=True)
@@ -394,16 +454,24 @@ def main():
     ap.add_argument("--report", help="write every divergence as JSON lines here")
     args = ap.parse_args()
 
-    events = os.path.join(args.corpus, "bench/windows-flat.jsonl")
+    bench = os.path.join(args.corpus, "bench/windows-flat.jsonl")
+    tmp = tempfile.TemporaryDirectory(prefix="sigma-oracle-events-")
+    events = os.path.join(tmp.name, "events.jsonl")
+    n_bench, samples = combined_events(args.corpus, bench, events)
+    log(f"events: {n_bench} of bench/windows-flat.jsonl (lines 1-{n_bench}), then "
+        f"{len(samples)} of the SigmaHQ regression samples")
     fields_yml = os.path.join(args.repo, "crates/mamori-sigma/data/fields.yml")
     lsmap = yaml.safe_load(open(os.path.join(args.repo, "crates/mamori-sigma/data/logsources.yml")))
     rules = windows_rules(args.corpus)
-    log(f"{len(rules)} SigmaHQ Windows rules, events {events}")
+    log(f"{len(rules)} SigmaHQ Windows rules")
     by_id = {rid: path for path, rid, _, _ in rules}
 
     oracle, unconverted = run_oracle(rules, events, fields_yml, lsmap)
     mamori = run_mamori(args.mamori, rules, events, args.threads)
     known = load_known(args.known)
+
+    def label(n):
+        return f"bench:{n}" if n <= n_bench else f"{samples[n - n_bench - 1]} (line {n})"
 
     unexplained, explained, stale = [], [], []
     report = []
@@ -432,8 +500,8 @@ def main():
             explained.append(rid)
             continue
         unexplained.append(
-            f"{rel} ({rid}): mamori only {len(only_m)} {only_m[:8]}, "
-            f"oracle only {len(only_o)} {only_o[:8]}"
+            f"{rel} ({rid}): mamori only {len(only_m)} {list(map(label, only_m[:8]))}, "
+            f"oracle only {len(only_o)} {list(map(label, only_o[:8]))}"
         )
     for rid in known:
         if rid not in by_id:
