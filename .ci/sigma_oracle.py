@@ -2,19 +2,23 @@
 """pySigma oracle for Mamori's Sigma engine (issue #16).
 
 Converts every SigmaHQ Windows rule of the corpus with pySigma's SQLite backend, loads the
-corpus events (`bench/windows-flat.jsonl`) into SQLite, runs every query, and compares rule by
-rule and event by event with `mamori hunt --format jsonl` over the same file.
+corpus events (`bench/windows-flat.jsonl`, then the SigmaHQ regression samples flattened the same
+way) into SQLite, runs every query, and compares rule by rule and event by event with
+`mamori hunt --format jsonl` over the same file.
 
 What the oracle shares with Mamori, on purpose, so that only *detection semantics* are compared:
 - the logsource binding (category/service -> Channel, EventID, EventType), read from Mamori's
   own data file `crates/mamori-sigma/data/logsources.yml` and turned into SQL here;
 - the field groups of `crates/mamori-sigma/data/fields.yml` (a rule's `Image` also reads
-  `NewProcessName`), applied as a pySigma field-mapping pipeline;
+  `NewProcessName`), applied when loading: an absent member takes the first present member's
+  value, as Mamori's reader copies NewProcessName to Image;
 - the `%known_cdcs%` placeholder value.
 
 Event loading mirrors the JSON reader: nested objects become dotted names, JSON null and absent
-fields are SQL NULL, booleans are 'true'/'false', and a list becomes one row per element (the
-event matches when any of its rows does: "a field test holds when any value does").
+fields are SQL NULL, booleans are 'true'/'false', a list is its elements joined by newlines (no
+rule pattern spans one), field names keep their case (spellings that differ only by case get
+columns of their own and the queries are pointed at them), and field-less keywords search the
+event's string values through pySigma's `fulltext_field`.
 
 Every divergence must be explained in the known-divergences file (one entry per rule, the spec
 clause that makes the oracle wrong, and a reason); anything else fails. Exit status: 0 when
