@@ -77,7 +77,7 @@ enum PredKind {
     NumEq(f64),
     Cmp(CmpOp, f64),
     Bool(bool),
-    /// Absent, null or empty.
+    /// Absent or null (`field: null`); an empty string is not null.
     Null,
     Exists(bool),
     Cidr(Cidr),
@@ -131,7 +131,8 @@ struct Automaton {
 /// equality is a hash lookup, prefixes and suffixes are anchored searches that stop at the
 /// first byte no pattern continues with; only `contains` literals scan the whole value.
 /// An anchored automaton walked byte by byte from the start of the value; it stops at the first
-/// byte no pattern continues with.
+/// byte no pattern continues with. After `k` bytes only a pattern of length `k` is a hit: the
+/// automaton's match sets also carry shorter patterns that merely end there.
 #[derive(Debug)]
 struct AnchoredAutomaton {
     dfa: Anchor2,
@@ -377,11 +378,13 @@ impl Builder<'_> {
             }
         }
         match pieces.as_slice() {
+            // `''` is the empty string, not null (Sigma spec, "Special Field Values"): a
+            // present field whose value is empty. A keyword `''` is found in no value.
             [] => {
                 return if kw {
                     Node::Const(false)
                 } else {
-                    Node::Pred(self.add_pred(slot, "null".into(), |_| PredKind::Null))
+                    Node::Pred(self.lit(slot, "", Anchor::Exact))
                 }
             }
             [Piece::Any] => {
@@ -760,7 +763,14 @@ fn walk<A: aho_corasick::automaton::Automaton>(
         }
         if aut.is_match(sid) {
             for i in 0..aut.match_len(sid) {
-                let t = &pats[aut.match_pattern(sid, i).as_usize()];
+                let pid = aut.match_pattern(sid, i);
+                // A state's match set also holds the patterns that are suffixes of its path
+                // (Aho-Corasick copies them along failure links for unanchored search): here
+                // only a pattern that spans the whole walked prefix is anchored.
+                if aut.pattern_len(pid) != k + 1 {
+                    continue;
+                }
+                let t = &pats[pid.as_usize()];
                 if reversed {
                     fire_targets(s, t, &mut bytes[..n - 1 - k].iter().rev().copied());
                 } else {
@@ -1269,7 +1279,6 @@ impl RuleSet {
             }),
             PredKind::Null => values(s).iter().all(|&i| match &fields[i as usize].1 {
                 Value::Null => true,
-                Value::Str(x) => x.is_empty(),
                 Value::List(l) => l.is_empty(),
                 _ => false,
             }),
@@ -1493,7 +1502,16 @@ fn fire_targets(s: &mut Scratch, targets: &Targets, after: &mut dyn Iterator<Ite
         let ok = match rest {
             None => true,
             Some(r) => {
-                let t = tail.get_or_insert_with(|| after.take(r.len().max(64)).collect());
+                // Read once, as far as the longest rest of the group needs: every literal
+                // sharing this key is checked against the same tail.
+                let t = tail.get_or_insert_with(|| {
+                    let need = targets
+                        .iter()
+                        .filter_map(|(_, r)| r.as_ref().map(|r| r.len()))
+                        .max()
+                        .unwrap_or(0);
+                    after.take(need).collect()
+                });
                 t.len() >= r.len() && t[..r.len()].eq_ignore_ascii_case(r)
             }
         };
@@ -1559,5 +1577,7 @@ fn time_part(t: &NaiveDateTime, p: TimePart) -> i64 {
     }
 }
 
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -236,7 +236,8 @@ pub enum Test {
     NumEq(f64),
     Cmp(CmpOp, f64),
     Bool(bool),
-    /// `field: null`: absent, null or empty.
+    /// `field: null` (and `field: []`): the field is absent or null. `''` is not null: it is
+    /// a string test for the empty value (Sigma spec, "Special Field Values").
     Null,
     Exists(bool),
     Cidr(Cidr),

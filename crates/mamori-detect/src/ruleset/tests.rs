@@ -162,7 +162,7 @@ fn numbers_null_bool_exists() {
         false,
     );
     check("s:\n  F: null\ncondition: s", r#"{"G":1}"#, true);
-    check("s:\n  F: null\ncondition: s", r#"{"F":""}"#, true);
+    check("s:\n  F: null\ncondition: s", r#"{"F":null}"#, true);
     check("s:\n  F: null\ncondition: s", r#"{"F":"x"}"#, false);
     check("s:\n  F: ''\ncondition: s", r#"{"F":""}"#, true);
     check("s:\n  F: true\ncondition: s", r#"{"F":true}"#, true);
@@ -403,4 +403,104 @@ fn identical_tests_are_deduplicated() {
     assert_eq!(rs.len(), 2);
     // one literal predicate + one logsource predicate, shared by both rules
     assert_eq!(rs.predicate_count(), 2);
+}
+
+/// Issue #16: `''` and `null` are two predicates (Sigma spec, "Special Field Values"): null is
+/// an absent or null field, `''` a present empty string.
+#[test]
+fn null_and_empty_are_distinct() {
+    let null = "s:\n  F: null\ncondition: s";
+    let empty = "s:\n  F: ''\ncondition: s";
+    check(null, r#"{"F":""}"#, false);
+    check(null, r#"{"F":null}"#, true);
+    check(null, r#"{"G":"x"}"#, true);
+    check(empty, r#"{"F":""}"#, true);
+    check(empty, r#"{"F":null}"#, false);
+    check(empty, r#"{"G":"x"}"#, false);
+    check(empty, r#"{"F":"x"}"#, false);
+    check(empty, r#"{"F":["a",""]}"#, true);
+    // `field: []` is null, as in pySigma.
+    check("s:\n  F: []\ncondition: s", r#"{"G":"x"}"#, true);
+    check("s:\n  F: []\ncondition: s", r#"{"F":""}"#, false);
+    // The spec's own example: one selection per special value.
+    let both = "m:\n  A: x\ne1:\n  F: ''\ne2:\n  F: null\ncondition: m and 1 of e*";
+    check(both, r#"{"A":"x","F":""}"#, true);
+    check(both, r#"{"A":"x"}"#, true);
+    check(both, r#"{"A":"x","F":"y"}"#, false);
+    // Keywords: an empty keyword is found nowhere (a field-less null is a load error).
+    check("k:\n  - ''\ncondition: k", r#"{"F":""}"#, false);
+}
+
+/// Compiles `rules` together and returns the ids of the rules matching `ev` (product `test`).
+fn ids_matching(rules: &[String], ev: &str) -> Vec<String> {
+    let rs = compile(&rules.join("---\n"));
+    let mut e = event(ev);
+    e.logsource.product = Some("test".into());
+    let mut out = Vec::new();
+    rs.matches(&e, &mut rs.scratch(), &mut out);
+    out.iter()
+        .map(|m| rs.rule(m.rule).meta.id.clone().unwrap_or_default())
+        .collect()
+}
+
+fn rule_id(id: &str, detection: &str) -> String {
+    rule(detection).replace("id: r1", &format!("id: {id}"))
+}
+
+/// Issue #16: an anchored literal fired where it sat inside a longer pattern of the same
+/// automaton state (`endswith .exe` on `x.exe.log` once `.exe.log` was loaded).
+#[test]
+fn anchored_literals_fire_only_where_anchored() {
+    let exe = rule_id("exe", "s:\n  F|endswith: '.exe'\ncondition: s");
+    let exelog = rule_id("exelog", "s:\n  F|endswith: '.exe.log'\ncondition: s");
+    let ev = r#"{"F":"C:\\x\\TransactionLog.exe.log"}"#;
+    assert_eq!(
+        ids_matching(std::slice::from_ref(&exe), ev),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids_matching(&[exe.clone(), exelog.clone()], ev), ["exelog"]);
+    assert_eq!(ids_matching(&[exelog, exe], r#"{"F":"a.EXE"}"#), ["exe"]);
+
+    // `.cpl` vs `.cpl",` (suffix), `rundll32.exe` vs `\rundll32.exe"` (suffix).
+    let cpl = rule_id("cpl", "s:\n  F|endswith: '.cpl'\ncondition: s");
+    let cplq = rule_id("cplq", "s:\n  F|endswith: '.cpl\",'\ncondition: s");
+    assert_eq!(
+        ids_matching(&[cpl.clone(), cplq.clone()], r#"{"F":"x.cpl\","}"#),
+        ["cplq"]
+    );
+    assert_eq!(ids_matching(&[cpl, cplq], r#"{"F":"x.cpl"}"#), ["cpl"]);
+    let r = rule_id("r", "s:\n  F|endswith: 'rundll32.exe'\ncondition: s");
+    let rq = rule_id("rq", "s:\n  F|endswith: '\\rundll32.exe\"'\ncondition: s");
+    assert_eq!(
+        ids_matching(&[r.clone(), rq.clone()], r#"{"F":"\"C:\\rundll32.exe\""}"#),
+        ["rq"]
+    );
+    assert_eq!(ids_matching(&[r, rq], r#"{"F":"C:\\rundll32.exe"}"#), ["r"]);
+
+    // The same on the prefix side: `abc` inside the path of `xabc`.
+    let p = rule_id("p", "s:\n  F|startswith: 'abc'\ncondition: s");
+    let q = rule_id("q", "s:\n  F|startswith: 'xabcd'\ncondition: s");
+    assert_eq!(
+        ids_matching(&[p.clone(), q.clone()], r#"{"F":"xabcde"}"#),
+        ["q"]
+    );
+    assert_eq!(ids_matching(&[p, q], r#"{"F":"abcde"}"#), ["p"]);
+}
+
+/// Issue #16: literals longer than the 16-byte automaton key share one pattern; each must be
+/// verified over its own full length (an 86-byte `contains` filter never excluded).
+#[test]
+fn long_literals_sharing_a_key_are_each_verified() {
+    let short = "\\Microsoft\\Windows\\CurrentVersion\\WINEVT\\Channels\\Microsoft-Windows-ASN1\\";
+    let long = "\\Microsoft\\Windows\\CurrentVersion\\WINEVT\\Channels\\Microsoft-Windows-Kernel-AppCompat\\Long\\Tail\\Beyond\\Sixty\\Four\\Bytes";
+    let a = rule_id("a", &format!("s:\n  F|contains: '{short}'\ncondition: s"));
+    let b = rule_id("b", &format!("s:\n  F|contains: '{long}'\ncondition: s"));
+    let c = rule_id("c", &format!("s:\n  F|startswith: '{long}'\ncondition: s"));
+    let d = rule_id("d", &format!("s:\n  F|endswith: '{long}'\ncondition: s"));
+    let value = long.replace("\\\\", "\\");
+    let ev = format!(r#"{{"F":"{}"}}"#, value.replace('\\', "\\\\"));
+    let all = [a, b, c, d];
+    assert_eq!(ids_matching(&all, &ev), ["b", "c", "d"]);
+    let ev2 = format!(r#"{{"F":"HKLM{}\\x"}}"#, value.replace('\\', "\\\\"));
+    assert_eq!(ids_matching(&all, &ev2), ["b"]);
 }

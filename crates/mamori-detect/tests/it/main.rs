@@ -8,7 +8,9 @@ use mamori_detect::{CompileOptions, RuleSet};
 use mamori_ingest::ReadOptions;
 use mamori_sigma::{yaml, Placeholders, RulePack};
 
-fn corpus() -> Option<PathBuf> {
+mod exactness;
+
+pub(crate) fn corpus() -> Option<PathBuf> {
     let p = std::env::var_os("MAMORI_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
@@ -20,7 +22,7 @@ fn corpus() -> Option<PathBuf> {
     }
 }
 
-fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+pub(crate) fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
