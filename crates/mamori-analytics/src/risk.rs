@@ -95,7 +95,7 @@ impl Networks {
             }
         }
         // Most specific first, so `servers` inside `10.0.0.0/8` wins.
-        ranges.sort_by(|a, b| b.2.cmp(&a.2));
+        ranges.sort_by_key(|r| std::cmp::Reverse(r.2));
         Ok(Networks { ranges })
     }
 
