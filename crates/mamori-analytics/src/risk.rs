@@ -275,6 +275,9 @@ pub struct Signal {
     pub seq: Option<u64>,
     /// The finding's own explanation.
     pub why: String,
+    /// ATT&CK tags of the finding.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 impl Signal {
@@ -304,6 +307,7 @@ impl Signal {
                 .find(|(k, _)| k == "why")
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default(),
+            tags: a.tags.iter().map(|t| (*t).to_owned()).collect(),
         }
     }
 }
@@ -335,7 +339,7 @@ impl RiskAlert {
 /// Learned risk: recent signals per entity.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RiskState {
-    /// Time of the first signal ever seen (start of the learning period).
+    /// Time of the first event seen (start of the learning period).
     first: Option<DateTime<Utc>>,
     entities: BTreeMap<String, Vec<Signal>>,
 }
@@ -396,6 +400,14 @@ impl RiskEngine {
             *e = e.max(v);
         }
         latest.values().sum()
+    }
+
+    /// Notes the time of an event: the learning period starts at the first one.
+    pub fn note_time(&mut self, t: DateTime<Utc>) {
+        let f = self.state.first.get_or_insert(t);
+        if t < *f {
+            *f = t;
+        }
     }
 
     /// Feeds one signal (roughly in time order); alerts go to `out`.

@@ -26,6 +26,7 @@
 pub mod api;
 mod api_incidents;
 pub mod config;
+pub mod default_rules;
 pub mod incidents;
 pub mod metrics;
 pub mod openapi;
@@ -261,18 +262,20 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let alerts: Arc<dyn AlertStore> = Arc::new(open_state(&data)?);
     let sealer = start_sealer(&cfg, &data, Arc::clone(&events)).await?;
     let audit = sealer.as_ref().map(|s| s.audit_handle());
-    let rules = if cfg.detection.rules.is_empty() {
+    let rules = if cfg.detection.rules.is_empty() && !cfg.detection.default_rules {
         tracing::warn!("no [detection] rules configured: events are stored but not examined");
         None
     } else {
-        let (paths, ph) = (
+        let (paths, ph, default) = (
             cfg.detection.rules.clone(),
             cfg.detection.placeholders.clone(),
+            cfg.detection.default_rules,
         );
-        let h = tokio::task::spawn_blocking(move || RulesHandle::load(paths, ph))
-            .await
-            .map_err(|e| StartError::Rules(e.to_string()))?
-            .map_err(StartError::Rules)?;
+        let h =
+            tokio::task::spawn_blocking(move || RulesHandle::load_with_default(paths, ph, default))
+                .await
+                .map_err(|e| StartError::Rules(e.to_string()))?
+                .map_err(StartError::Rules)?;
         let r = h.report();
         tracing::info!(
             rules = r.rules,

@@ -17,7 +17,7 @@ use mamori_sigma::FieldMap;
 use rayon::prelude::*;
 
 use crate::exit;
-use crate::rules::{load_pack, load_placeholders};
+use crate::rules::{load_pack_with_default, load_placeholders};
 use crate::timeline::{self, Row, TimelineFormat};
 
 #[derive(Args, Debug)]
@@ -32,9 +32,12 @@ pub(crate) struct HuntArgs {
     /// Log files or directories to read (recursively).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// Sigma rule files or directories.
-    #[arg(short, long, required = true, value_name = "PATH", num_args = 1..)]
+    /// Sigma rule files or directories, added to the embedded default pack.
+    #[arg(short, long, value_name = "PATH", num_args = 1..)]
     rules: Vec<PathBuf>,
+    /// Leave out the embedded default pack (Mamori's `rules/`): only `--rules` are used.
+    #[arg(long, requires = "rules")]
+    no_default_rules: bool,
     /// Write the timeline to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -99,7 +102,7 @@ struct FileResult {
 pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let start = Instant::now();
     let ph = load_placeholders(args.placeholders.as_deref())?;
-    let (pack, rule_files) = load_pack(&args.rules, &ph)?;
+    let (pack, rule_files) = load_pack_with_default(&args.rules, &ph, !args.no_default_rules)?;
     if pack.rules.is_empty() {
         eprintln!(
             "error: no rule could be loaded from {} rule file(s)",
@@ -176,6 +179,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                 tags: info.meta.attack_tags().map(str::to_owned).collect(),
                                 details: rules.details(m.rule, &ev),
                                 event: jsonl.then(|| ev.fields_json()),
+                                kind: timeline::RowKind::Detection,
                             });
                         }
                         if matches.iter().any(|m| corr_ref.uses_rule(m.rule)) {
@@ -240,6 +244,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                     .collect(),
                 details,
                 event: None,
+                kind: timeline::RowKind::Detection,
             });
         }
     }
@@ -324,7 +329,7 @@ fn summary(
     for (f, (n, ev)) in &by_format {
         let _ = writeln!(e, "  {f:<12} {ev:>10} events in {n} files");
     }
-    let _ = writeln!(e, "Detections: {}", stats.total);
+    let _ = writeln!(e, "Detections (alerts): {}", stats.total);
     for (l, n) in stats.by_level.iter().rev() {
         let _ = writeln!(e, "  {:<14} {n}", format!("{l} ({})", l.as_str_ja()));
     }
@@ -338,6 +343,19 @@ fn summary(
         let _ = writeln!(e, "Top rules:");
         for ((title, level), n) in top.iter().take(10) {
             let _ = writeln!(e, "  {n:>6}  [{level}] {title}");
+        }
+    }
+    if stats.signals > 0 {
+        // Signals add risk to an entity; they are not alerts (mamori-analytics::risk).
+        let _ = writeln!(
+            e,
+            "Signals (add risk, not alerts / リスク加算のみ): {}",
+            stats.signals
+        );
+        let mut sig: Vec<_> = stats.signals_by_rule.iter().collect();
+        sig.sort_by(|a, b| b.1.cmp(a.1));
+        for (title, n) in sig.iter().take(5) {
+            let _ = writeln!(e, "  {n:>6}  {title}");
         }
     }
     let failed: Vec<&FileReport> = reports

@@ -17,6 +17,7 @@ fn sig(time: DateTime<Utc>, rule: &str, weight: f64, who: &str, line: u32) -> Si
         source: format!("a.log:{line}"),
         seq: None,
         why: String::new(),
+        tags: vec![],
     }
 }
 
@@ -83,6 +84,7 @@ fn the_same_kind_of_finding_counts_once_and_risk_decays() {
 fn no_risk_alert_while_learning_and_state_round_trips() {
     let mut r = RiskEngine::new(RiskConfig::default(), RiskState::default());
     let mut out = Vec::new();
+    r.note_time(t(0, 0));
     r.add(sig(t(0, 0), ids::FIRST_ADDRESS, 50.0, "sato", 1), &mut out);
     r.add(sig(t(0, 1), ids::NEW_COUNTRY, 60.0, "sato", 2), &mut out);
     assert!(out.is_empty(), "day 0 is inside the 2-day learning period");

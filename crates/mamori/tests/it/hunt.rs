@@ -59,11 +59,12 @@ fn exit_codes_scripts_can_trust() {
     let out = mamori(&["hunt", "examples/sample", "--rules", "no/such/dir"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("does not exist"));
-    let out = mamori(&["hunt", "examples/sample"]);
+    // Issue #14: the default pack is embedded; no rules at all is the usage error.
+    let out = mamori(&["hunt", "examples/sample", "--no-default-rules"]);
     assert_eq!(
         out.status.code(),
         Some(2),
-        "missing --rules is a usage error"
+        "--no-default-rules without --rules is a usage error"
     );
     let out = mamori(&[
         "hunt",
@@ -189,4 +190,42 @@ fn corpus_evtx_hunt_reads_every_record() {
         err.contains("evtx              24661 events in 593 files"),
         "{err}"
     );
+}
+
+/// Issue #14 item 7: the default pack is embedded, so `hunt` needs no `--rules`; `--rules`
+/// adds (a file identical to an embedded one is read once) and `--no-default-rules` replaces.
+#[test]
+fn embedded_default_rules_need_no_flag_and_rules_add_or_replace() {
+    let plain = mamori(&["hunt", "examples/sample", "-q"]);
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain.stderr));
+    let with_dir = mamori(&["hunt", "examples/sample", "--rules", "rules", "-q"]);
+    assert_eq!(text(&plain.stdout), text(&with_dir.stdout));
+    assert!(
+        text(&plain.stdout).contains("Security Log Cleared"),
+        "{}",
+        text(&plain.stdout)
+    );
+    let only_linux = mamori(&[
+        "hunt",
+        "examples/sample",
+        "--no-default-rules",
+        "--rules",
+        "rules/linux",
+        "-q",
+    ]);
+    assert_eq!(
+        only_linux.status.code(),
+        Some(0),
+        "{}",
+        text(&only_linux.stderr)
+    );
+    let rows = text(&only_linux.stdout);
+    assert!(rows.lines().count() > 1 && rows.lines().count() < plain_rows(&plain));
+    assert!(!rows.contains("Security Log Cleared"), "{rows}");
+    let out = mamori(&["hunt", "examples/sample", "--no-default-rules"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+fn plain_rows(out: &std::process::Output) -> usize {
+    text(&out.stdout).lines().count()
 }
