@@ -555,6 +555,28 @@ impl Analytics {
         }
     }
 
+    /// Closes every open day before `now`'s day (a live stream has no end: a day is history
+    /// once the stream has moved past it, even for an account that has been quiet since).
+    pub fn close_days_before(&mut self, now: DateTime<Utc>, out: &mut Vec<Alert>) {
+        let cfg = self.cfg.clone();
+        let day = now.date_naive();
+        let mut names: Vec<String> = self
+            .state
+            .accounts
+            .iter()
+            .filter(|(_, a)| a.today.as_ref().is_some_and(|t| t.0 < day))
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        for n in names {
+            if let Some(acct) = self.state.accounts.get_mut(&n) {
+                if let Some(a) = close_day(&cfg, &n, acct, Some(day)) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+
     /// At most one alert per rule, account and day.
     fn say(&mut self, a: Alert, out: &mut Vec<Alert>) {
         let who = a

@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub http: HttpConfig,
     pub storage: StorageConfig,
     pub detection: DetectionConfig,
+    /// Baselines, identity directory, GeoIP and risk-based alerting on the live stream.
+    pub analytics: crate::analytics::AnalyticsConfig,
     pub pipeline: PipelineConfig,
     /// Files to follow (`[[tail]]` sections), with checkpoints across restarts.
     pub tail: Vec<crate::sources::tail::TailConfig>,
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             http: HttpConfig::default(),
             storage: StorageConfig::default(),
             detection: DetectionConfig::default(),
+            analytics: crate::analytics::AnalyticsConfig::default(),
             pipeline: PipelineConfig::default(),
             tail: Vec::new(),
             incidents: IncidentsConfig::default(),

@@ -23,6 +23,7 @@
 //! - **Log content never reaches a shell or a path**: uploads are stored under a sanitised name.
 //! - **Secrets are never logged**: tokens are stored hashed and compared in constant time.
 
+pub mod analytics;
 pub mod api;
 mod api_incidents;
 pub mod config;
@@ -290,7 +291,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     };
     let metrics = Arc::new(Metrics::default());
     let (alert_tx, incident_rx) = broadcast::channel(4096);
-    let pipeline = Pipeline::start(
+    let analytics =
+        analytics::LiveAnalytics::open(&cfg.analytics, &*alerts).map_err(StartError::Config)?;
+    let pipeline = Pipeline::start_with_analytics(
         Arc::clone(&events),
         Arc::clone(&alerts),
         rules.clone(),
@@ -303,6 +306,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         },
         Arc::clone(&metrics),
         alert_tx.clone(),
+        analytics,
     );
     let sink = pipeline.sink.clone();
     let (stop, stop_rx) = watch::channel(false);

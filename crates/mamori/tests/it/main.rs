@@ -3,6 +3,7 @@
 mod evidence;
 mod hunt;
 mod incidents;
+mod live_analytics;
 mod scenarios;
 mod serve;
 mod vault;
