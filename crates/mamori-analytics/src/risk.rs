@@ -155,9 +155,11 @@ pub struct RiskConfig {
 impl Default for RiskConfig {
     fn default() -> RiskConfig {
         let weights = [
-            (ids::FIRST_ADDRESS, 50.0),
+            // A new public address at an hour the account is never active: the classic
+            // stolen-password login, and exactly the threshold together.
+            (ids::FIRST_ADDRESS, 60.0),
             (ids::FIRST_HOST, 25.0),
-            (ids::OFF_HOURS, 35.0),
+            (ids::OFF_HOURS, 40.0),
             (ids::NEW_COUNTRY, 60.0),
             (ids::IMPOSSIBLE_TRAVEL, 60.0),
             (ids::KEY_AGE, 30.0),
@@ -424,6 +426,9 @@ impl RiskEngine {
                 .entities
                 .retain(|_, v| v.last().is_some_and(|s| s.time + window >= now));
         }
+        // One piece of evidence makes one alert: when the account and its address cross on
+        // the same signals, the address's alert would only repeat the account's.
+        let mut alerted: Vec<(DateTime<Utc>, String, String)> = Vec::new();
         for ent in &sig.entities {
             let list = self.state.entities.entry(ent.key()).or_default();
             list.retain(|s| s.time + window >= now && s.time <= now + window);
@@ -438,6 +443,14 @@ impl RiskEngine {
             }
             // The evidence is consumed: the next alert on this entity needs new signals.
             self.state.entities.remove(&ent.key());
+            let ids: Vec<_> = list
+                .iter()
+                .map(|s| (s.time, s.rule_id.clone(), s.source.clone()))
+                .collect();
+            if ids.iter().all(|i| alerted.contains(i)) {
+                continue;
+            }
+            alerted.extend(ids);
             out.push(self.explain(ent.clone(), score, list, now));
         }
     }

@@ -264,7 +264,12 @@ fn risk_alert(r: &RiskAlert, received_at: DateTime<Utc>) -> NewAlert {
         level: r.level,
         event_time: Some(r.time),
         received_at,
-        event_seqs: r.signals.iter().filter_map(|s| s.seq).collect(),
+        event_seqs: {
+            let mut v: Vec<Seq> = r.signals.iter().filter_map(|s| s.seq).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        },
         group_key: Some(entity.clone()),
         dedup_key: Some(format!("{RISK_RULE_ID}|{entity}|{}", r.time.timestamp())),
         details: serde_json::json!({
@@ -277,5 +282,110 @@ fn risk_alert(r: &RiskAlert, received_at: DateTime<Utc>) -> NewAlert {
             "tags": tags,
             "title_ja": title_ja(RISK_RULE_ID),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mamori_event::{Interner, Origin};
+    use mamori_store::MemoryAlertStore;
+
+    use super::*;
+
+    fn vpn(names: &mut Interner, line: u64, time: &str, user: &str, src: &str) -> Event {
+        let text = format!(
+            "<38>1 {time} vpn01 vpnd 1 AUTH [auth@32473 user=\"{user}\" src=\"{src}\" result=\"success\" method=\"password\"] ok"
+        );
+        let origin = Origin::File {
+            path: Arc::from(std::path::Path::new("vpn.log")),
+            record: None,
+            line: Some(line),
+            offset: 0,
+        };
+        mamori_ingest::parse_syslog_line(text.as_bytes(), origin, names).unwrap()
+    }
+
+    /// Weak findings converge on one account: the risk alert names every contributing seq;
+    /// the state survives a save/open cycle (a restart), so nothing is relearned.
+    #[test]
+    fn converging_signals_raise_one_risk_alert_citing_seqs_and_state_survives_restart() {
+        let kv = MemoryAlertStore::new();
+        let cfg = AnalyticsConfig {
+            networks: vec![Network {
+                name: "office-dhcp".into(),
+                cidrs: vec!["10.0.20.0/24".into()],
+            }],
+            ..AnalyticsConfig::default()
+        };
+        let mut live = LiveAnalytics::open(&cfg, &kv).unwrap().unwrap();
+        let mut names = Interner::new();
+        let now = Utc::now();
+        let mut out = Vec::new();
+        // Eleven days at the office, 08:00-10:00 UTC, a new DHCP lease for every login:
+        // never a "new" address.
+        let mut history = Vec::new();
+        for d in 1..=11u64 {
+            for h in 8..=10u64 {
+                history.push(vpn(
+                    &mut names,
+                    d * 10 + h,
+                    &format!("2026-09-{d:02}T{h:02}:00:00Z"),
+                    "sato",
+                    &format!("10.0.20.{}", d * 10 + h),
+                ));
+            }
+        }
+        live.process(&history, 100, now, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        live.save(&kv, now);
+        // Restart.
+        let mut live = LiveAnalytics::open(&cfg, &kv).unwrap().unwrap();
+        // A new public address, far from the usual hour: two kinds of evidence, one alert.
+        let odd = vec![vpn(
+            &mut names,
+            11,
+            "2026-09-12T21:30:00Z",
+            "sato",
+            "45.155.205.33",
+        )];
+        live.process(&odd, 500, now, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let a = &out[0];
+        assert_eq!(&*a.rule_id.0, RISK_RULE_ID);
+        assert_eq!(a.event_seqs, vec![500]);
+        assert_eq!(a.group_key.as_deref(), Some("user=sato"));
+        let why = a.details["why"].as_str().unwrap();
+        assert!(
+            why.contains("First-Seen Source Address") && why.contains("Usual Hours"),
+            "{why}"
+        );
+        assert!(a.details["why_ja"].as_str().unwrap().contains("しきい値"));
+    }
+
+    #[test]
+    fn a_bad_directory_or_network_is_a_start_error_naming_it() {
+        let kv = MemoryAlertStore::new();
+        let cfg = AnalyticsConfig {
+            identities: Some("/no/such/identities.csv".into()),
+            ..AnalyticsConfig::default()
+        };
+        let e = LiveAnalytics::open(&cfg, &kv).err().unwrap();
+        assert!(e.contains("/no/such/identities.csv"), "{e}");
+        let cfg = AnalyticsConfig {
+            networks: vec![Network {
+                name: "servers".into(),
+                cidrs: vec!["10.0.0.0/40".into()],
+            }],
+            ..AnalyticsConfig::default()
+        };
+        let e = LiveAnalytics::open(&cfg, &kv).err().unwrap();
+        assert!(e.contains("servers"), "{e}");
+        let off = AnalyticsConfig {
+            enabled: false,
+            ..AnalyticsConfig::default()
+        };
+        assert!(LiveAnalytics::open(&off, &kv).unwrap().is_none());
     }
 }

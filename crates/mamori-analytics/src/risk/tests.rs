@@ -168,7 +168,7 @@ fn dhcp_churn_inside_a_network_is_not_a_first_seen_address() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].rule_id, ids::FIRST_ADDRESS);
     let s = Signal::from_alert(&out[0], &RiskConfig::default(), &Networks::default());
-    assert_eq!(s.weight, 50.0);
+    assert_eq!(s.weight, 60.0);
     assert_eq!(
         s.entities,
         vec![
@@ -180,6 +180,16 @@ fn dhcp_churn_inside_a_network_is_not_a_first_seen_address() {
         ]
     );
     assert_eq!(Entity::actor("AKIAVENDOR7QX2EXAMPL").kind, EntityKind::Key);
+    // The account and the address cross on the same evidence: one alert, not two.
+    let mut r = RiskEngine::new(no_learning(), RiskState::default());
+    let mut alerts = Vec::new();
+    let mut s2 = s.clone();
+    s2.rule_id = ids::OFF_HOURS.into();
+    s2.weight = 40.0;
+    r.add(s, &mut alerts);
+    r.add(s2, &mut alerts);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].entity, Entity::actor("sato"));
 }
 
 #[test]
