@@ -14,9 +14,11 @@ use anyhow::Context;
 use clap::Args;
 use mamori_analytics::risk::{title_ja, RISK_RULE_ID};
 use mamori_analytics::{
-    Alert, Analytics, Config, Directory, GeoIp, Network, Networks, Observation, RiskAlert,
-    RiskConfig, RiskEngine, Signal, State,
+    Alert, Analytics, Config, Directory, Entity, EntityKind, GeoIp, Network, Networks, Observation,
+    RiskAlert, RiskConfig, RiskEngine, Signal, State,
 };
+use mamori_detect::RuleInfo;
+use mamori_event::Event;
 use mamori_event::Level;
 use mamori_ingest::ReadOptions;
 use rayon::prelude::*;
@@ -53,6 +55,72 @@ pub(crate) struct AnalyticsArgs {
     /// Days at the start of the logs (or of a saved baseline) without risk alerts.
     #[arg(long, value_name = "DAYS", default_value_t = RiskConfig::default().learning_days)]
     learning_days: i64,
+    /// Sigma rules of at most this level (informational, low) add risk as signals instead of
+    /// alerting (weights: informational 10, low 25).
+    #[arg(long, value_name = "LEVEL", value_parser = parse_signal_level)]
+    sigma_signals: Option<Level>,
+}
+
+fn parse_signal_level(s: &str) -> Result<Level, String> {
+    match Level::parse(s) {
+        Some(l @ (Level::Informational | Level::Low)) => Ok(l),
+        Some(_) => Err(format!(
+            "`{s}`: only informational or low rules can be signals (medium and above alert)"
+        )),
+        None => Err(format!("unknown level `{s}` (informational or low)")),
+    }
+}
+
+/// Turns matches of low-level Sigma rules into signals (`--sigma-signals`).
+pub(crate) struct SigmaRisk {
+    cfg: RiskConfig,
+    networks: Networks,
+}
+
+impl SigmaRisk {
+    pub(crate) fn is_signal(&self, level: Level) -> bool {
+        self.cfg.sigma_is_signal(level)
+    }
+
+    /// The signal of one match: it weighs on the event's account, host and public source
+    /// address (none of them: no signal).
+    pub(crate) fn signal(&self, ev: &Event, info: &RuleInfo) -> Option<Signal> {
+        let mut entities = Vec::new();
+        if let Some(u) = ev
+            .get_str("user.name")
+            .filter(|u| !u.is_empty() && u != "-")
+        {
+            entities.push(Entity::actor(&u));
+        }
+        if let Some(h) = ev.host().filter(|h| !h.is_empty()) {
+            entities.push(Entity {
+                kind: EntityKind::Host,
+                name: h.to_ascii_lowercase(),
+            });
+        }
+        if let Some(ip) = ev.get_str("source.ip") {
+            if self.networks.name_of(&ip).is_none() && ip.parse::<std::net::IpAddr>().is_ok() {
+                entities.push(Entity {
+                    kind: EntityKind::Address,
+                    name: ip.into_owned(),
+                });
+            }
+        }
+        if entities.is_empty() {
+            return None;
+        }
+        Some(Signal {
+            time: ev.timestamp?,
+            rule_id: info.meta.reference().to_owned(),
+            title: info.meta.title.clone(),
+            weight: self.cfg.sigma_weight(info.level),
+            entities,
+            source: ev.origin.to_string(),
+            seq: None,
+            why: format!("Sigma rule of level {}", info.level.as_str()),
+            tags: info.meta.attack_tags().map(str::to_owned).collect(),
+        })
+    }
 }
 
 /// Parses `--network NAME=CIDR,CIDR`.
@@ -78,6 +146,22 @@ fn risk_state_path(p: &Path) -> PathBuf {
 }
 
 impl AnalyticsArgs {
+    pub(crate) fn sigma_risk(&self) -> anyhow::Result<SigmaRisk> {
+        Ok(SigmaRisk {
+            cfg: self.risk_config(),
+            networks: parse_networks(&self.networks)?,
+        })
+    }
+
+    fn risk_config(&self) -> RiskConfig {
+        RiskConfig {
+            threshold: self.risk_threshold,
+            learning_days: self.learning_days,
+            sigma_signal_max_level: self.sigma_signals,
+            ..RiskConfig::default()
+        }
+    }
+
     pub(crate) fn enabled(&self) -> bool {
         self.baselines
             || self.baseline_state.is_some()
@@ -94,6 +178,7 @@ pub(crate) fn run(
     read_opts: &ReadOptions,
     pool: &rayon::ThreadPool,
     min_level: Level,
+    sigma_signals: Vec<Signal>,
 ) -> anyhow::Result<Vec<Row>> {
     let directory = match &args.identities {
         Some(p) => {
@@ -111,19 +196,19 @@ pub(crate) fn run(
         }
         _ => State::default(),
     };
-    let mut obs: Vec<Observation> = pool.install(|| {
-        files
-            .par_iter()
-            .flat_map_iter(|path: &PathBuf| observations(path, read_opts))
-            .collect()
-    });
+    let mut obs: Vec<Observation> = if args.enabled() {
+        pool.install(|| {
+            files
+                .par_iter()
+                .flat_map_iter(|path: &PathBuf| observations(path, read_opts))
+                .collect()
+        })
+    } else {
+        Vec::new()
+    };
     obs.sort_by(|a, b| (a.time, &a.source).cmp(&(b.time, &b.source)));
     let networks = parse_networks(&args.networks)?;
-    let risk_cfg = RiskConfig {
-        threshold: args.risk_threshold,
-        learning_days: args.learning_days,
-        ..RiskConfig::default()
-    };
+    let risk_cfg = args.risk_config();
     let risk_state = match &args.baseline_state {
         Some(p) if risk_state_path(p).exists() => {
             let rp = risk_state_path(p);
@@ -145,8 +230,14 @@ pub(crate) fn run(
             args.geoip_asn.as_deref(),
         )?);
     }
-    if let Some(o) = obs.first() {
-        risk.note_time(o.time);
+    if let Some(t) = obs
+        .first()
+        .map(|o| o.time)
+        .into_iter()
+        .chain(sigma_signals.iter().map(|s| s.time))
+        .min()
+    {
+        risk.note_time(t);
     }
     let mut alerts = Vec::new();
     for o in &obs {
@@ -157,7 +248,7 @@ pub(crate) fn run(
     // risk is added in event time.
     alerts.sort_by(|a, b| (a.time, &a.source).cmp(&(b.time, &b.source)));
     let mut rows = Vec::new();
-    let mut risk_alerts = Vec::new();
+    let mut signals: Vec<Signal> = sigma_signals;
     for a in alerts {
         if risk.config().is_strong(a.rule_id) {
             if a.level >= min_level {
@@ -165,11 +256,14 @@ pub(crate) fn run(
             }
             continue;
         }
-        risk.add(
-            Signal::from_alert(&a, risk.config(), &networks),
-            &mut risk_alerts,
-        );
+        signals.push(Signal::from_alert(&a, risk.config(), &networks));
         rows.push(finding_row(a, RowKind::Signal));
+    }
+    // Risk is added in event time (Sigma signals and analytics findings interleaved).
+    signals.sort_by(|a, b| (a.time, &a.source).cmp(&(b.time, &b.source)));
+    let mut risk_alerts = Vec::new();
+    for s in signals {
+        risk.add(s, &mut risk_alerts);
     }
     rows.extend(
         risk_alerts

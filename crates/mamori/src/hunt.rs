@@ -97,6 +97,8 @@ struct FileResult {
     rows: Vec<Row>,
     /// Events that matched rules feeding correlations, with those matches.
     for_correlation: Vec<(Event, Vec<Match>)>,
+    /// Matches of low-level Sigma rules that feed risk instead of alerting.
+    signals: Vec<mamori_analytics::Signal>,
 }
 
 pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
@@ -147,6 +149,8 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     };
     let jsonl = args.format == TimelineFormat::Jsonl;
     let corr_fields = correlator.needed_fields();
+    let sigma_risk = args.analytics.sigma_risk()?;
+    let sigma_risk = &sigma_risk;
     let timeline_buf = timeline::Buffer::new();
     let corr_ref = &correlator;
     let results: Vec<FileResult> = pool.install(|| {
@@ -157,6 +161,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                 |scratch, path| {
                     let mut rows = Vec::new();
                     let mut for_correlation = Vec::new();
+                    let mut signals = Vec::new();
                     let mut matches = Vec::new();
                     let report = mamori_ingest::read_file(path, &read_opts, &mut |ev| {
                         matches.clear();
@@ -166,6 +171,10 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                         }
                         for m in &matches {
                             let info = rules.rule(m.rule);
+                            let as_signal = info.standalone && sigma_risk.is_signal(info.level);
+                            if as_signal {
+                                signals.extend(sigma_risk.signal(&ev, info));
+                            }
                             if !info.standalone || info.level < args.min_level {
                                 continue;
                             }
@@ -179,7 +188,11 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                 tags: info.meta.attack_tags().map(str::to_owned).collect(),
                                 details: rules.details(m.rule, &ev),
                                 event: jsonl.then(|| ev.fields_json()),
-                                kind: timeline::RowKind::Detection,
+                                kind: if as_signal {
+                                    timeline::RowKind::Signal
+                                } else {
+                                    timeline::RowKind::Detection
+                                },
                             });
                         }
                         if matches.iter().any(|m| corr_ref.uses_rule(m.rule)) {
@@ -196,6 +209,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                         report,
                         rows,
                         for_correlation,
+                        signals,
                     }
                 },
             )
@@ -206,10 +220,12 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     // Correlations run over the merged stream in event time.
     let mut rows: Vec<Row> = Vec::new();
     let mut corr_events: Vec<(Event, Vec<Match>)> = Vec::new();
+    let mut sigma_signals = Vec::new();
     let mut reports = Vec::with_capacity(results.len());
     for r in results {
         timeline_buf.push_batch(r.rows);
         corr_events.extend(r.for_correlation);
+        sigma_signals.extend(r.signals);
         reports.push(r.report);
     }
     if !correlator.is_empty() {
@@ -250,13 +266,15 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     }
     // Baseline analytics (mamori-analytics: identity directory, first-seen, volume, off-hours):
     // a second, observation-only pass over the files, run in event time. Only when asked for.
-    if args.analytics.enabled() {
+    // Low-level Sigma matches (`--sigma-signals`) join the analytics' signals.
+    if args.analytics.enabled() || !sigma_signals.is_empty() {
         rows.extend(crate::analytics::run(
             &args.analytics,
             &files,
             &read_opts,
             &pool,
             args.min_level,
+            sigma_signals,
         )?);
     }
     timeline_buf.push_batch(rows);
