@@ -135,7 +135,8 @@ impl Observation {
             address: None,
             host: None,
             bytes: None,
-            source: ev.origin.to_string(),
+            // Filled in below, only for events that carry an observation (most do not).
+            source: String::new(),
             seq: None,
         };
         match ev.format {
@@ -183,6 +184,7 @@ impl Observation {
             }
             Format::Auditd => return None,
         }
+        o.source = ev.origin.to_string();
         Some(o)
     }
 }

@@ -387,21 +387,8 @@ impl RiskEngine {
         self.state
             .entities
             .get(&entity.key())
-            .map(|s| self.score_of(s, now))
+            .map(|s| score_of(&self.cfg, s, now))
             .unwrap_or(0.0)
-    }
-
-    fn score_of(&self, signals: &[Signal], now: DateTime<Utc>) -> f64 {
-        let mut latest: BTreeMap<&str, f64> = BTreeMap::new();
-        let half = self.cfg.half_life_hours.max(0.01) * 3600.0;
-        let window = Duration::hours(self.cfg.window_hours.max(1));
-        for s in signals.iter().filter(|s| s.time + window >= now) {
-            let age = (now - s.time).num_seconds().max(0) as f64;
-            let v = s.weight * 0.5f64.powf(age / half);
-            let e = latest.entry(s.rule_id.as_str()).or_insert(0.0);
-            *e = e.max(v);
-        }
-        latest.values().sum()
     }
 
     /// Notes the time of an event: the learning period starts at the first one.
@@ -431,16 +418,20 @@ impl RiskEngine {
         let mut alerted: Vec<(DateTime<Utc>, String, String)> = Vec::new();
         for ent in &sig.entities {
             let list = self.state.entities.entry(ent.key()).or_default();
-            list.retain(|s| s.time + window >= now && s.time <= now + window);
+            // Each kind of finding counts once (its latest occurrence), so an entity keeps at
+            // most one signal per rule: the list stays short and adding stays cheap.
+            list.retain(|s| {
+                s.rule_id != sig.rule_id && s.time + window >= now && s.time <= now + window
+            });
             list.push(sig.clone());
             if list.len() > MAX_SIGNALS_PER_ENTITY {
                 list.remove(0);
             }
-            let list = list.clone();
-            let score = self.score_of(&list, now);
+            let score = score_of(&self.cfg, list, now);
             if learning || score < self.cfg.threshold {
                 continue;
             }
+            let list = list.clone();
             // The evidence is consumed: the next alert on this entity needs new signals.
             self.state.entities.remove(&ent.key());
             let ids: Vec<_> = list
@@ -520,6 +511,22 @@ impl RiskEngine {
             why_ja,
         }
     }
+}
+
+/// Risk of an entity's signals at `now`: decayed weights inside the window, each rule once.
+fn score_of(cfg: &RiskConfig, signals: &[Signal], now: DateTime<Utc>) -> f64 {
+    let half = cfg.half_life_hours.max(0.01) * 3600.0;
+    let window = Duration::hours(cfg.window_hours.max(1));
+    let mut latest: Vec<(&str, f64)> = Vec::new();
+    for s in signals.iter().filter(|s| s.time + window >= now) {
+        let age = (now - s.time).num_seconds().max(0) as f64;
+        let v = s.weight * 0.5f64.powf(age / half);
+        match latest.iter_mut().find(|(r, _)| *r == s.rule_id) {
+            Some((_, w)) => *w = w.max(v),
+            None => latest.push((&s.rule_id, v)),
+        }
+    }
+    latest.iter().map(|(_, w)| w).sum()
 }
 
 /// Japanese titles of the analytics findings.
