@@ -202,6 +202,68 @@ impl LiveAnalytics {
         }
     }
 
+    /// Does a Sigma match of this level feed risk instead of alerting
+    /// (`[analytics.risk] sigma_signal_max_level`)?
+    pub fn sigma_is_signal(&self, level: mamori_event::Level) -> bool {
+        self.risk.config().sigma_is_signal(level)
+    }
+
+    /// Adds a low-level Sigma match as a signal on the event's account, host and public
+    /// source address; a risk alert it completes goes to `out`.
+    pub fn sigma_signal(
+        &mut self,
+        ev: &Event,
+        seq: Seq,
+        meta: &mamori_sigma::Meta,
+        level: mamori_event::Level,
+        received_at: DateTime<Utc>,
+        out: &mut Vec<NewAlert>,
+    ) {
+        use mamori_analytics::{Entity, EntityKind};
+        let mut entities = Vec::new();
+        if let Some(u) = ev
+            .get_str("user.name")
+            .filter(|u| !u.is_empty() && u != "-")
+        {
+            entities.push(Entity::actor(&u));
+        }
+        if let Some(h) = ev.host().filter(|h| !h.is_empty()) {
+            entities.push(Entity {
+                kind: EntityKind::Host,
+                name: h.to_ascii_lowercase(),
+            });
+        }
+        if let Some(ip) = ev.get_str("source.ip") {
+            if self.networks.name_of(&ip).is_none() && ip.parse::<std::net::IpAddr>().is_ok() {
+                entities.push(Entity {
+                    kind: EntityKind::Address,
+                    name: ip.into_owned(),
+                });
+            }
+        }
+        let Some(time) = ev.timestamp else { return };
+        if entities.is_empty() {
+            return;
+        }
+        self.risk.note_time(time);
+        let sig = Signal {
+            time,
+            rule_id: meta.reference().to_owned(),
+            title: meta.title.clone(),
+            weight: self.risk.config().sigma_weight(level),
+            entities,
+            source: ev.origin.to_string(),
+            seq: Some(seq),
+            why: format!("Sigma rule of level {}", level.as_str()),
+            tags: meta.attack_tags().map(str::to_owned).collect(),
+        };
+        self.dirty = true;
+        self.risk.add(sig, &mut self.risk_out);
+        for r in self.risk_out.drain(..) {
+            out.push(risk_alert(&r, received_at));
+        }
+    }
+
     pub fn is_dirty(&self) -> bool {
         self.dirty
     }
@@ -362,6 +424,70 @@ mod tests {
             "{why}"
         );
         assert!(a.details["why_ja"].as_str().unwrap().contains("しきい値"));
+    }
+
+    /// `[analytics.risk] sigma_signal_max_level = "low"`: low-level Sigma matches add risk
+    /// to their host and public source address; two different ones cross a threshold of 45.
+    #[test]
+    fn low_sigma_matches_feed_risk_when_configured() {
+        let kv = MemoryAlertStore::new();
+        let cfg = AnalyticsConfig {
+            risk: RiskConfig {
+                sigma_signal_max_level: Some(mamori_event::Level::Low),
+                threshold: 45.0,
+                learning_days: 0,
+                ..RiskConfig::default()
+            },
+            ..AnalyticsConfig::default()
+        };
+        let mut live = LiveAnalytics::open(&cfg, &kv).unwrap().unwrap();
+        assert!(live.sigma_is_signal(mamori_event::Level::Low));
+        assert!(!live.sigma_is_signal(mamori_event::Level::Medium));
+        let mut pack = mamori_sigma::RulePack::new();
+        for (i, t) in ["Probe One", "Probe Two"].iter().enumerate() {
+            pack.add_file(
+                &format!("r{i}.yml"),
+                &format!("title: {t}\nid: 00000000-0000-4000-8000-00000000000{i}\nlogsource:\n  category: webserver\ndetection:\n  s:\n    url.path: /x\n  condition: s\nlevel: low\n"),
+                &Default::default(),
+            );
+        }
+        assert_eq!(pack.rules.len(), 2, "{:?}", pack.failures);
+        let mut names = Interner::new();
+        let ev = vpn(
+            &mut names,
+            1,
+            "2026-09-12T21:30:00Z",
+            "sato",
+            "45.155.205.33",
+        );
+        let mut ev2 = ev.clone();
+        ev2.push(
+            names.intern("source.ip"),
+            mamori_event::Value::Str("45.155.205.33".into()),
+        );
+        let mut out = Vec::new();
+        let now = Utc::now();
+        live.sigma_signal(
+            &ev2,
+            7,
+            &pack.rules[0].meta,
+            mamori_event::Level::Low,
+            now,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        live.sigma_signal(
+            &ev2,
+            8,
+            &pack.rules[1].meta,
+            mamori_event::Level::Low,
+            now,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].event_seqs, vec![7, 8]);
+        // Host and address cross on the same evidence: one alert, on the first entity.
+        assert_eq!(out[0].group_key.as_deref(), Some("host=vpn01"));
     }
 
     #[test]

@@ -500,6 +500,17 @@ impl Detector {
             let seq = w.first_seq + i as u64;
             for m in matches {
                 let info = rules.rule(m.rule);
+                // Low-level rules may feed risk instead of alerting (crate::analytics).
+                if let Some(a) = self.analytics.as_mut().filter(|_| info.standalone) {
+                    if a.sigma_is_signal(info.level) {
+                        let mut raised = Vec::new();
+                        a.sigma_signal(ev, seq, &info.meta, info.level, w.received_at, &mut raised);
+                        for alert in &raised {
+                            self.record(alert, w.received);
+                        }
+                        continue;
+                    }
+                }
                 if !info.standalone || info.level < self.settings.min_level {
                     continue;
                 }
