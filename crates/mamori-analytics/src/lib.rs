@@ -18,6 +18,7 @@
 
 mod directory;
 mod geo;
+pub mod risk;
 
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,9 @@ use serde::{Deserialize, Serialize};
 
 pub use directory::{Directory, Identity, Status};
 pub use geo::{distance_km, GeoIp, Place};
+pub use risk::{
+    Entity, EntityKind, Network, Networks, RiskAlert, RiskConfig, RiskEngine, RiskState, Signal,
+};
 
 /// Errors loading a directory or a saved state.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +75,9 @@ pub struct Config {
     pub travel_max_kmh: f64,
     /// Observations of history before the off-hours check applies.
     pub off_hours_min_events: u32,
+    /// Internal networks: a first-seen address inside one is judged by its network (a DHCP
+    /// lease changing inside `office-dhcp` is not new), RFC 1918 ranges always are.
+    pub networks: Networks,
 }
 
 impl Default for Config {
@@ -84,6 +91,7 @@ impl Default for Config {
             off_hours_min_events: 30,
             travel_min_km: 500.0,
             travel_max_kmh: 1000.0,
+            networks: Networks::default(),
         }
     }
 }
@@ -103,6 +111,8 @@ pub struct Observation {
     pub bytes: Option<u64>,
     /// `file:line` of the event.
     pub source: String,
+    /// Store sequence number of the event (`mamori serve`).
+    pub seq: Option<u64>,
 }
 
 const VPN_USER: &str = "log.syslog.structured_data.auth@32473.user";
@@ -125,7 +135,9 @@ impl Observation {
             address: None,
             host: None,
             bytes: None,
-            source: ev.origin.to_string(),
+            // Filled in below, only for events that carry an observation (most do not).
+            source: String::new(),
+            seq: None,
         };
         match ev.format {
             Format::Syslog => {
@@ -179,6 +191,7 @@ impl Observation {
             }
             Format::Auditd => return None,
         }
+        o.source = ev.origin.to_string();
         Some(o)
     }
 }
@@ -193,6 +206,12 @@ pub struct Alert {
     pub tags: &'static [&'static str],
     pub host: String,
     pub source: String,
+    /// Store sequence number of the event (`mamori serve`).
+    pub seq: Option<u64>,
+    /// The account or key the finding is about.
+    pub actor: String,
+    /// The address involved, if any.
+    pub address: Option<String>,
     pub details: Vec<(String, String)>,
 }
 
@@ -212,8 +231,11 @@ pub struct Account {
     /// Last located login: time, latitude, longitude, place name.
     #[serde(default)]
     last_fix: Option<(DateTime<Utc>, f64, f64, String)>,
-    #[serde(skip)]
+    /// The open day: kept in the state so a restarted server does not lose it.
+    #[serde(default)]
     today: Option<(NaiveDate, u64, String, DateTime<Utc>)>,
+    #[serde(default)]
+    today_seq: Option<u64>,
 }
 
 /// Everything learned; save it to carry a baseline to the next hunt.
@@ -235,6 +257,12 @@ impl State {
     }
 }
 
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    state: &'a State,
+    said: &'a BTreeSet<(String, String, Option<NaiveDate>)>,
+}
+
 /// The analytics engine: config, directory, state, and what it already said today.
 #[derive(Debug, Default)]
 pub struct Analytics {
@@ -242,7 +270,15 @@ pub struct Analytics {
     directory: Option<Directory>,
     state: State,
     geo: Option<GeoIp>,
-    said: BTreeSet<(&'static str, String, Option<NaiveDate>)>,
+    said: BTreeSet<(String, String, Option<NaiveDate>)>,
+}
+
+/// What a running engine must keep across a restart: the learned state and what it already
+/// said (so a restarted server does not repeat today's alerts).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    state: State,
+    said: Vec<(String, String, Option<NaiveDate>)>,
 }
 
 impl Analytics {
@@ -265,6 +301,34 @@ impl Analytics {
         &self.state
     }
 
+    /// Replaces the identity directory (the server reloads it when its file changes).
+    pub fn set_directory(&mut self, directory: Option<Directory>) {
+        self.directory = directory;
+    }
+
+    /// Everything needed to continue after a restart (state and today's said alerts), as JSON.
+    /// Day-keyed memory older than `keep_days` before `now` is dropped first.
+    pub fn save(&mut self, now: DateTime<Utc>, keep_days: i64) -> String {
+        let cutoff = now.date_naive() - chrono::Duration::days(keep_days);
+        self.said.retain(|(_, _, d)| d.is_none_or(|d| d >= cutoff));
+        let saved = SavedRef {
+            state: &self.state,
+            said: &self.said,
+        };
+        serde_json::to_string(&saved).unwrap_or_default()
+    }
+
+    /// Restores what [`Analytics::save`] wrote.
+    pub fn restore(&mut self, text: &str) -> Result<()> {
+        let saved: Saved = serde_json::from_str(text).map_err(|e| Error::Load {
+            path: "analytics state".into(),
+            message: e.to_string(),
+        })?;
+        self.state = saved.state;
+        self.said = saved.said.into_iter().collect();
+        Ok(())
+    }
+
     /// Feeds one observation (in event-time order); alerts go to `out`.
     pub fn observe(&mut self, o: &Observation, out: &mut Vec<Alert>) {
         let day = o.time.date_naive();
@@ -278,9 +342,10 @@ impl Analytics {
         let known = acct.days.len() >= cfg.min_history_days;
         let mut anomalous = false;
         let mut alerts = Vec::new();
+        let addr_key = o.address.as_deref().map(|ip| cfg.networks.baseline_key(ip));
         if known && o.login {
-            if let Some(ip) = &o.address {
-                if !acct.addresses.contains(ip) {
+            if let (Some(ip), Some(key)) = (&o.address, &addr_key) {
+                if !acct.addresses.contains(key) {
                     anomalous = true;
                     alerts.push(alert(
                         o,
@@ -293,22 +358,28 @@ impl Analytics {
                             ("address".into(), ip.clone()),
                             (
                                 "network".into(),
-                                self.geo
-                                    .as_ref()
-                                    .and_then(|g| g.locate(ip))
-                                    .map(|p| {
-                                        let new = p.asn.is_some_and(|a| !acct.asns.contains(&a));
-                                        format!(
-                                            "{}{}",
-                                            place_name(&p),
-                                            if new {
-                                                " (new network for this account)"
-                                            } else {
-                                                ""
-                                            }
-                                        )
-                                    })
-                                    .unwrap_or_default(),
+                                cfg.networks
+                                    .name_of(ip)
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| {
+                                        self.geo
+                                            .as_ref()
+                                            .and_then(|g| g.locate(ip))
+                                            .map(|p| {
+                                                let new =
+                                                    p.asn.is_some_and(|a| !acct.asns.contains(&a));
+                                                format!(
+                                                    "{}{}",
+                                                    place_name(&p),
+                                                    if new {
+                                                        " (new network for this account)"
+                                                    } else {
+                                                        ""
+                                                    }
+                                                )
+                                            })
+                                            .unwrap_or_default()
+                                    }),
                             ),
                             (
                                 "why".into(),
@@ -445,9 +516,9 @@ impl Analytics {
         // Learn, unless this observation is itself the anomaly.
         if !anomalous {
             acct.days.insert(day);
-            if let Some(ip) = &o.address {
+            if let Some(key) = addr_key {
                 if o.login {
-                    acct.addresses.insert(ip.clone());
+                    acct.addresses.insert(key);
                 }
             }
             if let Some(h) = &o.host {
@@ -471,6 +542,7 @@ impl Analytics {
             t.1 += b;
             t.2 = o.source.clone();
             t.3 = o.time;
+            acct.today_seq = o.seq;
         }
         for a in alerts {
             self.say(a, out);
@@ -492,6 +564,28 @@ impl Analytics {
         }
     }
 
+    /// Closes every open day before `now`'s day (a live stream has no end: a day is history
+    /// once the stream has moved past it, even for an account that has been quiet since).
+    pub fn close_days_before(&mut self, now: DateTime<Utc>, out: &mut Vec<Alert>) {
+        let cfg = self.cfg.clone();
+        let day = now.date_naive();
+        let mut names: Vec<String> = self
+            .state
+            .accounts
+            .iter()
+            .filter(|(_, a)| a.today.as_ref().is_some_and(|t| t.0 < day))
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        for n in names {
+            if let Some(acct) = self.state.accounts.get_mut(&n) {
+                if let Some(a) = close_day(&cfg, &n, acct, Some(day)) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+
     /// At most one alert per rule, account and day.
     fn say(&mut self, a: Alert, out: &mut Vec<Alert>) {
         let who = a
@@ -501,7 +595,7 @@ impl Analytics {
             .unwrap_or_default();
         if self
             .said
-            .insert((a.rule_id, who, Some(a.time.date_naive())))
+            .insert((a.rule_id.to_owned(), who, Some(a.time.date_naive())))
         {
             out.push(a);
         }
@@ -563,7 +657,10 @@ impl Analytics {
                     ],
                 );
                 // Once per key, not per day.
-                if self.said.insert((ids::KEY_AGE, o.actor.clone(), None)) {
+                if self
+                    .said
+                    .insert((ids::KEY_AGE.to_owned(), o.actor.clone(), None))
+                {
                     a.time = o.time;
                     found.push(a);
                 }
@@ -595,6 +692,9 @@ fn alert(
         tags,
         host: o.host.clone().unwrap_or_default(),
         source: o.source.clone(),
+        seq: o.seq,
+        actor: o.actor.clone(),
+        address: o.address.clone(),
         details,
     }
 }
@@ -669,6 +769,7 @@ fn close_day(
     now: Option<NaiveDate>,
 ) -> Option<Alert> {
     let (day, total, source, time) = acct.today.clone()?;
+    let seq = acct.today_seq;
     if now.is_some_and(|n| n <= day) {
         return None;
     }
@@ -689,6 +790,9 @@ fn close_day(
                 tags: &["attack.exfiltration", "attack.collection", "attack.t1530"],
                 host: String::new(),
                 source,
+                seq,
+                actor: actor.to_owned(),
+                address: None,
                 details: vec![
                     ("account".into(), actor.to_owned()),
                     ("day".into(), day.to_string()),

@@ -11,6 +11,7 @@ fn obs(day: i64, hour: u32, actor: &str, ip: &str, bytes: Option<u64>) -> Observ
         host: None,
         bytes,
         source: format!("t.log:{day}"),
+        seq: None,
     }
 }
 

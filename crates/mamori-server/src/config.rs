@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub http: HttpConfig,
     pub storage: StorageConfig,
     pub detection: DetectionConfig,
+    /// Baselines, identity directory, GeoIP and risk-based alerting on the live stream.
+    pub analytics: crate::analytics::AnalyticsConfig,
     pub pipeline: PipelineConfig,
     /// Files to follow (`[[tail]]` sections), with checkpoints across restarts.
     pub tail: Vec<crate::sources::tail::TailConfig>,
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             http: HttpConfig::default(),
             storage: StorageConfig::default(),
             detection: DetectionConfig::default(),
+            analytics: crate::analytics::AnalyticsConfig::default(),
             pipeline: PipelineConfig::default(),
             tail: Vec::new(),
             incidents: IncidentsConfig::default(),
@@ -194,8 +197,11 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectionConfig {
-    /// Sigma rule files or directories (read recursively). Empty: no detection.
+    /// Sigma rule files or directories (read recursively), added to the default pack.
     pub rules: Vec<PathBuf>,
+    /// Start from Mamori's own pack embedded in the binary (`rules/` of the repository).
+    /// `false` with no `rules`: events are stored but not examined.
+    pub default_rules: bool,
     /// Placeholder values (`%admins%`…) for the rules, a YAML file.
     pub placeholders: Option<PathBuf>,
     /// Alerts below this level are not raised (matches still feed correlations).
@@ -212,6 +218,7 @@ impl Default for DetectionConfig {
     fn default() -> Self {
         DetectionConfig {
             rules: Vec::new(),
+            default_rules: true,
             placeholders: None,
             min_level: Level::Low,
             suppress_secs: 3600,

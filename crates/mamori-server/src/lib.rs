@@ -26,10 +26,13 @@
 // The hand-written OpenAPI document is one `json!` literal deeper than the default allows.
 #![recursion_limit = "256"]
 
+pub mod analytics;
+
 pub mod api;
 mod api_incidents;
 pub mod api_serve;
 pub mod config;
+pub mod default_rules;
 pub mod incidents;
 pub mod limits;
 pub mod metrics;
@@ -292,18 +295,20 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     let sealer = start_sealer(&cfg, &data, Arc::clone(&events)).await?;
     let audit = sealer.as_ref().map(|s| s.audit_handle());
     let token_audit = audit.clone();
-    let rules = if cfg.detection.rules.is_empty() {
+    let rules = if cfg.detection.rules.is_empty() && !cfg.detection.default_rules {
         tracing::warn!("no [detection] rules configured: events are stored but not examined");
         None
     } else {
-        let (paths, ph) = (
+        let (paths, ph, default) = (
             cfg.detection.rules.clone(),
             cfg.detection.placeholders.clone(),
+            cfg.detection.default_rules,
         );
-        let h = tokio::task::spawn_blocking(move || RulesHandle::load(paths, ph))
-            .await
-            .map_err(|e| StartError::Rules(e.to_string()))?
-            .map_err(StartError::Rules)?;
+        let h =
+            tokio::task::spawn_blocking(move || RulesHandle::load_with_default(paths, ph, default))
+                .await
+                .map_err(|e| StartError::Rules(e.to_string()))?
+                .map_err(StartError::Rules)?;
         let r = h.report();
         tracing::info!(
             rules = r.rules,
@@ -318,7 +323,9 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
     };
     let metrics = Arc::new(Metrics::default());
     let (alert_tx, incident_rx) = broadcast::channel(4096);
-    let pipeline = Pipeline::start(
+    let analytics =
+        analytics::LiveAnalytics::open(&cfg.analytics, &*alerts).map_err(StartError::Config)?;
+    let pipeline = Pipeline::start_with_analytics(
         Arc::clone(&events),
         Arc::clone(&alerts),
         rules.clone(),
@@ -331,6 +338,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
         },
         Arc::clone(&metrics),
         alert_tx.clone(),
+        analytics,
     );
     let sink = pipeline.sink.clone();
     let (stop, stop_rx) = watch::channel(false);

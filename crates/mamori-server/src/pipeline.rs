@@ -32,6 +32,7 @@ use mamori_store::{Alert, AlertStore, AppendAck, EventStore, InsertOutcome, NewA
 use rayon::prelude::*;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::analytics::LiveAnalytics;
 use crate::metrics::{Metrics, SourceKind};
 use crate::rules::{Engine, RulesHandle};
 
@@ -177,6 +178,19 @@ impl Pipeline {
         metrics: Arc<Metrics>,
         alert_tx: broadcast::Sender<Alert>,
     ) -> Pipeline {
+        Pipeline::start_with_analytics(store, alerts, rules, settings, metrics, alert_tx, None)
+    }
+
+    /// [`Pipeline::start`] with live analytics run by the detector (see [`crate::analytics`]).
+    pub fn start_with_analytics(
+        store: Arc<dyn EventStore>,
+        alerts: Arc<dyn AlertStore>,
+        rules: Option<Arc<RulesHandle>>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        alert_tx: broadcast::Sender<Alert>,
+        analytics: Option<LiveAnalytics>,
+    ) -> Pipeline {
         let (tx, rx) = mpsc::channel::<Batch>(settings.queue_batches.max(1));
         let max_group_events = settings.max_group_events.max(1);
         let (wtx, wrx) = std_mpsc::sync_channel::<Work>(16);
@@ -190,6 +204,7 @@ impl Pipeline {
             .name("mamori-detect".into())
             .spawn(move || {
                 let mut d = Detector::new(rules, alerts, settings, m, alert_tx);
+                d.analytics = analytics;
                 d.run(wrx)
             })
             .expect("spawn detector thread");
@@ -336,6 +351,7 @@ struct Detector {
     correlator: Option<Correlator>,
     last_save: Instant,
     dirty: bool,
+    analytics: Option<LiveAnalytics>,
 }
 
 impl Detector {
@@ -356,6 +372,7 @@ impl Detector {
             correlator: None,
             last_save: Instant::now(),
             dirty: false,
+            analytics: None,
         };
         d.refresh_engine();
         if let (Some(c), Ok(Some(saved))) = (
@@ -404,7 +421,9 @@ impl Detector {
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            if self.dirty && self.last_save.elapsed() >= Duration::from_secs(5) {
+            let analytics_dirty = self.analytics.as_ref().is_some_and(|a| a.is_dirty());
+            if (self.dirty || analytics_dirty) && self.last_save.elapsed() >= Duration::from_secs(5)
+            {
                 self.save_state();
             }
         }
@@ -417,11 +436,21 @@ impl Detector {
                 tracing::error!(error = %e, "cannot save correlation state");
             }
         }
+        if let Some(a) = self.analytics.as_mut() {
+            a.save(&*self.alerts, Utc::now());
+        }
         self.dirty = false;
         self.last_save = Instant::now();
     }
 
     fn process(&mut self, w: Work) {
+        if let Some(a) = self.analytics.as_mut() {
+            let mut raised = Vec::new();
+            a.process(&w.events, w.first_seq, w.received_at, &mut raised);
+            for alert in raised.iter().filter(|x| x.level >= self.settings.min_level) {
+                self.record(alert, w.received);
+            }
+        }
         self.refresh_engine();
         let Some(engine) = self.engine.clone() else {
             return;
@@ -471,6 +500,17 @@ impl Detector {
             let seq = w.first_seq + i as u64;
             for m in matches {
                 let info = rules.rule(m.rule);
+                // Low-level rules may feed risk instead of alerting (crate::analytics).
+                if let Some(a) = self.analytics.as_mut().filter(|_| info.standalone) {
+                    if a.sigma_is_signal(info.level) {
+                        let mut raised = Vec::new();
+                        a.sigma_signal(ev, seq, &info.meta, info.level, w.received_at, &mut raised);
+                        for alert in &raised {
+                            self.record(alert, w.received);
+                        }
+                        continue;
+                    }
+                }
                 if !info.standalone || info.level < self.settings.min_level {
                     continue;
                 }

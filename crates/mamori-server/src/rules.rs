@@ -60,11 +60,39 @@ pub fn load_placeholders(path: Option<&Path>) -> Result<Placeholders, String> {
 /// Reads and parses every rule file; unreadable files become failures, not errors. Returns the
 /// pack and the number of files read.
 pub fn load_pack(paths: &[PathBuf], ph: &Placeholders) -> Result<(RulePack, usize), String> {
+    load_pack_with_default(paths, ph, false)
+}
+
+/// [`load_pack`] on top of the embedded default pack ([`crate::default_rules`]) when
+/// `default` is set. A file under `paths` identical to an embedded one is read once; a rule
+/// or correlation under `paths` with the id of an embedded one replaces it (so a locally
+/// tuned copy of a default rule does not alert twice).
+pub fn load_pack_with_default(
+    paths: &[PathBuf],
+    ph: &Placeholders,
+    default: bool,
+) -> Result<(RulePack, usize), String> {
     let files = rule_files(paths)?;
     let mut pack = RulePack::new();
+    let mut embedded = RulePack::new();
+    let mut count = 0;
+    if default {
+        for (path, src) in crate::default_rules::FILES {
+            embedded.add_file(&format!("{}{path}", crate::default_rules::PREFIX), src, ph);
+            count += 1;
+        }
+    }
     for f in &files {
         match std::fs::read(f) {
             Ok(bytes) => {
+                if default
+                    && crate::default_rules::FILES
+                        .iter()
+                        .any(|(_, e)| e.as_bytes() == bytes.as_slice())
+                {
+                    continue; // already embedded
+                }
+                count += 1;
                 let src = String::from_utf8_lossy(&bytes);
                 pack.add_file(&f.display().to_string(), &src, ph);
             }
@@ -77,8 +105,24 @@ pub fn load_pack(paths: &[PathBuf], ph: &Placeholders) -> Result<(RulePack, usiz
             }),
         }
     }
+    if default {
+        let local: std::collections::HashSet<String> = pack
+            .rules
+            .iter()
+            .filter_map(|r| r.meta.id.clone())
+            .chain(pack.correlations.iter().filter_map(|c| c.meta.id.clone()))
+            .collect();
+        let overridden = |id: &Option<String>| id.as_ref().is_some_and(|i| local.contains(i));
+        embedded.rules.retain(|r| !overridden(&r.meta.id));
+        embedded.correlations.retain(|c| !overridden(&c.meta.id));
+        embedded.rules.append(&mut pack.rules);
+        embedded.correlations.append(&mut pack.correlations);
+        embedded.filters.append(&mut pack.filters);
+        embedded.failures.append(&mut pack.failures);
+        pack = embedded;
+    }
     pack.resolve_references();
-    Ok((pack, files.len()))
+    Ok((pack, count))
 }
 
 /// A fingerprint of the rule files (names, sizes, modification times) to notice changes.
@@ -126,6 +170,8 @@ pub struct RulesReport {
 /// The live rules, swapped atomically on reload.
 pub struct RulesHandle {
     paths: Vec<PathBuf>,
+    /// The embedded default pack is loaded under `paths`.
+    default_rules: bool,
     placeholders: Option<PathBuf>,
     current: RwLock<Arc<Engine>>,
     report: RwLock<RulesReport>,
@@ -135,8 +181,18 @@ pub struct RulesHandle {
 impl RulesHandle {
     /// Loads the rules for the first time. Fails only if the paths cannot be read at all.
     pub fn load(paths: Vec<PathBuf>, placeholders: Option<PathBuf>) -> Result<RulesHandle, String> {
-        let (engine, report) = build(&paths, placeholders.as_deref(), 1)?;
+        RulesHandle::load_with_default(paths, placeholders, false)
+    }
+
+    /// [`RulesHandle::load`], on top of the embedded default pack when `default_rules`.
+    pub fn load_with_default(
+        paths: Vec<PathBuf>,
+        placeholders: Option<PathBuf>,
+        default_rules: bool,
+    ) -> Result<RulesHandle, String> {
+        let (engine, report) = build(&paths, placeholders.as_deref(), default_rules, 1)?;
         Ok(RulesHandle {
+            default_rules,
             current: RwLock::new(Arc::new(engine)),
             report: RwLock::new(report),
             paths,
@@ -168,7 +224,12 @@ impl RulesHandle {
     pub fn reload(&self) -> RulesReport {
         let _serial = self.reload_lock.lock();
         let generation = self.current().generation + 1;
-        let report = match build(&self.paths, self.placeholders.as_deref(), generation) {
+        let report = match build(
+            &self.paths,
+            self.placeholders.as_deref(),
+            self.default_rules,
+            generation,
+        ) {
             Ok((engine, report)) => {
                 if let Ok(mut g) = self.current.write() {
                     *g = Arc::new(engine);
@@ -191,10 +252,11 @@ impl RulesHandle {
 fn build(
     paths: &[PathBuf],
     placeholders: Option<&Path>,
+    default_rules: bool,
     generation: u64,
 ) -> Result<(Engine, RulesReport), String> {
     let ph = load_placeholders(placeholders)?;
-    let (pack, files) = load_pack(paths, &ph)?;
+    let (pack, files) = load_pack_with_default(paths, &ph, default_rules)?;
     let rules = RuleSet::compile(&pack, &CompileOptions::default());
     let report = RulesReport {
         generation,

@@ -17,7 +17,7 @@ use mamori_sigma::FieldMap;
 use rayon::prelude::*;
 
 use crate::exit;
-use crate::rules::{load_pack, load_placeholders};
+use crate::rules::{load_pack_with_default, load_placeholders};
 use crate::timeline::{self, Row, TimelineFormat};
 
 #[derive(Args, Debug)]
@@ -32,9 +32,12 @@ pub(crate) struct HuntArgs {
     /// Log files or directories to read (recursively).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// Sigma rule files or directories.
-    #[arg(short, long, required = true, value_name = "PATH", num_args = 1..)]
+    /// Sigma rule files or directories, added to the embedded default pack.
+    #[arg(short, long, value_name = "PATH", num_args = 1..)]
     rules: Vec<PathBuf>,
+    /// Leave out the embedded default pack (Mamori's `rules/`): only `--rules` are used.
+    #[arg(long, requires = "rules")]
+    no_default_rules: bool,
     /// Write the timeline to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -94,12 +97,14 @@ struct FileResult {
     rows: Vec<Row>,
     /// Events that matched rules feeding correlations, with those matches.
     for_correlation: Vec<(Event, Vec<Match>)>,
+    /// Matches of low-level Sigma rules that feed risk instead of alerting.
+    signals: Vec<mamori_analytics::Signal>,
 }
 
 pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let start = Instant::now();
     let ph = load_placeholders(args.placeholders.as_deref())?;
-    let (pack, rule_files) = load_pack(&args.rules, &ph)?;
+    let (pack, rule_files) = load_pack_with_default(&args.rules, &ph, !args.no_default_rules)?;
     if pack.rules.is_empty() {
         eprintln!(
             "error: no rule could be loaded from {} rule file(s)",
@@ -144,6 +149,8 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     };
     let jsonl = args.format == TimelineFormat::Jsonl;
     let corr_fields = correlator.needed_fields();
+    let sigma_risk = args.analytics.sigma_risk()?;
+    let sigma_risk = &sigma_risk;
     let timeline_buf = timeline::Buffer::new();
     let corr_ref = &correlator;
     let results: Vec<FileResult> = pool.install(|| {
@@ -154,6 +161,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                 |scratch, path| {
                     let mut rows = Vec::new();
                     let mut for_correlation = Vec::new();
+                    let mut signals = Vec::new();
                     let mut matches = Vec::new();
                     let report = mamori_ingest::read_file(path, &read_opts, &mut |ev| {
                         matches.clear();
@@ -163,6 +171,10 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                         }
                         for m in &matches {
                             let info = rules.rule(m.rule);
+                            let as_signal = info.standalone && sigma_risk.is_signal(info.level);
+                            if as_signal {
+                                signals.extend(sigma_risk.signal(&ev, info));
+                            }
                             if !info.standalone || info.level < args.min_level {
                                 continue;
                             }
@@ -176,6 +188,11 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                 tags: info.meta.attack_tags().map(str::to_owned).collect(),
                                 details: rules.details(m.rule, &ev),
                                 event: jsonl.then(|| ev.fields_json()),
+                                kind: if as_signal {
+                                    timeline::RowKind::Signal
+                                } else {
+                                    timeline::RowKind::Detection
+                                },
                             });
                         }
                         if matches.iter().any(|m| corr_ref.uses_rule(m.rule)) {
@@ -192,6 +209,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                         report,
                         rows,
                         for_correlation,
+                        signals,
                     }
                 },
             )
@@ -202,10 +220,12 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     // Correlations run over the merged stream in event time.
     let mut rows: Vec<Row> = Vec::new();
     let mut corr_events: Vec<(Event, Vec<Match>)> = Vec::new();
+    let mut sigma_signals = Vec::new();
     let mut reports = Vec::with_capacity(results.len());
     for r in results {
         timeline_buf.push_batch(r.rows);
         corr_events.extend(r.for_correlation);
+        sigma_signals.extend(r.signals);
         reports.push(r.report);
     }
     if !correlator.is_empty() {
@@ -240,18 +260,21 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                     .collect(),
                 details,
                 event: None,
+                kind: timeline::RowKind::Detection,
             });
         }
     }
     // Baseline analytics (mamori-analytics: identity directory, first-seen, volume, off-hours):
     // a second, observation-only pass over the files, run in event time. Only when asked for.
-    if args.analytics.enabled() {
+    // Low-level Sigma matches (`--sigma-signals`) join the analytics' signals.
+    if args.analytics.enabled() || !sigma_signals.is_empty() {
         rows.extend(crate::analytics::run(
             &args.analytics,
             &files,
             &read_opts,
             &pool,
             args.min_level,
+            sigma_signals,
         )?);
     }
     timeline_buf.push_batch(rows);
@@ -332,7 +355,7 @@ fn summary(
         let _ = writeln!(e, "  {f:<12} {ev:>10} events in {n} files");
     }
     read_quality(&mut e, reports);
-    let _ = writeln!(e, "Detections: {}", stats.total);
+    let _ = writeln!(e, "Detections (alerts): {}", stats.total);
     for (l, n) in stats.by_level.iter().rev() {
         let _ = writeln!(e, "  {:<14} {n}", format!("{l} ({})", l.as_str_ja()));
     }
@@ -346,6 +369,19 @@ fn summary(
         let _ = writeln!(e, "Top rules:");
         for ((title, level), n) in top.iter().take(10) {
             let _ = writeln!(e, "  {n:>6}  [{level}] {title}");
+        }
+    }
+    if stats.signals > 0 {
+        // Signals add risk to an entity; they are not alerts (mamori-analytics::risk).
+        let _ = writeln!(
+            e,
+            "Signals (add risk, not alerts / リスク加算のみ): {}",
+            stats.signals
+        );
+        let mut sig: Vec<_> = stats.signals_by_rule.iter().collect();
+        sig.sort_by(|a, b| b.1.cmp(a.1));
+        for (title, n) in sig.iter().take(5) {
+            let _ = writeln!(e, "  {n:>6}  {title}");
         }
     }
     let failed: Vec<&FileReport> = reports

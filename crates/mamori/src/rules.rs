@@ -36,6 +36,15 @@ pub(crate) fn load_pack(paths: &[PathBuf], ph: &Placeholders) -> anyhow::Result<
     mamori_server::rules::load_pack(paths, ph).map_err(anyhow::Error::msg)
 }
 
+/// [`load_pack`] on top of the embedded default pack when `default` is set.
+pub(crate) fn load_pack_with_default(
+    paths: &[PathBuf],
+    ph: &Placeholders,
+    default: bool,
+) -> anyhow::Result<(RulePack, usize)> {
+    mamori_server::rules::load_pack_with_default(paths, ph, default).map_err(anyhow::Error::msg)
+}
+
 pub(crate) fn run(cmd: RulesCmd) -> anyhow::Result<i32> {
     match cmd {
         RulesCmd::Check {

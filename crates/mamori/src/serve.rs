@@ -17,9 +17,13 @@ pub(crate) struct ServeArgs {
     /// Data directory (events, alerts, uploads); overrides `data_dir`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Sigma rule files or directories; overrides `[detection] rules`.
+    /// Sigma rule files or directories; overrides `[detection] rules` (added to the embedded
+    /// default pack).
     #[arg(long, value_name = "PATH")]
     rules: Vec<PathBuf>,
+    /// Leave out the embedded default rule pack (`[detection] default_rules = false`).
+    #[arg(long)]
+    no_default_rules: bool,
     /// API address; overrides `[http] listen`.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
@@ -85,6 +89,9 @@ pub(crate) fn config_from(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     };
     if let Some(d) = &args.data_dir {
         cfg.data_dir = d.clone();
+    }
+    if args.no_default_rules {
+        cfg.detection.default_rules = false;
     }
     if !args.rules.is_empty() {
         cfg.detection.rules = args.rules.clone();

@@ -31,6 +31,32 @@ pub(crate) struct Row {
     pub(crate) details: Vec<(String, String)>,
     /// The full event (JSONL only).
     pub(crate) event: Option<serde_json::Value>,
+    /// Detection, signal (adds risk, not an alert) or risk alert.
+    #[serde(default)]
+    pub(crate) kind: RowKind,
+}
+
+/// What a row is: only `Detection` and `Risk` rows are alerts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RowKind {
+    /// A Sigma rule, a correlation or a strong analytics finding.
+    #[default]
+    Detection,
+    /// A weak finding that adds risk to an entity; reported, not counted as an alert.
+    Signal,
+    /// An entity's risk crossed the threshold; cites its signals.
+    Risk,
+}
+
+impl RowKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RowKind::Detection => "detection",
+            RowKind::Signal => "signal",
+            RowKind::Risk => "risk",
+        }
+    }
 }
 
 impl Row {
@@ -62,13 +88,25 @@ pub(crate) enum TimelineFormat {
 /// Counts for the summary, gathered while writing.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
+    /// Alerts (detections and risk alerts; not signals).
     pub(crate) total: usize,
+    /// Signal rows: they add risk and are not alerts.
+    pub(crate) signals: usize,
+    pub(crate) signals_by_rule: BTreeMap<String, usize>,
     pub(crate) by_level: BTreeMap<Level, usize>,
     pub(crate) by_rule: BTreeMap<(String, Level), usize>,
 }
 
 impl Stats {
     fn add(&mut self, r: &Row) {
+        if r.kind == RowKind::Signal {
+            self.signals += 1;
+            *self
+                .signals_by_rule
+                .entry(r.rule_title.clone())
+                .or_default() += 1;
+            return;
+        }
         self.total += 1;
         *self.by_level.entry(r.level).or_default() += 1;
         *self
@@ -216,6 +254,7 @@ impl<'a> Writer<'a> {
                     "level",
                     "tags",
                     "details",
+                    "kind",
                 ])?;
                 Writer::Csv(Box::new(w), Stats::default())
             }
@@ -238,6 +277,7 @@ impl<'a> Writer<'a> {
                     r.level.as_str(),
                     &formula_safe(&tags),
                     &formula_safe(&details),
+                    r.kind.as_str(),
                 ])?;
             }
             Writer::Jsonl(out, st) => {
@@ -253,6 +293,7 @@ impl<'a> Writer<'a> {
                     "source": r.source,
                     "rule": {"id": r.rule_id, "title": r.rule_title, "level": r.level, "tags": r.tags},
                     "details": details,
+                    "kind": r.kind.as_str(),
                     "event": r.event,
                 });
                 serde_json::to_writer(&mut **out, &line)?;
@@ -305,6 +346,7 @@ mod tests {
             tags: vec![],
             details: vec![("k".into(), "v".into())],
             event: None,
+            kind: RowKind::Detection,
         }
     }
 
@@ -361,6 +403,7 @@ mod tests {
             tags: vec!["attack.t1110".into()],
             details: vec![("user.name".into(), "root".into())],
             event: Some(json!({"user.name": "root"})),
+            kind: RowKind::Detection,
         };
         let mut out = Vec::new();
         write(std::slice::from_ref(&row), TimelineFormat::Csv, &mut out).unwrap();

@@ -59,11 +59,12 @@ fn exit_codes_scripts_can_trust() {
     let out = mamori(&["hunt", "examples/sample", "--rules", "no/such/dir"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("does not exist"));
-    let out = mamori(&["hunt", "examples/sample"]);
+    // Issue #14: the default pack is embedded; no rules at all is the usage error.
+    let out = mamori(&["hunt", "examples/sample", "--no-default-rules"]);
     assert_eq!(
         out.status.code(),
         Some(2),
-        "missing --rules is a usage error"
+        "--no-default-rules without --rules is a usage error"
     );
     let out = mamori(&[
         "hunt",
@@ -189,4 +190,92 @@ fn corpus_evtx_hunt_reads_every_record() {
         err.contains("evtx              24661 events in 593 files"),
         "{err}"
     );
+}
+
+/// Issue #14 item 7: the default pack is embedded, so `hunt` needs no `--rules`; `--rules`
+/// adds (a file identical to an embedded one is read once) and `--no-default-rules` replaces.
+#[test]
+fn embedded_default_rules_need_no_flag_and_rules_add_or_replace() {
+    let plain = mamori(&["hunt", "examples/sample", "-q"]);
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain.stderr));
+    let with_dir = mamori(&["hunt", "examples/sample", "--rules", "rules", "-q"]);
+    assert_eq!(text(&plain.stdout), text(&with_dir.stdout));
+    assert!(
+        text(&plain.stdout).contains("Security Log Cleared"),
+        "{}",
+        text(&plain.stdout)
+    );
+    let only_linux = mamori(&[
+        "hunt",
+        "examples/sample",
+        "--no-default-rules",
+        "--rules",
+        "rules/linux",
+        "-q",
+    ]);
+    assert_eq!(
+        only_linux.status.code(),
+        Some(0),
+        "{}",
+        text(&only_linux.stderr)
+    );
+    let rows = text(&only_linux.stdout);
+    assert!(rows.lines().count() > 1 && rows.lines().count() < plain_rows(&plain));
+    assert!(!rows.contains("Security Log Cleared"), "{rows}");
+    let out = mamori(&["hunt", "examples/sample", "--no-default-rules"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+fn plain_rows(out: &std::process::Output) -> usize {
+    text(&out.stdout).lines().count()
+}
+
+/// Issue #14 item 2: with `--sigma-signals low`, low-level Sigma matches are signal rows (not
+/// alerts) that add risk to their source address; two different kinds of probe from one
+/// address cross a lowered threshold (45: 25 each, decaying), and the risk row cites both lines.
+#[test]
+fn low_sigma_rules_can_feed_risk_instead_of_alerting() {
+    let dir = tempfile::tempdir().unwrap();
+    let ff = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:129.0) Gecko/20100101 Firefox/129.0";
+    let log = format!(
+        "203.0.113.9 - - [02/Mar/2026:02:00:40 +0000] \"GET /.git/config HTTP/1.1\" 404 100 \"-\" \"{ff}\"\n\
+         203.0.113.9 - - [02/Mar/2026:02:01:40 +0000] \"GET http://www.example.com/ HTTP/1.1\" 200 100 \"-\" \"{ff}\"\n"
+    );
+    std::fs::write(dir.path().join("access.log"), log).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let rows = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["hunt", d, "--format", "jsonl", "-q", "--learning-days", "0"];
+        args.extend_from_slice(extra);
+        let out = mamori(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let plain = rows(&[]);
+    assert_eq!(plain.len(), 2);
+    assert!(plain.iter().all(|r| r["kind"] == "detection"), "{plain:?}");
+    let risk = rows(&["--sigma-signals", "low", "--risk-threshold", "45"]);
+    let kinds: Vec<&str> = risk.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "signal").count(),
+        2,
+        "{risk:?}"
+    );
+    let alert: Vec<&serde_json::Value> = risk.iter().filter(|r| r["kind"] == "risk").collect();
+    assert_eq!(alert.len(), 1, "{risk:?}");
+    assert_eq!(alert[0]["details"]["address"], "203.0.113.9");
+    let cited = alert[0]["details"]["signals"].as_str().unwrap();
+    assert!(
+        cited.contains("access.log:1") && cited.contains("access.log:2"),
+        "{cited}"
+    );
+    assert!(alert[0]["details"]["why_ja"]
+        .as_str()
+        .unwrap()
+        .contains("しきい値"));
+    // Medium and above always alert.
+    let out = mamori(&["hunt", d, "--sigma-signals", "medium"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

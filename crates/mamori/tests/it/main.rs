@@ -6,6 +6,7 @@ mod formats;
 mod hunt;
 mod incidents;
 mod rule_tests;
+mod live_analytics;
 mod scenarios;
 mod serve;
 mod vault;
