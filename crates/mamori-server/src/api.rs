@@ -90,6 +90,8 @@ pub enum ApiError {
     TooLarge(String),
     Timeout,
     Unavailable(String),
+    /// The disk is full: nothing was stored (507).
+    InsufficientStorage(String),
     /// Logged; the client sees only "internal error".
     Internal(String),
 }
@@ -110,6 +112,7 @@ impl IntoResponse for ApiError {
                 "the request body did not arrive in time".to_owned(),
             ),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::InsufficientStorage(m) => (StatusCode::INSUFFICIENT_STORAGE, m),
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error answering an API request");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
@@ -179,9 +182,18 @@ impl FromRequestParts<AppState> for Authed {
 // ---------------------------------------------------------------------------------------------
 // Health, OpenAPI, metrics
 
+/// `ok`, or `degraded` with the reasons (a disk full under the event log, the index or SQLite;
+/// a failing search index). Always 200: the server still answers; monitors read `status`.
 async fn health(State(st): State<AppState>) -> Json<JsonValue> {
+    let s = Arc::clone(&st);
+    let reasons = tokio::task::spawn_blocking(move || {
+        crate::diskfull::degraded_reasons(&s.metrics, &*s.events)
+    })
+    .await
+    .unwrap_or_else(|e| vec![format!("health check failed: {e}")]);
     Json(json!({
-        "status": "ok",
+        "status": if reasons.is_empty() { "ok" } else { "degraded" },
+        "reasons": reasons,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": st.started.elapsed().as_secs(),
     }))
@@ -371,11 +383,25 @@ async fn ingest(
     if n == 0 {
         return Ok(Json(json!({ "accepted": 0 })));
     }
+    let disk_full = |m: String| {
+        if m == crate::diskfull::REFUSED {
+            ApiError::InsufficientStorage(m)
+        } else {
+            ApiError::Unavailable(m)
+        }
+    };
+    if st.metrics.storage.refuse_now() {
+        st.metrics
+            .storage
+            .refused_events
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        return Err(disk_full(crate::diskfull::REFUSED.to_owned()));
+    }
     let ack = st
         .sink
         .send_durable(events, SourceKind::Http)
         .await
-        .map_err(ApiError::Unavailable)?;
+        .map_err(disk_full)?;
     Ok(Json(json!({
         "accepted": n,
         "first_seq": ack.first_seq,

@@ -65,7 +65,7 @@ pub fn document() -> Value {
         },
         "paths": {
             "/api/v1/health": { "get": { "summary": "Liveness (no token needed).", "security": [],
-                "responses": { "200": { "description": "The server is up.", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
+                "responses": { "200": { "description": "The server is up; `status` is `ok`, or `degraded` with `reasons` (disk full, search index failing).", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
             "/api/v1/openapi.json": { "get": { "summary": "This document.", "responses": ok("OpenAPI document", json!({ "type": "object" })) } },
             "/api/v1/ingest": { "post": {
                 "summary": "Ingest JSON events (JSON lines or one array; NXLog/Winlogbeat Windows events, CloudTrail records, any flat JSON). Answers 200 only once the batch is durable; all or nothing.",
@@ -74,7 +74,9 @@ pub fn document() -> Value {
                 "responses": {
                     "200": { "description": "Stored.", "content": { "application/json": { "schema": { "type": "object", "properties": { "accepted": { "type": "integer" }, "first_seq": { "type": "integer" }, "last_seq": { "type": "integer" } } } } } },
                     "400": { "$ref": "#/components/responses/BadRequest" }, "401": { "$ref": "#/components/responses/Unauthorized" },
-                    "413": { "$ref": "#/components/responses/TooLarge" } } } },
+                    "413": { "$ref": "#/components/responses/TooLarge" },
+                    "503": { "description": "Not stored: the pipeline is shutting down or the store failed.", "content": { "application/json": { "schema": { "type": "object", "properties": { "error": { "type": "string" } } } } } },
+                    "507": { "description": "Not stored: the server's disk is full (retry later).", "content": { "application/json": { "schema": { "type": "object", "properties": { "error": { "type": "string" } } } } } } } } },
             "/api/v1/upload": { "post": {
                 "summary": "Upload a log file (EVTX, JSON, syslog, access log, CloudTrail, auditd; gzip ok). It is kept under the data directory and read with the same readers as `mamori hunt`.",
                 "parameters": [ q("name", json!({ "type": "string" }), "original file name"), q("format", json!({ "type": "string" }), "force a format") ],
