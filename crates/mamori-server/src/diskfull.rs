@@ -327,7 +327,7 @@ mod tests {
         assert!(ep.is_none());
         let alerts = al.list_alerts(&AlertFilter::default()).unwrap();
         assert_eq!(alerts.len(), 1, "one alert for one episode");
-        assert_eq!(alerts[0].rule_id.0, "mamori.storage.disk_full");
+        assert_eq!(&*alerts[0].rule_id.0, "mamori.storage.disk_full");
         assert_eq!(m.storage.episodes.load(Relaxed), 1);
         // A second episode is a second alert.
         m.storage.set_full("again");
