@@ -179,7 +179,10 @@ impl Pipeline {
     ) -> Pipeline {
         let (tx, rx) = mpsc::channel::<Batch>(settings.queue_batches.max(1));
         let max_group_events = settings.max_group_events.max(1);
-        let (wtx, wrx) = std_mpsc::sync_channel::<Work>(16);
+        // Stored groups waiting for detection: each up to `max_group_events` events, so a
+        // short queue (a few groups) keeps the detector busy without holding tens of
+        // thousands of events in memory at saturation.
+        let (wtx, wrx) = std_mpsc::sync_channel::<Work>(4);
         let m = Arc::clone(&metrics);
         let writer = std::thread::Builder::new()
             .name("mamori-writer".into())

@@ -16,6 +16,7 @@ use mamori_event::Event;
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
+use tantivy::indexer::{IndexWriterOptions, LogMergePolicy};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::query_grammar::{Occur as GrammarOccur, UserInputAst, UserInputLeaf};
 use tantivy::schema::{
@@ -170,7 +171,14 @@ impl EventIndex {
         index
             .tokenizers()
             .register(TOKENIZER, TextAnalyzer::from(WordTokenizer::default()));
-        let writer = index.writer_with_num_threads::<IndexDoc>(2, cfg.heap_bytes.max(30 << 20))?;
+        let writer = index.writer_with_options::<IndexDoc>(
+            IndexWriterOptions::builder()
+                .num_worker_threads(2)
+                .memory_budget_per_thread(cfg.heap_bytes.max(30 << 20) / 2)
+                .num_merge_threads(1)
+                .build(),
+        )?;
+        set_merge_policy(&writer);
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -271,6 +279,7 @@ impl EventIndex {
             return;
         }
         w.broken = None;
+        set_merge_policy(&w.writer);
         let durable = self
             .index
             .load_metas()
@@ -483,6 +492,21 @@ impl EventIndex {
         out.sort_unstable();
         Ok(out)
     }
+}
+
+/// Segments past this many documents are not merged any further.
+///
+/// Memory of `mamori serve` must not grow with the volume stored (issue #15, finding 12): a
+/// merge holds per-document maps of its inputs and reads them through mmap (resident pages
+/// count in RSS), so merging ever larger segments — tantivy's default stops only at 10 M
+/// documents — made RSS grow with the index. Capped merges (and one merge thread) bound that
+/// at the cost of more segments per search (about one per million events).
+const MAX_DOCS_BEFORE_MERGE: usize = 1_000_000;
+
+fn set_merge_policy(w: &IndexWriter<IndexDoc>) {
+    let mut p = LogMergePolicy::default();
+    p.set_max_docs_before_merge(MAX_DOCS_BEFORE_MERGE);
+    w.set_merge_policy(Box::new(p));
 }
 
 /// Lucene semantics for negation: a group whose clauses are all negative (`NOT x`, `a AND NOT b`
