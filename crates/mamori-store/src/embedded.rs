@@ -37,6 +37,11 @@ pub struct EmbeddedConfig {
     pub index_commit_every: u64,
     /// …or this many milliseconds after the previous commit, at the next append.
     pub index_commit_interval_ms: u64,
+    /// Index segments past this many events are not merged any further: merging ever larger
+    /// segments makes memory grow with the volume stored (tantivy's own default is 10 M).
+    pub index_merge_max_docs: u64,
+    /// Concurrent index merges (tantivy's own default is 4; each holds its inputs' maps).
+    pub index_merge_threads: usize,
 }
 
 impl Default for EmbeddedConfig {
@@ -48,6 +53,8 @@ impl Default for EmbeddedConfig {
             index_heap_bytes: 64 << 20,
             index_commit_every: 200_000,
             index_commit_interval_ms: 1000,
+            index_merge_max_docs: 1_000_000,
+            index_merge_threads: 1,
         }
     }
 }

@@ -51,6 +51,8 @@ pub(crate) struct IndexConfig {
     pub(crate) heap_bytes: usize,
     pub(crate) commit_every_docs: u64,
     pub(crate) commit_interval: Duration,
+    pub(crate) merge_max_docs: usize,
+    pub(crate) merge_threads: usize,
 }
 
 impl From<&crate::EmbeddedConfig> for IndexConfig {
@@ -59,6 +61,8 @@ impl From<&crate::EmbeddedConfig> for IndexConfig {
             heap_bytes: cfg.index_heap_bytes,
             commit_every_docs: cfg.index_commit_every.max(1),
             commit_interval: Duration::from_millis(cfg.index_commit_interval_ms),
+            merge_max_docs: usize::try_from(cfg.index_merge_max_docs).unwrap_or(usize::MAX),
+            merge_threads: cfg.index_merge_threads.max(1),
         }
     }
 }
@@ -175,10 +179,10 @@ impl EventIndex {
             IndexWriterOptions::builder()
                 .num_worker_threads(2)
                 .memory_budget_per_thread(cfg.heap_bytes.max(30 << 20) / 2)
-                .num_merge_threads(1)
+                .num_merge_threads(cfg.merge_threads)
                 .build(),
         )?;
-        set_merge_policy(&writer);
+        set_merge_policy(&writer, cfg.merge_max_docs);
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -279,7 +283,7 @@ impl EventIndex {
             return;
         }
         w.broken = None;
-        set_merge_policy(&w.writer);
+        set_merge_policy(&w.writer, self.cfg.merge_max_docs);
         let durable = self
             .index
             .load_metas()
@@ -494,18 +498,16 @@ impl EventIndex {
     }
 }
 
-/// Segments past this many documents are not merged any further.
+/// Segments past `max_docs` documents are not merged any further.
 ///
 /// Memory of `mamori serve` must not grow with the volume stored (issue #15, finding 12): a
 /// merge holds per-document maps of its inputs and reads them through mmap (resident pages
 /// count in RSS), so merging ever larger segments — tantivy's default stops only at 10 M
 /// documents — made RSS grow with the index. Capped merges (and one merge thread) bound that
-/// at the cost of more segments per search (about one per million events).
-const MAX_DOCS_BEFORE_MERGE: usize = 1_000_000;
-
-fn set_merge_policy(w: &IndexWriter<IndexDoc>) {
+/// at the cost of more segments per search (about one per million events by default).
+fn set_merge_policy(w: &IndexWriter<IndexDoc>, max_docs: usize) {
     let mut p = LogMergePolicy::default();
-    p.set_max_docs_before_merge(MAX_DOCS_BEFORE_MERGE);
+    p.set_max_docs_before_merge(max_docs);
     w.set_merge_policy(Box::new(p));
 }
 
