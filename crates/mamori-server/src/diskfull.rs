@@ -67,10 +67,11 @@ impl StorageHealth {
 
     /// The event log was written again.
     pub fn clear_full(&self) {
-        if self.full.swap(false, Relaxed) {
+        // Called after every successful write: only an atomic load on the hot path.
+        if self.full.load(Relaxed) && self.full.swap(false, Relaxed) {
             tracing::info!("space returned: the event log is written again");
+            *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Whether the event log is full (new events are refused or held).
