@@ -5,8 +5,9 @@
 //! tokio workers and frees them on the writer, detector and indexer threads while tantivy's
 //! indexing and merge threads churn through their own buffers, so resident memory kept growing
 //! with the volume stored although every queue is bounded (issue #15, finding 12). Measured
-//! with `mamori bench ingest --seconds 60` on the same machine: 236 MiB resident at the end of
-//! saturation with glibc's default, 178 MiB with two arenas, for about the same CPU per event.
+//! with `mamori bench ingest --seconds 60` on one (shared, 2-core) machine, the same build
+//! with and without the variable: 236 MiB resident at the end of saturation with glibc's
+//! default, 178 MiB with two arenas, for about the same CPU per event.
 //!
 //! The limit is read by glibc when the process starts, so it has to be in the environment
 //! before `main`: the process re-executes itself once with `MALLOC_ARENA_MAX=2` unless the
