@@ -108,6 +108,8 @@ pub enum ApiError {
     },
     Timeout,
     Unavailable(String),
+    /// The disk is full: nothing was stored (507).
+    InsufficientStorage(String),
     /// Logged; the client sees only "internal error".
     Internal(String),
 }
@@ -135,6 +137,7 @@ impl IntoResponse for ApiError {
                 "the request body did not arrive in time".to_owned(),
             ),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::InsufficientStorage(m) => (StatusCode::INSUFFICIENT_STORAGE, m),
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error answering an API request");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
@@ -246,9 +249,18 @@ impl FromRequestParts<AppState> for Authed {
 // ---------------------------------------------------------------------------------------------
 // Health, OpenAPI, metrics
 
+/// `ok`, or `degraded` with the reasons (a disk full under the event log, the index or SQLite;
+/// a failing search index). Always 200: the server still answers; monitors read `status`.
 async fn health(State(st): State<AppState>) -> Json<JsonValue> {
+    let s = Arc::clone(&st);
+    let reasons = tokio::task::spawn_blocking(move || {
+        crate::diskfull::degraded_reasons(&s.metrics, &*s.events)
+    })
+    .await
+    .unwrap_or_else(|e| vec![format!("health check failed: {e}")]);
     Json(json!({
-        "status": "ok",
+        "status": if reasons.is_empty() { "ok" } else { "degraded" },
+        "reasons": reasons,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": st.started.elapsed().as_secs(),
     }))
@@ -593,6 +605,14 @@ async fn ingest(
         let mut stored: Option<(u64, u64, usize)> = None;
         let mut send = |batch: Vec<Event>| -> Result<(), String> {
             let n = batch.len();
+            if st2.metrics.storage.refuse_now() {
+                // Disk full: refused at once, never queued (nothing of it is acknowledged).
+                st2.metrics
+                    .storage
+                    .refused_events
+                    .fetch_add(n as u64, Relaxed);
+                return Err(crate::diskfull::REFUSED.to_owned());
+            }
             let ack = st2.sink.send_durable_blocking(batch, SourceKind::Http)?;
             stored = Some(match stored {
                 None => (ack.first_seq, ack.last_seq, n),
@@ -629,9 +649,12 @@ async fn ingest(
             )));
         }
         Err(IngestStop::Pipeline(e)) => {
-            return Err(ApiError::Unavailable(format!(
-                "stored {accepted} events, then: {e}"
-            )))
+            let m = format!("stored {accepted} events, then: {e}");
+            return Err(if e == crate::diskfull::REFUSED {
+                ApiError::InsufficientStorage(m)
+            } else {
+                ApiError::Unavailable(m)
+            });
         }
     };
     c.malformed.fetch_add(errors.len() as u64, Relaxed);

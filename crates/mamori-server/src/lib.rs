@@ -33,6 +33,7 @@ mod api_incidents;
 pub mod api_serve;
 pub mod config;
 pub mod default_rules;
+pub mod diskfull;
 pub mod incidents;
 pub mod limits;
 pub mod metrics;
@@ -177,8 +178,19 @@ impl Running {
         if let Some(p) = self.pipeline.take() {
             let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
         }
+        // Make everything searchable — but never hang on an index that cannot commit (disk
+        // full): the log has every acknowledged event and the next start re-indexes it.
         let ev = Arc::clone(&self.events);
-        let _ = tokio::task::spawn_blocking(move || ev.refresh()).await;
+        let refresh = tokio::task::spawn_blocking(move || ev.refresh());
+        match tokio::time::timeout(Duration::from_secs(10), refresh).await {
+            Ok(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "the index did not catch up before shutdown; the next start re-indexes from the log")
+            }
+            Err(_) => tracing::warn!(
+                "the index did not catch up within 10s; the next start re-indexes from the log"
+            ),
+            _ => {}
+        }
         if let Some(s) = self.sealer.take() {
             let _ = tokio::task::spawn_blocking(move || s.stop()).await;
         }
@@ -607,6 +619,14 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             }
         }));
     }
+    // Disk full is loud: one alert per episode, `/health` degraded while it lasts.
+    running.background.push(tokio::spawn(diskfull::run_monitor(
+        Arc::clone(&metrics),
+        Arc::clone(&events),
+        Arc::clone(&alerts),
+        running.alert_tx.clone(),
+        Duration::from_secs(1),
+    )));
     // Losing logs is a security event: raise an alert when UDP drops.
     let (m, al) = (Arc::clone(&metrics), Arc::clone(&alerts));
     let atx = running.alert_tx.clone();

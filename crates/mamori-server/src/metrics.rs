@@ -126,6 +126,8 @@ pub struct Metrics {
     pub alert_errors: AtomicU64,
     pub rule_reloads: AtomicU64,
     pub rule_reload_failures: AtomicU64,
+    /// Disk-full state of the stores (`crate::diskfull`).
+    pub storage: crate::diskfull::StorageHealth,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -307,6 +309,7 @@ impl Metrics {
             self.latency_sum_micros.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(s, "{name}_count {count}");
+        self.storage.render(&mut s);
         for (name, help, v) in gauges {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

@@ -126,7 +126,7 @@ pub fn document() -> Value {
         },
         "paths": {
             "/api/v1/health": { "get": { "summary": "Liveness (no token needed).", "security": [],
-                "responses": with(errors(), json!({ "200": { "description": "The server is up.", "content": { "application/json": { "schema": { "type": "object" } } } } })) } },
+                "responses": with(errors(), json!({ "200": { "description": "The server is up; `status` is `ok`, or `degraded` with `reasons` (disk full, search index failing).", "content": { "application/json": { "schema": { "type": "object" } } } } })) } },
             "/api/v1/openapi.json": { "get": { "summary": "This document.", "responses": ok("OpenAPI document", json!({ "type": "object" })) } },
             "/api/v1/ingest": { "post": {
                 "summary": "Ingest JSON events (JSON lines or one array; NXLog/Winlogbeat Windows events, CloudTrail records, any flat JSON). Answers 200 only once the events are durable. Lines are independent: a line (or array element) that is not an event is listed in `errors` with its number and the others are stored; 400 only when none is an event or an array is not valid JSON. Size and event-count limits are checked before anything is stored. `Content-Encoding: gzip` bodies are decompressed; any other encoding is refused with 415.",
@@ -137,7 +137,8 @@ pub fn document() -> Value {
                         "errors": { "type": "array", "items": { "$ref": "#/components/schemas/LineError" } },
                         "first_seq": { "type": "integer" }, "last_seq": { "type": "integer" } } } } } },
                     "413": { "$ref": "#/components/responses/TooLarge" },
-                    "415": { "$ref": "#/components/responses/UnsupportedEncoding" } })) } },
+                    "415": { "$ref": "#/components/responses/UnsupportedEncoding" },
+                    "507": { "description": "Not stored: the server's disk is full (retry later).", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } } })) } },
             "/api/v1/upload": { "post": {
                 "summary": "Upload a log file (EVTX, JSON, syslog, access log, CloudTrail, auditd; gzip ok). It is kept under the data directory and read with the same readers as `mamori hunt`.",
                 "parameters": [ { "name": "name", "in": "query", "required": true, "schema": { "type": "string" }, "description": "original file name (kept, sanitised)" },

@@ -193,7 +193,10 @@ impl Pipeline {
     ) -> Pipeline {
         let (tx, rx) = mpsc::channel::<Batch>(settings.queue_batches.max(1));
         let max_group_events = settings.max_group_events.max(1);
-        let (wtx, wrx) = std_mpsc::sync_channel::<Work>(16);
+        // Stored groups waiting for detection: each up to `max_group_events` events, so a
+        // short queue (a few groups) keeps the detector busy without holding tens of
+        // thousands of events in memory at saturation.
+        let (wtx, wrx) = std_mpsc::sync_channel::<Work>(4);
         let m = Arc::clone(&metrics);
         let writer = std::thread::Builder::new()
             .name("mamori-writer".into())
@@ -247,64 +250,92 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let received = group
-            .iter()
-            .map(|b| b.received)
-            .min()
-            .unwrap_or_else(Instant::now);
-        let received_at = group
-            .iter()
-            .map(|b| b.received_at)
-            .min()
-            .unwrap_or_else(Utc::now);
-        let lens: Vec<usize> = group.iter().map(|b| b.events.len()).collect();
-        let mut acks = Vec::with_capacity(group.len());
-        let mut all = Vec::with_capacity(n);
-        for b in group {
-            acks.push(b.ack);
-            all.extend(b.events);
-        }
-        let t = Instant::now();
-        let results: Vec<Result<AppendAck, String>> = match store.append_at(&all, received_at) {
-            Ok(ack) => {
-                let mut at = ack.first_seq;
-                lens.iter()
-                    .map(|&l| {
-                        let a = AppendAck {
-                            first_seq: at,
-                            last_seq: at + l as u64 - 1,
-                        };
-                        at += l as u64;
-                        Ok(a)
-                    })
-                    .collect()
-            }
-            Err(e) if lens.len() == 1 => vec![Err(e.to_string())],
-            Err(_) => {
-                // Retry each batch alone so one bad batch fails only itself.
-                let mut off = 0;
-                lens.iter()
-                    .map(|&l| {
-                        let r = store
-                            .append_at(&all[off..off + l], received_at)
-                            .map_err(|e| e.to_string());
-                        off += l;
-                        r
-                    })
-                    .collect()
-            }
+        let Some(held) = store_group(group, &*store, &metrics, &wtx) else {
+            return;
         };
-        metrics
-            .store_write_micros
-            .fetch_add(t.elapsed().as_micros() as u64, Relaxed);
-        metrics.store_writes.fetch_add(1, Relaxed);
-        // Hand the stored events to detection, then acknowledge.
-        let mut works = Vec::new();
-        let mut events = all.into_iter();
-        for (r, &l) in results.iter().zip(&lens) {
-            let chunk: Vec<Event> = events.by_ref().take(l).collect();
-            match r {
-                Ok(a) if l > 0 => {
+        if !held.is_empty() && !hold(held, &mut rx, &*store, &metrics, &wtx, max_group) {
+            return;
+        }
+    }
+}
+
+/// Stores a group with one append (each batch alone if the group fails), acknowledges, and
+/// hands the stored events to detection. Returns the batches that failed for lack of space
+/// and that nobody waits for (syslog): the caller holds and retries them. `None` when the
+/// detector is gone.
+fn store_group(
+    group: Vec<Batch>,
+    store: &dyn EventStore,
+    metrics: &Metrics,
+    wtx: &std_mpsc::SyncSender<Work>,
+) -> Option<Vec<Batch>> {
+    let n: usize = group.iter().map(|b| b.events.len()).sum();
+    let received = group
+        .iter()
+        .map(|b| b.received)
+        .min()
+        .unwrap_or_else(Instant::now);
+    let received_at = group
+        .iter()
+        .map(|b| b.received_at)
+        .min()
+        .unwrap_or_else(Utc::now);
+    let lens: Vec<usize> = group.iter().map(|b| b.events.len()).collect();
+    let mut acks = Vec::with_capacity(group.len());
+    let mut meta = Vec::with_capacity(group.len());
+    let mut all = Vec::with_capacity(n);
+    for b in group {
+        acks.push(b.ack);
+        meta.push((b.source, b.received, b.received_at));
+        all.extend(b.events);
+    }
+    let t = Instant::now();
+    let results: Vec<mamori_store::Result<AppendAck>> = match store.append_at(&all, received_at) {
+        Ok(ack) => {
+            let mut at = ack.first_seq;
+            lens.iter()
+                .map(|&l| {
+                    let a = AppendAck {
+                        first_seq: at,
+                        last_seq: at + l as u64 - 1,
+                    };
+                    at += l as u64;
+                    Ok(a)
+                })
+                .collect()
+        }
+        Err(e) if lens.len() == 1 => vec![Err(e)],
+        Err(_) => {
+            // Retry each batch alone so one bad batch fails only itself.
+            let mut off = 0;
+            lens.iter()
+                .map(|&l| {
+                    let r = store.append_at(&all[off..off + l], received_at);
+                    off += l;
+                    r
+                })
+                .collect()
+        }
+    };
+    metrics
+        .store_write_micros
+        .fetch_add(t.elapsed().as_micros() as u64, Relaxed);
+    metrics.store_writes.fetch_add(1, Relaxed);
+    // Hand the stored events to detection, then acknowledge.
+    let mut works = Vec::new();
+    let mut held = Vec::new();
+    let mut events = all.into_iter();
+    let mut answers = Vec::with_capacity(acks.len());
+    for ((r, &l), (ack, (source, b_received, b_received_at))) in results
+        .into_iter()
+        .zip(&lens)
+        .zip(acks.into_iter().zip(meta))
+    {
+        let chunk: Vec<Event> = events.by_ref().take(l).collect();
+        match r {
+            Ok(a) => {
+                metrics.storage.clear_full();
+                if l > 0 {
                     metrics.events_stored.fetch_add(l as u64, Relaxed);
                     match works.last_mut() {
                         Some(Work {
@@ -320,24 +351,119 @@ fn writer_loop(
                         }),
                     }
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    metrics.store_errors.fetch_add(1, Relaxed);
-                    tracing::error!(error = %e, events = l, "store write failed");
+                answers.push((ack, Ok(a)));
+            }
+            Err(e) if e.is_disk_full() => {
+                // Never acknowledged: a waiting client is refused now (HTTP 507), syslog is
+                // held and retried until space returns.
+                metrics.storage.set_full(&e.to_string());
+                match ack {
+                    Some(ack) => {
+                        metrics.storage.refused_events.fetch_add(l as u64, Relaxed);
+                        answers.push((Some(ack), Err(crate::diskfull::REFUSED.to_owned())));
+                    }
+                    None => held.push(Batch {
+                        events: chunk,
+                        source,
+                        received: b_received,
+                        received_at: b_received_at,
+                        ack: None,
+                    }),
                 }
             }
-        }
-        for (ack, r) in acks.into_iter().zip(results) {
-            if let Some(ack) = ack {
-                let _ = ack.send(r);
-            }
-        }
-        for w in works {
-            if wtx.send(w).is_err() {
-                return;
+            Err(e) => {
+                metrics.store_errors.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, events = l, "store write failed");
+                answers.push((ack, Err(e.to_string())));
             }
         }
     }
+    for (ack, r) in answers {
+        if let Some(ack) = ack {
+            let _ = ack.send(r);
+        }
+    }
+    for w in works {
+        if wtx.send(w).is_err() {
+            return None;
+        }
+    }
+    Some(held)
+}
+
+/// Holds syslog batches that could not be stored for lack of space and retries them until
+/// space returns, meanwhile refusing batches that wait for an acknowledgement (HTTP 507) and
+/// taking further syslog batches only up to [`crate::diskfull::HOLD_MAX_EVENTS`] — beyond it
+/// the queue fills, TCP senders wait and UDP drops and counts. At shutdown the retries stop
+/// after [`crate::diskfull::SHUTDOWN_RETRY`]; what is still held was never acknowledged and
+/// is logged and counted as dropped. Returns `false` when the detector is gone.
+fn hold(
+    mut held: Vec<Batch>,
+    rx: &mut mpsc::Receiver<Batch>,
+    store: &dyn EventStore,
+    metrics: &Metrics,
+    wtx: &std_mpsc::SyncSender<Work>,
+    max_group: usize,
+) -> bool {
+    use crate::diskfull::{HOLD_MAX_EVENTS, REFUSED, RETRY_INTERVAL, SHUTDOWN_RETRY};
+    use tokio::sync::mpsc::error::TryRecvError;
+    let count = |h: &[Batch]| h.iter().map(|b| b.events.len()).sum::<usize>();
+    let mut closed_at: Option<Instant> = None;
+    while !held.is_empty() {
+        metrics
+            .storage
+            .held_events
+            .store(count(&held) as u64, Relaxed);
+        while closed_at.is_none() && count(&held) < HOLD_MAX_EVENTS {
+            match rx.try_recv() {
+                Ok(mut b) => match b.ack.take() {
+                    Some(ack) => {
+                        metrics
+                            .storage
+                            .refused_events
+                            .fetch_add(b.events.len() as u64, Relaxed);
+                        let _ = ack.send(Err(REFUSED.to_owned()));
+                    }
+                    None => held.push(b),
+                },
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => closed_at = Some(Instant::now()),
+            }
+        }
+        // The oldest held batches first, one group's worth.
+        let mut take = 0;
+        let mut n = 0;
+        while take < held.len() && (take == 0 || n + held[take].events.len() <= max_group) {
+            n += held[take].events.len();
+            take += 1;
+        }
+        let rest = held.split_off(take);
+        let Some(mut again) = store_group(held, store, metrics, wtx) else {
+            return false;
+        };
+        let failed = !again.is_empty();
+        again.extend(rest);
+        held = again;
+        if failed {
+            if closed_at.is_some_and(|t| t.elapsed() >= SHUTDOWN_RETRY) {
+                let lost = count(&held);
+                for b in &held {
+                    metrics
+                        .source(b.source)
+                        .dropped
+                        .fetch_add(b.events.len() as u64, Relaxed);
+                }
+                tracing::error!(
+                    events = lost,
+                    "shutting down with the disk still full: syslog events held in memory were never stored (nor acknowledged)"
+                );
+                break;
+            }
+            std::thread::sleep(RETRY_INTERVAL);
+        }
+    }
+    metrics.storage.held_events.store(0, Relaxed);
+    true
 }
 
 /// The detection stage: one thread that owns the correlation state.

@@ -74,6 +74,10 @@ impl fmt::Debug for IndexDoc {
 }
 
 impl IndexDoc {
+    pub(crate) fn seq(&self) -> Seq {
+        self.seq
+    }
+
     pub(crate) fn new(f: DocFields, seq: Seq, received_at: DateTime<Utc>, e: &Event) -> IndexDoc {
         let mut d = IndexDoc {
             f,

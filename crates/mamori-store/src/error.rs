@@ -58,6 +58,37 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// Whether this failure is a full disk (ENOSPC) or an exhausted quota (EDQUOT) — on the
+    /// event log, the index or SQLite. It clears when space returns, so callers hold data and
+    /// retry (and raise it to the operator) instead of failing it for good.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => io_is_disk_full(source),
+            Error::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DiskFull)
+            ),
+            // tantivy reports I/O failures of its worker and merge threads as text only
+            // (`ErrorInThread`), so the OS error is recognised in the message.
+            Error::Index(m) => {
+                m.contains("os error 28")
+                    || m.contains("os error 122")
+                    || m.contains("No space left on device")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT.
+pub(crate) fn io_is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(28 | 122))
+}
+
 impl From<tantivy::TantivyError> for Error {
     fn from(e: tantivy::TantivyError) -> Error {
         Error::Index(e.to_string())

@@ -16,6 +16,7 @@ use mamori_event::Event;
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
+use tantivy::indexer::{IndexWriterOptions, LogMergePolicy};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::query_grammar::{Occur as GrammarOccur, UserInputAst, UserInputLeaf};
 use tantivy::schema::{
@@ -50,6 +51,8 @@ pub(crate) struct IndexConfig {
     pub(crate) heap_bytes: usize,
     pub(crate) commit_every_docs: u64,
     pub(crate) commit_interval: Duration,
+    pub(crate) merge_max_docs: usize,
+    pub(crate) merge_threads: usize,
 }
 
 impl From<&crate::EmbeddedConfig> for IndexConfig {
@@ -58,12 +61,16 @@ impl From<&crate::EmbeddedConfig> for IndexConfig {
             heap_bytes: cfg.index_heap_bytes,
             commit_every_docs: cfg.index_commit_every.max(1),
             commit_interval: Duration::from_millis(cfg.index_commit_interval_ms),
+            merge_max_docs: usize::try_from(cfg.index_merge_max_docs).unwrap_or(usize::MAX),
+            merge_threads: cfg.index_merge_threads.max(1),
         }
     }
 }
 
 struct WriterState {
     writer: IndexWriter<IndexDoc>,
+    /// Set when a rollback could not recreate the writer: nothing commits until one does.
+    broken: Option<String>,
     /// Highest seq added (committed or not).
     added_through: Seq,
     pending: u64,
@@ -72,6 +79,7 @@ struct WriterState {
 
 pub(crate) struct EventIndex {
     cfg: IndexConfig,
+    index: Index,
     writer: Mutex<WriterState>,
     reader: IndexReader,
     f: DocFields,
@@ -167,7 +175,14 @@ impl EventIndex {
         index
             .tokenizers()
             .register(TOKENIZER, TextAnalyzer::from(WordTokenizer::default()));
-        let writer = index.writer_with_num_threads::<IndexDoc>(2, cfg.heap_bytes.max(30 << 20))?;
+        let writer = index.writer_with_options::<IndexDoc>(
+            IndexWriterOptions::builder()
+                .num_worker_threads(2)
+                .memory_budget_per_thread(cfg.heap_bytes.max(30 << 20) / 2)
+                .num_merge_threads(cfg.merge_threads)
+                .build(),
+        )?;
+        set_merge_policy(&writer, cfg.merge_max_docs);
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -176,8 +191,10 @@ impl EventIndex {
         parser.set_conjunction_by_default();
         Ok(EventIndex {
             cfg,
+            index: index.clone(),
             writer: Mutex::new(WriterState {
                 writer,
+                broken: None,
                 added_through: through,
                 pending: 0,
                 last_commit: Instant::now(),
@@ -214,15 +231,76 @@ impl EventIndex {
 
     /// Adds documents built by [`EventIndex::document`], in seq order; `last` is the seq of
     /// the last one.
+    ///
+    /// On failure everything added since the last commit is dropped (see
+    /// [`EventIndex::rollback_locked`]): the caller re-adds from `committed_through() + 1`.
     pub(crate) fn add_documents(&self, docs: Vec<IndexDoc>, last: Seq) -> Result<()> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let n = docs.len() as u64;
         for d in docs {
-            w.writer.add_document(d)?;
+            if let Err(e) = w.writer.add_document(d) {
+                self.rollback_locked(&mut w);
+                return Err(e.into());
+            }
         }
         w.added_through = last;
         w.pending += n;
         Ok(())
+    }
+
+    /// The highest seq handed to the writer (committed or not); after a failure it is back
+    /// at [`EventIndex::committed_through`].
+    pub(crate) fn added_through(&self) -> Seq {
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .added_through
+    }
+
+    /// Drops everything added since the last durable commit and starts a fresh writer.
+    ///
+    /// This is the only safe answer to a failed add or commit: a tantivy writer whose
+    /// indexing worker died (an I/O error flushing a segment, e.g. disk full) loses that
+    /// worker's documents, yet a later commit would succeed and record them as covered — the
+    /// gap a restart would never re-index. So after any failure the writer is rolled back, the
+    /// covered seq is re-read from the index's own metadata (the truth of what is durable),
+    /// and the caller re-adds everything after it from the log.
+    pub(crate) fn rollback(&self) -> Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.rollback_locked(&mut w);
+        match w.broken.take() {
+            Some(e) => Err(Error::Index(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn rollback_locked(&self, w: &mut WriterState) {
+        w.pending = 0;
+        if let Err(e) = w.writer.rollback() {
+            // The writer could not be recreated; the next rollback tries again.
+            w.broken = Some(e.to_string());
+            w.added_through = self.committed_through();
+            return;
+        }
+        w.broken = None;
+        set_merge_policy(&w.writer, self.cfg.merge_max_docs);
+        let durable = self
+            .index
+            .load_metas()
+            .ok()
+            .and_then(|m| m.payload)
+            .and_then(|p| serde_json::from_str::<Payload>(&p).ok())
+            .map_or(0, |p| p.indexed_through);
+        // Never claim more than the last commit we saw succeed, nor less than is durable.
+        let through = durable.max(self.committed_through());
+        self.committed_through.store(through, Ordering::Release);
+        w.added_through = through;
+        // Documents past the durable point cannot be in the index after a rollback, but delete
+        // them anyway so re-adding them can never duplicate one.
+        let _ = w.writer.delete_query(Box::new(RangeQuery::new(
+            Bound::Excluded(Term::from_field_u64(self.f.seq, through)),
+            Bound::Unbounded,
+        )));
     }
 
     /// Commits if the policy says so (`force`: if anything is pending).
@@ -238,14 +316,22 @@ impl EventIndex {
     }
 
     fn commit_locked(&self, w: &mut WriterState) -> Result<()> {
+        if let Some(e) = &w.broken {
+            return Err(Error::Index(format!("the index writer is not usable: {e}")));
+        }
         let payload = serde_json::to_string(&Payload {
             version: INDEX_VERSION,
             indexed_through: w.added_through,
         })
         .expect("payload serialises");
-        let mut pc = w.writer.prepare_commit()?;
-        pc.set_payload(&payload);
-        pc.commit()?;
+        let committed = w.writer.prepare_commit().and_then(|mut pc| {
+            pc.set_payload(&payload);
+            pc.commit()
+        });
+        if let Err(e) = committed {
+            self.rollback_locked(w);
+            return Err(e.into());
+        }
         w.pending = 0;
         w.last_commit = Instant::now();
         self.committed_through
@@ -410,6 +496,19 @@ impl EventIndex {
         out.sort_unstable();
         Ok(out)
     }
+}
+
+/// Segments past `max_docs` documents are not merged any further.
+///
+/// Memory of `mamori serve` must not grow with the volume stored (issue #15, finding 12): a
+/// merge holds per-document maps of its inputs and reads them through mmap (resident pages
+/// count in RSS), so merging ever larger segments — tantivy's default stops only at 10 M
+/// documents — made RSS grow with the index. Capped merges (and one merge thread) bound that
+/// at the cost of more segments per search (about one per million events by default).
+fn set_merge_policy(w: &IndexWriter<IndexDoc>, max_docs: usize) {
+    let mut p = LogMergePolicy::default();
+    p.set_max_docs_before_merge(max_docs);
+    w.set_merge_policy(Box::new(p));
 }
 
 /// Lucene semantics for negation: a group whose clauses are all negative (`NOT x`, `a AND NOT b`

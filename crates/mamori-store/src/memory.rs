@@ -182,6 +182,8 @@ impl EventStore for MemoryEventStore {
             indexed_seq: self.index.committed_through(),
             recovered_torn_bytes: 0,
             index_errors: self.index_errors.load(Ordering::Relaxed),
+            index_error: None,
+            index_disk_full: false,
         })
     }
 }

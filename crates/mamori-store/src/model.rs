@@ -186,9 +186,14 @@ pub struct StoreStats {
     pub indexed_seq: Seq,
     /// Bytes of torn tail truncated (and quarantined) when the store was opened.
     pub recovered_torn_bytes: u64,
-    /// Appends whose indexing failed after the log had them (they were acknowledged; the next
-    /// open re-indexes them). Non-zero means search is incomplete until restart.
+    /// Index failures since open (adds or commits that failed after the log had the events;
+    /// they were acknowledged, and the index re-indexes them from the log when it recovers).
     pub index_errors: u64,
+    /// The index failure not yet recovered from (search lags the log meanwhile: compare
+    /// `indexed_seq` with `last_seq`); `None` when the index is healthy.
+    pub index_error: Option<String>,
+    /// Whether that failure is a full disk.
+    pub index_disk_full: bool,
 }
 
 // ---------------------------------------------------------------------------------------------

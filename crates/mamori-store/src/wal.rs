@@ -414,11 +414,22 @@ fn create_segment(dir: &Path, first_seq: Seq, sync: bool) -> Result<Segment> {
         .write(true)
         .open(&path)
         .at(&path)?;
-    f.write_all(&codec::encode_segment_header(first_seq))
-        .at(&path)?;
+    let written = f
+        .write_all(&codec::encode_segment_header(first_seq))
+        .and_then(|()| if sync { f.sync_all() } else { Ok(()) });
+    if let Err(e) = written {
+        // A header cut short (disk full) must not stay behind: the next roll creates the
+        // same name, and open would read a segment without a header.
+        drop(f);
+        let _ = fs::remove_file(&path);
+        return Err(Error::Io { path, source: e });
+    }
     if sync {
-        f.sync_all().at(&path)?;
-        sync_dir(dir)?;
+        if let Err(e) = sync_dir(dir) {
+            drop(f);
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
     }
     Ok(Segment {
         first_seq,

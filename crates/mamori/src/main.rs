@@ -6,6 +6,7 @@ mod bench;
 mod bench_ingest;
 mod hunt;
 mod incident_cli;
+mod malloc_arenas;
 mod rules;
 mod serve;
 mod simulate;
@@ -95,6 +96,12 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
+    if matches!(
+        cli.command,
+        Command::Serve(_) | Command::Bench(bench::BenchCmd::Ingest(_))
+    ) {
+        malloc_arenas::limit();
+    }
     let result = match cli.command {
         Command::Hunt(a) => hunt::run(a),
         Command::Rules(c) => rules::run(c),

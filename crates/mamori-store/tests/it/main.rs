@@ -2,6 +2,7 @@
 
 mod common;
 mod crash;
+mod diskfull;
 mod fixture;
 mod recovery;
 mod sqlite;
