@@ -105,6 +105,7 @@ pub(crate) fn run(
             tags: a.tags.iter().map(|t| (*t).to_owned()).collect(),
             details: a.details,
             event: None,
+            evidence: None,
         })
         .collect())
 }

@@ -31,6 +31,10 @@ pub(crate) struct Row {
     pub(crate) details: Vec<(String, String)>,
     /// The full event (JSONL only).
     pub(crate) event: Option<serde_json::Value>,
+    /// Correlation rows: the events behind the row (first/last `file:line`, count, hosts, all
+    /// sources up to a bound). Written in JSONL; CSV shows first … last in `source`.
+    #[serde(default)]
+    pub(crate) evidence: Option<serde_json::Value>,
 }
 
 impl Row {
@@ -247,7 +251,7 @@ impl<'a> Writer<'a> {
                     .iter()
                     .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
                     .collect();
-                let line = json!({
+                let mut line = json!({
                     "timestamp": r.ts(),
                     "host": r.host,
                     "source": r.source,
@@ -255,6 +259,9 @@ impl<'a> Writer<'a> {
                     "details": details,
                     "event": r.event,
                 });
+                if let Some(e) = &r.evidence {
+                    line["evidence"] = e.clone();
+                }
                 serde_json::to_writer(&mut **out, &line)?;
                 out.write_all(b"\n")?;
             }
@@ -305,6 +312,7 @@ mod tests {
             tags: vec![],
             details: vec![("k".into(), "v".into())],
             event: None,
+            evidence: None,
         }
     }
 
@@ -361,6 +369,7 @@ mod tests {
             tags: vec!["attack.t1110".into()],
             details: vec![("user.name".into(), "root".into())],
             event: Some(json!({"user.name": "root"})),
+            evidence: None,
         };
         let mut out = Vec::new();
         write(std::slice::from_ref(&row), TimelineFormat::Csv, &mut out).unwrap();
