@@ -268,20 +268,27 @@ type Key = Arc<[Box<str>]>;
 /// What an entry cites: one event, or the evidence of a chained correlation's firing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Cite {
+    #[serde(rename = "o")]
     One(u64, Option<Arc<str>>),
+    #[serde(rename = "c")]
     Chain(Arc<Evidence>),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+// Short names: the saved state is written every few seconds, under attack too.
 struct Entry {
     /// Correlation time (event time, clamped to receipt when future-dated).
+    #[serde(rename = "t")]
     ts: i64,
+    #[serde(rename = "i", default)]
     input: u16,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
     value: Option<Box<str>>,
     /// Processing time of its arrival: kept at least `timespan + lateness` of it, so a
     /// backfill finds its own partners whatever the group's newest time.
+    #[serde(rename = "a")]
     at: i64,
+    #[serde(rename = "c")]
     cite: Cite,
 }
 
@@ -296,21 +303,34 @@ struct Episode {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Group {
+    #[serde(rename = "e")]
     entries: Vec<Entry>,
     /// Entries per input index (derived from `entries`, rebuilt on restore): lets a temporal
     /// correlation that needs every input skip a group that lacks one in O(1).
     #[serde(skip)]
     per_input: Vec<u32>,
     /// The group's own event time: the newest event it received.
+    #[serde(rename = "n")]
     newest: i64,
     /// Non-monotone windows ending at or before this are closed and judged.
+    #[serde(rename = "x", default = "never", skip_serializing_if = "is_never")]
     closed_through: i64,
     /// Processing time of the last event.
+    #[serde(rename = "u")]
     touched: i64,
     /// Position in the least-recently-touched order.
     #[serde(skip)]
     order: u64,
-    episode: Option<Episode>,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    episode: Option<Box<Episode>>,
+}
+
+fn never() -> i64 {
+    i64::MIN
+}
+
+fn is_never(t: &i64) -> bool {
+    *t == i64::MIN
 }
 
 impl Group {
@@ -399,7 +419,21 @@ struct Saved {
     clock: i64,
     stats: Stats,
     skewed: Vec<(Box<str>, SkewSeen)>,
-    groups: Vec<(String, Vec<Box<str>>, Option<Group>)>,
+    /// Per correlation (by id): its groups' keys and groups.
+    groups: Vec<(String, Vec<SavedGroup>)>,
+}
+
+type SavedGroup = (Vec<Box<str>>, Option<Group>);
+
+/// [`Saved`] by reference: a snapshot is serialised without copying the state first.
+#[derive(Serialize)]
+struct SavedOut<'a> {
+    version: u32,
+    full: bool,
+    clock: i64,
+    stats: &'a Stats,
+    skewed: Vec<(&'a str, &'a SkewSeen)>,
+    groups: Vec<(&'a str, Vec<(&'a [Box<str>], Option<&'a Group>)>)>,
 }
 
 const STATE_VERSION: u32 = 2;
@@ -1124,13 +1158,13 @@ impl Correlator {
         evidence.sort();
         let group = self.named_group(di, key);
         if let Some(g) = self.state[di].groups.get_mut(key) {
-            g.episode = Some(Episode {
+            g.episode = Some(Box::new(Episode {
                 opened_ms: first,
                 first_ms: first,
                 last_ms: last,
                 value,
                 evidence: evidence.clone(),
-            });
+            }));
         }
         let info = self.defs[di].info.clone();
         if info.emit {
@@ -1189,7 +1223,7 @@ impl Correlator {
         &mut self,
         di: usize,
         key: &Key,
-        mut ep: Episode,
+        mut ep: Box<Episode>,
         out: &mut Vec<CorrelationAlert>,
     ) {
         self.changed(di, key);
@@ -1211,18 +1245,19 @@ impl Correlator {
         });
     }
 
-    fn saved(&self, full: bool, groups: Vec<(String, Vec<Box<str>>, Option<Group>)>) -> Vec<u8> {
-        let mut skewed: Vec<(Box<str>, SkewSeen)> = self
-            .skewed
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        skewed.sort_by(|a, b| a.0.cmp(&b.0));
-        serde_json::to_vec(&Saved {
+    fn saved(
+        &self,
+        full: bool,
+        groups: Vec<(&str, Vec<(&[Box<str>], Option<&Group>)>)>,
+    ) -> Vec<u8> {
+        let mut skewed: Vec<(&str, &SkewSeen)> =
+            self.skewed.iter().map(|(k, v)| (&**k, v)).collect();
+        skewed.sort_by(|a, b| a.0.cmp(b.0));
+        serde_json::to_vec(&SavedOut {
             version: STATE_VERSION,
             full,
             clock: self.clock,
-            stats: self.stats.clone(),
+            stats: &self.stats,
             skewed,
             groups,
         })
@@ -1232,13 +1267,15 @@ impl Correlator {
     /// Serialises the whole state (JSON) so a restart loses no window; groups in
     /// least-recently-touched order.
     pub fn save(&self) -> Vec<u8> {
-        let mut groups = Vec::with_capacity(self.group_count());
+        let mut groups = Vec::with_capacity(self.defs.len());
         for (di, st) in self.state.iter().enumerate() {
-            let id = self.defs[di].info.meta.reference();
-            for key in st.order.values() {
-                if let Some(g) = st.groups.get(key) {
-                    groups.push((id.to_owned(), key.to_vec(), Some(g.clone())));
-                }
+            let list: Vec<(&[Box<str>], Option<&Group>)> = st
+                .order
+                .values()
+                .filter_map(|key| Some((&**key, Some(st.groups.get(key)?))))
+                .collect();
+            if !list.is_empty() {
+                groups.push((self.defs[di].info.meta.reference(), list));
             }
         }
         self.saved(true, groups)
@@ -1256,14 +1293,17 @@ impl Correlator {
             return None;
         }
         let dirty = std::mem::take(&mut self.dirty);
-        let mut groups = Vec::with_capacity(dirty.len());
-        for (di, key) in dirty {
-            let di = di as usize;
-            let id = self.defs[di].info.meta.reference().to_owned();
-            let g = self.state[di].groups.get(&key).cloned();
-            groups.push((id, key.to_vec(), g));
+        let mut per_def: BTreeMap<u32, Vec<(&[Box<str>], Option<&Group>)>> = BTreeMap::new();
+        for (di, key) in &dirty {
+            let g = self.state[*di as usize].groups.get(key);
+            per_def.entry(*di).or_default().push((&**key, g));
         }
-        Some(self.saved(false, groups))
+        let groups = per_def
+            .into_iter()
+            .map(|(di, list)| (self.defs[di as usize].info.meta.reference(), list))
+            .collect();
+        let out = self.saved(false, groups);
+        Some(out)
     }
 
     /// Number of groups changed since the last save.
@@ -1299,24 +1339,26 @@ impl Correlator {
             .enumerate()
             .map(|(i, d)| (d.info.meta.reference(), i))
             .collect();
-        for (id, key, g) in saved.groups {
+        for (id, list) in saved.groups {
             let Some(&di) = index.get(id.as_str()) else {
                 if saved.full {
-                    self.stats.evicted_groups += 1;
+                    self.stats.evicted_groups += list.len() as u64;
                 }
                 continue;
             };
-            let key: Key = Key::from(key);
-            let st = &mut self.state[di];
-            if let Some(old) = st.groups.remove(&key) {
-                st.order.remove(&old.order);
-            }
-            if let Some(mut g) = g {
-                g.recount();
-                self.touch += 1;
-                g.order = self.touch;
-                st.order.insert(self.touch, key.clone());
-                st.groups.insert(key, g);
+            for (key, g) in list {
+                let key: Key = Key::from(key);
+                let st = &mut self.state[di];
+                if let Some(old) = st.groups.remove(&key) {
+                    st.order.remove(&old.order);
+                }
+                if let Some(mut g) = g {
+                    g.recount();
+                    self.touch += 1;
+                    g.order = self.touch;
+                    st.order.insert(self.touch, key.clone());
+                    st.groups.insert(key, g);
+                }
             }
         }
         Ok(())

@@ -43,8 +43,12 @@ use crate::rules::{Engine, RulesHandle};
 /// stale (left by a crash between a new snapshot and the deletion of the old changes).
 pub const CORRELATION_STATE_KEY: &str = "detection/correlation_state";
 
-/// Change sets written before the next full snapshot (also when they outgrow it).
-const MAX_DELTAS: u64 = 64;
+/// Change sets written before the next full snapshot (10 minutes of 5-second saves), which
+/// is also written when the change sets outgrow [`DELTA_RATIO`] times the last one: a flood
+/// of new groups then writes a snapshot now and then, not every few seconds, and a restart
+/// reads at most a few times the live state.
+const MAX_DELTAS: u64 = 120;
+const DELTA_RATIO: u64 = 4;
 
 fn delta_key(n: u64) -> String {
     format!("{CORRELATION_STATE_KEY}/delta/{n}")
@@ -532,8 +536,8 @@ impl Detector {
     }
 
     /// Saves the correlation state: the groups changed since the last save, or a full
-    /// snapshot when the change sets have grown as large as one (so a restart reads at most
-    /// about twice the live state, and a save under a flood of new groups writes only them).
+    /// snapshot when the change sets have grown large (see [`MAX_DELTAS`]); a save under a
+    /// flood of new groups writes only them.
     fn save_state(&mut self) {
         let Some(c) = self.correlator.as_mut() else {
             return;
