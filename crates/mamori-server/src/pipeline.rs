@@ -428,8 +428,18 @@ impl Detector {
         d
     }
 
+    /// How many change sets are stored (of any generation).
+    fn count_deltas(&self) -> u64 {
+        let mut n = 0;
+        while let Ok(Some(_)) = self.alerts.kv_get(&delta_key(n + 1)) {
+            n += 1;
+        }
+        n
+    }
+
     /// Reads the snapshot and the change sets of its generation.
     fn restore_state(&mut self) {
+        let stored = self.count_deltas();
         let Some(c) = self.correlator.as_mut() else {
             return;
         };
@@ -450,6 +460,8 @@ impl Detector {
             return;
         }
         self.persist.generation = generation;
+        // Deletes them at the first save (a new snapshot), whatever their generation.
+        self.persist.deltas = stored;
         for n in 1.. {
             let Ok(Some(blob)) = self.alerts.kv_get(&delta_key(n)) else {
                 break;
@@ -543,8 +555,9 @@ impl Detector {
             return;
         };
         let p = &mut self.persist;
-        let full =
-            p.need_full || p.deltas >= MAX_DELTAS || p.delta_bytes > p.base_bytes.max(1 << 20);
+        let full = p.need_full
+            || p.deltas >= MAX_DELTAS
+            || p.delta_bytes > DELTA_RATIO * p.base_bytes.max(1 << 20);
         if full {
             let generation = p.generation + 1;
             let blob = with_generation(generation, &c.save());
