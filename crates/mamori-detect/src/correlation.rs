@@ -425,6 +425,9 @@ struct Saved {
 
 type SavedGroup = (Vec<Box<str>>, Option<Group>);
 
+/// A group by reference, for saving.
+type GroupRef<'a> = (&'a [Box<str>], Option<&'a Group>);
+
 /// [`Saved`] by reference: a snapshot is serialised without copying the state first.
 #[derive(Serialize)]
 struct SavedOut<'a> {
@@ -433,7 +436,7 @@ struct SavedOut<'a> {
     clock: i64,
     stats: &'a Stats,
     skewed: Vec<(&'a str, &'a SkewSeen)>,
-    groups: Vec<(&'a str, Vec<(&'a [Box<str>], Option<&'a Group>)>)>,
+    groups: Vec<(&'a str, Vec<GroupRef<'a>>)>,
 }
 
 const STATE_VERSION: u32 = 2;
@@ -842,7 +845,7 @@ impl Correlator {
             if let Some(ep) = &mut g.episode {
                 if ts > ep.last_ms.saturating_add(span) {
                     let ep = g.episode.take().expect("episode is open");
-                    self.close_episode(di, &key, ep, out);
+                    self.close_episode(di, &key, *ep, out);
                 } else if ts >= ep.first_ms.saturating_sub(span) {
                     let r = EvRef {
                         ms: ts,
@@ -911,7 +914,7 @@ impl Correlator {
                 g.drain(0..g.entries.len());
                 let old = g.episode.take();
                 if let Some(ep) = old {
-                    self.close_episode(di, &key, ep, out);
+                    self.close_episode(di, &key, *ep, out);
                 }
                 let evidence = self.window_evidence(&win);
                 let (first, last) = (win[0].ts, win[win.len() - 1].ts);
@@ -971,7 +974,7 @@ impl Correlator {
                     }
                     _ => {
                         if let Some(ep) = g.episode.take() {
-                            self.close_episode(di, key, ep, out);
+                            self.close_episode(di, key, *ep, out);
                         }
                         self.open_episode(di, key, first, last, v, evidence, None, out);
                     }
@@ -987,7 +990,7 @@ impl Correlator {
         });
         if ended {
             let ep = g.episode.take().expect("episode is open");
-            self.close_episode(di, key, ep, out);
+            self.close_episode(di, key, *ep, out);
         }
     }
 
@@ -995,7 +998,7 @@ impl Correlator {
     fn finish_group(&mut self, di: usize, key: &Key, g: Group, out: &mut Vec<CorrelationAlert>) {
         if self.defs[di].monotone {
             if let Some(ep) = g.episode {
-                self.close_episode(di, key, ep, out);
+                self.close_episode(di, key, *ep, out);
             }
             return;
         }
@@ -1223,7 +1226,7 @@ impl Correlator {
         &mut self,
         di: usize,
         key: &Key,
-        mut ep: Box<Episode>,
+        mut ep: Episode,
         out: &mut Vec<CorrelationAlert>,
     ) {
         self.changed(di, key);
@@ -1245,11 +1248,7 @@ impl Correlator {
         });
     }
 
-    fn saved(
-        &self,
-        full: bool,
-        groups: Vec<(&str, Vec<(&[Box<str>], Option<&Group>)>)>,
-    ) -> Vec<u8> {
+    fn saved(&self, full: bool, groups: Vec<(&str, Vec<GroupRef<'_>>)>) -> Vec<u8> {
         let mut skewed: Vec<(&str, &SkewSeen)> =
             self.skewed.iter().map(|(k, v)| (&**k, v)).collect();
         skewed.sort_by(|a, b| a.0.cmp(b.0));
@@ -1269,7 +1268,7 @@ impl Correlator {
     pub fn save(&self) -> Vec<u8> {
         let mut groups = Vec::with_capacity(self.defs.len());
         for (di, st) in self.state.iter().enumerate() {
-            let list: Vec<(&[Box<str>], Option<&Group>)> = st
+            let list: Vec<GroupRef<'_>> = st
                 .order
                 .values()
                 .filter_map(|key| Some((&**key, Some(st.groups.get(key)?))))
@@ -1293,7 +1292,7 @@ impl Correlator {
             return None;
         }
         let dirty = std::mem::take(&mut self.dirty);
-        let mut per_def: BTreeMap<u32, Vec<(&[Box<str>], Option<&Group>)>> = BTreeMap::new();
+        let mut per_def: BTreeMap<u32, Vec<GroupRef<'_>>> = BTreeMap::new();
         for (di, key) in &dirty {
             let g = self.state[*di as usize].groups.get(key);
             per_def.entry(*di).or_default().push((&**key, g));

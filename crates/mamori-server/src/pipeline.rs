@@ -699,7 +699,7 @@ impl Detector {
                     self.dirty = true;
                 }
             }
-            let corr: Vec<CorrelationAlert> = corr_out.drain(..).collect();
+            let corr = std::mem::take(&mut corr_out);
             for a in corr {
                 self.record_correlation(&a, w.received_at, w.received);
             }
