@@ -308,7 +308,7 @@ struct Group {
     /// Entries per input index (derived from `entries`, rebuilt on restore): lets a temporal
     /// correlation that needs every input skip a group that lacks one in O(1).
     #[serde(skip)]
-    per_input: Vec<u32>,
+    per_input: smallvec::SmallVec<[u32; 4]>,
     /// The group's own event time: the newest event it received.
     #[serde(rename = "n")]
     newest: i64,
@@ -337,7 +337,7 @@ impl Group {
     fn new() -> Group {
         Group {
             entries: Vec::new(),
-            per_input: Vec::new(),
+            per_input: smallvec::SmallVec::new(),
             newest: i64::MIN,
             closed_through: i64::MIN,
             touched: i64::MIN,
@@ -872,6 +872,10 @@ impl Correlator {
             .groups
             .get_mut(&key)
             .expect("touched group exists");
+        if g.entries.capacity() == 0 {
+            // Most groups under a flood of new addresses never get a second entry.
+            g.entries.reserve_exact(1);
+        }
         let pos = g.entries.partition_point(|e| e.ts <= ts);
         g.entries.insert(
             pos,
@@ -1248,24 +1252,34 @@ impl Correlator {
         });
     }
 
-    fn saved(&self, full: bool, groups: Vec<(&str, Vec<GroupRef<'_>>)>) -> Vec<u8> {
+    fn saved(&self, prefix: &[u8], full: bool, groups: Vec<(&str, Vec<GroupRef<'_>>)>) -> Vec<u8> {
         let mut skewed: Vec<(&str, &SkewSeen)> =
             self.skewed.iter().map(|(k, v)| (&**k, v)).collect();
         skewed.sort_by(|a, b| a.0.cmp(b.0));
-        serde_json::to_vec(&SavedOut {
+        let mut out = prefix.to_vec();
+        let saved = SavedOut {
             version: STATE_VERSION,
             full,
             clock: self.clock,
             stats: &self.stats,
             skewed,
             groups,
-        })
-        .unwrap_or_default()
+        };
+        // Writing JSON into a Vec fails only on a serialisation bug (none of these types can).
+        if serde_json::to_writer(&mut out, &saved).is_err() {
+            out.truncate(prefix.len());
+        }
+        out
     }
 
     /// Serialises the whole state (JSON) so a restart loses no window; groups in
     /// least-recently-touched order.
     pub fn save(&self) -> Vec<u8> {
+        self.save_prefixed(&[])
+    }
+
+    /// [`Correlator::save`] after `prefix` (a caller's header), without copying the snapshot.
+    pub fn save_prefixed(&self, prefix: &[u8]) -> Vec<u8> {
         let mut groups = Vec::with_capacity(self.defs.len());
         for (di, st) in self.state.iter().enumerate() {
             let list: Vec<GroupRef<'_>> = st
@@ -1277,7 +1291,7 @@ impl Correlator {
                 groups.push((self.defs[di].info.meta.reference(), list));
             }
         }
-        self.saved(true, groups)
+        self.saved(prefix, true, groups)
     }
 
     /// Forgets which groups changed (after a full [`Correlator::save`] was stored).
@@ -1288,6 +1302,11 @@ impl Correlator {
     /// The groups changed or removed since the last save, `None` if nothing changed; apply
     /// it with [`Correlator::restore`] after the snapshot and earlier changes.
     pub fn save_changes(&mut self) -> Option<Vec<u8>> {
+        self.save_changes_prefixed(&[])
+    }
+
+    /// [`Correlator::save_changes`] after `prefix`.
+    pub fn save_changes_prefixed(&mut self, prefix: &[u8]) -> Option<Vec<u8>> {
         if self.dirty.is_empty() {
             return None;
         }
@@ -1301,8 +1320,7 @@ impl Correlator {
             .into_iter()
             .map(|(di, list)| (self.defs[di as usize].info.meta.reference(), list))
             .collect();
-        let out = self.saved(false, groups);
-        Some(out)
+        Some(self.saved(prefix, false, groups))
     }
 
     /// Number of groups changed since the last save.

@@ -54,13 +54,6 @@ fn delta_key(n: u64) -> String {
     format!("{CORRELATION_STATE_KEY}/delta/{n}")
 }
 
-fn with_generation(generation: u64, body: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(8 + body.len());
-    v.extend_from_slice(&generation.to_le_bytes());
-    v.extend_from_slice(body);
-    v
-}
-
 fn split_generation(blob: &[u8]) -> Option<(u64, &[u8])> {
     let (g, body) = blob.split_at_checked(8)?;
     Some((u64::from_le_bytes(g.try_into().ok()?), body))
@@ -560,7 +553,7 @@ impl Detector {
             || p.delta_bytes > DELTA_RATIO * p.base_bytes.max(1 << 20);
         if full {
             let generation = p.generation + 1;
-            let blob = with_generation(generation, &c.save());
+            let blob = c.save_prefixed(&generation.to_le_bytes());
             match self.alerts.kv_put(CORRELATION_STATE_KEY, &blob) {
                 Ok(()) => {
                     c.mark_saved();
@@ -581,8 +574,7 @@ impl Detector {
                 }
                 Err(e) => tracing::error!(error = %e, "cannot save correlation state"),
             }
-        } else if let Some(d) = c.save_changes() {
-            let blob = with_generation(p.generation, &d);
+        } else if let Some(blob) = c.save_changes_prefixed(&p.generation.to_le_bytes()) {
             match self.alerts.kv_put(&delta_key(p.deltas + 1), &blob) {
                 Ok(()) => {
                     p.deltas += 1;
