@@ -1,16 +1,55 @@
-//! Sigma correlation rules over the match stream, in event time.
+//! Sigma correlation rules over the match stream, in event time — robust to hostile clocks.
 //!
-//! Design decision: state is keyed by (correlation, group-by values) and holds the matching
-//! events' times (and values for value_* types), sorted, so out-of-order events inside a window
-//! are placed correctly. Monotone conditions (`gt`/`gte` on counts and sums) fire as soon as any
-//! sliding window of `timespan` satisfies them; the others (`lt`, `lte`, `eq`, `neq`, averages,
-//! percentiles) are judged when a window closes, i.e. when event time (the *watermark*, the
-//! highest time seen, minus the allowed lateness) passes its end, or at [`Correlator::flush`].
-//! A group that fires is reset, so one burst gives one alert. Memory is bounded: at most
-//! `max_groups` groups per correlation and `max_entries` per group; what is evicted is counted.
-//! The whole state can be saved and restored ([`Correlator::save`] / [`Correlator::restore`]).
+//! Design decisions:
+//!
+//! * **State** is keyed by (correlation, group-by values) and holds the matching events' times
+//!   (and values for value_* types), sorted, so out-of-order events inside a window are placed
+//!   correctly. An event that lacks a group-by value (after aliases and, for chained
+//!   correlations, the inherited group) belongs to no group and is counted as
+//!   `missing_group_by`: "the values of the group-by fields must all have the same value" (Sigma
+//!   correlation specification), and a missing value is not a value — otherwise every event
+//!   without, say, `source.ip` would pile into one empty-key group.
+//! * **There is no global event-time watermark.** One line dated 2099 must not make every
+//!   later event "too late". Two clocks are used instead:
+//!   - the *processing clock*: the newest receipt time ([`Arrival::received_ms`], `serve`) or,
+//!     offline where input is sorted (`hunt`), the newest event time. Idle groups expire on it:
+//!     a group that received nothing for `timespan + lateness` is closed;
+//!   - each group's *own event time* (the newest event it holds). Non-monotone windows close
+//!     when their group's own time has passed their end by the lateness.
+//!
+//!   An event dated more than [`Limits::future_tolerance_ms`] after its receipt is
+//!   *future-dated*: it is placed at its receipt time (clamped — a sender's clock is evidence,
+//!   not a clock to follow), counted, and its source reported once ([`Correlator::take_skew_reports`])
+//!   so the operator hears "clock skew / future-dated events from X" once, not per line. So a
+//!   source's clock affects only the groups its own events belong to, and a backfilled file or
+//!   a forwarder catching up after an outage still correlates: every entry is kept for at least
+//!   `timespan + lateness` of *processing* time after its arrival, whatever its event time.
+//! * **Too late** is only what cannot be judged correctly any more: an event for a
+//!   non-monotone window (`lt`, averages, percentiles…) that its group already closed and judged
+//!   (`too_late_window_closed`). Monotone conditions (`gt`/`gte` on counts and sums, temporal)
+//!   never drop a late event: it can only add to a count.
+//! * **Episodes.** Monotone conditions fire as soon as a sliding window of `timespan`
+//!   satisfies them (Sigma semantics, unchanged); non-monotone ones when a window closes. The
+//!   firing opens an *episode* of its group ([`Phase::Opened`]): every later event of the group
+//!   dated within `timespan` of the episode's last event (or of its first, for late ones) extends
+//!   the episode instead of counting towards a new firing; for non-monotone conditions a
+//!   satisfied window that starts within `timespan` of the episode's last event extends it. The
+//!   episode ends when its group receives an event more than `timespan` after the episode's last
+//!   event, when the group expires idle, is evicted, or at [`Correlator::flush`]
+//!   ([`Phase::Closed`], with the final first/last time, count and evidence). One attack gives
+//!   one episode, however long it lasts and however often a sliding window would re-fire.
+//! * **Evidence.** Every entry carries the caller's reference of its event (a store seq in
+//!   `serve`, an index in `hunt`) and its host; an alert names the first and last contributing
+//!   events, their count, the distinct hosts, and up to [`Limits::max_evidence`] references
+//!   (chained correlations pass their inputs' evidence up).
+//! * **Bounded and cheap under attack.** At most `max_groups` groups per correlation; groups are
+//!   kept in least-recently-touched order (a `BTreeMap` from a touch counter), so evicting the
+//!   oldest and expiring idle groups cost O(log n) each, never a scan of all groups. What is
+//!   evicted is counted. State is saved as a full snapshot ([`Correlator::save`]) or as the
+//!   groups changed since the last save ([`Correlator::save_changes`]); [`Correlator::restore`]
+//!   applies either.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use mamori_event::{Event, Level, Value};
@@ -24,10 +63,17 @@ use crate::{Match, RuleSet};
 /// Limits on correlation state.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Most groups per correlation; the least recently touched is evicted first.
     pub max_groups: usize,
     pub max_entries: usize,
     /// How late (ms) an event may arrive and still be placed in its window.
     pub lateness_ms: i64,
+    /// How far (ms) an event may be dated after its receipt before it is future-dated.
+    pub future_tolerance_ms: i64,
+    /// Most distinct future-dated sources reported; further ones are only counted.
+    pub max_skew_sources: usize,
+    /// Most event references kept per alert (the first and last are always named).
+    pub max_evidence: usize,
 }
 
 impl Default for Limits {
@@ -36,33 +82,152 @@ impl Default for Limits {
             max_groups: 100_000,
             max_entries: 10_000,
             lateness_ms: 60_000,
+            future_tolerance_ms: 300_000,
+            max_skew_sources: 1_000,
+            max_evidence: 100,
         }
     }
 }
 
+/// Most distinct hosts named per alert.
+pub const MAX_HOSTS: usize = 16;
+
 /// Counters for operators: what the correlator did and what it had to drop.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Stats {
+    /// (event, correlation input) pairs fed.
     pub observed: u64,
+    /// Episodes opened (alerts raised, including quiet inner correlations).
     pub fired: u64,
     pub no_timestamp: u64,
+    /// Events dropped as too late, all reasons (today only `too_late_window_closed`).
     pub too_late: u64,
+    /// Events for a non-monotone window that its group had already closed and judged.
+    pub too_late_window_closed: u64,
+    /// Events without a value for some group-by field (not grouped, Sigma semantics).
+    pub missing_group_by: u64,
+    /// Events dated beyond the tolerance after their receipt (placed at their receipt time).
+    pub future_dated: u64,
     pub evicted_groups: u64,
     pub evicted_entries: u64,
 }
 
-/// A correlation that fired.
+/// Where an event came from and when it arrived, as the caller knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    /// The unit clock skew is reported per: a file path, `transport://peer/host`, an upload.
+    pub source: &'a str,
+    /// Receipt time (ms since the epoch), `None` offline where event time is the only clock.
+    pub received_ms: Option<i64>,
+    /// The caller's reference of the event (a store seq, an index), cited as evidence.
+    pub reference: u64,
+}
+
+/// One contributing event: its (correlation) time and the caller's reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvRef {
+    pub ms: i64,
+    pub reference: u64,
+}
+
+/// The events behind an alert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Contributing base events (through chained correlations).
+    pub count: u64,
+    /// The earliest and the latest contributing event.
+    pub first: Option<EvRef>,
+    pub last: Option<EvRef>,
+    /// Contributing events in time order, at most [`Limits::max_evidence`].
+    pub refs: Vec<EvRef>,
+    /// Distinct hosts of the contributing events, at most [`MAX_HOSTS`].
+    pub hosts: Vec<String>,
+}
+
+impl Evidence {
+    fn add(&mut self, r: EvRef, host: Option<&str>, max: usize) {
+        self.count += 1;
+        if self.first.is_none_or(|f| r.ms < f.ms) {
+            self.first = Some(r);
+        }
+        if self.last.is_none_or(|l| r.ms >= l.ms) {
+            self.last = Some(r);
+        }
+        if self.refs.len() < max {
+            self.refs.push(r);
+        }
+        if let Some(h) = host {
+            self.add_host(h);
+        }
+    }
+
+    fn add_host(&mut self, h: &str) {
+        if self.hosts.len() < MAX_HOSTS && !self.hosts.iter().any(|x| x == h) {
+            self.hosts.push(h.to_owned());
+        }
+    }
+
+    fn merge(&mut self, o: &Evidence, max: usize) {
+        self.count += o.count;
+        if let Some(f) = o.first {
+            if self.first.is_none_or(|x| f.ms < x.ms) {
+                self.first = Some(f);
+            }
+        }
+        if let Some(l) = o.last {
+            if self.last.is_none_or(|x| l.ms >= x.ms) {
+                self.last = Some(l);
+            }
+        }
+        let room = max.saturating_sub(self.refs.len());
+        self.refs.extend(o.refs.iter().take(room));
+        for h in &o.hosts {
+            self.add_host(h);
+        }
+    }
+
+    fn sort(&mut self) {
+        self.refs.sort_by_key(|r| (r.ms, r.reference));
+    }
+}
+
+/// Whether an alert opens an episode (raise it now) or closes one (final figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Opened,
+    Closed,
+}
+
+/// A correlation that fired (an episode opened) or whose episode ended.
 #[derive(Debug, Clone)]
 pub struct CorrelationAlert {
     pub correlation: Arc<CorrelationInfo>,
     /// group-by field → value
     pub group: Vec<(String, String)>,
+    pub phase: Phase,
+    /// The episode's identity: its first event time when it opened (stable across phases).
+    pub episode_ms: i64,
     pub first_ms: i64,
     pub last_ms: i64,
-    /// The measured quantity: event count, distinct values, sum, average, percentile, or the
-    /// number of distinct rules seen (temporal).
+    /// The measured quantity when it fired: event count, distinct values, sum, average,
+    /// percentile, or the number of distinct rules seen (temporal).
     pub value: f64,
+    /// Contributing events (= `evidence.count`).
     pub events: usize,
+    pub evidence: Evidence,
+}
+
+/// A source that sent events dated in the future (reported once per source).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkewReport {
+    pub source: String,
+    /// The first future-dated event's time and its receipt time (ms).
+    pub event_ms: i64,
+    pub received_ms: i64,
+    /// Host named by that event, if any.
+    pub host: Option<String>,
+    pub reference: u64,
 }
 
 #[derive(Debug)]
@@ -97,18 +262,90 @@ struct Def {
     parents: Vec<usize>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// Group-by values of one group.
+type Key = Arc<[Box<str>]>;
+
+/// What an entry cites: one event, or the evidence of a chained correlation's firing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Cite {
+    #[serde(rename = "o")]
+    One(u64, Option<Arc<str>>),
+    #[serde(rename = "c")]
+    Chain(Arc<Evidence>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+// Short names: the saved state is written every few seconds, under attack too.
+struct Entry {
+    /// Correlation time (event time, clamped to receipt when future-dated).
+    #[serde(rename = "t")]
+    ts: i64,
+    #[serde(rename = "i", default)]
+    input: u16,
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    value: Option<Box<str>>,
+    /// Processing time of its arrival: kept at least `timespan + lateness` of it, so a
+    /// backfill finds its own partners whatever the group's newest time.
+    #[serde(rename = "a")]
+    at: i64,
+    #[serde(rename = "c")]
+    cite: Cite,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Episode {
+    opened_ms: i64,
+    first_ms: i64,
+    last_ms: i64,
+    value: f64,
+    evidence: Evidence,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Group {
-    /// (event ms, input index, value)
-    entries: Vec<(i64, u16, Option<String>)>,
+    #[serde(rename = "e")]
+    entries: Vec<Entry>,
     /// Entries per input index (derived from `entries`, rebuilt on restore): lets a temporal
-    /// correlation that needs every input skip a group that lacks one in O(1) instead of
-    /// scanning its window on every event.
+    /// correlation that needs every input skip a group that lacks one in O(1).
     #[serde(skip)]
-    per_input: Vec<u32>,
+    per_input: smallvec::SmallVec<[u32; 4]>,
+    /// The group's own event time: the newest event it received.
+    #[serde(rename = "n")]
+    newest: i64,
+    /// Non-monotone windows ending at or before this are closed and judged.
+    #[serde(rename = "x", default = "never", skip_serializing_if = "is_never")]
+    closed_through: i64,
+    /// Processing time of the last event.
+    #[serde(rename = "u")]
+    touched: i64,
+    /// Position in the least-recently-touched order.
+    #[serde(skip)]
+    order: u64,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    episode: Option<Box<Episode>>,
+}
+
+fn never() -> i64 {
+    i64::MIN
+}
+
+fn is_never(t: &i64) -> bool {
+    *t == i64::MIN
 }
 
 impl Group {
+    fn new() -> Group {
+        Group {
+            entries: Vec::new(),
+            per_input: smallvec::SmallVec::new(),
+            newest: i64::MIN,
+            closed_through: i64::MIN,
+            touched: i64::MIN,
+            order: 0,
+            episode: None,
+        }
+    }
+
     fn count(&mut self, input: u16, delta: i32) {
         let i = input as usize;
         if self.per_input.len() <= i {
@@ -120,7 +357,7 @@ impl Group {
     fn recount(&mut self) {
         self.per_input.clear();
         for k in 0..self.entries.len() {
-            let input = self.entries[k].1;
+            let input = self.entries[k].input;
             self.count(input, 1);
         }
     }
@@ -128,6 +365,28 @@ impl Group {
     fn has_input(&self, input: usize) -> bool {
         self.per_input.get(input).is_some_and(|&n| n > 0)
     }
+
+    /// Removes `entries[range]`, keeping the per-input counts right.
+    fn drain(&mut self, range: std::ops::Range<usize>) -> Vec<Entry> {
+        let gone: Vec<Entry> = self.entries.drain(range).collect();
+        for e in &gone {
+            self.count(e.input, -1);
+        }
+        gone
+    }
+}
+
+/// The groups of one correlation, with their least-recently-touched order.
+#[derive(Debug, Default)]
+struct DefState {
+    groups: HashMap<Key, Group>,
+    order: BTreeMap<u64, Key>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SkewSeen {
+    event_ms: i64,
+    received_ms: i64,
 }
 
 /// Correlation state machine. Feed it every event with its matches, in roughly time order.
@@ -135,20 +394,52 @@ impl Group {
 pub struct Correlator {
     defs: Vec<Def>,
     rule_to_defs: HashMap<u32, Vec<(usize, usize)>>,
-    state: Vec<HashMap<Vec<String>, Group>>,
+    state: Vec<DefState>,
     limits: Limits,
-    watermark: i64,
+    /// Processing clock (see the module docs).
+    clock: i64,
+    touch: u64,
     since_sweep: u32,
+    /// Sources already reported as future-dated (once each).
+    skewed: HashMap<Box<str>, SkewSeen>,
+    skew_reports: Vec<SkewReport>,
+    /// Groups changed since the last save (def, key).
+    dirty: HashSet<(u32, Key)>,
+    tracking: bool,
+    hosts: HashSet<Arc<str>>,
     pub stats: Stats,
 }
 
+/// Saved state: a full snapshot, or the groups changed since the previous save (`None` =
+/// removed).
 #[derive(Serialize, Deserialize)]
 struct Saved {
     version: u32,
-    watermark: i64,
+    full: bool,
+    clock: i64,
     stats: Stats,
-    groups: Vec<(String, Vec<String>, Group)>,
+    skewed: Vec<(Box<str>, SkewSeen)>,
+    /// Per correlation (by id): its groups' keys and groups.
+    groups: Vec<(String, Vec<SavedGroup>)>,
 }
+
+type SavedGroup = (Vec<Box<str>>, Option<Group>);
+
+/// A group by reference, for saving.
+type GroupRef<'a> = (&'a [Box<str>], Option<&'a Group>);
+
+/// [`Saved`] by reference: a snapshot is serialised without copying the state first.
+#[derive(Serialize)]
+struct SavedOut<'a> {
+    version: u32,
+    full: bool,
+    clock: i64,
+    stats: &'a Stats,
+    skewed: Vec<(&'a str, &'a SkewSeen)>,
+    groups: Vec<(&'a str, Vec<GroupRef<'a>>)>,
+}
+
+const STATE_VERSION: u32 = 2;
 
 fn fields_for(map: &FieldMap, f: &str) -> Vec<String> {
     map.names_for(f)
@@ -264,10 +555,16 @@ impl Correlator {
         Correlator {
             defs,
             rule_to_defs,
-            state: (0..n).map(|_| HashMap::new()).collect(),
+            state: (0..n).map(|_| DefState::default()).collect(),
             limits,
-            watermark: i64::MIN,
+            clock: i64::MIN,
+            touch: 0,
             since_sweep: 0,
+            skewed: HashMap::new(),
+            skew_reports: Vec::new(),
+            dirty: HashSet::new(),
+            tracking: false,
+            hosts: HashSet::new(),
             stats: Stats::default(),
         }
     }
@@ -301,54 +598,149 @@ impl Correlator {
 
     /// Number of live groups (for metrics).
     pub fn group_count(&self) -> usize {
-        self.state.iter().map(HashMap::len).sum()
+        self.state.iter().map(|s| s.groups.len()).sum()
     }
 
-    /// Feeds one event and the rules it matched; appends fired correlations to `out`.
-    pub fn observe(&mut self, ev: &Event, matches: &[Match], out: &mut Vec<CorrelationAlert>) {
-        if self.defs.is_empty() {
+    /// Number of open episodes (for metrics).
+    pub fn open_episodes(&self) -> usize {
+        self.state
+            .iter()
+            .flat_map(|s| s.groups.values())
+            .filter(|g| g.episode.is_some())
+            .count()
+    }
+
+    /// Sources newly found sending future-dated events since the last call (once per source).
+    pub fn take_skew_reports(&mut self) -> Vec<SkewReport> {
+        std::mem::take(&mut self.skew_reports)
+    }
+
+    /// Feeds one event and the rules it matched; appends alerts (episodes opened or closed)
+    /// to `out`.
+    pub fn observe(
+        &mut self,
+        ev: &Event,
+        matches: &[Match],
+        arrival: &Arrival<'_>,
+        out: &mut Vec<CorrelationAlert>,
+    ) {
+        if self.defs.is_empty() || !matches.iter().any(|m| self.uses_rule(m.rule)) {
             return;
         }
-        let relevant = matches
-            .iter()
-            .any(|m| self.rule_to_defs.contains_key(&m.rule));
-        let Some(ts) = ev.timestamp.map(|t| t.timestamp_millis()) else {
-            if relevant {
-                self.stats.no_timestamp += 1;
-            }
+        let Some(mut ts) = ev.timestamp.map(|t| t.timestamp_millis()) else {
+            self.stats.no_timestamp += 1;
             return;
         };
-        if ts > self.watermark {
-            self.watermark = ts;
+        let host = ev.host().map(|h| self.intern(&h));
+        match arrival.received_ms {
+            Some(rcv) => {
+                self.clock = self.clock.max(rcv);
+                if ts > rcv.saturating_add(self.limits.future_tolerance_ms) {
+                    self.future_dated(arrival, ts, rcv, host.as_deref());
+                    ts = rcv;
+                }
+            }
+            None => self.clock = self.clock.max(ts),
         }
+        let cite = Cite::One(arrival.reference, host);
         for m in matches {
             let Some(targets) = self.rule_to_defs.get(&m.rule).cloned() else {
                 continue;
             };
             for (di, ii) in targets {
                 self.stats.observed += 1;
-                self.insert(di, ii, ts, ev, None, out);
+                self.insert(di, ii, ts, ev, None, cite.clone(), out);
             }
         }
         self.since_sweep += 1;
-        if self.since_sweep >= 1024 {
+        if self.since_sweep >= 64 {
             self.since_sweep = 0;
-            self.sweep(self.watermark - self.limits.lateness_ms, out);
+            self.expire_idle(out);
         }
     }
 
-    /// Closes every open window (end of input) and reports what they amount to.
-    pub fn flush(&mut self, out: &mut Vec<CorrelationAlert>) {
-        self.sweep(i64::MAX, out);
+    /// Advances the processing clock to `now_ms` (receipt time of nothing: the server's idle
+    /// tick) and closes what expired, so episodes end even when the stream goes quiet.
+    pub fn tick(&mut self, now_ms: i64, out: &mut Vec<CorrelationAlert>) {
+        self.clock = self.clock.max(now_ms);
+        self.expire_idle(out);
     }
 
+    /// Closes every open window and episode (end of input) and reports what they amount to.
+    pub fn flush(&mut self, out: &mut Vec<CorrelationAlert>) {
+        // Closing a window may open an episode of a parent correlation flushed already:
+        // repeat until nothing is left (each round closes at least one level of chaining).
+        for _ in 0..=self.defs.len() {
+            for di in 0..self.defs.len() {
+                while let Some((_, key)) = self.state[di].order.pop_first() {
+                    if let Some(g) = self.state[di].groups.remove(&key) {
+                        self.changed(di, &key);
+                        self.finish_group(di, &key, g, out);
+                    }
+                }
+            }
+            if self.group_count() == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Records changed groups for [`Correlator::save_changes`] (off by default: an offline
+    /// hunt never saves, and the set would grow with every group seen).
+    pub fn track_changes(&mut self, on: bool) {
+        self.tracking = on;
+        if !on {
+            self.dirty.clear();
+        }
+    }
+
+    fn changed(&mut self, di: usize, key: &Key) {
+        if self.tracking {
+            self.dirty.insert((di as u32, key.clone()));
+        }
+    }
+
+    fn intern(&mut self, h: &str) -> Arc<str> {
+        if let Some(a) = self.hosts.get(h) {
+            return Arc::clone(a);
+        }
+        if self.hosts.len() >= 4096 {
+            self.hosts.clear(); // attacker-chosen names: bounded, entries keep their own Arcs
+        }
+        let a: Arc<str> = Arc::from(h);
+        self.hosts.insert(Arc::clone(&a));
+        a
+    }
+
+    fn future_dated(&mut self, a: &Arrival<'_>, ts: i64, rcv: i64, host: Option<&str>) {
+        self.stats.future_dated += 1;
+        if self.skewed.contains_key(a.source) || self.skewed.len() >= self.limits.max_skew_sources {
+            return;
+        }
+        self.skewed.insert(
+            a.source.into(),
+            SkewSeen {
+                event_ms: ts,
+                received_ms: rcv,
+            },
+        );
+        self.skew_reports.push(SkewReport {
+            source: a.source.to_owned(),
+            event_ms: ts,
+            received_ms: rcv,
+            host: host.map(str::to_owned),
+            reference: a.reference,
+        });
+    }
+
+    /// Group-by values of `ev` for input `ii` of `di`; `None` if one is missing.
     fn group_key(
         &self,
         di: usize,
         ii: usize,
         ev: &Event,
         inherited: Option<&[(String, String)]>,
-    ) -> Vec<String> {
+    ) -> Option<Key> {
         let d = &self.defs[di];
         d.group_by
             .iter()
@@ -357,16 +749,51 @@ impl Correlator {
                 let names = &d.inputs[ii].1[gi];
                 names
                     .iter()
-                    .find_map(|n| ev.get(n).map(|v| v.to_text().into_owned()))
-                    .or_else(|| {
-                        inherited
-                            .and_then(|h| h.iter().find(|(k, _)| k == g).map(|(_, v)| v.clone()))
+                    .find_map(|n| {
+                        ev.get(n)
+                            .filter(|v| !matches!(v, Value::Null))
+                            .map(|v| v.to_text().into_owned().into_boxed_str())
                     })
-                    .unwrap_or_default()
+                    .or_else(|| {
+                        inherited.and_then(|h| {
+                            h.iter()
+                                .find(|(k, _)| k == g)
+                                .map(|(_, v)| v.clone().into_boxed_str())
+                        })
+                    })
             })
-            .collect()
+            .collect::<Option<Vec<Box<str>>>>()
+            .map(Key::from)
     }
 
+    /// The group of `key`, created (evicting the least recently touched one at the limit)
+    /// if new, touched and marked changed.
+    fn touch_group(&mut self, di: usize, key: &Key, out: &mut Vec<CorrelationAlert>) {
+        if !self.state[di].groups.contains_key(key)
+            && self.state[di].groups.len() >= self.limits.max_groups
+        {
+            if let Some((_, victim)) = self.state[di].order.pop_first() {
+                if let Some(g) = self.state[di].groups.remove(&victim) {
+                    self.stats.evicted_groups += 1;
+                    self.changed(di, &victim);
+                    self.finish_group(di, &victim, g, out);
+                }
+            }
+        }
+        self.touch += 1;
+        let (touch, clock) = (self.touch, self.clock);
+        let st = &mut self.state[di];
+        let g = st.groups.entry(key.clone()).or_insert_with(Group::new);
+        if g.order != 0 {
+            st.order.remove(&g.order);
+        }
+        g.order = touch;
+        g.touched = clock;
+        st.order.insert(touch, key.clone());
+        self.changed(di, key);
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn insert(
         &mut self,
         di: usize,
@@ -374,60 +801,247 @@ impl Correlator {
         ts: i64,
         ev: &Event,
         inherited: Option<&[(String, String)]>,
+        cite: Cite,
         out: &mut Vec<CorrelationAlert>,
     ) {
-        if ts
-            < self
-                .watermark
-                .saturating_sub(self.limits.lateness_ms + self.defs[di].span_ms)
-        {
-            self.stats.too_late += 1;
+        let Some(key) = self.group_key(di, ii, ev, inherited) else {
+            self.stats.missing_group_by += 1;
             return;
-        }
-        let key = self.group_key(di, ii, ev, inherited);
+        };
         let value = self.defs[di].field.as_ref().and_then(|names| {
             names
                 .iter()
                 .find_map(|n| ev.get(n).filter(|v| !matches!(v, Value::Null)))
-                .map(|v| v.to_text().into_owned())
+                .map(|v| v.to_text().into_owned().into_boxed_str())
         });
         if self.defs[di].field.is_some() && value.is_none() {
             return; // value_* types count only events that carry the field
         }
-        let limits = self.limits;
-        let states = &mut self.state[di];
-        if !states.contains_key(&key) && states.len() >= limits.max_groups {
-            // Evict the group whose newest entry is oldest.
-            if let Some(victim) = states
-                .iter()
-                .min_by_key(|(_, g)| g.entries.last().map(|e| e.0).unwrap_or(i64::MIN))
-                .map(|(k, _)| k.clone())
-            {
-                states.remove(&victim);
-                self.stats.evicted_groups += 1;
+        let (span, monotone) = (self.defs[di].span_ms, self.defs[di].monotone);
+        let lateness = self.limits.lateness_ms;
+        if !monotone
+            && self.state[di]
+                .groups
+                .get(&key)
+                .is_some_and(|g| ts <= g.closed_through)
+        {
+            self.stats.too_late += 1;
+            self.stats.too_late_window_closed += 1;
+            return;
+        }
+        self.touch_group(di, &key, out);
+        let (clock, max_entries, max_ev) = (
+            self.clock,
+            self.limits.max_entries,
+            self.limits.max_evidence,
+        );
+        let g = self.state[di]
+            .groups
+            .get_mut(&key)
+            .expect("touched group exists");
+        g.newest = g.newest.max(ts);
+        // An open episode takes the events that belong to it.
+        if monotone {
+            if let Some(ep) = &mut g.episode {
+                if ts > ep.last_ms.saturating_add(span) {
+                    let ep = g.episode.take().expect("episode is open");
+                    self.close_episode(di, &key, *ep, out);
+                } else if ts >= ep.first_ms.saturating_sub(span) {
+                    let r = EvRef {
+                        ms: ts,
+                        reference: 0,
+                    };
+                    match &cite {
+                        Cite::One(reference, host) => ep.evidence.add(
+                            EvRef {
+                                reference: *reference,
+                                ..r
+                            },
+                            host.as_deref(),
+                            max_ev,
+                        ),
+                        Cite::Chain(e) => ep.evidence.merge(e, max_ev),
+                    }
+                    ep.first_ms = ep.first_ms.min(ts);
+                    ep.last_ms = ep.last_ms.max(ts);
+                    return;
+                }
             }
         }
-        let g = states.entry(key.clone()).or_default();
-        let pos = g.entries.partition_point(|e| e.0 <= ts);
-        g.entries.insert(pos, (ts, ii as u16, value));
+        let g = self.state[di]
+            .groups
+            .get_mut(&key)
+            .expect("touched group exists");
+        if g.entries.capacity() == 0 {
+            // Most groups under a flood of new addresses never get a second entry.
+            g.entries.reserve_exact(1);
+        }
+        let pos = g.entries.partition_point(|e| e.ts <= ts);
+        g.entries.insert(
+            pos,
+            Entry {
+                ts,
+                input: ii as u16,
+                value,
+                at: clock,
+                cite,
+            },
+        );
         g.count(ii as u16, 1);
-        if g.entries.len() > limits.max_entries {
-            let gone = g.entries.remove(0);
-            g.count(gone.1, -1);
+        if g.entries.len() > max_entries {
+            g.drain(0..1);
             self.stats.evicted_entries += 1;
         }
+        if monotone {
+            // Entries that no window with the group's newest events can hold, and that
+            // arrived long enough ago (processing time) for their own partners to have come.
+            let horizon = g.newest.saturating_sub(span.saturating_add(lateness));
+            let keep_for = span.saturating_add(lateness);
+            let cut = g.entries.partition_point(|e| e.ts < horizon);
+            if cut > 0 {
+                let mut k = 0;
+                while k < g.entries.len() && g.entries[k].ts < horizon {
+                    if clock.saturating_sub(g.entries[k].at) > keep_for {
+                        g.drain(k..k + 1);
+                    } else {
+                        k += 1;
+                    }
+                }
+            }
+            if let Some((start, end, v)) = self.sliding_hit(di, &key, ts) {
+                let g = self.state[di]
+                    .groups
+                    .get_mut(&key)
+                    .expect("touched group exists");
+                let win = g.drain(start..end + 1);
+                // A new firing resets the group: the rest cannot fire without new events.
+                g.drain(0..g.entries.len());
+                let old = g.episode.take();
+                if let Some(ep) = old {
+                    self.close_episode(di, &key, *ep, out);
+                }
+                let evidence = self.window_evidence(&win);
+                let (first, last) = (win[0].ts, win[win.len() - 1].ts);
+                self.open_episode(di, &key, first, last, v, evidence, Some(ev), out);
+            }
+        } else {
+            self.close_windows(di, &key, false, out);
+        }
+    }
+
+    fn window_evidence(&self, win: &[Entry]) -> Evidence {
+        let max = self.limits.max_evidence;
+        let mut e = Evidence::default();
+        for x in win {
+            match &x.cite {
+                Cite::One(r, host) => e.add(
+                    EvRef {
+                        ms: x.ts,
+                        reference: *r,
+                    },
+                    host.as_deref(),
+                    max,
+                ),
+                Cite::Chain(c) => e.merge(c, max),
+            }
+        }
+        e
+    }
+
+    /// Non-monotone: judges the windows of a group that its own time has passed (or all of
+    /// them when `all`), and ends its episode when nothing can extend it any more.
+    fn close_windows(&mut self, di: usize, key: &Key, all: bool, out: &mut Vec<CorrelationAlert>) {
+        let span = self.defs[di].span_ms;
+        let lateness = self.limits.lateness_ms;
+        loop {
+            let Some(g) = self.state[di].groups.get_mut(key) else {
+                return;
+            };
+            let Some(first) = g.entries.first().map(|e| e.ts) else {
+                break;
+            };
+            let end_ts = first.saturating_add(span);
+            if !all && end_ts.saturating_add(lateness) >= g.newest {
+                break;
+            }
+            let end = g.entries.partition_point(|e| e.ts <= end_ts);
+            let win = g.drain(0..end);
+            g.closed_through = g.closed_through.max(end_ts);
+            if let Some(v) = self.judge(&self.defs[di], &win) {
+                let evidence = self.window_evidence(&win);
+                let last = win.last().map(|e| e.ts).unwrap_or(first);
+                let g = self.state[di].groups.get_mut(key).expect("group exists");
+                match &mut g.episode {
+                    Some(ep) if first <= ep.last_ms.saturating_add(span) => {
+                        ep.last_ms = ep.last_ms.max(last);
+                        ep.evidence.merge(&evidence, self.limits.max_evidence);
+                    }
+                    _ => {
+                        if let Some(ep) = g.episode.take() {
+                            self.close_episode(di, key, *ep, out);
+                        }
+                        self.open_episode(di, key, first, last, v, evidence, None, out);
+                    }
+                }
+            }
+        }
+        let Some(g) = self.state[di].groups.get_mut(key) else {
+            return;
+        };
+        let ended = g.episode.as_ref().is_some_and(|ep| {
+            all || (g.entries.first().is_none_or(|e| e.ts > ep.last_ms + span)
+                && g.newest > ep.last_ms.saturating_add(span).saturating_add(lateness))
+        });
+        if ended {
+            let ep = g.episode.take().expect("episode is open");
+            self.close_episode(di, key, *ep, out);
+        }
+    }
+
+    /// A group leaves the state (expired, evicted, end of input): judge and close what it holds.
+    fn finish_group(&mut self, di: usize, key: &Key, g: Group, out: &mut Vec<CorrelationAlert>) {
         if self.defs[di].monotone {
-            if let Some((first, last, v, n)) = self.sliding_hit(di, &key, ts) {
-                self.state[di].remove(&key);
-                self.fire(di, key, first, last, v, n, ev, out);
+            if let Some(ep) = g.episode {
+                self.close_episode(di, key, *ep, out);
+            }
+            return;
+        }
+        // Put it back briefly to judge its windows with the shared code, then remove it.
+        self.state[di].groups.insert(key.clone(), g);
+        self.close_windows(di, key, true, out);
+        self.state[di].groups.remove(key);
+    }
+
+    /// Closes groups that received nothing for `timespan + lateness` of processing time.
+    fn expire_idle(&mut self, out: &mut Vec<CorrelationAlert>) {
+        for di in 0..self.defs.len() {
+            let idle = self.defs[di]
+                .span_ms
+                .saturating_add(self.limits.lateness_ms);
+            let horizon = self.clock.saturating_sub(idle);
+            loop {
+                let st = &mut self.state[di];
+                let Some((&order, key)) = st.order.first_key_value() else {
+                    break;
+                };
+                if st.groups.get(key).is_some_and(|g| g.touched >= horizon) {
+                    break;
+                }
+                let key = key.clone();
+                st.order.remove(&order);
+                if let Some(g) = st.groups.remove(&key) {
+                    self.changed(di, &key);
+                    self.finish_group(di, &key, g, out);
+                }
             }
         }
     }
 
-    /// For monotone conditions: a window of `timespan` that contains `ts` and satisfies them.
-    fn sliding_hit(&self, di: usize, key: &[String], ts: i64) -> Option<(i64, i64, f64, usize)> {
+    /// For monotone conditions: a window of `timespan` that contains `ts` and satisfies them,
+    /// as (start, end) entry indices and the measured value.
+    fn sliding_hit(&self, di: usize, key: &Key, ts: i64) -> Option<(usize, usize, f64)> {
         let d = &self.defs[di];
-        let g = self.state[di].get(key)?;
+        let g = self.state[di].groups.get(key)?;
         if matches!(
             d.info.kind,
             CorrelationKind::Temporal | CorrelationKind::TemporalOrdered
@@ -439,21 +1053,20 @@ impl Correlator {
         }
         let e = &g.entries;
         // Try every window ending at an entry in [ts, ts + span] (entries are sorted by time).
-        let lo = e.partition_point(|x| x.0 < ts);
-        let hi = e.partition_point(|x| x.0 <= ts.saturating_add(d.span_ms));
+        let lo = e.partition_point(|x| x.ts < ts);
+        let hi = e.partition_point(|x| x.ts <= ts.saturating_add(d.span_ms));
         for end in lo..hi {
-            let end_ts = e[end].0;
-            let start = e.partition_point(|x| x.0 < end_ts.saturating_sub(d.span_ms));
-            let win = &e[start..=end];
-            if let Some(v) = self.judge(d, win) {
-                return Some((win[0].0, end_ts, v, win.len()));
+            let end_ts = e[end].ts;
+            let start = e.partition_point(|x| x.ts < end_ts.saturating_sub(d.span_ms));
+            if let Some(v) = self.judge(d, &e[start..=end]) {
+                return Some((start, end, v));
             }
         }
         None
     }
 
     /// The measured value of a window if the condition holds.
-    fn judge(&self, d: &Def, win: &[(i64, u16, Option<String>)]) -> Option<f64> {
+    fn judge(&self, d: &Def, win: &[Entry]) -> Option<f64> {
         let ops_hold = |v: f64| !d.ops.is_empty() && d.ops.iter().all(|(op, t)| op.holds(v, *t));
         match d.info.kind {
             CorrelationKind::EventCount => {
@@ -461,7 +1074,7 @@ impl Correlator {
                 ops_hold(v).then_some(v)
             }
             CorrelationKind::ValueCount => {
-                let mut seen: Vec<&str> = win.iter().filter_map(|e| e.2.as_deref()).collect();
+                let mut seen: Vec<&str> = win.iter().filter_map(|e| e.value.as_deref()).collect();
                 seen.sort_unstable();
                 seen.dedup();
                 let v = seen.len() as f64;
@@ -472,7 +1085,11 @@ impl Correlator {
             | CorrelationKind::ValuePercentile => {
                 let mut nums: Vec<f64> = win
                     .iter()
-                    .filter_map(|e| e.2.as_deref().and_then(|s| s.trim().parse::<f64>().ok()))
+                    .filter_map(|e| {
+                        e.value
+                            .as_deref()
+                            .and_then(|s| s.trim().parse::<f64>().ok())
+                    })
                     .collect();
                 if nums.is_empty() {
                     return None;
@@ -493,7 +1110,7 @@ impl Correlator {
                 let mut present = vec![false; d.inputs.len()];
                 let mut missing = present.len();
                 for e in win {
-                    if let Some(p) = present.get_mut(e.1 as usize) {
+                    if let Some(p) = present.get_mut(e.input as usize) {
                         if !*p {
                             *p = true;
                             missing -= 1;
@@ -521,103 +1138,59 @@ impl Correlator {
         }
     }
 
-    /// Closes windows that ended before `until` (tumbling, anchored at their first entry).
-    fn sweep(&mut self, until: i64, out: &mut Vec<CorrelationAlert>) {
-        for di in 0..self.defs.len() {
-            let span = self.defs[di].span_ms;
-            let keys: Vec<Vec<String>> = self.state[di]
-                .iter()
-                .filter(|(_, g)| {
-                    g.entries
-                        .first()
-                        .is_some_and(|e| e.0.saturating_add(span) < until)
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in keys {
-                while let Some(g) = self.state[di].get(&key) {
-                    let Some(first) = g.entries.first().map(|e| e.0) else {
-                        self.state[di].remove(&key);
-                        break;
-                    };
-                    if first.saturating_add(span) >= until {
-                        break;
-                    }
-                    let end = g
-                        .entries
-                        .partition_point(|e| e.0 <= first.saturating_add(span));
-                    let win: Vec<_> = g.entries[..end].to_vec();
-                    let hit = if self.defs[di].monotone {
-                        None
-                    } else {
-                        self.judge(&self.defs[di], &win)
-                    };
-                    if let Some(g) = self.state[di].get_mut(&key) {
-                        for gone in g.entries.drain(..end).collect::<Vec<_>>() {
-                            g.count(gone.1, -1);
-                        }
-                    }
-                    if let Some(v) = hit {
-                        let last = win.last().map(|e| e.0).unwrap_or(first);
-                        let group = self.named_group(di, &key);
-                        self.emit(di, group, first, last, v, win.len(), None, out);
-                    }
-                }
-            }
-        }
-    }
-
-    fn named_group(&self, di: usize, key: &[String]) -> Vec<(String, String)> {
+    fn named_group(&self, di: usize, key: &[Box<str>]) -> Vec<(String, String)> {
         self.defs[di]
             .group_by
             .iter()
             .cloned()
-            .zip(key.iter().cloned())
+            .zip(key.iter().map(|v| v.to_string()))
             .collect()
     }
 
+    /// Opens an episode: reports it, and feeds it to parent correlations as one of their
+    /// input events (at its last time, citing its evidence).
     #[allow(clippy::too_many_arguments)]
-    fn fire(
+    fn open_episode(
         &mut self,
         di: usize,
-        key: Vec<String>,
-        first: i64,
-        last: i64,
-        v: f64,
-        n: usize,
-        ev: &Event,
-        out: &mut Vec<CorrelationAlert>,
-    ) {
-        let group = self.named_group(di, &key);
-        self.emit(di, group, first, last, v, n, Some(ev), out);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn emit(
-        &mut self,
-        di: usize,
-        group: Vec<(String, String)>,
+        key: &Key,
         first: i64,
         last: i64,
         value: f64,
-        events: usize,
+        mut evidence: Evidence,
         ev: Option<&Event>,
         out: &mut Vec<CorrelationAlert>,
     ) {
         self.stats.fired += 1;
-        let alert = CorrelationAlert {
-            correlation: self.defs[di].info.clone(),
-            group: group.clone(),
-            first_ms: first,
-            last_ms: last,
-            value,
-            events,
-        };
-        let parents = self.defs[di].parents.clone();
-        if alert.correlation.emit {
-            out.push(alert);
+        evidence.sort();
+        let group = self.named_group(di, key);
+        if let Some(g) = self.state[di].groups.get_mut(key) {
+            g.episode = Some(Box::new(Episode {
+                opened_ms: first,
+                first_ms: first,
+                last_ms: last,
+                value,
+                evidence: evidence.clone(),
+            }));
         }
-        // Chained correlations: this firing is an input event of its parents, at its last time.
+        let info = self.defs[di].info.clone();
+        if info.emit {
+            out.push(CorrelationAlert {
+                correlation: info,
+                group: group.clone(),
+                phase: Phase::Opened,
+                episode_ms: first,
+                first_ms: first,
+                last_ms: last,
+                value,
+                events: evidence.count as usize,
+                evidence: evidence.clone(),
+            });
+        }
+        let parents = self.defs[di].parents.clone();
+        if parents.is_empty() {
+            return;
+        }
         let empty;
         let ev = match ev {
             Some(e) => e,
@@ -633,62 +1206,176 @@ impl Correlator {
                 &empty
             }
         };
+        let chained = Arc::new(evidence);
         for p in parents {
             if let Some(ii) = self.defs[p]
                 .inputs
                 .iter()
                 .position(|(i, _, _)| *i == Input::Corr(di))
             {
-                self.insert(p, ii, last, ev, Some(&group), out);
+                self.insert(
+                    p,
+                    ii,
+                    last,
+                    ev,
+                    Some(&group),
+                    Cite::Chain(Arc::clone(&chained)),
+                    out,
+                );
             }
         }
     }
 
-    /// Serialises the open windows (JSON) so a restart loses none.
-    pub fn save(&self) -> Vec<u8> {
-        let mut groups = Vec::new();
-        for (di, st) in self.state.iter().enumerate() {
-            let id = self.defs[di].info.meta.reference().to_owned();
-            for (k, g) in st {
-                groups.push((id.clone(), k.clone(), g.clone()));
-            }
+    fn close_episode(
+        &mut self,
+        di: usize,
+        key: &Key,
+        mut ep: Episode,
+        out: &mut Vec<CorrelationAlert>,
+    ) {
+        self.changed(di, key);
+        let info = self.defs[di].info.clone();
+        if !info.emit {
+            return;
         }
-        groups.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        serde_json::to_vec(&Saved {
-            version: 1,
-            watermark: self.watermark,
-            stats: self.stats.clone(),
+        ep.evidence.sort();
+        out.push(CorrelationAlert {
+            correlation: info,
+            group: self.named_group(di, key),
+            phase: Phase::Closed,
+            episode_ms: ep.opened_ms,
+            first_ms: ep.first_ms,
+            last_ms: ep.last_ms,
+            value: ep.value,
+            events: ep.evidence.count as usize,
+            evidence: ep.evidence,
+        });
+    }
+
+    fn saved(&self, prefix: &[u8], full: bool, groups: Vec<(&str, Vec<GroupRef<'_>>)>) -> Vec<u8> {
+        let mut skewed: Vec<(&str, &SkewSeen)> =
+            self.skewed.iter().map(|(k, v)| (&**k, v)).collect();
+        skewed.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = prefix.to_vec();
+        let saved = SavedOut {
+            version: STATE_VERSION,
+            full,
+            clock: self.clock,
+            stats: &self.stats,
+            skewed,
             groups,
-        })
-        .unwrap_or_default()
+        };
+        // Writing JSON into a Vec fails only on a serialisation bug (none of these types can).
+        if serde_json::to_writer(&mut out, &saved).is_err() {
+            out.truncate(prefix.len());
+        }
+        out
     }
 
-    /// Restores state saved by [`Correlator::save`]; windows of correlations that no longer
-    /// exist are dropped and counted as evicted.
+    /// Serialises the whole state (JSON) so a restart loses no window; groups in
+    /// least-recently-touched order.
+    pub fn save(&self) -> Vec<u8> {
+        self.save_prefixed(&[])
+    }
+
+    /// [`Correlator::save`] after `prefix` (a caller's header), without copying the snapshot.
+    pub fn save_prefixed(&self, prefix: &[u8]) -> Vec<u8> {
+        let mut groups = Vec::with_capacity(self.defs.len());
+        for (di, st) in self.state.iter().enumerate() {
+            let list: Vec<GroupRef<'_>> = st
+                .order
+                .values()
+                .filter_map(|key| Some((&**key, Some(st.groups.get(key)?))))
+                .collect();
+            if !list.is_empty() {
+                groups.push((self.defs[di].info.meta.reference(), list));
+            }
+        }
+        self.saved(prefix, true, groups)
+    }
+
+    /// Forgets which groups changed (after a full [`Correlator::save`] was stored).
+    pub fn mark_saved(&mut self) {
+        self.dirty.clear();
+    }
+
+    /// The groups changed or removed since the last save, `None` if nothing changed; apply
+    /// it with [`Correlator::restore`] after the snapshot and earlier changes.
+    pub fn save_changes(&mut self) -> Option<Vec<u8>> {
+        self.save_changes_prefixed(&[])
+    }
+
+    /// [`Correlator::save_changes`] after `prefix`.
+    pub fn save_changes_prefixed(&mut self, prefix: &[u8]) -> Option<Vec<u8>> {
+        if self.dirty.is_empty() {
+            return None;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut per_def: BTreeMap<u32, Vec<GroupRef<'_>>> = BTreeMap::new();
+        for (di, key) in &dirty {
+            let g = self.state[*di as usize].groups.get(key);
+            per_def.entry(*di).or_default().push((&**key, g));
+        }
+        let groups = per_def
+            .into_iter()
+            .map(|(di, list)| (self.defs[di as usize].info.meta.reference(), list))
+            .collect();
+        Some(self.saved(prefix, false, groups))
+    }
+
+    /// Number of groups changed since the last save.
+    pub fn changed_groups(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// Restores a snapshot ([`Correlator::save`], replacing the state) or applies changes
+    /// ([`Correlator::save_changes`]); windows of correlations that no longer exist are dropped
+    /// and counted as evicted.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
         let saved: Saved =
             serde_json::from_slice(bytes).map_err(|e| format!("invalid correlation state: {e}"))?;
-        if saved.version != 1 {
+        if saved.version != STATE_VERSION {
             return Err(format!(
-                "unsupported correlation state version {}",
+                "unsupported correlation state version {} (this version reads {STATE_VERSION})",
                 saved.version
             ));
         }
-        self.watermark = saved.watermark;
+        if saved.full {
+            for st in &mut self.state {
+                st.groups.clear();
+                st.order.clear();
+            }
+            self.skewed.clear();
+        }
+        self.clock = self.clock.max(saved.clock);
         self.stats = saved.stats;
-        let index: BTreeMap<String, usize> = self
+        self.skewed.extend(saved.skewed);
+        let index: BTreeMap<&str, usize> = self
             .defs
             .iter()
             .enumerate()
-            .map(|(i, d)| (d.info.meta.reference().to_owned(), i))
+            .map(|(i, d)| (d.info.meta.reference(), i))
             .collect();
-        for (id, key, mut g) in saved.groups {
-            match index.get(&id) {
-                Some(&di) => {
-                    g.recount();
-                    self.state[di].insert(key, g);
+        for (id, list) in saved.groups {
+            let Some(&di) = index.get(id.as_str()) else {
+                if saved.full {
+                    self.stats.evicted_groups += list.len() as u64;
                 }
-                None => self.stats.evicted_groups += 1,
+                continue;
+            };
+            for (key, g) in list {
+                let key: Key = Key::from(key);
+                let st = &mut self.state[di];
+                if let Some(old) = st.groups.remove(&key) {
+                    st.order.remove(&old.order);
+                }
+                if let Some(mut g) = g {
+                    g.recount();
+                    self.touch += 1;
+                    g.order = self.touch;
+                    st.order.insert(self.touch, key.clone());
+                    st.groups.insert(key, g);
+                }
             }
         }
         Ok(())
@@ -709,10 +1396,10 @@ fn eval_rule_expr(e: &RuleExpr, d: &Def, present: &[bool]) -> bool {
 }
 
 /// Whether inputs 0, 1, …, n-1 occur in that order (each at or after the previous).
-fn in_order(win: &[(i64, u16, Option<String>)], n: usize) -> bool {
+fn in_order(win: &[Entry], n: usize) -> bool {
     let mut want = 0usize;
     for e in win {
-        if e.1 as usize == want {
+        if e.input as usize == want {
             want += 1;
             if want == n {
                 return true;

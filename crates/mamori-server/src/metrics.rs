@@ -128,6 +128,12 @@ pub struct Metrics {
     pub rule_reload_failures: AtomicU64,
     /// Disk-full state of the stores (`crate::diskfull`).
     pub storage: crate::diskfull::StorageHealth,
+    /// Correlation state, copied from the correlator's counters after each batch.
+    pub correlation: CorrelationGauges,
+    /// Correlation state saves: full snapshots, change sets, bytes written by both.
+    pub correlation_state_snapshots: AtomicU64,
+    pub correlation_state_deltas: AtomicU64,
+    pub correlation_state_bytes: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -136,7 +142,98 @@ pub struct Metrics {
     pub net: crate::limits::NetCounters,
 }
 
+/// What the correlator holds and what it dropped (absolute values, saved with its state).
+#[derive(Debug, Default)]
+pub struct CorrelationGauges {
+    pub groups: AtomicU64,
+    pub fired: AtomicU64,
+    pub too_late_window_closed: AtomicU64,
+    pub missing_group_by: AtomicU64,
+    pub no_timestamp: AtomicU64,
+    pub future_dated: AtomicU64,
+    pub evicted_groups: AtomicU64,
+    pub evicted_entries: AtomicU64,
+}
+
 impl Metrics {
+    /// Copies the correlator's figures (cheap: counters and a sum over correlations).
+    pub fn set_correlation(&self, c: &mamori_detect::correlation::Correlator) {
+        let g = &self.correlation;
+        let s = &c.stats;
+        g.groups.store(c.group_count() as u64, Relaxed);
+        g.fired.store(s.fired, Relaxed);
+        g.too_late_window_closed
+            .store(s.too_late_window_closed, Relaxed);
+        g.missing_group_by.store(s.missing_group_by, Relaxed);
+        g.no_timestamp.store(s.no_timestamp, Relaxed);
+        g.future_dated.store(s.future_dated, Relaxed);
+        g.evicted_groups.store(s.evicted_groups, Relaxed);
+        g.evicted_entries.store(s.evicted_entries, Relaxed);
+    }
+
+    fn render_correlation(&self, s: &mut String) {
+        let g = &self.correlation;
+        let ld = |a: &AtomicU64| a.load(Relaxed);
+        let _ = writeln!(
+            s,
+            "# HELP mamori_correlation_groups Open correlation groups (all correlations).\n# TYPE mamori_correlation_groups gauge\nmamori_correlation_groups {}",
+            ld(&g.groups)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP mamori_correlation_episodes_total Correlation episodes opened (alerts raised).\n# TYPE mamori_correlation_episodes_total counter\nmamori_correlation_episodes_total {}",
+            ld(&g.fired)
+        );
+        let name = "mamori_correlation_too_late_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Events dropped by correlation as too late, per reason.\n# TYPE {name} counter\n{name}{{reason=\"window_closed\"}} {}",
+            ld(&g.too_late_window_closed)
+        );
+        let name = "mamori_correlation_dropped_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Events or state correlation could not use, per reason.\n# TYPE {name} counter"
+        );
+        for (reason, v) in [
+            ("too_late", &g.too_late_window_closed),
+            ("missing_group_by", &g.missing_group_by),
+            ("no_timestamp", &g.no_timestamp),
+            ("group_evicted", &g.evicted_groups),
+            ("entry_evicted", &g.evicted_entries),
+        ] {
+            let _ = writeln!(s, "{name}{{reason=\"{reason}\"}} {}", ld(v));
+        }
+        let _ = writeln!(
+            s,
+            "# HELP mamori_correlation_future_dated_total Events dated beyond the tolerance after their receipt (correlated at receipt time).\n# TYPE mamori_correlation_future_dated_total counter\nmamori_correlation_future_dated_total {}",
+            ld(&g.future_dated)
+        );
+        for (name, help, v) in [
+            (
+                "mamori_correlation_state_snapshots_total",
+                "Full correlation state snapshots saved.",
+                &self.correlation_state_snapshots,
+            ),
+            (
+                "mamori_correlation_state_deltas_total",
+                "Correlation state change sets saved.",
+                &self.correlation_state_deltas,
+            ),
+            (
+                "mamori_correlation_state_bytes_total",
+                "Bytes of correlation state saved.",
+                &self.correlation_state_bytes,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                ld(v)
+            );
+        }
+    }
+
     pub fn source(&self, k: SourceKind) -> &SourceCounters {
         &self.sources[k.index()]
     }
@@ -310,6 +407,7 @@ impl Metrics {
         );
         let _ = writeln!(s, "{name}_count {count}");
         self.storage.render(&mut s);
+        self.render_correlation(&mut s);
         for (name, help, v) in gauges {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use mamori_detect::correlation::{CorrelationAlert, Correlator, Limits};
+use mamori_detect::correlation::{
+    Arrival, CorrelationAlert, Correlator, Limits, Phase, SkewReport,
+};
 use mamori_detect::Match;
 use mamori_event::{Event, Level, RuleId};
 use mamori_sigma::FieldMap;
@@ -36,8 +38,45 @@ use crate::analytics::LiveAnalytics;
 use crate::metrics::{Metrics, SourceKind};
 use crate::rules::{Engine, RulesHandle};
 
-/// Key of the saved correlation state in the alert store's key/value table.
+/// Key of the saved correlation state in the alert store's key/value table: a full snapshot;
+/// the groups changed since are under `{key}/delta/{n}` (n = 1, 2, …). Each blob starts with
+/// the snapshot's generation (8 bytes, little endian): a change set of another generation is
+/// stale (left by a crash between a new snapshot and the deletion of the old changes).
 pub const CORRELATION_STATE_KEY: &str = "detection/correlation_state";
+
+/// Change sets written before the next full snapshot (10 minutes of 5-second saves), which
+/// is also written when the change sets outgrow [`DELTA_RATIO`] times the last one: a flood
+/// of new groups then writes a snapshot now and then, not every few seconds, and a restart
+/// reads at most a few times the live state.
+const MAX_DELTAS: u64 = 120;
+const DELTA_RATIO: u64 = 4;
+
+fn delta_key(n: u64) -> String {
+    format!("{CORRELATION_STATE_KEY}/delta/{n}")
+}
+
+fn split_generation(blob: &[u8]) -> Option<(u64, &[u8])> {
+    let (g, body) = blob.split_at_checked(8)?;
+    Some((u64::from_le_bytes(g.try_into().ok()?), body))
+}
+
+/// The unit correlation judges clock skew per: the file (upload, tailed file) or, for a
+/// network stream, transport, peer address and the host the event names.
+fn arrival_source(ev: &Event) -> String {
+    match &ev.origin {
+        mamori_event::Origin::File { path, .. } => path.display().to_string(),
+        mamori_event::Origin::Network { peer, transport } => {
+            let t = match transport {
+                mamori_event::Transport::Udp => "udp",
+                mamori_event::Transport::Tcp => "tcp",
+                mamori_event::Transport::Tls => "tls",
+                mamori_event::Transport::Http => "http",
+            };
+            let host = ev.host().unwrap_or_default();
+            format!("{t}://{}/{host}", peer.ip())
+        }
+    }
+}
 
 /// Events from one source read, with an optional acknowledgement channel.
 pub struct Batch {
@@ -478,6 +517,21 @@ struct Detector {
     last_save: Instant,
     dirty: bool,
     analytics: Option<LiveAnalytics>,
+    persist: Persist,
+    /// Event seqs already cited by the alert of each open episode (by dedup key), so the
+    /// episode's end adds only the new ones.
+    cited: std::collections::HashMap<String, usize>,
+}
+
+/// Where the saved correlation state stands (see [`CORRELATION_STATE_KEY`]).
+#[derive(Debug, Default)]
+struct Persist {
+    generation: u64,
+    deltas: u64,
+    delta_bytes: u64,
+    base_bytes: u64,
+    /// The next save writes a full snapshot (start, reload, a failed write).
+    need_full: bool,
 }
 
 impl Detector {
@@ -499,17 +553,66 @@ impl Detector {
             last_save: Instant::now(),
             dirty: false,
             analytics: None,
+            persist: Persist {
+                need_full: true,
+                ..Persist::default()
+            },
+            cited: std::collections::HashMap::new(),
         };
         d.refresh_engine();
-        if let (Some(c), Ok(Some(saved))) = (
-            d.correlator.as_mut(),
-            d.alerts.kv_get(CORRELATION_STATE_KEY),
-        ) {
-            if let Err(e) = c.restore(&saved) {
-                tracing::warn!(error = %e, "saved correlation state not restored");
+        d.restore_state();
+        d
+    }
+
+    /// How many change sets are stored (of any generation).
+    fn count_deltas(&self) -> u64 {
+        let mut n = 0;
+        while let Ok(Some(_)) = self.alerts.kv_get(&delta_key(n + 1)) {
+            n += 1;
+        }
+        n
+    }
+
+    /// Reads the snapshot and the change sets of its generation.
+    fn restore_state(&mut self) {
+        let stored = self.count_deltas();
+        let Some(c) = self.correlator.as_mut() else {
+            return;
+        };
+        let base = match self.alerts.kv_get(CORRELATION_STATE_KEY) {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "saved correlation state not readable");
+                return;
+            }
+        };
+        let Some((generation, body)) = split_generation(&base) else {
+            tracing::warn!("saved correlation state is truncated; starting empty");
+            return;
+        };
+        if let Err(e) = c.restore(body) {
+            tracing::warn!(error = %e, "saved correlation state not restored; starting empty");
+            return;
+        }
+        self.persist.generation = generation;
+        // Deletes them at the first save (a new snapshot), whatever their generation.
+        self.persist.deltas = stored;
+        for n in 1.. {
+            let Ok(Some(blob)) = self.alerts.kv_get(&delta_key(n)) else {
+                break;
+            };
+            match split_generation(&blob) {
+                Some((g, body)) if g == generation => {
+                    if let Err(e) = c.restore(body) {
+                        tracing::warn!(error = %e, delta = n, "correlation change set not applied");
+                        break;
+                    }
+                }
+                _ => break,
             }
         }
-        d
+        self.metrics.set_correlation(c);
     }
 
     fn limits(&self) -> Limits {
@@ -531,21 +634,28 @@ impl Detector {
             return;
         }
         let mut c = Correlator::new(&cur.pack, &cur.rules, &FieldMap::builtin(), self.limits());
+        c.track_changes(true);
         if let Some(old) = &self.correlator {
             if let Err(e) = c.restore(&old.save()) {
                 tracing::warn!(error = %e, "correlation state not carried over the reload");
             }
         }
+        self.persist.need_full = true;
         self.correlator = Some(c);
         self.engine = Some(cur);
     }
 
     fn run(&mut self, rx: std_mpsc::Receiver<Work>) {
+        let mut last_tick = Instant::now();
         loop {
-            match rx.recv_timeout(Duration::from_secs(5)) {
+            match rx.recv_timeout(Duration::from_secs(1)) {
                 Ok(w) => self.process(w),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                last_tick = Instant::now();
+                self.tick();
             }
             let analytics_dirty = self.analytics.as_ref().is_some_and(|a| a.is_dirty());
             if (self.dirty || analytics_dirty) && self.last_save.elapsed() >= Duration::from_secs(5)
@@ -556,10 +666,74 @@ impl Detector {
         self.save_state();
     }
 
-    fn save_state(&mut self) {
+    /// Ends the episodes of groups gone quiet (in receipt time) even when no event arrives.
+    fn tick(&mut self) {
+        let Some(c) = self.correlator.as_mut() else {
+            return;
+        };
+        let mut out = Vec::new();
+        c.tick(Utc::now().timestamp_millis(), &mut out);
+        if !out.is_empty() {
+            self.dirty = true;
+            let now = Utc::now();
+            for a in out {
+                self.record_correlation(&a, now, Instant::now());
+            }
+        }
         if let Some(c) = &self.correlator {
-            if let Err(e) = self.alerts.kv_put(CORRELATION_STATE_KEY, &c.save()) {
-                tracing::error!(error = %e, "cannot save correlation state");
+            self.metrics.set_correlation(c);
+        }
+    }
+
+    /// Saves the correlation state: the groups changed since the last save, or a full
+    /// snapshot when the change sets have grown large (see [`MAX_DELTAS`]); a save under a
+    /// flood of new groups writes only them.
+    fn save_state(&mut self) {
+        let Some(c) = self.correlator.as_mut() else {
+            return;
+        };
+        let p = &mut self.persist;
+        let full = p.need_full
+            || p.deltas >= MAX_DELTAS
+            || p.delta_bytes > DELTA_RATIO * p.base_bytes.max(1 << 20);
+        if full {
+            let generation = p.generation + 1;
+            let blob = c.save_prefixed(&generation.to_le_bytes());
+            match self.alerts.kv_put(CORRELATION_STATE_KEY, &blob) {
+                Ok(()) => {
+                    c.mark_saved();
+                    for n in 1..=p.deltas {
+                        let _ = self.alerts.kv_delete(&delta_key(n));
+                    }
+                    *p = Persist {
+                        generation,
+                        base_bytes: blob.len() as u64,
+                        ..Persist::default()
+                    };
+                    self.metrics
+                        .correlation_state_snapshots
+                        .fetch_add(1, Relaxed);
+                    self.metrics
+                        .correlation_state_bytes
+                        .fetch_add(blob.len() as u64, Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot save correlation state"),
+            }
+        } else if let Some(blob) = c.save_changes_prefixed(&p.generation.to_le_bytes()) {
+            match self.alerts.kv_put(&delta_key(p.deltas + 1), &blob) {
+                Ok(()) => {
+                    p.deltas += 1;
+                    p.delta_bytes += blob.len() as u64;
+                    self.metrics.correlation_state_deltas.fetch_add(1, Relaxed);
+                    self.metrics
+                        .correlation_state_bytes
+                        .fetch_add(blob.len() as u64, Relaxed);
+                }
+                Err(e) => {
+                    // The changes are no longer tracked: the next save must be whole.
+                    p.need_full = true;
+                    tracing::error!(error = %e, "cannot save correlation state changes");
+                }
             }
         }
         if let Some(a) = self.analytics.as_mut() {
@@ -673,14 +847,55 @@ impl Detector {
             }
             if let Some(c) = self.correlator.as_mut() {
                 if matches.iter().any(|m| c.uses_rule(m.rule)) {
-                    c.observe(ev, matches, &mut corr_out);
+                    let source = arrival_source(ev);
+                    let arrival = Arrival {
+                        source: &source,
+                        received_ms: Some(w.received_at.timestamp_millis()),
+                        reference: seq,
+                    };
+                    c.observe(ev, matches, &arrival, &mut corr_out);
                     self.dirty = true;
                 }
             }
-            for a in corr_out.drain(..) {
-                let alert = self.correlation_alert(&a, seq, w.received_at);
-                if a.correlation.level >= self.settings.min_level {
-                    self.record(&alert, w.received);
+            let corr = std::mem::take(&mut corr_out);
+            for a in corr {
+                self.record_correlation(&a, w.received_at, w.received);
+            }
+        }
+        if let Some(c) = self.correlator.as_mut() {
+            let skewed = c.take_skew_reports();
+            self.metrics.set_correlation(c);
+            for r in skewed {
+                self.record(&skew_alert(&r, w.received_at), w.received);
+            }
+        }
+    }
+
+    /// An episode that opened raises its alert; one that ended adds the seqs of the events
+    /// that extended it to the same alert (same dedup key).
+    fn record_correlation(
+        &mut self,
+        a: &CorrelationAlert,
+        received_at: DateTime<Utc>,
+        received: Instant,
+    ) {
+        if a.correlation.level < self.settings.min_level {
+            return;
+        }
+        let mut alert = self.correlation_alert(a, received_at);
+        let key = alert.dedup_key.clone().unwrap_or_default();
+        match a.phase {
+            Phase::Opened => {
+                if self.cited.len() < 100_000 {
+                    self.cited.insert(key, alert.event_seqs.len());
+                }
+                self.record(&alert, received);
+            }
+            Phase::Closed => {
+                let cited = self.cited.remove(&key).unwrap_or(0);
+                if alert.event_seqs.len() > cited {
+                    alert.event_seqs.drain(..cited);
+                    self.record(&alert, received);
                 }
             }
         }
@@ -698,12 +913,7 @@ impl Detector {
         format!("{rule}|{entity}|{window}")
     }
 
-    fn correlation_alert(
-        &self,
-        a: &CorrelationAlert,
-        seq: Seq,
-        received_at: DateTime<Utc>,
-    ) -> NewAlert {
+    fn correlation_alert(&self, a: &CorrelationAlert, received_at: DateTime<Utc>) -> NewAlert {
         let group = a
             .group
             .iter()
@@ -711,22 +921,29 @@ impl Detector {
             .collect::<Vec<_>>()
             .join(",");
         let meta = &a.correlation.meta;
+        let first = DateTime::from_timestamp_millis(a.first_ms);
         let last = DateTime::from_timestamp_millis(a.last_ms);
+        let ev = &a.evidence;
         NewAlert {
             rule_id: RuleId(meta.reference().into()),
             title: meta.title.clone(),
             level: a.correlation.level,
             event_time: last,
             received_at,
-            event_seqs: vec![seq],
+            event_seqs: ev.refs.iter().map(|r| r.reference).collect(),
             group_key: (!group.is_empty()).then(|| group.clone()),
-            dedup_key: Some(self.dedup_key(meta.reference(), &group, last, received_at)),
+            // One alert per episode: its end merges into the alert its start raised.
+            dedup_key: Some(format!("{}|{group}|{}", meta.reference(), a.episode_ms)),
             details: serde_json::json!({
                 "correlation": a.correlation.kind.as_str(),
                 "value": a.value,
                 "events": a.events,
                 "group": a.group.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                "first": DateTime::from_timestamp_millis(a.first_ms),
+                "host": ev.hosts.first(),
+                "hosts": ev.hosts,
+                "first_seq": ev.first.map(|r| r.reference),
+                "last_seq": ev.last.map(|r| r.reference),
+                "first": first,
                 "last": last,
                 "tags": meta.tags,
                 "description": meta.description,
@@ -751,6 +968,38 @@ impl Detector {
                 tracing::error!(error = %e, rule = %a.rule_id, "cannot record alert");
             }
         }
+    }
+}
+
+/// "Future-dated events from X": raised once per source by the correlator, whose events are
+/// placed at their receipt time instead (a sender's clock must not steer detection).
+fn skew_alert(r: &SkewReport, received_at: DateTime<Utc>) -> NewAlert {
+    let event_time = DateTime::from_timestamp_millis(r.event_ms);
+    let skew_h = (r.event_ms - r.received_ms) as f64 / 3_600_000.0;
+    NewAlert {
+        rule_id: RuleId("mamori.correlation.future_dated".into()),
+        title: "Clock skew: future-dated events from one source".into(),
+        level: Level::Medium,
+        event_time,
+        received_at,
+        event_seqs: vec![r.reference],
+        group_key: Some(format!("source={}", r.source)),
+        dedup_key: Some(format!("mamori.correlation.future_dated|{}", r.source)),
+        details: serde_json::json!({
+            "source": r.source,
+            "host": r.host,
+            "event_time": event_time,
+            "received_at": DateTime::from_timestamp_millis(r.received_ms),
+            "skew_hours": (skew_h * 100.0).round() / 100.0,
+            "description": format!(
+                "{} sent events dated {skew_h:.1} h after their receipt (a wrong clock or time zone, or forged dates). Correlation places its events at their receipt time; check the sender's clock and time zone (RFC 3164 syslog carries no zone).",
+                r.source
+            ),
+            "description_ja": format!(
+                "{} から受信時刻より {skew_h:.1} 時間先の日時のイベントが届きました（時計・タイムゾーンの誤り、または日時の偽装）。相関分析では受信時刻として扱います。送信元の時計とタイムゾーン設定を確認してください（RFC 3164 の syslog にはタイムゾーンがありません）。",
+                r.source
+            ),
+        }),
     }
 }
 

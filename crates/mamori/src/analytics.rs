@@ -296,6 +296,7 @@ fn finding_row(a: Alert, kind: RowKind) -> Row {
         tags: a.tags.iter().map(|t| (*t).to_owned()).collect(),
         details,
         event: None,
+        evidence: None,
         kind,
     }
 }
@@ -338,6 +339,7 @@ fn risk_row(r: RiskAlert) -> Row {
             ("why_ja".into(), r.why_ja.clone()),
         ],
         event: Some(serde_json::json!({ "risk": r })),
+        evidence: None,
         kind: RowKind::Risk,
     }
 }

@@ -39,6 +39,9 @@ pub(crate) enum BenchCmd {
     /// saturation and CPU per event by thread, RSS at a steady rate, receipt → alert latency
     /// p50/p99.
     Ingest(crate::bench_ingest::IngestArgs),
+    /// Correlation under a flood of new groups: every failed login from a new address, at a
+    /// steady rate, against a real `serve` process; events/s, RSS, CPU (issue #15 finding 3).
+    DistinctSources(crate::bench_corr::DistinctArgs),
     /// Reader throughput per file (events/s and MiB/s), one thread.
     Readers {
         /// Files or directories to read.
@@ -65,6 +68,7 @@ pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
             placeholders,
         ),
         BenchCmd::Ingest(a) => crate::bench_ingest::run(a),
+        BenchCmd::DistinctSources(a) => crate::bench_corr::run(a),
         BenchCmd::Readers { paths } => {
             let (files, errs) = mamori_ingest::discover(&paths);
             for e in errs {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use mamori_detect::correlation::{Correlator, Limits};
+use mamori_detect::correlation::{Arrival, CorrelationAlert, Correlator, Limits, Phase};
 use mamori_detect::{CompileOptions, Match, RuleSet};
 use mamori_event::{Event, Format, Level};
 use mamori_ingest::{FileReport, ReadOptions};
@@ -148,7 +148,9 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
         ..ReadOptions::default()
     };
     let jsonl = args.format == TimelineFormat::Jsonl;
-    let corr_fields = correlator.needed_fields();
+    let mut corr_fields = correlator.needed_fields();
+    // Correlation rows name the hosts of their events.
+    corr_fields.extend(["host.name", "Computer", "hostname"].map(String::from));
     let sigma_risk = args.analytics.sigma_risk()?;
     let sigma_risk = &sigma_risk;
     let timeline_buf = timeline::Buffer::new();
@@ -193,6 +195,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                 } else {
                                     timeline::RowKind::Detection
                                 },
+                                evidence: None,
                             });
                         }
                         if matches.iter().any(|m| corr_ref.uses_rule(m.rule)) {
@@ -231,37 +234,26 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     if !correlator.is_empty() {
         corr_events.sort_by_key(|(e, _)| e.timestamp);
         let mut alerts = Vec::new();
-        for (ev, m) in &corr_events {
-            correlator.observe(ev, m, &mut alerts);
+        for (i, (ev, m)) in corr_events.iter().enumerate() {
+            // Event time is the only clock offline; lateness and clock skew are per file.
+            let source = match &ev.origin {
+                mamori_event::Origin::File { path, .. } => path.to_string_lossy(),
+                other => std::borrow::Cow::Owned(other.to_string()),
+            };
+            let arrival = Arrival {
+                source: &source,
+                received_ms: None,
+                reference: i as u64,
+            };
+            correlator.observe(ev, m, &arrival, &mut alerts);
         }
         correlator.flush(&mut alerts);
         for a in alerts {
-            if a.correlation.level < args.min_level {
+            // One row per episode, with its final figures.
+            if a.phase != Phase::Closed || a.correlation.level < args.min_level {
                 continue;
             }
-            let mut details: Vec<(String, String)> = a.group.clone();
-            details.push((
-                a.correlation.kind.as_str().to_owned(),
-                format!("{}", a.value),
-            ));
-            details.push(("events".into(), a.events.to_string()));
-            rows.push(Row {
-                timestamp: chrono::DateTime::from_timestamp_millis(a.last_ms),
-                host: String::new(),
-                source: "correlation".into(),
-                rule_id: a.correlation.meta.reference().to_owned(),
-                rule_title: a.correlation.meta.title.clone(),
-                level: a.correlation.level,
-                tags: a
-                    .correlation
-                    .meta
-                    .attack_tags()
-                    .map(str::to_owned)
-                    .collect(),
-                details,
-                event: None,
-                kind: timeline::RowKind::Detection,
-            });
+            rows.push(correlation_row(&a, &corr_events));
         }
     }
     // Baseline analytics (mamori-analytics: identity directory, first-seen, volume, off-hours):
@@ -321,6 +313,61 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     } else {
         exit::OK
     })
+}
+
+/// The timeline row of a correlation episode: its hosts, and the events behind it — first
+/// and last `file:line` in the source column, all of them (up to the bound) in JSONL.
+fn correlation_row(a: &CorrelationAlert, events: &[(Event, Vec<Match>)]) -> Row {
+    let at = |r: Option<mamori_detect::correlation::EvRef>| {
+        r.and_then(|r| events.get(r.reference as usize))
+            .map(|(e, _)| e.origin.to_string())
+            .unwrap_or_default()
+    };
+    let (first, last) = (at(a.evidence.first), at(a.evidence.last));
+    let source = if first == last {
+        first.clone()
+    } else {
+        format!("{first} … {last}")
+    };
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default()
+    };
+    let mut details: Vec<(String, String)> = a.group.clone();
+    details.push((
+        a.correlation.kind.as_str().to_owned(),
+        format!("{}", a.value),
+    ));
+    details.push(("events".into(), a.events.to_string()));
+    details.push(("first".into(), time(a.first_ms)));
+    details.push(("last".into(), time(a.last_ms)));
+    let sources: Vec<String> = a.evidence.refs.iter().map(|r| at(Some(*r))).collect();
+    Row {
+        timestamp: chrono::DateTime::from_timestamp_millis(a.first_ms),
+        host: a.evidence.hosts.join(", "),
+        source,
+        rule_id: a.correlation.meta.reference().to_owned(),
+        rule_title: a.correlation.meta.title.clone(),
+        level: a.correlation.level,
+        tags: a
+            .correlation
+            .meta
+            .attack_tags()
+            .map(str::to_owned)
+            .collect(),
+        details,
+        event: None,
+        kind: timeline::RowKind::Detection,
+        evidence: Some(serde_json::json!({
+            "first": first,
+            "last": last,
+            "count": a.events,
+            "hosts": a.evidence.hosts,
+            "sources": sources,
+            "sources_truncated": (sources.len() as u64) < a.evidence.count,
+        })),
+    }
 }
 
 fn summary(

@@ -3,6 +3,7 @@
 
 mod analytics;
 mod bench;
+mod bench_corr;
 mod bench_ingest;
 mod hunt;
 mod incident_cli;

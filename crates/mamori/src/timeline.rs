@@ -31,6 +31,10 @@ pub(crate) struct Row {
     pub(crate) details: Vec<(String, String)>,
     /// The full event (JSONL only).
     pub(crate) event: Option<serde_json::Value>,
+    /// Correlation rows: the events behind the row (first/last `file:line`, count, hosts, all
+    /// sources up to a bound). Written in JSONL; CSV shows first … last in `source`.
+    #[serde(default)]
+    pub(crate) evidence: Option<serde_json::Value>,
     /// Detection, signal (adds risk, not an alert) or risk alert.
     #[serde(default)]
     pub(crate) kind: RowKind,
@@ -287,7 +291,7 @@ impl<'a> Writer<'a> {
                     .iter()
                     .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
                     .collect();
-                let line = json!({
+                let mut line = json!({
                     "timestamp": r.ts(),
                     "host": r.host,
                     "source": r.source,
@@ -296,6 +300,9 @@ impl<'a> Writer<'a> {
                     "kind": r.kind.as_str(),
                     "event": r.event,
                 });
+                if let Some(e) = &r.evidence {
+                    line["evidence"] = e.clone();
+                }
                 serde_json::to_writer(&mut **out, &line)?;
                 out.write_all(b"\n")?;
             }
@@ -347,6 +354,7 @@ mod tests {
             details: vec![("k".into(), "v".into())],
             event: None,
             kind: RowKind::Detection,
+            evidence: None,
         }
     }
 
@@ -404,6 +412,7 @@ mod tests {
             details: vec![("user.name".into(), "root".into())],
             event: Some(json!({"user.name": "root"})),
             kind: RowKind::Detection,
+            evidence: None,
         };
         let mut out = Vec::new();
         write(std::slice::from_ref(&row), TimelineFormat::Csv, &mut out).unwrap();

@@ -4,8 +4,8 @@ mod bad_input;
 mod corpus;
 mod openssh;
 mod robustness;
-mod vendors;
 mod server_logs;
+mod vendors;
 
 use std::path::{Path, PathBuf};
 

@@ -1,13 +1,14 @@
 //! End-to-end tests: run the real `mamori` binary in temporary directories.
 
+mod correlation;
 mod diskfull;
 mod evidence;
-mod hardening;
 mod formats;
+mod hardening;
 mod hunt;
 mod incidents;
-mod rule_tests;
 mod live_analytics;
+mod rule_tests;
 mod scenarios;
 mod serve;
 mod vault;

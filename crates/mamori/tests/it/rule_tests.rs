@@ -188,9 +188,15 @@ fn fired(case: &Case, pack: &RulePack, rules: &RuleSet, dir: &Path) -> Result<Ve
     events.sort_by_key(|(e, _)| e.timestamp);
     let mut correlator = Correlator::new(pack, rules, &FieldMap::builtin(), Limits::default());
     let mut alerts = Vec::new();
-    for (ev, m) in &events {
+    let source = path.display().to_string();
+    for (i, (ev, m)) in events.iter().enumerate() {
         out.extend(m.iter().map(|m| rules.rule(m.rule).meta.clone()));
-        correlator.observe(ev, m, &mut alerts);
+        let arrival = mamori_detect::correlation::Arrival {
+            source: &source,
+            received_ms: None,
+            reference: i as u64,
+        };
+        correlator.observe(ev, m, &arrival, &mut alerts);
     }
     correlator.flush(&mut alerts);
     out.extend(alerts.iter().map(|a| a.correlation.meta.clone()));

@@ -121,6 +121,7 @@ fn run_scenario(dir: &Path, scenario: &str, seed: u64, days: u32, per_day: u32) 
     let details = |r: &Value| r["details"].to_string();
     let is_aggregate = |r: &Value| {
         r["source"] == "correlation"
+            || r["evidence"].is_object()
             || r["rule"]["id"]
                 .as_str()
                 .is_some_and(|id| id.starts_with("mamori-analytics"))
