@@ -486,8 +486,9 @@ mod tests {
         );
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(out[0].event_seqs, vec![7, 8]);
-        // Host and address cross on the same evidence: one alert, on the first entity.
-        assert_eq!(out[0].group_key.as_deref(), Some("host=vpn01"));
+        // User, host and address cross on the same evidence: one alert, on the first entity
+        // (the VPN line is normalised, so it names its user).
+        assert_eq!(out[0].group_key.as_deref(), Some("user=sato"));
     }
 
     #[test]

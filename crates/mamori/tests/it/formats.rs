@@ -256,6 +256,12 @@ fn a_mixed_folder_summary_names_formats_lines_not_understood_and_warnings() {
     .unwrap();
     std::fs::write(
         logs.join("firewall.txt"),
+        "<ev><src>192.0.2.1</src><act>deny</act></ev>\n<ev><src>192.0.2.2</src><act>allow</act></ev>\n",
+    )
+    .unwrap();
+    // Plain key=value lines are read by the key=value reader: understood, no warning.
+    std::fs::write(
+        logs.join("appliance.log"),
         "ts=1 src=192.0.2.1 dst=198.51.100.1 action=deny\nts=2 src=192.0.2.2 dst=198.51.100.1 action=allow\n",
     )
     .unwrap();
@@ -282,6 +288,9 @@ fn a_mixed_folder_summary_names_formats_lines_not_understood_and_warnings() {
     let access = line_of("access.log");
     assert!(access.contains(": access-log ("), "{access}");
     assert!(!access.contains("not understood"), "{access}");
+    let kv = line_of("appliance.log");
+    assert!(kv.contains("read as kv: 2"), "{kv}");
+    assert!(!kv.contains("not understood"), "{kv}");
     let error = line_of("error.log");
     assert!(error.contains("error-log lines"), "{error}");
     assert!(!error.contains("not understood"), "{error}");
@@ -295,7 +304,7 @@ fn a_mixed_folder_summary_names_formats_lines_not_understood_and_warnings() {
         .filter(|l| l.trim_start().starts_with("warning: read as generic text"))
         .collect();
     assert_eq!(warnings.len(), 2, "{err}");
-    assert!(warnings.iter().any(|w| w.contains("key=value")), "{err}");
+    assert!(warnings.iter().any(|w| w.contains("XML")), "{err}");
     assert!(
         err.contains("Read quality: 5 lines not understood in 3 files, 2 warnings"),
         "{err}"

@@ -460,10 +460,11 @@ fn incident_output_escapes_terminal_sequences_from_logs() {
     let cfg = config(dir.path(), "", "");
     let srv = Server::start(&cfg, None);
     let mut c = TcpStream::connect(srv.tcp).unwrap();
-    // The VPN rules group by the structured-data source, which is free text from the log.
+    // The VPN spray groups by the (normalised) source address; the user names and the
+    // sender's host name, free text from the log, reach the incident.
     for i in 0..12 {
         let l = format!(
-            "<38>1 2026-11-23T01:{:02}:00Z vpn01 vpnd 4242 AUTH [auth@32473 user=\"user{i}\" src=\"evil\x1b]0;pwned\x07\x1b[2J\" result=\"failure\" method=\"password\"] authentication failed\n",
+            "<38>1 2026-11-23T01:{:02}:00Z vpn\x1b]0;pwned\x07\x1b[2J vpnd 4242 AUTH [auth@32473 user=\"user{i}\x1b]0;pwned\x07\x1b[2J\" src=\"203.0.113.66\" result=\"failure\" method=\"password\"] authentication failed\n",
             10 + i
         );
         c.write_all(l.as_bytes()).unwrap();
