@@ -99,6 +99,34 @@ impl Networks {
         Ok(Networks { ranges })
     }
 
+    /// The entities a Sigma match weighs on: the event's account, its host and its public
+    /// source address (an internal one is judged by its network, never per address). Shared by
+    /// `hunt` and `serve`, so both give a match the same entities.
+    pub fn match_entities(&self, ev: &mamori_event::Event) -> Vec<Entity> {
+        let mut entities = Vec::new();
+        if let Some(u) = ev
+            .get_str("user.name")
+            .filter(|u| !u.is_empty() && u != "-")
+        {
+            entities.push(Entity::actor(&u));
+        }
+        if let Some(h) = ev.host().filter(|h| !h.is_empty()) {
+            entities.push(Entity {
+                kind: EntityKind::Host,
+                name: h.to_ascii_lowercase(),
+            });
+        }
+        if let Some(ip) = ev.get_str("source.ip") {
+            if self.name_of(&ip).is_none() && ip.parse::<IpAddr>().is_ok() {
+                entities.push(Entity {
+                    kind: EntityKind::Address,
+                    name: ip.into_owned(),
+                });
+            }
+        }
+        entities
+    }
+
     /// The internal network of `ip`: a configured name, an RFC 1918 / ULA / loopback range,
     /// or `None` for a public address (or text that is no address).
     pub fn name_of(&self, ip: &str) -> Option<&str> {

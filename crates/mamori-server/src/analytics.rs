@@ -219,28 +219,7 @@ impl LiveAnalytics {
         received_at: DateTime<Utc>,
         out: &mut Vec<NewAlert>,
     ) {
-        use mamori_analytics::{Entity, EntityKind};
-        let mut entities = Vec::new();
-        if let Some(u) = ev
-            .get_str("user.name")
-            .filter(|u| !u.is_empty() && u != "-")
-        {
-            entities.push(Entity::actor(&u));
-        }
-        if let Some(h) = ev.host().filter(|h| !h.is_empty()) {
-            entities.push(Entity {
-                kind: EntityKind::Host,
-                name: h.to_ascii_lowercase(),
-            });
-        }
-        if let Some(ip) = ev.get_str("source.ip") {
-            if self.networks.name_of(&ip).is_none() && ip.parse::<std::net::IpAddr>().is_ok() {
-                entities.push(Entity {
-                    kind: EntityKind::Address,
-                    name: ip.into_owned(),
-                });
-            }
-        }
+        let entities = self.networks.match_entities(ev);
         let Some(time) = ev.timestamp else { return };
         if entities.is_empty() {
             return;

@@ -423,6 +423,18 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
             stop_rx.clone(),
         )));
     }
+    // What every stream listener (TCP, TLS) shares.
+    let stream_ctx = |kind, transport| sources::syslog::StreamCtx {
+        kind,
+        transport,
+        sink: sink.clone(),
+        metrics: Arc::clone(&metrics),
+        max_frame: cfg.syslog.max_frame_bytes,
+        stop: stop_rx.clone(),
+        idle: Duration::from_secs(cfg.syslog.idle_timeout_secs),
+        idle_when_full: Duration::from_secs(cfg.syslog.idle_timeout_when_full_secs),
+        load: None,
+    };
     if let Some(addr) = cfg.syslog.tcp {
         let l = TcpListener::bind(addr)
             .await
@@ -432,17 +444,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
                 source,
             })?;
         running.syslog_tcp = l.local_addr().ok();
-        let ctx = sources::syslog::StreamCtx {
-            kind: SourceKind::Tcp,
-            transport: mamori_event::Transport::Tcp,
-            sink: sink.clone(),
-            metrics: Arc::clone(&metrics),
-            max_frame: cfg.syslog.max_frame_bytes,
-            stop: stop_rx.clone(),
-            idle: Duration::from_secs(cfg.syslog.idle_timeout_secs),
-            idle_when_full: Duration::from_secs(cfg.syslog.idle_timeout_when_full_secs),
-            load: None,
-        };
+        let ctx = stream_ctx(SourceKind::Tcp, mamori_event::Transport::Tcp);
         sources.push(tokio::spawn(sources::syslog::run_tcp(l, ctx, tcp_cap)));
     }
     if let Some(tls) = &cfg.syslog.tls {
@@ -460,17 +462,7 @@ pub async fn start(cfg: ServerConfig) -> Result<Running, StartError> {
                 source,
             })?;
         running.syslog_tls = l.local_addr().ok();
-        let ctx = sources::syslog::StreamCtx {
-            kind: SourceKind::Tls,
-            transport: mamori_event::Transport::Tls,
-            sink: sink.clone(),
-            metrics: Arc::clone(&metrics),
-            max_frame: cfg.syslog.max_frame_bytes,
-            stop: stop_rx.clone(),
-            idle: Duration::from_secs(cfg.syslog.idle_timeout_secs),
-            idle_when_full: Duration::from_secs(cfg.syslog.idle_timeout_when_full_secs),
-            load: None,
-        };
+        let ctx = stream_ctx(SourceKind::Tls, mamori_event::Transport::Tls);
         sources.push(tokio::spawn(sources::tls::run_tls(
             l, acceptor, ctx, tcp_cap,
         )));

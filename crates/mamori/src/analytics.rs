@@ -14,8 +14,8 @@ use anyhow::Context;
 use clap::Args;
 use mamori_analytics::risk::{title_ja, RISK_RULE_ID};
 use mamori_analytics::{
-    Alert, Analytics, Config, Directory, Entity, EntityKind, GeoIp, Network, Networks, Observation,
-    RiskAlert, RiskConfig, RiskEngine, Signal, State,
+    Alert, Analytics, Config, Directory, GeoIp, Network, Networks, Observation, RiskAlert,
+    RiskConfig, RiskEngine, Signal, State,
 };
 use mamori_detect::RuleInfo;
 use mamori_event::Event;
@@ -85,27 +85,7 @@ impl SigmaRisk {
     /// The signal of one match: it weighs on the event's account, host and public source
     /// address (none of them: no signal).
     pub(crate) fn signal(&self, ev: &Event, info: &RuleInfo) -> Option<Signal> {
-        let mut entities = Vec::new();
-        if let Some(u) = ev
-            .get_str("user.name")
-            .filter(|u| !u.is_empty() && u != "-")
-        {
-            entities.push(Entity::actor(&u));
-        }
-        if let Some(h) = ev.host().filter(|h| !h.is_empty()) {
-            entities.push(Entity {
-                kind: EntityKind::Host,
-                name: h.to_ascii_lowercase(),
-            });
-        }
-        if let Some(ip) = ev.get_str("source.ip") {
-            if self.networks.name_of(&ip).is_none() && ip.parse::<std::net::IpAddr>().is_ok() {
-                entities.push(Entity {
-                    kind: EntityKind::Address,
-                    name: ip.into_owned(),
-                });
-            }
-        }
+        let entities = self.networks.match_entities(ev);
         if entities.is_empty() {
             return None;
         }
