@@ -196,7 +196,12 @@ fn served_events_are_sealed_and_an_incident_exports_and_verifies_offline() {
 /// all N events, byte for byte, each named in the incident timeline with its alert.
 #[test]
 fn an_incident_export_holds_every_event_behind_a_correlation_alert() {
-    const N: usize = 40;
+    // More failures than a correlation alert lists (at most 100 seqs of evidence): the rest
+    // come from the alert's first_seq..=last_seq span.
+    const N: usize = 150;
+    let fail = |i: usize| {
+        format!("<38>Nov 23 10:{:02}:{:02} web01 sshd[77]: Failed password for invalid user =cmd|' /C calc'!A0 from 203.0.113.77 port {} ssh2\n", i / 60, i % 60, 41000 + i)
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
@@ -205,7 +210,7 @@ fn an_incident_export_holds_every_event_behind_a_correlation_alert() {
     let cfg = write_config(dir.path(), "[vault]\ncheckpoint_every_secs = 1\n");
     let srv = Server::start(&cfg, None);
 
-    let sent: Vec<String> = (0..N).map(ssh_fail).collect();
+    let sent: Vec<String> = (0..N).map(fail).collect();
     let mut c = TcpStream::connect(srv.tcp).unwrap();
     c.write_all(sent.concat().as_bytes()).unwrap();
     c.flush().unwrap();
