@@ -676,7 +676,7 @@ impl Detector {
         let (Some(c), Some(engine)) = (self.correlator.as_ref(), self.engine.as_ref()) else {
             return;
         };
-        if c.open_episodes() == 0 || self.cited.is_empty() {
+        if c.open_episodes() == 0 {
             return;
         }
         let mut copy = Correlator::new(
@@ -692,21 +692,28 @@ impl Detector {
         let mut out = Vec::new();
         copy.flush(&mut out);
         let now = Utc::now();
+        // Episodes the flush itself opened (windows judged early) raised no alert: skip them.
+        let opened_now: std::collections::HashSet<String> = out
+            .iter()
+            .filter(|a| a.phase == Phase::Opened)
+            .filter_map(|a| self.correlation_alert(a, now).dedup_key)
+            .collect();
         for a in out.iter().filter(|a| a.phase == Phase::Closed) {
             if a.correlation.level < self.settings.min_level {
                 continue;
             }
             let mut alert = self.correlation_alert(a, now);
             let key = alert.dedup_key.clone().unwrap_or_default();
-            // Only episodes whose opening alert this run recorded (the others were opened
-            // before a restart: their end cites all their events).
-            let Some(cited) = self.cited.get_mut(&key) else {
+            if opened_now.contains(&key) {
                 continue;
-            };
-            if alert.event_seqs.len() > *cited {
+            }
+            // An episode opened before a restart is not in `cited`: all its seqs are cited
+            // again (the alert store skips the seqs an alert already names).
+            let cited = self.cited.get(&key).copied().unwrap_or(0);
+            if alert.event_seqs.len() > cited {
                 let all = alert.event_seqs.len();
-                alert.event_seqs.drain(..*cited);
-                *cited = all;
+                alert.event_seqs.drain(..cited);
+                self.cited.insert(key, all);
                 self.record(&alert, Instant::now());
             }
         }

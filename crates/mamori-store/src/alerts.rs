@@ -60,8 +60,18 @@ pub(crate) fn merge(x: &mut Alert, a: &NewAlert) {
     if a.event_time > x.event_time {
         x.event_time = a.event_time;
     }
+    // Seqs the alert already names are not repeated (an episode's end after a restart cites
+    // the events its start cited).
+    let known: std::collections::HashSet<_> = x.event_seqs.iter().copied().collect();
     let room = MAX_ALERT_SEQS.saturating_sub(x.event_seqs.len());
-    x.event_seqs.extend(a.event_seqs.iter().copied().take(room));
+    let mut seen = std::collections::HashSet::new();
+    x.event_seqs.extend(
+        a.event_seqs
+            .iter()
+            .copied()
+            .filter(|s| !known.contains(s) && seen.insert(*s))
+            .take(room),
+    );
     x.level = x.level.max(a.level);
     widen_seq_span(&mut x.details, &a.details);
 }

@@ -750,7 +750,7 @@ fn alerts_dedup(s: &dyn AlertStore) {
         .unwrap();
     assert!(matches!(first, InsertOutcome::Created(_)));
     let mut again = alert("brute", Level::High, t(3), Some("brute|203.0.113.5"));
-    again.event_seqs = vec![7, 8];
+    again.event_seqs = vec![2, 7, 8, 7];
     let merged = s.insert_alert(&again).unwrap();
     assert_eq!(merged, InsertOutcome::Merged(first.id()));
     let other = s
@@ -764,7 +764,11 @@ fn alerts_dedup(s: &dyn AlertStore) {
     assert!(matches!(other, InsertOutcome::Created(_)));
     let a = s.get_alert(first.id()).unwrap().unwrap();
     assert_eq!((a.count, a.received_at, a.last_seen), (2, t(0), t(3)));
-    assert_eq!(a.event_seqs, [1, 2, 7, 8]);
+    assert_eq!(
+        a.event_seqs,
+        [1, 2, 7, 8],
+        "seqs already named are not repeated"
+    );
     assert_eq!(a.level, Level::High, "merged alert takes the highest level");
     let mut many = alert("brute", Level::Medium, t(5), Some("brute|203.0.113.5"));
     many.event_seqs = (0..5000).collect();
