@@ -605,7 +605,10 @@ fn events_behind(
         let last = d.get("last_seq").and_then(|v| v.as_u64());
         if let (Some(f), Some(l)) = (first, last) {
             if counted > cited.len() as u64 {
-                let (lo, hi) = (f.min(l), f.max(l));
+                // first/last are the earliest and latest events by time: with out-of-order
+                // times a cited seq can lie outside them, so the span covers those too.
+                let lo = f.min(l).min(cited.first().copied().unwrap_or(u64::MAX));
+                let hi = f.max(l).max(cited.last().copied().unwrap_or(0));
                 let hi = hi.min(lo.saturating_add(MAX_RANGE - 1));
                 for seq in lo..=hi {
                     if cited.binary_search(&seq).is_err() {
