@@ -663,7 +663,60 @@ impl Detector {
                 self.save_state();
             }
         }
+        self.cite_open_episodes();
         self.save_state();
+    }
+
+    /// At shutdown, adds to the alert of each episode still open the seqs of the events that
+    /// extended it since it opened, so the alert (and an evidence export of its incident, which
+    /// needs the server stopped) names every event behind it. The episodes stay open: a copy of
+    /// the correlation state is flushed, the saved state is untouched and the episode's end
+    /// after a restart cites the events that come later.
+    fn cite_open_episodes(&mut self) {
+        let (Some(c), Some(engine)) = (self.correlator.as_ref(), self.engine.as_ref()) else {
+            return;
+        };
+        if c.open_episodes() == 0 {
+            return;
+        }
+        let mut copy = Correlator::new(
+            &engine.pack,
+            &engine.rules,
+            &FieldMap::builtin(),
+            self.limits(),
+        );
+        if let Err(e) = copy.restore(&c.save()) {
+            tracing::warn!(error = %e, "open episodes not cited at shutdown");
+            return;
+        }
+        let mut out = Vec::new();
+        copy.flush(&mut out);
+        let now = Utc::now();
+        // Episodes the flush itself opened (windows judged early) raised no alert: skip them.
+        let opened_now: std::collections::HashSet<String> = out
+            .iter()
+            .filter(|a| a.phase == Phase::Opened)
+            .filter_map(|a| self.correlation_alert(a, now).dedup_key)
+            .collect();
+        for a in out.iter().filter(|a| a.phase == Phase::Closed) {
+            if a.correlation.level < self.settings.min_level {
+                continue;
+            }
+            let mut alert = self.correlation_alert(a, now);
+            let key = alert.dedup_key.clone().unwrap_or_default();
+            if opened_now.contains(&key) {
+                continue;
+            }
+            // An episode opened before a restart is not in `cited`: all its seqs are cited
+            // again (the alert store skips the seqs an alert already names).
+            let cited = self.cited.get(&key).copied().unwrap_or(0);
+            if alert.event_seqs.len() > cited {
+                let all = alert.event_seqs.len();
+                alert.event_seqs.drain(..cited);
+                self.cited.insert(key, all);
+                self.record(&alert, Instant::now());
+            }
+        }
     }
 
     /// Ends the episodes of groups gone quiet (in receipt time) even when no event arrives.

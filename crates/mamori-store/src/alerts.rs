@@ -60,7 +60,38 @@ pub(crate) fn merge(x: &mut Alert, a: &NewAlert) {
     if a.event_time > x.event_time {
         x.event_time = a.event_time;
     }
+    // Seqs the alert already names are not repeated (an episode's end after a restart cites
+    // the events its start cited).
+    let known: std::collections::HashSet<_> = x.event_seqs.iter().copied().collect();
     let room = MAX_ALERT_SEQS.saturating_sub(x.event_seqs.len());
-    x.event_seqs.extend(a.event_seqs.iter().copied().take(room));
+    let mut seen = std::collections::HashSet::new();
+    x.event_seqs.extend(
+        a.event_seqs
+            .iter()
+            .copied()
+            .filter(|s| !known.contains(s) && seen.insert(*s))
+            .take(room),
+    );
     x.level = x.level.max(a.level);
+    widen_seq_span(&mut x.details, &a.details);
+}
+
+/// A correlation alert's seq span (`first_seq`, `last_seq`) and event count (`events`) grow
+/// with each occurrence merged into it (the end of its episode), so they describe every event
+/// behind the alert even when its seq list is bounded. Other details keep their first values.
+fn widen_seq_span(x: &mut serde_json::Value, a: &serde_json::Value) {
+    let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|n| n.as_u64());
+    let Some(obj) = x.as_object_mut() else {
+        return;
+    };
+    for (k, pick) in [
+        ("first_seq", u64::min as fn(u64, u64) -> u64),
+        ("last_seq", u64::max),
+        ("events", u64::max),
+    ] {
+        let mine = obj.get(k).and_then(|n| n.as_u64());
+        if let (Some(m), Some(t)) = (mine, num(a, k)) {
+            obj.insert(k.into(), pick(m, t).into());
+        }
+    }
 }

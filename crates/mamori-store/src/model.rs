@@ -248,7 +248,8 @@ pub struct NewAlert {
     /// Correlation group (e.g. `source.ip=203.0.113.5`), for display and filtering.
     pub group_key: Option<String>,
     /// Alerts with the same dedup key merge into the *open* alert that has it: its count grows,
-    /// `last_seen` moves, seqs are appended (up to [`MAX_ALERT_SEQS`]).
+    /// `last_seen` moves, seqs it does not name yet are appended (up to [`MAX_ALERT_SEQS`]), and a `first_seq` /
+    /// `last_seq` / `events` span in the details widens (a correlation episode's end).
     pub dedup_key: Option<String>,
     pub details: serde_json::Value,
 }

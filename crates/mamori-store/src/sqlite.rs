@@ -182,7 +182,7 @@ impl AlertStore for SqliteAlertStore {
                 alerts::merge(&mut x, a);
                 tx.execute(
                     "UPDATE alerts SET count = ?2, last_seen_us = ?3, event_time_us = ?4, \
-                     event_seqs = ?5, level = ?6 WHERE id = ?1",
+                     event_seqs = ?5, level = ?6, details = ?7 WHERE id = ?1",
                     params![
                         x.id.0,
                         x.count as i64,
@@ -190,6 +190,7 @@ impl AlertStore for SqliteAlertStore {
                         x.event_time.map(us),
                         serde_json::to_string(&x.event_seqs).expect("seqs serialise"),
                         level_rank(x.level),
+                        x.details.to_string(),
                     ],
                 )
                 .map_err(self.err())?;

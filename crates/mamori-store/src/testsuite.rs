@@ -634,9 +634,10 @@ fn alert(rule: &str, level: Level, at: DateTime<Utc>, dedup: Option<&str>) -> Ne
 
 /// Runs every alert-store check, each against a fresh store from `make`.
 pub fn alert_store_suite<S: AlertStore, G>(mut make: impl FnMut() -> (S, G)) {
-    let checks: [AlertCheck; 5] = [
+    let checks: [AlertCheck; 6] = [
         ("insert_get_list_filters_paging", alerts_basic),
         ("dedup_merges_into_open_alert_only", alerts_dedup),
+        ("dedup_widens_the_seq_span", alerts_seq_span),
         ("acknowledge_first_wins_unknown_is_not_found", alerts_ack),
         ("kv_put_get_replace_delete", kv),
         ("oversized_alert_rejected", alerts_bad),
@@ -749,7 +750,7 @@ fn alerts_dedup(s: &dyn AlertStore) {
         .unwrap();
     assert!(matches!(first, InsertOutcome::Created(_)));
     let mut again = alert("brute", Level::High, t(3), Some("brute|203.0.113.5"));
-    again.event_seqs = vec![7, 8];
+    again.event_seqs = vec![2, 7, 8, 7];
     let merged = s.insert_alert(&again).unwrap();
     assert_eq!(merged, InsertOutcome::Merged(first.id()));
     let other = s
@@ -763,7 +764,11 @@ fn alerts_dedup(s: &dyn AlertStore) {
     assert!(matches!(other, InsertOutcome::Created(_)));
     let a = s.get_alert(first.id()).unwrap().unwrap();
     assert_eq!((a.count, a.received_at, a.last_seen), (2, t(0), t(3)));
-    assert_eq!(a.event_seqs, [1, 2, 7, 8]);
+    assert_eq!(
+        a.event_seqs,
+        [1, 2, 7, 8],
+        "seqs already named are not repeated"
+    );
     assert_eq!(a.level, Level::High, "merged alert takes the highest level");
     let mut many = alert("brute", Level::Medium, t(5), Some("brute|203.0.113.5"));
     many.event_seqs = (0..5000).collect();
@@ -792,6 +797,31 @@ fn alerts_dedup(s: &dyn AlertStore) {
         matches!(after, InsertOutcome::Created(id) if id != first.id()),
         "an acknowledged alert does not absorb new occurrences: {after:?}"
     );
+}
+
+/// A merged occurrence (a correlation episode's end) widens `first_seq`/`last_seq` and
+/// `events`; the other details keep their first values.
+fn alerts_seq_span(s: &dyn AlertStore) {
+    let mut open = alert("bf", Level::High, t(0), Some("bf|1"));
+    open.details = serde_json::json!({"events": 10, "first_seq": 5, "last_seq": 14, "value": 10});
+    let id = s.insert_alert(&open).unwrap().id();
+    let mut end = alert("bf", Level::High, t(1), Some("bf|1"));
+    end.details = serde_json::json!({"events": 150, "first_seq": 5, "last_seq": 154, "value": 150});
+    assert_eq!(s.insert_alert(&end).unwrap(), InsertOutcome::Merged(id));
+    let a = s.get_alert(id).unwrap().unwrap();
+    assert_eq!(
+        a.details,
+        serde_json::json!({"events": 150, "first_seq": 5, "last_seq": 154, "value": 10})
+    );
+    // Details without a span are left alone.
+    let plain = s
+        .insert_alert(&alert("p", Level::Low, t(2), Some("p")))
+        .unwrap();
+    let mut again = alert("p", Level::Low, t(3), Some("p"));
+    again.details = serde_json::json!({"count": 9});
+    s.insert_alert(&again).unwrap();
+    let a = s.get_alert(plain.id()).unwrap().unwrap();
+    assert_eq!(a.details["count"], 5);
 }
 
 fn alerts_ack(s: &dyn AlertStore) {

@@ -504,6 +504,19 @@ fn incident_ref(
             a.detail.to_string(),
         ));
     }
+    // Every event behind every alert: the seqs the incident and its alerts cite, and the
+    // first..=last range of a correlation alert whose citation is bounded. One timeline row per
+    // event names the alerts it belongs to.
+    let behind = events_behind(data_dir, &inc)?;
+    for (seq, (time, why)) in &behind {
+        rows.push((
+            *time,
+            "event".into(),
+            "mamori".into(),
+            format!("store seq {seq}"),
+            why.join("; "),
+        ));
+    }
     rows.sort_by_key(|r| r.0);
     let cell = mamori_vault::csv_cell;
     let mut csv = String::from("time,kind,actor,summary,detail\n");
@@ -523,7 +536,7 @@ fn incident_ref(
         );
         jsonl.push('\n');
     }
-    let seqs = inc.events.iter().copied().collect();
+    let seqs = behind.keys().copied().collect();
     Ok((
         mamori_vault::IncidentRef {
             id: inc.id.0 as u64,
@@ -533,6 +546,92 @@ fn incident_ref(
         },
         seqs,
     ))
+}
+
+/// Most seqs a bounded correlation alert's `first_seq..=last_seq` range may add.
+const MAX_RANGE: u64 = 1_000_000;
+
+/// The store seqs of the events behind an incident, each with the time of its earliest alert
+/// and the alerts it belongs to: the incident's own event list, every seq its alerts cite in
+/// the alert store (DIR/state.db; a correlation alert's episode adds its later events there,
+/// at the latest when `mamori serve` stops) and, for a correlation alert whose citation is
+/// bounded (it counted more events than it names), its whole `first_seq..=last_seq` range.
+/// Whether an event of that range belongs to the alert's correlation group cannot be decided
+/// from the vault's raw lines without re-running the rules, so the whole range is taken (it may
+/// hold unrelated events; the timeline says which seqs are only in the range).
+#[allow(clippy::type_complexity)]
+fn events_behind(
+    data_dir: &Path,
+    inc: &mamori_cases::Incident,
+) -> Result<std::collections::BTreeMap<u64, (DateTime<Utc>, Vec<String>)>, String> {
+    use std::collections::BTreeMap;
+    let mut out: BTreeMap<u64, (DateTime<Utc>, Vec<String>)> = BTreeMap::new();
+    let add = |out: &mut BTreeMap<u64, (DateTime<Utc>, Vec<String>)>,
+               seq: u64,
+               time: DateTime<Utc>,
+               why: String| {
+        let e = out.entry(seq).or_insert_with(|| (time, Vec::new()));
+        e.0 = e.0.min(time);
+        if !e.1.contains(&why) {
+            e.1.push(why);
+        }
+    };
+    let state = mamori_server::state_db_path(data_dir);
+    let store = if state.exists() {
+        Some(mamori_store::SqliteAlertStore::open(&state).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    for linked in &inc.alerts {
+        let label = format!("alert {} ({})", linked.alert_id, linked.rule_id.0);
+        let stored = match &store {
+            Some(s) => {
+                use mamori_store::AlertStore;
+                s.get_alert(mamori_store::AlertId(linked.alert_id))
+                    .map_err(|e| e.to_string())?
+            }
+            None => None,
+        };
+        let Some(a) = stored else { continue };
+        let mut cited: Vec<u64> = a.event_seqs.clone();
+        cited.sort_unstable();
+        cited.dedup();
+        for &seq in &cited {
+            add(&mut out, seq, linked.time, format!("{label}: cited"));
+        }
+        let d = &a.details;
+        let counted = d.get("events").and_then(|v| v.as_u64()).unwrap_or(0);
+        let first = d.get("first_seq").and_then(|v| v.as_u64());
+        let last = d.get("last_seq").and_then(|v| v.as_u64());
+        if let (Some(f), Some(l)) = (first, last) {
+            if counted > cited.len() as u64 {
+                // first/last are the earliest and latest events by time: with out-of-order
+                // times a cited seq can lie outside them, so the span covers those too.
+                let lo = f.min(l).min(cited.first().copied().unwrap_or(u64::MAX));
+                let hi = f.max(l).max(cited.last().copied().unwrap_or(0));
+                let hi = hi.min(lo.saturating_add(MAX_RANGE - 1));
+                for seq in lo..=hi {
+                    if cited.binary_search(&seq).is_err() {
+                        add(
+                            &mut out,
+                            seq,
+                            linked.time,
+                            format!("{label}: in seq range {lo}..={hi}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Seqs the incident lists whose alert is not in the alert store (another data directory,
+    // a deleted state.db): kept, attributed to the incident.
+    let at = inc.alerts.first().map_or(inc.created_at, |a| a.time);
+    for &seq in &inc.events {
+        if !out.contains_key(&seq) {
+            add(&mut out, seq, at, "incident event list".into());
+        }
+    }
+    Ok(out)
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {

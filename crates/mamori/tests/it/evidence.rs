@@ -141,9 +141,12 @@ fn served_events_are_sealed_and_an_incident_exports_and_verifies_offline() {
         })
         .collect();
     sealed.sort_unstable();
-    let mut want = events.clone();
-    want.sort_unstable();
-    assert_eq!(sealed, want);
+    // Every event the incident listed while the server ran, and the failures that extended
+    // the brute-force episode after its alert (cited when the server stopped): all 12 lines.
+    for e in &events {
+        assert!(sealed.contains(e), "event {e} not exported: {sealed:?}");
+    }
+    assert_eq!(sealed.len(), 12, "{sealed:?}");
     for r in &records {
         let p = r["payload"]["utf8"].as_str().unwrap();
         assert!(p.contains("Failed password for invalid user =cmd|"), "{p}");
@@ -156,7 +159,7 @@ fn served_events_are_sealed_and_an_incident_exports_and_verifies_offline() {
     assert!(csv.contains("containment"), "{csv}");
     assert!(!csv.contains(",=") && !csv.contains("\"="), "{csv}");
     let records_csv = std::fs::read_to_string(root.join("timeline/timeline.csv")).unwrap();
-    assert_eq!(records_csv.lines().count(), events.len() + 1);
+    assert_eq!(records_csv.lines().count(), sealed.len() + 1);
     let audit = std::fs::read_to_string(root.join("custody/audit.jsonl")).unwrap();
     let custody: Vec<Value> = audit
         .lines()
@@ -186,6 +189,167 @@ fn served_events_are_sealed_and_an_incident_exports_and_verifies_offline() {
         ev.contains("incident.tar") && ev.contains("sha256:"),
         "{inc}"
     );
+}
+
+/// A failed SSH login of a brute force from 203.0.113.77, one second after the previous one.
+fn bf_line(i: usize) -> String {
+    format!("<38>Nov 23 10:{:02}:{:02} web01 sshd[77]: Failed password for invalid user =cmd|' /C calc'!A0 from 203.0.113.77 port {} ssh2\n", i / 60, i % 60, 41000 + i)
+}
+
+/// Sends `lines` over TCP and waits until the store holds `total` events of web01.
+fn send_lines(srv: &Server, lines: &[String], total: usize) {
+    let mut c = TcpStream::connect(srv.tcp).unwrap();
+    c.write_all(lines.concat().as_bytes()).unwrap();
+    c.flush().unwrap();
+    srv.search_until("web01", total as u64, Duration::from_secs(30));
+}
+
+/// The first incident's id and how many events it lists, once it exists.
+fn first_incident(srv: &Server) -> (i64, usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let (s, v) = srv.get("/api/v1/incidents");
+        assert_eq!(s, 200, "{v}");
+        if let Some(id) = v["incidents"][0]["id"].as_i64() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no incident: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (_, inc) = srv.get(&format!("/api/v1/incidents/{id}"));
+    (id, inc["events"].as_array().unwrap().len())
+}
+
+/// Exports incident `id` (the server stopped), checks the bundle offline, and asserts that it
+/// holds exactly the `sent` lines, byte for byte, each named in the incident timeline with its
+/// alert.
+fn assert_export_holds(dir: &std::path::Path, id: i64, sent: &[String], listed: usize) {
+    let data = dir.join("data");
+    let d = data.to_str().unwrap();
+    let bundle = dir.join(format!("incident-{}.tar", sent.len()));
+    let b = bundle.to_str().unwrap();
+    let id_s = id.to_string();
+    let out = mamori(&[
+        "evidence",
+        "export",
+        "--data-dir",
+        d,
+        "--incident",
+        &id_s,
+        "--out",
+        b,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+    let key = data.join("keys/vault-ed25519.pub");
+    let out = mamori(&["evidence", "verify", b, "--key", key.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    let x = dir.join(format!("x-{}", sent.len()));
+    std::fs::create_dir(&x).unwrap();
+    assert!(Command::new("tar")
+        .args(["-xf", b, "-C", x.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
+    let root = std::fs::read_dir(&x)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let records: Vec<Value> = std::fs::read_to_string(root.join("records/records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut payloads: Vec<String> = records
+        .iter()
+        .map(|r| r["payload"]["utf8"].as_str().unwrap().to_owned())
+        .collect();
+    payloads.sort();
+    let mut want: Vec<String> = sent.iter().map(|l| l.trim_end().to_owned()).collect();
+    want.sort();
+    let n = want.len();
+    let missing: Vec<&String> = want.iter().filter(|l| !payloads.contains(l)).collect();
+    assert!(
+        missing.is_empty(),
+        "exported {} of the {n} failures (the incident listed {listed}); first missing: {:?}",
+        payloads.len(),
+        missing.first()
+    );
+    assert_eq!(payloads, want, "all {n} failures, byte for byte, once each");
+
+    // The incident timeline names the alert behind each exported event.
+    let csv = std::fs::read_to_string(root.join("timeline/incident.csv")).unwrap();
+    for r in &records {
+        let seq = mamori_vault::store_seq_of(r["source"].as_str().unwrap()).unwrap();
+        let row = csv
+            .lines()
+            .find(|l| l.contains(&format!(",event,mamori,store seq {seq},")))
+            .unwrap_or_else(|| panic!("no timeline row for seq {seq}: {csv}"));
+        assert!(row.contains("alert "), "{row}");
+    }
+}
+
+/// Issue #15 finding 10: a brute force of N failures is one correlation alert whose first
+/// citation names only the events up to its threshold; the export of its incident must hold
+/// all N events, byte for byte, each named in the incident timeline with its alert.
+#[test]
+fn an_incident_export_holds_every_event_behind_a_correlation_alert() {
+    // More failures than a correlation alert lists (at most 100 seqs of evidence): the rest
+    // come from the alert's first_seq..=last_seq span.
+    const N: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let out = mamori(&["init", "--data-dir", d.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cfg = write_config(dir.path(), "[vault]\ncheckpoint_every_secs = 1\n");
+    let srv = Server::start(&cfg, None);
+    let sent: Vec<String> = (0..N).map(bf_line).collect();
+    send_lines(&srv, &sent, N);
+    let (id, listed) = first_incident(&srv);
+    assert!(
+        listed < N,
+        "the alerts cite only the events up to their thresholds while the episode runs: {listed}"
+    );
+    assert_eq!(srv.stop(), Some(0));
+    assert_export_holds(dir.path(), id, &sent, listed);
+}
+
+/// The episode goes on across a restart (its state is saved): the events after the restart
+/// are cited at the second stop too.
+#[test]
+fn an_incident_export_holds_the_events_of_an_episode_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let out = mamori(&["init", "--data-dir", d.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cfg = write_config(dir.path(), "[vault]\ncheckpoint_every_secs = 1\n");
+    let sent: Vec<String> = (0..60).map(bf_line).collect();
+    let srv = Server::start(&cfg, None);
+    send_lines(&srv, &sent[..30], 30);
+    let (id, listed) = first_incident(&srv);
+    let token = srv.token.clone();
+    assert_eq!(srv.stop(), Some(0));
+    assert_export_holds(dir.path(), id, &sent[..30], listed);
+
+    let srv = Server::start(&cfg, Some(token));
+    send_lines(&srv, &sent[30..], 60);
+    let (again, _) = first_incident(&srv);
+    assert_eq!(again, id);
+    assert_eq!(srv.stop(), Some(0));
+    assert_export_holds(dir.path(), id, &sent, listed);
 }
 
 /// SIGKILL while sealing: after a restart the sealer resumes from the vault's own last record,
