@@ -48,6 +48,10 @@ pub(super) fn parse(program: &str, msg: &str, ev: &mut Event, names: &mut Intern
         }
         "systemd-logind" => logind(msg, &mut a),
         "cron" | "crond" => cron(msg, &mut a) || pam(program, msg, &mut a),
+        "dovecot" | "imap-login" | "pop3-login" | "managesieve-login" | "submission-login" => {
+            dovecot(msg, &mut a) || pam(program, msg, &mut a)
+        }
+        "smtpd" => postfix_sasl(msg, &mut a),
         _ => pam(program, msg, &mut a),
     };
     if found {
@@ -731,4 +735,136 @@ fn cron<'a>(msg: &'a str, a: &mut Auth<'a>) -> bool {
     a.user = Some(user);
     a.command = Some(rest.strip_suffix(')').unwrap_or(rest));
     true
+}
+
+/// `user=<name>` (dovecot angle brackets) or `user=name`, up to the next `,`.
+fn bracketed_kv<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let v = word_kv(s, key)?;
+    let v = v
+        .strip_prefix('<')
+        .and_then(|v| v.strip_suffix('>'))
+        .unwrap_or(v);
+    (!v.is_empty()).then_some(v)
+}
+
+/// `key=value` where `key` starts a word (after a space, a comma or the start), the value
+/// running to the next `,` (dovecot's `… secs): user=<u>, method=PLAIN, rip=IP, …`).
+fn word_kv<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let mut from = 0;
+    while let Some(i) = s.get(from..)?.find(key).map(|i| i + from) {
+        let after = i + key.len();
+        let boundary = i == 0 || matches!(s.as_bytes().get(i - 1), Some(b' ' | b','));
+        if boundary && s.as_bytes().get(after) == Some(&b'=') {
+            let rest = s.get(after + 1..)?;
+            let v = rest.split(',').next().unwrap_or(rest).trim();
+            return Some(v);
+        }
+        from = after;
+    }
+    None
+}
+
+/// An address as dovecot writes it (`::ffff:1.2.3.4` for IPv4 on a dual-stack socket).
+fn plain_ip(ip: &str) -> &str {
+    ip.strip_prefix("::ffff:")
+        .filter(|v| v.contains('.'))
+        .unwrap_or(ip)
+}
+
+/// dovecot: `imap-login: Disconnected (auth failed, 7 attempts in 111 secs): user=<u>,
+/// method=PLAIN, rip=IP, …`, `pop3-login: Aborted login (1 authentication attempts): …`,
+/// `imap-login: Login: user=<u>, …, rip=IP` and the passdb drivers'
+/// `auth-worker(default): sql(user,IP): Password mismatch` / `unknown user` /
+/// `pam(user,IP): pam_authenticate() failed: …`.
+fn dovecot<'a>(msg: &'a str, a: &mut Auth<'a>) -> bool {
+    // The login processes: `imap-login: …` (the program is `dovecot`), or the process itself.
+    let body = match msg.split_once("-login: ") {
+        Some((svc, rest)) if !svc.contains(' ') => rest,
+        _ => msg,
+    };
+    let failed = body.starts_with("Disconnected (auth failed")
+        || (body.starts_with("Aborted login (")
+            && !body.starts_with("Aborted login (0 ")
+            && !body.starts_with("Aborted login (no auth attempts"));
+    let success = body.starts_with("Login: ");
+    if failed || success {
+        let Some(ip) = word_kv(body, "rip") else {
+            return false;
+        };
+        a.ip = Some(plain_ip(ip));
+        a.user = bracketed_kv(body, "user");
+        a.method = word_kv(body, "method");
+        if failed {
+            a.set("mail_login", Some("failure"), AUTHN);
+        } else {
+            a.set("mail_login", Some("success"), AUTHN);
+        }
+        return true;
+    }
+    // passdb drivers: `auth…: DRIVER(user,ip[,…]): reason`
+    const FAILURES: [&str; 4] = [
+        "Password mismatch",
+        "unknown user",
+        "pam_authenticate() failed",
+        "user not found",
+    ];
+    if !FAILURES.iter().any(|f| msg.contains(f)) {
+        return false;
+    }
+    let Some((head, _)) = msg.rsplit_once("): ") else {
+        return false;
+    };
+    let Some(args) = head.rsplit_once('(').map(|(_, a)| a) else {
+        return false;
+    };
+    let mut parts = args.split(',');
+    let (Some(user), Some(ip)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let ip = plain_ip(ip.trim());
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        return false;
+    }
+    a.user = Some(user.trim()).filter(|u| !u.is_empty());
+    a.ip = Some(ip);
+    a.reason = FAILURES.iter().find(|f| msg.contains(*f)).copied();
+    a.set("mail_login", Some("failure"), AUTHN);
+    true
+}
+
+/// postfix smtpd: `warning: host[IP]: SASL LOGIN authentication failed: …` and
+/// `QUEUEID: client=host[IP], sasl_method=PLAIN, sasl_username=user`.
+fn postfix_sasl<'a>(msg: &'a str, a: &mut Auth<'a>) -> bool {
+    let bracket_ip = |s: &'a str| -> Option<&'a str> {
+        let (_, r) = s.split_once('[')?;
+        let (ip, _) = r.split_once(']')?;
+        ip.parse::<std::net::IpAddr>().is_ok().then_some(ip)
+    };
+    if let Some(i) = msg.find(": SASL ") {
+        let rest = msg.get(i + 7..).unwrap_or_default();
+        if !rest.contains("authentication failed") {
+            return false;
+        }
+        let Some(ip) = msg.get(..i).and_then(bracket_ip) else {
+            return false;
+        };
+        a.ip = Some(ip);
+        a.method = rest.split_once(' ').map(|(m, _)| m);
+        a.set("mail_login", Some("failure"), AUTHN);
+        return true;
+    }
+    if let Some(user) = kv_comma(msg, "sasl_username").filter(|u| !u.is_empty()) {
+        let Some(client) = msg.split_once("client=").map(|(_, c)| c) else {
+            return false;
+        };
+        let Some(ip) = bracket_ip(client) else {
+            return false;
+        };
+        a.ip = Some(ip);
+        a.user = Some(user);
+        a.method = kv_comma(msg, "sasl_method");
+        a.set("mail_login", Some("success"), AUTHN);
+        return true;
+    }
+    false
 }

@@ -509,3 +509,45 @@ fn vhost_combined_access_line_from_apache_logger() {
     assert_eq!(get(&e, "source.ip").as_deref(), Some("192.0.2.50"));
     assert_eq!(get(&e, "log.syslog.hostname").as_deref(), Some("web2"));
 }
+
+#[test]
+fn mail_server_logins_are_normalised() {
+    // (line, action outcome, user, source.ip) — dovecot and postfix as they log over syslog.
+    let cases: [(&str, Option<&str>, Option<&str>, Option<&str>); 8] = [
+        ("Dec 19 06:21:06 ny dovecot: imap-login: Disconnected (auth failed, 7 attempts in 111 secs): user=<thousands>, method=PLAIN, rip=109.201.200.201, lip=67.205.141.203, session=<+hgd5vxDBMZtycjJ>",
+         Some("failure"), Some("thousands"), Some("109.201.200.201")),
+        ("May 31 09:43:57 mx dovecot: pop3-login: Aborted login (1 authentication attempts): user=<bob>, method=PLAIN, rip=::ffff:1.2.3.4, lip=::ffff:1.2.3.5, secured",
+         Some("failure"), Some("bob"), Some("1.2.3.4")),
+        ("May 31 09:43:57 mx dovecot: imap-login: Login: user=<carol>, method=PLAIN, rip=198.51.100.7, lip=192.0.2.1, mpid=1234, TLS",
+         Some("success"), Some("carol"), Some("198.51.100.7")),
+        ("Jan 11 03:42:09 mx dovecot: auth-worker(default): sql(user@example.com,1.2.3.4): Password mismatch",
+         Some("failure"), Some("user@example.com"), Some("1.2.3.4")),
+        ("Jan 11 03:42:09 mx dovecot: auth(default): pam(user@example.com,::ffff:1.2.3.4): pam_authenticate() failed: User not known to the underlying authentication module",
+         Some("failure"), Some("user@example.com"), Some("1.2.3.4")),
+        ("Nov 10 01:00:01 mx postfix/smtpd[4242]: warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+         Some("failure"), None, Some("203.0.113.7")),
+        ("Nov 10 01:00:01 mx postfix/submission/smtpd[4242]: 4B1C21E0A2: client=pc1.example.jp[192.0.2.44], sasl_method=PLAIN, sasl_username=sato",
+         Some("success"), Some("sato"), Some("192.0.2.44")),
+        // No attempt: nothing to normalise.
+        ("Jul  4 17:30:51 mx dovecot[2992]: pop3-login: Disconnected: rip=1.2.3.4, lip=1.2.3.5",
+         None, None, None),
+    ];
+    for (line, outcome, user, ip) in cases {
+        let e = parse(line);
+        assert_eq!(get(&e, "event.outcome").as_deref(), outcome, "{line}");
+        assert_eq!(get(&e, "user.name").as_deref(), user, "{line}");
+        assert_eq!(get(&e, "source.ip").as_deref(), ip, "{line}");
+        if outcome.is_some() {
+            assert_eq!(
+                get(&e, "event.action").as_deref(),
+                Some("mail_login"),
+                "{line}"
+            );
+            assert_eq!(
+                get(&e, "event.category").as_deref(),
+                Some("authentication"),
+                "{line}"
+            );
+        }
+    }
+}
