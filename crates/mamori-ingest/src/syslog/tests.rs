@@ -513,7 +513,8 @@ fn vhost_combined_access_line_from_apache_logger() {
 #[test]
 fn mail_server_logins_are_normalised() {
     // (line, action outcome, user, source.ip) — dovecot and postfix as they log over syslog.
-    let cases: [(&str, Option<&str>, Option<&str>, Option<&str>); 8] = [
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+    let cases: [Case<'_>; 8] = [
         ("Dec 19 06:21:06 ny dovecot: imap-login: Disconnected (auth failed, 7 attempts in 111 secs): user=<thousands>, method=PLAIN, rip=109.201.200.201, lip=67.205.141.203, session=<+hgd5vxDBMZtycjJ>",
          Some("failure"), Some("thousands"), Some("109.201.200.201")),
         ("May 31 09:43:57 mx dovecot: pop3-login: Aborted login (1 authentication attempts): user=<bob>, method=PLAIN, rip=::ffff:1.2.3.4, lip=::ffff:1.2.3.5, secured",
