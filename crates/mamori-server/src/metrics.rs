@@ -310,17 +310,7 @@ impl Metrics {
                 &c.connections
             }),
         ];
-        for (name, help, get) in per_source {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
-            for k in SourceKind::ALL {
-                let _ = writeln!(
-                    s,
-                    "{name}{{source=\"{}\"}} {}",
-                    k.as_str(),
-                    get(self.source(k)).load(Relaxed)
-                );
-            }
-        }
+        self.render_per_source(&mut s, &per_source);
         self.render_read_quality(&mut s);
         let counters: [(&str, &str, &AtomicU64); 11] = [
             (
@@ -416,6 +406,21 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// One counter family per table entry, with a sample for every source kind.
+    fn render_per_source(&self, s: &mut String, table: &[(&str, &str, CounterOf)]) {
+        for (name, help, get) in table {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
+            for k in SourceKind::ALL {
+                let _ = writeln!(
+                    s,
+                    "{name}{{source=\"{}\"}} {}",
+                    k.as_str(),
+                    get(self.source(k)).load(Relaxed)
+                );
+            }
+        }
+    }
+
     /// What was not fully understood, per source: the operator must not believe unread input
     /// was checked.
     fn render_read_quality(&self, s: &mut String) {
@@ -436,17 +441,7 @@ impl Metrics {
                 |c| &c.payload_failed,
             ),
         ];
-        for (name, help, get) in per_source {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
-            for k in SourceKind::ALL {
-                let _ = writeln!(
-                    s,
-                    "{name}{{source=\"{}\"}} {}",
-                    k.as_str(),
-                    get(self.source(k)).load(Relaxed)
-                );
-            }
-        }
+        self.render_per_source(s, &per_source);
         let name = "mamori_events_by_format_total";
         let _ = writeln!(
             s,

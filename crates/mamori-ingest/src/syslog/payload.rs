@@ -55,9 +55,8 @@ pub(crate) fn parse_body<'a>(msg: &'a str, syslog_ev: &Event, names: &mut Intern
             Err(_) => Body::Failed("json"),
         };
     }
-    if memchr::memmem::find(body.as_bytes(), b"] \"").is_some()
-        && access::looks_like(body.as_bytes())
-    {
+    // A cheap prefilter, then one regex run: the parser answers "not an access log" itself.
+    if memchr::memmem::find(body.as_bytes(), b"] \"").is_some() {
         if let Ok(ev) =
             access::parse_access_log_line(body.as_bytes(), syslog_ev.origin.clone(), names)
         {
