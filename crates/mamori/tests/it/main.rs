@@ -11,6 +11,7 @@ mod live_analytics;
 mod rule_tests;
 mod scenarios;
 mod serve;
+mod sources;
 mod vault;
 mod vendor;
 
