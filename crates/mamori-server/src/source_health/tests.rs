@@ -308,3 +308,22 @@ fn one_alert_per_episode_and_recovery_closes_it() {
     );
     assert_eq!(db.list_alerts(&Default::default()).unwrap().len(), 2);
 }
+
+#[test]
+fn bad_sources_settings_are_refused_with_their_key() {
+    let p = std::path::Path::new("mamori.toml");
+    for (text, key) in [
+        ("[sources]\ncollapse_ratio = 2.0\n", "collapse_ratio"),
+        (
+            "[sources]\nflush_interval_secs = 0\n",
+            "flush_interval_secs",
+        ),
+        ("[sources]\nwatch_kinds = [\"smtp\"]\n", "watch_kinds"),
+    ] {
+        let e = crate::ServerConfig::parse(text, p).unwrap_err().to_string();
+        assert!(e.contains(key), "{e}");
+    }
+    assert!(crate::ServerConfig::parse("[sources]\nunknown = 1\n", p).is_err());
+    let c = crate::ServerConfig::parse("[sources]\nexpected = [\"fw01\"]\n", p).unwrap();
+    assert_eq!(c.sources.expected, vec!["fw01".to_owned()]);
+}
