@@ -184,6 +184,11 @@ fn a_host_that_stops_sending_is_silent_once_and_recovers() {
     }
     // Recovery closed the episode: no second alert.
     assert_eq!(alerts_of(&srv, "mamori.sources.silent").len(), 1);
+    // Documented, with the shape the console reads.
+    let (_, doc) = srv.get("/api/v1/openapi.json");
+    let item = &doc["paths"]["/api/v1/sources"]["get"]["responses"]["200"]["content"]
+        ["application/json"]["schema"]["properties"]["sources"]["items"];
+    assert_eq!(item["properties"]["hourly"]["minItems"], 48, "{doc}");
     // Without a token, nothing.
     let (s, _) = crate::serve::http(srv.http, "GET", "/api/v1/sources", None, &[], b"");
     assert_eq!(s, 401);
