@@ -50,7 +50,6 @@ struct JsonArchive {
     name: String,
     #[serde(default)]
     id: String,
-    #[serde(alias = "start")]
     time: String,
 }
 
@@ -87,7 +86,10 @@ fn failed(out: &mut Outcome, what: &str, r: &std::result::Result<Output, RunErro
             out.fail(
                 "borg.command_failed",
                 format!("borg {what} failed (exit {code}): {}", o.tail()),
-                format!("borg {what} が失敗しました(終了コード {code}): {}", o.tail()),
+                format!(
+                    "borg {what} が失敗しました(終了コード {code}): {}",
+                    o.tail()
+                ),
             );
             true
         }
@@ -100,7 +102,11 @@ fn failed(out: &mut Outcome, what: &str, r: &std::result::Result<Output, RunErro
             true
         }
         Err(e) => {
-            out.fail("borg.command_failed", format!("borg {what}: {e}"), format!("borg {what}: {e}"));
+            out.fail(
+                "borg.command_failed",
+                format!("borg {what}: {e}"),
+                format!("borg {what}: {e}"),
+            );
             true
         }
     }
@@ -141,7 +147,10 @@ pub(crate) fn check(
         env,
     };
 
-    let o = b.run(&["list".into(), "--json".into(), "--".into(), b.repo()], None);
+    let o = b.run(
+        &["list".into(), "--json".into(), "--".into(), b.repo()],
+        None,
+    );
     if failed(out, "list", &o) {
         return Ok(());
     }
@@ -162,7 +171,11 @@ pub(crate) fn check(
         match parse_time(&a.time) {
             Some(t) => {
                 // The archive name is what `extract` needs; the id is what stays unique.
-                let id = if a.id.is_empty() { a.name.clone() } else { a.id.clone() };
+                let id = if a.id.is_empty() {
+                    a.name.clone()
+                } else {
+                    a.id.clone()
+                };
                 names.insert(id.clone(), a.name.clone());
                 snaps.push(Snap { id, time: t });
             }
@@ -173,9 +186,14 @@ pub(crate) fn check(
             ),
         }
     }
-    let info = b.run(&["info".into(), "--json".into(), "--".into(), b.repo()], None);
+    let info = b.run(
+        &["info".into(), "--json".into(), "--".into(), b.repo()],
+        None,
+    );
     let size = match &info {
-        Ok(o) if o.success() => serde_json::from_slice::<JsonInfo>(&o.stdout).ok().map(|i| i.cache.stats.unique_csize),
+        Ok(o) if o.success() => serde_json::from_slice::<JsonInfo>(&o.stdout)
+            .ok()
+            .map(|i| i.cache.stats.unique_csize),
         _ => None,
     };
     if size.is_none() {
@@ -197,8 +215,16 @@ pub(crate) fn check(
     match &c {
         Ok(o) if !o.success() => out.fail(
             "borg.check_failed",
-            format!("borg check found the repository damaged (exit {}): {}", o.code.unwrap_or(-1), o.tail()),
-            format!("borg check でリポジトリの破損が見つかりました(終了コード {}): {}", o.code.unwrap_or(-1), o.tail()),
+            format!(
+                "borg check found the repository damaged (exit {}): {}",
+                o.code.unwrap_or(-1),
+                o.tail()
+            ),
+            format!(
+                "borg check でリポジトリの破損が見つかりました(終了コード {}): {}",
+                o.code.unwrap_or(-1),
+                o.tail()
+            ),
         ),
         Ok(_) => {}
         Err(_) => {
@@ -214,8 +240,22 @@ pub(crate) fn check(
     Ok(())
 }
 
-fn restore_test(b: &Borg<'_>, latest: &Snap, name: &str, n: usize, out: &mut Outcome) -> Result<()> {
-    let ls = b.run(&["list".into(), "--json-lines".into(), "--".into(), b.archive(name)], None);
+fn restore_test(
+    b: &Borg<'_>,
+    latest: &Snap,
+    name: &str,
+    n: usize,
+    out: &mut Outcome,
+) -> Result<()> {
+    let ls = b.run(
+        &[
+            "list".into(),
+            "--json-lines".into(),
+            "--".into(),
+            b.archive(name),
+        ],
+        None,
+    );
     if failed(out, "list (archive)", &ls) {
         return Ok(());
     }
@@ -225,7 +265,10 @@ fn restore_test(b: &Borg<'_>, latest: &Snap, name: &str, n: usize, out: &mut Out
         .split(|c| *c == b'\n')
         .filter_map(|l| serde_json::from_slice::<JsonItem>(l).ok())
         .filter(|i| i.kind == "-")
-        .map(|i| Listed { path: i.path, size: i.size })
+        .map(|i| Listed {
+            path: i.path,
+            size: i.size,
+        })
         .collect();
     out.set("snapshot_files", files.len());
     let sample = pick_sample(files, n);
@@ -235,17 +278,32 @@ fn restore_test(b: &Borg<'_>, latest: &Snap, name: &str, n: usize, out: &mut Out
     let tmp = tempfile::Builder::new()
         .prefix("mamori-restore-")
         .tempdir()
-        .map_err(|e| crate::Error::Io { path: std::env::temp_dir(), source: e })?;
+        .map_err(|e| crate::Error::Io {
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
     let mut args: Vec<OsString> = vec!["extract".into(), "--".into(), b.archive(name)];
     // Borg reads PATH arguments as path prefixes (`pp:`), so a listed path is taken literally.
-    args.extend(sample.iter().map(|f| OsString::from(format!("pp:{}", f.path))));
+    args.extend(
+        sample
+            .iter()
+            .map(|f| OsString::from(format!("pp:{}", f.path))),
+    );
     let o = b.run(&args, Some(tmp.path()));
     match &o {
         Ok(o) if !o.success() => {
             out.fail(
                 "restore.failed",
-                format!("restore test: borg extract of {} files from {name} failed: {}", sample.len(), o.tail()),
-                format!("リストアテスト: {name} から{}個のファイルの borg extract が失敗しました: {}", sample.len(), o.tail()),
+                format!(
+                    "restore test: borg extract of {} files from {name} failed: {}",
+                    sample.len(),
+                    o.tail()
+                ),
+                format!(
+                    "リストアテスト: {name} から{}個のファイルの borg extract が失敗しました: {}",
+                    sample.len(),
+                    o.tail()
+                ),
             );
             return Ok(());
         }

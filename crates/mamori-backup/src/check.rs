@@ -37,8 +37,12 @@ impl Checker<'_> {
         }
         let prev = self.history.latest(&cfg.name)?;
         let res = match cfg.kind {
-            BackupKind::Restic => crate::restic::check(cfg, self.data_dir, now, prev.as_ref(), &mut out),
-            BackupKind::Borg => crate::borg::check(cfg, self.data_dir, now, prev.as_ref(), &mut out),
+            BackupKind::Restic => {
+                crate::restic::check(cfg, self.data_dir, now, prev.as_ref(), &mut out)
+            }
+            BackupKind::Borg => {
+                crate::borg::check(cfg, self.data_dir, now, prev.as_ref(), &mut out)
+            }
             BackupKind::Directory => crate::directory::check(cfg, self.data_dir, now, &mut out),
         };
         if let Err(e) = res {
@@ -64,7 +68,10 @@ impl Checker<'_> {
         }
         let judged = rule321::judge(cfg.system(), &statuses);
         rule321::findings(&judged, &mut out);
-        out.set("rule321", serde_json::to_value(&judged).expect("serialises"));
+        out.set(
+            "rule321",
+            serde_json::to_value(&judged).expect("serialises"),
+        );
 
         let record = CheckRecord {
             name: cfg.name.clone(),
@@ -106,7 +113,10 @@ pub(crate) fn judge_age(
     what_ja: &str,
 ) {
     let age = now.signed_duration_since(latest);
-    out.set("age_hours", (age.num_minutes() as f64 / 60.0 * 10.0).round() / 10.0);
+    out.set(
+        "age_hours",
+        (age.num_minutes() as f64 / 60.0 * 10.0).round() / 10.0,
+    );
     let max = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
     if age > max {
         let h = age.num_hours();
@@ -183,17 +193,29 @@ pub(crate) fn judge_snapshots(
         if (snaps.len() as f64) < (1.0 - shrink) * pc as f64 {
             out.fail(
                 &format!("{kind}.count_collapsed"),
-                format!("the number of {word_en}s fell from {pc} to {} since the previous check", snaps.len()),
-                format!("前回のチェック以降、{word_ja}の数が{pc}から{}に減りました", snaps.len()),
+                format!(
+                    "the number of {word_en}s fell from {pc} to {} since the previous check",
+                    snaps.len()
+                ),
+                format!(
+                    "前回のチェック以降、{word_ja}の数が{pc}から{}に減りました",
+                    snaps.len()
+                ),
             );
         }
     }
-    if let (Some(ps), Some(s)) = (pd.and_then(|d| d.get("total_size")).and_then(|v| v.as_u64()), size) {
+    if let (Some(ps), Some(s)) = (
+        pd.and_then(|d| d.get("total_size"))
+            .and_then(|v| v.as_u64()),
+        size,
+    ) {
         if (s as f64) < (1.0 - shrink) * ps as f64 {
             out.fail(
                 &format!("{kind}.size_collapsed"),
                 format!("the repository shrank from {ps} to {s} bytes since the previous check"),
-                format!("前回のチェック以降、リポジトリの容量が{ps}バイトから{s}バイトに減りました"),
+                format!(
+                    "前回のチェック以降、リポジトリの容量が{ps}バイトから{s}バイトに減りました"
+                ),
             );
         }
     }
@@ -259,9 +281,15 @@ pub(crate) fn compare_restored(
         };
         hashes.insert(f.path.clone(), got.clone().into());
         // The original: `source` joined with the path relative to the backed-up root.
-        let Some(src_root) = &cfg.source else { continue };
-        let Some(orig) = original_of(src_root, &f.path) else { continue };
-        let Ok(om) = std::fs::metadata(&orig) else { continue };
+        let Some(src_root) = &cfg.source else {
+            continue;
+        };
+        let Some(orig) = original_of(src_root, &f.path) else {
+            continue;
+        };
+        let Ok(om) = std::fs::metadata(&orig) else {
+            continue;
+        };
         let changed_since = om
             .modified()
             .ok()
@@ -282,8 +310,18 @@ pub(crate) fn compare_restored(
     if !missing.is_empty() {
         out.fail(
             "restore.failed",
-            format!("restore test: {} of {} files were not restored: {}", missing.len(), sample.len(), ex(&missing)),
-            format!("リストアテスト: {}個中{}個のファイルが復元されませんでした: {}", sample.len(), missing.len(), ex(&missing)),
+            format!(
+                "restore test: {} of {} files were not restored: {}",
+                missing.len(),
+                sample.len(),
+                ex(&missing)
+            ),
+            format!(
+                "リストアテスト: {}個中{}個のファイルが復元されませんでした: {}",
+                sample.len(),
+                missing.len(),
+                ex(&missing)
+            ),
         );
     }
     if !wrong_size.is_empty() {

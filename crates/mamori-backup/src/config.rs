@@ -179,7 +179,9 @@ impl BackupConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(format!("backup {:?}: {m}", self.name)));
         if !valid_name(&self.name) {
-            return bad("name must be 1–64 letters, digits, '.', '_' or '-', not starting with '.'".into());
+            return bad(
+                "name must be 1–64 letters, digits, '.', '_' or '-', not starting with '.'".into(),
+            );
         }
         if self.repository.trim().is_empty() {
             return bad("repository must not be empty".into());
@@ -216,9 +218,10 @@ impl BackupConfig {
                     return bad("set password_file or password_env, not both".into());
                 }
                 if let Some(v) = &self.password_env {
-                    if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    {
-                        return bad(format!("password_env {v:?} is not an environment variable name"));
+                    if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        return bad(format!(
+                            "password_env {v:?} is not an environment variable name"
+                        ));
                     }
                 }
                 // A repository starting with '-' would be read as an option by the tool.
@@ -259,7 +262,10 @@ pub fn validate_all(entries: &[BackupConfig]) -> Result<()> {
     for e in entries {
         e.validate()?;
         if !seen.insert(e.name.as_str()) {
-            return Err(Error::Config(format!("backup {:?} is defined twice", e.name)));
+            return Err(Error::Config(format!(
+                "backup {:?} is defined twice",
+                e.name
+            )));
         }
     }
     Ok(())

@@ -78,20 +78,90 @@ pub fn magic_matches(ext: &str, head: &[u8]) -> Option<bool> {
 pub fn is_text_like(ext: &str) -> bool {
     matches!(
         ext,
-        "txt" | "csv" | "tsv" | "log" | "md" | "json" | "jsonl" | "xml" | "html" | "htm"
-            | "sql" | "conf" | "cfg" | "ini" | "yaml" | "yml" | "toml" | "rtf" | "svg" | "eml"
-            | "ps1" | "sh" | "bat" | "py" | "rs" | "c" | "h" | "java" | "js" | "css" | "php"
-            | "ldif" | "vcf" | "ics"
+        "txt"
+            | "csv"
+            | "tsv"
+            | "log"
+            | "md"
+            | "json"
+            | "jsonl"
+            | "xml"
+            | "html"
+            | "htm"
+            | "sql"
+            | "conf"
+            | "cfg"
+            | "ini"
+            | "yaml"
+            | "yml"
+            | "toml"
+            | "rtf"
+            | "svg"
+            | "eml"
+            | "ps1"
+            | "sh"
+            | "bat"
+            | "py"
+            | "rs"
+            | "c"
+            | "h"
+            | "java"
+            | "js"
+            | "css"
+            | "php"
+            | "ldif"
+            | "vcf"
+            | "ics"
     )
 }
 
 /// Extensions ransomware families append to encrypted files.
 const RANSOM_EXTENSIONS: &[&str] = &[
-    "locked", "lock", "encrypted", "enc", "crypt", "crypted", "crypto", "cry", "cryptolocker",
-    "locky", "zepto", "odin", "cerber", "cerber3", "wncry", "wnry", "wcry", "ryk", "ryuk",
-    "conti", "lockbit", "lockbit3", "akira", "royal", "blackcat", "hive", "phobos", "djvu",
-    "stop", "makop", "dharma", "basta", "clop", "rhysida", "medusa", "8base", "babuk",
-    "avaddon", "sodinokibi", "revil", "maze", "egregor", "ragnar", "mallox", "pay2key",
+    "locked",
+    "lock",
+    "encrypted",
+    "enc",
+    "crypt",
+    "crypted",
+    "crypto",
+    "cry",
+    "cryptolocker",
+    "locky",
+    "zepto",
+    "odin",
+    "cerber",
+    "cerber3",
+    "wncry",
+    "wnry",
+    "wcry",
+    "ryk",
+    "ryuk",
+    "conti",
+    "lockbit",
+    "lockbit3",
+    "akira",
+    "royal",
+    "blackcat",
+    "hive",
+    "phobos",
+    "djvu",
+    "stop",
+    "makop",
+    "dharma",
+    "basta",
+    "clop",
+    "rhysida",
+    "medusa",
+    "8base",
+    "babuk",
+    "avaddon",
+    "sodinokibi",
+    "revil",
+    "maze",
+    "egregor",
+    "ragnar",
+    "mallox",
+    "pay2key",
 ];
 
 /// Whether `ext` is one ransomware is known to append.
@@ -130,7 +200,8 @@ pub fn is_ransom_note(name: &str) -> bool {
     // STOP/Djvu's `_readme.txt`, LockBit's `Restore-My-Files`, notes of the form
     // `!!!READ_ME!!!` or `README.hta`.
     stem == "_readme"
-        || (stem.contains("read_me") || stem.contains("readme")) && (n.ends_with(".hta") || stem.contains("!!"))
+        || (stem.contains("read_me") || stem.contains("readme"))
+            && (n.ends_with(".hta") || stem.contains("!!"))
         || stem.contains("readme") && (stem.contains("lock") || stem.contains("crypt"))
 }
 

@@ -184,7 +184,12 @@ fn mtime_ns(meta: &fs::Metadata) -> i64 {
 
 /// Files under `root` (symlinks are not followed; they are counted), as `/`-separated
 /// relative paths.
-fn walk(root: &Path, out: &mut Vec<(String, PathBuf, fs::Metadata)>, errors: &mut Vec<String>, links: &mut usize) {
+fn walk(
+    root: &Path,
+    out: &mut Vec<(String, PathBuf, fs::Metadata)>,
+    errors: &mut Vec<String>,
+    links: &mut usize,
+) {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let rd = match fs::read_dir(&dir) {
@@ -231,14 +236,24 @@ fn file_name(rel: &str) -> &str {
 }
 
 fn examples(v: &[String]) -> String {
-    let mut s = v.iter().take(EXAMPLES).cloned().collect::<Vec<_>>().join(", ");
+    let mut s = v
+        .iter()
+        .take(EXAMPLES)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if v.len() > EXAMPLES {
         s.push_str(&format!(" (+{})", v.len() - EXAMPLES));
     }
     s
 }
 
-pub(crate) fn check(cfg: &BackupConfig, data_dir: &Path, now: DateTime<Utc>, out: &mut Outcome) -> Result<()> {
+pub(crate) fn check(
+    cfg: &BackupConfig,
+    data_dir: &Path,
+    now: DateTime<Utc>,
+    out: &mut Outcome,
+) -> Result<()> {
     let root = Path::new(&cfg.repository);
     let r = &cfg.repository;
     if !root.is_dir() {
@@ -315,8 +330,16 @@ pub(crate) fn check(cfg: &BackupConfig, data_dir: &Path, now: DateTime<Utc>, out
     if !errors.is_empty() {
         out.warn(
             "dir.unreadable",
-            format!("{} files or folders could not be read: {}", errors.len(), examples(&errors)),
-            format!("{}個のファイルまたはフォルダを読み取れませんでした: {}", errors.len(), examples(&errors)),
+            format!(
+                "{} files or folders could not be read: {}",
+                errors.len(),
+                examples(&errors)
+            ),
+            format!(
+                "{}個のファイルまたはフォルダを読み取れませんでした: {}",
+                errors.len(),
+                examples(&errors)
+            ),
         );
     }
     if links > 0 {
@@ -330,8 +353,16 @@ pub(crate) fn check(cfg: &BackupConfig, data_dir: &Path, now: DateTime<Utc>, out
     // What changed since the last good manifest.
     let empty = BTreeMap::new();
     let before = prev.as_ref().map_or(&empty, |m| &m.files);
-    let added: Vec<String> = seen.keys().filter(|k| !before.contains_key(*k)).cloned().collect();
-    let removed: Vec<String> = before.keys().filter(|k| !seen.contains_key(*k)).cloned().collect();
+    let added: Vec<String> = seen
+        .keys()
+        .filter(|k| !before.contains_key(*k))
+        .cloned()
+        .collect();
+    let removed: Vec<String> = before
+        .keys()
+        .filter(|k| !seen.contains_key(*k))
+        .cloned()
+        .collect();
     let changed: Vec<String> = seen
         .iter()
         .filter(|(k, s)| s.fresh && before.get(*k).is_some_and(|p| p.sha256 != s.entry.sha256))
@@ -368,8 +399,11 @@ pub(crate) fn check(cfg: &BackupConfig, data_dir: &Path, now: DateTime<Utc>, out
             magic_lost.push(rel.clone());
             why = true;
         }
-        let judged = s.sample_len >= MIN_ENTROPY_SAMPLE && f64::from(s.entry.entropy) > HIGH_ENTROPY;
-        let was_plain = before.get(rel).is_some_and(|p| f64::from(p.entropy) < LOW_ENTROPY);
+        let judged =
+            s.sample_len >= MIN_ENTROPY_SAMPLE && f64::from(s.entry.entropy) > HIGH_ENTROPY;
+        let was_plain = before
+            .get(rel)
+            .is_some_and(|p| f64::from(p.entropy) < LOW_ENTROPY);
         if judged && (ext.as_deref().is_some_and(is_text_like) || was_plain) {
             high_entropy.push(rel.clone());
             why = true;
@@ -417,15 +451,35 @@ pub(crate) fn check(cfg: &BackupConfig, data_dir: &Path, now: DateTime<Utc>, out
 
     let fresh = seen.values().filter(|s| s.fresh).count();
     let burst = suspicious.len() >= BURST_MIN_FILES
-        || (!suspicious.is_empty() && suspicious.len() as f64 >= BURST_SHARE * fresh.max(1) as f64 && fresh >= BURST_MIN_FILES);
+        || (!suspicious.is_empty()
+            && suspicious.len() as f64 >= BURST_SHARE * fresh.max(1) as f64
+            && fresh >= BURST_MIN_FILES);
     let kinds = [
-        (&magic_lost, "lost the file signature its extension promises (e.g. a PDF not starting %PDF)", "拡張子に対応するファイル署名が失われています(例: %PDFで始まらないPDF)"),
-        (&high_entropy, "were rewritten with random-looking (encrypted) content", "ランダムな(暗号化された)内容に書き換えられています"),
-        (&ransom_ext, "carry an extension ransomware appends", "ランサムウェアが付ける拡張子になっています"),
+        (
+            &magic_lost,
+            "lost the file signature its extension promises (e.g. a PDF not starting %PDF)",
+            "拡張子に対応するファイル署名が失われています(例: %PDFで始まらないPDF)",
+        ),
+        (
+            &high_entropy,
+            "were rewritten with random-looking (encrypted) content",
+            "ランダムな(暗号化された)内容に書き換えられています",
+        ),
+        (
+            &ransom_ext,
+            "carry an extension ransomware appends",
+            "ランサムウェアが付ける拡張子になっています",
+        ),
     ];
     if burst {
-        let mut en = format!("{} files written since the last check look encrypted:", suspicious.len());
-        let mut ja = format!("前回のチェック以降に書き込まれた{}個のファイルが暗号化されているように見えます:", suspicious.len());
+        let mut en = format!(
+            "{} files written since the last check look encrypted:",
+            suspicious.len()
+        );
+        let mut ja = format!(
+            "前回のチェック以降に書き込まれた{}個のファイルが暗号化されているように見えます:",
+            suspicious.len()
+        );
         for (list, e, j) in kinds {
             if !list.is_empty() {
                 en.push_str(&format!(" {} {e} ({});", list.len(), examples(list)));
@@ -448,13 +502,27 @@ pub(crate) fn check(cfg: &BackupConfig, data_dir: &Path, now: DateTime<Utc>, out
     }
 
     // Mass deletion and size collapse, against the last good manifest.
-    let deleted: Vec<String> = removed.iter().filter(|r| !renamed_from.contains(*r)).cloned().collect();
+    let deleted: Vec<String> = removed
+        .iter()
+        .filter(|r| !renamed_from.contains(*r))
+        .cloned()
+        .collect();
     let shrink = f64::from(cfg.shrink_percent) / 100.0;
     if !before.is_empty() && deleted.len() as f64 > shrink * before.len() as f64 {
         out.fail(
             "dir.mass_deletion",
-            format!("{} of {} files were deleted since the last check ({})", deleted.len(), before.len(), examples(&deleted)),
-            format!("前回のチェック以降、{}個中{}個のファイルが削除されました({})", before.len(), deleted.len(), examples(&deleted)),
+            format!(
+                "{} of {} files were deleted since the last check ({})",
+                deleted.len(),
+                before.len(),
+                examples(&deleted)
+            ),
+            format!(
+                "前回のチェック以降、{}個中{}個のファイルが削除されました({})",
+                before.len(),
+                deleted.len(),
+                examples(&deleted)
+            ),
         );
     }
     let bytes_before: u64 = before.values().map(|f| f.size).sum();
@@ -476,7 +544,15 @@ pub(crate) fn check(cfg: &BackupConfig, data_dir: &Path, now: DateTime<Utc>, out
             format!("バックアップディレクトリ {r} にファイルがありません"),
         ),
         Some(t) => {
-            crate::check::judge_age(out, "dir.stale", t, now, cfg.max_age(), "the newest file", "最新のファイル");
+            crate::check::judge_age(
+                out,
+                "dir.stale",
+                t,
+                now,
+                cfg.max_age(),
+                "the newest file",
+                "最新のファイル",
+            );
             out.set("newest", t.to_rfc3339());
         }
     }
@@ -501,8 +577,18 @@ pub(crate) fn check(cfg: &BackupConfig, data_dir: &Path, now: DateTime<Utc>, out
     if prev.is_some() && (!added.is_empty() || !changed.is_empty() || !removed.is_empty()) {
         out.note(
             "dir.changed",
-            format!("since the last check: {} files added, {} changed, {} removed", added.len(), changed.len(), removed.len()),
-            format!("前回のチェック以降: 追加{}件、変更{}件、削除{}件", added.len(), changed.len(), removed.len()),
+            format!(
+                "since the last check: {} files added, {} changed, {} removed",
+                added.len(),
+                changed.len(),
+                removed.len()
+            ),
+            format!(
+                "前回のチェック以降: 追加{}件、変更{}件、削除{}件",
+                added.len(),
+                changed.len(),
+                removed.len()
+            ),
         );
     }
     out.set("files", seen.len());
@@ -512,7 +598,10 @@ pub(crate) fn check(cfg: &BackupConfig, data_dir: &Path, now: DateTime<Utc>, out
     out.set("removed", removed.len());
     out.set("hashed", fresh);
     out.set("restored", n);
-    out.set("changed_files", changed.iter().take(50).cloned().collect::<Vec<_>>());
+    out.set(
+        "changed_files",
+        changed.iter().take(50).cloned().collect::<Vec<_>>(),
+    );
     out.set("first_run", prev.is_none());
 
     if out.status() != CheckStatus::Failed {
@@ -532,11 +621,19 @@ pub(crate) fn check(cfg: &BackupConfig, data_dir: &Path, now: DateTime<Utc>, out
     Ok(())
 }
 
-fn restore_test(root: &Path, sample: &[String], seen: &BTreeMap<String, Seen>, out: &mut Outcome) -> Result<()> {
+fn restore_test(
+    root: &Path,
+    sample: &[String],
+    seen: &BTreeMap<String, Seen>,
+    out: &mut Outcome,
+) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("mamori-restore-")
         .tempdir()
-        .map_err(|e| Error::Io { path: std::env::temp_dir(), source: e })?;
+        .map_err(|e| Error::Io {
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
     let mut mismatched = Vec::new();
     let mut failed = Vec::new();
     for (i, rel) in sample.iter().enumerate() {
@@ -560,8 +657,16 @@ fn restore_test(root: &Path, sample: &[String], seen: &BTreeMap<String, Seen>, o
     if !failed.is_empty() {
         out.fail(
             "restore.failed",
-            format!("restore test: {} files could not be restored: {}", failed.len(), examples(&failed)),
-            format!("リストアテスト: {}個のファイルを復元できませんでした: {}", failed.len(), examples(&failed)),
+            format!(
+                "restore test: {} files could not be restored: {}",
+                failed.len(),
+                examples(&failed)
+            ),
+            format!(
+                "リストアテスト: {}個のファイルを復元できませんでした: {}",
+                failed.len(),
+                examples(&failed)
+            ),
         );
     }
     out.set("restore_mismatched", mismatched);

@@ -76,8 +76,16 @@ fn failed(out: &mut Outcome, what: &str, r: &std::result::Result<Output, RunErro
         Ok(o) => {
             out.fail(
                 "restic.command_failed",
-                format!("restic {what} failed (exit {}): {}", o.code.map_or("signal".into(), |c| c.to_string()), o.tail()),
-                format!("restic {what} が失敗しました(終了コード {}): {}", o.code.map_or("signal".into(), |c| c.to_string()), o.tail()),
+                format!(
+                    "restic {what} failed (exit {}): {}",
+                    o.code.map_or("signal".into(), |c| c.to_string()),
+                    o.tail()
+                ),
+                format!(
+                    "restic {what} が失敗しました(終了コード {}): {}",
+                    o.code.map_or("signal".into(), |c| c.to_string()),
+                    o.tail()
+                ),
             );
             true
         }
@@ -137,18 +145,26 @@ pub(crate) fn check(
     let mut list = Vec::new();
     for s in snaps {
         match DateTime::parse_from_rfc3339(&s.time) {
-            Ok(t) => list.push(Snap { id: s.id, time: t.with_timezone(&Utc) }),
+            Ok(t) => list.push(Snap {
+                id: s.id,
+                time: t.with_timezone(&Utc),
+            }),
             Err(e) => out.warn(
                 "restic.bad_output",
                 format!("snapshot {} has an unreadable time {:?}: {e}", s.id, s.time),
-                format!("スナップショット {} の時刻 {:?} を読めません: {e}", s.id, s.time),
+                format!(
+                    "スナップショット {} の時刻 {:?} を読めません: {e}",
+                    s.id, s.time
+                ),
             ),
         }
     }
 
     let stats = r.run(&["--json", "stats", "--mode", "raw-data"], &[]);
     let size = match &stats {
-        Ok(o) if o.success() => serde_json::from_slice::<JsonStats>(&o.stdout).ok().map(|s| s.total_size),
+        Ok(o) if o.success() => serde_json::from_slice::<JsonStats>(&o.stdout)
+            .ok()
+            .map(|s| s.total_size),
         _ => None,
     };
     if size.is_none() {
@@ -173,8 +189,16 @@ pub(crate) fn check(
         if !o.success() {
             out.fail(
                 "restic.check_failed",
-                format!("restic check found the repository damaged (exit {}): {}", o.code.unwrap_or(-1), o.tail()),
-                format!("restic check でリポジトリの破損が見つかりました(終了コード {}): {}", o.code.unwrap_or(-1), o.tail()),
+                format!(
+                    "restic check found the repository damaged (exit {}): {}",
+                    o.code.unwrap_or(-1),
+                    o.tail()
+                ),
+                format!(
+                    "restic check でリポジトリの破損が見つかりました(終了コード {}): {}",
+                    o.code.unwrap_or(-1),
+                    o.tail()
+                ),
             );
         }
     } else {
@@ -203,7 +227,10 @@ fn restore_test(r: &Restic<'_>, latest: &Snap, n: usize, out: &mut Outcome) -> R
         // restic reads --include as a glob; a name with glob characters is left out of the
         // sample rather than escaped.
         .filter(|n| !n.path.contains(['*', '?', '[', '\\']))
-        .map(|n| Listed { path: n.path, size: n.size })
+        .map(|n| Listed {
+            path: n.path,
+            size: n.size,
+        })
         .collect();
     out.set("snapshot_files", files.len());
     let sample = pick_sample(files, n);
@@ -213,7 +240,10 @@ fn restore_test(r: &Restic<'_>, latest: &Snap, n: usize, out: &mut Outcome) -> R
     let tmp = tempfile::Builder::new()
         .prefix("mamori-restore-")
         .tempdir()
-        .map_err(|e| crate::Error::Io { path: std::env::temp_dir(), source: e })?;
+        .map_err(|e| crate::Error::Io {
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
     let mut extra: Vec<OsString> = vec!["--target".into(), tmp.path().into()];
     for f in &sample {
         extra.push(format!("--include={}", f.path).into());
@@ -223,8 +253,18 @@ fn restore_test(r: &Restic<'_>, latest: &Snap, n: usize, out: &mut Outcome) -> R
         Ok(o) if !o.success() => {
             out.fail(
                 "restore.failed",
-                format!("restore test: restic restore of {} files from {} failed: {}", sample.len(), latest.id, o.tail()),
-                format!("リストアテスト: {} から{}個のファイルの restic restore が失敗しました: {}", latest.id, sample.len(), o.tail()),
+                format!(
+                    "restore test: restic restore of {} files from {} failed: {}",
+                    sample.len(),
+                    latest.id,
+                    o.tail()
+                ),
+                format!(
+                    "リストアテスト: {} から{}個のファイルの restic restore が失敗しました: {}",
+                    latest.id,
+                    sample.len(),
+                    o.tail()
+                ),
             );
             return Ok(());
         }

@@ -63,7 +63,9 @@ pub(crate) fn findings(r: &Rule321, out: &mut Outcome) {
         out.note(
             "rule321.failed_copies_not_counted",
             format!("3-2-1 for {s}: {names} not counted as a copy because its latest check failed"),
-            format!("3-2-1({s}): 直近のチェックに失敗したため {names} はコピーとして数えていません"),
+            format!(
+                "3-2-1({s}): 直近のチェックに失敗したため {names} はコピーとして数えていません"
+            ),
         );
     }
     if r.copies < 3 {
@@ -145,7 +147,12 @@ mod tests {
         assert!(!r.satisfied());
         assert_eq!(
             codes(&r),
-            ["rule321.copies", "rule321.media", "rule321.offsite", "rule321.offline"]
+            [
+                "rule321.copies",
+                "rule321.media",
+                "rule321.offsite",
+                "rule321.offline"
+            ]
         );
         let mut o = Outcome::default();
         findings(&r, &mut o);

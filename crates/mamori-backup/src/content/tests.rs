@@ -9,7 +9,10 @@ fn entropy_of_text_is_low_and_of_random_bytes_high() {
     assert!(shannon_entropy(&random) > HIGH_ENTROPY);
     let mut small = vec![0u8; MIN_ENTROPY_SAMPLE];
     rand::Rng::fill(&mut rand::thread_rng(), &mut small[..]);
-    assert!(shannon_entropy(&small) > HIGH_ENTROPY, "1 KiB of random bytes is judged");
+    assert!(
+        shannon_entropy(&small) > HIGH_ENTROPY,
+        "1 KiB of random bytes is judged"
+    );
     assert_eq!(shannon_entropy(b""), 0.0);
     assert_eq!(shannon_entropy(b"aaaa"), 0.0);
     assert!((shannon_entropy(&(0..=255u8).collect::<Vec<_>>()) - 8.0).abs() < 1e-9);
@@ -24,8 +27,16 @@ fn magic_bytes_follow_the_extension() {
     assert_eq!(magic_matches("png", b"\x89PNG\r\n\x1a\nIHDR"), Some(true));
     assert_eq!(magic_matches("jpg", b"\xFF\xD8\xFF\xE0"), Some(true));
     assert_eq!(magic_matches("jpeg", b"\x00\xD8\xFF\xE0"), Some(false));
-    assert_eq!(magic_matches("txt", b"anything"), None, "text promises no magic");
-    assert_eq!(magic_matches("pdf", b""), None, "an empty file is not judged");
+    assert_eq!(
+        magic_matches("txt", b"anything"),
+        None,
+        "text promises no magic"
+    );
+    assert_eq!(
+        magic_matches("pdf", b""),
+        None,
+        "an empty file is not judged"
+    );
 }
 
 #[test]
@@ -48,7 +59,13 @@ fn extensions_and_ransom_names() {
     ] {
         assert!(is_ransom_note(note), "{note}");
     }
-    for benign in ["README.md", "readme.txt", "report.pdf", "decree.txt", "restore.log"] {
+    for benign in [
+        "README.md",
+        "readme.txt",
+        "report.pdf",
+        "decree.txt",
+        "restore.log",
+    ] {
         assert!(!is_ransom_note(benign), "{benign}");
     }
     assert!(is_text_like("csv") && !is_text_like("docx"));
