@@ -148,7 +148,7 @@ pub(crate) fn assert_failed_with(r: &CheckRecord, code: &str) {
         .unwrap_or_else(|| panic!("no {code} in {:#?}", r.findings));
     assert!(!f.en.is_empty() && !f.ja.is_empty());
     assert!(
-        f.ja.chars().any(|c| !c.is_ascii()),
+        !f.ja.is_ascii(),
         "Japanese sentence: {}",
         f.ja
     );
