@@ -73,6 +73,10 @@ impl Checker<'_> {
             serde_json::to_value(&judged).expect("serialises"),
         );
 
+        // The verdict each finding implies, in the order of `findings` (a display can mark
+        // failures, warnings and notes apart).
+        let levels: Vec<&str> = out.found.iter().map(|(s, _)| s.as_str()).collect();
+        out.set("finding_status", serde_json::json!(levels));
         let record = CheckRecord {
             name: cfg.name.clone(),
             kind: cfg.kind.as_str().to_string(),

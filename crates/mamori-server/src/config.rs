@@ -32,6 +32,10 @@ pub struct ServerConfig {
     pub notify: Option<toml::Table>,
     /// Automatic response policy and backends (see `mamori-respond`); off by default.
     pub response: Option<mamori_respond::ResponderConfig>,
+    /// Backups to check (`[[backup]]` sections, see `mamori-backup`); none by default.
+    pub backup: Vec<mamori_backup::BackupConfig>,
+    /// `[backups]`: settings for all backup checks.
+    pub backups: mamori_backup::BackupsSettings,
 }
 
 /// `[vault]`: stored events and the chain of custody are sealed into the evidence vault
@@ -90,6 +94,8 @@ impl Default for ServerConfig {
             vault: VaultSection::default(),
             notify: None,
             response: None,
+            backup: Vec::new(),
+            backups: mamori_backup::BackupsSettings::default(),
         }
     }
 }
@@ -373,6 +379,9 @@ impl ServerConfig {
             if let Err(e) = mamori_respond::Responder::new(r.clone()) {
                 return bad("response", e.to_string());
             }
+        }
+        if let Err(e) = mamori_backup::validate_all(&self.backup) {
+            return bad("backup", e.to_string());
         }
         for r in &self.detection.rules {
             if !r.exists() {

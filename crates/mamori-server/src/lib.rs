@@ -35,6 +35,7 @@
 pub mod analytics;
 
 pub mod api;
+pub mod backups;
 mod api_incidents;
 pub mod api_serve;
 mod build;
