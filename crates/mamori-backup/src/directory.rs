@@ -150,6 +150,8 @@ struct Seen {
     fresh: bool,
     magic_ok: Option<bool>,
     sample_len: usize,
+    /// The first bytes, to judge a renamed file by the extension it had.
+    head: Vec<u8>,
 }
 
 /// Hashes a file and samples its head.
@@ -299,6 +301,7 @@ pub(crate) fn check(
                         fresh: false,
                         magic_ok: None,
                         sample_len: 0,
+                        head: Vec::new(),
                     },
                 );
                 continue;
@@ -320,6 +323,7 @@ pub(crate) fn check(
                         fresh: true,
                         magic_ok,
                         sample_len: head.len(),
+                        head: head[..head.len().min(32)].to_vec(),
                     },
                 );
             }
@@ -383,36 +387,6 @@ pub(crate) fn check(
         );
     }
 
-    // Suspicious content among the files hashed on this run.
-    let mut suspicious: Vec<String> = Vec::new();
-    let mut magic_lost: Vec<String> = Vec::new();
-    let mut high_entropy: Vec<String> = Vec::new();
-    let mut ransom_ext: Vec<String> = Vec::new();
-    for (rel, s) in seen.iter().filter(|(_, s)| s.fresh) {
-        let ext = extension(file_name(rel));
-        let mut why = false;
-        if ext.as_deref().is_some_and(is_ransom_extension) {
-            ransom_ext.push(rel.clone());
-            why = true;
-        }
-        if s.magic_ok == Some(false) {
-            magic_lost.push(rel.clone());
-            why = true;
-        }
-        let judged =
-            s.sample_len >= MIN_ENTROPY_SAMPLE && f64::from(s.entry.entropy) > HIGH_ENTROPY;
-        let was_plain = before
-            .get(rel)
-            .is_some_and(|p| f64::from(p.entropy) < LOW_ENTROPY);
-        if judged && (ext.as_deref().is_some_and(is_text_like) || was_plain) {
-            high_entropy.push(rel.clone());
-            why = true;
-        }
-        if why {
-            suspicious.push(rel.clone());
-        }
-    }
-
     // Renames: a file gone and a new one with the same path plus an extension, or the same
     // stem with another extension.
     let removed_set: HashSet<&str> = removed.iter().map(String::as_str).collect();
@@ -422,6 +396,7 @@ pub(crate) fn check(
         .collect();
     let mut renames: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut renamed_from: HashSet<String> = HashSet::new();
+    let mut renamed_to: HashMap<String, String> = HashMap::new();
     for a in &added {
         let Some((stem, ext)) = a.rsplit_once('.') else {
             continue;
@@ -437,8 +412,45 @@ pub(crate) fn check(
                 .or_default()
                 .push(format!("{from} → {a}"));
             renamed_from.insert(from.to_string());
+            renamed_to.insert(a.clone(), from.to_string());
         }
     }
+    // Suspicious content among the files hashed on this run.
+    let mut suspicious: Vec<String> = Vec::new();
+    let mut magic_lost: Vec<String> = Vec::new();
+    let mut high_entropy: Vec<String> = Vec::new();
+    let mut ransom_ext: Vec<String> = Vec::new();
+    for (rel, s) in seen.iter().filter(|(_, s)| s.fresh) {
+        let ext = extension(file_name(rel));
+        let mut why = false;
+        if ext.as_deref().is_some_and(is_ransom_extension) {
+            ransom_ext.push(rel.clone());
+            why = true;
+        }
+        // `report.pdf.locked` is judged as the PDF it was.
+        let inner = file_name(rel)
+            .rsplit_once('.')
+            .and_then(|(stem, _)| extension(stem))
+            .and_then(|e| magic_matches(&e, &s.head));
+        if s.magic_ok == Some(false) || (s.magic_ok.is_none() && inner == Some(false)) {
+            magic_lost.push(rel.clone());
+            why = true;
+        }
+        let judged =
+            s.sample_len >= MIN_ENTROPY_SAMPLE && f64::from(s.entry.entropy) > HIGH_ENTROPY;
+        let was = before
+            .get(rel)
+            .or_else(|| renamed_to.get(rel).and_then(|f| before.get(f)));
+        let was_plain = was.is_some_and(|p| f64::from(p.entropy) < LOW_ENTROPY);
+        if judged && (ext.as_deref().is_some_and(is_text_like) || was_plain) {
+            high_entropy.push(rel.clone());
+            why = true;
+        }
+        if why {
+            suspicious.push(rel.clone());
+        }
+    }
+
     for (ext, list) in &renames {
         if list.len() >= RENAME_BURST || is_ransom_extension(ext) {
             out.fail(

@@ -73,8 +73,9 @@ pub(crate) fn findings(r: &Rule321, out: &mut Outcome) {
         out.warn(
             "rule321.copies",
             format!(
-                "3-2-1 for {s}: {} copies of the data (the original included), at least 3 are needed — add {missing} more backup copies",
-                r.copies
+                "3-2-1 for {s}: {} copies of the data (the original included), at least 3 are needed — add {missing} more backup {}",
+                r.copies,
+                if missing == 1 { "copy" } else { "copies" }
             ),
             format!(
                 "3-2-1({s}): データのコピーは元データを含めて{}個です。3個以上必要です — バックアップをあと{missing}個追加してください",

@@ -63,8 +63,10 @@ impl BackupLinks {
             return None;
         }
         let tagged = a.details["tags"].as_array().is_some_and(|t| {
-            t.iter()
-                .any(|v| v.as_str().is_some_and(|s| s.eq_ignore_ascii_case(DELETION_TAG)))
+            t.iter().any(|v| {
+                v.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(DELETION_TAG))
+            })
         });
         if !tagged {
             return None;
@@ -168,7 +170,8 @@ impl BackupService {
             .iter()
             .filter(|e| match self.history.latest(&e.name) {
                 Ok(Some(r)) => {
-                    let every = chrono::Duration::from_std(e.every()).unwrap_or(chrono::Duration::MAX);
+                    let every =
+                        chrono::Duration::from_std(e.every()).unwrap_or(chrono::Duration::MAX);
                     now.signed_duration_since(r.started) >= every
                 }
                 Ok(None) => true,
@@ -285,7 +288,10 @@ fn failure_alert(cfg: &BackupConfig, r: &CheckRecord) -> NewAlert {
 
 /// Runs the due checks every minute, and at once the entries named by a linked
 /// backup-deletion alert.
-pub(crate) fn schedule(svc: Arc<BackupService>, alerts: broadcast::Receiver<Alert>) -> JoinHandle<()> {
+pub(crate) fn schedule(
+    svc: Arc<BackupService>,
+    alerts: broadcast::Receiver<Alert>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         let mut alerts = Some(alerts);
@@ -305,7 +311,9 @@ pub(crate) fn schedule(svc: Arc<BackupService>, alerts: broadcast::Receiver<Aler
                 let n = name.clone();
                 match tokio::task::spawn_blocking(move || s.check_now(&n)).await {
                     Ok(Ok(_)) | Ok(Err(CheckNowError::Busy(_))) => {}
-                    Ok(Err(e)) => tracing::error!(backup = %name, error = ?e, "backup check could not run"),
+                    Ok(Err(e)) => {
+                        tracing::error!(backup = %name, error = ?e, "backup check could not run")
+                    }
                     Err(e) => tracing::error!(backup = %name, error = %e, "backup check panicked"),
                 }
             }
@@ -379,8 +387,12 @@ async fn check(
     tracing::info!(backup = %name, by = %a.name, "backup check requested");
     let run = move || match svc.check_now(&name) {
         Ok(r) => Ok(r),
-        Err(CheckNowError::Busy(n)) => Err(ApiError::Conflict(format!("the check of {n} is already running"))),
-        Err(CheckNowError::Unknown(n)) => Err(ApiError::NotFound(format!("no [[backup]] entry is named {n:?}"))),
+        Err(CheckNowError::Busy(n)) => Err(ApiError::Conflict(format!(
+            "the check of {n} is already running"
+        ))),
+        Err(CheckNowError::Unknown(n)) => Err(ApiError::NotFound(format!(
+            "no [[backup]] entry is named {n:?}"
+        ))),
         Err(CheckNowError::Failed(e)) => Err(ApiError::Internal(e.to_string())),
     };
     if q.wait.unwrap_or(false) {
@@ -424,11 +436,28 @@ mod tests {
 
     #[test]
     fn deletion_alerts_are_linked_to_the_backups_of_their_host() {
-        let links = BackupLinks::new(&[entry("fs01-nas", &["FS01"]), entry("fs01-cloud", &["fs01.corp.local"]), entry("db", &["DB01"])]);
-        let a = links.link(&alert("fs01.CORP.local", &["attack.impact", "attack.t1490"])).unwrap();
+        let links = BackupLinks::new(&[
+            entry("fs01-nas", &["FS01"]),
+            entry("fs01-cloud", &["fs01.corp.local"]),
+            entry("db", &["DB01"]),
+        ]);
+        let a = links
+            .link(&alert(
+                "fs01.CORP.local",
+                &["attack.impact", "attack.t1490"],
+            ))
+            .unwrap();
         assert_eq!(a.details["backup"], json!(["fs01-nas", "fs01-cloud"]));
-        assert!(links.link(&alert("WS22", &["attack.t1490"])).is_none(), "another host");
-        assert!(links.link(&alert("FS01", &["attack.t1059"])).is_none(), "another technique");
-        assert!(BackupLinks::default().link(&alert("FS01", &["attack.t1490"])).is_none());
+        assert!(
+            links.link(&alert("WS22", &["attack.t1490"])).is_none(),
+            "another host"
+        );
+        assert!(
+            links.link(&alert("FS01", &["attack.t1059"])).is_none(),
+            "another technique"
+        );
+        assert!(BackupLinks::default()
+            .link(&alert("FS01", &["attack.t1490"]))
+            .is_none());
     }
 }

@@ -35,9 +35,9 @@
 pub mod analytics;
 
 pub mod api;
-pub mod backups;
 mod api_incidents;
 pub mod api_serve;
+pub mod backups;
 mod build;
 pub mod config;
 pub mod default_rules;

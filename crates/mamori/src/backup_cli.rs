@@ -75,7 +75,11 @@ fn check(a: CheckArgs) -> anyhow::Result<i32> {
         );
         return Ok(exit::USAGE);
     }
-    if let Some(n) = a.names.iter().find(|n| !cfg.backup.iter().any(|b| &b.name == *n)) {
+    if let Some(n) = a
+        .names
+        .iter()
+        .find(|n| !cfg.backup.iter().any(|b| &b.name == *n))
+    {
         let known: Vec<&str> = cfg.backup.iter().map(|b| b.name.as_str()).collect();
         eprintln!(
             "error: no [[backup]] entry is named {n:?} (configured: {})",
@@ -143,9 +147,20 @@ fn print_text(r: &CheckRecord, lang: Lang) {
             "warning" => "!",
             _ => "·",
         };
-        outln!("  {mark} {}  [{}]", f.text(if ja { "ja" } else { "en" }), f.code);
+        outln!(
+            "  {mark} {}  [{}]",
+            f.text(if ja { "ja" } else { "en" }),
+            f.code
+        );
     }
     if r.findings.is_empty() {
-        outln!("  {}", if ja { "問題はありません" } else { "no findings" });
+        outln!(
+            "  {}",
+            if ja {
+                "問題はありません"
+            } else {
+                "no findings"
+            }
+        );
     }
 }

@@ -147,11 +147,7 @@ pub(crate) fn assert_failed_with(r: &CheckRecord, code: &str) {
         .find(|f| f.code == code)
         .unwrap_or_else(|| panic!("no {code} in {:#?}", r.findings));
     assert!(!f.en.is_empty() && !f.ja.is_empty());
-    assert!(
-        !f.ja.is_ascii(),
-        "Japanese sentence: {}",
-        f.ja
-    );
+    assert!(!f.ja.is_ascii(), "Japanese sentence: {}", f.ja);
 }
 
 /// Overwrites bytes in the middle of a file (keeping its size), as a failing disk or an
