@@ -22,9 +22,12 @@ struct Borg<'a> {
 
 impl Borg<'_> {
     fn run(&self, args: &[OsString], cwd: Option<&Path>) -> std::result::Result<Output, RunError> {
+        // Wait for a backup that holds the repository lock instead of failing at once.
+        let mut a: Vec<OsString> = vec!["--lock-wait".into(), "600".into()];
+        a.extend(args.iter().cloned());
         run(&Run {
             program: self.program.clone(),
-            args: args.to_vec(),
+            args: a,
             env: self.env.clone(),
             cwd: cwd.map(Path::to_path_buf),
             timeout: self.cfg.timeout(),

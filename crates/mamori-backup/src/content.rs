@@ -15,9 +15,24 @@ pub fn shannon_entropy(data: &[u8]) -> f64 {
     if data.is_empty() {
         return 0.0;
     }
+    // Four histograms so that runs of one byte value do not serialise on one counter; u32
+    // lanes per block of 1 GiB cannot overflow.
     let mut counts = [0u64; 256];
-    for &b in data {
-        counts[b as usize] += 1;
+    for block in data.chunks(1 << 30) {
+        let mut lanes = [[0u32; 256]; 4];
+        let mut chunks = block.chunks_exact(4);
+        for c in &mut chunks {
+            lanes[0][c[0] as usize] += 1;
+            lanes[1][c[1] as usize] += 1;
+            lanes[2][c[2] as usize] += 1;
+            lanes[3][c[3] as usize] += 1;
+        }
+        for &b in chunks.remainder() {
+            lanes[0][b as usize] += 1;
+        }
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c += lanes.iter().map(|l| u64::from(l[i])).sum::<u64>();
+        }
     }
     let n = data.len() as f64;
     counts

@@ -616,7 +616,15 @@ pub(crate) fn check(
     );
     out.set("first_run", prev.is_none());
 
-    if out.status() != CheckStatus::Failed {
+    let unchanged_since = prev.is_some()
+        && added.is_empty()
+        && changed.is_empty()
+        && removed.is_empty()
+        && seen.values().all(|s| !s.fresh);
+    if unchanged_since {
+        // Nothing to record: the signed manifest already says exactly this.
+        out.set("manifest_updated", false);
+    } else if out.status() != CheckStatus::Failed {
         let m = Manifest {
             version: MANIFEST_VERSION,
             name: cfg.name.clone(),
