@@ -166,35 +166,64 @@ fn have_restic() -> bool {
     ok
 }
 
-/// A restic repository of `src` whose only snapshot is the one just taken.
-fn restic_repo(dir: &Path) -> String {
-    let repo = dir.join("restic");
-    let pw = dir.join("restic.pass");
+/// Runs restic on `repo` with the password in `pw`.
+fn run_restic(repo: &Path, pw: &Path, args: &[&str]) -> String {
+    let o = Command::new("restic")
+        .arg("--repo")
+        .arg(repo)
+        .arg("--no-cache")
+        .args(args)
+        .env("RESTIC_PASSWORD_FILE", pw)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    text(&o.stdout)
+}
+
+/// A restic repository `name` with `snapshots` snapshots of a small source folder, and its
+/// `[[backup]]` entry (with `extra` keys).
+fn restic_repo(
+    dir: &Path,
+    name: &str,
+    snapshots: usize,
+    extra: &str,
+) -> (PathBuf, PathBuf, String) {
+    let repo = dir.join(name);
+    let pw = dir.join(format!("{name}.pass"));
     std::fs::write(&pw, "s3cret-pass\n").unwrap();
-    let src = dir.join("src");
+    let src = dir.join(format!("{name}-src"));
     std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(
-        src.join("db-dump.sql"),
-        "INSERT INTO t VALUES (1);\n".repeat(100),
-    )
-    .unwrap();
-    for args in [vec!["init"], vec!["backup", src.to_str().unwrap()]] {
-        let o = Command::new("restic")
-            .arg("--repo")
-            .arg(&repo)
-            .arg("--no-cache")
-            .arg("--quiet")
-            .args(&args)
-            .env("RESTIC_PASSWORD_FILE", &pw)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o.stderr));
+    run_restic(&repo, &pw, &["init", "--quiet"]);
+    for i in 0..snapshots {
+        let dump = format!("INSERT INTO t VALUES ({i});\n").repeat(100);
+        std::fs::write(src.join("db-dump.sql"), dump).unwrap();
+        run_restic(&repo, &pw, &["backup", "--quiet", src.to_str().unwrap()]);
     }
-    format!(
-        "[[backup]]\nname = \"db01-restic\"\nkind = \"restic\"\nrepository = {:?}\npassword_file = {:?}\nsystem = \"db01\"\nmedia = \"cloud\"\noffsite = true\n",
+    let entry = format!(
+        "[[backup]]\nname = \"{name}\"\nkind = \"restic\"\nrepository = {:?}\npassword_file = {:?}\nsystem = \"db01\"\nmedia = \"cloud\"\noffsite = true\n{extra}",
         repo.display().to_string(),
         pw.display().to_string()
-    )
+    );
+    (repo, pw, entry)
+}
+
+/// Flips bytes in the middle of every pack file of a restic repository.
+fn corrupt_packs(repo: &Path) {
+    for d in std::fs::read_dir(repo.join("data")).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            let p = f.unwrap().path();
+            let mut perms = std::fs::metadata(&p).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&p, perms).unwrap();
+            let mut b = std::fs::read(&p).unwrap();
+            let mid = b.len() / 2;
+            for x in &mut b[mid..mid + 8] {
+                *x ^= 0x5a;
+            }
+            std::fs::write(&p, b).unwrap();
+        }
+    }
 }
 
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -206,6 +235,20 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// The finding codes of the backup alert of `name`.
+fn alert_codes(alerts: &[Value], name: &str) -> Vec<String> {
+    let a = alerts
+        .iter()
+        .find(|a| a["details"]["backup"][0] == name)
+        .unwrap_or_else(|| panic!("no alert for {name} in {alerts:#?}"));
+    a["details"]["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn backup_alerts(srv: &Server) -> Vec<Value> {
@@ -226,12 +269,23 @@ fn serve_checks_on_schedule_alerts_on_failure_and_links_deletion_alerts() {
     let good = share(&dir.path().join("good"));
     let bad = share(&dir.path().join("bad"));
     encrypt(&bad);
-    let restic = if have_restic() {
-        Some(restic_repo(dir.path()))
-    } else {
-        None
-    };
-    // The clock is set three days ahead: the restic repository is stale.
+    // Three restic repositories: one stale (the clock below is three days ahead and it keeps
+    // the default max_age), one with corrupted pack files, one whose latest snapshot will be
+    // deleted.
+    let restic = have_restic().then(|| {
+        let (_, _, stale) = restic_repo(dir.path(), "db01-restic", 1, "");
+        let (repo, _, corrupt) = restic_repo(
+            dir.path(),
+            "db02-restic",
+            1,
+            "max_age = \"30d\"\nread_data_percent = 100\n",
+        );
+        corrupt_packs(&repo);
+        let (repo3, pw3, deleted) =
+            restic_repo(dir.path(), "db03-restic", 2, "max_age = \"30d\"\n");
+        (format!("{stale}{corrupt}{deleted}"), repo3, pw3)
+    });
+    // The clock is set three days ahead.
     let mut extra = format!(
         "[backups]\nclock = {:?}\n{}{}",
         (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339(),
@@ -243,12 +297,12 @@ fn serve_checks_on_schedule_alerts_on_failure_and_links_deletion_alerts() {
         "restore_sample = 3\n",
         "restore_sample = 3\nmax_age = \"7d\"\n",
     );
-    if let Some(r) = &restic {
+    if let Some((r, ..)) = &restic {
         extra.push_str(r);
     }
     let cfg = write_config(dir.path(), &extra);
     let srv = Server::start(&cfg, None);
-    let want = if restic.is_some() { 3 } else { 2 };
+    let want = if restic.is_some() { 5 } else { 2 };
 
     // Every entry is checked at start.
     let list = wait_for("the first checks", Duration::from_secs(120), || {
@@ -289,9 +343,11 @@ fn serve_checks_on_schedule_alerts_on_failure_and_links_deletion_alerts() {
     );
 
     // A failed check is an alert, in both languages, naming its backup.
+    // Failing at start: fs02-nas (encrypted); with restic db01 (stale) and db02 (corrupt).
+    let failing = if restic.is_some() { 3 } else { 1 };
     let alerts = wait_for("the backup alerts", Duration::from_secs(10), || {
         let a = backup_alerts(&srv);
-        (a.len() == want - 1).then_some(a)
+        (a.len() == failing).then_some(a)
     });
     let fs02 = alerts
         .iter()
@@ -306,19 +362,19 @@ fn serve_checks_on_schedule_alerts_on_failure_and_links_deletion_alerts() {
         .as_str()
         .unwrap()
         .contains("身代金"));
-    if restic.is_some() {
-        let r = alerts
-            .iter()
-            .find(|a| a["details"]["backup"][0] == "db01-restic")
-            .expect("restic alert");
-        assert!(
-            r["details"]["codes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c == "restic.snapshot_stale"),
-            "{r:#}"
-        );
+    if let Some((_, repo3, pw3)) = &restic {
+        assert!(alert_codes(&alerts, "db01-restic").contains(&"restic.snapshot_stale".into()));
+        assert!(alert_codes(&alerts, "db02-restic").contains(&"restic.check_failed".into()));
+        let db03 = by_name("db03-restic");
+        assert_ne!(db03["latest"]["status"], "failed", "{list:#}");
+        // The newest snapshot of db03 is deleted: the next check says so, and alerts.
+        let latest = db03["latest"]["details"]["latest_id"].as_str().unwrap();
+        run_restic(repo3, pw3, &["forget", "--quiet", latest]);
+        let (s, r) = srv.post("/api/v1/backups/db03-restic/check?wait=true", &[], b"");
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["status"], "failed");
+        let codes = alert_codes(&backup_alerts(&srv), "db03-restic");
+        assert!(codes.contains(&"restic.latest_deleted".into()), "{codes:?}");
         let secrets =
             serde_json::to_string(&list).unwrap() + &serde_json::to_string(&alerts).unwrap();
         assert!(
@@ -332,7 +388,8 @@ fn serve_checks_on_schedule_alerts_on_failure_and_links_deletion_alerts() {
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["status"], "failed");
     let again = backup_alerts(&srv);
-    assert_eq!(again.len(), alerts.len(), "one alert per backup and day");
+    let expected = alerts.len() + usize::from(restic.is_some());
+    assert_eq!(again.len(), expected, "one alert per backup and day");
     let fs02 = again
         .iter()
         .find(|a| a["details"]["backup"][0] == "fs02-nas")
