@@ -31,6 +31,8 @@ impl Borg<'_> {
             env: self.env.clone(),
             cwd: cwd.map(Path::to_path_buf),
             timeout: self.cfg.timeout(),
+            scrub: (self.cfg.repository_display() != self.cfg.repository)
+                .then(|| (self.cfg.repository.clone(), self.cfg.repository_display())),
         })
     }
 

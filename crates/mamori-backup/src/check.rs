@@ -30,7 +30,7 @@ impl Checker<'_> {
         let started = Utc::now();
         let now = self.settings.now();
         let mut out = Outcome::default();
-        out.set("repository", cfg.repository.clone());
+        out.set("repository", cfg.repository_display());
         out.set("system", cfg.system().to_string());
         if let Some(c) = self.settings.clock {
             out.set("clock", c.to_rfc3339());
@@ -165,8 +165,14 @@ pub(crate) fn judge_snapshots(
     match &latest {
         None => out.fail(
             &format!("{kind}.no_snapshot"),
-            format!("the repository {} holds no {word_en}", cfg.repository),
-            format!("リポジトリ {} に{word_ja}がありません", cfg.repository),
+            format!(
+                "the repository {} holds no {word_en}",
+                cfg.repository_display()
+            ),
+            format!(
+                "リポジトリ {} に{word_ja}がありません",
+                cfg.repository_display()
+            ),
         ),
         Some(l) => {
             out.set("latest_id", l.id.clone());

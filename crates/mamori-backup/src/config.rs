@@ -175,6 +175,12 @@ impl BackupConfig {
         parse_duration(&self.timeout).expect("validated")
     }
 
+    /// The repository as it may be shown, stored and logged: a URL's `user:password@` is
+    /// replaced by `***@` (restic and Borg accept credentials in repository URLs).
+    pub fn repository_display(&self) -> String {
+        redact_userinfo(&self.repository)
+    }
+
     /// Checks everything that can be checked without touching the repository.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(format!("backup {:?}: {m}", self.name)));
@@ -303,4 +309,39 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     n.checked_mul(secs)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// `scheme://user:pass@host/path` → `scheme://***@host/path`; anything else unchanged.
+pub(crate) fn redact_userinfo(s: &str) -> String {
+    let Some(i) = s.find("://") else {
+        return s.to_string();
+    };
+    let rest = &s[i + 3..];
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{}://***{}", &s[..i], &rest[at..]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_userinfo;
+
+    #[test]
+    fn credentials_in_repository_urls_are_redacted() {
+        assert_eq!(
+            redact_userinfo("rest:https://backup:hunter2@nas.local:8000/fs01"),
+            "rest:https://***@nas.local:8000/fs01"
+        );
+        assert_eq!(
+            redact_userinfo("ssh://borg@host/./repo"),
+            "ssh://***@host/./repo"
+        );
+        assert_eq!(redact_userinfo("/mnt/backup/restic"), "/mnt/backup/restic");
+        assert_eq!(
+            redact_userinfo("s3:https://s3.example.com/bucket@x"),
+            "s3:https://s3.example.com/bucket@x"
+        );
+    }
 }

@@ -31,6 +31,8 @@ pub(crate) struct Run {
     pub env: Vec<(&'static str, OsString)>,
     pub cwd: Option<PathBuf>,
     pub timeout: Duration,
+    /// Replaced in [`Output::tail`] (a repository URL with credentials → its redacted form).
+    pub scrub: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -38,6 +40,7 @@ pub(crate) struct Output {
     pub code: Option<i32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    scrub: Option<(String, String)>,
 }
 
 impl Output {
@@ -52,7 +55,10 @@ impl Output {
         } else {
             &self.stdout
         };
-        let text = String::from_utf8_lossy(src);
+        let mut text = String::from_utf8_lossy(src).into_owned();
+        if let Some((raw, shown)) = &self.scrub {
+            text = text.replace(raw.as_str(), shown);
+        }
         let lines: Vec<&str> = text
             .lines()
             .map(str::trim)
@@ -139,6 +145,7 @@ pub(crate) fn run(r: &Run) -> Result<Output, RunError> {
             code: s.code(),
             stdout,
             stderr,
+            scrub: r.scrub.clone(),
         }),
     }
 }

@@ -42,6 +42,8 @@ impl Restic<'_> {
             env: self.env.clone(),
             cwd: None,
             timeout: self.cfg.timeout(),
+            scrub: (self.cfg.repository_display() != self.cfg.repository)
+                .then(|| (self.cfg.repository.clone(), self.cfg.repository_display())),
         })
     }
 }

@@ -195,7 +195,7 @@ impl BackupService {
             list.push(json!({
                 "name": e.name,
                 "kind": e.kind.as_str(),
-                "repository": e.repository,
+                "repository": e.repository_display(),
                 "system": e.system(),
                 "hosts": e.hosts,
                 "media": e.media,
