@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub response: Option<mamori_respond::ResponderConfig>,
     /// Activity aggregates and source health: silent or collapsed sources are alerts.
     pub sources: crate::source_health::SourcesConfig,
+    /// Backups to check (`[[backup]]` sections, see `mamori-backup`); none by default.
+    pub backup: Vec<mamori_backup::BackupConfig>,
+    /// `[backups]`: settings for all backup checks.
+    pub backups: mamori_backup::BackupsSettings,
 }
 
 /// `[vault]`: stored events and the chain of custody are sealed into the evidence vault
@@ -93,6 +97,8 @@ impl Default for ServerConfig {
             notify: None,
             response: None,
             sources: crate::source_health::SourcesConfig::default(),
+            backup: Vec::new(),
+            backups: mamori_backup::BackupsSettings::default(),
         }
     }
 }
@@ -379,6 +385,9 @@ impl ServerConfig {
             if let Err(e) = mamori_respond::Responder::new(r.clone()) {
                 return bad("response", e.to_string());
             }
+        }
+        if let Err(e) = mamori_backup::validate_all(&self.backup) {
+            return bad("backup", e.to_string());
         }
         for r in &self.detection.rules {
             if !r.exists() {

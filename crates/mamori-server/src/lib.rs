@@ -37,6 +37,7 @@ pub mod analytics;
 pub mod api;
 mod api_incidents;
 pub mod api_serve;
+pub mod backups;
 mod build;
 pub mod config;
 pub mod default_rules;

@@ -130,6 +130,21 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         )));
     }
 
+    // Backup checks: stored results, scheduled and on demand, an alert on failure.
+    let backups = Arc::new(
+        crate::backups::BackupService::open(
+            cfg.backup.clone(),
+            cfg.backups.clone(),
+            &data,
+            Arc::clone(&alerts),
+            running.alert_tx.clone(),
+        )
+        .map_err(|e| StartError::State {
+            path: data.join(mamori_backup::HISTORY_FILE),
+            message: e.to_string(),
+        })?,
+    );
+
     // The HTTP API: ingest, upload, search, alerts, incidents, metrics.
     if let Some(addr) = cfg.http.listen {
         let l = bind("http.listen", addr).await?;
@@ -146,6 +161,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             started: Instant::now(),
             incidents: incidents.clone(),
             sources: source_health.clone(),
+            backups: Arc::clone(&backups),
         });
         running.background.push(token_refresh(Arc::clone(&state)));
         let app = api::router(state);
@@ -199,6 +215,12 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
                 running.alert_tx.clone(),
                 Arc::clone(&metrics),
             )));
+    }
+    if !cfg.backup.is_empty() {
+        running.background.push(crate::backups::schedule(
+            Arc::clone(&backups),
+            running.alert_tx.subscribe(),
+        ));
     }
     tracing::info!(
         syslog_udp = ?running.syslog_udp,

@@ -2,6 +2,7 @@
 //! crates, terminal output and exit codes.
 
 mod analytics;
+mod backup_cli;
 mod bench;
 mod bench_corr;
 mod bench_ingest;
@@ -81,6 +82,9 @@ enum Command {
     /// Create, list and revoke API tokens of a server.
     #[command(subcommand)]
     Token(serve::TokenCmd),
+    /// Check backups: restic/Borg repositories, backup directories, restore tests, 3-2-1.
+    #[command(subcommand)]
+    Backup(backup_cli::BackupCmd),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Token(c) => serve::run_token(c),
         Command::Incident(c) => incident_cli::run(c),
+        Command::Backup(c) => backup_cli::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
