@@ -39,6 +39,7 @@ mod api_incidents;
 pub mod api_serve;
 mod build;
 pub mod config;
+pub mod console;
 pub mod default_rules;
 pub mod diskfull;
 pub mod incidents;

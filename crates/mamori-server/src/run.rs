@@ -143,6 +143,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             uploads_dir: data.join("uploads"),
             started: Instant::now(),
             incidents: incidents.clone(),
+            console: crate::console::ConsoleState::new(audit.clone(), false, data.join("exports")),
         });
         running.background.push(token_refresh(Arc::clone(&state)));
         let app = api::router(state);
