@@ -5,6 +5,7 @@ mod analytics;
 mod bench;
 mod bench_corr;
 mod bench_ingest;
+mod cmd_user;
 mod hunt;
 mod incident_cli;
 mod malloc_arenas;
@@ -42,6 +43,7 @@ Examples:\n    \
 mamori hunt /var/log --rules ./rules                 Hunt a folder of logs\n    \
 mamori serve --rules ./rules                          Run the server (syslog 5514, API 8080)\n    \
 mamori token create ops                               Create an API token\n    \
+mamori user add aki --role analyst                    Add a web console user (console at http://HOST:8080/)\n    \
 mamori hunt logs/ --rules rules/ -o out.jsonl --format jsonl\n    \
 mamori rules check ./rules                            Compile rules, list failures\n    \
 mamori bench rules --rules sigma/rules              Matching throughput\n\n\
@@ -81,6 +83,9 @@ enum Command {
     /// Create, list and revoke API tokens of a server.
     #[command(subcommand)]
     Token(serve::TokenCmd),
+    /// Add, list, disable and change the passwords of web console users.
+    #[command(subcommand)]
+    User(cmd_user::UserCmd),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Token(c) => serve::run_token(c),
         Command::Incident(c) => incident_cli::run(c),
+        Command::User(c) => cmd_user::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
