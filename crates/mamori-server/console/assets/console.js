@@ -225,6 +225,10 @@
     var tbody = document.querySelector('#alerts-table tbody');
     var selected = {};
     var last = '';
+    var initial = new URLSearchParams(location.search);
+    ['status', 'min_level', 'rule_id', 'text'].forEach(function (k) {
+      if (initial.get(k) && form.elements[k]) form.elements[k].value = initial.get(k);
+    });
     function query() {
       var p = new URLSearchParams();
       p.set('limit', '200');
@@ -514,8 +518,12 @@
         var hist = r.histogram || [];
         var hc = document.getElementById('histogram');
         if (hist.length) {
-          chart(hc, { height: 120, legend: { show: false }, scales: { x: { time: true } }, series: [{}, { stroke: '#2563eb', fill: '#2563eb55', paths: uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.9] }) : undefined }] },
-            [hist.map(function (b) { return Math.floor(new Date(b.start).getTime() / 1000); }), hist.map(function (b) { return b.count; })]);
+          var xs0 = hist.map(function (b) { return Math.floor(new Date(b.start).getTime() / 1000); });
+          var width = Math.max(60, Math.round(span / 60));
+          var lo = from ? Math.floor(from.getTime() / 1000) : xs0[0];
+          var hi = from ? Math.floor(to.getTime() / 1000) : xs0[xs0.length - 1] + width;
+          chart(hc, { height: 120, legend: { show: false }, scales: { x: { time: true, range: [lo, Math.max(hi, lo + width)] } }, series: [{}, { stroke: '#2563eb', fill: '#2563eb55', paths: uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.9] }) : undefined }] },
+            [xs0, hist.map(function (b) { return b.count; })]);
         } else clear(hc);
         clear(tbody);
         if (!r.hits.length) tbody.appendChild(el('tr', null, el('td', { colspan: 4, class: 'muted', text: t('no_results') })));
@@ -544,7 +552,7 @@
       var rep = r[0].report || {};
       var hits = {};
       (r[1].alerts || []).forEach(function (a) { hits[a.rule_id] = (hits[a.rule_id] || 0) + a.count; });
-      var summary = Object.keys(rep).filter(function (k) { return typeof rep[k] !== 'object'; }).map(function (k) { return k + ': ' + rep[k]; }).join(' · ');
+      var summary = t('loaded_rules') + ': ' + (rep.rules || 0) + ' + ' + (rep.correlations || 0) + ' (' + (rep.files || 0) + ' files) · ' + fmtTime(rep.loaded_at) + (rep.error ? ' · ' + t('error') + ': ' + rep.error : '');
       document.getElementById('rules-report').appendChild(el('p', { class: 'muted', text: summary }));
       var failed = rep.errors || rep.failures || [];
       var fb = document.getElementById('rules-failed');
@@ -553,7 +561,7 @@
       var tb = document.querySelector('#rules-table tbody');
       (r[0].rules || []).slice().sort(function (a, b) { return (hits[b.id] || 0) - (hits[a.id] || 0); }).forEach(function (x) {
         tb.appendChild(el('tr', null, el('td', { text: x.title }), el('td', null, levelBadge(x.level)), el('td', { class: 'mono', text: x.id }),
-          el('td', { class: 'num' }, hits[x.id] ? el('a', { href: '/alerts', text: String(hits[x.id]) }) : '0')));
+          el('td', { class: 'num' }, hits[x.id] ? el('a', { href: '/alerts?rule_id=' + encodeURIComponent(x.id), text: String(hits[x.id]) }) : '0')));
       });
     }).catch(function (e) { flash(e.message); });
   }
