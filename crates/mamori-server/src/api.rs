@@ -58,6 +58,8 @@ pub struct StateInner {
     pub incidents: Option<Arc<crate::incidents::IncidentService>>,
     /// The web console's sign-in state (sessions themselves are in `alerts`' key/value table).
     pub console: crate::console::ConsoleState,
+    /// Source health (`[sources]`), when on.
+    pub sources: Option<Arc<crate::source_health::SourceHealth>>,
 }
 
 pub type AppState = Arc<StateInner>;
@@ -77,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/ack", post(alert_ack))
         .route("/api/v1/rules", get(rules_list))
         .route("/api/v1/rules/reload", post(rules_reload))
+        .route("/api/v1/sources", get(sources_list))
         .route("/metrics", get(metrics))
         .merge(crate::api_incidents::routes())
         .merge(crate::console::routes())
@@ -304,6 +307,17 @@ async fn health(State(st): State<AppState>) -> Json<JsonValue> {
 
 async fn openapi(_auth: Authed) -> Json<JsonValue> {
     Json(crate::openapi::document())
+}
+
+/// Every log source with its last-seen time, 48 hourly counts and health state.
+async fn sources_list(_auth: Authed, State(st): State<AppState>) -> Result<Response, ApiError> {
+    let Some(h) = st.sources.clone() else {
+        return Err(ApiError::NotFound(
+            "source health is off ([sources] enabled = false)".into(),
+        ));
+    };
+    let r = blocking(move || h.report(chrono::Utc::now()).map_err(store_err)).await?;
+    Ok(Json(r).into_response())
 }
 
 async fn metrics(_auth: Authed, State(st): State<AppState>) -> Result<Response, ApiError> {

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub notify: Option<toml::Table>,
     /// Automatic response policy and backends (see `mamori-respond`); off by default.
     pub response: Option<mamori_respond::ResponderConfig>,
+    /// Activity aggregates and source health: silent or collapsed sources are alerts.
+    pub sources: crate::source_health::SourcesConfig,
 }
 
 /// `[vault]`: stored events and the chain of custody are sealed into the evidence vault
@@ -90,6 +92,7 @@ impl Default for ServerConfig {
             vault: VaultSection::default(),
             notify: None,
             response: None,
+            sources: crate::source_health::SourcesConfig::default(),
         }
     }
 }
@@ -296,6 +299,9 @@ impl ServerConfig {
         };
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir", "must not be empty".into());
+        }
+        if let Err(m) = self.sources.validate() {
+            return bad("sources", m);
         }
         if !(256..=16 << 20).contains(&self.syslog.max_frame_bytes) {
             return bad(

@@ -41,6 +41,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         incident_rx,
         pipeline,
         incidents,
+        source_health,
     } = c;
     let sink = pipeline.sink.clone();
     let (stop, stop_rx) = watch::channel(false);
@@ -59,6 +60,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         background: Vec::new(),
         pipeline: Some(pipeline),
         sealer,
+        source_health: source_health.clone(),
     };
     let mut sources = Vec::new();
 
@@ -144,6 +146,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             started: Instant::now(),
             incidents: incidents.clone(),
             console: crate::console::ConsoleState::new(audit.clone(), false, data.join("exports")),
+            sources: source_health.clone(),
         });
         running.background.push(token_refresh(Arc::clone(&state)));
         let app = api::router(state);
@@ -187,6 +190,17 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         Duration::from_secs(1),
     )));
     running.background.push(udp_loss_alerts(&running));
+    // Silent or collapsed log sources are alerts (`[sources]`).
+    if let Some(h) = &source_health {
+        running
+            .background
+            .push(tokio::spawn(crate::source_health::run(
+                Arc::clone(h),
+                Arc::clone(&alerts),
+                running.alert_tx.clone(),
+                Arc::clone(&metrics),
+            )));
+    }
     tracing::info!(
         syslog_udp = ?running.syslog_udp,
         syslog_tcp = ?running.syslog_tcp,
