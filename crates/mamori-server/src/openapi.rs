@@ -74,9 +74,7 @@ fn err(desc: &str) -> Value {
 /// The document.
 pub fn document() -> Value {
     let mut doc = base_document();
-    if let (Some(paths), Value::Object(more)) =
-        (doc["paths"].as_object_mut(), console_paths())
-    {
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), console_paths()) {
         paths.extend(more);
     }
     doc

@@ -3,6 +3,7 @@
 
 mod analytics;
 mod bench;
+mod bench_console;
 mod bench_corr;
 mod bench_ingest;
 mod cmd_user;

@@ -140,11 +140,28 @@
     return el('table', { class: 'kv' }, tb);
   }
 
+  // Axis labels in the user's language and zone (uPlot's own are English).
+  var axisFmt = {};
+  function axisLabel(ts, span) {
+    var key = span > 2 * 86400 ? 'd' : 'h';
+    if (!axisFmt[key]) {
+      var o = key === 'd' ? { month: '2-digit', day: '2-digit' } : { hour: '2-digit', minute: '2-digit', hour12: false };
+      try { axisFmt[key] = new Intl.DateTimeFormat(LANG === 'ja' ? 'ja-JP' : 'en-GB', Object.assign({ timeZone: TZ }, o)); }
+      catch (e) { axisFmt[key] = new Intl.DateTimeFormat(LANG === 'ja' ? 'ja-JP' : 'en-GB', o); }
+    }
+    return axisFmt[key].format(new Date(ts * 1000));
+  }
+
   function chart(container, opts, data) {
     clear(container);
     if (!window.uPlot) { container.appendChild(el('p', { text: t('not_available') })); return null; }
     opts.width = Math.max(200, container.clientWidth || 600);
     opts.tzDate = tzDate;
+    if (opts.series && opts.series[0]) opts.series[0].label = t('time');
+    if (!opts.axes) opts.axes = [{ values: function (u, splits) {
+      var span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+      return splits.map(function (v) { return axisLabel(v, span); });
+    } }, {}];
     return new uPlot(opts, data, container);
   }
 
@@ -160,6 +177,7 @@
         data.push(o.alerts_by_level[l] || []);
       });
       chart(document.getElementById('alerts-chart'), { height: 220, series: series, scales: { x: { time: true } } }, data);
+      if (o.alerts_cut) flash(t('alerts_by_level') + ': > 50000');
       var ph = clear(document.getElementById('phases'));
       if (!o.incidents_by_phase) ph.appendChild(el('p', { text: t('not_available') }));
       else ph.appendChild(el('table', { class: 'kv' }, el('tbody', null, PHASES.map(function (p) {
