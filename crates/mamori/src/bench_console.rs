@@ -236,8 +236,10 @@ pub(crate) fn run(a: ConsoleArgs) -> anyhow::Result<i32> {
     let t = Instant::now();
     fill(&data, a.events, a.alerts)?;
     eprintln!("data ready in {:.1}s", t.elapsed().as_secs_f64());
-    let mut cfg = mamori_server::ServerConfig::default();
-    cfg.data_dir = data.clone();
+    let mut cfg = mamori_server::ServerConfig {
+        data_dir: data.clone(),
+        ..Default::default()
+    };
     cfg.syslog.udp = None;
     cfg.syslog.tcp = None;
     cfg.http.listen = Some("127.0.0.1:0".parse()?);

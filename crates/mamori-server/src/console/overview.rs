@@ -18,12 +18,15 @@ pub(super) const HOURS: usize = 24;
 /// Alerts read for the chart at most (the chart says when it was cut).
 const MAX_ALERTS: usize = 50_000;
 
+/// Hour starts (Unix seconds), counts per level per hour, and whether the alerts were cut.
+type ByLevel = (Vec<i64>, Vec<(Level, Vec<u64>)>, bool);
+
 /// Counts of alerts last seen in each of the `HOURS` hours ending with the current one, per
 /// level (`informational` … `critical`), oldest first.
 pub(super) fn alerts_by_level(
     store: &dyn AlertStore,
     now: DateTime<Utc>,
-) -> Result<(Vec<i64>, Vec<(Level, Vec<u64>)>, bool), mamori_store::Error> {
+) -> Result<ByLevel, mamori_store::Error> {
     let end = now
         .with_minute(0)
         .and_then(|t| t.with_second(0))
