@@ -175,12 +175,13 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 /// rejections (bad query string, path or JSON body: text/plain), 405 (empty body).
 async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
-    let is_json = resp
+    let keep = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // (A console page answered with an error status, e.g. a refused sign-in, stays a page.)
+    if !(status.is_client_error() || status.is_server_error()) || keep {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();

@@ -248,6 +248,8 @@ try {
 
   // A viewer gets 403 from the server on a change, even with a valid CSRF token.
   const viewer = await newPage(browser, 'ja-JP');
+  await viewer.page.goto(`${BASE}/login`);
+  await shot(viewer.page, 'login');
   await signIn(viewer.page, 'viewer', PASSWORD);
   await viewer.page.goto(`${BASE}/alerts`);
   await viewer.page.waitForSelector('#alerts-table tbody tr');
@@ -268,6 +270,8 @@ try {
     if (r.status() === 303 || new URL(guesser.page.url()).pathname === '/') fail('a wrong password signed in');
   }
   const locked = await signIn(guesser.page, 'victim', PASSWORD);
+  await shot(guesser.page, 'login-locked');
+  if (!(await guesser.page.$('#login-form'))) fail('the refused sign-in is not the sign-in page');
   if (new URL(guesser.page.url()).pathname === '/' || !/locked|ロック/.test(await guesser.page.textContent('body'))) fail(`the account is not locked (status ${locked.status()})`);
   step('10 wrong passwords locked the account', { status: locked.status() });
 } finally {
