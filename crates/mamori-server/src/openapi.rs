@@ -92,6 +92,12 @@ fn console_paths() -> Value {
                 q("to", json!({ "type": "string", "format": "date-time" }), "exclusive"), q("format", json!({ "type": "string", "enum": ["csv", "jsonl"] }), "default csv"),
                 q("limit", count(Some(10_000)), "") ],
             "responses": with(errors(), json!({ "200": { "description": "The export", "content": { "text/csv": { "schema": { "type": "string" } }, "application/x-ndjson": { "schema": { "type": "string" } } } } })) } },
+        "/api/v1/console/searches": {
+            "get": { "summary": "The caller's saved searches.", "responses": ok("Saved searches", json!({ "type": "object" })) },
+            "post": { "summary": "Save (or replace by name) a search; an empty `q` deletes it.",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "required": ["name", "q"],
+                    "properties": { "name": { "type": "string", "minLength": 1, "maxLength": 100 }, "q": { "type": "string", "maxLength": 4000 }, "range_hours": { "type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX } } } } } },
+                "responses": ok("Saved searches", json!({ "type": "object" })) } },
         "/api/v1/users": {
             "get": { "summary": "Console users (admin only).", "responses": ok("Users", json!({ "type": "object" })) },
             "post": { "summary": "Add a console user (admin only).",

@@ -126,7 +126,12 @@
     return out;
   }
 
+  // The search index keeps the host in its own `host` field: `host.name:x` is not a query
+  // it understands (see docs/store-format.md), so host filters are written `host:x`.
+  function queryField(f) { return f === 'host.name' ? 'host' : f; }
+
   function searchLink(field, value) {
+    field = queryField(field);
     var q = field ? field + ':"' + String(value).replace(/["\\]/g, '\\$&') + '"' : '"' + String(value).replace(/["\\]/g, '\\$&') + '"';
     return '/search?q=' + encodeURIComponent(q);
   }
@@ -511,7 +516,7 @@
     if (params.get('q')) q.value = params.get('q');
     if (params.has('range')) range.value = params.get('range');
     function addFilter(field, value) {
-      var term = field + ':"' + String(value).replace(/["\\]/g, '\\$&') + '"';
+      var term = queryField(field) + ':"' + String(value).replace(/["\\]/g, '\\$&') + '"';
       q.value = q.value.trim() ? q.value.trim() + ' AND ' + term : term;
       run(true);
     }
@@ -531,7 +536,14 @@
       var span = hours ? Number(hours) * 3600 : 7 * 86400;
       p.set('limit', '100');
       p.set('histogram', String(Math.max(60, Math.round(span / 60))));
-      api('/api/v1/search?' + p.toString()).then(function (r) {
+      document.getElementById('flash').classList.add('hidden');
+      api('/api/v1/search?' + p.toString()).catch(function (e) {
+        // A failed search shows no stale results.
+        clear(tbody);
+        clear(document.getElementById('histogram'));
+        document.getElementById('total').textContent = '';
+        throw e;
+      }).then(function (r) {
         document.getElementById('total').textContent = t('results') + ': ' + r.total;
         var hist = r.histogram || [];
         var hc = document.getElementById('histogram');
@@ -559,6 +571,27 @@
     }
     form.addEventListener('submit', function (e) { e.preventDefault(); run(true); });
     range.addEventListener('change', function () { run(true); });
+    function showSaved(list) {
+      var box = clear(document.getElementById('saved'));
+      if (!list.length) box.appendChild(el('span', { class: 'muted', text: t('none') }));
+      list.forEach(function (x) {
+        var qs = new URLSearchParams({ q: x.q, range: x.range_hours ? String(x.range_hours) : '' }).toString();
+        box.appendChild(el('span', { class: 'chip saved-search' },
+          el('a', { href: '/search?' + qs, text: x.name, title: x.q }),
+          CAN_CHANGE ? el('button', { class: 'link', title: t('delete'), text: '×', onclick: function () {
+            post('/api/v1/console/searches', { name: x.name, q: '' }).then(function (j) { showSaved(j.searches); }).catch(function (e) { flash(e.message); });
+          } }) : null));
+      });
+    }
+    api('/api/v1/console/searches').then(function (j) { showSaved(j.searches || []); }).catch(function () { /* optional */ });
+    var saveBtn = document.getElementById('save-search');
+    if (saveBtn) saveBtn.addEventListener('click', function () {
+      var name = document.getElementById('save-name').value.trim();
+      if (!name || !q.value.trim()) return;
+      post('/api/v1/console/searches', { name: name, q: q.value.trim(), range_hours: range.value ? Number(range.value) : null })
+        .then(function (j) { document.getElementById('save-name').value = ''; showSaved(j.searches); })
+        .catch(function (e) { flash(e.message); });
+    });
     run(false);
   }
 

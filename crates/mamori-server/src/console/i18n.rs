@@ -239,6 +239,10 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("no_results", "Nothing found.", "見つかりませんでした。"),
     ("saved", "Saved.", "保存しました。"),
     ("signed_in_as", "Signed in as", "サインイン中："),
+    ("saved_searches", "Saved searches", "保存した検索"),
+    ("save_search", "Save search", "検索を保存"),
+    ("name", "Name", "名前"),
+    ("delete", "Delete", "削除"),
 ];
 
 /// The table of `lang`: key → words.

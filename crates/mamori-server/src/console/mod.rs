@@ -62,6 +62,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/console/overview", get(overview::overview))
         .route("/api/v1/search/export", get(search::export))
         .route(
+            "/api/v1/console/searches",
+            get(search::list_saved).post(search::save),
+        )
+        .route(
             "/api/v1/users",
             get(settings::list_users).post(settings::add_user),
         )

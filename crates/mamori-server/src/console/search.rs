@@ -110,3 +110,73 @@ pub(super) async fn export(
     )
         .into_response())
 }
+
+/// Saved searches of one user (`console/searches/<user>` in the state database).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SavedSearch {
+    name: String,
+    q: String,
+    /// Hours back from now; none = all time.
+    #[serde(default)]
+    range_hours: Option<u32>,
+}
+
+/// Saved searches kept per user at most.
+const MAX_SAVED: usize = 100;
+
+fn saved_key(user: &str) -> String {
+    format!("console/searches/{user}")
+}
+
+fn read_saved(store: &dyn mamori_store::AlertStore, user: &str) -> Vec<SavedSearch> {
+    store
+        .kv_get(&saved_key(user))
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub(super) async fn list_saved(
+    auth: Authed,
+    State(st): State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let s = Arc::clone(&st);
+    let list = blocking(move || Ok(read_saved(&*s.alerts, &auth.name))).await?;
+    Ok(axum::Json(serde_json::json!({ "searches": list })))
+}
+
+/// Saves (or replaces, by name) a search of the caller; an empty query deletes it.
+pub(super) async fn save(
+    auth: Authed,
+    State(st): State<AppState>,
+    b: Result<axum::Json<SavedSearch>, axum::extract::rejection::JsonRejection>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let axum::Json(b) = b.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if b.name.trim().is_empty() || b.name.len() > 100 || b.q.len() > 4000 {
+        return Err(ApiError::BadRequest(
+            "a saved search needs a name (up to 100 bytes) and a query up to 4000 bytes".into(),
+        ));
+    }
+    let s = Arc::clone(&st);
+    let list = blocking(move || {
+        let mut list = read_saved(&*s.alerts, &auth.name);
+        list.retain(|x| x.name != b.name);
+        if !b.q.trim().is_empty() {
+            if list.len() >= MAX_SAVED {
+                return Err(ApiError::Conflict(format!(
+                    "at most {MAX_SAVED} saved searches; delete one first"
+                )));
+            }
+            list.push(b);
+        }
+        let bytes = serde_json::to_vec(&list).map_err(|e| ApiError::Internal(e.to_string()))?;
+        s.alerts
+            .kv_put(&saved_key(&auth.name), &bytes)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(list)
+    })
+    .await?;
+    Ok(axum::Json(serde_json::json!({ "searches": list })))
+}

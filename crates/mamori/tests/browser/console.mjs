@@ -89,9 +89,11 @@ async function shot(page, name) {
 }
 
 const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+let current = null;
 try {
   const admin = await newPage(browser);
   const { page } = admin;
+  current = page;
 
   // Sign in; the CSP header is on every page.
   await signIn(page, 'admin', PASSWORD);
@@ -176,9 +178,21 @@ try {
   await page.click('#results tbody tr.hit');
   await page.waitForSelector('#event-detail a.fv');
   await page.locator('#event-detail a.fv', { hasText: 'web01' }).first().click();
-  await page.waitForFunction(() => /AND host/.test(document.querySelector('#q').value) || /AND .*web01/.test(document.querySelector('#q').value));
-  await page.waitForSelector('#results tbody tr.hit');
+  await page.waitForFunction(() => /AND host:"web01"/.test(document.querySelector('#q').value));
+  // The pivoted search ran (the total is that of the new query, and there is no error).
+  await page.waitForFunction(() => /: 12$/.test(document.querySelector('#total').textContent));
+  if (await page.isVisible('#flash')) fail(`the pivoted search failed: ${await page.textContent('#flash')}`);
   step('searched for the attacker and pivoted', { total, q: await page.inputValue('#q') });
+
+  // Save the search; it is listed and opens again.
+  await page.fill('#save-name', 'attacker web01');
+  await page.click('#save-search');
+  const saved = page.locator('#saved a', { hasText: 'attacker web01' });
+  await saved.waitFor();
+  await saved.click();
+  await page.waitForFunction(() => /: 12$/.test(document.querySelector('#total').textContent));
+  if (!/AND host/.test(await page.inputValue('#q'))) fail('the saved search did not open its query');
+  step('saved the search and opened it again');
 
   // XSS: hostile log lines, viewed on every page that shows log data.
   await sendUdp([...XSS_LINES, ...Array.from({ length: 12 }, (_, i) => sshFail(i, XSS_IP, `<img/src/onerror=alert(${i})>`, 'web03'))]);
@@ -274,6 +288,13 @@ try {
   if (!(await guesser.page.$('#login-form'))) fail('the refused sign-in is not the sign-in page');
   if (new URL(guesser.page.url()).pathname === '/' || !/locked|ロック/.test(await guesser.page.textContent('body'))) fail(`the account is not locked (status ${locked.status()})`);
   step('10 wrong passwords locked the account', { status: locked.status() });
+} catch (e) {
+  // Leave a picture of where it failed next to the screenshots.
+  if (current) {
+    console.log(`failed on ${current.url()}: ${(await current.textContent('body').catch(() => '')).slice(0, 2000)}`);
+    await current.screenshot({ path: path.join(SHOTS, 'failure.png') }).catch(() => {});
+  }
+  throw e;
 } finally {
   await browser.close();
 }
