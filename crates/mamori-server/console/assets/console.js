@@ -552,7 +552,7 @@
           var width = Math.max(60, Math.round(span / 60));
           var lo = from ? Math.floor(from.getTime() / 1000) : xs0[0];
           var hi = from ? Math.floor(to.getTime() / 1000) : xs0[xs0.length - 1] + width;
-          chart(hc, { height: 120, legend: { show: false }, scales: { x: { time: true, range: [lo, Math.max(hi, lo + width)] } }, series: [{}, { stroke: '#2563eb', fill: '#2563eb55', paths: uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.9] }) : undefined }] },
+          chart(hc, { height: 120, legend: { show: false }, scales: { x: { time: true, range: [lo, Math.max(hi, lo + width)] } }, series: [{}, { stroke: '#2563eb', fill: '#2563eb55', paths: uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.9, 28] }) : undefined }] },
             [xs0, hist.map(function (b) { return b.count; })]);
         } else clear(hc);
         clear(tbody);
