@@ -460,7 +460,7 @@
         if (a.kind === 'response_approved' || a.kind === 'response_executed') {
           any = true;
           var ok = d.outcome && (d.outcome.ok === true || d.outcome === 'ok' || d.outcome.status === 'ok');
-          rs.appendChild(el('div', { class: 'resp' }, el('span', { class: 'chip', text: a.kind === 'response_approved' ? t('approve') : 'auto' }), ' ', actionText(d.action), ' · ', fmtTime(d.at), ' · ', (d.dry_run ? 'dry run · ' : ''), JSON.stringify(d.outcome || ''), ' ',
+          rs.appendChild(el('div', { class: 'resp' }, el('span', { class: 'chip', text: a.kind === 'response_approved' ? t('approve') : t('automatic') }), ' ', actionText(d.action), ' · ', fmtTime(d.at), ' · ', (d.dry_run ? t('dry_run') + ' · ' : ''), JSON.stringify(d.outcome || ''), ' ',
             CAN_CHANGE && !rolledBack[d.id] ? el('button', { class: 'rollback', 'data-record': d.id, text: t('rollback'), onclick: function () {
               post('/api/v1/incidents/' + id + '/responses/' + Number(d.id) + '/rollback').then(function () { incidentDetail(id); }).catch(function (e) { flash(e.message); });
             } }) : (rolledBack[d.id] ? el('span', { class: 'chip', text: t('rollback') + ' ✓' }) : null), ok ? '' : ''));
@@ -603,7 +603,7 @@
       var rep = r[0].report || {};
       var hits = {};
       (r[1].alerts || []).forEach(function (a) { hits[a.rule_id] = (hits[a.rule_id] || 0) + a.count; });
-      var summary = t('loaded_rules') + ': ' + (rep.rules || 0) + ' + ' + (rep.correlations || 0) + ' (' + (rep.files || 0) + ' files) · ' + fmtTime(rep.loaded_at) + (rep.error ? ' · ' + t('error') + ': ' + rep.error : '');
+      var summary = t('loaded_rules') + ': ' + (rep.rules || 0) + ' + ' + (rep.correlations || 0) + ' (' + (rep.files || 0) + ' ' + t('files') + ') · ' + fmtTime(rep.loaded_at) + (rep.error ? ' · ' + t('error') + ': ' + rep.error : '');
       document.getElementById('rules-report').appendChild(el('p', { class: 'muted', text: summary }));
       var failed = rep.errors || rep.failures || [];
       var fb = document.getElementById('rules-failed');
@@ -628,7 +628,7 @@
         clear(table);
         j.users.forEach(function (u) {
           table.appendChild(el('tr', null, el('td', { text: u.name }), el('td', { text: t('role_' + u.role) }),
-            el('td', { text: u.disabled ? t('disabled') : (u.locked_until && new Date(u.locked_until) > new Date() ? 'locked' : t('enabled')) }),
+            el('td', { text: u.disabled ? t('disabled') : (u.locked_until && new Date(u.locked_until) > new Date() ? t('locked') : t('enabled')) }),
             el('td', null, u.name === body.dataset.user ? null : el('button', { text: u.disabled ? t('enable') : t('disable'), onclick: function () {
               post('/api/v1/users/' + encodeURIComponent(u.name), { disabled: !u.disabled }).then(load).catch(function (e) { flash(e.message); });
             } }))));

@@ -243,6 +243,10 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("save_search", "Save search", "検索を保存"),
     ("name", "Name", "名前"),
     ("delete", "Delete", "削除"),
+    ("locked", "Locked", "ロック中"),
+    ("automatic", "Automatic", "自動"),
+    ("dry_run", "Dry run", "ドライラン"),
+    ("files", "files", "ファイル"),
 ];
 
 /// The table of `lang`: key → words.
