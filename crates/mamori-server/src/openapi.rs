@@ -96,7 +96,7 @@ fn console_paths() -> Value {
             "get": { "summary": "The caller's saved searches.", "responses": ok("Saved searches", json!({ "type": "object" })) },
             "post": { "summary": "Save (or replace by name) a search; an empty `q` deletes it.",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "required": ["name", "q"],
-                    "properties": { "name": { "type": "string", "minLength": 1, "maxLength": 100 }, "q": { "type": "string", "maxLength": 4000 }, "range_hours": { "type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX } } } } } },
+                    "properties": { "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S" }, "q": { "type": "string", "maxLength": 4000 }, "range_hours": { "type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX } } } } } },
                 "responses": ok("Saved searches", json!({ "type": "object" })) } },
         "/api/v1/users": {
             "get": { "summary": "Console users (admin only).", "responses": ok("Users", json!({ "type": "object" })) },
@@ -107,7 +107,7 @@ fn console_paths() -> Value {
         "/api/v1/users/{name}": { "post": { "summary": "Change a user's role, disable/enable, set a password (admin only; not yourself).",
             "parameters": [ p("name", user) ],
             "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false,
-                "properties": { "role": role, "disabled": { "type": "boolean" }, "password": { "type": "string", "minLength": 10 } } } } } },
+                "properties": { "role": { "type": ["string", "null"], "enum": ["admin", "analyst", "viewer", null] }, "disabled": { "type": ["boolean", "null"] }, "password": { "type": ["string", "null"], "minLength": 10 } } } } } },
             "responses": ok("What changed", json!({ "type": "object" })) } },
         "/api/v1/incidents/{id}/evidence": { "post": { "summary": "Export the incident's evidence bundle while the server runs (through the vault's sealer); answers its file name, download path and SHA-256.",
             "parameters": [ p("id", id()) ],

@@ -58,26 +58,37 @@ pub(super) async fn export(
             )))
         }
     };
+    let limit = p.limit.unwrap_or(mamori_store::MAX_LIMIT);
+    if limit > mamori_store::MAX_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "limit {limit} exceeds {}",
+            mamori_store::MAX_LIMIT
+        )));
+    }
+    // An empty time range holds no events (as in search).
+    let empty = matches!((p.from, p.to), (Some(f), Some(t)) if f > t);
     let req = SearchRequest {
         query: p.q.unwrap_or_default(),
         from: p.from,
         to: p.to,
         sort: SortOrder::default(),
         offset: 0,
-        limit: p
-            .limit
-            .unwrap_or(mamori_store::MAX_LIMIT)
-            .min(mamori_store::MAX_LIMIT),
+        limit: if empty { 0 } else { limit },
         histogram: None,
     };
-    req.validate()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if !empty {
+        req.validate()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    }
     let s = Arc::clone(&st);
     let body = blocking(move || {
-        let r = s
-            .events
-            .search(&req)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let r = if empty {
+            mamori_store::SearchResponse::default()
+        } else {
+            s.events
+                .search(&req)
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?
+        };
         let mut out = String::new();
         if jsonl {
             for e in &r.hits {
@@ -154,7 +165,7 @@ pub(super) async fn save(
     b: Result<axum::Json<SavedSearch>, axum::extract::rejection::JsonRejection>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let axum::Json(b) = b.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    if b.name.trim().is_empty() || b.name.len() > 100 || b.q.len() > 4000 {
+    if b.name.trim().is_empty() || b.name.chars().count() > 100 || b.q.chars().count() > 4000 {
         return Err(ApiError::BadRequest(
             "a saved search needs a name (up to 100 bytes) and a query up to 4000 bytes".into(),
         ));

@@ -60,8 +60,19 @@ pub(super) async fn add_user(
     let r = role(&b.role)?;
     let s = Arc::clone(&st);
     let name = b.name.clone();
-    blocking(move || users::add(&*s.alerts, &b.name, r, &b.password).map_err(ApiError::BadRequest))
-        .await?;
+    blocking(move || {
+        if users::find(&*s.alerts, &b.name)
+            .map_err(ApiError::Internal)?
+            .is_some()
+        {
+            return Err(ApiError::Conflict(format!(
+                "a user named `{}` exists",
+                b.name
+            )));
+        }
+        users::add(&*s.alerts, &b.name, r, &b.password).map_err(ApiError::BadRequest)
+    })
+    .await?;
     st.console.custody(
         &auth.name,
         &format!("console-user:{name}"),
