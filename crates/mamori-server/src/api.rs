@@ -56,6 +56,8 @@ pub struct StateInner {
     pub uploads_dir: PathBuf,
     pub started: Instant,
     pub incidents: Option<Arc<crate::incidents::IncidentService>>,
+    /// The web console's sign-in state (sessions themselves are in `alerts`' key/value table).
+    pub console: crate::console::ConsoleState,
     /// Source health (`[sources]`), when on.
     pub sources: Option<Arc<crate::source_health::SourceHealth>>,
     /// `[[backup]]` checks: results, history, run now.
@@ -83,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::api_incidents::routes())
         .merge(crate::backups::routes())
+        .merge(crate::console::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
         // Bodies are limited by the handlers themselves (ingest and upload have different
@@ -98,6 +101,8 @@ pub fn router(state: AppState) -> Router {
 #[derive(Debug)]
 pub enum ApiError {
     Unauthorized,
+    /// Authenticated but not allowed (a viewer changing state, a missing CSRF token).
+    Forbidden(String),
     BadRequest(String),
     NotFound(String),
     /// The request conflicts with the current state (a refused phase change).
@@ -128,6 +133,7 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 "missing or invalid API token (Authorization: Bearer <token>; create one with `mamori token create`)".to_owned(),
             ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
@@ -172,12 +178,13 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 /// rejections (bad query string, path or JSON body: text/plain), 405 (empty body).
 async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
-    let is_json = resp
+    let keep = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // (A console page answered with an error status, e.g. a refused sign-in, stays a page.)
+    if !(status.is_client_error() || status.is_server_error()) || keep {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -223,20 +230,47 @@ pub(crate) async fn blocking<T: Send + 'static>(
 // ---------------------------------------------------------------------------------------------
 // Authentication
 
-/// The caller's token name. Taking this extractor is what makes a route authenticated.
+/// The caller: an API token's name (machines) or a console user signed in with a session
+/// cookie. Taking this extractor is what makes a route authenticated.
 pub struct Authed {
     pub name: String,
+    /// API tokens act as admin; console users have their own role, enforced here (a viewer's
+    /// change is refused before any handler runs) and by routes that need more.
+    pub role: crate::console::Role,
+}
+
+impl Authed {
+    /// Refuses the request unless the caller is an admin (user management, response policy).
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role == crate::console::Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "only an admin may do this (you are `{}`)",
+                self.role.as_str()
+            )))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
+        let Some(value) = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
+        else {
+            // No token: the console's session cookie (+ CSRF header on changes).
+            return crate::console::auth::authenticate_api(
+                &parts.method,
+                parts.uri.path(),
+                &parts.headers,
+                state,
+            )
+            .await;
+        };
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
@@ -247,8 +281,11 @@ impl FromRequestParts<AppState> for Authed {
         let name = tokio::task::spawn_blocking(move || st.tokens.verify(&*st.alerts, &token))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        name.map(|name| Authed { name })
-            .ok_or(ApiError::Unauthorized)
+        name.map(|name| Authed {
+            name,
+            role: crate::console::Role::Admin,
+        })
+        .ok_or(ApiError::Unauthorized)
     }
 }
 
@@ -867,7 +904,7 @@ struct SearchParams {
     histogram: Option<f64>,
 }
 
-fn event_json(e: &StoredEvent) -> JsonValue {
+pub(crate) fn event_json(e: &StoredEvent) -> JsonValue {
     json!({
         "seq": e.seq,
         "received_at": e.received_at,

@@ -40,6 +40,7 @@ pub mod api_serve;
 pub mod backups;
 mod build;
 pub mod config;
+pub mod console;
 pub mod default_rules;
 pub mod diskfull;
 pub mod incidents;

@@ -42,6 +42,7 @@ fn errors() -> serde_json::Map<String, Value> {
     for (code, name) in [
         ("400", "BadRequest"),
         ("401", "Unauthorized"),
+        ("403", "Forbidden"),
         ("404", "NotFound"),
         ("405", "MethodNotAllowed"),
         ("409", "Conflict"),
@@ -72,6 +73,52 @@ fn err(desc: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
+    let mut doc = base_document();
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), console_paths()) {
+        paths.extend(more);
+    }
+    doc
+}
+
+/// The console's JSON routes (issue #17): overview, search export, users, evidence.
+fn console_paths() -> Value {
+    let user = json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._-]+$" });
+    let role = json!({ "type": "string", "enum": ["admin", "analyst", "viewer"] });
+    json!({
+        "/api/v1/console/overview": { "get": { "summary": "The console overview: alerts per level per hour (24 h), open incidents by NIST phase, response actions in force.",
+            "responses": ok("Overview", json!({ "type": "object" })) } },
+        "/api/v1/search/export": { "get": { "summary": "Search results as CSV (formula-safe cells) or JSON lines, at most 10000 events.",
+            "parameters": [ q("q", json!({ "type": "string" }), "query"), q("from", json!({ "type": "string", "format": "date-time" }), "inclusive"),
+                q("to", json!({ "type": "string", "format": "date-time" }), "exclusive"), q("format", json!({ "type": "string", "enum": ["csv", "jsonl"] }), "default csv"),
+                q("limit", count(Some(10_000)), "") ],
+            "responses": with(errors(), json!({ "200": { "description": "The export", "content": { "text/csv": { "schema": { "type": "string" } }, "application/x-ndjson": { "schema": { "type": "string" } } } } })) } },
+        "/api/v1/console/searches": {
+            "get": { "summary": "The caller's saved searches.", "responses": ok("Saved searches", json!({ "type": "object" })) },
+            "post": { "summary": "Save (or replace by name) a search; an empty `q` deletes it.",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "required": ["name", "q"],
+                    "properties": { "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S" }, "q": { "type": "string", "maxLength": 4000 }, "range_hours": { "type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX } } } } } },
+                "responses": ok("Saved searches", json!({ "type": "object" })) } },
+        "/api/v1/users": {
+            "get": { "summary": "Console users (admin only).", "responses": ok("Users", json!({ "type": "object" })) },
+            "post": { "summary": "Add a console user (admin only).",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "required": ["name", "role", "password"],
+                    "properties": { "name": user, "role": role, "password": { "type": "string", "minLength": 10 } } } } } },
+                "responses": ok("The user", json!({ "type": "object" })) } },
+        "/api/v1/users/{name}": { "post": { "summary": "Change a user's role, disable/enable, set a password (admin only; not yourself).",
+            "parameters": [ p("name", user) ],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false,
+                "properties": { "role": { "type": ["string", "null"], "enum": ["admin", "analyst", "viewer", null] }, "disabled": { "type": ["boolean", "null"] }, "password": { "type": ["string", "null"], "minLength": 10 } } } } } },
+            "responses": ok("What changed", json!({ "type": "object" })) } },
+        "/api/v1/incidents/{id}/evidence": { "post": { "summary": "Export the incident's evidence bundle while the server runs (through the vault's sealer); answers its file name, download path and SHA-256.",
+            "parameters": [ p("id", id()) ],
+            "responses": ok("The bundle", json!({ "type": "object" })) } },
+        "/api/v1/evidence/{file}": { "get": { "summary": "Download an exported evidence bundle.",
+            "parameters": [ p("file", json!({ "type": "string" })) ],
+            "responses": with(errors(), json!({ "200": { "description": "The tar bundle", "content": { "application/x-tar": { "schema": { "type": "string", "format": "binary" } } } } })) } }
+    })
+}
+
+fn base_document() -> Value {
     let secured = json!([{ "bearer": [] }]);
     json!({
         "openapi": "3.1.0",
@@ -85,6 +132,7 @@ pub fn document() -> Value {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "responses": {
                 "Unauthorized": err("Missing, invalid or revoked token."),
+                "Forbidden": err("Signed in to the console but not allowed: a change without the session's X-CSRF-Token, a viewer changing state, a non-admin managing users."),
                 "BadRequest": err("Malformed request; the message says what and where."),
                 "NotFound": err("No such route or object."),
                 "MethodNotAllowed": err("The route exists but not with this method."),

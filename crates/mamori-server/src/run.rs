@@ -160,6 +160,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             uploads_dir: data.join("uploads"),
             started: Instant::now(),
             incidents: incidents.clone(),
+            console: crate::console::ConsoleState::new(audit.clone(), false, data.join("exports")),
             sources: source_health.clone(),
             backups: Arc::clone(&backups),
         });

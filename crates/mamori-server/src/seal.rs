@@ -12,6 +12,7 @@
 //! bottleneck: the store already holds the bytes durably, and the vault catches up within
 //! [`POLL`]. Tree heads are signed by the vault's own checkpoint policy and at shutdown.
 
+use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use mamori_store::EventStore;
-use mamori_vault::{AuditAction, AuditEntry, RecordInput, Vault};
+use mamori_vault::{AuditAction, AuditEntry, ExportRequest, ExportSummary, RecordInput, Vault};
 
 /// How often the sealer looks for newly stored events.
 pub const POLL: Duration = Duration::from_millis(200);
@@ -28,7 +29,15 @@ const BATCH: usize = 4096;
 
 enum Msg {
     Audit(AuditEntry),
+    Export(Box<ExportJob>),
     Stop,
+}
+
+/// An evidence export asked of the sealer while the server runs.
+struct ExportJob {
+    req: ExportRequest,
+    out: PathBuf,
+    reply: mpsc::Sender<Result<ExportSummary, String>>,
 }
 
 /// Hands custody records to the sealer. Cheap to clone.
@@ -49,6 +58,26 @@ impl AuditHandle {
                 "custody record not sealed: the sealer has stopped"
             );
         }
+    }
+}
+
+impl AuditHandle {
+    /// Writes an evidence bundle to `out` through the sealer, which owns the vault, so evidence
+    /// can be exported while the server runs (issue #17). Everything stored so far is sealed
+    /// first; the export itself is recorded in the chain of custody (by the vault). Blocks
+    /// until the bundle is written or `timeout` passes.
+    pub fn export(
+        &self,
+        req: ExportRequest,
+        out: PathBuf,
+        timeout: Duration,
+    ) -> Result<ExportSummary, String> {
+        let (reply, rx) = mpsc::channel();
+        self.tx
+            .send(Msg::Export(Box::new(ExportJob { req, out, reply })))
+            .map_err(|_| "the sealer has stopped".to_owned())?;
+        rx.recv_timeout(timeout)
+            .map_err(|_| format!("the export did not finish within {}s", timeout.as_secs()))?
     }
 }
 
@@ -128,6 +157,7 @@ impl Worker {
         loop {
             match rx.recv_timeout(POLL) {
                 Ok(Msg::Audit(e)) => self.audit(e),
+                Ok(Msg::Export(job)) => self.export(*job),
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -135,6 +165,7 @@ impl Worker {
             while let Ok(m) = rx.try_recv() {
                 match m {
                     Msg::Audit(e) => self.audit(e),
+                    Msg::Export(job) => self.export(*job),
                     Msg::Stop => return self.finish(),
                 }
             }
@@ -158,6 +189,21 @@ impl Worker {
         if let Err(err) = v.append_audit(&e, Utc::now()) {
             tracing::error!(error = %err, actor = %e.actor, target = %e.target, "cannot seal a custody record");
         }
+    }
+
+    /// Seals what is stored, then exports through the vault's own export.
+    fn export(&mut self, job: ExportJob) {
+        self.seal_available();
+        let r = match self.vault.as_mut() {
+            None => Err("the vault is closed".to_owned()),
+            Some(v) => v
+                .export(&job.req, &job.out, Utc::now())
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = &r {
+            tracing::error!(error = %e, out = %job.out.display(), "evidence export failed");
+        }
+        let _ = job.reply.send(r);
     }
 
     /// Signs a head when the vault's policy (records or seconds since the last) says so.

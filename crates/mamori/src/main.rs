@@ -4,8 +4,10 @@
 mod analytics;
 mod backup_cli;
 mod bench;
+mod bench_console;
 mod bench_corr;
 mod bench_ingest;
+mod cmd_user;
 mod hunt;
 mod incident_cli;
 mod malloc_arenas;
@@ -43,6 +45,7 @@ Examples:\n    \
 mamori hunt /var/log --rules ./rules                 Hunt a folder of logs\n    \
 mamori serve --rules ./rules                          Run the server (syslog 5514, API 8080)\n    \
 mamori token create ops                               Create an API token\n    \
+mamori user add aki --role analyst                    Add a web console user (console at http://HOST:8080/)\n    \
 mamori hunt logs/ --rules rules/ -o out.jsonl --format jsonl\n    \
 mamori rules check ./rules                            Compile rules, list failures\n    \
 mamori bench rules --rules sigma/rules              Matching throughput\n\n\
@@ -85,6 +88,9 @@ enum Command {
     /// Check backups: restic/Borg repositories, backup directories, restore tests, 3-2-1.
     #[command(subcommand)]
     Backup(backup_cli::BackupCmd),
+    /// Add, list, disable and change the passwords of web console users.
+    #[command(subcommand)]
+    User(cmd_user::UserCmd),
 }
 
 fn main() -> ExitCode {
@@ -119,6 +125,7 @@ fn main() -> ExitCode {
         Command::Token(c) => serve::run_token(c),
         Command::Incident(c) => incident_cli::run(c),
         Command::Backup(c) => backup_cli::run(c),
+        Command::User(c) => cmd_user::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -1,6 +1,7 @@
 //! End-to-end tests: run the real `mamori` binary in temporary directories.
 
 mod backup;
+mod console;
 mod correlation;
 mod diskfull;
 mod evidence;

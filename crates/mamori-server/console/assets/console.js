@@ -1,0 +1,658 @@
+// Mamori console. Every value from the server is put into the page as text (textContent,
+// input values), never as HTML; links are built only from our own paths with numeric ids or
+// URL-encoded query strings. State changes go to the JSON API with the session's CSRF token.
+(function () {
+  'use strict';
+  var body = document.body;
+  var page = body.dataset.page;
+  if (page === 'login') return;
+  var T = JSON.parse(document.getElementById('i18n').textContent);
+  var LANG = body.dataset.lang || 'en';
+  var TZ = body.dataset.tz || undefined;
+  var ROLE = body.dataset.role;
+  var CAN_CHANGE = ROLE === 'admin' || ROLE === 'analyst';
+  var CSRF = document.querySelector('meta[name="csrf-token"]').getAttribute('content');
+  var LEVELS = ['informational', 'low', 'medium', 'high', 'critical'];
+  var LEVEL_COLORS = { informational: '#8a94a6', low: '#3b82f6', medium: '#eab308', high: '#f97316', critical: '#dc2626' };
+  var PHASES = ['detection_analysis', 'containment', 'eradication', 'recovery', 'post_incident'];
+
+  // The language switch returns to this page.
+  document.querySelectorAll('input.back').forEach(function (i) { i.value = location.pathname + location.search; });
+
+  function t(k) { return T[k] || k; }
+
+  // Builds an element: attrs are properties/attributes (never HTML); children are nodes or text.
+  function el(tag, attrs) {
+    var e = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        var v = attrs[k];
+        if (v === null || v === undefined || v === false) return;
+        if (k === 'text') e.textContent = String(v);
+        else if (k === 'class') e.className = v;
+        else if (k === 'href') e.setAttribute('href', safeHref(v));
+        else if (k.slice(0, 2) === 'on') e.addEventListener(k.slice(2), v);
+        else if (k === 'checked' || k === 'disabled' || k === 'value') e[k] = v;
+        else e.setAttribute(k, String(v));
+      });
+    }
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === null || c === undefined || c === false) continue;
+      if (Array.isArray(c)) c.forEach(function (x) { if (x) e.appendChild(typeof x === 'string' ? document.createTextNode(x) : x); });
+      else e.appendChild(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+    }
+    return e;
+  }
+
+  // Only our own absolute paths are links; anything else (javascript:, data:, //host) is dropped.
+  function safeHref(h) {
+    h = String(h);
+    return (h.charAt(0) === '/' && h.charAt(1) !== '/' && h.charAt(1) !== '\\') ? h : '#';
+  }
+
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+
+  function flash(msg) {
+    var f = document.getElementById('flash');
+    f.textContent = msg;
+    f.classList.remove('hidden');
+  }
+
+  function api(path, opts) {
+    opts = opts || {};
+    var headers = { 'Accept': 'application/json' };
+    if (opts.method && opts.method !== 'GET') {
+      headers['X-CSRF-Token'] = CSRF;
+      headers['Content-Type'] = 'application/json';
+    }
+    return fetch(path, {
+      method: opts.method || 'GET',
+      headers: headers,
+      credentials: 'same-origin',
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body)
+    }).then(function (r) {
+      if (r.status === 401) { location.href = '/login'; throw new Error('signed out'); }
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (!r.ok) {
+          var err = new Error((r.status === 403 ? t('forbidden') + ' ' : '') + (j.error || r.statusText));
+          err.status = r.status;
+          throw err;
+        }
+        return j;
+      });
+    });
+  }
+
+  function post(path, b) {
+    return api(path, { method: 'POST', body: b || {} });
+  }
+
+  var fmtCache = null;
+  function fmtTime(iso) {
+    if (!iso) return '';
+    var d = new Date(iso);
+    if (isNaN(d)) return String(iso);
+    if (!fmtCache) {
+      var o = { year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false, timeZoneName: 'short' };
+      try { fmtCache = new Intl.DateTimeFormat(LANG === 'ja' ? 'ja-JP' : 'en-GB', Object.assign({ timeZone: TZ }, o)); }
+      catch (e) { fmtCache = new Intl.DateTimeFormat(LANG === 'ja' ? 'ja-JP' : 'en-GB', o); }
+    }
+    return fmtCache.format(d);
+  }
+
+  function tzDate(ts) {
+    var d = new Date(ts * 1000);
+    if (TZ && window.uPlot && uPlot.tzDate) { try { return uPlot.tzDate(d, TZ); } catch (e) { /* browser zone */ } }
+    return d;
+  }
+
+  function levelBadge(l) { return el('span', { class: 'lvl lvl-' + (LEVELS.indexOf(l) >= 0 ? l : 'informational'), text: l }); }
+
+  function phaseName(p) { return t('phase_' + p); }
+
+  // Entities of an alert (group-by values and matched fields), as [field, value].
+  function entities(a) {
+    var out = [];
+    var d = a.details || {};
+    ['group', 'fields'].forEach(function (k) {
+      var m = d[k];
+      if (m && typeof m === 'object') Object.keys(m).forEach(function (f) {
+        var v = m[f];
+        if (typeof v === 'string' || typeof v === 'number') out.push([f, String(v)]);
+      });
+    });
+    if (typeof d.host === 'string') out.push(['host.name', d.host]);
+    return out;
+  }
+
+  // The search index keeps the host in its own `host` field: `host.name:x` is not a query
+  // it understands (see docs/store-format.md), so host filters are written `host:x`.
+  function queryField(f) { return f === 'host.name' ? 'host' : f; }
+
+  function searchLink(field, value) {
+    field = queryField(field);
+    var q = field ? field + ':"' + String(value).replace(/["\\]/g, '\\$&') + '"' : '"' + String(value).replace(/["\\]/g, '\\$&') + '"';
+    return '/search?q=' + encodeURIComponent(q);
+  }
+
+  function kvTable(obj) {
+    var tb = el('tbody');
+    Object.keys(obj || {}).sort().forEach(function (k) {
+      var v = obj[k];
+      tb.appendChild(el('tr', null, el('th', { text: k }), el('td', { text: typeof v === 'string' ? v : JSON.stringify(v) })));
+    });
+    return el('table', { class: 'kv' }, tb);
+  }
+
+  // Axis labels in the user's language and zone (uPlot's own are English).
+  var axisFmt = {};
+  function axisLabel(ts, span) {
+    var key = span > 2 * 86400 ? 'd' : 'h';
+    if (!axisFmt[key]) {
+      var o = key === 'd' ? { month: '2-digit', day: '2-digit' } : { hour: '2-digit', minute: '2-digit', hour12: false };
+      try { axisFmt[key] = new Intl.DateTimeFormat(LANG === 'ja' ? 'ja-JP' : 'en-GB', Object.assign({ timeZone: TZ }, o)); }
+      catch (e) { axisFmt[key] = new Intl.DateTimeFormat(LANG === 'ja' ? 'ja-JP' : 'en-GB', o); }
+    }
+    return axisFmt[key].format(new Date(ts * 1000));
+  }
+
+  function chart(container, opts, data) {
+    clear(container);
+    if (!window.uPlot) { container.appendChild(el('p', { text: t('not_available') })); return null; }
+    opts.width = Math.max(200, container.clientWidth || 600);
+    opts.tzDate = tzDate;
+    if (opts.series && opts.series[0]) opts.series[0].label = t('time');
+    if (!opts.axes) opts.axes = [{ values: function (u, splits) {
+      var span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+      return splits.map(function (v) { return axisLabel(v, span); });
+    } }, {}];
+    return new uPlot(opts, data, container);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Overview
+
+  function overview() {
+    api('/api/v1/console/overview').then(function (o) {
+      var series = [{}];
+      var data = [o.hours];
+      LEVELS.forEach(function (l) {
+        series.push({ label: l, stroke: LEVEL_COLORS[l], fill: LEVEL_COLORS[l] + '33', width: 2 });
+        data.push(o.alerts_by_level[l] || []);
+      });
+      chart(document.getElementById('alerts-chart'), { height: 220, series: series, scales: { x: { time: true } } }, data);
+      if (o.alerts_cut) flash(t('alerts_by_level') + ': > 50000');
+      var ph = clear(document.getElementById('phases'));
+      if (!o.incidents_by_phase) ph.appendChild(el('p', { text: t('not_available') }));
+      else ph.appendChild(el('table', { class: 'kv' }, el('tbody', null, PHASES.map(function (p) {
+        return el('tr', null, el('th', null, el('a', { href: '/incidents', text: phaseName(p) })), el('td', { class: 'num', text: o.incidents_by_phase[p] || 0 }));
+      }))));
+      var f = clear(document.getElementById('in-force'));
+      if (!o.responses_in_force.length) f.appendChild(el('p', { class: 'muted', text: t('none') }));
+      else f.appendChild(el('table', { class: 'list' }, el('tbody', null, o.responses_in_force.map(function (r) {
+        return el('tr', null, el('td', { text: actionText(r.action) }), el('td', { text: t('expires') + ' ' + fmtTime(r.expires_at) }));
+      }))));
+    }).catch(function (e) { flash(e.message); });
+    sources();
+  }
+
+  function sources() {
+    var box = document.getElementById('sources');
+    fetch('/api/v1/sources', { credentials: 'same-origin', headers: { Accept: 'application/json' } }).then(function (r) {
+      if (r.status === 404) { clear(box).appendChild(el('p', { class: 'muted', id: 'sources-na', text: t('not_available') })); return null; }
+      if (!r.ok) throw new Error('sources: ' + r.status);
+      return r.json();
+    }).then(function (j) {
+      if (!j) return;
+      clear(box);
+      var list = j.sources || [];
+      if (!list.length) { box.appendChild(el('p', { class: 'muted', text: t('none') })); return; }
+      var tb = el('tbody');
+      box.appendChild(el('table', { class: 'list', id: 'sources-table' },
+        el('thead', null, el('tr', null, el('th', { text: t('source') }), el('th', { text: t('kind') }), el('th', { text: t('state') }), el('th', { text: t('last_seen') }), el('th', { text: t('events_last_hour') }), el('th', { text: '48h' }))),
+        tb));
+      list.forEach(function (s) {
+        var spark = el('div', { class: 'spark' });
+        var state = ['ok', 'silent', 'collapsed', 'new'].indexOf(s.state) >= 0 ? s.state : 'ok';
+        tb.appendChild(el('tr', { class: 'src-' + state },
+          el('td', null, el('a', { href: searchLink('host.name', s.source), text: s.source })),
+          el('td', { text: s.kind }),
+          el('td', null, el('span', { class: 'state state-' + state, text: t('state_' + state) })),
+          el('td', { text: fmtTime(s.last_seen) }),
+          el('td', { class: 'num', text: s.events_last_hour }),
+          el('td', null, spark)));
+        var h = Array.isArray(s.hourly) ? s.hourly.map(Number) : [];
+        if (window.uPlot && h.length) {
+          var now = Math.floor(Date.now() / 3600000) * 3600;
+          var xs = h.map(function (_, i) { return now - (h.length - 1 - i) * 3600; });
+          new uPlot({ width: 160, height: 32, legend: { show: false }, cursor: { show: false }, axes: [{ show: false }, { show: false }], scales: { x: { time: true } }, series: [{}, { stroke: state === 'ok' || state === 'new' ? '#16a34a' : '#dc2626', width: 1.5, fill: '#16a34a22' }] }, [xs, h], spark);
+        }
+      });
+    }).catch(function (e) { clear(box).appendChild(el('p', { class: 'muted', text: t('error') + ': ' + e.message })); });
+  }
+
+  function actionText(a) {
+    if (!a || typeof a !== 'object') return String(a || '');
+    var kind = a.kind || a.type || Object.keys(a)[0] || '';
+    var parts = [];
+    Object.keys(a).forEach(function (k) { if (k !== 'kind' && k !== 'type') parts.push(k + '=' + (typeof a[k] === 'object' ? JSON.stringify(a[k]) : a[k])); });
+    return kind + (parts.length ? ' ' + parts.join(' ') : '');
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Alerts
+
+  function alerts() {
+    var form = document.getElementById('alert-filters');
+    var tbody = document.querySelector('#alerts-table tbody');
+    var selected = {};
+    var last = '';
+    var initial = new URLSearchParams(location.search);
+    ['status', 'min_level', 'rule_id', 'text'].forEach(function (k) {
+      if (initial.get(k) && form.elements[k]) form.elements[k].value = initial.get(k);
+    });
+    function query() {
+      var p = new URLSearchParams();
+      p.set('limit', '200');
+      var fd = new FormData(form);
+      ['status', 'min_level', 'rule_id'].forEach(function (k) { var v = (fd.get(k) || '').trim(); if (v) p.set(k, v); });
+      var h = fd.get('since');
+      if (h) p.set('since', new Date(Date.now() - Number(h) * 3600000).toISOString());
+      return p.toString();
+    }
+    function refresh() {
+      api('/api/v1/alerts?' + query()).then(function (j) {
+        var text = (new FormData(form).get('text') || '').toLowerCase();
+        var rows = (j.alerts || []).filter(function (a) {
+          return !text || JSON.stringify([a.group_key, a.details]).toLowerCase().indexOf(text) >= 0;
+        });
+        var key = JSON.stringify(rows.map(function (a) { return [a.id, a.status, a.count]; })) + text;
+        if (key === last) return;
+        last = key;
+        clear(tbody);
+        if (!rows.length) tbody.appendChild(el('tr', null, el('td', { colspan: 8, class: 'muted', text: t('no_results') })));
+        rows.forEach(function (a) {
+          var ents = entities(a).slice(0, 4).map(function (e) { return el('span', { class: 'chip', text: e[0] + '=' + e[1] }); });
+          tbody.appendChild(el('tr', { class: 'alert-row', 'data-id': a.id },
+            el('td', null, CAN_CHANGE ? el('input', { type: 'checkbox', class: 'sel', checked: !!selected[a.id], onchange: function (ev) { selected[a.id] = ev.target.checked; } }) : null),
+            el('td', { text: fmtTime(a.last_seen) }),
+            el('td', null, levelBadge(a.level)),
+            el('td', null, el('a', { href: '/alerts/' + Number(a.id), text: a.title })),
+            el('td', { class: 'mono', text: a.rule_id }),
+            el('td', null, ents),
+            el('td', { class: 'num', text: a.count }),
+            el('td', { text: t(a.status) })));
+        });
+      }).catch(function (e) { flash(e.message); });
+    }
+    form.addEventListener('change', function () { last = ''; refresh(); });
+    form.addEventListener('input', function () { last = ''; refresh(); });
+    form.addEventListener('submit', function (e) { e.preventDefault(); });
+    var ackBtn = document.getElementById('ack-selected');
+    if (ackBtn) ackBtn.addEventListener('click', function () {
+      var ids = Object.keys(selected).filter(function (k) { return selected[k]; });
+      Promise.all(ids.map(function (id) { return post('/api/v1/alerts/' + Number(id) + '/ack', { note: '' }); }))
+        .then(function () { selected = {}; last = ''; refresh(); })
+        .catch(function (e) { flash(e.message); });
+    });
+    refresh();
+    setInterval(refresh, 1000);
+  }
+
+  function alertDetail(id) {
+    var box = document.getElementById('alert-detail');
+    api('/api/v1/alerts/' + id).then(function (a) {
+      clear(box);
+      var d = a.details || {};
+      var tags = (d.tags || []).map(function (tg) { return el('span', { class: 'chip tag', text: tg }); });
+      var why = LANG === 'ja' ? (d.description_ja || d.description) : d.description;
+      var head = el('section', { class: 'card' },
+        el('h2', null, levelBadge(a.level), ' ', a.title),
+        el('table', { class: 'kv' }, el('tbody', null,
+          el('tr', null, el('th', { text: t('rule') }), el('td', { class: 'mono', text: a.rule_id })),
+          el('tr', null, el('th', { text: t('status') }), el('td', { id: 'alert-status', text: t(a.status) + (a.ack ? ' (' + a.ack.by + ', ' + fmtTime(a.ack.at) + ')' : '') })),
+          el('tr', null, el('th', { text: t('time') }), el('td', { text: fmtTime(a.received_at) + ' — ' + fmtTime(a.last_seen) })),
+          el('tr', null, el('th', { text: t('count') }), el('td', { text: a.count })),
+          el('tr', null, el('th', { text: t('attack_tags') }), el('td', null, tags.length ? tags : t('none'))))),
+        why ? el('div', null, el('h3', { text: t('why_fired') }), el('p', { text: why })) : null,
+        el('h3', { text: t('entities') }),
+        el('ul', { class: 'ents' }, entities(a).map(function (e) {
+          return el('li', null, el('span', { class: 'mono', text: e[0] + ' = ' + e[1] }), ' ', el('a', { class: 'pivot', href: searchLink(e[0].indexOf('.') > 0 ? e[0] : '', e[1]), text: t('search_pivot') }));
+        })),
+        el('div', { class: 'actions' },
+          CAN_CHANGE && a.status === 'open' ? el('button', { id: 'ack', text: t('acknowledge'), onclick: function () {
+            post('/api/v1/alerts/' + id + '/ack', { note: '' }).then(function () { alertDetail(id); }).catch(function (e) { flash(e.message); });
+          } }) : null,
+          el('span', { id: 'incident-link' })),
+        el('h3', { text: t('fields') }), kvTable(d));
+      box.appendChild(head);
+      var evs = el('section', { class: 'card' }, el('h2', { text: t('matched_events') }));
+      box.appendChild(evs);
+      (a.event_seqs || []).slice(0, 20).forEach(function (seq) {
+        api('/api/v1/events/' + Number(seq)).then(function (e) {
+          evs.appendChild(eventBox(e));
+        }).catch(function () { evs.appendChild(el('p', { class: 'muted', text: '#' + seq + ': ' + t('not_available') })); });
+      });
+      findIncident(a.id);
+    }).catch(function (e) { flash(e.message); });
+  }
+
+  function findIncident(alertId) {
+    api('/api/v1/incidents?limit=50').then(function (j) {
+      var list = j.incidents || [];
+      (function next(i) {
+        if (i >= list.length) return;
+        api('/api/v1/incidents/' + Number(list[i].id)).then(function (inc) {
+          if ((inc.alerts || []).some(function (x) { return x.alert_id === alertId; })) {
+            clear(document.getElementById('incident-link')).appendChild(el('a', { class: 'button', id: 'open-incident', href: '/incidents/' + Number(inc.id), text: t('open_incident') + ' #' + inc.id }));
+          } else next(i + 1);
+        });
+      })(0);
+    }).catch(function () { /* incidents disabled */ });
+  }
+
+  function eventBox(e, onField) {
+    var fields = e.fields || {};
+    var tb = el('tbody');
+    Object.keys(fields).sort().forEach(function (k) {
+      var v = fields[k];
+      var s = typeof v === 'string' ? v : JSON.stringify(v);
+      tb.appendChild(el('tr', null, el('th', { text: k }), el('td', null, onField
+        ? el('a', { href: '#', class: 'fv', onclick: function (ev) { ev.preventDefault(); onField(k, s); }, text: s })
+        : el('a', { href: searchLink(k, s), class: 'fv', text: s }))));
+    });
+    return el('div', { class: 'event' },
+      el('div', { class: 'muted', text: '#' + e.seq + ' · ' + fmtTime(e.time || e.received_at) + ' · ' + (e.host || '') + ' · ' + e.source + ' · ' + e.format }),
+      el('h4', { text: t('raw') }), el('pre', { class: 'raw', text: e.raw }),
+      el('h4', { text: t('fields') }), el('table', { class: 'kv' }, tb));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Incidents
+
+  function incidents() {
+    var board = document.getElementById('board');
+    api('/api/v1/incidents?status=open&limit=500').then(function (j) {
+      clear(board);
+      PHASES.forEach(function (p) {
+        var items = (j.incidents || []).filter(function (i) { return i.phase === p; });
+        board.appendChild(el('section', { class: 'col', 'data-phase': p },
+          el('h2', null, phaseName(p), ' ', el('small', { text: '(' + items.length + ')' })),
+          items.map(function (i) {
+            return el('a', { class: 'inc-card', href: '/incidents/' + Number(i.id) },
+              el('div', null, levelBadge(i.severity), ' #', String(i.id)),
+              el('div', { class: 'inc-title', text: i.title }),
+              el('div', { class: 'muted', text: fmtTime(i.updated_at) + (i.assignee ? ' · ' + i.assignee : '') }));
+          })));
+      });
+    }).catch(function (e) { flash(e.message); });
+  }
+
+  function incidentDetail(id) {
+    var box = document.getElementById('incident-detail');
+    Promise.all([api('/api/v1/incidents/' + id), api('/api/v1/responses').catch(function () { return {}; })]).then(function (r) {
+      var inc = r[0];
+      var resp = r[1] || {};
+      document.getElementById('inc-title').textContent = inc.title;
+      clear(box);
+      var phaseSel = el('select', { id: 'phase-select' }, PHASES.map(function (p) { return el('option', { value: p, text: phaseName(p), selected: p === inc.phase ? 'selected' : null }); }));
+      var why = el('input', { id: 'phase-why', placeholder: t('reason'), size: 40 });
+      var assignee = el('input', { id: 'assignee', value: inc.assignee || '', size: 16 });
+      var state = el('section', { class: 'card' },
+        el('table', { class: 'kv' }, el('tbody', null,
+          el('tr', null, el('th', { text: t('level') }), el('td', null, levelBadge(inc.severity))),
+          el('tr', null, el('th', { text: t('phase') }), el('td', { id: 'phase', text: phaseName(inc.phase) + (inc.status === 'closed' ? ' (' + t('phase_closed') + ')' : '') })),
+          el('tr', null, el('th', { text: t('kind') }), el('td', { text: inc.kind })),
+          el('tr', null, el('th', { text: t('assignee') }), el('td', { id: 'assignee-now', text: inc.assignee || '—' })),
+          el('tr', null, el('th', { text: t('entities') }), el('td', null, (inc.entities || []).map(function (e) {
+            return el('a', { class: 'chip', href: searchLink(e.field || e.kind || '', e.value), text: (e.field || e.kind || '') + '=' + e.value });
+          }))))),
+        CAN_CHANGE ? el('div', { class: 'actions' },
+          el('label', null, t('move_to') + ' ', phaseSel), why,
+          el('button', { id: 'phase-go', text: t('change_phase'), onclick: function () {
+            post('/api/v1/incidents/' + id + '/phase', { phase: phaseSel.value, why: why.value || null }).then(function () { incidentDetail(id); }).catch(function (e) { flash(e.message); });
+          } }),
+          el('label', null, t('assignee') + ' ', assignee),
+          el('button', { id: 'assign-go', text: t('assign'), onclick: function () {
+            post('/api/v1/incidents/' + id + '/assign', { assignee: assignee.value || null }).then(function () { incidentDetail(id); }).catch(function (e) { flash(e.message); });
+          } })) : null);
+      box.appendChild(state);
+
+      // Playbook tasks.
+      var tasks = el('section', { class: 'card' }, el('h2', { text: t('tasks') }));
+      PHASES.forEach(function (p) {
+        var ts = (inc.tasks || []).filter(function (x) { return x.phase === p; });
+        if (!ts.length) return;
+        tasks.appendChild(el('h3', { text: phaseName(p) }));
+        tasks.appendChild(el('ul', { class: 'tasks' }, ts.map(function (x) {
+          return el('li', null, el('label', null,
+            el('input', { type: 'checkbox', class: 'task', 'data-task': x.id, checked: x.done, disabled: x.done || !CAN_CHANGE, onchange: function () {
+              post('/api/v1/incidents/' + id + '/tasks/' + Number(x.id) + '/done').then(function () { incidentDetail(id); }).catch(function (e) { flash(e.message); });
+            } }),
+            ' ', LANG === 'ja' ? x.text_ja : x.text_en,
+            x.done ? el('small', { class: 'muted', text: ' ✓ ' + (x.done_by || '') + ' ' + fmtTime(x.done_at) }) : null));
+        })));
+      });
+      box.appendChild(tasks);
+
+      // Response actions: suggestions to approve, actions to roll back.
+      var actions = inc.actions || [];
+      var approvedPlans = {}, rolledBack = {};
+      actions.forEach(function (a) {
+        var d = a.detail || {};
+        if (a.kind === 'response_approved' || a.kind === 'response_executed') approvedPlans[d.plan] = true;
+        if (a.kind === 'response_rolled_back') rolledBack[d.id] = true;
+      });
+      var pendingIds = {};
+      (resp.pending || []).forEach(function (p) { pendingIds[p.id] = true; });
+      var rs = el('section', { class: 'card', id: 'responses' }, el('h2', { text: t('responses') }));
+      var any = false;
+      actions.forEach(function (a) {
+        var d = a.detail || {};
+        if (a.kind === 'response_suggested') {
+          any = true;
+          rs.appendChild(el('div', { class: 'resp' }, el('span', { class: 'chip', text: t('suggested') }), ' ', actionText(d.action), ' — ', el('span', { class: 'muted', text: d.reason || '' }), ' ',
+            CAN_CHANGE && !approvedPlans[d.id] && pendingIds[d.id] ? el('button', { class: 'approve', 'data-plan': d.id, text: t('approve'), onclick: function () {
+              post('/api/v1/incidents/' + id + '/responses/' + Number(d.id) + '/approve').then(function () { incidentDetail(id); }).catch(function (e) { flash(e.message); });
+            } }) : null));
+        }
+        if (a.kind === 'response_approved' || a.kind === 'response_executed') {
+          any = true;
+          var ok = d.outcome && (d.outcome.ok === true || d.outcome === 'ok' || d.outcome.status === 'ok');
+          rs.appendChild(el('div', { class: 'resp' }, el('span', { class: 'chip', text: a.kind === 'response_approved' ? t('approve') : t('automatic') }), ' ', actionText(d.action), ' · ', fmtTime(d.at), ' · ', (d.dry_run ? t('dry_run') + ' · ' : ''), JSON.stringify(d.outcome || ''), ' ',
+            CAN_CHANGE && !rolledBack[d.id] ? el('button', { class: 'rollback', 'data-record': d.id, text: t('rollback'), onclick: function () {
+              post('/api/v1/incidents/' + id + '/responses/' + Number(d.id) + '/rollback').then(function () { incidentDetail(id); }).catch(function (e) { flash(e.message); });
+            } }) : (rolledBack[d.id] ? el('span', { class: 'chip', text: t('rollback') + ' ✓' }) : null), ok ? '' : ''));
+        }
+      });
+      if (!any) rs.appendChild(el('p', { class: 'muted', text: t('none') }));
+      box.appendChild(rs);
+
+      // Evidence.
+      var ev = el('section', { class: 'card', id: 'evidence' }, el('h2', { text: t('evidence') }),
+        el('ul', null, (inc.evidence || []).map(function (x) { return el('li', { class: 'mono', text: x }); })));
+      if (CAN_CHANGE) ev.appendChild(el('button', { id: 'export-evidence', text: t('export_evidence'), onclick: function (e) {
+        e.target.disabled = true;
+        post('/api/v1/incidents/' + id + '/evidence').then(function (r) {
+          ev.appendChild(el('p', { id: 'bundle' }, el('a', { id: 'bundle-link', href: '/api/v1/evidence/' + encodeURIComponent(r.file), download: r.file, text: t('download') + ' ' + r.file }), el('br'), 'SHA-256: ', el('code', { id: 'bundle-sha', text: r.sha256 })));
+          e.target.disabled = false;
+        }).catch(function (er) { e.target.disabled = false; flash(er.message); });
+      } }));
+      box.appendChild(ev);
+
+      // Timeline: alerts, history, notes, actions.
+      var rows = [];
+      (inc.alerts || []).forEach(function (a) { rows.push([a.time, t('alert'), 'mamori', null, a]); });
+      (inc.history || []).forEach(function (h) { rows.push([h.at, h.action, h.by, [h.from, h.to].filter(Boolean).join(' → ') + (h.why ? ' (' + h.why + ')' : '')]); });
+      (inc.notes || []).forEach(function (n) { rows.push([n.at, t('notes'), n.by, n.text]); });
+      actions.forEach(function (a) { rows.push([a.at, a.kind, a.by, JSON.stringify(a.detail)]); });
+      rows.sort(function (x, y) { return new Date(x[0]) - new Date(y[0]); });
+      var note = el('textarea', { id: 'note-text', rows: 2, cols: 60 });
+      box.appendChild(el('section', { class: 'card' }, el('h2', { text: t('timeline') }),
+        el('table', { class: 'list', id: 'timeline' }, el('tbody', null, rows.map(function (r) {
+          var detail = r[4]
+            ? el('span', null, levelBadge(r[4].level), ' ', el('a', { href: '/alerts/' + Number(r[4].alert_id), text: r[4].title }), ' ', el('span', { class: 'muted', text: r[4].joined_because }))
+            : el('span', { class: 'wrap', text: r[3] });
+          return el('tr', null, el('td', { class: 'nowrap', text: fmtTime(r[0]) }), el('td', { text: r[1] }), el('td', { text: r[2] }), el('td', null, detail));
+        }))),
+        CAN_CHANGE ? el('div', { class: 'actions' }, note, el('button', { id: 'add-note', text: t('add_note'), onclick: function () {
+          if (!note.value.trim()) return;
+          post('/api/v1/incidents/' + id + '/notes', { text: note.value }).then(function () { incidentDetail(id); }).catch(function (e) { flash(e.message); });
+        } })) : null));
+    }).catch(function (e) { flash(e.message); });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Search
+
+  function search() {
+    var form = document.getElementById('search-form');
+    var q = document.getElementById('q');
+    var range = document.getElementById('range');
+    var tbody = document.querySelector('#results tbody');
+    var detail = document.getElementById('event-detail');
+    var params = new URLSearchParams(location.search);
+    if (params.get('q')) q.value = params.get('q');
+    if (params.has('range')) range.value = params.get('range');
+    function addFilter(field, value) {
+      var term = queryField(field) + ':"' + String(value).replace(/["\\]/g, '\\$&') + '"';
+      q.value = q.value.trim() ? q.value.trim() + ' AND ' + term : term;
+      run(true);
+    }
+    function run(push) {
+      var p = new URLSearchParams();
+      if (q.value.trim()) p.set('q', q.value.trim());
+      var hours = range.value;
+      var to = new Date();
+      var from = hours ? new Date(to.getTime() - Number(hours) * 3600000) : null;
+      if (from) p.set('from', from.toISOString());
+      var exportQ = new URLSearchParams(p);
+      exportQ.set('format', 'csv');
+      document.getElementById('export-csv').setAttribute('href', '/api/v1/search/export?' + exportQ.toString());
+      exportQ.set('format', 'jsonl');
+      document.getElementById('export-jsonl').setAttribute('href', '/api/v1/search/export?' + exportQ.toString());
+      if (push) history.replaceState(null, '', '/search?' + new URLSearchParams({ q: q.value.trim(), range: hours }).toString());
+      var span = hours ? Number(hours) * 3600 : 7 * 86400;
+      p.set('limit', '100');
+      p.set('histogram', String(Math.max(60, Math.round(span / 60))));
+      document.getElementById('flash').classList.add('hidden');
+      api('/api/v1/search?' + p.toString()).catch(function (e) {
+        // A failed search shows no stale results.
+        clear(tbody);
+        clear(document.getElementById('histogram'));
+        document.getElementById('total').textContent = '';
+        throw e;
+      }).then(function (r) {
+        document.getElementById('total').textContent = t('results') + ': ' + r.total;
+        var hist = r.histogram || [];
+        var hc = document.getElementById('histogram');
+        if (hist.length) {
+          var xs0 = hist.map(function (b) { return Math.floor(new Date(b.start).getTime() / 1000); });
+          var width = Math.max(60, Math.round(span / 60));
+          var lo = from ? Math.floor(from.getTime() / 1000) : xs0[0];
+          var hi = from ? Math.floor(to.getTime() / 1000) : xs0[xs0.length - 1] + width;
+          chart(hc, { height: 120, legend: { show: false }, scales: { x: { time: true, range: [lo, Math.max(hi, lo + width)] } }, series: [{}, { stroke: '#2563eb', fill: '#2563eb55', paths: uPlot.paths && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.9, 28] }) : undefined }] },
+            [xs0, hist.map(function (b) { return b.count; })]);
+        } else clear(hc);
+        clear(tbody);
+        if (!r.hits.length) tbody.appendChild(el('tr', null, el('td', { colspan: 4, class: 'muted', text: t('no_results') })));
+        r.hits.forEach(function (e) {
+          tbody.appendChild(el('tr', { class: 'hit', onclick: function () {
+            detail.classList.remove('hidden');
+            clear(detail).appendChild(eventBox(e, addFilter));
+          } },
+            el('td', { class: 'nowrap', text: fmtTime(e.time || e.received_at) }),
+            el('td', null, e.host ? el('a', { href: '#', class: 'fv', onclick: function (ev) { ev.preventDefault(); ev.stopPropagation(); addFilter('host.name', e.host); }, text: e.host }) : ''),
+            el('td', { class: 'mono', text: e.source }),
+            el('td', { class: 'mono wrap', text: e.raw })));
+        });
+      }).catch(function (e) { flash(e.message); });
+    }
+    form.addEventListener('submit', function (e) { e.preventDefault(); run(true); });
+    range.addEventListener('change', function () { run(true); });
+    function showSaved(list) {
+      var box = clear(document.getElementById('saved'));
+      if (!list.length) box.appendChild(el('span', { class: 'muted', text: t('none') }));
+      list.forEach(function (x) {
+        var qs = new URLSearchParams({ q: x.q, range: x.range_hours ? String(x.range_hours) : '' }).toString();
+        box.appendChild(el('span', { class: 'chip saved-search' },
+          el('a', { href: '/search?' + qs, text: x.name, title: x.q }),
+          CAN_CHANGE ? el('button', { class: 'link', title: t('delete'), text: '×', onclick: function () {
+            post('/api/v1/console/searches', { name: x.name, q: '' }).then(function (j) { showSaved(j.searches); }).catch(function (e) { flash(e.message); });
+          } }) : null));
+      });
+    }
+    api('/api/v1/console/searches').then(function (j) { showSaved(j.searches || []); }).catch(function () { /* optional */ });
+    var saveBtn = document.getElementById('save-search');
+    if (saveBtn) saveBtn.addEventListener('click', function () {
+      var name = document.getElementById('save-name').value.trim();
+      if (!name || !q.value.trim()) return;
+      post('/api/v1/console/searches', { name: name, q: q.value.trim(), range_hours: range.value ? Number(range.value) : null })
+        .then(function (j) { document.getElementById('save-name').value = ''; showSaved(j.searches); })
+        .catch(function (e) { flash(e.message); });
+    });
+    run(false);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Rules
+
+  function rules() {
+    Promise.all([api('/api/v1/rules'), api('/api/v1/alerts?limit=1000')]).then(function (r) {
+      var rep = r[0].report || {};
+      var hits = {};
+      (r[1].alerts || []).forEach(function (a) { hits[a.rule_id] = (hits[a.rule_id] || 0) + a.count; });
+      var summary = t('loaded_rules') + ': ' + (rep.rules || 0) + ' + ' + (rep.correlations || 0) + ' (' + (rep.files || 0) + ' ' + t('files') + ') · ' + fmtTime(rep.loaded_at) + (rep.error ? ' · ' + t('error') + ': ' + rep.error : '');
+      document.getElementById('rules-report').appendChild(el('p', { class: 'muted', text: summary }));
+      var failed = rep.errors || rep.failures || [];
+      var fb = document.getElementById('rules-failed');
+      if (!failed.length) fb.appendChild(el('p', { class: 'muted', text: t('none') }));
+      else fb.appendChild(el('ul', null, failed.map(function (f) { return el('li', { class: 'mono', text: typeof f === 'string' ? f : JSON.stringify(f) }); })));
+      var tb = document.querySelector('#rules-table tbody');
+      (r[0].rules || []).slice().sort(function (a, b) { return (hits[b.id] || 0) - (hits[a.id] || 0); }).forEach(function (x) {
+        tb.appendChild(el('tr', null, el('td', { text: x.title }), el('td', null, levelBadge(x.level)), el('td', { class: 'mono', text: x.id }),
+          el('td', { class: 'num' }, hits[x.id] ? el('a', { href: '/alerts?rule_id=' + encodeURIComponent(x.id), text: String(hits[x.id]) }) : '0')));
+      });
+    }).catch(function (e) { flash(e.message); });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Settings
+
+  function settings() {
+    var table = document.querySelector('#users-table tbody');
+    if (!table) return;
+    function load() {
+      api('/api/v1/users').then(function (j) {
+        clear(table);
+        j.users.forEach(function (u) {
+          table.appendChild(el('tr', null, el('td', { text: u.name }), el('td', { text: t('role_' + u.role) }),
+            el('td', { text: u.disabled ? t('disabled') : (u.locked_until && new Date(u.locked_until) > new Date() ? t('locked') : t('enabled')) }),
+            el('td', null, u.name === body.dataset.user ? null : el('button', { text: u.disabled ? t('enable') : t('disable'), onclick: function () {
+              post('/api/v1/users/' + encodeURIComponent(u.name), { disabled: !u.disabled }).then(load).catch(function (e) { flash(e.message); });
+            } }))));
+        });
+      }).catch(function (e) { flash(e.message); });
+    }
+    document.getElementById('add-user').addEventListener('submit', function (e) {
+      e.preventDefault();
+      var fd = new FormData(e.target);
+      post('/api/v1/users', { name: fd.get('name'), role: fd.get('role'), password: fd.get('password') })
+        .then(function () { e.target.reset(); load(); }).catch(function (er) { flash(er.message); });
+    });
+    load();
+  }
+
+  var id = Number(body.dataset.id);
+  ({
+    overview: overview,
+    alerts: alerts,
+    alert: function () { alertDetail(id); },
+    incidents: incidents,
+    incident: function () { incidentDetail(id); },
+    search: search,
+    rules: rules,
+    settings: settings
+  }[page] || function () {})();
+})();

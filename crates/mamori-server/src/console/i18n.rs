@@ -1,0 +1,285 @@
+//! The console's words in Japanese and English. One table, one row per key, so a missing
+//! translation is a compile-time gap in a row rather than a key forgotten in one file
+//! (a test checks that no row is empty). The page's script receives the same table as JSON.
+
+use std::collections::BTreeMap;
+
+use axum::http::{header, HeaderMap};
+
+/// A console language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Ja,
+}
+
+impl Lang {
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "en" => Some(Lang::En),
+            "ja" => Some(Lang::Ja),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ja => "ja",
+        }
+    }
+
+    /// The browser's preference (`Accept-Language`): Japanese if it comes before English.
+    pub fn from_headers(h: &HeaderMap) -> Lang {
+        let v = h
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        for part in v.split(',') {
+            let tag = part
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if tag.starts_with("ja") {
+                return Lang::Ja;
+            }
+            if tag.starts_with("en") {
+                return Lang::En;
+            }
+        }
+        Lang::En
+    }
+
+    /// The default time zone: JST for Japanese; for English, none (the browser's own zone).
+    pub fn default_tz(self) -> Option<&'static str> {
+        match self {
+            Lang::Ja => Some("Asia/Tokyo"),
+            Lang::En => None,
+        }
+    }
+}
+
+/// (key, English, Japanese)
+const WORDS: &[(&str, &str, &str)] = &[
+    ("product", "Mamori", "守り"),
+    ("nav_overview", "Overview", "概要"),
+    ("nav_alerts", "Alerts", "アラート"),
+    ("nav_incidents", "Incidents", "インシデント"),
+    ("nav_search", "Search", "検索"),
+    ("nav_rules", "Rules", "ルール"),
+    ("nav_settings", "Settings", "設定"),
+    ("sign_in", "Sign in", "サインイン"),
+    ("sign_out", "Sign out", "サインアウト"),
+    ("user_name", "User name", "ユーザー名"),
+    ("password", "Password", "パスワード"),
+    (
+        "login_invalid",
+        "Wrong user name or password.",
+        "ユーザー名またはパスワードが違います。",
+    ),
+    (
+        "login_locked",
+        "Too many wrong passwords: this account is locked for a while.",
+        "パスワードの誤りが続いたため、このアカウントはしばらくロックされています。",
+    ),
+    (
+        "login_throttled",
+        "Too many failed sign-ins from your address. Try again later.",
+        "このアドレスからのサインイン失敗が多すぎます。しばらくしてから再試行してください。",
+    ),
+    (
+        "login_expired",
+        "The sign-in form expired. Please try again.",
+        "サインインフォームの有効期限が切れました。もう一度お試しください。",
+    ),
+    ("language", "Language", "言語"),
+    ("time_zone", "Time zone", "タイムゾーン"),
+    ("save", "Save", "保存"),
+    ("role", "Role", "ロール"),
+    ("role_admin", "Admin", "管理者"),
+    ("role_analyst", "Analyst", "アナリスト"),
+    ("role_viewer", "Viewer", "閲覧者"),
+    (
+        "alerts_by_level",
+        "Alerts by level (last 24 h)",
+        "レベル別アラート（直近24時間）",
+    ),
+    (
+        "incidents_by_phase",
+        "Open incidents by NIST phase",
+        "NISTフェーズ別の未解決インシデント",
+    ),
+    (
+        "responses_in_force",
+        "Response actions in force",
+        "実施中の対応アクション",
+    ),
+    ("source_health", "Source health", "ログ送信元の状態"),
+    ("not_available", "Not available", "利用できません"),
+    ("none", "None", "なし"),
+    ("loading", "Loading…", "読み込み中…"),
+    ("error", "Error", "エラー"),
+    (
+        "forbidden",
+        "Your role does not allow this.",
+        "このロールでは実行できません。",
+    ),
+    ("level", "Level", "レベル"),
+    ("status", "Status", "状態"),
+    ("rule", "Rule", "ルール"),
+    ("host", "Host", "ホスト"),
+    ("user", "User", "ユーザー"),
+    ("address", "Address", "アドレス"),
+    ("time", "Time", "時刻"),
+    ("title", "Title", "タイトル"),
+    ("count", "Count", "件数"),
+    ("all", "All", "すべて"),
+    ("open", "Open", "未対応"),
+    ("acknowledged", "Acknowledged", "確認済み"),
+    ("acknowledge", "Acknowledge", "確認済みにする"),
+    (
+        "acknowledge_selected",
+        "Acknowledge selected",
+        "選択したものを確認済みにする",
+    ),
+    ("filter", "Filter", "絞り込み"),
+    ("since", "Since", "開始"),
+    ("live", "Live: updates every second", "ライブ：毎秒更新"),
+    ("alert", "Alert", "アラート"),
+    ("matched_events", "Matched events", "一致したイベント"),
+    ("raw", "Raw", "生ログ"),
+    ("fields", "Fields", "フィールド"),
+    ("why_fired", "Why it fired", "検知理由"),
+    ("attack_tags", "ATT&CK tags", "ATT&CKタグ"),
+    ("open_incident", "Open its incident", "インシデントを開く"),
+    ("search_pivot", "Search for this", "これを検索"),
+    ("incident", "Incident", "インシデント"),
+    ("phase", "Phase", "フェーズ"),
+    (
+        "phase_detection_analysis",
+        "Detection & Analysis",
+        "検知と分析",
+    ),
+    ("phase_containment", "Containment", "封じ込め"),
+    ("phase_eradication", "Eradication", "根絶"),
+    ("phase_recovery", "Recovery", "復旧"),
+    ("phase_post_incident", "Post-incident", "事後対応"),
+    ("phase_closed", "Closed", "クローズ"),
+    ("move_to", "Move to", "移動先"),
+    (
+        "reason",
+        "Reason (required when going back)",
+        "理由（前のフェーズに戻す場合は必須）",
+    ),
+    ("change_phase", "Change phase", "フェーズを変更"),
+    ("assignee", "Assignee", "担当者"),
+    ("assign", "Assign", "割り当て"),
+    ("tasks", "Playbook tasks", "プレイブックのタスク"),
+    ("done", "Done", "完了"),
+    ("timeline", "Timeline", "タイムライン"),
+    ("notes", "Notes", "メモ"),
+    ("add_note", "Add note", "メモを追加"),
+    ("responses", "Response actions", "対応アクション"),
+    ("suggested", "Suggested", "提案"),
+    ("approve", "Approve", "承認"),
+    ("rollback", "Roll back", "ロールバック"),
+    ("evidence", "Evidence", "証拠"),
+    (
+        "export_evidence",
+        "Export evidence bundle",
+        "証拠バンドルをエクスポート",
+    ),
+    ("download", "Download", "ダウンロード"),
+    ("entities", "Entities", "エンティティ"),
+    ("query", "Query", "クエリ"),
+    ("from", "From", "開始"),
+    ("to", "To", "終了"),
+    ("range_1h", "Last hour", "直近1時間"),
+    ("range_24h", "Last 24 hours", "直近24時間"),
+    ("range_7d", "Last 7 days", "直近7日間"),
+    ("range_all", "All time", "全期間"),
+    ("results", "Results", "結果"),
+    ("export_csv", "Export CSV", "CSVエクスポート"),
+    ("export_jsonl", "Export JSONL", "JSONLエクスポート"),
+    ("event", "Event", "イベント"),
+    ("source", "Source", "送信元"),
+    ("message", "Message", "メッセージ"),
+    ("loaded_rules", "Loaded rules", "読み込まれたルール"),
+    (
+        "failed_rules",
+        "Rules that failed to load",
+        "読み込みに失敗したルール",
+    ),
+    ("hits", "Hits", "ヒット数"),
+    ("users", "Users", "ユーザー"),
+    ("add_user", "Add user", "ユーザーを追加"),
+    ("disable", "Disable", "無効化"),
+    ("enable", "Enable", "有効化"),
+    ("disabled", "Disabled", "無効"),
+    ("enabled", "Enabled", "有効"),
+    ("preferences", "Preferences", "個人設定"),
+    ("tz_default", "Default", "既定"),
+    ("last_seen", "Last seen", "最終受信"),
+    (
+        "events_last_hour",
+        "Events (last hour)",
+        "イベント数（直近1時間）",
+    ),
+    ("state", "State", "状態"),
+    ("state_ok", "OK", "正常"),
+    ("state_silent", "Silent", "途絶"),
+    ("state_collapsed", "Volume collapsed", "急減"),
+    ("state_new", "New", "新規"),
+    ("kind", "Kind", "種別"),
+    ("expires", "Expires", "期限"),
+    ("action", "Action", "アクション"),
+    ("target", "Target", "対象"),
+    ("no_results", "Nothing found.", "見つかりませんでした。"),
+    ("saved", "Saved.", "保存しました。"),
+    ("signed_in_as", "Signed in as", "サインイン中："),
+    ("saved_searches", "Saved searches", "保存した検索"),
+    ("save_search", "Save search", "検索を保存"),
+    ("name", "Name", "名前"),
+    ("delete", "Delete", "削除"),
+    ("locked", "Locked", "ロック中"),
+    ("automatic", "Automatic", "自動"),
+    ("dry_run", "Dry run", "ドライラン"),
+    ("files", "files", "ファイル"),
+];
+
+/// The table of `lang`: key → words.
+pub fn words(lang: Lang) -> BTreeMap<&'static str, &'static str> {
+    WORDS
+        .iter()
+        .map(|(k, en, ja)| (*k, if lang == Lang::Ja { *ja } else { *en }))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_both_languages_once() {
+        let mut seen = std::collections::HashSet::new();
+        for (k, en, ja) in WORDS {
+            assert!(seen.insert(*k), "duplicate key {k}");
+            assert!(!en.is_empty() && !ja.is_empty(), "{k}");
+        }
+    }
+
+    #[test]
+    fn browser_language_is_the_default() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Lang::from_headers(&h), Lang::En);
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            "ja-JP,ja;q=0.9,en;q=0.8".parse().unwrap(),
+        );
+        assert_eq!(Lang::from_headers(&h), Lang::Ja);
+        h.insert(header::ACCEPT_LANGUAGE, "en-US,ja;q=0.5".parse().unwrap());
+        assert_eq!(Lang::from_headers(&h), Lang::En);
+    }
+}

@@ -1,0 +1,171 @@
+//! The overview's numbers: alerts by level per hour over the last day, open incidents by NIST
+//! phase, response actions in force. (Source health comes from `GET /api/v1/sources`.)
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use mamori_cases::{IncidentFilter, Phase, Status};
+use mamori_event::Level;
+use mamori_store::{AlertFilter, AlertStore};
+use serde_json::{json, Value as JsonValue};
+
+use crate::api::{blocking, ApiError, AppState, Authed};
+
+/// Hours shown in the alerts chart.
+pub(super) const HOURS: usize = 24;
+/// Alerts read for the chart at most (the chart says when it was cut).
+const MAX_ALERTS: usize = 50_000;
+
+/// Hour starts (Unix seconds), counts per level per hour, and whether the alerts were cut.
+type ByLevel = (Vec<i64>, Vec<(Level, Vec<u64>)>, bool);
+
+/// Counts of alerts last seen in each of the `HOURS` hours ending with the current one, per
+/// level (`informational` … `critical`), oldest first.
+pub(super) fn alerts_by_level(
+    store: &dyn AlertStore,
+    now: DateTime<Utc>,
+) -> Result<ByLevel, mamori_store::Error> {
+    let end = now
+        .with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(now)
+        + TimeDelta::hours(1);
+    let start = end - TimeDelta::hours(HOURS as i64);
+    let mut counts: Vec<(Level, Vec<u64>)> =
+        Level::ALL.iter().map(|l| (*l, vec![0; HOURS])).collect();
+    let mut offset = 0;
+    let mut cut = false;
+    loop {
+        let page = store.list_alerts(&AlertFilter {
+            since: Some(start),
+            offset,
+            limit: 1000,
+            ..AlertFilter::default()
+        })?;
+        for a in &page {
+            let h = (a.last_seen - start).num_hours();
+            if (0..HOURS as i64).contains(&h) {
+                if let Some((_, c)) = counts.iter_mut().find(|(l, _)| *l == a.level) {
+                    c[h as usize] += 1;
+                }
+            }
+        }
+        offset += page.len();
+        if page.len() < 1000 {
+            break;
+        }
+        if offset >= MAX_ALERTS {
+            cut = true;
+            break;
+        }
+    }
+    let xs = (0..HOURS as i64)
+        .map(|i| (start + TimeDelta::hours(i)).timestamp())
+        .collect();
+    Ok((xs, counts, cut))
+}
+
+pub(super) async fn overview(
+    _auth: Authed,
+    State(st): State<AppState>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let s = Arc::clone(&st);
+    let v = blocking(move || {
+        let (xs, counts, cut) = alerts_by_level(&*s.alerts, Utc::now())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let by_level: serde_json::Map<String, JsonValue> = counts
+            .into_iter()
+            .map(|(l, c)| (l.as_str().to_owned(), json!(c)))
+            .collect();
+        let phases = match &s.incidents {
+            None => JsonValue::Null,
+            Some(svc) => {
+                let mut m = serde_json::Map::new();
+                for p in Phase::ALL {
+                    let n = svc
+                        .cases
+                        .count(&IncidentFilter {
+                            status: Some(Status::Open),
+                            phase: Some(p),
+                            ..IncidentFilter::default()
+                        })
+                        .map_err(crate::api_incidents::case_err)?;
+                    m.insert(p.as_str().to_owned(), json!(n));
+                }
+                JsonValue::Object(m)
+            }
+        };
+        let in_force: Vec<JsonValue> = match &s.incidents {
+            None => Vec::new(),
+            Some(svc) => svc.responses()["records"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter(|x| {
+                            x["rolled_back_at"].is_null()
+                                && x["expired_at"].is_null()
+                                && !x["dry_run"].as_bool().unwrap_or(false)
+                        })
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        Ok(json!({
+            "hours": xs,
+            "alerts_by_level": by_level,
+            "alerts_cut": cut,
+            "incidents_by_phase": phases,
+            "responses_in_force": in_force,
+        }))
+    })
+    .await?;
+    Ok(Json(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mamori_event::RuleId;
+    use mamori_store::{MemoryAlertStore, NewAlert};
+
+    #[test]
+    fn alerts_are_counted_per_hour_and_level() {
+        let s = MemoryAlertStore::new();
+        let now = Utc::now();
+        for (i, (level, ago)) in [
+            (Level::High, 0),
+            (Level::High, 0),
+            (Level::Low, 3),
+            (Level::Critical, 30),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let t = now - TimeDelta::hours(ago);
+            s.insert_alert(&NewAlert {
+                rule_id: RuleId(format!("r{i}").into()),
+                title: "t".into(),
+                level,
+                event_time: Some(t),
+                received_at: t,
+                event_seqs: vec![],
+                group_key: None,
+                dedup_key: None,
+                details: json!({}),
+            })
+            .unwrap();
+        }
+        let (xs, counts, cut) = alerts_by_level(&s, now).unwrap();
+        assert_eq!(xs.len(), HOURS);
+        assert!(!cut);
+        let get = |l: Level| counts.iter().find(|(x, _)| *x == l).unwrap().1.clone();
+        assert_eq!(get(Level::High)[HOURS - 1], 2);
+        assert_eq!(get(Level::Low)[HOURS - 4], 1);
+        // Older than the chart: not counted.
+        assert_eq!(get(Level::Critical).iter().sum::<u64>(), 0);
+    }
+}

@@ -1,0 +1,548 @@
+//! Issue 17: the web console, end to end against the real binary.
+//!
+//! * Over plain HTTP (always runs): sign-in with the form's CSRF cookie, session cookies,
+//!   CSRF on every change, roles enforced by the server, lockout after ten wrong passwords,
+//!   API tokens still working, the security headers, sign-ins in the chain of custody (read
+//!   back from an evidence bundle exported while the server runs, then verified).
+//! * In a real headless Chromium (`tests/browser/console.mjs`, playwright-core driving the
+//!   system's `/usr/bin/chromium`): the whole analyst flow, XSS payloads, screenshots. Says
+//!   `skipped` when chromium, node or the npm packages (`npm ci` in tests/browser) are missing.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::serve::{write_config, Server};
+use crate::{mamori, repo, text};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// One HTTP exchange: status, head (lower-cased names), body.
+fn raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let end = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = text(&resp[..end]).to_ascii_lowercase();
+    let status = text(&resp[9..12]).parse().unwrap();
+    (status, head, resp[end + 4..].to_vec())
+}
+
+/// The value of `Set-Cookie: name=…` in a response head.
+fn set_cookie(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.strip_prefix("set-cookie: "))
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or("").to_owned())
+}
+
+/// `content="…"` / `value="…"` of the first CSRF field of a page.
+fn csrf_of(page: &str) -> String {
+    let i = page.find("name=\"csrf").expect("a CSRF field");
+    let rest = &page[i..];
+    let v = rest
+        .find("content=\"")
+        .map(|j| j + 9)
+        .or_else(|| rest.find("value=\"").map(|j| j + 7))
+        .unwrap();
+    rest[v..v + 64].to_owned()
+}
+
+fn add_user(cfg: &Path, name: &str, role: &str) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mamori"))
+        .args(["user", "add", name, "--role", role, "--password-stdin"])
+        .args(["--config", cfg.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Signs in through the form; the session cookie, or the answer's status and body.
+fn sign_in(addr: SocketAddr, user: &str, password: &str) -> Result<String, (u16, String)> {
+    let (s, head, body) = raw(addr, "GET", "/login", &[], b"");
+    assert_eq!(s, 200);
+    let form_cookie = set_cookie(&head, "mamori_login_csrf").unwrap();
+    let csrf = csrf_of(&text(&body));
+    let form = format!(
+        "user={user}&password={}&csrf={csrf}",
+        password.replace(' ', "+")
+    );
+    let (s, head, body) = raw(
+        addr,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &format!("mamori_login_csrf={form_cookie}")),
+        ],
+        form.as_bytes(),
+    );
+    match set_cookie(&head, "mamori_session") {
+        Some(c) if s == 303 => Ok(c),
+        _ => Err((s, text(&body))),
+    }
+}
+
+/// The CSRF token of a signed-in session (from a page's meta tag).
+fn session_csrf(addr: SocketAddr, cookie: &str) -> String {
+    let (s, _, body) = raw(
+        addr,
+        "GET",
+        "/alerts",
+        &[("Cookie", &format!("mamori_session={cookie}"))],
+        b"",
+    );
+    assert_eq!(s, 200);
+    csrf_of(&text(&body))
+}
+
+fn start(dir: &Path, extra: &str) -> (Server, PathBuf) {
+    let d = dir.join("data");
+    let out = mamori(&["init", "--data-dir", d.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let cfg = write_config(dir, "");
+    let mut body = std::fs::read_to_string(&cfg).unwrap();
+    body.push_str(extra);
+    std::fs::write(&cfg, body).unwrap();
+    for (name, role) in [
+        ("admin", "admin"),
+        ("viewer", "viewer"),
+        ("victim", "analyst"),
+    ] {
+        add_user(&cfg, name, role);
+    }
+    (Server::start(&cfg, None), cfg)
+}
+
+fn ssh_fail(i: usize, ip: &str) -> String {
+    format!("<38>Nov 23 10:00:{:02} web01 sshd[123]: Failed password for invalid user admin{i} from {ip} port {} ssh2\n", i % 60, 40000 + i)
+}
+
+/// Waits for the first incident of the server (opened by a brute force).
+fn first_incident(srv: &Server) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = srv.get("/api/v1/incidents");
+        if let Some(id) = v["incidents"][0]["id"].as_i64() {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "no incident: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The custody records of an evidence bundle (`custody/audit.jsonl`), via the system's tar.
+fn bundle_custody(bundle: &Path) -> String {
+    let out = Command::new("tar")
+        .args([
+            "-xOf",
+            bundle.to_str().unwrap(),
+            "--wildcards",
+            "*custody/audit.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn console_sessions_csrf_roles_lockout_and_export_while_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, _cfg) = start(dir.path(), "");
+    let a = srv.http;
+
+    // Pages need a session; every console answer carries the security headers.
+    let (s, head, _) = raw(a, "GET", "/", &[], b"");
+    assert_eq!(s, 303, "{head}");
+    assert!(head.contains("location: /login"), "{head}");
+    for p in ["/", "/login", "/assets/console.js"] {
+        let (_, head, _) = raw(a, "GET", p, &[], b"");
+        assert!(
+            head.contains("content-security-policy: default-src 'self'")
+                && head.contains("frame-ancestors 'none'")
+                && !head.contains("unsafe-inline"),
+            "{p}: {head}"
+        );
+        assert!(head.contains("x-content-type-options: nosniff"), "{p}");
+    }
+    let (_, head, _) = raw(a, "GET", "/assets/uPlot.iife.min.js", &[], b"");
+    assert!(
+        head.contains("cache-control: public, max-age=31536000"),
+        "{head}"
+    );
+
+    // The sign-in form refuses a post without its CSRF cookie.
+    let (s, _, _) = raw(
+        a,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        format!("user=admin&password={PASSWORD}&csrf=00").as_bytes(),
+    );
+    assert_eq!(s, 403);
+
+    let admin = sign_in(a, "admin", PASSWORD).expect("admin signs in");
+    let (s, head, _) = raw(a, "GET", "/login", &[], b"");
+    assert_eq!(s, 200);
+    let _ = head;
+    let acookie = format!("mamori_session={admin}");
+    let acsrf = session_csrf(a, &admin);
+
+    // The session works on the JSON API; a change needs the CSRF header.
+    let (s, _, _) = raw(a, "GET", "/api/v1/alerts", &[("Cookie", &acookie)], b"");
+    assert_eq!(s, 200);
+    let (s, _, b) = raw(
+        a,
+        "POST",
+        "/api/v1/users",
+        &[("Cookie", &acookie), ("Content-Type", "application/json")],
+        br#"{"name":"x1","role":"viewer","password":"long enough pw"}"#,
+    );
+    assert_eq!(s, 403, "{}", text(&b));
+    assert!(text(&b).contains("CSRF"), "{}", text(&b));
+    let (s, _, b) = raw(
+        a,
+        "POST",
+        "/api/v1/users",
+        &[
+            ("Cookie", &acookie),
+            ("X-CSRF-Token", &acsrf),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"name":"x1","role":"viewer","password":"long enough pw"}"#,
+    );
+    assert_eq!(s, 200, "{}", text(&b));
+    // A wrong CSRF token is refused too.
+    let (s, _, _) = raw(
+        a,
+        "POST",
+        "/api/v1/alerts/1/ack",
+        &[("Cookie", &acookie), ("X-CSRF-Token", &"0".repeat(64))],
+        b"",
+    );
+    assert_eq!(s, 403);
+
+    // A viewer changes nothing (403 from the server); an analyst manages no users.
+    let viewer = sign_in(a, "viewer", PASSWORD).unwrap();
+    let vcsrf = session_csrf(a, &viewer);
+    let vcookie = format!("mamori_session={viewer}");
+    for (p, body) in [
+        ("/api/v1/alerts/1/ack", &b""[..]),
+        ("/api/v1/rules/reload", b""),
+        ("/api/v1/incidents/1/phase", br#"{"phase":"containment"}"#),
+    ] {
+        let (s, _, b) = raw(
+            a,
+            "POST",
+            p,
+            &[
+                ("Cookie", &vcookie),
+                ("X-CSRF-Token", &vcsrf),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        );
+        assert_eq!(s, 403, "{p}: {}", text(&b));
+    }
+    // Reading, including a search by POST, is allowed.
+    let (s, _, b) = raw(
+        a,
+        "POST",
+        "/api/v1/search",
+        &[
+            ("Cookie", &vcookie),
+            ("X-CSRF-Token", &vcsrf),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"query":""}"#,
+    );
+    assert_eq!(s, 200, "{}", text(&b));
+    let analyst = sign_in(a, "victim", PASSWORD).unwrap();
+    let ncsrf = session_csrf(a, &analyst);
+    let (s, _, _) = raw(
+        a,
+        "GET",
+        "/api/v1/users",
+        &[("Cookie", &format!("mamori_session={analyst}"))],
+        b"",
+    );
+    assert_eq!(s, 403);
+    let (s, _, _) = raw(
+        a,
+        "POST",
+        "/api/v1/users/viewer",
+        &[
+            ("Cookie", &format!("mamori_session={analyst}")),
+            ("X-CSRF-Token", &ncsrf),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"disabled":true}"#,
+    );
+    assert_eq!(s, 403);
+
+    // Machines keep their API tokens.
+    let (s, _) = srv.get("/api/v1/alerts");
+    assert_eq!(s, 200);
+
+    // Ten wrong passwords lock the account; then the right one is refused as well.
+    for i in 0..10 {
+        let e = sign_in(a, "victim", &format!("wrong password {i}")).unwrap_err();
+        assert!(e.0 == 401 || (i == 9 && e.0 == 403), "attempt {i}: {}", e.0);
+    }
+    let (s, body) = sign_in(a, "victim", PASSWORD).unwrap_err();
+    assert_eq!(s, 403);
+    assert!(body.contains("locked"), "{body}");
+    let out = mamori(&["user", "list", "--config", _cfg.to_str().unwrap()]);
+    assert!(
+        text(&out.stdout).contains("victim\tanalyst\tlocked until"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Disabling a user ends their session at the next request.
+    let out = mamori(&[
+        "user",
+        "disable",
+        "viewer",
+        "--config",
+        _cfg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let (s, _, _) = raw(a, "GET", "/api/v1/alerts", &[("Cookie", &vcookie)], b"");
+    assert_eq!(s, 401);
+
+    // Evidence export while the server runs, through the sealer; sign-ins are in its custody.
+    let mut c = TcpStream::connect(srv.tcp).unwrap();
+    let lines: String = (0..12).map(|i| ssh_fail(i, "203.0.113.9")).collect();
+    c.write_all(lines.as_bytes()).unwrap();
+    drop(c);
+    let id = first_incident(&srv);
+    let (s, b) = srv.post(&format!("/api/v1/incidents/{id}/evidence"), &[], b"");
+    assert_eq!(s, 200, "{b}");
+    let file = b["file"].as_str().unwrap();
+    assert!(b["records"].as_u64().unwrap() >= 1, "{b}");
+    let (s, head, tar) = raw(
+        a,
+        "GET",
+        &format!("/api/v1/evidence/{file}"),
+        &[("Cookie", &acookie)],
+        b"",
+    );
+    assert_eq!(s, 200, "{head}");
+    let bundle = dir.path().join(file);
+    std::fs::write(&bundle, &tar).unwrap();
+    let sha = sha256_hex(&bundle);
+    assert_eq!(sha, b["sha256"].as_str().unwrap());
+    let out = mamori(&["evidence", "verify", bundle.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let custody = bundle_custody(&bundle);
+    assert!(custody.contains("signed in from 127.0.0.1"), "{custody}");
+    assert!(custody.contains("locked until"), "{custody}");
+    // The incident lists its bundle.
+    let (_, inc) = srv.get(&format!("/api/v1/incidents/{id}"));
+    assert!(inc["evidence"].to_string().contains(file), "{inc}");
+    // Only our bundle names are served.
+    let (s, _, _) = raw(
+        a,
+        "GET",
+        "/api/v1/evidence/..%2F..%2Fstate.db",
+        &[("Cookie", &acookie)],
+        b"",
+    );
+    assert_eq!(s, 404);
+
+    // Search export: CSV cells that would run as formulas are neutralised.
+    let (s, _) = srv.post(
+        "/api/v1/ingest",
+        &[("Content-Type", "application/json")],
+        br#"{"message":"csvmarker","host":{"name":"=HYPERLINK(\"http://evil.example\")"}}"#,
+    );
+    assert_eq!(s, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let csv = loop {
+        let (s, _, b) = raw(
+            a,
+            "GET",
+            "/api/v1/search/export?q=csvmarker&format=csv",
+            &[("Cookie", &acookie)],
+            b"",
+        );
+        assert_eq!(s, 200);
+        let t = text(&b);
+        if t.lines().count() > 1 {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no CSV rows");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The host cell starts with `'`, so no spreadsheet runs it.
+    assert!(csv.contains(",\"'=HYPERLINK("), "{csv}");
+    assert!(
+        !csv.contains(",=HYPERLINK") && !csv.contains(",\"=HYPERLINK"),
+        "{csv}"
+    );
+}
+
+fn sha256_hex(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().unwrap();
+    text(&out.stdout).split(' ').next().unwrap().to_owned()
+}
+
+/// A network namespace with nftables for the response backend; `None` (and why) otherwise.
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Result<Netns, String> {
+        if Command::new("nft").arg("--version").output().is_err() {
+            return Err("nft is not installed".into());
+        }
+        let name = format!("mamori-console-{}", std::process::id());
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(text(&out.stderr));
+        }
+        Ok(Netns(name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn browser_tools() -> Result<(PathBuf, PathBuf), String> {
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !chromium.exists() {
+        return Err(format!("chromium not found at {}", chromium.display()));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Err("node is not installed".into());
+    }
+    let dir = repo().join("crates/mamori/tests/browser");
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        return Err(format!("run `npm ci` in {}", dir.display()));
+    }
+    Ok((chromium, dir))
+}
+
+#[test]
+fn console_in_a_real_browser() {
+    let (chromium, script_dir) = match browser_tools() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("skipped: browser test: {e}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let netns = match Netns::create() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            eprintln!("skipped (approving a block): no network namespace with nftables: {e}");
+            None
+        }
+    };
+    let extra = match &netns {
+        Some(ns) => format!(
+            "[response.policy]\nallow_list = [\"192.0.2.0/24\"]\ndefault_ttl = 3600\nmax_ttl = 86400\n\
+             [response.policy.levels.high]\nblock_ip = \"suggest\"\n\
+             [response.backends.nft]\nnft = \"/usr/sbin/nft\"\nip = \"/usr/sbin/ip\"\nnetns = \"{}\"\n",
+            ns.0
+        ),
+        None => String::new(),
+    };
+    let (srv, _cfg) = start(dir.path(), &extra);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"));
+    let shots = target.join("console-screenshots");
+    let downloads = dir.path().join("downloads");
+    let out = Command::new("node")
+        .arg("console.mjs")
+        .current_dir(&script_dir)
+        .env("MAMORI_URL", format!("http://{}", srv.http))
+        .env("MAMORI_SYSLOG_UDP", srv.udp.to_string())
+        .env("MAMORI_SHOTS", &shots)
+        .env("MAMORI_DOWNLOADS", &downloads)
+        .env("MAMORI_PASSWORD", PASSWORD)
+        .env("CHROMIUM", &chromium)
+        .env(
+            "MAMORI_EXPECT_BLOCK",
+            if netns.is_some() { "1" } else { "0" },
+        )
+        .output()
+        .expect("run node");
+    let stdout = text(&out.stdout);
+    eprintln!("{stdout}{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .expect("a RESULT line"),
+    )
+    .unwrap();
+    // The bundle downloaded in the browser verifies and is the one announced.
+    let bundle = PathBuf::from(result["bundle"].as_str().unwrap());
+    assert_eq!(sha256_hex(&bundle), result["sha256"].as_str().unwrap());
+    let out = mamori(&["evidence", "verify", bundle.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let custody = bundle_custody(&bundle);
+    assert!(custody.contains("signed in"), "{custody}");
+    assert!(shots.join("ja-incident.png").exists() && shots.join("en-overview.png").exists());
+    eprintln!("screenshots in {}", shots.display());
+}
