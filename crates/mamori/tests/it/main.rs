@@ -3,6 +3,7 @@
 mod correlation;
 mod diskfull;
 mod evidence;
+mod fidelity;
 mod formats;
 mod hardening;
 mod hunt;
