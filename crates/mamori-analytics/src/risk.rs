@@ -562,7 +562,8 @@ fn score_of(cfg: &RiskConfig, signals: &[Signal], now: DateTime<Utc>) -> f64 {
     }
     // A login from a country never seen is necessarily from an address never seen: one
     // observation of one event, counted once (the larger weight), not as two kinds of evidence.
-    let same_event = |a: &Signal, b: &Signal| a.source == b.source && a.seq == b.seq && a.time == b.time;
+    let same_event =
+        |a: &Signal, b: &Signal| a.source == b.source && a.seq == b.seq && a.time == b.time;
     let novelty = |r: &str| r == ids::FIRST_ADDRESS || r == ids::NEW_COUNTRY;
     let mut total = 0.0;
     for (i, (r, w, from)) in latest.iter().enumerate() {

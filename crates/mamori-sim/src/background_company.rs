@@ -180,13 +180,21 @@ impl Company {
     }
 
     /// The DHCP lease of PC `pc` on `day` in `office-dhcp` (10.0.20.0/24): every PC gets a
-    /// different address each day, and yesterday's address belongs to another PC today.
+    /// different address than the day before, and yesterday's address mostly belongs to
+    /// another PC today.
     pub(crate) fn lease(&self, pc: usize, day: u32) -> String {
         if !self.realistic {
             return format!("10.0.20.{}", 11 + pc);
         }
-        let off = crate::Rng::new(self.seed ^ (u64::from(day) << 20)).next_u64() % 230;
-        format!("10.0.20.{}", 20 + (pc as u64 * 37 + off) % 230)
+        // A pool a little larger than the PCs, handed out in a different order each day.
+        let pool = (self.members.len() + SHARED_PCS.len() + 8).min(230) as u64;
+        let mut off = crate::Rng::new(self.seed ^ (u64::from(day) << 20)).next_u64() % pool;
+        if day > 0
+            && off == crate::Rng::new(self.seed ^ (u64::from(day - 1) << 20)).next_u64() % pool
+        {
+            off = (off + 1) % pool;
+        }
+        format!("10.0.20.{}", 20 + (pc as u64 + off) % pool)
     }
 
     fn trip(&self, member: usize, day: u32) -> Option<&Trip> {

@@ -16,7 +16,7 @@
 //! All times are UTC; office hours are 09:00–18:00 JST (00:00–09:00 UTC).
 
 mod background;
-mod background_company;
+pub(crate) mod background_company;
 mod background_noise;
 pub mod load;
 mod rng;
