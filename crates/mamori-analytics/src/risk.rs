@@ -507,7 +507,7 @@ impl RiskEngine {
             .collect();
         let h = self.cfg.window_hours;
         let why = format!(
-            "risk {score:.0} of {} {} reached the threshold {:.0} within {h} h (half-life {} h, each kind of finding counted once, a new country and a new address of one login once) from {} signals: {}",
+            "risk {score:.0} of {} {} reached the threshold {:.0} within {h} h (half-life {} h, each kind of finding counted once) from {} signals: {}",
             entity.kind.as_str(),
             entity.name,
             self.cfg.threshold,
@@ -516,7 +516,7 @@ impl RiskEngine {
             parts.join("; ")
         );
         let why_ja = format!(
-            "{} {} のリスク値 {score:.0} が {h} 時間以内にしきい値 {:.0} に達しました（半減期 {} 時間、同じ種類の兆候は1回、同じログインの新しい国と新しいアドレスも1回として計算）。兆候 {} 件: {}",
+            "{} {} のリスク値 {score:.0} が {h} 時間以内にしきい値 {:.0} に達しました（半減期 {} 時間、同じ種類の兆候は1回として計算）。兆候 {} 件: {}",
             entity.kind.as_str_ja(),
             entity.name,
             self.cfg.threshold,
@@ -545,40 +545,16 @@ impl RiskEngine {
 fn score_of(cfg: &RiskConfig, signals: &[Signal], now: DateTime<Utc>) -> f64 {
     let half = cfg.half_life_hours.max(0.01) * 3600.0;
     let window = Duration::hours(cfg.window_hours.max(1));
-    // Per rule: its largest decayed weight and the event it came from.
-    let mut latest: Vec<(&str, f64, &Signal)> = Vec::new();
+    let mut latest: Vec<(&str, f64)> = Vec::new();
     for s in signals.iter().filter(|s| s.time + window >= now) {
         let age = (now - s.time).num_seconds().max(0) as f64;
         let v = s.weight * 0.5f64.powf(age / half);
-        match latest.iter_mut().find(|(r, _, _)| *r == s.rule_id) {
-            Some((_, w, from)) => {
-                if v > *w {
-                    *w = v;
-                    *from = s;
-                }
-            }
-            None => latest.push((&s.rule_id, v, s)),
+        match latest.iter_mut().find(|(r, _)| *r == s.rule_id) {
+            Some((_, w)) => *w = w.max(v),
+            None => latest.push((&s.rule_id, v)),
         }
     }
-    // A login from a country never seen is necessarily from an address never seen: one
-    // observation of one event, counted once (the larger weight), not as two kinds of evidence.
-    let same_event =
-        |a: &Signal, b: &Signal| a.source == b.source && a.seq == b.seq && a.time == b.time;
-    let novelty = |r: &str| r == ids::FIRST_ADDRESS || r == ids::NEW_COUNTRY;
-    let mut total = 0.0;
-    for (i, (r, w, from)) in latest.iter().enumerate() {
-        let twin = novelty(r).then(|| {
-            latest.iter().enumerate().find(|(j, (r2, _, f2))| {
-                *j != i && novelty(r2) && *r2 != *r && same_event(from, f2)
-            })
-        });
-        match twin.flatten() {
-            // Keep the larger of the two (the first of them on a tie).
-            Some((j, (_, w2, _))) if *w2 > *w || (*w2 == *w && j < i) => {}
-            _ => total += w,
-        }
-    }
-    total
+    latest.iter().map(|(_, w)| w).sum()
 }
 
 /// Japanese titles of the analytics findings.

@@ -167,6 +167,23 @@ pub(crate) fn vpn(
                 t.format("%b %e %H:%M:%S")
             )
         }
+        VpnFormat::PaloAlto => {
+            let ts = t.format("%Y/%m/%d %H:%M:%S");
+            let (private, error, status) = if ok {
+                (format!("10.212.134.{}", 200 + pid % 50), "", "success")
+            } else {
+                (
+                    "0.0.0.0".to_owned(),
+                    "Authentication failed: Invalid username or password",
+                    "failure",
+                )
+            };
+            format!(
+                "{} pa-fw 1,{ts},012801012345,GLOBALPROTECT,0,2560,{ts},vsys1,gateway-auth,login,LDAP,,{user},,{machine},{src},0.0.0.0,{private},0.0.0.0,{pid:08x},SN1,6.1.3,Windows,10,1,,\"{error}\",\"\",{status},,0,user-logon,0,GW-HQ,{pid},0x0",
+                t.format("%b %e %H:%M:%S"),
+                machine = format!("PC-{}", user.to_ascii_uppercase()),
+            )
+        }
     }
 }
 

@@ -102,13 +102,17 @@ pub enum VpnFormat {
     /// Cisco ASA AnyConnect/WebVPN syslog (`%ASA-6-716039: Group <…> User <…> IP <…>
     /// Authentication: rejected`), RFC 3164 header.
     CiscoAsa,
+    /// Palo Alto Networks GlobalProtect gateway logs (PAN-OS 9.1+ `GLOBALPROTECT` CSV) as a
+    /// syslog server writes them (`Sep  1 00:00:00 pa-fw 1,2026/09/01 …,GLOBALPROTECT,…`).
+    PaloAlto,
 }
 
 impl VpnFormat {
-    pub const ALL: [VpnFormat; 3] = [
+    pub const ALL: [VpnFormat; 4] = [
         VpnFormat::Rfc5424,
         VpnFormat::Fortigate,
         VpnFormat::CiscoAsa,
+        VpnFormat::PaloAlto,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +120,7 @@ impl VpnFormat {
             VpnFormat::Rfc5424 => "rfc5424",
             VpnFormat::Fortigate => "fortigate",
             VpnFormat::CiscoAsa => "cisco-asa",
+            VpnFormat::PaloAlto => "paloalto",
         }
     }
 

@@ -18,7 +18,8 @@ malicious step with its file:line locations and the detections expected to find 
 DIR/background_attacks.jsonl (the internet's scans and password guessing of the realistic\n\
 background, one episode per source and day). Deterministic for a given seed.\n\
 vpn.log is written as the VPN gateway writes it: FortiGate SSL-VPN key=value for vpn-intrusion,\n\
-RFC 5424 syslog for the others, or as chosen with --vpn-format (fortigate, cisco-asa, rfc5424).\n\n\
+RFC 5424 syslog for the others, or as chosen with --vpn-format (fortigate, cisco-asa, paloalto,\n\
+rfc5424).\n\n\
 Example:\n    mamori simulate vpn-intrusion --out /tmp/sim && \\\n    \
 mamori hunt /tmp/sim/logs --rules rules --identities /tmp/sim/identities.csv"
 )]
@@ -38,7 +39,7 @@ pub(crate) struct SimulateArgs {
     /// Benign events per day.
     #[arg(long, value_name = "N", default_value_t = 3000)]
     events_per_day: u32,
-    /// The VPN gateway's log format: fortigate, cisco-asa or rfc5424 (default: fortigate for
+    /// The VPN gateway's log format: fortigate, cisco-asa, paloalto or rfc5424 (default: fortigate for
     /// vpn-intrusion, rfc5424 for the other scenarios).
     #[arg(long, value_name = "FORMAT")]
     vpn_format: Option<String>,

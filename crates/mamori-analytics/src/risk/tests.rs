@@ -202,34 +202,3 @@ fn sigma_levels_feed_risk_only_when_configured() {
     assert_eq!(c.sigma_weight(Level::Low), 25.0);
     assert!(c.is_strong(ids::DEPARTED) && !c.is_strong(ids::FIRST_HOST));
 }
-
-/// A business trip: the first login from abroad is a new address *and* a new country — one
-/// observation, so it stays a signal; at an hour the account is never active it converges.
-#[test]
-fn a_new_country_and_a_new_address_of_one_login_count_once() {
-    let mut r = RiskEngine::new(no_learning(), RiskState::default());
-    let mut out = Vec::new();
-    r.add(
-        sig(t(5, 1), ids::FIRST_ADDRESS, 60.0, "watanabe", 10),
-        &mut out,
-    );
-    r.add(
-        sig(t(5, 1), ids::NEW_COUNTRY, 60.0, "watanabe", 10),
-        &mut out,
-    );
-    assert!(out.is_empty(), "one login from abroad: {out:?}");
-    assert!((r.score(&Entity::actor("watanabe"), t(5, 1)) - 60.0).abs() < 1e-9);
-    // The stolen password: the same login at 02:00 JST is also off-hours.
-    r.add(
-        sig(t(6, 17), ids::FIRST_ADDRESS, 60.0, "sato", 20),
-        &mut out,
-    );
-    r.add(sig(t(6, 17), ids::NEW_COUNTRY, 60.0, "sato", 20), &mut out);
-    r.add(sig(t(6, 17), ids::OFF_HOURS, 40.0, "sato", 20), &mut out);
-    assert_eq!(out.len(), 1, "{out:?}");
-    assert_eq!(out[0].entity, Entity::actor("sato"));
-    // Two different logins (two events) still add up.
-    r.add(sig(t(8, 1), ids::FIRST_ADDRESS, 60.0, "ito", 30), &mut out);
-    r.add(sig(t(8, 1), ids::NEW_COUNTRY, 60.0, "ito", 31), &mut out);
-    assert_eq!(out.len(), 2, "{out:?}");
-}
