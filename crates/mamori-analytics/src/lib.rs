@@ -586,13 +586,27 @@ impl Analytics {
         }
     }
 
-    /// At most one alert per rule, account and day.
+    /// At most one alert per rule, account and day — and, for the first-seen findings, per
+    /// address or host: a second new address the same day is new evidence, not a repeat (an
+    /// intruder's login must not hide behind the account's own new address of the morning).
     fn say(&mut self, a: Alert, out: &mut Vec<Alert>) {
-        let who = a
+        let mut who = a
             .details
             .first()
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
+        let per_place = [
+            ids::FIRST_ADDRESS,
+            ids::FIRST_HOST,
+            ids::NEW_COUNTRY,
+            ids::IMPOSSIBLE_TRAVEL,
+        ];
+        if per_place.contains(&a.rule_id) {
+            if let Some((_, place)) = a.details.get(1) {
+                who.push('|');
+                who.push_str(place);
+            }
+        }
         if self
             .said
             .insert((a.rule_id.to_owned(), who, Some(a.time.date_naive())))

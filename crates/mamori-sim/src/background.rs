@@ -375,6 +375,12 @@ pub(crate) fn generate(b: &mut Builder) {
             }
         }
         if b.cfg.realistic {
+            // The application server serves customers every day alike: its S3 traffic is its
+            // own, about a tenth of a day's events, not what is left after the staff's routine.
+            let n = b.cfg.events_per_day / 10;
+            for _ in 0..b.rng.range(u64::from(n * 4 / 5), u64::from(n * 6 / 5 + 1)) {
+                cloud_app(b, day);
+            }
             background_company::nightly(b, day);
             background_noise::internet(b, day);
             background_noise::company_scanner(b, day);
@@ -509,7 +515,8 @@ fn random_event(b: &mut Builder, day: u32) {
                 ),
             );
         }
-        90.. => cloud_app(b, day),
+        // The application's own traffic does not follow the staff's days (see `generate`).
+        90.. if !b.cfg.realistic => cloud_app(b, day),
         // Staff stay home at weekends: their share of the day goes to web visitors.
         _ => web_visit(b, day),
     }
@@ -543,8 +550,15 @@ fn web_visit(b: &mut Builder, day: u32) {
 }
 
 /// A member of staff working on `day`, at random.
+///
+/// Not someone on a business trip: their day is `travel_day`'s.
 fn member(b: &mut Builder, day: u32) -> background_company::Member {
-    let active = b.company.active(day);
+    let active: Vec<usize> = b
+        .company
+        .active(day)
+        .into_iter()
+        .filter(|&i| b.company.trip(i, day).is_none())
+        .collect();
     let i = *b.rng.pick(&active);
     b.company.members[i].clone()
 }

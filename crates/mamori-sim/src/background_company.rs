@@ -197,7 +197,7 @@ impl Company {
         format!("10.0.20.{}", 20 + (pc as u64 + off) % pool)
     }
 
-    fn trip(&self, member: usize, day: u32) -> Option<&Trip> {
+    pub(crate) fn trip(&self, member: usize, day: u32) -> Option<&Trip> {
         self.trips
             .iter()
             .find(|t| t.member == member && t.days.contains(&day))
