@@ -449,6 +449,9 @@ impl Analytics {
                             ),
                         ],
                     ));
+                    // A country is new once: reported, it is known (a business trip is one
+                    // finding, not one a day; each new address there is still judged).
+                    acct.countries.insert(c.clone());
                 }
             }
             if let (Some((la, lo)), Some((t0, la0, lo0, from))) = (pl.coords, &acct.last_fix) {
@@ -595,17 +598,15 @@ impl Analytics {
             .first()
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let per_place = [
-            ids::FIRST_ADDRESS,
-            ids::FIRST_HOST,
-            ids::NEW_COUNTRY,
-            ids::IMPOSSIBLE_TRAVEL,
-        ];
-        if per_place.contains(&a.rule_id) {
-            if let Some((_, place)) = a.details.get(1) {
-                who.push('|');
-                who.push_str(place);
-            }
+        let place = match a.rule_id {
+            ids::FIRST_ADDRESS | ids::IMPOSSIBLE_TRAVEL => Some("address"),
+            ids::FIRST_HOST => Some("host"),
+            ids::NEW_COUNTRY => Some("country"),
+            _ => None,
+        };
+        if let Some((_, v)) = place.and_then(|p| a.details.iter().find(|(k, _)| k == p)) {
+            who.push('|');
+            who.push_str(v);
         }
         if self
             .said

@@ -194,6 +194,18 @@ fn geoip_new_country_and_impossible_travel_with_maxmind_test_databases() {
             .any(|(_, v)| v.contains("km/h") && v.contains("London")),
         "{why:?}"
     );
+    // A business trip: the next days in Sweden, from other addresses there, are new
+    // addresses but no longer a new country (reported once, then known).
+    let before = out.len();
+    a.observe(&obs(6, 8, "tanaka", "89.160.20.130", None), &mut out);
+    a.observe(&obs(7, 8, "tanaka", "89.160.20.131", None), &mut out);
+    let later: Vec<_> = out[before..].iter().map(|x| x.rule_id).collect();
+    assert!(!later.contains(&ids::NEW_COUNTRY), "{later:?}");
+    assert_eq!(
+        later.iter().filter(|r| **r == ids::FIRST_ADDRESS).count(),
+        2,
+        "{later:?}"
+    );
 }
 
 #[test]
