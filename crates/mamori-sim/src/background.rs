@@ -1,11 +1,13 @@
 //! The simulated company and its benign traffic, and the record formatters shared with the
 //! attack scenarios.
 //!
-//! Benign people keep stable habits — the same home address for the VPN, the same workstation
-//! and servers, office hours, CRM exports of a few dozen rows — because real staff do, and
-//! because baselines are only meaningful against habits. What they do not do is the rare admin
-//! work (installing services, clearing logs) that the rules flag: that is noted as the rules'
-//! false-positive source instead of being simulated.
+//! Benign people keep habits — the same home address for the VPN, the same servers, office
+//! hours, CRM exports of a few dozen rows — because real staff do, and because baselines are
+//! only meaningful against habits. On the realistic background (the default) they also break
+//! them the way real companies do: [`crate::background_company`] (DHCP churn, hot desks, a new
+//! hire and a leaver, trips, IT's admin work, backups, service accounts, mail) and
+//! [`crate::background_noise`] (the internet's scans and password guessing, the company's own
+//! vulnerability scanner).
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use serde_json::{json, Value};
@@ -423,11 +425,10 @@ fn ssh_accept(b: &mut Builder, t: DateTime<Utc>, user: &str, ip: &str, host: &st
     );
 }
 
-/// A CRM export of a few dozen customer rows — the insider's cover.
-///
-/// `person` gives the hours; `user` exports.
-pub(crate) fn crm_export_as(b: &mut Builder, day: u32, person: &Person, user: &str) {
-    let t = at(b, day, (person.hours.0 + 1, person.hours.1));
+/// A CRM export of a few dozen customer rows by `user` within working `hours` — the
+/// insider's cover.
+pub(crate) fn crm_export(b: &mut Builder, day: u32, hours: (u32, u32), user: &str) {
+    let t = at(b, day, (hours.0 + 1, hours.1));
     let rows = b.rng.range(20, 61);
     let bytes = rows * 220 + b.rng.range(0, 400);
     let ua = BROWSERS[0];

@@ -291,15 +291,7 @@ pub(crate) fn staff_day(b: &mut Builder, day: u32) {
 }
 
 fn crm(b: &mut Builder, day: u32, m: &Member) {
-    let p = background::Person {
-        user: "",
-        name_ja: "",
-        home_ip: "",
-        hours: m.hours,
-        vpn: m.vpn,
-        crm: true,
-    };
-    background::crm_export_as(b, day, &p, &m.user);
+    background::crm_export(b, day, m.hours, &m.user);
 }
 
 fn travel_day(b: &mut Builder, day: u32, m: &Member, trip: &Trip) {
