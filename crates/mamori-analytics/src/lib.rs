@@ -449,6 +449,9 @@ impl Analytics {
                             ),
                         ],
                     ));
+                    // A country is new once: reported, it is known (a business trip is one
+                    // finding, not one a day; each new address there is still judged).
+                    acct.countries.insert(c.clone());
                 }
             }
             if let (Some((la, lo)), Some((t0, la0, lo0, from))) = (pl.coords, &acct.last_fix) {
@@ -586,13 +589,25 @@ impl Analytics {
         }
     }
 
-    /// At most one alert per rule, account and day.
+    /// At most one alert per rule, account and day — and, for the first-seen findings, per
+    /// address or host: a second new address the same day is new evidence, not a repeat (an
+    /// intruder's login must not hide behind the account's own new address of the morning).
     fn say(&mut self, a: Alert, out: &mut Vec<Alert>) {
-        let who = a
+        let mut who = a
             .details
             .first()
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
+        let place = match a.rule_id {
+            ids::FIRST_ADDRESS | ids::IMPOSSIBLE_TRAVEL => Some("address"),
+            ids::FIRST_HOST => Some("host"),
+            ids::NEW_COUNTRY => Some("country"),
+            _ => None,
+        };
+        if let Some((_, v)) = place.and_then(|p| a.details.iter().find(|(k, _)| k == p)) {
+            who.push('|');
+            who.push_str(v);
+        }
         if self
             .said
             .insert((a.rule_id.to_owned(), who, Some(a.time.date_naive())))

@@ -40,6 +40,30 @@ fn first_seen_address_only_after_history_and_not_learned_from() {
     assert_eq!(out.len(), 2, "an alerting address is not learned");
 }
 
+/// The account's own new address in the morning (a home router never seen, say) must not hide
+/// an intruder's login from another new address the same evening.
+#[test]
+fn a_second_new_address_the_same_day_is_reported_too() {
+    let mut a = Analytics::default();
+    let mut out = Vec::new();
+    for d in 0..5 {
+        a.observe(&obs(d, 1, "sato", "198.51.100.21", None), &mut out);
+    }
+    a.observe(&obs(5, 0, "sato", "2001:240:2a:22::10", None), &mut out);
+    a.observe(&obs(5, 1, "sato", "2001:240:2a:22::10", None), &mut out);
+    assert_eq!(
+        out.len(),
+        1,
+        "the same address twice a day is one finding: {out:?}"
+    );
+    a.observe(&obs(5, 17, "sato", "175.16.199.18", None), &mut out);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(out[1]
+        .details
+        .iter()
+        .any(|(_, v)| v.contains("175.16.199.18")));
+}
+
 #[test]
 fn slow_exfiltration_stands_out_against_own_history() {
     let mut a = Analytics::default();
@@ -169,6 +193,18 @@ fn geoip_new_country_and_impossible_travel_with_maxmind_test_databases() {
         why.iter()
             .any(|(_, v)| v.contains("km/h") && v.contains("London")),
         "{why:?}"
+    );
+    // A business trip: the next days in Sweden, from other addresses there, are new
+    // addresses but no longer a new country (reported once, then known).
+    let before = out.len();
+    a.observe(&obs(6, 8, "tanaka", "89.160.20.130", None), &mut out);
+    a.observe(&obs(7, 8, "tanaka", "89.160.20.131", None), &mut out);
+    let later: Vec<_> = out[before..].iter().map(|x| x.rule_id).collect();
+    assert!(!later.contains(&ids::NEW_COUNTRY), "{later:?}");
+    assert_eq!(
+        later.iter().filter(|r| **r == ids::FIRST_ADDRESS).count(),
+        2,
+        "{later:?}"
     );
 }
 

@@ -1,16 +1,18 @@
 //! The simulated company and its benign traffic, and the record formatters shared with the
 //! attack scenarios.
 //!
-//! Benign people keep stable habits — the same home address for the VPN, the same workstation
-//! and servers, office hours, CRM exports of a few dozen rows — because real staff do, and
-//! because baselines are only meaningful against habits. What they do not do is the rare admin
-//! work (installing services, clearing logs) that the rules flag: that is noted as the rules'
-//! false-positive source instead of being simulated.
+//! Benign people keep habits — the same home address for the VPN, the same servers, office
+//! hours, CRM exports of a few dozen rows — because real staff do, and because baselines are
+//! only meaningful against habits. On the realistic background (the default) they also break
+//! them the way real companies do: [`crate::background_company`] (DHCP churn, hot desks, a new
+//! hire and a leaver, trips, IT's admin work, backups, service accounts, mail) and
+//! [`crate::background_noise`] (the internet's scans and password guessing, the company's own
+//! vulnerability scanner).
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc};
 use serde_json::{json, Value};
 
-use crate::{Builder, LogFile, Scenario, VpnFormat};
+use crate::{background_company, background_noise, Builder, LogFile, Scenario, VpnFormat};
 
 /// A member of staff.
 pub(crate) struct Person {
@@ -105,11 +107,6 @@ pub(crate) fn ws(user: &str) -> String {
     format!("WS-{}.corp.example", user.to_ascii_uppercase())
 }
 
-pub(crate) fn ws_ip(user: &str) -> String {
-    let i = STAFF.iter().position(|p| p.user == user).unwrap_or(0);
-    format!("10.0.20.{}", 11 + i)
-}
-
 // ---- formatters -------------------------------------------------------------------------
 
 pub(crate) fn syslog(t: DateTime<Utc>, host: &str, prog: &str, pid: u32, msg: &str) -> String {
@@ -170,6 +167,23 @@ pub(crate) fn vpn(
             format!(
                 "{} asa01 %ASA-6-{id}: Group <GroupPolicy_AnyConnect> User <{user}> IP <{src}> Authentication: {verdict}, Session Type: WebVPN.",
                 t.format("%b %e %H:%M:%S")
+            )
+        }
+        VpnFormat::PaloAlto => {
+            let ts = t.format("%Y/%m/%d %H:%M:%S");
+            let (private, error, status) = if ok {
+                (format!("10.212.134.{}", 200 + pid % 50), "", "success")
+            } else {
+                (
+                    "0.0.0.0".to_owned(),
+                    "Authentication failed: Invalid username or password",
+                    "failure",
+                )
+            };
+            format!(
+                "{} pa-fw 1,{ts},012801012345,GLOBALPROTECT,0,2560,{ts},vsys1,gateway-auth,login,LDAP,,{user},,PC-{machine},{src},0.0.0.0,{private},0.0.0.0,{pid:08x},SN1,6.1.3,Windows,10,1,,\"{error}\",\"\",{status},,0,user-logon,0,GW-HQ,{pid},0x0",
+                t.format("%b %e %H:%M:%S"),
+                machine = user.to_ascii_uppercase(),
             )
         }
     }
@@ -335,13 +349,13 @@ const PAGES: &[&str] = &[
     "/images/banner.jpg",
 ];
 
-fn at(b: &mut Builder, day: u32, hours: (u32, u32)) -> DateTime<Utc> {
+pub(crate) fn at(b: &mut Builder, day: u32, hours: (u32, u32)) -> DateTime<Utc> {
     let start = b.day_start(day) + Duration::hours(hours.0.into());
     let span = (hours.1.saturating_sub(hours.0)).max(1) as u64 * 3600;
     start + Duration::seconds(b.rng.range(0, span) as i64)
 }
 
-fn weekday(b: &Builder, day: u32) -> bool {
+pub(crate) fn weekday(b: &Builder, day: u32) -> bool {
     // 09:00 JST is 00:00 UTC, so the UTC date is the Japanese working date.
     b.day_start(day).weekday().number_from_monday() <= 5
 }
@@ -351,59 +365,31 @@ pub(crate) fn generate(b: &mut Builder) {
     for day in 0..b.cfg.days {
         let before = b.records.len();
         if weekday(b, day) {
-            routine(b, day);
+            background_company::staff_day(b, day);
+            if b.cfg.realistic {
+                background_company::admin_day(b, day);
+            }
+            for (admin, ip) in ADMINS {
+                for host in LINUX_HOSTS {
+                    let t = at(b, day, (1, 8));
+                    ssh_accept(b, t, admin, ip, host);
+                }
+            }
+        }
+        if b.cfg.realistic {
+            // The application server serves customers every day alike: its S3 traffic is its
+            // own, about a tenth of a day's events, not what is left after the staff's routine.
+            let n = b.cfg.events_per_day / 10;
+            for _ in 0..b.rng.range(u64::from(n * 4 / 5), u64::from(n * 6 / 5 + 1)) {
+                cloud_app(b, day);
+            }
+            background_company::nightly(b, day);
+            background_noise::internet(b, day);
+            background_noise::company_scanner(b, day);
         }
         let target = b.cfg.events_per_day as usize;
         while b.records.len() - before < target {
             random_event(b, day);
-        }
-    }
-}
-
-/// What every member of staff does every working day: the habits baselines learn.
-fn routine(b: &mut Builder, day: u32) {
-    for person in STAFF {
-        let t0 = at(b, day, (person.hours.0, person.hours.0 + 1));
-        let user = person.user;
-        if person.vpn {
-            let pid = b.next_pid();
-            let fmt = b.vpn_format();
-            b.good(
-                t0,
-                LogFile::VpnLog,
-                vpn(fmt, t0, pid, user, person.home_ip, true),
-            );
-        }
-        let t = t0 + Duration::seconds(40);
-        b.good(
-            t,
-            LogFile::Windows,
-            logon(t, &ws(user), user, 2, "127.0.0.1"),
-        );
-        for (i, srv) in ["FS01.corp.example", "DC01.corp.example"]
-            .iter()
-            .enumerate()
-        {
-            let t = t0 + Duration::seconds(60 + i as i64 * 7);
-            b.good(t, LogFile::Windows, logon(t, srv, user, 3, &ws_ip(user)));
-        }
-        // Drive mappings and Kerberos renewals re-authenticate to the file server all day.
-        for _ in 0..3 {
-            let t = at(b, day, person.hours);
-            b.good(
-                t,
-                LogFile::Windows,
-                logon(t, "FS01.corp.example", user, 3, &ws_ip(user)),
-            );
-        }
-        if person.crm {
-            crm_export(b, day, person);
-        }
-    }
-    for (admin, ip) in ADMINS {
-        for host in LINUX_HOSTS {
-            let t = at(b, day, (1, 8));
-            ssh_accept(b, t, admin, ip, host);
         }
     }
 }
@@ -439,9 +425,10 @@ fn ssh_accept(b: &mut Builder, t: DateTime<Utc>, user: &str, ip: &str, host: &st
     );
 }
 
-/// A CRM export of a few dozen customer rows — the insider's cover.
-pub(crate) fn crm_export(b: &mut Builder, day: u32, person: &Person) {
-    let t = at(b, day, (person.hours.0 + 1, person.hours.1));
+/// A CRM export of a few dozen customer rows by `user` within working `hours` — the
+/// insider's cover.
+pub(crate) fn crm_export(b: &mut Builder, day: u32, hours: (u32, u32), user: &str) {
+    let t = at(b, day, (hours.0 + 1, hours.1));
     let rows = b.rng.range(20, 61);
     let bytes = rows * 220 + b.rng.range(0, 400);
     let ua = BROWSERS[0];
@@ -451,7 +438,7 @@ pub(crate) fn crm_export(b: &mut Builder, day: u32, person: &Person) {
         access(
             t,
             OFFICE_IP,
-            person.user,
+            user,
             "GET",
             &format!("/crm/customers/export?rows={rows}&format=csv"),
             200,
@@ -479,7 +466,7 @@ fn random_event(b: &mut Builder, day: u32) {
         55..=59 if work => webmail_use(b, day),
         60..=79 if work => windows_activity(b, day),
         80..=84 if work => {
-            let person = b.rng.pick(STAFF);
+            let person = member(b, day);
             if person.vpn {
                 let t = at(b, day, person.hours);
                 let ok = !b.rng.chance(0.1);
@@ -488,7 +475,7 @@ fn random_event(b: &mut Builder, day: u32) {
                 b.good(
                     t,
                     LogFile::VpnLog,
-                    vpn(fmt, t, pid, person.user, person.home_ip, ok),
+                    vpn(fmt, t, pid, &person.user, &person.home_ip, ok),
                 );
             }
         }
@@ -529,7 +516,8 @@ fn random_event(b: &mut Builder, day: u32) {
                 ),
             );
         }
-        90.. => cloud_app(b, day),
+        // The application's own traffic does not follow the staff's days (see `generate`).
+        90.. if !b.cfg.realistic => cloud_app(b, day),
         // Staff stay home at weekends: their share of the day goes to web visitors.
         _ => web_visit(b, day),
     }
@@ -562,8 +550,22 @@ fn web_visit(b: &mut Builder, day: u32) {
     );
 }
 
+/// A member of staff working on `day`, at random.
+///
+/// Not someone on a business trip: their day is `travel_day`'s.
+fn member(b: &mut Builder, day: u32) -> background_company::Member {
+    let active: Vec<usize> = b
+        .company
+        .active(day)
+        .into_iter()
+        .filter(|&i| b.company.trip(i, day).is_none())
+        .collect();
+    let i = *b.rng.pick(&active);
+    b.company.members[i].clone()
+}
+
 fn webmail_use(b: &mut Builder, day: u32) {
-    let person = b.rng.pick(STAFF);
+    let person = member(b, day);
     let t = at(b, day, person.hours);
     let ua = BROWSERS[0];
     let (method, url, status, bytes) = match b.rng.range(0, 6) {
@@ -599,13 +601,14 @@ fn webmail_use(b: &mut Builder, day: u32) {
 }
 
 fn windows_activity(b: &mut Builder, day: u32) {
-    let person = b.rng.pick(STAFF);
+    let person = member(b, day);
     let t = at(b, day, person.hours);
-    let user = person.user;
+    let user = person.user.as_str();
+    let ip = b.company.lease(person.pc, day);
     match b.rng.range(0, 4) {
         0 => {
             let srv = *b.rng.pick(&["FS01.corp.example", "DC01.corp.example"]);
-            b.good(t, LogFile::Windows, logon(t, srv, user, 3, &ws_ip(user)));
+            b.good(t, LogFile::Windows, logon(t, srv, user, 3, &ip));
         }
         1 => b.good(
             t,
@@ -736,6 +739,30 @@ pub(crate) fn identities_csv(b: &Builder) -> String {
             continue;
         }
         s.push_str(&format!("account,{},{},active,,\n", p.user, p.name_ja));
+    }
+    for m in b.company.members.iter().skip(STAFF.len()) {
+        match m.last_day {
+            // The leaver's last working day is their end date.
+            Some(l) => s.push_str(&format!(
+                "account,{},{},departed,{},\n",
+                m.user,
+                m.name_ja,
+                b.day_start(l).date_naive()
+            )),
+            None if m.first_day > 0 => s.push_str(&format!(
+                "account,{},{},active,,{}\n",
+                m.user,
+                m.name_ja,
+                b.day_start(m.first_day).date_naive()
+            )),
+            None => s.push_str(&format!("account,{},{},active,,\n", m.user, m.name_ja)),
+        }
+    }
+    for svc in ["svc-backup", "svc-sql", "svc-scan"] {
+        s.push_str(&format!("account,{svc},service account (IT),active,,\n"));
+    }
+    for (adm, _) in background_company::WIN_ADMINS {
+        s.push_str(&format!("account,{adm},admin account (IT),active,,\n"));
     }
     s.push_str("account,yoshida,吉田,departed,2026-06-30,\n");
     let app_created = (b.day_start(0) - Duration::days(40)).date_naive();

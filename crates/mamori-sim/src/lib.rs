@@ -16,6 +16,8 @@
 //! All times are UTC; office hours are 09:00–18:00 JST (00:00–09:00 UTC).
 
 mod background;
+pub(crate) mod background_company;
+mod background_noise;
 pub mod load;
 mod rng;
 mod scenarios;
@@ -100,13 +102,17 @@ pub enum VpnFormat {
     /// Cisco ASA AnyConnect/WebVPN syslog (`%ASA-6-716039: Group <…> User <…> IP <…>
     /// Authentication: rejected`), RFC 3164 header.
     CiscoAsa,
+    /// Palo Alto Networks GlobalProtect gateway logs (PAN-OS 9.1+ `GLOBALPROTECT` CSV) as a
+    /// syslog server writes them (`Sep  1 00:00:00 pa-fw 1,2026/09/01 …,GLOBALPROTECT,…`).
+    PaloAlto,
 }
 
 impl VpnFormat {
-    pub const ALL: [VpnFormat; 3] = [
+    pub const ALL: [VpnFormat; 4] = [
         VpnFormat::Rfc5424,
         VpnFormat::Fortigate,
         VpnFormat::CiscoAsa,
+        VpnFormat::PaloAlto,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -114,6 +120,7 @@ impl VpnFormat {
             VpnFormat::Rfc5424 => "rfc5424",
             VpnFormat::Fortigate => "fortigate",
             VpnFormat::CiscoAsa => "cisco-asa",
+            VpnFormat::PaloAlto => "paloalto",
         }
     }
 
@@ -134,6 +141,13 @@ pub struct SimConfig {
     pub start: NaiveDate,
     /// The VPN gateway's log format; `None`: FortiGate for `vpn-intrusion`, RFC 5424 otherwise.
     pub vpn_format: Option<VpnFormat>,
+    /// Staff of the simulated company (at least the twelve named people the scenarios use;
+    /// more are numbered `staff013`, …), plus a new hire and a leaver.
+    pub staff: u32,
+    /// The realistic company background (DHCP churn, travel, admin work, backups, the
+    /// internet's noise, …); `false`: only the staff's stable habits (the older, simpler
+    /// background, kept to test rule content on its own).
+    pub realistic: bool,
 }
 
 impl Default for SimConfig {
@@ -144,6 +158,8 @@ impl Default for SimConfig {
             events_per_day: 3000,
             start: NaiveDate::from_ymd_opt(2026, 9, 1).unwrap_or_default(),
             vpn_format: None,
+            staff: 24,
+            realistic: true,
         }
     }
 }
@@ -156,15 +172,17 @@ pub enum LogFile {
     AccessLog,
     Windows,
     CloudTrail,
+    MailLog,
 }
 
 impl LogFile {
-    pub const ALL: [LogFile; 5] = [
+    pub const ALL: [LogFile; 6] = [
         LogFile::AuthLog,
         LogFile::VpnLog,
         LogFile::AccessLog,
         LogFile::Windows,
         LogFile::CloudTrail,
+        LogFile::MailLog,
     ];
 
     pub fn name(self) -> &'static str {
@@ -174,6 +192,7 @@ impl LogFile {
             LogFile::AccessLog => "access.log",
             LogFile::Windows => "windows.jsonl",
             LogFile::CloudTrail => "cloudtrail.json",
+            LogFile::MailLog => "mail.log",
         }
     }
 }
@@ -187,6 +206,29 @@ pub(crate) struct Record {
     pub(crate) text: String,
     /// Index into [`Simulation::steps`] when malicious.
     pub(crate) step: Option<usize>,
+    /// Index into [`Simulation::background_attacks`] when part of the internet's background
+    /// noise (or the company's own scanner).
+    pub(crate) noise: Option<usize>,
+}
+
+/// An episode of background attack traffic: not part of the scenario, but real attacks (or the
+/// company's authorised vulnerability scanner) that every exposed service receives. Written to
+/// `background_attacks.jsonl` so an evaluation can check what the operator is told about them:
+/// at most one row per episode (one source on one day), never above level `low` for probes that
+/// failed, and nothing for the authorised scanner.
+#[derive(Debug, Clone, Serialize)]
+pub struct Episode {
+    /// `ssh-guessing`, `vpn-guessing`, `mail-guessing`, `web-scanner`, `exploit-probe`,
+    /// `internal-vuln-scanner`.
+    pub kind: &'static str,
+    /// The source address.
+    pub source: String,
+    /// Day (UTC date) of the episode.
+    pub day: String,
+    /// Whether the traffic is authorised (the company's own scanner).
+    pub authorised: bool,
+    /// `file:line` of every record of the episode.
+    pub events: Vec<String>,
 }
 
 /// One malicious step of a scenario, as written to `ground_truth.jsonl`.
@@ -210,6 +252,9 @@ pub struct Step {
 pub struct Simulation {
     pub scenario: Scenario,
     pub steps: Vec<Step>,
+    /// Background attack episodes (internet noise, the company's scanner); benign for the
+    /// ground truth.
+    pub background_attacks: Vec<Episode>,
     /// File name → content, records sorted by time.
     pub files: BTreeMap<&'static str, String>,
     /// Identity directory (CSV) of the simulated company.
@@ -225,8 +270,10 @@ pub(crate) struct Builder {
     pub(crate) cfg: SimConfig,
     pub(crate) records: Vec<Record>,
     pub(crate) steps: Vec<Step>,
+    pub(crate) episodes: Vec<Episode>,
     pub(crate) scenario: Scenario,
     pub(crate) pid: u32,
+    pub(crate) company: background_company::Company,
 }
 
 impl Builder {
@@ -266,6 +313,7 @@ impl Builder {
             file,
             text,
             step: None,
+            noise: None,
         });
     }
 
@@ -275,6 +323,37 @@ impl Builder {
             file,
             text,
             step: Some(step),
+            noise: None,
+        });
+    }
+
+    /// Registers a background attack episode; see [`Episode`].
+    pub(crate) fn episode(
+        &mut self,
+        kind: &'static str,
+        source: &str,
+        day: u32,
+        authorised: bool,
+    ) -> usize {
+        let d = self.day_start(day).date_naive().to_string();
+        self.episodes.push(Episode {
+            kind,
+            source: source.to_owned(),
+            day: d,
+            authorised,
+            events: Vec::new(),
+        });
+        self.episodes.len() - 1
+    }
+
+    /// A record of background attack traffic (benign for the scenario's ground truth).
+    pub(crate) fn noisy(&mut self, ep: usize, time: DateTime<Utc>, file: LogFile, text: String) {
+        self.records.push(Record {
+            time,
+            file,
+            text,
+            step: None,
+            noise: Some(ep),
         });
     }
 
@@ -296,7 +375,10 @@ impl Builder {
 pub fn simulate(scenario: Scenario, cfg: &SimConfig) -> Simulation {
     let mut cfg = cfg.clone();
     cfg.days = cfg.days.max(10);
+    let company = background_company::Company::new(&cfg);
     let mut b = Builder {
+        company,
+        episodes: Vec::new(),
         rng: Rng::new(cfg.seed ^ (scenario as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         cfg,
         records: Vec::new(),
@@ -345,6 +427,9 @@ fn assemble(mut b: Builder, identities: String) -> Simulation {
             }
             None => benign += 1,
         }
+        if let Some(e) = r.noise.and_then(|e| b.episodes.get_mut(e)) {
+            e.events.push(format!("{}:{n}", r.file.name()));
+        }
     }
     if let Some(t) = files.get_mut(LogFile::CloudTrail.name()) {
         t.push_str("\n]}\n");
@@ -352,6 +437,7 @@ fn assemble(mut b: Builder, identities: String) -> Simulation {
     Simulation {
         scenario: b.scenario,
         steps: b.steps,
+        background_attacks: b.episodes,
         files,
         identities,
         benign_events: benign,
@@ -391,6 +477,13 @@ impl Simulation {
         }
         let p = dir.join("ground_truth.jsonl");
         std::fs::write(&p, truth).map_err(io(&p))?;
+        let mut noise = String::new();
+        for e in &self.background_attacks {
+            noise.push_str(&serde_json::to_string(e).unwrap_or_default());
+            noise.push('\n');
+        }
+        let p = dir.join("background_attacks.jsonl");
+        std::fs::write(&p, noise).map_err(io(&p))?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
 use crate::background::{
-    self, access, at_hour, cloudtrail, logon, proc_create, vpn, win, ws, ws_ip, STAFF, VENDOR_KEY,
+    self, access, at_hour, cloudtrail, logon, proc_create, vpn, win, ws, STAFF, VENDOR_KEY,
 };
 use crate::{Builder, LogFile, Scenario};
 
@@ -149,7 +149,13 @@ fn vpn_intrusion(b: &mut Builder) {
             lateral,
             t,
             LogFile::Windows,
-            logon(t, &c, admin, 3, &ws_ip(victim)),
+            logon(
+                t,
+                &c,
+                admin,
+                3,
+                &crate::background_company::pc_ip(b, victim, t),
+            ),
         );
     }
     let psexec = b.step(

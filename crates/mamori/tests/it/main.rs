@@ -5,6 +5,7 @@ mod console;
 mod correlation;
 mod diskfull;
 mod evidence;
+mod fidelity;
 mod formats;
 mod hardening;
 mod hunt;

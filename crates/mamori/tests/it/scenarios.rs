@@ -39,6 +39,9 @@ fn run_scenario(dir: &Path, scenario: &str, seed: u64, days: u32, per_day: u32) 
         &days.to_string(),
         "--events-per-day",
         &per_day.to_string(),
+        // The rule content on its own; the realistic background is `fidelity`'s.
+        "--background",
+        "simple",
     ]);
     assert_eq!(sim.status.code(), Some(0), "{}", text(&sim.stderr));
     let timeline = out_dir.join("timeline.jsonl");
