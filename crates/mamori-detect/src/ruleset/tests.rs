@@ -519,7 +519,10 @@ fn details_name_the_author_of_third_party_rules_only() {
     let d = third.details(m[0].rule, &ev);
     assert!(d.contains(&("CommandLine".into(), "reg save hklm\\sam s.hiv".into())));
     assert!(
-        d.contains(&("rule.author".into(), "Florian Roth (Nextron Systems)".into())),
+        d.contains(&(
+            "rule.author".into(),
+            "Florian Roth (Nextron Systems)".into()
+        )),
         "{d:?}"
     );
     let own = compile(
@@ -528,5 +531,8 @@ fn details_name_the_author_of_third_party_rules_only() {
     let mut scratch = own.scratch();
     let mut m = Vec::new();
     own.matches(&ev, &mut scratch, &mut m);
-    assert!(!own.details(m[0].rule, &ev).iter().any(|(k, _)| k == "rule.author"));
+    assert!(!own
+        .details(m[0].rule, &ev)
+        .iter()
+        .any(|(k, _)| k == "rule.author"));
 }

@@ -188,7 +188,12 @@ fn otrf_credential_datasets_found_and_background_quiet() {
     let data = tmp.path().join("otrf");
     for z in &zips {
         let rel = z.strip_prefix(&root).unwrap();
-        let tactic = rel.components().next().unwrap().as_os_str().to_string_lossy();
+        let tactic = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
         let name = z.file_stem().unwrap().to_string_lossy();
         let dest = data.join(format!("{tactic}__{name}"));
         std::fs::create_dir_all(&dest).unwrap();
@@ -228,8 +233,17 @@ fn otrf_credential_datasets_found_and_background_quiet() {
     }
     let credential: BTreeSet<String> = zips
         .iter()
-        .filter(|z| z.strip_prefix(&root).unwrap().starts_with("credential_access"))
-        .map(|z| format!("credential_access__{}", z.file_stem().unwrap().to_string_lossy()))
+        .filter(|z| {
+            z.strip_prefix(&root)
+                .unwrap()
+                .starts_with("credential_access")
+        })
+        .map(|z| {
+            format!(
+                "credential_access__{}",
+                z.file_stem().unwrap().to_string_lossy()
+            )
+        })
         .collect();
     let found: BTreeSet<String> = hits
         .iter()
@@ -312,7 +326,10 @@ fn web_scanners_become_episodes_and_product_rules_stay_quiet() {
             .filter(|h| kev.contains(&h.rule_id))
             .map(|h| h.title.as_str())
             .collect();
-        assert!(wrong.is_empty(), "{scanner}: product rules fired: {wrong:?}");
+        assert!(
+            wrong.is_empty(),
+            "{scanner}: product rules fired: {wrong:?}"
+        );
     }
     let mut others = vec![honeynet.clone()];
     for sub in ["loghub", "cloudtrail"] {
