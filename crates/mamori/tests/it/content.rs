@@ -156,11 +156,11 @@ fn windows_attack_samples_recall_per_tactic() {
         eprintln!("  {t:<28} {f:>3} / {n:<3}");
     }
     let get = |t: &str| table.get(t).copied().unwrap_or_default();
-    // Measured when this content landed (2026-12-06): 23/37 and 20/48 (before: 20/37, 9/48).
+    // Measured when this content landed (2026-12-06): 26/37 and 20/48 (before: 20/37, 9/48).
     let (ca, ca_n) = get("Credential Access");
     let (lm, lm_n) = get("Lateral Movement");
     assert!(ca_n >= 30 && lm_n >= 40, "corpus changed: {table:?}");
-    assert!(ca >= 23, "credential access recall fell: {ca}/{ca_n}");
+    assert!(ca >= 26, "credential access recall fell: {ca}/{ca_n}");
     assert!(lm >= 20, "lateral movement recall fell: {lm}/{lm_n}");
 }
 
