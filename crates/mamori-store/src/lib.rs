@@ -38,6 +38,7 @@
 //! - **Time is passed in** where it decides anything (`append_at`, `apply_retention(now, ..)`);
 //!   only the convenience [`EventStore::append`] reads the clock.
 
+mod aggregates;
 mod alerts;
 pub mod codec;
 mod doc;
@@ -54,6 +55,9 @@ mod words;
 use chrono::{DateTime, TimeDelta, Utc};
 use mamori_event::Event;
 
+pub use aggregates::{
+    AddressDay, SourceHour, SourceSeen, AGGREGATES_THROUGH_KEY, MAX_SOURCE_LEN, OTHER_ADDRESS,
+};
 pub use embedded::{EmbeddedConfig, EmbeddedEventStore, OpenReport};
 pub use error::{Error, Result};
 pub use memory::{MemoryAlertStore, MemoryEventStore};

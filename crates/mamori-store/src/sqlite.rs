@@ -15,7 +15,8 @@ use crate::model::{Ack, Alert, AlertFilter, AlertId, AlertStatus, InsertOutcome,
 use crate::AlertStore;
 
 /// Schema version, kept in `PRAGMA user_version`.
-pub const SQLITE_SCHEMA_VERSION: i64 = 1;
+/// Version 2 added the activity aggregates (`source_hours`, `address_days`, `source_seen`).
+pub const SQLITE_SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS alerts (
@@ -82,6 +83,7 @@ impl SqliteAlertStore {
             });
         }
         conn.execute_batch(SCHEMA).map_err(&e)?;
+        conn.execute_batch(crate::aggregates::SCHEMA).map_err(&e)?;
         conn.pragma_update(None, "user_version", SQLITE_SCHEMA_VERSION)
             .map_err(&e)?;
         Ok(SqliteAlertStore {
@@ -90,11 +92,11 @@ impl SqliteAlertStore {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
         sql_at(&self.path)
     }
 }
