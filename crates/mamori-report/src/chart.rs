@@ -16,15 +16,16 @@ fn err(e: impl std::fmt::Display) -> Error {
 }
 
 /// One layer of a stacked bar chart.
-pub struct Series<'a> {
-    pub name: &'a str,
-    pub color: RGBColor,
-    pub values: Vec<u64>,
+pub(crate) struct Series<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) color: RGBColor,
+    pub(crate) values: Vec<u64>,
 }
 
 /// Stacked bars: one bar per label, one layer per series (bottom first).
-pub fn stacked_bars(labels: &[String], series: &[Series<'_>]) -> Result<Chart> {
-    let n = labels.len().max(1) as u32;
+pub(crate) fn stacked_bars(labels: &[String], series: &[Series<'_>]) -> Result<Chart> {
+    // plotters' integer ranges include their end: 0..n-1 is n bars.
+    let n = labels.len().max(2) as u32;
     let mut cum: Vec<Vec<u64>> = Vec::with_capacity(series.len() + 1);
     cum.push(vec![0; n as usize]);
     for s in series {
@@ -46,7 +47,7 @@ pub fn stacked_bars(labels: &[String], series: &[Series<'_>]) -> Result<Chart> {
             .margin(12)
             .x_label_area_size(28)
             .y_label_area_size(48)
-            .build_cartesian_2d((0u32..n).into_segmented(), 0u64..top)
+            .build_cartesian_2d((0u32..n - 1).into_segmented(), 0u64..top)
             .map_err(err)?;
         let at = |v: &SegmentValue<u32>| match v {
             SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => *i as usize,
@@ -91,7 +92,7 @@ pub fn stacked_bars(labels: &[String], series: &[Series<'_>]) -> Result<Chart> {
 }
 
 /// A line over labelled points (events per day).
-pub fn line(labels: &[String], values: &[u64], color: RGBColor) -> Result<Chart> {
+pub(crate) fn line(labels: &[String], values: &[u64], color: RGBColor) -> Result<Chart> {
     let n = values.len().max(2) as u32;
     let top = nice_top(values.iter().copied().max().unwrap_or(0));
     let mut svg = String::new();

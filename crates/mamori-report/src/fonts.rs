@@ -27,8 +27,6 @@ pub(crate) struct Fonts {
     pub(crate) text: Vec<String>,
     /// Monospace families (hashes, addresses), in fallback order.
     pub(crate) mono: Vec<String>,
-    /// The Japanese font file used (for the README and errors).
-    pub(crate) japanese: Option<PathBuf>,
 }
 
 /// Folders searched: `MAMORI_FONT_DIR` (colon-separated) first, then the usual system ones.
@@ -93,7 +91,7 @@ pub(crate) fn discover(need_japanese: bool) -> Result<Fonts> {
     let mut fonts = Vec::new();
     let mut text = Vec::new();
     let mut mono = Vec::new();
-    let mut push_family = |list: &mut Vec<String>, f: &Font| {
+    let push_family = |list: &mut Vec<String>, f: &Font| {
         if !list.contains(&f.info().family) {
             list.push(f.info().family.clone());
         }
@@ -160,12 +158,7 @@ pub(crate) fn discover(need_japanese: bool) -> Result<Fonts> {
     if mono.is_empty() {
         mono = text.clone();
     }
-    Ok(Fonts {
-        fonts,
-        text,
-        mono,
-        japanese,
-    })
+    Ok(Fonts { fonts, text, mono })
 }
 
 /// The Debian package names to suggest in an error.

@@ -313,7 +313,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         t.rows.push(vec![
             loc.time(a.time),
             level(a.level, loc),
-            a.rule_id.0.clone(),
+            a.rule_id.0.to_string(),
             a.title.clone(),
             count.to_string(),
             a.joined_because.clone(),
@@ -392,7 +392,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
     if inc.evidence.is_empty() {
         s.push(Block::Notice { tone: Tone::Warn, text: loc.t("No evidence bundle was exported for this incident (`mamori evidence export --incident N`).", "このインシデントの証拠バンドルはまだ出力されていません（`mamori evidence export --incident N`）。").into() });
     } else {
-        let mut t = Table::new(&[loc.t("Bundle", "バンドル"), "SHA-256", loc.t("Records", "記録")]).widths(&[4, 7, 3]).mono(&[0, 1]);
+        let mut t = Table::new(&[loc.t("Bundle", "バンドル"), "SHA-256", loc.t("Records", "記録")]).widths(&[3, 9, 2]).mono(&[0, 1]);
         for e in &inc.evidence {
             let (path, rest) = e.strip_prefix("bundle ").and_then(|r| r.split_once(" sha256:")).unwrap_or(("", e));
             let (hash, extra) = rest.split_once(' ').unwrap_or((rest, ""));

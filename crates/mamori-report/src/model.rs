@@ -195,9 +195,8 @@ impl Section {
         }
     }
 
-    pub fn push(&mut self, b: Block) -> &mut Self {
+    pub fn push(&mut self, b: Block) {
         self.blocks.push(b);
-        self
     }
 }
 

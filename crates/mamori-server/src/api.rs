@@ -56,6 +56,8 @@ pub struct StateInner {
     pub uploads_dir: PathBuf,
     pub started: Instant,
     pub incidents: Option<Arc<crate::incidents::IncidentService>>,
+    /// The data directory (reports read the vault there).
+    pub data_dir: PathBuf,
 }
 
 pub type AppState = Arc<StateInner>;
@@ -77,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rules/reload", post(rules_reload))
         .route("/metrics", get(metrics))
         .merge(crate::api_incidents::routes())
+        .merge(crate::api_reports::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
         // Bodies are limited by the handlers themselves (ingest and upload have different

@@ -36,6 +36,7 @@ pub mod analytics;
 
 pub mod api;
 mod api_incidents;
+mod api_reports;
 pub mod api_serve;
 mod build;
 pub mod config;
@@ -47,6 +48,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod rules;
+pub mod reports;
 mod run;
 pub mod seal;
 pub mod sources;

@@ -143,6 +143,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             uploads_dir: data.join("uploads"),
             started: Instant::now(),
             incidents: incidents.clone(),
+            data_dir: data.to_path_buf(),
         });
         running.background.push(token_refresh(Arc::clone(&state)));
         let app = api::router(state);
@@ -169,6 +170,9 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
     }
     running.background.push(index_refresh(&running));
     if let Some(t) = retention(&cfg, &running) {
+        running.background.push(t);
+    }
+    if let Some(t) = crate::reports::monthly_duty(cfg.reports.clone(), data.to_path_buf(), rules.clone()) {
         running.background.push(t);
     }
     if let (Some(h), true) = (rules, cfg.detection.reload_interval_secs > 0) {

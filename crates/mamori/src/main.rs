@@ -5,9 +5,11 @@ mod analytics;
 mod bench;
 mod bench_corr;
 mod bench_ingest;
+mod bench_report;
 mod hunt;
 mod incident_cli;
 mod malloc_arenas;
+mod report_cli;
 mod rules;
 mod serve;
 mod simulate;
@@ -41,6 +43,7 @@ and writes a forensic timeline.\n\n\
 Examples:\n    \
 mamori hunt /var/log --rules ./rules                 Hunt a folder of logs\n    \
 mamori serve --rules ./rules                          Run the server (syslog 5514, API 8080)\n    \
+mamori report monthly --month 2026-11 --lang ja -o audit.pdf   Monthly security audit\n    \
 mamori token create ops                               Create an API token\n    \
 mamori hunt logs/ --rules rules/ -o out.jsonl --format jsonl\n    \
 mamori rules check ./rules                            Compile rules, list failures\n    \
@@ -81,6 +84,9 @@ enum Command {
     /// Create, list and revoke API tokens of a server.
     #[command(subcommand)]
     Token(serve::TokenCmd),
+    /// Write an incident report or the monthly security audit (PDF or HTML, ja/en).
+    #[command(subcommand)]
+    Report(report_cli::ReportCmd),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +120,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Token(c) => serve::run_token(c),
         Command::Incident(c) => incident_cli::run(c),
+        Command::Report(c) => report_cli::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -8,6 +8,7 @@ mod hardening;
 mod hunt;
 mod incidents;
 mod live_analytics;
+mod reports;
 mod rule_tests;
 mod scenarios;
 mod serve;
