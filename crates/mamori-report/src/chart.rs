@@ -93,7 +93,8 @@ pub(crate) fn stacked_bars(labels: &[String], series: &[Series<'_>]) -> Result<C
 
 /// A line over labelled points (events per day).
 pub(crate) fn line(labels: &[String], values: &[u64], color: RGBColor) -> Result<Chart> {
-    let n = values.len().max(2) as u32;
+    // The axis spans every label; the line only the values given (a month still running).
+    let n = labels.len().max(values.len()).max(2) as u32;
     let top = nice_top(values.iter().copied().max().unwrap_or(0));
     let mut svg = String::new();
     {

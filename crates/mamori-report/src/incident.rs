@@ -390,7 +390,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
     s.new_page = true;
     s.push(Block::Heading { text: loc.t("Evidence bundles", "証拠バンドル").into() });
     if inc.evidence.is_empty() {
-        s.push(Block::Notice { tone: Tone::Warn, text: loc.t("No evidence bundle was exported for this incident (`mamori evidence export --incident N`).", "このインシデントの証拠バンドルはまだ出力されていません（`mamori evidence export --incident N`）。").into() });
+        s.push(Block::Notice { tone: Tone::Warn, text: loc.t("No evidence bundle was exported for this incident (mamori evidence export --incident N).", "このインシデントの証拠バンドルはまだ出力されていません（mamori evidence export --incident N）。").into() });
     } else {
         let mut t = Table::new(&[loc.t("Bundle", "バンドル"), "SHA-256", loc.t("Records", "記録")]).widths(&[3, 9, 2]).mono(&[0, 1]);
         for e in &inc.evidence {
@@ -412,9 +412,9 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
                     (loc.t("Signed at", "署名日時").into(), at.unwrap_or_else(|| field("timestamp"))),
                 ],
             });
-            s.push(Block::Para { text: loc.t("Every sealed record is covered by this Ed25519-signed Merkle tree head; `mamori vault verify` and `mamori evidence verify` check it with the public key alone.", "封印された各記録はこの Ed25519 署名付きマークルツリーヘッドで保護されています。`mamori vault verify` と `mamori evidence verify` で公開鍵のみを使って検証できます。").into() });
+            s.push(Block::Para { text: loc.t("Every sealed record is covered by this Ed25519-signed Merkle tree head; \"mamori vault verify\" and \"mamori evidence verify\" check it with the public key alone.", "封印された各記録はこの Ed25519 署名付きマークルツリーヘッドで保護されています。「mamori vault verify」と「mamori evidence verify」で公開鍵のみを使って検証できます。").into() });
         }
-        None => s.push(Block::Notice { tone: Tone::Warn, text: loc.t("No evidence vault in this data directory (`mamori init`): events are not sealed.", "このデータディレクトリには証拠保管庫がありません（`mamori init`）。イベントは封印されていません。").into() }),
+        None => s.push(Block::Notice { tone: Tone::Warn, text: loc.t("No evidence vault in this data directory (mamori init): events are not sealed.", "このデータディレクトリには証拠保管庫がありません（mamori init）。イベントは封印されていません。").into() }),
     }
     s.push(Block::Heading { text: loc.t("Chain of custody", "証拠保全の記録（チェーン・オブ・カストディ）").into() });
     match &d.custody {

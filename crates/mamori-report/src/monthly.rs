@@ -589,6 +589,9 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                     *x += h.events;
                 }
             }
+            // Days after the report's end (a month still running) are not drawn as zeros.
+            let shown = (((end - from).num_hours() + 23) / 24).clamp(1, days as i64) as usize;
+            per_day.truncate(shown.max(2));
             let labels: Vec<String> = (0..days).map(|i| (i + 1).to_string()).collect();
             charts.push(chart::line(&labels, &per_day, RGBColor(31, 59, 87))?);
             s.push(Block::Chart { index: charts.len() - 1, caption: loc.t("Events per day", "日別イベント数").into() });
