@@ -60,7 +60,10 @@ fn font_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
                     stack.push((p, depth + 1));
                 }
             } else if matches!(
-                p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .map(str::to_ascii_lowercase)
+                    .as_deref(),
                 Some("ttf" | "otf" | "ttc")
             ) {
                 out.push(p);
@@ -87,7 +90,11 @@ fn covers_japanese(f: &Font) -> bool {
 pub(crate) fn discover(need_japanese: bool) -> Result<Fonts> {
     let dirs = font_dirs();
     let files = font_files(&dirs);
-    let by_name = |name: &str| files.iter().find(|p| p.file_name().is_some_and(|f| f == name));
+    let by_name = |name: &str| {
+        files
+            .iter()
+            .find(|p| p.file_name().is_some_and(|f| f == name))
+    };
     let mut fonts = Vec::new();
     let mut text = Vec::new();
     let mut mono = Vec::new();

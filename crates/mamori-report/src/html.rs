@@ -120,7 +120,11 @@ fn block(h: &mut String, r: &Report, b: &Block, more: &str) {
             for row in &t.rows {
                 h.push_str("<tr>");
                 for (j, c) in row.iter().enumerate() {
-                    let class = if t.mono.contains(&j) { " class=\"mono\"" } else { "" };
+                    let class = if t.mono.contains(&j) {
+                        " class=\"mono\""
+                    } else {
+                        ""
+                    };
                     let _ = write!(h, "<td{class}>{}</td>", esc(c));
                 }
                 h.push_str("</tr>");

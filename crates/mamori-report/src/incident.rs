@@ -149,7 +149,9 @@ impl Indicators {
                 for t in tags.iter().filter_map(|t| t.as_str()) {
                     if let Some(id) = t.strip_prefix("attack.") {
                         let tid = id.to_ascii_uppercase();
-                        if tid.starts_with('T') && tid[1..].chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                        if tid.starts_with('T')
+                            && tid[1..].chars().next().is_some_and(|c| c.is_ascii_digit())
+                        {
                             ind.techniques.insert(tid);
                         }
                     }
@@ -206,32 +208,65 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
     let mut s = Section::new(loc.t("1. Summary", "1. 概要"));
     s.push(Block::Figures {
         items: vec![
-            (loc.t("alerts", "アラート").into(), inc.alerts.len().to_string()),
-            (loc.t("affected hosts", "影響を受けたホスト").into(), ind.hosts.len().to_string()),
-            (loc.t("affected accounts", "影響を受けたアカウント").into(), ind.accounts.len().to_string()),
-            (loc.t("events", "イベント").into(), inc.events.len().to_string()),
+            (
+                loc.t("alerts", "アラート").into(),
+                inc.alerts.len().to_string(),
+            ),
+            (
+                loc.t("affected hosts", "影響を受けたホスト").into(),
+                ind.hosts.len().to_string(),
+            ),
+            (
+                loc.t("affected accounts", "影響を受けたアカウント").into(),
+                ind.accounts.len().to_string(),
+            ),
+            (
+                loc.t("events", "イベント").into(),
+                inc.events.len().to_string(),
+            ),
         ],
     });
     let dash = || "—".to_string();
     let mut facts = vec![
-        (loc.t("Incident", "インシデント").into(), format!("#{} {}", inc.id.0, inc.title)),
+        (
+            loc.t("Incident", "インシデント").into(),
+            format!("#{} {}", inc.id.0, inc.title),
+        ),
         (loc.t("Kind", "種別").into(), inc.kind.label(l).into()),
         (loc.t("Severity", "深刻度").into(), level(inc.severity, loc)),
         (
             loc.t("Status", "状態").into(),
             format!("{} — {}", inc.status.label(l), inc.phase.label(l)),
         ),
-        (loc.t("First malicious activity", "最初の不審な活動").into(), first_alert.map_or_else(dash, |t| loc.time(t))),
+        (
+            loc.t("First malicious activity", "最初の不審な活動").into(),
+            first_alert.map_or_else(dash, |t| loc.time(t)),
+        ),
         (loc.t("Detected", "検知").into(), loc.time(detected)),
-        (loc.t("Contained", "封じ込め").into(), contained.map_or_else(dash, |t| loc.time(t))),
-        (loc.t("Closed", "クローズ").into(), closed.map_or_else(dash, |t| loc.time(t))),
-        (loc.t("Assignee", "担当者").into(), inc.assignee.clone().unwrap_or_else(dash)),
+        (
+            loc.t("Contained", "封じ込め").into(),
+            contained.map_or_else(dash, |t| loc.time(t)),
+        ),
+        (
+            loc.t("Closed", "クローズ").into(),
+            closed.map_or_else(dash, |t| loc.time(t)),
+        ),
+        (
+            loc.t("Assignee", "担当者").into(),
+            inc.assignee.clone().unwrap_or_else(dash),
+        ),
     ];
     if let (Some(f), true) = (first_alert, detected >= first_alert.unwrap_or(detected)) {
-        facts.push((loc.t("Time to detect", "検知までの時間").into(), loc.duration(detected - f)));
+        facts.push((
+            loc.t("Time to detect", "検知までの時間").into(),
+            loc.duration(detected - f),
+        ));
     }
     if let Some(c) = contained {
-        facts.push((loc.t("Time to contain", "封じ込めまでの時間").into(), loc.duration(c - detected)));
+        facts.push((
+            loc.t("Time to contain", "封じ込めまでの時間").into(),
+            loc.duration(c - detected),
+        ));
     }
     s.push(Block::Facts { rows: facts });
     let impact = match loc.lang {
@@ -265,10 +300,18 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
     let mut s = Section::new(loc.t("2. Timeline", "2. 時系列"));
     let mut rows: Vec<(DateTime<Utc>, String, String, String)> = Vec::new();
     for a in &inc.alerts {
-        rows.push((a.time, loc.t("alert", "アラート").into(), "mamori".into(), format!("[{}] {}", level(a.level, loc), a.title)));
+        rows.push((
+            a.time,
+            loc.t("alert", "アラート").into(),
+            "mamori".into(),
+            format!("[{}] {}", level(a.level, loc), a.title),
+        ));
     }
     for h in &inc.history {
-        if matches!(h.action, HistoryAction::AlertJoined | HistoryAction::Note | HistoryAction::Action) {
+        if matches!(
+            h.action,
+            HistoryAction::AlertJoined | HistoryAction::Note | HistoryAction::Action
+        ) {
             continue; // shown as the alert, note or action itself
         }
         let change = match (&h.from, &h.to) {
@@ -277,26 +320,55 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             (Some(f), None) => f.clone(),
             (None, None) => String::new(),
         };
-        let why = h.why.as_deref().map(|w| format!(" ({w})")).unwrap_or_default();
-        rows.push((h.at, h.action.as_str().replace('_', " "), h.by.clone(), format!("{change}{why}")));
+        let why = h
+            .why
+            .as_deref()
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        rows.push((
+            h.at,
+            h.action.as_str().replace('_', " "),
+            h.by.clone(),
+            format!("{change}{why}"),
+        ));
     }
     for n in &inc.notes {
-        rows.push((n.at, loc.t("note", "メモ").into(), n.by.clone(), n.text.clone()));
+        rows.push((
+            n.at,
+            loc.t("note", "メモ").into(),
+            n.by.clone(),
+            n.text.clone(),
+        ));
     }
     for a in &inc.actions {
-        rows.push((a.at, loc.t("action", "対応").into(), a.by.clone(), format!("{}: {}", a.kind, detail_text(&a.detail))));
+        rows.push((
+            a.at,
+            loc.t("action", "対応").into(),
+            a.by.clone(),
+            format!("{}: {}", a.kind, detail_text(&a.detail)),
+        ));
     }
     rows.sort_by_key(|r| r.0);
-    let mut t = Table::new(&[loc.t("Time", "日時"), loc.t("What", "内容"), loc.t("Who", "実施者"), loc.t("Detail", "詳細")])
-        .widths(&[3, 2, 2, 7]);
-    t.rows = rows.into_iter().map(|(at, k, by, d)| vec![loc.time(at), k, by, d]).collect();
+    let mut t = Table::new(&[
+        loc.t("Time", "日時"),
+        loc.t("What", "内容"),
+        loc.t("Who", "実施者"),
+        loc.t("Detail", "詳細"),
+    ])
+    .widths(&[3, 2, 2, 7]);
+    t.rows = rows
+        .into_iter()
+        .map(|(at, k, by, d)| vec![loc.time(at), k, by, d])
+        .collect();
     s.push(Block::Table(t.limit(300)));
     sections.push(s);
 
     // 3. Detection and analysis
     let mut s = Section::new(loc.t("3. Detection and analysis", "3. 検知と分析"));
     s.new_page = true;
-    s.push(Block::Heading { text: loc.t("Alerts", "アラート").into() });
+    s.push(Block::Heading {
+        text: loc.t("Alerts", "アラート").into(),
+    });
     let stored: BTreeMap<i64, &Alert> = d.alerts.iter().map(|a| (a.id.0, a)).collect();
     let mut t = Table::new(&[
         loc.t("Time", "日時"),
@@ -329,9 +401,22 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             },
         });
     }
-    s.push(Block::Heading { text: loc.t("Affected hosts and accounts", "影響を受けたホストとアカウント").into() });
+    s.push(Block::Heading {
+        text: loc
+            .t(
+                "Affected hosts and accounts",
+                "影響を受けたホストとアカウント",
+            )
+            .into(),
+    });
     let none = loc.t("none identified", "特定されていません").to_string();
-    let join = |set: &BTreeSet<String>| if set.is_empty() { none.clone() } else { set.iter().cloned().collect::<Vec<_>>().join(", ") };
+    let join = |set: &BTreeSet<String>| {
+        if set.is_empty() {
+            none.clone()
+        } else {
+            set.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    };
     s.push(Block::Facts {
         rows: vec![
             (loc.t("Hosts", "ホスト").into(), join(&ind.hosts)),
@@ -339,46 +424,134 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             (loc.t("Addresses", "アドレス").into(), join(&ind.ips)),
         ],
     });
-    s.push(Block::Heading { text: loc.t("ATT&CK techniques", "ATT&CK テクニック").into() });
+    s.push(Block::Heading {
+        text: loc.t("ATT&CK techniques", "ATT&CK テクニック").into(),
+    });
     if ind.techniques.is_empty() {
-        s.push(Block::Notice { tone: Tone::Info, text: loc.t("The rules behind these alerts name no ATT&CK technique.", "これらのアラートのルールには ATT&CK テクニックの指定がありません。").into() });
+        s.push(Block::Notice {
+            tone: Tone::Info,
+            text: loc
+                .t(
+                    "The rules behind these alerts name no ATT&CK technique.",
+                    "これらのアラートのルールには ATT&CK テクニックの指定がありません。",
+                )
+                .into(),
+        });
     } else {
-        s.push(Block::Bullets { items: ind.techniques.iter().map(|t| format!("{t} — https://attack.mitre.org/techniques/{}/", t.replace('.', "/"))).collect() });
+        s.push(Block::Bullets {
+            items: ind
+                .techniques
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{t} — https://attack.mitre.org/techniques/{}/",
+                        t.replace('.', "/")
+                    )
+                })
+                .collect(),
+        });
     }
     if !inc.entities.is_empty() {
-        s.push(Block::Heading { text: loc.t("Entities", "関係する対象").into() });
-        let mut t = Table::new(&[loc.t("Field", "フィールド"), loc.t("Value", "値")]).widths(&[1, 3]).mono(&[0, 1]);
-        t.rows = inc.entities.iter().map(|e| vec![e.field.clone(), e.value.clone()]).collect();
+        s.push(Block::Heading {
+            text: loc.t("Entities", "関係する対象").into(),
+        });
+        let mut t = Table::new(&[loc.t("Field", "フィールド"), loc.t("Value", "値")])
+            .widths(&[1, 3])
+            .mono(&[0, 1]);
+        t.rows = inc
+            .entities
+            .iter()
+            .map(|e| vec![e.field.clone(), e.value.clone()])
+            .collect();
         s.push(Block::Table(t.limit(100)));
     }
     sections.push(s);
 
     // 4. Containment, eradication and recovery
-    let mut s = Section::new(loc.t("4. Containment, eradication and recovery", "4. 封じ込め・根絶・復旧"));
+    let mut s = Section::new(loc.t(
+        "4. Containment, eradication and recovery",
+        "4. 封じ込め・根絶・復旧",
+    ));
     let mut facts = Vec::new();
-    for p in [Phase::Containment, Phase::Eradication, Phase::Recovery, Phase::PostIncident] {
-        facts.push((p.label(l).to_string(), entered(inc, p).map_or_else(|| loc.t("not entered", "未実施").to_string(), |t| loc.time(t))));
+    for p in [
+        Phase::Containment,
+        Phase::Eradication,
+        Phase::Recovery,
+        Phase::PostIncident,
+    ] {
+        facts.push((
+            p.label(l).to_string(),
+            entered(inc, p).map_or_else(
+                || loc.t("not entered", "未実施").to_string(),
+                |t| loc.time(t),
+            ),
+        ));
     }
     s.push(Block::Facts { rows: facts });
-    s.push(Block::Heading { text: loc.t("Response actions", "対応アクション").into() });
+    s.push(Block::Heading {
+        text: loc.t("Response actions", "対応アクション").into(),
+    });
     if inc.actions.is_empty() {
-        s.push(Block::Notice { tone: Tone::Info, text: loc.t("No response action was recorded on this incident.", "このインシデントに記録された対応アクションはありません。").into() });
+        s.push(Block::Notice {
+            tone: Tone::Info,
+            text: loc
+                .t(
+                    "No response action was recorded on this incident.",
+                    "このインシデントに記録された対応アクションはありません。",
+                )
+                .into(),
+        });
     } else {
-        let mut t = Table::new(&[loc.t("Time", "日時"), loc.t("Who", "実施者"), loc.t("Action", "アクション"), loc.t("Detail", "詳細"), loc.t("Rolled back", "ロールバック")])
-            .widths(&[3, 2, 3, 6, 2]);
+        let mut t = Table::new(&[
+            loc.t("Time", "日時"),
+            loc.t("Who", "実施者"),
+            loc.t("Action", "アクション"),
+            loc.t("Detail", "詳細"),
+            loc.t("Rolled back", "ロールバック"),
+        ])
+        .widths(&[3, 2, 3, 6, 2]);
         for a in &inc.actions {
-            let rollback = a.kind.contains("rollback") || a.detail.get("rolled_back").and_then(|v| v.as_bool()).unwrap_or(false);
-            t.rows.push(vec![loc.time(a.at), a.by.clone(), a.kind.clone(), detail_text(&a.detail), if rollback { loc.t("yes", "はい") } else { "—" }.into()]);
+            let rollback = a.kind.contains("rollback")
+                || a.detail
+                    .get("rolled_back")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+            t.rows.push(vec![
+                loc.time(a.at),
+                a.by.clone(),
+                a.kind.clone(),
+                detail_text(&a.detail),
+                if rollback {
+                    loc.t("yes", "はい")
+                } else {
+                    "—"
+                }
+                .into(),
+            ]);
         }
         s.push(Block::Table(t.limit(200)));
     }
-    s.push(Block::Heading { text: loc.t("Playbook tasks", "プレイブックのタスク").into() });
-    let mut t = Table::new(&[loc.t("Phase", "フェーズ"), loc.t("Task", "タスク"), loc.t("Done by", "実施者"), loc.t("When", "日時")]).widths(&[2, 7, 2, 3]);
+    s.push(Block::Heading {
+        text: loc.t("Playbook tasks", "プレイブックのタスク").into(),
+    });
+    let mut t = Table::new(&[
+        loc.t("Phase", "フェーズ"),
+        loc.t("Task", "タスク"),
+        loc.t("Done by", "実施者"),
+        loc.t("When", "日時"),
+    ])
+    .widths(&[2, 7, 2, 3]);
     for task in &inc.tasks {
         t.rows.push(vec![
             task.phase.label(l).into(),
             loc.t(&task.text_en, &task.text_ja).into(),
-            task.done_by.clone().unwrap_or_else(|| if task.done { "—".into() } else { loc.t("open", "未完了").into() }),
+            task.done_by.clone().unwrap_or_else(|| {
+                if task.done {
+                    "—".into()
+                } else {
+                    loc.t("open", "未完了").into()
+                }
+            }),
             task.done_at.map_or_else(dash, |t| loc.time(t)),
         ]);
     }
@@ -388,19 +561,41 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
     // 5. Evidence
     let mut s = Section::new(loc.t("5. Evidence", "5. 証拠"));
     s.new_page = true;
-    s.push(Block::Heading { text: loc.t("Evidence bundles", "証拠バンドル").into() });
+    s.push(Block::Heading {
+        text: loc.t("Evidence bundles", "証拠バンドル").into(),
+    });
     if inc.evidence.is_empty() {
         s.push(Block::Notice { tone: Tone::Warn, text: loc.t("No evidence bundle was exported for this incident (mamori evidence export --incident N).", "このインシデントの証拠バンドルはまだ出力されていません（mamori evidence export --incident N）。").into() });
     } else {
-        let mut t = Table::new(&[loc.t("Bundle", "バンドル"), "SHA-256", loc.t("Records", "記録")]).widths(&[3, 9, 2]).mono(&[0, 1]);
+        let mut t = Table::new(&[
+            loc.t("Bundle", "バンドル"),
+            "SHA-256",
+            loc.t("Records", "記録"),
+        ])
+        .widths(&[3, 9, 2])
+        .mono(&[0, 1]);
         for e in &inc.evidence {
-            let (path, rest) = e.strip_prefix("bundle ").and_then(|r| r.split_once(" sha256:")).unwrap_or(("", e));
+            let (path, rest) = e
+                .strip_prefix("bundle ")
+                .and_then(|r| r.split_once(" sha256:"))
+                .unwrap_or(("", e));
             let (hash, extra) = rest.split_once(' ').unwrap_or((rest, ""));
-            t.rows.push(vec![path.to_string(), hash.to_string(), extra.trim_matches(|c| c == '(' || c == ')').to_string()]);
+            t.rows.push(vec![
+                path.to_string(),
+                hash.to_string(),
+                extra.trim_matches(|c| c == '(' || c == ')').to_string(),
+            ]);
         }
         s.push(Block::Table(t.limit(100)));
     }
-    s.push(Block::Heading { text: loc.t("Signed tree head of the vault", "証拠保管庫の署名付きツリーヘッド").into() });
+    s.push(Block::Heading {
+        text: loc
+            .t(
+                "Signed tree head of the vault",
+                "証拠保管庫の署名付きツリーヘッド",
+            )
+            .into(),
+    });
     match &d.vault_head {
         Some(h) => {
             let field = |k: &str| h.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).unwrap_or_else(dash);
@@ -416,18 +611,58 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         }
         None => s.push(Block::Notice { tone: Tone::Warn, text: loc.t("No evidence vault in this data directory (mamori init): events are not sealed.", "このデータディレクトリには証拠保管庫がありません（mamori init）。イベントは封印されていません。").into() }),
     }
-    s.push(Block::Heading { text: loc.t("Chain of custody", "証拠保全の記録（チェーン・オブ・カストディ）").into() });
+    s.push(Block::Heading {
+        text: loc
+            .t(
+                "Chain of custody",
+                "証拠保全の記録（チェーン・オブ・カストディ）",
+            )
+            .into(),
+    });
     match &d.custody {
         Some(c) if !c.is_empty() => {
-            let mut t = Table::new(&[loc.t("Vault record", "記録番号"), loc.t("Time", "日時"), loc.t("Who", "実施者"), loc.t("What", "内容"), loc.t("Detail", "詳細")]).widths(&[2, 3, 2, 3, 7]).mono(&[0]);
+            let mut t = Table::new(&[
+                loc.t("Vault record", "記録番号"),
+                loc.t("Time", "日時"),
+                loc.t("Who", "実施者"),
+                loc.t("What", "内容"),
+                loc.t("Detail", "詳細"),
+            ])
+            .widths(&[2, 3, 2, 3, 7])
+            .mono(&[0]);
             for (seq, e) in c {
-                let action = serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                t.rows.push(vec![seq.to_string(), loc.time(e.at), e.actor.clone(), action.replace('_', " "), e.detail.clone()]);
+                let action = serde_json::to_value(e.action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                t.rows.push(vec![
+                    seq.to_string(),
+                    loc.time(e.at),
+                    e.actor.clone(),
+                    action.replace('_', " "),
+                    e.detail.clone(),
+                ]);
             }
             s.push(Block::Table(t.limit(300)));
         }
-        Some(_) => s.push(Block::Notice { tone: Tone::Info, text: loc.t("The vault holds no custody record for this incident yet.", "保管庫にはこのインシデントの保全記録はまだありません。").into() }),
-        None => s.push(Block::Notice { tone: Tone::Info, text: loc.t("No vault: the incident's history above is its only record of custody.", "保管庫がないため、上記の履歴が唯一の記録です。").into() }),
+        Some(_) => s.push(Block::Notice {
+            tone: Tone::Info,
+            text: loc
+                .t(
+                    "The vault holds no custody record for this incident yet.",
+                    "保管庫にはこのインシデントの保全記録はまだありません。",
+                )
+                .into(),
+        }),
+        None => s.push(Block::Notice {
+            tone: Tone::Info,
+            text: loc
+                .t(
+                    "No vault: the incident's history above is its only record of custody.",
+                    "保管庫がないため、上記の履歴が唯一の記録です。",
+                )
+                .into(),
+        }),
     }
     sections.push(s);
 
@@ -438,18 +673,36 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             s.push(Block::Para { text: ll.clone() });
         }
         None => {
-            s.push(Block::Notice { tone: Tone::Info, text: loc.t("The incident is not closed: no lessons learned recorded yet.", "インシデントはクローズされていないため、教訓はまだ記録されていません。").into() });
+            s.push(Block::Notice {
+                tone: Tone::Info,
+                text: loc
+                    .t(
+                        "The incident is not closed: no lessons learned recorded yet.",
+                        "インシデントはクローズされていないため、教訓はまだ記録されていません。",
+                    )
+                    .into(),
+            });
         }
     }
     if !inc.notes.is_empty() {
-        s.push(Block::Heading { text: loc.t("Analyst notes", "分析メモ").into() });
-        s.push(Block::Bullets { items: inc.notes.iter().map(|n| format!("{} — {}: {}", loc.time(n.at), n.by, n.text)).collect() });
+        s.push(Block::Heading {
+            text: loc.t("Analyst notes", "分析メモ").into(),
+        });
+        s.push(Block::Bullets {
+            items: inc
+                .notes
+                .iter()
+                .map(|n| format!("{} — {}: {}", loc.time(n.at), n.by, n.text))
+                .collect(),
+        });
     }
     sections.push(s);
 
     // 7. Appendix: indicators
     let mut s = Section::new(loc.t("Appendix: indicators", "付録：侵害の痕跡（IOC）"));
-    let mut t = Table::new(&[loc.t("Type", "種類"), loc.t("Value", "値")]).widths(&[1, 4]).mono(&[1]);
+    let mut t = Table::new(&[loc.t("Type", "種類"), loc.t("Value", "値")])
+        .widths(&[1, 4])
+        .mono(&[1]);
     for (kind, set) in [
         (loc.t("IP address", "IP アドレス"), &ind.ips),
         (loc.t("Account", "アカウント"), &ind.accounts),
@@ -461,7 +714,15 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         }
     }
     if t.rows.is_empty() {
-        s.push(Block::Notice { tone: Tone::Info, text: loc.t("No indicator was extracted from the alerts.", "アラートから抽出された痕跡はありません。").into() });
+        s.push(Block::Notice {
+            tone: Tone::Info,
+            text: loc
+                .t(
+                    "No indicator was extracted from the alerts.",
+                    "アラートから抽出された痕跡はありません。",
+                )
+                .into(),
+        });
     } else {
         s.push(Block::Table(t.limit(500)));
     }

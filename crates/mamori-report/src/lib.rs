@@ -23,6 +23,8 @@ pub mod incident;
 mod model;
 pub mod monthly;
 mod pdf;
+#[cfg(test)]
+mod tests;
 
 pub use fonts::font_dirs;
 pub use model::{Block, Chart, Lang, Locale, Report, Section, Table, Tone, Zone};
@@ -63,7 +65,10 @@ impl Format {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no {} font found in {}; install the Debian package fonts-ipaexfont-gothic (or one of {}), or set MAMORI_FONT_DIR to a folder holding an OFL/IPA-licensed Japanese font", if *japanese { "Japanese" } else { "usable" }, display_dirs(searched), fonts::packages())]
-    NoFont { searched: Vec<PathBuf>, japanese: bool },
+    NoFont {
+        searched: Vec<PathBuf>,
+        japanese: bool,
+    },
     #[error("typesetting the PDF failed: {0}")]
     Typeset(String),
     #[error("drawing a chart failed: {0}")]

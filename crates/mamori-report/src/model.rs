@@ -217,18 +217,34 @@ pub enum Tone {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Block {
     /// A sub-heading inside a section.
-    Heading { text: String },
-    Para { text: String },
+    Heading {
+        text: String,
+    },
+    Para {
+        text: String,
+    },
     /// A highlighted sentence (absence of data, a failure, a good result).
-    Notice { tone: Tone, text: String },
-    Bullets { items: Vec<String> },
+    Notice {
+        tone: Tone,
+        text: String,
+    },
+    Bullets {
+        items: Vec<String>,
+    },
     /// Label / value pairs (summary facts).
-    Facts { rows: Vec<(String, String)> },
+    Facts {
+        rows: Vec<(String, String)>,
+    },
     Table(Table),
     /// Index into [`Report::charts`].
-    Chart { index: usize, caption: String },
+    Chart {
+        index: usize,
+        caption: String,
+    },
     /// Big numbers in a row ("12 alerts", "3 incidents").
-    Figures { items: Vec<(String, String)> },
+    Figures {
+        items: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -81,15 +81,15 @@ fn data(report: &Report, fonts: &Fonts) -> Result<Vec<u8>> {
     let obj = v.as_object_mut().expect("a report serialises to an object");
     obj.insert("fonts".into(), fonts.text.clone().into());
     obj.insert("mono".into(), fonts.mono.clone().into());
-    obj.insert(
-        "footer".into(),
-        format!("Mamori — {}", report.title).into(),
-    );
+    obj.insert("footer".into(), format!("Mamori — {}", report.title).into());
     obj.insert(
         "more".into(),
         report
             .lang
-            .t("… and {n} more rows (see the HTML report or the API)", "… ほか {n} 行（HTML 版または API を参照）")
+            .t(
+                "… and {n} more rows (see the HTML report or the API)",
+                "… ほか {n} 行（HTML 版または API を参照）",
+            )
             .into(),
     );
     // Long unbroken tokens (hashes, URLs, base64 in a log line) get break opportunities so a
@@ -98,7 +98,7 @@ fn data(report: &Report, fonts: &Fonts) -> Result<Vec<u8>> {
     serde_json::to_vec(&v).map_err(|e| Error::Typeset(e.to_string()))
 }
 
-fn break_long_tokens(v: &mut serde_json::Value) {
+pub(crate) fn break_long_tokens(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::String(s) => {
             if s.split_whitespace().any(|w| w.chars().count() > 24) {

@@ -328,12 +328,18 @@ impl ServerConfig {
         }
         for l in &self.reports.languages {
             if mamori_report::Lang::parse(l).is_none() {
-                return bad("reports.languages", format!("unknown language `{l}` (ja, en)"));
+                return bad(
+                    "reports.languages",
+                    format!("unknown language `{l}` (ja, en)"),
+                );
             }
         }
         for f in &self.reports.formats {
             if mamori_report::Format::parse(f).is_none() {
-                return bad("reports.formats", format!("unknown format `{f}` (pdf, html)"));
+                return bad(
+                    "reports.formats",
+                    format!("unknown format `{f}` (pdf, html)"),
+                );
             }
         }
         if let Some(z) = &self.reports.timezone {

@@ -69,7 +69,12 @@ pub fn write_due(
             .iter()
             .filter_map(|f| Format::parse(f))
             .map(|f| {
-                let name = format!("monthly-{}-{}.{}", month.key(), lang.as_str(), f.extension());
+                let name = format!(
+                    "monthly-{}-{}.{}",
+                    month.key(),
+                    lang.as_str(),
+                    f.extension()
+                );
                 (f, dir.join(name))
             })
             .filter(|(_, p)| !p.exists())

@@ -172,7 +172,9 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
     if let Some(t) = retention(&cfg, &running) {
         running.background.push(t);
     }
-    if let Some(t) = crate::reports::monthly_duty(cfg.reports.clone(), data.to_path_buf(), rules.clone()) {
+    if let Some(t) =
+        crate::reports::monthly_duty(cfg.reports.clone(), data.to_path_buf(), rules.clone())
+    {
         running.background.push(t);
     }
     if let (Some(h), true) = (rules, cfg.detection.reload_interval_secs > 0) {

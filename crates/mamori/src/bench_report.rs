@@ -79,7 +79,8 @@ fn synthesise(dir: &Path, a: &ReportArgs, from: DateTime<Utc>, days: i64) -> any
     }
     let levels = [Level::Low, Level::Medium, Level::High, Level::Critical];
     for i in 0..a.alerts {
-        let at = from + TimeDelta::seconds(i64::from(i) * days * 86_400 / i64::from(a.alerts.max(1)));
+        let at =
+            from + TimeDelta::seconds(i64::from(i) * days * 86_400 / i64::from(a.alerts.max(1)));
         store.insert_alert(&NewAlert {
             rule_id: RuleId(format!("bench-rule-{}", i % 40).into()),
             title: format!("Bench rule {}", i % 40),

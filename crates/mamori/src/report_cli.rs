@@ -69,9 +69,10 @@ fn usage(msg: impl std::fmt::Display) -> anyhow::Result<i32> {
 }
 
 fn parse_out(o: OutArgs) -> Result<Out, String> {
-    let lang = Lang::parse(&o.lang).ok_or_else(|| format!("unknown language `{}` (ja, en)", o.lang))?;
-    let format =
-        Format::parse(&o.format).ok_or_else(|| format!("unknown format `{}` (pdf, html)", o.format))?;
+    let lang =
+        Lang::parse(&o.lang).ok_or_else(|| format!("unknown language `{}` (ja, en)", o.lang))?;
+    let format = Format::parse(&o.format)
+        .ok_or_else(|| format!("unknown format `{}` (pdf, html)", o.format))?;
     let zone = match &o.tz {
         None => None,
         Some(z) => Some(Zone::parse(z).ok_or_else(|| {

@@ -15,7 +15,8 @@ use crate::serve::{http, write_config, Server};
 use crate::{mamori, text};
 
 /// Log value and note text that must stay text in HTML and in typst.
-const HOSTILE: &str = r#"<script>alert(1)</script> #set page(fill: red) #import "/etc/passwd": * ] \ \\"#;
+const HOSTILE: &str =
+    r#"<script>alert(1)</script> #set page(fill: red) #import "/etc/passwd": * ] \ \\"#;
 
 fn poppler() -> bool {
     let ok = Command::new("pdftotext").arg("-v").output().is_ok()
@@ -49,7 +50,13 @@ fn render_pages(pdf: &Path, dir: &Path) -> usize {
         .unwrap();
     let prefix = dir.join(pdf.file_stem().unwrap());
     let out = Command::new("pdftoppm")
-        .args(["-r", "60", "-png", pdf.to_str().unwrap(), prefix.to_str().unwrap()])
+        .args([
+            "-r",
+            "60",
+            "-png",
+            pdf.to_str().unwrap(),
+            prefix.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -150,7 +157,11 @@ fn write_failed_backup(data: &Path) {
         (
             "restic-offsite",
             CheckStatus::Passed,
-            Finding::new("ok", "latest snapshot 3 h old", "最新スナップショットは 3 時間前"),
+            Finding::new(
+                "ok",
+                "latest snapshot 3 h old",
+                "最新スナップショットは 3 時間前",
+            ),
         ),
     ] {
         h.record(&CheckRecord {
@@ -248,31 +259,78 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
         list = incidents(&srv);
     }
     assert!(list.len() >= 2, "several incidents: {list:?}");
-    let id = list.iter().map(|i| i["id"].as_i64().unwrap()).min().unwrap();
+    let id = list
+        .iter()
+        .map(|i| i["id"].as_i64().unwrap())
+        .min()
+        .unwrap();
 
     // Work the incident: a hostile note, containment, closing with lessons learned.
     let note = serde_json::json!({ "text": HOSTILE }).to_string();
-    let (s, v) = srv.post(&format!("/api/v1/incidents/{id}/notes"), &[("Content-Type", "application/json")], note.as_bytes());
+    let (s, v) = srv.post(
+        &format!("/api/v1/incidents/{id}/notes"),
+        &[("Content-Type", "application/json")],
+        note.as_bytes(),
+    );
     assert_eq!(s, 200, "{v}");
-    let (s, v) = srv.post(&format!("/api/v1/incidents/{id}/phase"), &[("Content-Type", "application/json")], br#"{"phase":"containment"}"#);
+    let (s, v) = srv.post(
+        &format!("/api/v1/incidents/{id}/phase"),
+        &[("Content-Type", "application/json")],
+        br#"{"phase":"containment"}"#,
+    );
     assert_eq!(s, 200, "{v}");
     let lessons = serde_json::json!({ "lessons": "MFA on the VPN; alert on new admin accounts. 多要素認証を導入する。" }).to_string();
-    let (s, v) = srv.post(&format!("/api/v1/incidents/{id}/close"), &[("Content-Type", "application/json")], lessons.as_bytes());
+    let (s, v) = srv.post(
+        &format!("/api/v1/incidents/{id}/close"),
+        &[("Content-Type", "application/json")],
+        lessons.as_bytes(),
+    );
     assert_eq!(s, 200, "{v}");
 
     // The API route: authenticated, HTML and (with a font) PDF.
-    let (s, _) = http(srv.http, "GET", &format!("/api/v1/incidents/{id}/report?lang=en&format=html"), None, &[], b"");
+    let (s, _) = http(
+        srv.http,
+        "GET",
+        &format!("/api/v1/incidents/{id}/report?lang=en&format=html"),
+        None,
+        &[],
+        b"",
+    );
     assert_eq!(s, 401, "the report route needs a token");
-    let (s, body) = http(srv.http, "GET", &format!("/api/v1/incidents/{id}/report?lang=ja&format=html"), Some(&srv.token), &[], b"");
+    let (s, body) = http(
+        srv.http,
+        "GET",
+        &format!("/api/v1/incidents/{id}/report?lang=ja&format=html"),
+        Some(&srv.token),
+        &[],
+        b"",
+    );
     assert_eq!(s, 200, "{}", text(&body));
     let html = text(&body);
-    assert!(html.contains("インシデント報告書") && html.contains("封じ込め"), "ja headings");
+    assert!(
+        html.contains("インシデント報告書") && html.contains("封じ込め"),
+        "ja headings"
+    );
     assert!(!html.contains("<script>"), "no live script in the HTML");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; #set page(fill: red) #import &quot;/etc/passwd&quot;: * ] \\ \\\\"));
-    let (s, body) = http(srv.http, "GET", &format!("/api/v1/incidents/{id}/report?lang=en&format=pdf"), Some(&srv.token), &[], b"");
+    let (s, body) = http(
+        srv.http,
+        "GET",
+        &format!("/api/v1/incidents/{id}/report?lang=en&format=pdf"),
+        Some(&srv.token),
+        &[],
+        b"",
+    );
     assert_eq!(s, 200, "{}", text(&body));
     assert!(body.starts_with(b"%PDF-"));
-    let (s, body) = http(srv.http, "GET", &format!("/api/v1/incidents/{id}/report?lang=xx"), Some(&srv.token), &[], b"");
+    let (s, body) = http(
+        srv.http,
+        "GET",
+        &format!("/api/v1/incidents/{id}/report?lang=xx"),
+        Some(&srv.token),
+        &[],
+        b"",
+    );
     assert_eq!(s, 400, "{}", text(&body));
     let (s, inc) = srv.get(&format!("/api/v1/incidents/{id}"));
     assert_eq!(s, 200, "{inc}");
@@ -281,14 +339,26 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
         .unwrap()
         .iter()
         .filter_map(|e| e["value"].as_str().map(str::to_string))
-        .filter(|v| v.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c)))
+        .filter(|v| {
+            v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+        })
         .collect();
     assert!(!entities.is_empty(), "the incident names entities: {inc}");
     assert_eq!(srv.stop(), Some(0));
 
     // Evidence for the incident (the vault's writer lock is free once the server stopped).
     let bundle = d.join("evidence.tar");
-    let ex = mamori(&["evidence", "export", "--data-dir", data.to_str().unwrap(), "--incident", &id.to_string(), "--out", bundle.to_str().unwrap()]);
+    let ex = mamori(&[
+        "evidence",
+        "export",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--incident",
+        &id.to_string(),
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
     assert_eq!(ex.status.code(), Some(0), "{}", text(&ex.stderr));
     let sha = sha256_hex(&std::fs::read(&bundle).unwrap());
 
@@ -308,7 +378,19 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
                 (vec!["report", "monthly", "--month", &month], &mon),
             ] {
                 let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-                a.extend(["--lang", lang, "--format", format, "--data-dir", data.to_str().unwrap(), "--out", out.to_str().unwrap()].map(String::from));
+                a.extend(
+                    [
+                        "--lang",
+                        lang,
+                        "--format",
+                        format,
+                        "--data-dir",
+                        data.to_str().unwrap(),
+                        "--out",
+                        out.to_str().unwrap(),
+                    ]
+                    .map(String::from),
+                );
                 a.extend(["--config".to_string(), cfg.display().to_string()]);
                 let r = mamori(&a.iter().map(String::as_str).collect::<Vec<_>>());
                 assert_eq!(r.status.code(), Some(0), "{a:?}: {}", text(&r.stderr));
@@ -321,7 +403,10 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
                 }
             }
             let (itext, mtext) = if format == "html" {
-                (std::fs::read_to_string(&inc).unwrap(), std::fs::read_to_string(&mon).unwrap())
+                (
+                    std::fs::read_to_string(&inc).unwrap(),
+                    std::fs::read_to_string(&mon).unwrap(),
+                )
             } else {
                 if !pdf_ok {
                     continue;
@@ -333,32 +418,91 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
             };
             let ja = lang == "ja";
             for h in if ja {
-                ["インシデント報告書", "時系列", "検知と分析", "封じ込め・根絶・復旧", "証拠", "教訓", "付録"]
+                [
+                    "インシデント報告書",
+                    "時系列",
+                    "検知と分析",
+                    "封じ込め・根絶・復旧",
+                    "証拠",
+                    "教訓",
+                    "付録",
+                ]
             } else {
-                ["Incident report", "Timeline", "Detection and analysis", "Containment, eradication and recovery", "Evidence", "Lessons learned", "Appendix"]
+                [
+                    "Incident report",
+                    "Timeline",
+                    "Detection and analysis",
+                    "Containment, eradication and recovery",
+                    "Evidence",
+                    "Lessons learned",
+                    "Appendix",
+                ]
             } {
                 assert!(itext.contains(h), "{lang} {format}: incident heading {h}");
             }
-            assert!(squash(&itext).contains(&sha), "{lang} {format}: bundle SHA-256 {sha}");
+            assert!(
+                squash(&itext).contains(&sha),
+                "{lang} {format}: bundle SHA-256 {sha}"
+            );
             for e in &entities {
-                assert!(squash(&itext).contains(e.as_str()), "{lang} {format}: entity {e}");
+                assert!(
+                    squash(&itext).contains(e.as_str()),
+                    "{lang} {format}: entity {e}"
+                );
             }
-            assert!(itext.contains("多要素認証を導入する"), "{lang} {format}: lessons learned");
-            assert!(squash(&itext).contains(&squash("#set page(fill: red) #import")), "{lang} {format}: the hostile note is text");
+            assert!(
+                itext.contains("多要素認証を導入する"),
+                "{lang} {format}: lessons learned"
+            );
+            assert!(
+                squash(&itext).contains(&squash("#set page(fill: red) #import")),
+                "{lang} {format}: the hostile note is text"
+            );
             for h in if ja {
-                ["月次セキュリティ監査報告書", "経営層向けサマリー", "不審な通信", "ログの異常", "アカウントと鍵", "バックアップ", "検知"]
+                [
+                    "月次セキュリティ監査報告書",
+                    "経営層向けサマリー",
+                    "不審な通信",
+                    "ログの異常",
+                    "アカウントと鍵",
+                    "バックアップ",
+                    "検知",
+                ]
             } else {
-                ["Monthly security audit", "Summary for management", "Suspicious connections", "Log anomalies", "Accounts and keys", "Backups", "Detection"]
+                [
+                    "Monthly security audit",
+                    "Summary for management",
+                    "Suspicious connections",
+                    "Log anomalies",
+                    "Accounts and keys",
+                    "Backups",
+                    "Detection",
+                ]
             } {
                 assert!(mtext.contains(h), "{lang} {format}: monthly heading {h}");
             }
-            assert!(mtext.contains("nas01-silent"), "{lang} {format}: the silent source");
-            assert!(mtext.contains("nas-daily"), "{lang} {format}: the failed backup check");
+            assert!(
+                mtext.contains("nas01-silent"),
+                "{lang} {format}: the silent source"
+            );
+            assert!(
+                mtext.contains("nas-daily"),
+                "{lang} {format}: the failed backup check"
+            );
             assert!(mtext.contains(if ja { "失敗" } else { "FAILED" }));
-            assert!(mtext.contains("203.0.113.9") && mtext.contains("4,321") && mtext.contains("987"), "{lang} {format}: address volume and failed logins");
-            assert!(mtext.contains("kobayashi"), "{lang} {format}: the departed identity's activity");
+            assert!(
+                mtext.contains("203.0.113.9") && mtext.contains("4,321") && mtext.contains("987"),
+                "{lang} {format}: address volume and failed logins"
+            );
+            assert!(
+                mtext.contains("kobayashi"),
+                "{lang} {format}: the departed identity's activity"
+            );
             if format == "html" {
-                assert!(!itext.contains("<script>") && !mtext.contains("<script>"), "no live script");
+                assert!(
+                    !itext.contains("<script>") && !mtext.contains("<script>"),
+                    "no live script"
+                );
                 assert!(itext.contains("Content-Security-Policy"));
             }
         }
@@ -367,12 +511,33 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
         eprintln!("reports: pages rendered in {}", pages_dir.display());
     }
     // Bad arguments are usage errors with a clear message.
-    let r = mamori(&["report", "monthly", "--month", "2026-13", "--data-dir", data.to_str().unwrap(), "--out", d.join("x.pdf").to_str().unwrap()]);
+    let r = mamori(&[
+        "report",
+        "monthly",
+        "--month",
+        "2026-13",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        d.join("x.pdf").to_str().unwrap(),
+    ]);
     assert_eq!(r.status.code(), Some(2));
     assert!(text(&r.stderr).contains("bad month"), "{}", text(&r.stderr));
-    let r = mamori(&["report", "incident", "999", "--data-dir", d.join("nothing").to_str().unwrap(), "--out", d.join("x.pdf").to_str().unwrap()]);
+    let r = mamori(&[
+        "report",
+        "incident",
+        "999",
+        "--data-dir",
+        d.join("nothing").to_str().unwrap(),
+        "--out",
+        d.join("x.pdf").to_str().unwrap(),
+    ]);
     assert_eq!(r.status.code(), Some(2));
-    assert!(text(&r.stderr).contains("no incident database"), "{}", text(&r.stderr));
+    assert!(
+        text(&r.stderr).contains("no incident database"),
+        "{}",
+        text(&r.stderr)
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -400,5 +565,9 @@ fn sha256_hex(b: &[u8]) -> String {
             c.wait_with_output()
         })
         .unwrap();
-    text(&out.stdout).split_whitespace().next().unwrap().to_string()
+    text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
