@@ -26,6 +26,7 @@ pub(crate) fn monthly_duty(
     cfg: ReportsConfig,
     data_dir: PathBuf,
     rules: Option<Arc<RulesHandle>>,
+    notifier: Option<Arc<mamori_notify::Notifier>>,
 ) -> Option<JoinHandle<()>> {
     if !cfg.monthly {
         return None;
@@ -36,10 +37,20 @@ pub(crate) fn monthly_duty(
         let mut failed_for: Option<String> = None;
         loop {
             tick.tick().await;
-            let (c, d, r) = (cfg.clone(), data_dir.clone(), rules.clone());
+            let (c, d, r, n) = (
+                cfg.clone(),
+                data_dir.clone(),
+                rules.clone(),
+                notifier.clone(),
+            );
             let seen = failed_for.clone();
             let res = tokio::task::spawn_blocking(move || {
-                write_due(&c, &d, r.as_deref(), Utc::now(), seen.as_deref())
+                let now = Utc::now();
+                let written = write_due(&c, &d, r.as_deref(), now, seen.as_deref())?;
+                if let (Some(n), false) = (n, written.is_empty()) {
+                    mail(&n, &written, now);
+                }
+                Ok::<_, String>(())
             })
             .await;
             if let Ok(Err(month)) = res {
@@ -47,6 +58,45 @@ pub(crate) fn monthly_duty(
             }
         }
     }))
+}
+
+/// Mails the reports just written to the contacts who asked for them (`monthly_report`):
+/// the PDFs when there are any, else the HTML files.
+pub fn mail(n: &mamori_notify::Notifier, written: &[PathBuf], now: DateTime<Utc>) {
+    let pdfs = written.iter().any(|p| p.extension().is_some_and(|e| e == "pdf"));
+    let mut files = Vec::new();
+    let mut month = String::new();
+    for p in written {
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if (ext == "pdf") != pdfs {
+            continue;
+        }
+        let name = p.file_name().and_then(|f| f.to_str()).unwrap_or("report").to_owned();
+        // monthly-YYYY-MM-LANG.EXT
+        let lang = if name.contains("-ja.") { "ja" } else { "en" };
+        month = name.get(8..15).unwrap_or("").to_owned();
+        let Ok(bytes) = std::fs::read(p) else { continue };
+        let content_type = if pdfs { "application/pdf" } else { "text/html; charset=utf-8" };
+        files.push((
+            lang,
+            mamori_notify::Attachment {
+                file_name: name,
+                content_type: content_type.into(),
+                bytes,
+            },
+        ));
+    }
+    let subject = format!("Mamori: monthly security audit {month} / 月次セキュリティ監査報告書");
+    let body = format!(
+        "The monthly security audit for {month} is attached.\n{month} の月次セキュリティ監査報告書を添付します。\n"
+    );
+    for d in n.send_report(&subject, &body, &files, now) {
+        if d.ok {
+            tracing::info!(contact = %d.contact, channel = %d.channel, "monthly report mailed");
+        } else {
+            tracing::error!(contact = %d.contact, channel = %d.channel, error = d.error.as_deref().unwrap_or(""), "monthly report not mailed");
+        }
+    }
 }
 
 /// Writes every report of the previous month that is not written yet; returns the files

@@ -172,9 +172,16 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
     if let Some(t) = retention(&cfg, &running) {
         running.background.push(t);
     }
-    if let Some(t) =
-        crate::reports::monthly_duty(cfg.reports.clone(), data.to_path_buf(), rules.clone())
-    {
+    let report_mail = match cfg.notify_config() {
+        Ok(Some(n)) => mamori_notify::Notifier::new(&n).ok().map(Arc::new),
+        _ => None,
+    };
+    if let Some(t) = crate::reports::monthly_duty(
+        cfg.reports.clone(),
+        data.to_path_buf(),
+        rules.clone(),
+        report_mail,
+    ) {
         running.background.push(t);
     }
     if let (Some(h), true) = (rules, cfg.detection.reload_interval_secs > 0) {

@@ -188,13 +188,23 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
         "kind,id,person,status,end_date,created\naccount,kobayashi,小林 (委託),contractor_ended,2026-09-25,\n",
     )
     .unwrap();
-    let cfg = write_config(
-        d,
-        &format!(
-            "[analytics]\nidentities = {:?}\n[reports]\nlanguages = [\"en\"]\nformats = [\"html\"]\n",
-            ids.display().to_string()
-        ),
+    // A real SMTP server (aiosmtpd) for the contact who wants the monthly report.
+    let smtp = crate::incidents::Smtp::start();
+    if smtp.is_none() {
+        eprintln!("skipped: the mailing of the monthly report (aiosmtpd not installed)");
+    }
+    let mut extra = format!(
+        "[analytics]\nidentities = {:?}\n[reports]\nlanguages = [\"en\"]\nformats = [\"html\"]\n",
+        ids.display().to_string()
     );
+    if let Some(s) = &smtp {
+        extra.push_str(&format!(
+            "[notify.channels.mail]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nfrom = \"Mamori <mamori@example.jp>\"\n\
+             [[notify.contacts]]\nname = \"boss\"\nemail = \"boss@example.jp\"\nlanguage = \"both\"\nchannels = [\"mail\"]\nmin_severity = \"critical\"\nmonthly_report = true\n",
+            s.port
+        ));
+    }
+    let cfg = write_config(d, &extra);
     let init = mamori(&["init", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(init.status.code(), Some(0), "{}", text(&init.stderr));
     let srv = Server::start(&cfg, None);
@@ -212,6 +222,23 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(duty.exists(), "the monthly duty wrote {}", duty.display());
+    if let Some(s) = &smtp {
+        // Incident notifications may reach the same server: take the report's mail.
+        let mail: Value = loop {
+            let m: Value = serde_json::from_str(
+                &s.rx
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("the monthly report is mailed"),
+            )
+            .unwrap();
+            if m["subject"].as_str().unwrap_or("").contains("monthly") {
+                break m;
+            }
+        };
+        assert_eq!(mail["to"], "boss@example.jp", "{mail}");
+        assert!(mail["subject"].as_str().unwrap().contains(&last), "{mail}");
+        assert_eq!(mail["attachments"][0], format!("monthly-{last}-en.html"), "{mail}");
+    }
 
     // Attacks: a simulated ransomware intrusion and a VPN password spray whose user names
     // carry hostile text; and the departed contractor logging in on the VPN.
