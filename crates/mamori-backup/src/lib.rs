@@ -26,3 +26,15 @@ mod model;
 pub use error::{Error, Result};
 pub use history::{History, HISTORY_FILE};
 pub use model::{CheckRecord, CheckStatus, Finding};
+mod borg;
+mod check;
+mod config;
+pub mod content;
+mod directory;
+mod exec;
+mod restic;
+pub mod rule321;
+
+pub use check::{worst, Checker};
+pub use config::{parse_duration, validate_all, BackupConfig, BackupKind, BackupsSettings};
+pub use directory::{manifest_key, manifest_paths, Manifest};

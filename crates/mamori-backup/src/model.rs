@@ -80,3 +80,41 @@ pub struct CheckRecord {
     /// compare against.
     pub details: serde_json::Value,
 }
+
+/// What a check collects while it runs: findings, each with the verdict it implies, and the
+/// numbers stored in [`CheckRecord::details`].
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub found: Vec<(CheckStatus, Finding)>,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Outcome {
+    pub(crate) fn fail(&mut self, code: &str, en: impl Into<String>, ja: impl Into<String>) {
+        self.found
+            .push((CheckStatus::Failed, Finding::new(code, en, ja)));
+    }
+
+    pub(crate) fn warn(&mut self, code: &str, en: impl Into<String>, ja: impl Into<String>) {
+        self.found
+            .push((CheckStatus::Warning, Finding::new(code, en, ja)));
+    }
+
+    /// A finding that is worth saying but changes nothing (e.g. files changed since last run).
+    pub(crate) fn note(&mut self, code: &str, en: impl Into<String>, ja: impl Into<String>) {
+        self.found
+            .push((CheckStatus::Passed, Finding::new(code, en, ja)));
+    }
+
+    pub(crate) fn set(&mut self, key: &str, v: impl Into<serde_json::Value>) {
+        self.details.insert(key.to_string(), v.into());
+    }
+
+    pub(crate) fn status(&self) -> CheckStatus {
+        self.found
+            .iter()
+            .map(|(s, _)| *s)
+            .max()
+            .unwrap_or(CheckStatus::Passed)
+    }
+}

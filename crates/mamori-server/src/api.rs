@@ -58,6 +58,8 @@ pub struct StateInner {
     pub incidents: Option<Arc<crate::incidents::IncidentService>>,
     /// The data directory (reports read the vault there).
     pub data_dir: PathBuf,
+    /// `[[backup]]` checks: results, history, run now.
+    pub backups: Arc<crate::backups::BackupService>,
 }
 
 pub type AppState = Arc<StateInner>;
@@ -80,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::api_incidents::routes())
         .merge(crate::api_reports::routes())
+        .merge(crate::backups::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))
         // Bodies are limited by the handlers themselves (ingest and upload have different

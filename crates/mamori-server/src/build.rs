@@ -73,6 +73,7 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
             lateness_secs: cfg.detection.lateness_secs,
             queue_batches: cfg.pipeline.queue_batches,
             max_group_events: cfg.pipeline.max_group_events,
+            backup_links: crate::backups::BackupLinks::new(&cfg.backup),
         },
         Arc::clone(&metrics),
         alert_tx.clone(),

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub response: Option<mamori_respond::ResponderConfig>,
     /// The monthly security audit written by the server (`[reports]`).
     pub reports: ReportsConfig,
+    /// Backups to check (`[[backup]]` sections, see `mamori-backup`); none by default.
+    pub backup: Vec<mamori_backup::BackupConfig>,
+    /// `[backups]`: settings for all backup checks.
+    pub backups: mamori_backup::BackupsSettings,
 }
 
 /// `[reports]`: on the 1st of each month (or at the first start after it) the server writes
@@ -119,6 +123,8 @@ impl Default for ServerConfig {
             notify: None,
             response: None,
             reports: ReportsConfig::default(),
+            backup: Vec::new(),
+            backups: mamori_backup::BackupsSettings::default(),
         }
     }
 }
@@ -426,6 +432,9 @@ impl ServerConfig {
             if let Err(e) = mamori_respond::Responder::new(r.clone()) {
                 return bad("response", e.to_string());
             }
+        }
+        if let Err(e) = mamori_backup::validate_all(&self.backup) {
+            return bad("backup", e.to_string());
         }
         for r in &self.detection.rules {
             if !r.exists() {

@@ -38,6 +38,7 @@ pub mod api;
 mod api_incidents;
 mod api_reports;
 pub mod api_serve;
+pub mod backups;
 mod build;
 pub mod config;
 pub mod default_rules;

@@ -203,6 +203,15 @@ pub fn document() -> Value {
             "/api/v1/incidents/{id}/responses/{record}/rollback": { "post": { "summary": "Roll back an action (unblock, re-enable, de-isolate); `dry_run` shows the commands.", "parameters": [ p("id", id()), p("record", id()) ],
                 "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": { "dry_run": { "type": "boolean" } } } } } },
                 "responses": ok("The action record", json!({ "type": "object" })) } },
+            "/api/v1/backups": { "get": { "summary": "Backup checks: every `[[backup]]` entry with its latest result and history (newest first), and the 3-2-1 judgement of each protected system. Findings carry a stable `code` and `en`/`ja` sentences.",
+                "parameters": [ q("history", count(Some(1000)), "Results per entry, newest first (default 30).") ],
+                "responses": ok("Backups", json!({ "type": "object", "required": ["backups", "systems"], "properties": {
+                    "backups": { "type": "array", "items": { "type": "object" } }, "systems": { "type": "array", "items": { "type": "object" } } } })) } },
+            "/api/v1/backups/{name}/check": { "post": { "summary": "Check a backup now. 202 when started; with `wait=true`, 200 and the stored result. 409 while its check runs.",
+                "parameters": [ p("name", json!({ "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$" })), q("wait", json!({ "type": "boolean" }), "Wait for the result.") ],
+                "responses": with(errors(), json!({
+                    "200": { "description": "The result", "content": { "application/json": { "schema": { "type": "object" } } } },
+                    "202": { "description": "Started", "content": { "application/json": { "schema": { "type": "object" } } } } })) } },
             "/api/v1/preparation": { "get": { "summary": "The Preparation checklist (contacts, escalation, backups, MFA…), ja/en.", "responses": ok("Checklist", json!({ "type": "object" })) } },
             "/metrics": { "get": { "summary": "Prometheus metrics (text format).",
                 "responses": with(errors(), json!({ "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } } })) } }

@@ -190,6 +190,8 @@ pub struct Settings {
     pub queue_batches: usize,
     /// Most events stored with one write.
     pub max_group_events: usize,
+    /// Backup-deletion alerts on these hosts name the `[[backup]]` entries they concern.
+    pub backup_links: crate::backups::BackupLinks,
 }
 
 /// What the writer hands the detector.
@@ -1006,6 +1008,8 @@ impl Detector {
     }
 
     fn record(&self, a: &NewAlert, received: Instant) {
+        let linked = self.settings.backup_links.link(a);
+        let a = linked.as_ref().unwrap_or(a);
         match record_alert(&*self.alerts, &self.alert_tx, a) {
             Ok(outcome) => match outcome {
                 InsertOutcome::Created(_) => {

@@ -128,6 +128,21 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         )));
     }
 
+    // Backup checks: stored results, scheduled and on demand, an alert on failure.
+    let backups = Arc::new(
+        crate::backups::BackupService::open(
+            cfg.backup.clone(),
+            cfg.backups.clone(),
+            &data,
+            Arc::clone(&alerts),
+            running.alert_tx.clone(),
+        )
+        .map_err(|e| StartError::State {
+            path: data.join(mamori_backup::HISTORY_FILE),
+            message: e.to_string(),
+        })?,
+    );
+
     // The HTTP API: ingest, upload, search, alerts, incidents, metrics.
     if let Some(addr) = cfg.http.listen {
         let l = bind("http.listen", addr).await?;
@@ -144,6 +159,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             started: Instant::now(),
             incidents: incidents.clone(),
             data_dir: data.to_path_buf(),
+            backups: Arc::clone(&backups),
         });
         running.background.push(token_refresh(Arc::clone(&state)));
         let app = api::router(state);
@@ -199,6 +215,12 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         Duration::from_secs(1),
     )));
     running.background.push(udp_loss_alerts(&running));
+    if !cfg.backup.is_empty() {
+        running.background.push(crate::backups::schedule(
+            Arc::clone(&backups),
+            running.alert_tx.subscribe(),
+        ));
+    }
     tracing::info!(
         syslog_udp = ?running.syslog_udp,
         syslog_tcp = ?running.syslog_tcp,

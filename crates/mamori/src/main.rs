@@ -2,6 +2,7 @@
 //! crates, terminal output and exit codes.
 
 mod analytics;
+mod backup_cli;
 mod bench;
 mod bench_corr;
 mod bench_ingest;
@@ -87,6 +88,9 @@ enum Command {
     /// Write an incident report or the monthly security audit (PDF or HTML, ja/en).
     #[command(subcommand)]
     Report(report_cli::ReportCmd),
+    /// Check backups: restic/Borg repositories, backup directories, restore tests, 3-2-1.
+    #[command(subcommand)]
+    Backup(backup_cli::BackupCmd),
 }
 
 fn main() -> ExitCode {
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
         Command::Token(c) => serve::run_token(c),
         Command::Incident(c) => incident_cli::run(c),
         Command::Report(c) => report_cli::run(c),
+        Command::Backup(c) => backup_cli::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

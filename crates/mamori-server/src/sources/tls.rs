@@ -349,6 +349,7 @@ mod tests {
                 lateness_secs: 60,
                 queue_batches: 64,
                 max_group_events: 4096,
+                backup_links: Default::default(),
             },
             Arc::clone(&metrics),
             alert_tx,

@@ -1,5 +1,6 @@
 //! End-to-end tests: run the real `mamori` binary in temporary directories.
 
+mod backup;
 mod correlation;
 mod diskfull;
 mod evidence;
