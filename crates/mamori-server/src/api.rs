@@ -60,6 +60,8 @@ pub struct StateInner {
     pub data_dir: PathBuf,
     /// `[[backup]]` checks: results, history, run now.
     pub backups: Arc<crate::backups::BackupService>,
+    /// Source health (`[sources]`), when on.
+    pub sources: Option<Arc<crate::source_health::SourceHealth>>,
 }
 
 pub type AppState = Arc<StateInner>;
@@ -79,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/ack", post(alert_ack))
         .route("/api/v1/rules", get(rules_list))
         .route("/api/v1/rules/reload", post(rules_reload))
+        .route("/api/v1/sources", get(sources_list))
         .route("/metrics", get(metrics))
         .merge(crate::api_incidents::routes())
         .merge(crate::api_reports::routes())
@@ -274,6 +277,17 @@ async fn health(State(st): State<AppState>) -> Json<JsonValue> {
 
 async fn openapi(_auth: Authed) -> Json<JsonValue> {
     Json(crate::openapi::document())
+}
+
+/// Every log source with its last-seen time, 48 hourly counts and health state.
+async fn sources_list(_auth: Authed, State(st): State<AppState>) -> Result<Response, ApiError> {
+    let Some(h) = st.sources.clone() else {
+        return Err(ApiError::NotFound(
+            "source health is off ([sources] enabled = false)".into(),
+        ));
+    };
+    let r = blocking(move || h.report(chrono::Utc::now()).map_err(store_err)).await?;
+    Ok(Json(r).into_response())
 }
 
 async fn metrics(_auth: Authed, State(st): State<AppState>) -> Result<Response, ApiError> {

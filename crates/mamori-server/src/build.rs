@@ -44,6 +44,8 @@ pub(crate) struct Components {
     pub incident_rx: broadcast::Receiver<Alert>,
     pub pipeline: Pipeline,
     pub incidents: Option<Arc<incidents::IncidentService>>,
+    /// Activity aggregates and source health (`[sources]`), when on.
+    pub source_health: Option<Arc<crate::source_health::SourceHealth>>,
 }
 
 /// Opens the stores, loads the rules and starts the pipeline's threads.
@@ -55,7 +57,9 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
         source,
     })?;
     let events = open_events(&cfg).await?;
-    let alerts: Arc<dyn AlertStore> = Arc::new(open_state(&data)?);
+    let state = Arc::new(open_state(&data)?);
+    let alerts: Arc<dyn AlertStore> = state.clone();
+    let source_health = open_source_health(&cfg, state)?;
     let sealer = start_sealer(&cfg, Arc::clone(&events)).await?;
     let audit = sealer.as_ref().map(|s| s.audit_handle());
     let rules = load_rules(&cfg).await?;
@@ -63,7 +67,7 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
     let (alert_tx, incident_rx) = broadcast::channel(4096);
     let analytics =
         analytics::LiveAnalytics::open(&cfg.analytics, &*alerts).map_err(StartError::Config)?;
-    let pipeline = Pipeline::start_with_analytics(
+    let pipeline = Pipeline::start_counted(
         Arc::clone(&events),
         Arc::clone(&alerts),
         rules.clone(),
@@ -78,6 +82,7 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
         Arc::clone(&metrics),
         alert_tx.clone(),
         analytics,
+        source_health.clone(),
     );
     let incidents = incident_service(&cfg, &alerts, audit.clone()).await?;
     Ok(Components {
@@ -94,7 +99,23 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
         incident_rx,
         pipeline,
         incidents,
+        source_health,
     })
+}
+
+/// Source health over the state database, when `[sources] enabled`.
+fn open_source_health(
+    cfg: &ServerConfig,
+    state: Arc<mamori_store::SqliteAlertStore>,
+) -> Result<Option<Arc<crate::source_health::SourceHealth>>, StartError> {
+    if !cfg.sources.enabled {
+        return Ok(None);
+    }
+    let networks = mamori_analytics::Networks::parse(&cfg.analytics.networks)
+        .map_err(|e| StartError::Config(format!("[analytics] networks: {e}")))?;
+    crate::source_health::SourceHealth::open(cfg.sources.clone(), networks, state)
+        .map(|h| Some(Arc::new(h)))
+        .map_err(StartError::Config)
 }
 
 /// Raises the open-file limit and lowers the connection caps to what it allows.

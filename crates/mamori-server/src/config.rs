@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub backup: Vec<mamori_backup::BackupConfig>,
     /// `[backups]`: settings for all backup checks.
     pub backups: mamori_backup::BackupsSettings,
+    /// Activity aggregates and source health: silent or collapsed sources are alerts.
+    pub sources: crate::source_health::SourcesConfig,
 }
 
 /// `[reports]`: on the 1st of each month (or at the first start after it) the server writes
@@ -125,6 +127,7 @@ impl Default for ServerConfig {
             reports: ReportsConfig::default(),
             backup: Vec::new(),
             backups: mamori_backup::BackupsSettings::default(),
+            sources: crate::source_health::SourcesConfig::default(),
         }
     }
 }
@@ -355,6 +358,9 @@ impl ServerConfig {
                     format!("unknown zone `{z}` (UTC, JST, Asia/Tokyo or an offset like +09:00)"),
                 );
             }
+        }
+        if let Err(m) = self.sources.validate() {
+            return bad("sources", m);
         }
         if !(256..=16 << 20).contains(&self.syslog.max_frame_bytes) {
             return bad(

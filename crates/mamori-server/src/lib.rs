@@ -52,6 +52,7 @@ pub mod reports;
 pub mod rules;
 mod run;
 pub mod seal;
+pub mod source_health;
 pub mod sources;
 pub mod tokens;
 
@@ -158,6 +159,8 @@ pub struct Running {
     pipeline: Option<Pipeline>,
     /// Seals stored events and custody records into the evidence vault (when initialised).
     pub sealer: Option<seal::Sealer>,
+    /// Activity aggregates and source health (`[sources]`), flushed once more at shutdown.
+    pub source_health: Option<Arc<source_health::SourceHealth>>,
 }
 
 impl Running {
@@ -183,6 +186,13 @@ impl Running {
         }
         if let Some(p) = self.pipeline.take() {
             let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
+        }
+        // The pipeline is drained: add the last counts.
+        if let Some(h) = self.source_health.take() {
+            let r = tokio::task::spawn_blocking(move || h.flush()).await;
+            if let Ok(Err(e)) = r {
+                tracing::warn!(error = %e, "the last activity counts could not be saved");
+            }
         }
         // Make everything searchable — but never hang on an index that cannot commit (disk
         // full): the log has every acknowledged event and the next start re-indexes it.

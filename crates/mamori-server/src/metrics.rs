@@ -140,6 +140,8 @@ pub struct Metrics {
     latency_samples: Mutex<Vec<u32>>,
     /// Counters of the exhaustion limits (rendered by the API with the others).
     pub net: crate::limits::NetCounters,
+    /// Sources by health state, indexed like `source_health::State::ALL` (set by the monitor).
+    pub sources_by_state: [AtomicU64; 4],
 }
 
 /// What the correlator holds and what it dropped (absolute values, saved with its state).
@@ -397,6 +399,21 @@ impl Metrics {
         );
         let _ = writeln!(s, "{name}_count {count}");
         self.storage.render(&mut s);
+        let _ = writeln!(
+            s,
+            "# HELP mamori_sources Log sources by health state (ok, new, silent, collapsed).\n# TYPE mamori_sources gauge"
+        );
+        for (st, n) in crate::source_health::State::ALL
+            .iter()
+            .zip(&self.sources_by_state)
+        {
+            let _ = writeln!(
+                s,
+                "mamori_sources{{state=\"{}\"}} {}",
+                st.as_str(),
+                n.load(Relaxed)
+            );
+        }
         self.render_correlation(&mut s);
         for (name, help, v) in gauges {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

@@ -213,6 +213,15 @@ pub fn document() -> Value {
                     "200": { "description": "The result", "content": { "application/json": { "schema": { "type": "object" } } } },
                     "202": { "description": "Started", "content": { "application/json": { "schema": { "type": "object" } } } } })) } },
             "/api/v1/preparation": { "get": { "summary": "The Preparation checklist (contacts, escalation, backups, MFA…), ja/en.", "responses": ok("Checklist", json!({ "type": "object" })) } },
+            "/api/v1/sources": { "get": { "summary": "Log source health: every source with last-seen time, events in the last hour, 48 hourly counts (oldest first) and its state (a silent or collapsed source is also an alert).",
+                "responses": ok("Sources", json!({ "type": "object", "required": ["sources", "generated_at"], "properties": {
+                    "generated_at": { "type": "string", "format": "date-time" },
+                    "sources": { "type": "array", "items": { "type": "object", "required": ["source", "kind", "last_seen", "events_last_hour", "hourly", "state", "since"], "properties": {
+                        "source": { "type": "string" }, "kind": { "type": "string", "enum": ["syslog", "http", "upload", "tail"] },
+                        "last_seen": { "type": ["string", "null"], "format": "date-time" }, "events_last_hour": { "type": "integer", "minimum": 0 },
+                        "hourly": { "type": "array", "minItems": 48, "maxItems": 48, "items": { "type": "integer", "minimum": 0 } },
+                        "state": { "type": "string", "enum": ["ok", "new", "silent", "collapsed"] },
+                        "since": { "type": ["string", "null"], "format": "date-time" } } } } } })) } },
             "/metrics": { "get": { "summary": "Prometheus metrics (text format).",
                 "responses": with(errors(), json!({ "200": { "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } } })) } }
         }

@@ -232,6 +232,24 @@ impl Pipeline {
         alert_tx: broadcast::Sender<Alert>,
         analytics: Option<LiveAnalytics>,
     ) -> Pipeline {
+        Pipeline::start_counted(
+            store, alerts, rules, settings, metrics, alert_tx, analytics, None,
+        )
+    }
+
+    /// [`Pipeline::start_with_analytics`] with the writer counting every stored batch into
+    /// `tally` (activity aggregates, see [`crate::source_health`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_counted(
+        store: Arc<dyn EventStore>,
+        alerts: Arc<dyn AlertStore>,
+        rules: Option<Arc<RulesHandle>>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        alert_tx: broadcast::Sender<Alert>,
+        analytics: Option<LiveAnalytics>,
+        tally: Option<Arc<crate::source_health::SourceHealth>>,
+    ) -> Pipeline {
         let (tx, rx) = mpsc::channel::<Batch>(settings.queue_batches.max(1));
         let max_group_events = settings.max_group_events.max(1);
         // Stored groups waiting for detection: each up to `max_group_events` events, so a
@@ -241,7 +259,7 @@ impl Pipeline {
         let m = Arc::clone(&metrics);
         let writer = std::thread::Builder::new()
             .name("mamori-writer".into())
-            .spawn(move || writer_loop(rx, wtx, store, m, max_group_events))
+            .spawn(move || writer_loop(rx, wtx, store, m, max_group_events, tally))
             .expect("spawn writer thread");
         let m = Arc::clone(&metrics);
         let detector = std::thread::Builder::new()
@@ -278,7 +296,9 @@ fn writer_loop(
     store: Arc<dyn EventStore>,
     metrics: Arc<Metrics>,
     max_group: usize,
+    tally: Option<Arc<crate::source_health::SourceHealth>>,
 ) {
+    let tally = tally.as_deref().map(|h| &h.tally);
     while let Some(first) = rx.blocking_recv() {
         let mut group = vec![first];
         let mut n = group[0].events.len();
@@ -291,10 +311,10 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let Some(held) = store_group(group, &*store, &metrics, &wtx) else {
+        let Some(held) = store_group(group, &*store, &metrics, &wtx, tally) else {
             return;
         };
-        if !held.is_empty() && !hold(held, &mut rx, &*store, &metrics, &wtx, max_group) {
+        if !held.is_empty() && !hold(held, &mut rx, &*store, &metrics, &wtx, max_group, tally) {
             return;
         }
     }
@@ -309,6 +329,7 @@ fn store_group(
     store: &dyn EventStore,
     metrics: &Metrics,
     wtx: &std_mpsc::SyncSender<Work>,
+    tally: Option<&crate::source_health::Tally>,
 ) -> Option<Vec<Batch>> {
     let n: usize = group.iter().map(|b| b.events.len()).sum();
     let received = group
@@ -376,6 +397,9 @@ fn store_group(
         match r {
             Ok(a) => {
                 metrics.storage.clear_full();
+                if let Some(t) = tally {
+                    t.count(&chunk, source, b_received_at, a.last_seq);
+                }
                 if l > 0 {
                     metrics.events_stored.fetch_add(l as u64, Relaxed);
                     match works.last_mut() {
@@ -445,6 +469,7 @@ fn hold(
     metrics: &Metrics,
     wtx: &std_mpsc::SyncSender<Work>,
     max_group: usize,
+    tally: Option<&crate::source_health::Tally>,
 ) -> bool {
     use crate::diskfull::{HOLD_MAX_EVENTS, REFUSED, RETRY_INTERVAL, SHUTDOWN_RETRY};
     use tokio::sync::mpsc::error::TryRecvError;
@@ -479,7 +504,7 @@ fn hold(
             take += 1;
         }
         let rest = held.split_off(take);
-        let Some(mut again) = store_group(held, store, metrics, wtx) else {
+        let Some(mut again) = store_group(held, store, metrics, wtx, tally) else {
             return false;
         };
         let failed = !again.is_empty();

@@ -41,6 +41,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         incident_rx,
         pipeline,
         incidents,
+        source_health,
     } = c;
     let sink = pipeline.sink.clone();
     let (stop, stop_rx) = watch::channel(false);
@@ -59,6 +60,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         background: Vec::new(),
         pipeline: Some(pipeline),
         sealer,
+        source_health: source_health.clone(),
     };
     let mut sources = Vec::new();
 
@@ -160,6 +162,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             incidents: incidents.clone(),
             data_dir: data.to_path_buf(),
             backups: Arc::clone(&backups),
+            sources: source_health.clone(),
         });
         running.background.push(token_refresh(Arc::clone(&state)));
         let app = api::router(state);
@@ -220,6 +223,17 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             Arc::clone(&backups),
             running.alert_tx.subscribe(),
         ));
+    }
+    // Silent or collapsed log sources are alerts (`[sources]`).
+    if let Some(h) = &source_health {
+        running
+            .background
+            .push(tokio::spawn(crate::source_health::run(
+                Arc::clone(h),
+                Arc::clone(&alerts),
+                running.alert_tx.clone(),
+                Arc::clone(&metrics),
+            )));
     }
     tracing::info!(
         syslog_udp = ?running.syslog_udp,

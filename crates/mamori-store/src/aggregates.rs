@@ -319,7 +319,8 @@ impl SqliteAlertStore {
             .unwrap_or(0))
     }
 
-    /// Removes aggregate rows older than `before` (retention of the state database).
+    /// Removes aggregate rows older than `before`, and the sources last seen before it
+    /// (retention of the state database). Returns the rows removed.
     pub fn prune_aggregates(&self, before: DateTime<Utc>) -> Result<u64> {
         let conn = self.conn();
         let a = conn
@@ -334,7 +335,14 @@ impl SqliteAlertStore {
                 [day_text(before.date_naive())],
             )
             .map_err(self.err())?;
-        Ok((a + b) as u64)
+        // A source not heard from since is forgotten with its counts.
+        let c = conn
+            .execute(
+                "DELETE FROM source_seen WHERE last_seen_us < ?1",
+                [before.timestamp_micros()],
+            )
+            .map_err(self.err())?;
+        Ok((a + b + c) as u64)
     }
 }
 

@@ -48,6 +48,13 @@ pub(crate) struct IngestArgs {
     /// Keep the data directory here instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Only measure saturation with the activity aggregates (`[sources]`) off and on, in
+    /// alternating rounds of the same run, and print the ratio.
+    #[arg(long)]
+    compare_sources: bool,
+    /// Rounds of off/on for --compare-sources.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 fn attack_burst(n: u64) -> String {
@@ -259,6 +266,9 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if args.compare_sources {
+        return compare_sources(&args, cfg, &rt);
+    }
     let rss_idle_before = rss_mib();
     let t_load = Instant::now();
     let server = rt.block_on(mamori_server::start(cfg))?;
@@ -375,5 +385,53 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
         m.match_micros.load(Relaxed) as f64 / m.events_matched.load(Relaxed).max(1) as f64
     );
     rt.block_on(server.shutdown());
+    Ok(exit::OK)
+}
+
+/// Saturation throughput with the activity aggregates off and on, alternating `rounds` times
+/// in one run (so drift of a shared machine hits both), each on a fresh data directory.
+fn compare_sources(
+    args: &IngestArgs,
+    cfg: ServerConfig,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<i32> {
+    let dur = Duration::from_secs(args.seconds.max(1));
+    let conns = args.connections.max(1);
+    let base_dir = cfg.data_dir.clone();
+    let mut ratios = Vec::new();
+    let (mut sum_off, mut sum_on) = (0.0, 0.0);
+    for round in 0..args.rounds.max(1) {
+        let mut pair = [0.0f64; 2];
+        for (i, on) in [false, true].into_iter().enumerate() {
+            let mut c = cfg.clone();
+            c.sources.enabled = on;
+            c.data_dir = base_dir.join(format!("round{round}-{}", if on { "on" } else { "off" }));
+            let server = rt.block_on(mamori_server::start(c.clone()))?;
+            let addr = server.syslog_tcp.context("no TCP listener")?;
+            let m = Arc::clone(&server.metrics);
+            let stored0 = m.events_stored.load(Relaxed);
+            let start = Instant::now();
+            saturate(addr, conns, dur)?;
+            let stored = m.events_stored.load(Relaxed) - stored0;
+            pair[i] = stored as f64 / start.elapsed().as_secs_f64();
+            rt.block_on(server.shutdown());
+            let _ = std::fs::remove_dir_all(&c.data_dir);
+            println!(
+                "round {round}: aggregates {}: {:.0} events/s stored",
+                if on { "on " } else { "off" },
+                pair[i]
+            );
+        }
+        sum_off += pair[0];
+        sum_on += pair[1];
+        ratios.push(pair[1] / pair[0].max(1.0));
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    println!(
+        "aggregates on / off (same run, {} rounds): median ratio {median:.3}, ratio of means {:.3}",
+        ratios.len(),
+        sum_on / sum_off.max(1.0)
+    );
     Ok(exit::OK)
 }

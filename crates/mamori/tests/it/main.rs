@@ -13,6 +13,7 @@ mod reports;
 mod rule_tests;
 mod scenarios;
 mod serve;
+mod sources;
 mod vault;
 mod vendor;
 
