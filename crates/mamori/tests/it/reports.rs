@@ -121,7 +121,7 @@ fn write_aggregates(data: &Path) {
     let day = now.date_naive();
     let addrs = vec![
         AddressDay {
-            ip: "203.0.113.9".parse().unwrap(),
+            ip: "198.18.77.9".parse().unwrap(),
             day,
             events: 4321,
             auth_failures: 987,
@@ -518,7 +518,7 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
             );
             assert!(mtext.contains(if ja { "失敗" } else { "FAILED" }));
             assert!(
-                mtext.contains("203.0.113.9") && mtext.contains("4,321") && mtext.contains("987"),
+                mtext.contains("198.18.77.9") && mtext.contains("4,321") && mtext.contains("987"),
                 "{lang} {format}: address volume and failed logins"
             );
             assert!(
