@@ -105,8 +105,8 @@ pub use schedule::{Decision, EscalationAction, Escalator, IncidentStatus};
 pub use syslog::{cef, cef_severity};
 
 use config::Errors;
-use smtp::SmtpChannel;
 pub use smtp::Attachment;
+use smtp::SmtpChannel;
 use syslog::SyslogChannel;
 
 /// The outcome of one delivery attempt.
@@ -510,7 +510,12 @@ impl Notifier {
         now: DateTime<Utc>,
     ) -> Vec<Delivery> {
         let mut out = Vec::new();
-        for c in self.escalator.contacts().iter().filter(|c| c.monthly_report) {
+        for c in self
+            .escalator
+            .contacts()
+            .iter()
+            .filter(|c| c.monthly_report)
+        {
             let wanted: Vec<&Attachment> = files
                 .iter()
                 .filter(|(lang, _)| match *lang {
@@ -525,8 +530,10 @@ impl Notifier {
                 };
                 let r = match &c.email {
                     None => Err("the contact has no email".to_owned()),
-                    Some(to) => smtp::build_with_attachments(&smtp.from, to, subject, body, &wanted)
-                        .and_then(|m| smtp.send_message(&m)),
+                    Some(to) => {
+                        smtp::build_with_attachments(&smtp.from, to, subject, body, &wanted)
+                            .and_then(|m| smtp.send_message(&m))
+                    }
                 };
                 out.push(Delivery {
                     contact: c.name.clone(),

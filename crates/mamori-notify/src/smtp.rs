@@ -110,7 +110,6 @@ impl SmtpChannel {
         })
     }
 
-
     fn transport(&self) -> Result<SmtpTransport, String> {
         let tls = match self.security {
             SmtpSecurity::None => Tls::None,

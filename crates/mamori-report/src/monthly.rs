@@ -297,7 +297,8 @@ fn source_health(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Vec<SourceHealth> {
-    let mut by: BTreeMap<(String, String), Vec<(DateTime<Utc>, u64)>> = BTreeMap::new();
+    type Hours = Vec<(DateTime<Utc>, u64)>;
+    let mut by: BTreeMap<(String, String), Hours> = BTreeMap::new();
     for h in hours {
         by.entry((h.source.clone(), h.kind.clone()))
             .or_default()
@@ -364,6 +365,9 @@ fn median(mut v: Vec<TimeDelta>) -> Option<TimeDelta> {
     v.sort();
     Some(v[v.len() / 2])
 }
+
+/// A test picking the alerts of one line of the report.
+type AlertTest = Box<dyn Fn(&Alert) -> bool>;
 
 const LEVEL_COLORS: [(Level, RGBColor); 5] = [
     (Level::Informational, RGBColor(160, 174, 192)),
@@ -626,7 +630,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                 }
                 s.push(Block::Table(t.limit(20)));
                 let mut byfail: Vec<_> = v.iter().filter(|x| x.1 .1 > 0).collect();
-                byfail.sort_by(|a, b| b.1 .1.cmp(&a.1 .1));
+                byfail.sort_by_key(|b| std::cmp::Reverse(b.1 .1));
                 if !byfail.is_empty() {
                     s.push(Block::Heading {
                         text: loc
@@ -871,7 +875,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             });
             let mut gaps: Vec<&SourceHealth> =
                 health.iter().filter(|x| x.longest_gap_h >= 6).collect();
-            gaps.sort_by(|a, b| b.longest_gap_h.cmp(&a.longest_gap_h));
+            gaps.sort_by_key(|b| std::cmp::Reverse(b.longest_gap_h));
             if gaps.is_empty() {
                 s.push(Block::Notice {
                     tone: Tone::Good,
@@ -909,7 +913,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             )
             .into(),
     });
-    let kinds: [(&str, &str, Box<dyn Fn(&Alert) -> bool>); 4] = [
+    let kinds: [(&str, &str, AlertTest); 4] = [
         (
             "Log clearing",
             "ログ消去",
@@ -963,7 +967,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
     // Accounts and keys.
     let mut s = Section::new(loc.t("Accounts and keys", "アカウントと鍵"));
     s.new_page = true;
-    let groups: [(&str, &str, Box<dyn Fn(&Alert) -> bool>); 5] = [
+    let groups: [(&str, &str, AlertTest); 5] = [
         (
             "Activity by departed or contract-ended identities",
             "退職者・契約終了者による利用",

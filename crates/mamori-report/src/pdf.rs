@@ -100,24 +100,22 @@ fn data(report: &Report, fonts: &Fonts) -> Result<Vec<u8>> {
 
 pub(crate) fn break_long_tokens(v: &mut serde_json::Value) {
     match v {
-        serde_json::Value::String(s) => {
-            if s.split_whitespace().any(|w| w.chars().count() > 24) {
-                let mut out = String::with_capacity(s.len() + s.len() / 8);
-                let mut run = 0;
-                for c in s.chars() {
-                    if c.is_whitespace() {
-                        run = 0;
-                    } else {
-                        run += 1;
-                        if run > 16 {
-                            out.push('\u{200B}');
-                            run = 1;
-                        }
+        serde_json::Value::String(s) if s.split_whitespace().any(|w| w.chars().count() > 24) => {
+            let mut out = String::with_capacity(s.len() + s.len() / 8);
+            let mut run = 0;
+            for c in s.chars() {
+                if c.is_whitespace() {
+                    run = 0;
+                } else {
+                    run += 1;
+                    if run > 16 {
+                        out.push('\u{200B}');
+                        run = 1;
                     }
-                    out.push(c);
                 }
-                *s = out;
+                out.push(c);
             }
+            *s = out;
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(break_long_tokens),
         serde_json::Value::Object(o) => o.values_mut().for_each(break_long_tokens),

@@ -63,7 +63,9 @@ pub(crate) fn monthly_duty(
 /// Mails the reports just written to the contacts who asked for them (`monthly_report`):
 /// the PDFs when there are any, else the HTML files.
 pub fn mail(n: &mamori_notify::Notifier, written: &[PathBuf], now: DateTime<Utc>) {
-    let pdfs = written.iter().any(|p| p.extension().is_some_and(|e| e == "pdf"));
+    let pdfs = written
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "pdf"));
     let mut files = Vec::new();
     let mut month = String::new();
     for p in written {
@@ -71,12 +73,22 @@ pub fn mail(n: &mamori_notify::Notifier, written: &[PathBuf], now: DateTime<Utc>
         if (ext == "pdf") != pdfs {
             continue;
         }
-        let name = p.file_name().and_then(|f| f.to_str()).unwrap_or("report").to_owned();
+        let name = p
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or("report")
+            .to_owned();
         // monthly-YYYY-MM-LANG.EXT
         let lang = if name.contains("-ja.") { "ja" } else { "en" };
         month = name.get(8..15).unwrap_or("").to_owned();
-        let Ok(bytes) = std::fs::read(p) else { continue };
-        let content_type = if pdfs { "application/pdf" } else { "text/html; charset=utf-8" };
+        let Ok(bytes) = std::fs::read(p) else {
+            continue;
+        };
+        let content_type = if pdfs {
+            "application/pdf"
+        } else {
+            "text/html; charset=utf-8"
+        };
         files.push((
             lang,
             mamori_notify::Attachment {

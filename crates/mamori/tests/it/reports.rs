@@ -237,7 +237,11 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
         };
         assert_eq!(mail["to"], "boss@example.jp", "{mail}");
         assert!(mail["subject"].as_str().unwrap().contains(&last), "{mail}");
-        assert_eq!(mail["attachments"][0], format!("monthly-{last}-en.html"), "{mail}");
+        assert_eq!(
+            mail["attachments"][0],
+            format!("monthly-{last}-en.html"),
+            "{mail}"
+        );
     }
 
     // Attacks: a simulated ransomware intrusion and a VPN password spray whose user names
