@@ -235,6 +235,10 @@ pub struct ContactConfig {
     /// `[[notify.escalation]]` step; steps must escalate in this order (tier 1 before tier 2).
     #[serde(default)]
     pub escalation_order: u32,
+    /// Receives the monthly security audit by e-mail (through its SMTP channels), in its
+    /// language (`both`: one message with the Japanese and the English report attached).
+    #[serde(default)]
+    pub monthly_report: bool,
 }
 
 fn default_min_severity() -> Level {
@@ -308,6 +312,7 @@ pub(crate) struct Contact {
     pub(crate) min_severity: Level,
     pub(crate) quiet_hours: Option<QuietHours>,
     pub(crate) escalation_order: u32,
+    pub(crate) monthly_report: bool,
 }
 
 /// Contacts and escalation steps after validation (no I/O, no secrets).
@@ -452,6 +457,7 @@ pub(crate) fn validate(config: &NotifyConfig, errors: &mut Errors) -> Validated 
             min_severity: c.min_severity,
             quiet_hours,
             escalation_order: c.escalation_order,
+            monthly_report: c.monthly_report,
         });
     }
 

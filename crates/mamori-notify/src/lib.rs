@@ -105,6 +105,7 @@ pub use schedule::{Decision, EscalationAction, Escalator, IncidentStatus};
 pub use syslog::{cef, cef_severity};
 
 use config::Errors;
+pub use smtp::Attachment;
 use smtp::SmtpChannel;
 use syslog::SyslogChannel;
 
@@ -496,6 +497,54 @@ impl Notifier {
             }];
         }
         self.deliver(n, &[contact], now)
+    }
+
+    /// Mails a report to every contact with `monthly_report = true`, through each of its SMTP
+    /// channels: `files(language)` gives the attachments for the contact's language (`ja`,
+    /// `en`; both for `both`). Other channel kinds are skipped (a report is a file).
+    pub fn send_report(
+        &self,
+        subject: &str,
+        body: &str,
+        files: &[(&str, Attachment)],
+        now: DateTime<Utc>,
+    ) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        for c in self
+            .escalator
+            .contacts()
+            .iter()
+            .filter(|c| c.monthly_report)
+        {
+            let wanted: Vec<&Attachment> = files
+                .iter()
+                .filter(|(lang, _)| match *lang {
+                    "ja" => c.language.has_ja(),
+                    _ => c.language != config::Language::Ja,
+                })
+                .map(|(_, a)| a)
+                .collect();
+            for ch in &c.channels {
+                let Some(Channel::Smtp(smtp)) = self.channels.get(ch) else {
+                    continue;
+                };
+                let r = match &c.email {
+                    None => Err("the contact has no email".to_owned()),
+                    Some(to) => {
+                        smtp::build_with_attachments(&smtp.from, to, subject, body, &wanted)
+                            .and_then(|m| smtp.send_message(&m))
+                    }
+                };
+                out.push(Delivery {
+                    contact: c.name.clone(),
+                    channel: ch.clone(),
+                    ok: r.is_ok(),
+                    error: r.err(),
+                    at: now,
+                });
+            }
+        }
+        out
     }
 
     fn contact_index(&self, name: &str) -> Option<usize> {

@@ -59,7 +59,57 @@ pub(crate) fn build_message(
         .map_err(|e| format!("building the message: {e}"))
 }
 
+/// A file attached to a mail (a report).
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub file_name: String,
+    /// `application/pdf`, `text/html; charset=utf-8`.
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A plain-text mail with files attached; the subject and body are ours, never log content.
+pub(crate) fn build_with_attachments(
+    from: &Mailbox,
+    to: &Mailbox,
+    subject: &str,
+    body: &str,
+    files: &[&Attachment],
+) -> Result<Message, String> {
+    use lettre::message::{MultiPart, SinglePart};
+    let mut parts = MultiPart::mixed().singlepart(
+        SinglePart::builder()
+            .header(ContentType::TEXT_PLAIN)
+            .body(body.to_owned()),
+    );
+    for f in files {
+        let ct = ContentType::parse(&f.content_type)
+            .map_err(|e| format!("content type {}: {e}", f.content_type))?;
+        parts = parts.singlepart(
+            lettre::message::Attachment::new(crate::escape::mail_header(&f.file_name))
+                .body(f.bytes.clone(), ct),
+        );
+    }
+    Message::builder()
+        .from(from.clone())
+        .to(to.clone())
+        .subject(crate::escape::mail_header(subject))
+        .multipart(parts)
+        .map_err(|e| format!("building the message: {e}"))
+}
+
 impl SmtpChannel {
+    pub(crate) fn send_message(&self, msg: &Message) -> Result<(), String> {
+        let transport = self.transport()?;
+        transport.send(msg).map(|_| ()).map_err(|e| {
+            let text = e.to_string();
+            match &self.credentials {
+                Some((_, p)) if !p.expose().is_empty() => text.replace(p.expose(), "<redacted>"),
+                _ => text,
+            }
+        })
+    }
+
     fn transport(&self) -> Result<SmtpTransport, String> {
         let tls = match self.security {
             SmtpSecurity::None => Tls::None,

@@ -39,7 +39,11 @@ class Handler:
             "subject_raw": compat["Subject"],
             "content_type": parsed.get_content_type(),
             "charset": parsed.get_content_charset(),
-            "body": parsed.get_content(),
+            "body": (next((p.get_content() for p in parsed.walk()
+                           if p.get_content_type() == "text/plain"), "")
+                     if parsed.is_multipart() else parsed.get_content()),
+            "attachments": ([p.get_filename() for p in parsed.iter_attachments()]
+                            if parsed.is_multipart() else []),
             "authenticated": bool(session.authenticated),
             "tls": session.ssl is not None,
             "header_names": list(parsed.keys()),

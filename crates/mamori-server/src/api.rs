@@ -62,6 +62,8 @@ pub struct StateInner {
     pub sources: Option<Arc<crate::source_health::SourceHealth>>,
     /// `[[backup]]` checks: results, history, run now.
     pub backups: Arc<crate::backups::BackupService>,
+    /// The data directory (reports read the vault there).
+    pub data_dir: PathBuf,
 }
 
 pub type AppState = Arc<StateInner>;
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sources", get(sources_list))
         .route("/metrics", get(metrics))
         .merge(crate::api_incidents::routes())
+        .merge(crate::api_reports::routes())
         .merge(crate::backups::routes())
         .merge(crate::console::routes())
         .fallback(not_found)

@@ -34,10 +34,38 @@ pub struct ServerConfig {
     pub response: Option<mamori_respond::ResponderConfig>,
     /// Activity aggregates and source health: silent or collapsed sources are alerts.
     pub sources: crate::source_health::SourcesConfig,
+    /// The monthly security audit written by the server (`[reports]`).
+    pub reports: ReportsConfig,
     /// Backups to check (`[[backup]]` sections, see `mamori-backup`); none by default.
     pub backup: Vec<mamori_backup::BackupConfig>,
     /// `[backups]`: settings for all backup checks.
     pub backups: mamori_backup::BackupsSettings,
+}
+
+/// `[reports]`: on the 1st of each month (or at the first start after it) the server writes
+/// the previous month's security audit to `<data_dir>/reports/monthly-YYYY-MM-LANG.EXT`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    pub monthly: bool,
+    /// `ja`, `en`.
+    pub languages: Vec<String>,
+    /// `pdf`, `html`.
+    pub formats: Vec<String>,
+    /// Zone of the dates and of the month's boundaries: `UTC`, `JST`, `Asia/Tokyo` or an
+    /// offset like `+09:00` (default: JST for ja, UTC for en).
+    pub timezone: Option<String>,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        ReportsConfig {
+            monthly: true,
+            languages: vec!["ja".into(), "en".into()],
+            formats: vec!["pdf".into(), "html".into()],
+            timezone: None,
+        }
+    }
 }
 
 /// `[vault]`: stored events and the chain of custody are sealed into the evidence vault
@@ -99,6 +127,7 @@ impl Default for ServerConfig {
             sources: crate::source_health::SourcesConfig::default(),
             backup: Vec::new(),
             backups: mamori_backup::BackupsSettings::default(),
+            reports: ReportsConfig::default(),
         }
     }
 }
@@ -305,6 +334,30 @@ impl ServerConfig {
         };
         if self.data_dir.as_os_str().is_empty() {
             return bad("data_dir", "must not be empty".into());
+        }
+        for l in &self.reports.languages {
+            if mamori_report::Lang::parse(l).is_none() {
+                return bad(
+                    "reports.languages",
+                    format!("unknown language `{l}` (ja, en)"),
+                );
+            }
+        }
+        for f in &self.reports.formats {
+            if mamori_report::Format::parse(f).is_none() {
+                return bad(
+                    "reports.formats",
+                    format!("unknown format `{f}` (pdf, html)"),
+                );
+            }
+        }
+        if let Some(z) = &self.reports.timezone {
+            if mamori_report::Zone::parse(z).is_none() {
+                return bad(
+                    "reports.timezone",
+                    format!("unknown zone `{z}` (UTC, JST, Asia/Tokyo or an offset like +09:00)"),
+                );
+            }
         }
         if let Err(m) = self.sources.validate() {
             return bad("sources", m);

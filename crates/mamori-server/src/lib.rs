@@ -36,6 +36,7 @@ pub mod analytics;
 
 pub mod api;
 mod api_incidents;
+mod api_reports;
 pub mod api_serve;
 pub mod backups;
 mod build;
@@ -48,6 +49,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
+pub mod reports;
 pub mod rules;
 mod run;
 pub mod seal;

@@ -163,6 +163,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             console: crate::console::ConsoleState::new(audit.clone(), false, data.join("exports")),
             sources: source_health.clone(),
             backups: Arc::clone(&backups),
+            data_dir: data.to_path_buf(),
         });
         running.background.push(token_refresh(Arc::clone(&state)));
         let app = api::router(state);
@@ -189,6 +190,18 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
     }
     running.background.push(index_refresh(&running));
     if let Some(t) = retention(&cfg, &running) {
+        running.background.push(t);
+    }
+    let report_mail = match cfg.notify_config() {
+        Ok(Some(n)) => mamori_notify::Notifier::new(&n).ok().map(Arc::new),
+        _ => None,
+    };
+    if let Some(t) = crate::reports::monthly_duty(
+        cfg.reports.clone(),
+        data.to_path_buf(),
+        rules.clone(),
+        report_mail,
+    ) {
         running.background.push(t);
     }
     if let (Some(h), true) = (rules, cfg.detection.reload_interval_secs > 0) {

@@ -66,7 +66,7 @@ pub use keys::{
 };
 pub use merkle::Hash;
 pub use vault::{
-    event_source, read_status, store_seq_of, FsyncPolicy, Receipt, RecordInput, Recovery, Vault,
-    VaultConfig, VaultStatus, AUDIT_SOURCE, LOCK_FILE,
+    event_source, read_custody, read_status, store_seq_of, FsyncPolicy, Receipt, RecordInput,
+    Recovery, Vault, VaultConfig, VaultStatus, AUDIT_SOURCE, LOCK_FILE,
 };
 pub use verify::{verify, Finding, FindingKind, VerifyReport, MAX_FINDINGS_PER_SEGMENT};

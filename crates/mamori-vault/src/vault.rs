@@ -929,3 +929,24 @@ pub(crate) fn for_each_record(
     }
     Ok(())
 }
+
+/// The chain-of-custody entries (audit records) whose target is accepted by `want`, in vault
+/// order, read without the key and without checking the chain (`verify` is what checks).
+/// Used by reports; a record whose payload does not parse is skipped.
+pub fn read_custody(
+    dir: &Path,
+    mut want: impl FnMut(&AuditEntry) -> bool,
+) -> Result<Vec<(u64, AuditEntry)>> {
+    let mut out = Vec::new();
+    for_each_record(dir, |_, _, frame, _| {
+        if frame.kind() == Some(RecordKind::Audit) {
+            if let Some(e) = AuditEntry::from_payload(frame.payload) {
+                if want(&e) {
+                    out.push((frame.seq, e));
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}

@@ -45,6 +45,9 @@ pub(crate) enum BenchCmd {
     /// Server time of the web console's pages (overview, alerts, search) with a full store:
     /// 1 M events and 10 k alerts by default.
     Console(crate::bench_console::ConsoleArgs),
+    /// The monthly security audit over a month of `--events` events (aggregates synthesised
+    /// into a fresh state.db): seconds and peak RSS against the goal (< 30 s, < 256 MiB).
+    Report(crate::bench_report::ReportArgs),
     /// Reader throughput per file (events/s and MiB/s), one thread.
     Readers {
         /// Files or directories to read.
@@ -73,6 +76,7 @@ pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
         BenchCmd::Ingest(a) => crate::bench_ingest::run(a),
         BenchCmd::DistinctSources(a) => crate::bench_corr::run(a),
         BenchCmd::Console(a) => crate::bench_console::run(a),
+        BenchCmd::Report(a) => crate::bench_report::run(a),
         BenchCmd::Readers { paths } => {
             let (files, errs) = mamori_ingest::discover(&paths);
             for e in errs {

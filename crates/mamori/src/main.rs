@@ -8,9 +8,11 @@ mod bench_console;
 mod bench_corr;
 mod bench_ingest;
 mod cmd_user;
+mod bench_report;
 mod hunt;
 mod incident_cli;
 mod malloc_arenas;
+mod report_cli;
 mod rules;
 mod serve;
 mod simulate;
@@ -44,6 +46,7 @@ and writes a forensic timeline.\n\n\
 Examples:\n    \
 mamori hunt /var/log --rules ./rules                 Hunt a folder of logs\n    \
 mamori serve --rules ./rules                          Run the server (syslog 5514, API 8080)\n    \
+mamori report monthly --month 2026-11 --lang ja -o audit.pdf   Monthly security audit\n    \
 mamori token create ops                               Create an API token\n    \
 mamori user add aki --role analyst                    Add a web console user (console at http://HOST:8080/)\n    \
 mamori hunt logs/ --rules rules/ -o out.jsonl --format jsonl\n    \
@@ -85,6 +88,9 @@ enum Command {
     /// Create, list and revoke API tokens of a server.
     #[command(subcommand)]
     Token(serve::TokenCmd),
+    /// Write an incident report or the monthly security audit (PDF or HTML, ja/en).
+    #[command(subcommand)]
+    Report(report_cli::ReportCmd),
     /// Check backups: restic/Borg repositories, backup directories, restore tests, 3-2-1.
     #[command(subcommand)]
     Backup(backup_cli::BackupCmd),
@@ -124,6 +130,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Token(c) => serve::run_token(c),
         Command::Incident(c) => incident_cli::run(c),
+        Command::Report(c) => report_cli::run(c),
         Command::Backup(c) => backup_cli::run(c),
         Command::User(c) => cmd_user::run(c),
     };

@@ -71,6 +71,11 @@ pub(crate) struct DataDirArgs {
 }
 
 impl DataDirArgs {
+    /// The configuration file, when one was given.
+    pub(crate) fn config_file(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
     pub(crate) fn resolve(&self) -> anyhow::Result<PathBuf> {
         if let Some(d) = &self.data_dir {
             return Ok(d.clone());

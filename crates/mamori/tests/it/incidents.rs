@@ -16,14 +16,14 @@ use crate::serve::{write_config, Server};
 use crate::{mamori, repo, text};
 
 /// A real SMTP server (aiosmtpd) printing one JSON line per message; `None` when unavailable.
-struct Smtp {
+pub(crate) struct Smtp {
     child: Child,
-    port: u16,
-    rx: mpsc::Receiver<String>,
+    pub(crate) port: u16,
+    pub(crate) rx: mpsc::Receiver<String>,
 }
 
 impl Smtp {
-    fn start() -> Option<Smtp> {
+    pub(crate) fn start() -> Option<Smtp> {
         let script = repo().join("crates/mamori-notify/tests/smtp_server.py");
         let mut child = Command::new("python3")
             .arg(script)

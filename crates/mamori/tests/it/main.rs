@@ -12,6 +12,7 @@ mod hardening;
 mod hunt;
 mod incidents;
 mod live_analytics;
+mod reports;
 mod rule_tests;
 mod scenarios;
 mod serve;

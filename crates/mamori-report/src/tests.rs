@@ -1,0 +1,220 @@
+//! Unit tests of the model, the renderers and the month arithmetic.
+
+use chrono::{TimeZone, Utc};
+
+use crate::model::{Block, Chart, Lang, Locale, Report, Section, Table, Tone, Zone};
+use crate::monthly::Month;
+use crate::{render, Format};
+
+/// Attacker-controlled text: HTML, typst markup and code, brackets, backslashes.
+const HOSTILE: &str = r#"<script>alert(1)</script> #set page(fill: red) #import "/etc/passwd": * ] \ \\ $x$ *b* _i_ @ref <lbl> // c /* d"#;
+
+fn hostile_report(lang: Lang) -> Report {
+    let mut s = Section::new(HOSTILE);
+    s.push(Block::Para {
+        text: HOSTILE.into(),
+    });
+    s.push(Block::Heading {
+        text: HOSTILE.into(),
+    });
+    s.push(Block::Notice {
+        tone: Tone::Bad,
+        text: HOSTILE.into(),
+    });
+    s.push(Block::Bullets {
+        items: vec![HOSTILE.into()],
+    });
+    s.push(Block::Facts {
+        rows: vec![(HOSTILE.into(), HOSTILE.into())],
+    });
+    s.push(Block::Figures {
+        items: vec![(HOSTILE.into(), "1".into())],
+    });
+    let mut t = Table::new(&["a", "b"]).mono(&[1]);
+    t.rows.push(vec![HOSTILE.into(), HOSTILE.into()]);
+    t.rows.push(vec!["x".into(), "y".into()]);
+    s.push(Block::Table(t.limit(1)));
+    s.push(Block::Chart {
+        index: 0,
+        caption: HOSTILE.into(),
+    });
+    Report {
+        lang,
+        title: HOSTILE.into(),
+        subtitle: HOSTILE.into(),
+        generated: HOSTILE.into(),
+        sections: vec![s],
+        charts: vec![Chart {
+            svg: crate::chart::line(&["1".into(), "2".into()], &[1, 2], plotters::style::BLUE)
+                .unwrap()
+                .svg,
+        }],
+    }
+}
+
+#[test]
+fn html_escapes_every_value_and_forbids_scripts() {
+    let html = String::from_utf8(render(&hostile_report(Lang::En), Format::Html).unwrap()).unwrap();
+    assert!(!html.contains("<script>"), "no live script");
+    assert!(!html.contains("\"/etc/passwd\""), "quotes escaped");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; #set page(fill: red) #import &quot;/etc/passwd&quot;: * ] \\ \\\\"));
+    assert!(html.contains("default-src 'none'"), "a CSP forbids scripts");
+    assert!(
+        html.contains("and 1 more rows"),
+        "rows past the limit are said"
+    );
+    assert!(html.contains("<svg"), "the chart is inline");
+}
+
+#[test]
+fn typst_takes_hostile_text_as_data() {
+    if crate::fonts::discover(false).is_err() {
+        eprintln!("skipped: no font found (install fonts-ipaexfont-gothic)");
+        return;
+    }
+    for lang in [Lang::En, Lang::Ja] {
+        if lang == Lang::Ja && crate::fonts::discover(true).is_err() {
+            eprintln!("skipped: no Japanese font (install fonts-ipaexfont-gothic)");
+            continue;
+        }
+        // A template that evaluated the text would fail (`#import` of a missing file) or
+        // change the page; typesetting it as text succeeds.
+        let pdf = render(&hostile_report(lang), Format::Pdf).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        assert!(pdf.len() > 5_000);
+    }
+}
+
+#[test]
+fn missing_japanese_font_names_the_package() {
+    let e = crate::Error::NoFont {
+        searched: vec!["/nowhere".into()],
+        japanese: true,
+    };
+    let m = e.to_string();
+    assert!(
+        m.contains("fonts-ipaexfont-gothic")
+            && m.contains("MAMORI_FONT_DIR")
+            && m.contains("/nowhere"),
+        "{m}"
+    );
+}
+
+#[test]
+fn long_tokens_get_break_opportunities() {
+    let mut v = serde_json::json!({ "h": "a".repeat(64), "short": "abc def" });
+    crate::pdf::break_long_tokens(&mut v);
+    let h = v["h"].as_str().unwrap();
+    assert_eq!(h.replace('\u{200B}', ""), "a".repeat(64));
+    assert!(h.contains('\u{200B}'));
+    assert_eq!(v["short"], "abc def");
+}
+
+#[test]
+fn dates_follow_the_reader() {
+    let t = Utc.with_ymd_and_hms(2026, 11, 3, 5, 5, 0).unwrap();
+    assert_eq!(
+        Locale::new(Lang::Ja, None).time(t),
+        "2026年11月3日 14:05 JST"
+    );
+    assert_eq!(Locale::new(Lang::En, None).time(t), "3 Nov 2026 05:05 UTC");
+    let ny = Zone::parse("-05:00").unwrap();
+    assert_eq!(
+        Locale::new(Lang::En, Some(ny)).time(t),
+        "3 Nov 2026 00:05 UTC-05:00"
+    );
+    assert_eq!(Zone::parse("Asia/Tokyo"), Some(Zone::jst()));
+    for bad in ["", "+25:00", "+09:75", "Mars/Base", "9"] {
+        assert!(Zone::parse(bad).is_none(), "{bad}");
+    }
+    assert_eq!(Locale::new(Lang::Ja, None).month(2026, 11), "2026年11月");
+    assert_eq!(Locale::new(Lang::En, None).month(2026, 11), "November 2026");
+    assert_eq!(
+        Locale::new(Lang::En, None).duration(chrono::TimeDelta::minutes(90)),
+        "90 min"
+    );
+    assert_eq!(
+        Locale::new(Lang::Ja, None).duration(chrono::TimeDelta::hours(3)),
+        "3.0時間"
+    );
+}
+
+#[test]
+fn months_parse_and_bound_in_the_readers_zone() {
+    assert_eq!(
+        Month::parse("2026-11"),
+        Some(Month {
+            year: 2026,
+            month: 11
+        })
+    );
+    for bad in ["2026-13", "2026-00", "26-11", "2026/11", "", "2026-1x"] {
+        assert!(Month::parse(bad).is_none(), "{bad}");
+    }
+    let m = Month {
+        year: 2026,
+        month: 1,
+    };
+    assert_eq!(
+        m.back(1),
+        Month {
+            year: 2025,
+            month: 12
+        }
+    );
+    assert_eq!(
+        m.back(13),
+        Month {
+            year: 2024,
+            month: 12
+        }
+    );
+    assert_eq!(
+        Month {
+            year: 2026,
+            month: 12
+        }
+        .next(),
+        Month {
+            year: 2027,
+            month: 1
+        }
+    );
+    let ja = Locale::new(Lang::Ja, None);
+    // November in JST starts at 15:00 UTC on 31 October.
+    assert_eq!(
+        Month::parse("2026-11").unwrap().start(&ja),
+        Utc.with_ymd_and_hms(2026, 10, 31, 15, 0, 0).unwrap()
+    );
+    let first = Utc.with_ymd_and_hms(2026, 12, 1, 0, 30, 0).unwrap();
+    assert_eq!(
+        Month::previous_of(first, &ja),
+        Month {
+            year: 2026,
+            month: 11
+        }
+    );
+    assert_eq!(
+        Month::previous_of(first, &Locale::new(Lang::En, None)).key(),
+        "2026-11"
+    );
+}
+
+#[test]
+fn an_empty_month_says_what_is_missing_and_invents_nothing() {
+    let loc = Locale::new(Lang::En, None);
+    let m = Month {
+        year: 2026,
+        month: 11,
+    };
+    let r = crate::monthly::build(&crate::monthly::MonthlyData::default(), m, &loc, Utc::now())
+        .unwrap();
+    let html = String::from_utf8(render(&r, Format::Html).unwrap()).unwrap();
+    assert!(html.contains("No backup checks configured"));
+    assert!(html.contains("No address aggregates recorded"));
+    assert!(html.contains("No per-source aggregates recorded"));
+    assert!(
+        !html.contains("events recorded"),
+        "no event count without aggregates"
+    );
+}
