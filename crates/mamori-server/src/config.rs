@@ -210,6 +210,9 @@ pub struct DetectionConfig {
     pub suppress_secs: u64,
     /// How late (event time) an event may arrive and still count in a correlation window.
     pub lateness_secs: u64,
+    /// Most groups (distinct group-by values) per correlation rule; at the cap the least
+    /// recently seen group is evicted, counted and reported once per episode (~350 bytes each).
+    pub max_correlation_groups: usize,
     /// Poll the rule files for changes and reload them (seconds; 0 = never).
     pub reload_interval_secs: u64,
 }
@@ -223,6 +226,7 @@ impl Default for DetectionConfig {
             min_level: Level::Low,
             suppress_secs: 3600,
             lateness_secs: 60,
+            max_correlation_groups: 50_000,
             reload_interval_secs: 5,
         }
     }
