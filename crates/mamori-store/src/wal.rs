@@ -4,6 +4,10 @@
 //! written (and fsynced, per [`FsyncPolicy`]); open-time recovery truncates a torn tail (after
 //! copying it to `quarantine/`) and reports it, and treats any other damage as
 //! [`Error::Corrupt`].
+//!
+//! **A batch survives a crash whole or not at all**: its last frame carries the end-of-batch
+//! mark (format 2), and recovery cuts the frames of a batch that has none — a SIGKILL in the
+//! middle of the one `write` of an unacknowledged batch leaves no prefix of it behind.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -59,6 +63,8 @@ struct Segment {
     len: u64,
     /// Latest receipt time in the segment, for age retention.
     max_received_ns: i64,
+    /// Format version of its header.
+    version: u16,
 }
 
 impl Segment {
@@ -151,6 +157,20 @@ impl Wal {
         if segments.is_empty() {
             segments.push_back(create_segment(dir, 1, fsync != FsyncPolicy::Never)?);
         }
+        // Batches are appended with end marks only to a segment of the current format: a log
+        // written by an older version continues in a new segment.
+        let sync = fsync != FsyncPolicy::Never;
+        let active = segments.back().expect("at least one segment");
+        if active.version < codec::FORMAT_VERSION {
+            let (path, first, end) = (active.path.clone(), active.first_seq, active.end_seq());
+            if active.offsets.is_empty() {
+                fs::remove_file(&path).at(&path)?;
+                segments.pop_back();
+                segments.push_back(create_segment(dir, first, sync)?);
+            } else {
+                segments.push_back(create_segment(dir, end, sync)?);
+            }
+        }
         let active = segments.back().expect("at least one segment");
         let file = OpenOptions::new()
             .append(true)
@@ -196,10 +216,13 @@ impl Wal {
         let w = &mut *w;
         w.buf.clear();
         w.lens.clear();
+        let mut last = 0;
         for (i, e) in batch.iter().enumerate() {
+            last = w.buf.len();
             let n = codec::encode_frame(&mut w.buf, first_seq + i as u64, received_at, e)?;
             w.lens.push(n as u32);
         }
+        codec::mark_batch_end(&mut w.buf[last..]);
         let (active_len, active_has_frames) = {
             let segs = self.segments.read().unwrap_or_else(|p| p.into_inner());
             let a = segs.back().expect("active segment");
@@ -438,6 +461,7 @@ fn create_segment(dir: &Path, first_seq: Seq, sync: bool) -> Result<Segment> {
         offsets: Vec::new(),
         len: SEGMENT_HEADER_LEN as u64,
         max_received_ns: i64::MIN,
+        version: codec::FORMAT_VERSION,
     })
 }
 
@@ -454,6 +478,7 @@ fn scan_segment(dir: &Path, first_seq: Seq, is_last: bool) -> Result<(Segment, O
     let mut recovery = None;
     let mut offsets = Vec::new();
     let mut max_received_ns = i64::MIN;
+    let mut version = codec::FORMAT_VERSION;
     let mut pos;
     if data.len() < SEGMENT_HEADER_LEN {
         if !is_last {
@@ -481,11 +506,15 @@ fn scan_segment(dir: &Path, first_seq: Seq, is_last: bool) -> Result<(Segment, O
             }
             Err(e) => return Err(corrupt(0, format!("bad segment header: {e:?}"))),
         }
+        version = codec::segment_version(h);
         pos = SEGMENT_HEADER_LEN;
         let mut expect = first_seq;
+        // The end of the last whole batch: frames after it belong to a batch cut short.
+        let (mut whole_pos, mut whole_frames, mut whole_max) = (pos, 0, max_received_ns);
+        let mut bad = None;
         while pos < data.len() {
-            let bad = match codec::check_frame(&data[pos..]) {
-                Ok((body, n)) => {
+            let why = match codec::check_marked_frame(&data[pos..]) {
+                Ok((body, n, end)) => {
                     let (seq, ns) = codec::body_header(body);
                     if seq == expect {
                         if pos > u32::MAX as usize {
@@ -495,6 +524,11 @@ fn scan_segment(dir: &Path, first_seq: Seq, is_last: bool) -> Result<(Segment, O
                         max_received_ns = max_received_ns.max(ns);
                         expect += 1;
                         pos += n;
+                        // Format 1 has no marks: each frame stands alone.
+                        if end || version < 2 {
+                            (whole_pos, whole_frames, whole_max) =
+                                (pos, offsets.len(), max_received_ns);
+                        }
                         continue;
                     }
                     format!("expected seq {expect}, found {seq}")
@@ -502,15 +536,33 @@ fn scan_segment(dir: &Path, first_seq: Seq, is_last: bool) -> Result<(Segment, O
                 Err(FrameError::Truncated) => "frame cut short".to_string(),
                 Err(e) => format!("{e:?}"),
             };
+            bad = Some(why);
+            break;
+        }
+        if whole_pos < pos || bad.is_some() {
+            let cut = whole_pos;
+            let reason = match bad {
+                Some(why) if cut == pos => why,
+                Some(why) => format!(
+                    "unfinished batch of {} frames before: {why}",
+                    offsets.len() - whole_frames
+                ),
+                None => format!(
+                    "unfinished batch: {} frames without the end-of-batch mark",
+                    offsets.len() - whole_frames
+                ),
+            };
             if !is_last {
-                return Err(corrupt(pos as u64, bad));
+                return Err(corrupt(cut as u64, reason));
             }
-            let r = quarantine(dir, &path, &data[pos..], pos as u64, &bad)?;
+            let r = quarantine(dir, &path, &data[cut..], cut as u64, &reason)?;
             let f = OpenOptions::new().write(true).open(&path).at(&path)?;
-            f.set_len(pos as u64).at(&path)?;
+            f.set_len(cut as u64).at(&path)?;
             f.sync_all().at(&path)?;
             recovery = Some(r);
-            break;
+            offsets.truncate(whole_frames);
+            max_received_ns = whole_max;
+            pos = cut;
         }
     }
     Ok((
@@ -521,6 +573,7 @@ fn scan_segment(dir: &Path, first_seq: Seq, is_last: bool) -> Result<(Segment, O
             offsets,
             len: pos as u64,
             max_received_ns,
+            version,
         },
         recovery,
     ))
