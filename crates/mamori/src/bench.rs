@@ -42,6 +42,9 @@ pub(crate) enum BenchCmd {
     /// Correlation under a flood of new groups: every failed login from a new address, at a
     /// steady rate, against a real `serve` process; events/s, RSS, CPU (issue #15 finding 3).
     DistinctSources(crate::bench_corr::DistinctArgs),
+    /// Evidence export and bundle verification of a large vault: peak memory and time per
+    /// phase (issue #15 finding 10).
+    VaultExport(crate::bench_vault::VaultExportArgs),
     /// Reader throughput per file (events/s and MiB/s), one thread.
     Readers {
         /// Files or directories to read.
@@ -69,6 +72,7 @@ pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
         ),
         BenchCmd::Ingest(a) => crate::bench_ingest::run(a),
         BenchCmd::DistinctSources(a) => crate::bench_corr::run(a),
+        BenchCmd::VaultExport(a) => crate::bench_vault::run(a),
         BenchCmd::Readers { paths } => {
             let (files, errs) = mamori_ingest::discover(&paths);
             for e in errs {

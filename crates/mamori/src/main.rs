@@ -5,6 +5,7 @@ mod analytics;
 mod bench;
 mod bench_corr;
 mod bench_ingest;
+mod bench_vault;
 mod hunt;
 mod incident_cli;
 mod malloc_arenas;
