@@ -301,8 +301,7 @@ fn check_contents(
             let line = line?;
             match serde_json::from_str::<serde_json::Value>(&line) {
                 Ok(v) => {
-                    let (Some(seq), Some(leaf)) = (v["seq"].as_u64(), hash(&v["leaf_hash"]))
-                    else {
+                    let (Some(seq), Some(leaf)) = (v["seq"].as_u64(), hash(&v["leaf_hash"])) else {
                         continue;
                     };
                     if proof_ok(&v, &leaf, seq, &head) {

@@ -484,7 +484,10 @@ fn records_timeline(spool: &mut Spool, mut rows: Vec<(i64, u64, u64, u32)>) -> R
     spool.write(JSONL, b"")?;
     spool.write(names::RECORDS_BIN, b"")?;
     spool.flush()?;
-    let bin_path = spool.path(names::RECORDS_BIN).expect("written").to_path_buf();
+    let bin_path = spool
+        .path(names::RECORDS_BIN)
+        .expect("written")
+        .to_path_buf();
     let bin = fs::File::open(&bin_path).at(&bin_path)?;
     let mut buf = Vec::new();
     for (ns, seq, at, len) in rows {

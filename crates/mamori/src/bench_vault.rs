@@ -104,7 +104,11 @@ pub(crate) fn run(a: VaultExportArgs) -> anyhow::Result<i32> {
     let t = Instant::now();
     let report = mamori_vault::verify_bundle(&out, Some(&v.verifying_key()))?;
     let (verify_s, verify_mib) = (t.elapsed().as_secs_f64(), hwm_mib());
-    anyhow::ensure!(report.is_intact(), "bundle does not verify: {:?}", report.findings.first());
+    anyhow::ensure!(
+        report.is_intact(),
+        "bundle does not verify: {:?}",
+        report.findings.first()
+    );
     anyhow::ensure!(report.records == summary.records, "record count differs");
     println!(
         "vault export of {} records (bundle {bundle_mib:.0} MiB, {} files):\n  seal (baseline): {seal_s:.1} s, peak RSS {seal_mib:.0} MiB\n  export:          {export_s:.1} s, peak RSS {export_mib:.0} MiB ({:.2}× the sealing peak, {:.2}× the bundle size)\n  verify bundle:   {verify_s:.1} s, peak RSS {verify_mib:.0} MiB ({:.2}× the sealing peak, {:.2}× the bundle size)",

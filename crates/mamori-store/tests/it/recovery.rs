@@ -310,8 +310,16 @@ fn a_batch_cut_short_is_dropped_whole() {
         let rec = &s.open_report().recoveries;
         assert_eq!(rec.len(), 1, "cut at {cut}");
         assert_eq!(rec[0].offset, whole as u64, "cut at {cut}");
-        assert!(rec[0].reason.contains("unfinished batch"), "{}", rec[0].reason);
-        assert_eq!(s.stats().unwrap().events, 3, "cut at {cut}: the first batch only");
+        assert!(
+            rec[0].reason.contains("unfinished batch"),
+            "{}",
+            rec[0].reason
+        );
+        assert_eq!(
+            s.stats().unwrap().events,
+            3,
+            "cut at {cut}: the first batch only"
+        );
         let next = s.append_at(&batch(1, "carol"), t(2)).unwrap();
         assert_eq!(next.first_seq, 4, "seqs of the dropped batch are reused");
         s.close().unwrap();

@@ -104,7 +104,9 @@ fn export_spools_to_disk_and_leaves_nothing_behind() {
         v.append(
             &crate::RecordInput {
                 source: &sources[k * 7 % 40],
-                received_at: Utc.timestamp_opt(1_700_000_000 - (k % 13) as i64, 0).unwrap(),
+                received_at: Utc
+                    .timestamp_opt(1_700_000_000 - (k % 13) as i64, 0)
+                    .unwrap(),
                 payload: payload.as_bytes(),
             },
             now,
