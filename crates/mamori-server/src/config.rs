@@ -44,6 +44,9 @@ pub struct VaultSection {
     pub checkpoint_every_records: u64,
     /// …or this many seconds after the previous head when records are waiting.
     pub checkpoint_every_secs: u64,
+    /// A log host outside this machine (`host:port`, syslog over TCP) that receives every new
+    /// signed tree head, so a rollback of the vault is detectable (`vault verify --witness`).
+    pub witness_syslog: Option<String>,
 }
 
 impl Default for VaultSection {
@@ -53,6 +56,7 @@ impl Default for VaultSection {
             seal: true,
             checkpoint_every_records: v.checkpoint_every_records,
             checkpoint_every_secs: v.checkpoint_every_secs,
+            witness_syslog: None,
         }
     }
 }

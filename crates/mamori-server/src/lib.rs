@@ -51,6 +51,7 @@ mod run;
 pub mod seal;
 pub mod sources;
 pub mod tokens;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
