@@ -215,8 +215,13 @@ fn phase(bin: &Path, args: &DistinctArgs, distinct: bool) -> anyhow::Result<()> 
     let rss = proc_status(pid, "VmRSS:").unwrap_or(0.0);
     let hwm = proc_status(pid, "VmHWM:").unwrap_or(0.0);
     let groups = metric(&srv, "mamori_correlation_groups");
+    let evicted = metric(
+        &srv,
+        "mamori_correlation_dropped_total{reason=\"group_evicted\"}",
+    );
+    let episodes = metric(&srv, "mamori_correlation_state_pressure_episodes_total");
     println!(
-        "{} ({}): sent {:.0} events/s (target {rate}), detection {:.0} events/s, backlog at stop {:.0}; RSS {:.0} MiB at end, peak {:.0} MiB (VmHWM {:.0}); server CPU {:.2} s per 1k events; correlation groups {}",
+        "{} ({}): sent {:.0} events/s (target {rate}), detection {:.0} events/s, backlog at stop {:.0}; RSS {:.0} MiB at end, peak {:.0} MiB (VmHWM {:.0}); server CPU {:.2} s per 1k events; correlation groups {} (evicted {}, state-pressure alerts {})",
         if distinct { "every failure from a new address" } else { "baseline: one address" },
         bin.display(),
         sent as f64 / secs,
@@ -226,7 +231,9 @@ fn phase(bin: &Path, args: &DistinctArgs, distinct: bool) -> anyhow::Result<()> 
         peak.max(rss),
         hwm,
         cpu / (matched_at_stop.max(1.0) / 1000.0),
-        groups.map_or("n/a".to_owned(), |g| format!("{g:.0}"))
+        groups.map_or("n/a".to_owned(), |g| format!("{g:.0}")),
+        evicted.map_or("n/a".to_owned(), |g| format!("{g:.0}")),
+        episodes.map_or("n/a".to_owned(), |g| format!("{g:.0}"))
     );
     Ok(())
 }
