@@ -33,6 +33,10 @@ pub(crate) struct DistinctArgs {
     /// Skip the one-address baseline phase.
     #[arg(long)]
     no_baseline: bool,
+    /// Seconds of the baseline phase (default: as `--seconds`), e.g. a short baseline before
+    /// a 10-minute soak.
+    #[arg(long, value_name = "SECS")]
+    baseline_seconds: Option<u64>,
 }
 
 struct Served {
@@ -155,7 +159,7 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-fn phase(bin: &Path, args: &DistinctArgs, distinct: bool) -> anyhow::Result<()> {
+fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyhow::Result<()> {
     let srv = start(bin, &args.rules)?;
     let pid = srv.child.id();
     let rss0 = proc_status(pid, "VmRSS:").unwrap_or(0.0);
@@ -164,7 +168,7 @@ fn phase(bin: &Path, args: &DistinctArgs, distinct: bool) -> anyhow::Result<()> 
     let mut conn = TcpStream::connect(srv.tcp)?;
     let rate = args.rate.max(100);
     let per_tick = rate / 100;
-    let dur = Duration::from_secs(args.seconds.max(1));
+    let dur = Duration::from_secs(seconds.max(1));
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut sent = 0u64;
     let start_t = Instant::now();
@@ -244,8 +248,8 @@ pub(crate) fn run(args: DistinctArgs) -> anyhow::Result<i32> {
         None => std::env::current_exe().context("own path")?,
     };
     if !args.no_baseline {
-        phase(&bin, &args, false)?;
+        phase(&bin, &args, args.baseline_seconds.unwrap_or(args.seconds), false)?;
     }
-    phase(&bin, &args, true)?;
+    phase(&bin, &args, args.seconds, true)?;
     Ok(exit::OK)
 }
