@@ -65,7 +65,7 @@ fn start(bin: &Path, rules: &[PathBuf]) -> anyhow::Result<Served> {
     std::fs::write(
         &cfg,
         format!(
-            "data_dir = {:?}\n[syslog]\ntcp = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+            "data_dir = {:?}\n[syslog]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
              [detection]\nrules = [{}]\nreload_interval_secs = 0\n",
             dir.path().join("data").display().to_string(),
             rules.join(", ")
