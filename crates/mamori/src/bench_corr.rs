@@ -37,6 +37,9 @@ pub(crate) struct DistinctArgs {
     /// a 10-minute soak.
     #[arg(long, value_name = "SECS")]
     baseline_seconds: Option<u64>,
+    /// `[detection] max_correlation_groups` of the server (default: the server's default).
+    #[arg(long, value_name = "N")]
+    max_correlation_groups: Option<usize>,
 }
 
 struct Served {
@@ -54,7 +57,7 @@ impl Drop for Served {
     }
 }
 
-fn start(bin: &Path, rules: &[PathBuf]) -> anyhow::Result<Served> {
+fn start(bin: &Path, rules: &[PathBuf], max_groups: Option<usize>) -> anyhow::Result<Served> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("mamori.toml");
     let rules: Vec<String> = rules
@@ -66,9 +69,10 @@ fn start(bin: &Path, rules: &[PathBuf]) -> anyhow::Result<Served> {
         &cfg,
         format!(
             "data_dir = {:?}\n[syslog]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [detection]\nrules = [{}]\nreload_interval_secs = 0\n",
+             [detection]\nrules = [{}]\nreload_interval_secs = 0\n{}",
             dir.path().join("data").display().to_string(),
-            rules.join(", ")
+            rules.join(", "),
+            max_groups.map_or(String::new(), |n| format!("max_correlation_groups = {n}\n"))
         ),
     )?;
     let out = Command::new(bin)
@@ -160,7 +164,7 @@ fn cpu_secs(pid: u32) -> Option<f64> {
 }
 
 fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyhow::Result<()> {
-    let srv = start(bin, &args.rules)?;
+    let srv = start(bin, &args.rules, args.max_correlation_groups)?;
     let pid = srv.child.id();
     let rss0 = proc_status(pid, "VmRSS:").unwrap_or(0.0);
     let cpu0 = cpu_secs(pid).unwrap_or(0.0);
