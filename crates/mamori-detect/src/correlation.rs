@@ -79,7 +79,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_groups: 50_000,
+            max_groups: 25_000,
             max_entries: 10_000,
             lateness_ms: 60_000,
             future_tolerance_ms: 300_000,

@@ -230,7 +230,7 @@ impl Default for DetectionConfig {
             min_level: Level::Low,
             suppress_secs: 3600,
             lateness_secs: 60,
-            max_correlation_groups: 50_000,
+            max_correlation_groups: 25_000,
             reload_interval_secs: 5,
         }
     }

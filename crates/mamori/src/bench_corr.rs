@@ -252,7 +252,12 @@ pub(crate) fn run(args: DistinctArgs) -> anyhow::Result<i32> {
         None => std::env::current_exe().context("own path")?,
     };
     if !args.no_baseline {
-        phase(&bin, &args, args.baseline_seconds.unwrap_or(args.seconds), false)?;
+        phase(
+            &bin,
+            &args,
+            args.baseline_seconds.unwrap_or(args.seconds),
+            false,
+        )?;
     }
     phase(&bin, &args, args.seconds, true)?;
     Ok(exit::OK)
