@@ -79,7 +79,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_groups: 100_000,
+            max_groups: 25_000,
             max_entries: 10_000,
             lateness_ms: 60_000,
             future_tolerance_ms: 300_000,
@@ -111,6 +111,28 @@ pub struct Stats {
     pub future_dated: u64,
     pub evicted_groups: u64,
     pub evicted_entries: u64,
+    /// Episodes of state pressure: a correlation at its group cap started evicting.
+    pub pressure_episodes: u64,
+}
+
+/// "State under pressure": a correlation reached [`Limits::max_groups`] and evicts its least
+/// recently seen groups, so a slow attack hidden in the flood may be missed. Reported once per
+/// episode ([`Correlator::take_pressure_reports`]); the episode ends once no correlation has
+/// evicted for the longest `timespan + lateness` of processing time.
+#[derive(Debug, Clone)]
+pub struct PressureReport {
+    /// The correlation that evicted first.
+    pub correlation: Arc<CorrelationInfo>,
+    pub max_groups: usize,
+    /// Processing time of the first eviction (ms).
+    pub at_ms: i64,
+    /// Groups evicted before this episode (all time).
+    pub evicted_before: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pressure {
+    last_evict_ms: i64,
 }
 
 /// Where an event came from and when it arrived, as the caller knows it.
@@ -262,8 +284,43 @@ struct Def {
     parents: Vec<usize>,
 }
 
-/// Group-by values of one group.
-type Key = Arc<[Box<str>]>;
+/// Group-by values of one group in one allocation (a flood of new addresses makes a group per
+/// event, so a group's fixed cost is what bounds memory): one value as itself, several each
+/// prefixed by its byte length and `:` so no two tuples encode alike.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key(Arc<str>);
+
+impl Key {
+    fn encode<S: AsRef<str>>(values: &[S]) -> Key {
+        if let [one] = values {
+            return Key(Arc::from(one.as_ref()));
+        }
+        let mut s = String::new();
+        for v in values {
+            let v = v.as_ref();
+            s.push_str(&v.len().to_string());
+            s.push(':');
+            s.push_str(v);
+        }
+        Key(Arc::from(s))
+    }
+
+    /// The values of a key of `n` group-by fields.
+    fn values(&self, n: usize) -> Vec<&str> {
+        if n == 1 {
+            return vec![&*self.0];
+        }
+        let mut out = Vec::with_capacity(n);
+        let mut rest = &*self.0;
+        while let Some((len, tail)) = rest.split_once(':') {
+            let Ok(len) = len.parse::<usize>() else { break };
+            let Some(v) = tail.get(..len) else { break };
+            out.push(v);
+            rest = &tail[len..];
+        }
+        out
+    }
+}
 
 /// What an entry cites: one event, or the evidence of a chained correlation's firing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -303,8 +360,9 @@ struct Episode {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Group {
-    #[serde(rename = "e")]
-    entries: Vec<Entry>,
+    /// The first entry inline: under a flood of new addresses most groups never get a second.
+    #[serde(rename = "e", with = "inline_entries")]
+    entries: smallvec::SmallVec<[Entry; 1]>,
     /// Entries per input index (derived from `entries`, rebuilt on restore): lets a temporal
     /// correlation that needs every input skip a group that lacks one in O(1).
     #[serde(skip)]
@@ -325,6 +383,26 @@ struct Group {
     episode: Option<Box<Episode>>,
 }
 
+/// Entries saved as a plain list (the format of state version 2).
+mod inline_entries {
+    use super::Entry;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use smallvec::SmallVec;
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &SmallVec<[Entry; 1]>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<SmallVec<[Entry; 1]>, D::Error> {
+        Vec::<Entry>::deserialize(d).map(SmallVec::from_vec)
+    }
+}
+
 fn never() -> i64 {
     i64::MIN
 }
@@ -336,7 +414,7 @@ fn is_never(t: &i64) -> bool {
 impl Group {
     fn new() -> Group {
         Group {
-            entries: Vec::new(),
+            entries: smallvec::SmallVec::new(),
             per_input: smallvec::SmallVec::new(),
             newest: i64::MIN,
             closed_through: i64::MIN,
@@ -407,6 +485,8 @@ pub struct Correlator {
     dirty: HashSet<(u32, Key)>,
     tracking: bool,
     hosts: HashSet<Arc<str>>,
+    pressure: Option<Pressure>,
+    pressure_reports: Vec<PressureReport>,
     pub stats: Stats,
 }
 
@@ -426,7 +506,7 @@ struct Saved {
 type SavedGroup = (Vec<Box<str>>, Option<Group>);
 
 /// A group by reference, for saving.
-type GroupRef<'a> = (&'a [Box<str>], Option<&'a Group>);
+type GroupRef<'a> = (Vec<&'a str>, Option<&'a Group>);
 
 /// [`Saved`] by reference: a snapshot is serialised without copying the state first.
 #[derive(Serialize)]
@@ -565,6 +645,8 @@ impl Correlator {
             dirty: HashSet::new(),
             tracking: false,
             hosts: HashSet::new(),
+            pressure: None,
+            pressure_reports: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -608,6 +690,21 @@ impl Correlator {
             .flat_map(|s| s.groups.values())
             .filter(|g| g.episode.is_some())
             .count()
+    }
+
+    /// Whether a state-pressure episode is going on (some correlation evicts at its cap).
+    pub fn under_pressure(&self) -> bool {
+        self.pressure.is_some()
+    }
+
+    /// The group cap per correlation.
+    pub fn max_groups(&self) -> usize {
+        self.limits.max_groups
+    }
+
+    /// State-pressure episodes that started since the last call (one report each).
+    pub fn take_pressure_reports(&mut self) -> Vec<PressureReport> {
+        std::mem::take(&mut self.pressure_reports)
     }
 
     /// Sources newly found sending future-dated events since the last call (once per source).
@@ -763,7 +860,7 @@ impl Correlator {
                     })
             })
             .collect::<Option<Vec<Box<str>>>>()
-            .map(Key::from)
+            .map(|v| Key::encode(&v))
     }
 
     /// The group of `key`, created (evicting the least recently touched one at the limit)
@@ -774,6 +871,7 @@ impl Correlator {
         {
             if let Some((_, victim)) = self.state[di].order.pop_first() {
                 if let Some(g) = self.state[di].groups.remove(&victim) {
+                    self.evicting(di);
                     self.stats.evicted_groups += 1;
                     self.changed(di, &victim);
                     self.finish_group(di, &victim, g, out);
@@ -872,10 +970,6 @@ impl Correlator {
             .groups
             .get_mut(&key)
             .expect("touched group exists");
-        if g.entries.capacity() == 0 {
-            // Most groups under a flood of new addresses never get a second entry.
-            g.entries.reserve_exact(1);
-        }
         let pos = g.entries.partition_point(|e| e.ts <= ts);
         g.entries.insert(
             pos,
@@ -1012,8 +1106,42 @@ impl Correlator {
         self.state[di].groups.remove(key);
     }
 
+    /// A group of `di` is being evicted: opens a pressure episode unless one is going on.
+    fn evicting(&mut self, di: usize) {
+        let now = self.clock;
+        match &mut self.pressure {
+            Some(p) => p.last_evict_ms = now,
+            None => {
+                self.pressure = Some(Pressure { last_evict_ms: now });
+                self.stats.pressure_episodes += 1;
+                self.pressure_reports.push(PressureReport {
+                    correlation: Arc::clone(&self.defs[di].info),
+                    max_groups: self.limits.max_groups,
+                    at_ms: now,
+                    evicted_before: self.stats.evicted_groups,
+                });
+            }
+        }
+    }
+
+    /// Ends the pressure episode once nothing was evicted for the longest window + lateness.
+    fn pressure_eased(&mut self) {
+        let Some(p) = self.pressure else { return };
+        let quiet = self
+            .defs
+            .iter()
+            .map(|d| d.span_ms)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(self.limits.lateness_ms);
+        if self.clock.saturating_sub(p.last_evict_ms) > quiet {
+            self.pressure = None;
+        }
+    }
+
     /// Closes groups that received nothing for `timespan + lateness` of processing time.
     fn expire_idle(&mut self, out: &mut Vec<CorrelationAlert>) {
+        self.pressure_eased();
         for di in 0..self.defs.len() {
             let idle = self.defs[di]
                 .span_ms
@@ -1138,12 +1266,12 @@ impl Correlator {
         }
     }
 
-    fn named_group(&self, di: usize, key: &[Box<str>]) -> Vec<(String, String)> {
-        self.defs[di]
-            .group_by
+    fn named_group(&self, di: usize, key: &Key) -> Vec<(String, String)> {
+        let d = &self.defs[di];
+        d.group_by
             .iter()
             .cloned()
-            .zip(key.iter().map(|v| v.to_string()))
+            .zip(key.values(d.group_by.len()).into_iter().map(str::to_owned))
             .collect()
     }
 
@@ -1285,7 +1413,10 @@ impl Correlator {
             let list: Vec<GroupRef<'_>> = st
                 .order
                 .values()
-                .filter_map(|key| Some((&**key, Some(st.groups.get(key)?))))
+                .filter_map(|key| {
+                    let n = self.defs[di].group_by.len();
+                    Some((key.values(n), Some(st.groups.get(key)?)))
+                })
                 .collect();
             if !list.is_empty() {
                 groups.push((self.defs[di].info.meta.reference(), list));
@@ -1314,7 +1445,8 @@ impl Correlator {
         let mut per_def: BTreeMap<u32, Vec<GroupRef<'_>>> = BTreeMap::new();
         for (di, key) in &dirty {
             let g = self.state[*di as usize].groups.get(key);
-            per_def.entry(*di).or_default().push((&**key, g));
+            let n = self.defs[*di as usize].group_by.len();
+            per_def.entry(*di).or_default().push((key.values(n), g));
         }
         let groups = per_def
             .into_iter()
@@ -1364,7 +1496,7 @@ impl Correlator {
                 continue;
             };
             for (key, g) in list {
-                let key: Key = Key::from(key);
+                let key = Key::encode(&key);
                 let st = &mut self.state[di];
                 if let Some(old) = st.groups.remove(&key) {
                     st.order.remove(&old.order);

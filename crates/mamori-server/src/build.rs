@@ -75,6 +75,7 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
             min_level: cfg.detection.min_level,
             suppress_secs: cfg.detection.suppress_secs,
             lateness_secs: cfg.detection.lateness_secs,
+            max_correlation_groups: cfg.detection.max_correlation_groups,
             queue_batches: cfg.pipeline.queue_batches,
             max_group_events: cfg.pipeline.max_group_events,
             backup_links: crate::backups::BackupLinks::new(&cfg.backup),

@@ -78,6 +78,9 @@ pub struct VaultSection {
     pub checkpoint_every_records: u64,
     /// …or this many seconds after the previous head when records are waiting.
     pub checkpoint_every_secs: u64,
+    /// A log host outside this machine (`host:port`, syslog over TCP) that receives every new
+    /// signed tree head, so a rollback of the vault is detectable (`vault verify --witness`).
+    pub witness_syslog: Option<String>,
 }
 
 impl Default for VaultSection {
@@ -87,6 +90,7 @@ impl Default for VaultSection {
             seal: true,
             checkpoint_every_records: v.checkpoint_every_records,
             checkpoint_every_secs: v.checkpoint_every_secs,
+            witness_syslog: None,
         }
     }
 }
@@ -248,6 +252,9 @@ pub struct DetectionConfig {
     pub suppress_secs: u64,
     /// How late (event time) an event may arrive and still count in a correlation window.
     pub lateness_secs: u64,
+    /// Most groups (distinct group-by values) per correlation rule; at the cap the least
+    /// recently seen group is evicted, counted and reported once per episode (~350 bytes each).
+    pub max_correlation_groups: usize,
     /// Poll the rule files for changes and reload them (seconds; 0 = never).
     pub reload_interval_secs: u64,
 }
@@ -261,6 +268,7 @@ impl Default for DetectionConfig {
             min_level: Level::Low,
             suppress_secs: 3600,
             lateness_secs: 60,
+            max_correlation_groups: 25_000,
             reload_interval_secs: 5,
         }
     }

@@ -56,6 +56,7 @@ pub mod seal;
 pub mod source_health;
 pub mod sources;
 pub mod tokens;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

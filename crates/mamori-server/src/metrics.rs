@@ -155,6 +155,9 @@ pub struct CorrelationGauges {
     pub future_dated: AtomicU64,
     pub evicted_groups: AtomicU64,
     pub evicted_entries: AtomicU64,
+    pub max_groups: AtomicU64,
+    pub under_pressure: AtomicU64,
+    pub pressure_episodes: AtomicU64,
 }
 
 impl Metrics {
@@ -171,6 +174,10 @@ impl Metrics {
         g.future_dated.store(s.future_dated, Relaxed);
         g.evicted_groups.store(s.evicted_groups, Relaxed);
         g.evicted_entries.store(s.evicted_entries, Relaxed);
+        g.max_groups.store(c.max_groups() as u64, Relaxed);
+        g.under_pressure
+            .store(u64::from(c.under_pressure()), Relaxed);
+        g.pressure_episodes.store(s.pressure_episodes, Relaxed);
     }
 
     fn render_correlation(&self, s: &mut String) {
@@ -180,6 +187,13 @@ impl Metrics {
             s,
             "# HELP mamori_correlation_groups Open correlation groups (all correlations).\n# TYPE mamori_correlation_groups gauge\nmamori_correlation_groups {}",
             ld(&g.groups)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP mamori_correlation_group_limit Most groups per correlation rule ([detection] max_correlation_groups).\n# TYPE mamori_correlation_group_limit gauge\nmamori_correlation_group_limit {}\n# HELP mamori_correlation_state_pressure 1 while a correlation evicts groups at its cap (may miss slow attacks).\n# TYPE mamori_correlation_state_pressure gauge\nmamori_correlation_state_pressure {}\n# HELP mamori_correlation_state_pressure_episodes_total Episodes of correlation state pressure (one alert each).\n# TYPE mamori_correlation_state_pressure_episodes_total counter\nmamori_correlation_state_pressure_episodes_total {}",
+            ld(&g.max_groups),
+            ld(&g.under_pressure),
+            ld(&g.pressure_episodes)
         );
         let _ = writeln!(
             s,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use mamori_detect::correlation::{
-    Arrival, CorrelationAlert, Correlator, Limits, Phase, SkewReport,
+    Arrival, CorrelationAlert, Correlator, Limits, Phase, PressureReport, SkewReport,
 };
 use mamori_detect::Match;
 use mamori_event::{Event, Level, RuleId};
@@ -186,6 +186,8 @@ pub struct Settings {
     pub min_level: Level,
     pub suppress_secs: u64,
     pub lateness_secs: u64,
+    /// Most groups per correlation rule (see `DetectionConfig::max_correlation_groups`).
+    pub max_correlation_groups: usize,
     /// Capacity of the source → writer queue, in batches.
     pub queue_batches: usize,
     /// Most events stored with one write.
@@ -645,6 +647,7 @@ impl Detector {
     fn limits(&self) -> Limits {
         Limits {
             lateness_ms: (self.settings.lateness_secs as i64).saturating_mul(1000),
+            max_groups: self.settings.max_correlation_groups.max(1),
             ..Limits::default()
         }
     }
@@ -944,9 +947,13 @@ impl Detector {
         }
         if let Some(c) = self.correlator.as_mut() {
             let skewed = c.take_skew_reports();
+            let pressure = c.take_pressure_reports();
             self.metrics.set_correlation(c);
             for r in skewed {
                 self.record(&skew_alert(&r, w.received_at), w.received);
+            }
+            for r in pressure {
+                self.record(&pressure_alert(&r, w.received_at), w.received);
             }
         }
     }
@@ -1080,6 +1087,35 @@ fn skew_alert(r: &SkewReport, received_at: DateTime<Utc>) -> NewAlert {
             "description_ja": format!(
                 "{} から受信時刻より {skew_h:.1} 時間先の日時のイベントが届きました（時計・タイムゾーンの誤り、または日時の偽装）。相関分析では受信時刻として扱います。送信元の時計とタイムゾーン設定を確認してください（RFC 3164 の syslog にはタイムゾーンがありません）。",
                 r.source
+            ),
+        }),
+    }
+}
+
+/// "State under pressure": a correlation evicts groups at its cap (a flood of new addresses,
+/// or a cap too low for the network), raised once per episode so the blindness is never silent.
+fn pressure_alert(r: &PressureReport, received_at: DateTime<Utc>) -> NewAlert {
+    let title = &r.correlation.meta.title;
+    NewAlert {
+        rule_id: RuleId("mamori.correlation.state_pressure".into()),
+        title: "Correlation state under pressure: correlations may miss slow attacks".into(),
+        level: Level::High,
+        event_time: DateTime::from_timestamp_millis(r.at_ms),
+        received_at,
+        event_seqs: Vec::new(),
+        group_key: None,
+        dedup_key: Some("mamori.correlation.state_pressure".into()),
+        details: serde_json::json!({
+            "correlation": title,
+            "max_groups": r.max_groups,
+            "evicted_before": r.evicted_before,
+            "description": format!(
+                "Correlation \"{title}\" reached its cap of {} groups and is evicting the least recently seen ones: a flood of distinct values (e.g. failed logins from many addresses) or a cap too low for this network. A slow attack hidden in the flood may be missed until it eases. Evictions: mamori_correlation_dropped_total{{reason=\"group_evicted\"}}; raise [detection] max_correlation_groups if memory allows (~350 bytes per group).",
+                r.max_groups
+            ),
+            "description_ja": format!(
+                "相関ルール「{title}」がグループ数の上限 {} に達し、最も古いグループから破棄しています（多数の送信元からのログイン失敗などの大量の異なる値、またはこのネットワークには低すぎる上限）。収まるまで、大量のイベントに紛れた低速な攻撃を見逃す可能性があります。メモリに余裕があれば [detection] max_correlation_groups を引き上げてください（1グループ約350バイト）。",
+                r.max_groups
             ),
         }),
     }

@@ -236,6 +236,13 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             running.alert_tx.subscribe(),
         ));
     }
+    if let (Some(target), true) = (&cfg.vault.witness_syslog, data.join("vault").is_dir()) {
+        running.background.push(crate::witness::run(
+            data.join("vault"),
+            target.clone(),
+            Duration::from_secs(1),
+        ));
+    }
     tracing::info!(
         syslog_udp = ?running.syslog_udp,
         syslog_tcp = ?running.syslog_tcp,

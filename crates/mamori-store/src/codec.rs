@@ -1,11 +1,11 @@
-//! Byte layouts of the event log, format version 1. `docs/store-format.md` is the prose version
+//! Byte layouts of the event log, format version 2 (reads 1). `docs/store-format.md` is the prose version
 //! of this module; the two change together, and a frozen fixture test guards both.
 //!
 //! All integers are big-endian.
 //!
 //! ```text
 //! segment header: "MAMORIWL" | version u16 | flags u16 (0) | first_seq u64 | crc32 u32 (of the 20 bytes before)
-//! frame:          body_len u32 | crc32 u32 (of body) | body
+//! frame:          body_len u32 (top bit: last frame of its batch, v2) | crc32 u32 (of body) | body
 //! body:           seq u64 | received_at_ns i64 | event
 //! event:          timestamp (u8 0 | u8 1, secs i64, nanos u32) | timestamp_raw opt_str | format u8
 //!                 | origin | logsource (3 × opt_str) | raw bytes | field_count u32 | (name str, value)*
@@ -25,8 +25,18 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use mamori_event::{Event, FieldName, Format, Interner, LogSource, Origin, Transport, Value};
 
-/// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The on-disk format version this build writes; it reads this and [`OLDEST_VERSION`].
+///
+/// Version 2 marks the last frame of each appended batch ([`BATCH_END`]) so that recovery keeps
+/// a batch whole or not at all: a SIGKILL in the middle of one `write` may leave a prefix of
+/// an unacknowledged batch, which version 1 kept.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version read (every frame of it counts as a whole batch).
+pub const OLDEST_VERSION: u16 = 1;
+/// Top bit of `body_len`: this frame ends its batch (version 2).
+pub const BATCH_END: u32 = 1 << 31;
+/// XORed into the CRC of a marked frame, so a flipped mark fails the check like a flipped body.
+const BATCH_END_CRC: u32 = 0xFFFF_FFFF;
 pub const SEGMENT_MAGIC: [u8; 8] = *b"MAMORIWL";
 pub const SEGMENT_HEADER_LEN: usize = 24;
 /// `body_len | crc32` before each body.
@@ -67,10 +77,23 @@ pub fn decode_segment_header(h: &[u8; SEGMENT_HEADER_LEN]) -> Result<u64, Header
         return Err(HeaderError::BadChecksum);
     }
     let version = u16::from_be_bytes([h[8], h[9]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(HeaderError::UnsupportedVersion(version));
     }
     Ok(u64::from_be_bytes(h[12..20].try_into().expect("8 bytes")))
+}
+
+/// The format version of a header [`decode_segment_header`] accepted.
+pub fn segment_version(h: &[u8; SEGMENT_HEADER_LEN]) -> u16 {
+    u16::from_be_bytes([h[8], h[9]])
+}
+
+/// Marks the frame at the start of `frame` (unmarked, as [`encode_frame`] wrote it) as the
+/// last of its batch.
+pub fn mark_batch_end(frame: &mut [u8]) {
+    frame[0] |= (BATCH_END >> 24) as u8;
+    let crc = u32::from_be_bytes(frame[4..8].try_into().expect("4 bytes")) ^ BATCH_END_CRC;
+    frame[4..8].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Appends one frame (prefix + body) for `event` to `out`; returns the frame length. On
@@ -137,10 +160,16 @@ pub enum FrameError {
 
 /// Checks the frame at the start of `b`; returns `(body, frame_len)`.
 pub fn check_frame(b: &[u8]) -> Result<(&[u8], usize), FrameError> {
+    check_marked_frame(b).map(|(body, n, _)| (body, n))
+}
+
+/// [`check_frame`], and whether the frame ends its batch (the [`BATCH_END`] bit).
+pub fn check_marked_frame(b: &[u8]) -> Result<(&[u8], usize, bool), FrameError> {
     if b.len() < FRAME_PREFIX {
         return Err(FrameError::Truncated);
     }
-    let len = u32::from_be_bytes(b[..4].try_into().expect("4 bytes"));
+    let marked = u32::from_be_bytes(b[..4].try_into().expect("4 bytes"));
+    let len = marked & !BATCH_END;
     if len as usize > MAX_BODY_LEN || (len as usize) < BODY_FIXED {
         return Err(FrameError::BadLength(len));
     }
@@ -150,10 +179,11 @@ pub fn check_frame(b: &[u8]) -> Result<(&[u8], usize), FrameError> {
     }
     let crc = u32::from_be_bytes(b[4..8].try_into().expect("4 bytes"));
     let body = &b[FRAME_PREFIX..end];
-    if crc != crc32fast::hash(body) {
+    let end_mark = marked & BATCH_END != 0;
+    if crc != crc32fast::hash(body) ^ if end_mark { BATCH_END_CRC } else { 0 } {
         return Err(FrameError::BadChecksum);
     }
-    Ok((body, end))
+    Ok((body, end, end_mark))
 }
 
 /// `seq` and receipt time of a checked body, without decoding the event.

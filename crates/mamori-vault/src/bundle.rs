@@ -1,9 +1,10 @@
-//! `verify_bundle()`: check an evidence bundle offline, reading the tar in memory and never
-//! extracting it (so a hostile bundle cannot write anywhere).
+//! `verify_bundle()`: check an evidence bundle offline, streaming the tar and never extracting
+//! it (so a hostile bundle cannot write anywhere), in memory bounded by its small files and a
+//! few dozen bytes per record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead as _, Read};
 use std::path::{Component, Path};
 
 use ed25519_dalek::pkcs8::DecodePublicKey;
@@ -49,20 +50,74 @@ impl BundleReport {
 }
 
 const MAX_BUNDLE_FILES: usize = 1_000_000;
+/// Largest of the small files the checks keep in memory (manifest, signatures, key, head,
+/// consistency proofs); a bundle's records are only ever streamed.
+const MAX_KEPT_BYTES: u64 = 64 << 20;
+
+/// The files kept in memory during the checks.
+const KEPT: [&str; 6] = [
+    names::MANIFEST,
+    names::MANIFEST_SIG,
+    names::PUBKEY,
+    names::HEAD_MSG,
+    names::HEAD_SIG,
+    names::CONSISTENCY,
+];
 
 /// Verify the bundle at `path`. With `expected_key`, the bundle's key must be that key; without
 /// it, the bundle's own key is used and reported (weaker: say so to the user).
+///
+/// The tar is read sequentially, three times at most, in memory bounded by its small files and
+/// about 60 bytes per record (the leaves whose inclusion proofs verified): hashes of every
+/// file, then the inclusion proofs, then the records against them.
 pub fn verify_bundle(path: &Path, expected_key: Option<&VerifyingKey>) -> Result<BundleReport> {
     let mut findings = Vec::new();
-    let mut bad = |file: &str, problem: String| {
-        findings.push(BundleFinding {
-            file: file.to_string(),
-            problem,
-        })
+    let mut digests: BTreeMap<String, String> = BTreeMap::new();
+    let mut kept: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    walk(path, Some(&mut findings), |rel, entry| {
+        let mut sha = Sha256::new();
+        if KEPT.contains(&rel) {
+            let mut bytes = Vec::new();
+            entry.take(MAX_KEPT_BYTES + 1).read_to_end(&mut bytes)?;
+            sha.update(&bytes);
+            kept.insert(rel.to_owned(), bytes);
+        }
+        std::io::copy(entry, &mut sha)?;
+        digests.insert(rel.to_owned(), hex::encode(sha.finalize()));
+        Ok(())
+    })?;
+    let mut report = BundleReport {
+        findings,
+        files: digests.len(),
+        records: 0,
+        audit_records: 0,
+        tree_size: None,
+        root_hash: None,
+        key_fingerprint: None,
+        key_from_bundle: expected_key.is_none(),
     };
-    let f = File::open(path).at(path)?;
-    let mut archive = tar::Archive::new(std::io::BufReader::new(f));
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    check_contents(path, &digests, &kept, expected_key, &mut report)?;
+    Ok(report)
+}
+
+/// Calls `f` with the relative name and contents of each regular file of the bundle, in
+/// archive order, once per name (the first); with `findings`, reports what is not read and why.
+fn walk(
+    path: &Path,
+    mut findings: Option<&mut Vec<BundleFinding>>,
+    mut f: impl FnMut(&str, &mut dyn Read) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut bad = |file: &str, problem: String| {
+        if let Some(v) = findings.as_deref_mut() {
+            v.push(BundleFinding {
+                file: file.to_string(),
+                problem,
+            })
+        }
+    };
+    let file = File::open(path).at(path)?;
+    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(256 << 10, file));
+    let mut seen: HashSet<String> = HashSet::new();
     let mut root: Option<String> = None;
     for entry in archive.entries().at(path)? {
         let mut entry = entry.at(path)?;
@@ -95,28 +150,17 @@ pub fn verify_bundle(path: &Path, expected_key: Option<&VerifyingKey>) -> Result
             }
             _ => {}
         }
-        if files.len() >= MAX_BUNDLE_FILES {
+        if seen.len() >= MAX_BUNDLE_FILES {
             bad("-", "too many files".into());
             break;
         }
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).at(path)?;
-        if files.insert(rel.clone(), bytes).is_some() {
+        if !seen.insert(rel.clone()) {
             bad(&rel, "appears twice in the archive".into());
+            continue;
         }
+        f(&rel, &mut entry).at(path)?;
     }
-    let mut report = BundleReport {
-        findings,
-        files: files.len(),
-        records: 0,
-        audit_records: 0,
-        tree_size: None,
-        root_hash: None,
-        key_fingerprint: None,
-        key_from_bundle: expected_key.is_none(),
-    };
-    check_contents(&files, expected_key, &mut report);
-    Ok(report)
+    Ok(())
 }
 
 /// `root/a/b` → (`root`, `a/b`), rejecting anything that is not plain relative names.
@@ -138,10 +182,12 @@ fn safe_split(raw: &str) -> Option<(String, String)> {
 }
 
 fn check_contents(
+    path: &Path,
+    digests: &BTreeMap<String, String>,
     files: &BTreeMap<String, Vec<u8>>,
     expected_key: Option<&VerifyingKey>,
     r: &mut BundleReport,
-) {
+) -> Result<()> {
     let mut bad = |file: &str, problem: String| {
         r.findings.push(BundleFinding {
             file: file.to_string(),
@@ -153,7 +199,7 @@ fn check_contents(
     // 1. The manifest covers every file and every hash matches.
     let Some(manifest) = get(names::MANIFEST) else {
         bad(names::MANIFEST, "missing".into());
-        return;
+        return Ok(());
     };
     let mut listed = HashMap::new();
     for line in String::from_utf8_lossy(manifest).lines() {
@@ -164,18 +210,15 @@ fn check_contents(
             _ => bad(names::MANIFEST, format!("unreadable line: {line:?}")),
         }
     }
-    for (name, bytes) in files {
+    for (name, digest) in digests {
         if name == names::MANIFEST || name == names::MANIFEST_SIG {
             continue;
         }
         match listed.remove(name) {
             None => bad(name, "not listed in the manifest".into()),
-            Some(h) if h != hex::encode(Sha256::digest(bytes)) => bad(
+            Some(h) if h != *digest => bad(
                 name,
-                format!(
-                    "SHA-256 mismatch (manifest {h}, file {})",
-                    hex::encode(Sha256::digest(bytes))
-                ),
+                format!("SHA-256 mismatch (manifest {h}, file {digest})"),
             ),
             Some(_) => {}
         }
@@ -212,7 +255,7 @@ fn check_contents(
                 names::PUBKEY,
                 "missing or unreadable, and no expected key given".into(),
             );
-            return;
+            return Ok(());
         }
     };
     r.key_fingerprint = Some(keys::fingerprint(&key));
@@ -235,7 +278,7 @@ fn check_contents(
             names::HEAD_MSG,
             "missing or unreadable signed tree head".into(),
         );
-        return;
+        return Ok(());
     };
     if !head.verify_signature(&key) {
         bad(
@@ -246,54 +289,88 @@ fn check_contents(
     r.tree_size = Some(head.tree_size);
     r.root_hash = Some(hex::encode(head.root_hash));
 
-    // 3. Every record has a valid inclusion proof in the signed tree.
-    let mut proofs: HashMap<u64, serde_json::Value> = HashMap::new();
-    for line in get(names::INCLUSION)
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .unwrap_or_default()
-        .lines()
-    {
-        match serde_json::from_str::<serde_json::Value>(line) {
-            Ok(v) => {
-                if let Some(seq) = v["seq"].as_u64() {
-                    proofs.insert(seq, v);
-                }
-            }
-            Err(e) => bad(names::INCLUSION, format!("unreadable line: {e}")),
+    // 3. Every record has a valid inclusion proof in the signed tree: the proofs are checked
+    // as they stream by (the leaf of each that verifies is kept), then the records.
+    let mut proved: HashMap<u64, Hash> = HashMap::new();
+    let mut unreadable = Vec::new();
+    walk(path, None, |rel, entry| {
+        if rel != names::INCLUSION {
+            return Ok(());
         }
+        for line in std::io::BufReader::new(entry).lines() {
+            let line = line?;
+            match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(v) => {
+                    let (Some(seq), Some(leaf)) = (v["seq"].as_u64(), hash(&v["leaf_hash"])) else {
+                        continue;
+                    };
+                    if proof_ok(&v, &leaf, seq, &head) {
+                        proved.insert(seq, leaf);
+                    }
+                }
+                Err(e) => unreadable.push(format!("unreadable line: {e}")),
+            }
+        }
+        Ok(())
+    })?;
+    for u in unreadable {
+        r.findings.push(BundleFinding {
+            file: names::INCLUSION.into(),
+            problem: u,
+        });
     }
-    for (name, counter) in [
-        (names::RECORDS_BIN, &mut r.records),
-        (names::AUDIT_BIN, &mut r.audit_records),
-    ] {
-        let Some(bytes) = files.get(name) else {
-            r.findings.push(BundleFinding {
-                file: name.into(),
-                problem: "missing".into(),
-            });
-            continue;
+    let (mut records, mut audit_records) = (0, 0);
+    let mut seen = HashSet::new();
+    walk(path, None, |rel, entry| {
+        let counter = match rel {
+            names::RECORDS_BIN => &mut records,
+            names::AUDIT_BIN => &mut audit_records,
+            _ => return Ok(()),
         };
-        let mut at = 0;
-        while at < bytes.len() {
-            let frame = match format::decode_frame(&bytes[at..]) {
+        seen.insert(rel.to_owned());
+        let mut reader = std::io::BufReader::with_capacity(256 << 10, entry);
+        let mut buf = Vec::new();
+        let mut at = 0u64;
+        loop {
+            let frame = match read_frame(&mut reader, &mut buf) {
+                Ok(Some(())) => format::decode_frame(&buf),
+                Ok(None) => break,
+                Err(e) => {
+                    r.findings.push(BundleFinding {
+                        file: rel.into(),
+                        problem: format!("unreadable frame at offset {at}: {e}"),
+                    });
+                    break;
+                }
+            };
+            let frame = match frame {
                 Ok(f) => f,
                 Err(e) => {
                     r.findings.push(BundleFinding {
-                        file: name.into(),
+                        file: rel.into(),
                         problem: format!("unreadable frame at offset {at}: {e:?}"),
                     });
                     break;
                 }
             };
             *counter += 1;
-            let leaf = frame.leaf();
-            if !proof_ok(proofs.get(&frame.seq), &leaf, frame.seq, &head) {
+            if proved.get(&frame.seq) != Some(&frame.leaf()) {
                 r.findings.push(BundleFinding {
-                    file: name.into(),
+                    file: rel.into(),
                     problem: format!("record seq {} at offset {at}: no valid inclusion proof in the signed tree head", frame.seq),
                 });
             }
-            at += frame.len;
+            at += frame.len as u64;
+        }
+        Ok(())
+    })?;
+    (r.records, r.audit_records) = (records, audit_records);
+    for name in [names::RECORDS_BIN, names::AUDIT_BIN] {
+        if !seen.contains(name) {
+            r.findings.push(BundleFinding {
+                file: name.into(),
+                problem: "missing".into(),
+            });
         }
     }
 
@@ -331,6 +408,7 @@ fn check_contents(
             });
         }
     }
+    Ok(())
 }
 
 fn hex_sig(s: &str) -> Option<[u8; 64]> {
@@ -344,8 +422,31 @@ fn hashes(v: &serde_json::Value) -> Option<Vec<Hash>> {
         .collect()
 }
 
-fn proof_ok(p: Option<&serde_json::Value>, leaf: &Hash, seq: u64, head: &SignedTreeHead) -> bool {
-    let Some(p) = p else { return false };
+fn hash(v: &serde_json::Value) -> Option<Hash> {
+    hex::decode(v.as_str()?).ok()?.try_into().ok()
+}
+
+/// Reads the next record frame of a `.bin` file into `buf`; `None` at its end.
+fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<Option<()>> {
+    buf.resize(format::FRAME_PREFIX, 0);
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..])? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    let entry_len = u32::from_be_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
+    if entry_len > format::MAX_ENTRY_LEN {
+        return Err(std::io::Error::other("record length out of range"));
+    }
+    buf.resize(format::FRAME_OVERHEAD + entry_len, 0);
+    r.read_exact(&mut buf[format::FRAME_PREFIX..])?;
+    Ok(Some(()))
+}
+
+fn proof_ok(p: &serde_json::Value, leaf: &Hash, seq: u64, head: &SignedTreeHead) -> bool {
     let Some(path) = hashes(&p["audit_path"]) else {
         return false;
     };

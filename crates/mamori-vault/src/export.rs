@@ -6,12 +6,12 @@
 //! the output is created with `create_new` on a temporary name and renamed into place, so an
 //! export cannot follow a symlink or write outside its target.
 
+mod spool;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
@@ -26,6 +26,7 @@ use crate::head::{self, SignedTreeHead};
 use crate::keys;
 use crate::merkle::{Hash, MerkleTree};
 use crate::vault::{for_each_record, sync_dir, Vault, HEADS_FILE};
+use spool::Spool;
 
 /// An incident whose timeline the caller supplies (the vault knows nothing about incidents).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,8 +181,21 @@ impl Vault {
         )?;
         let sth = self.checkpoint(now)?;
 
+        // A stale spool of an export killed half-way (ours by name; never a symlink's target).
+        let spool_dir = out.with_file_name(format!(".{out_name}.spool"));
+        if fs::symlink_metadata(&spool_dir).is_ok_and(|m| m.is_dir()) {
+            fs::remove_dir_all(&spool_dir).at(&spool_dir)?;
+        }
+        let mut sel = Selection {
+            spool: Spool::create(spool_dir)?,
+            proved: Vec::new(),
+            timeline: Vec::new(),
+            records: 0,
+            audit_records: 0,
+        };
+        // Memory: 32 bytes per leaf of the vault (the leaves, then the tree: about two hashes
+        // per leaf) and 40 per exported record (its seq, and its place for the timeline).
         let mut leaves: Vec<Hash> = Vec::with_capacity(sth.tree_size as usize);
-        let mut sel = Selection::default();
         for_each_record(&dir, |segment, offset, frame, bytes| {
             if frame.seq >= sth.tree_size {
                 return Ok(());
@@ -194,9 +208,8 @@ impl Vault {
                 Some(RecordKind::Event) if req.filter.matches(frame.received_at_ns, &source) => {
                     sel.add_event(frame, bytes, segment, offset, leaf, &source)
                 }
-                _ => {}
+                _ => Ok(()),
             }
-            Ok(())
         })?;
         if leaves.len() as u64 != sth.tree_size {
             return Err(Error::Corrupt {
@@ -207,44 +220,38 @@ impl Vault {
         }
         let tree = MerkleTree::from_leaves(leaves);
         let heads = read_all_heads(&dir, &public)?;
-        let files = build_files(req, &sth, &tree, &heads, sel, &public, now)?;
+        let (records, audit_records) = (sel.records, sel.audit_records);
+        let mut spool = build_files(req, &sth, &tree, &heads, sel, &public, now)?;
+        drop(tree);
         let root = format!("mamori-evidence-{}", now.format("%Y%m%dT%H%M%SZ"));
-        let mut files = files;
-        let manifest = manifest(&files);
-        let manifest_sig = self
-            .signing_key()
-            .sign(manifest.as_bytes())
-            .to_bytes()
-            .to_vec();
-        files.insert(names::MANIFEST.into(), manifest.into_bytes());
-        files.insert(names::MANIFEST_SIG.into(), manifest_sig);
-        let bundle_sha256 = write_tar(out, &root, &files, now)?;
+        let manifest = manifest(&spool);
+        let manifest_sig = self.signing_key().sign(manifest.as_bytes()).to_bytes();
+        spool.write(names::MANIFEST, manifest.as_bytes())?;
+        spool.write(names::MANIFEST_SIG, &manifest_sig)?;
+        spool.flush()?;
+        let bundle_sha256 = write_tar(out, &root, &spool, now)?;
         Ok(ExportSummary {
             path: out.to_path_buf(),
-            records: count_lines(files.get(names::RECORDS_JSONL)),
-            audit_records: count_lines(files.get(names::AUDIT_JSONL)),
+            records,
+            audit_records,
             tree_size: sth.tree_size,
             root_hash: hex::encode(sth.root_hash),
-            files: files.len(),
+            files: spool.files().count(),
             bundle_sha256,
         })
     }
 }
 
-fn count_lines(b: Option<&Vec<u8>>) -> u64 {
-    b.map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u64)
-}
-
-#[derive(Default)]
+/// The exported records, spooled to disk as they are read.
 struct Selection {
-    records_bin: Vec<u8>,
-    records_jsonl: Vec<u8>,
-    audit_bin: Vec<u8>,
-    audit_jsonl: Vec<u8>,
-    /// `(seq, leaf)` of every exported record, for proofs.
-    proved: Vec<(u64, Hash)>,
-    by_source: BTreeMap<String, Vec<u8>>,
-    timeline: Vec<(i64, u64, String, String)>,
+    spool: Spool,
+    /// Seqs of every exported record, for proofs (their leaves are in the tree).
+    proved: Vec<u64>,
+    /// `(received_at, seq, offset, len)` of each event record in `records.bin`, for the
+    /// timeline in receipt order.
+    timeline: Vec<(i64, u64, u64, u32)>,
+    records: u64,
+    audit_records: u64,
 }
 
 fn ts_ns(ns: i64) -> String {
@@ -261,7 +268,7 @@ impl Selection {
         offset: u64,
         leaf: Hash,
         source: &str,
-    ) {
+    ) -> Result<()> {
         let file = format!("records/by-source/{}.log", safe_component(source));
         let payload = payload_json(f.payload);
         let line = serde_json::json!({
@@ -274,20 +281,18 @@ impl Selection {
             "payload": payload,
             "file": file,
         });
-        push_line(&mut self.records_jsonl, &line);
-        self.records_bin.extend_from_slice(bytes);
-        self.proved.push((f.seq, leaf));
-        let e = self.by_source.entry(file).or_default();
-        e.extend_from_slice(f.payload);
+        self.spool.write(names::RECORDS_JSONL, &json_line(&line))?;
+        let at = self.spool.len(names::RECORDS_BIN);
+        self.spool.write(names::RECORDS_BIN, bytes)?;
+        self.timeline
+            .push((f.received_at_ns, f.seq, at, bytes.len() as u32));
+        self.proved.push(f.seq);
+        self.records += 1;
+        self.spool.write(&file, f.payload)?;
         if !f.payload.ends_with(b"\n") {
-            e.push(b'\n');
+            self.spool.write(&file, b"\n")?;
         }
-        self.timeline.push((
-            f.received_at_ns,
-            f.seq,
-            source.to_string(),
-            String::from_utf8_lossy(f.payload).into_owned(),
-        ));
+        Ok(())
     }
 
     fn add_audit(
@@ -297,7 +302,7 @@ impl Selection {
         segment: u32,
         offset: u64,
         leaf: Hash,
-    ) {
+    ) -> Result<()> {
         let entry = AuditEntry::from_payload(f.payload);
         let line = serde_json::json!({
             "seq": f.seq,
@@ -308,9 +313,11 @@ impl Selection {
             "entry": entry,
             "raw": if entry.is_none() { Some(payload_json(f.payload)) } else { None },
         });
-        push_line(&mut self.audit_jsonl, &line);
-        self.audit_bin.extend_from_slice(bytes);
-        self.proved.push((f.seq, leaf));
+        self.spool.write(names::AUDIT_JSONL, &json_line(&line))?;
+        self.spool.write(names::AUDIT_BIN, bytes)?;
+        self.proved.push(f.seq);
+        self.audit_records += 1;
+        Ok(())
     }
 }
 
@@ -321,9 +328,10 @@ fn payload_json(p: &[u8]) -> serde_json::Value {
     }
 }
 
-fn push_line(out: &mut Vec<u8>, v: &serde_json::Value) {
-    serde_json::to_writer(&mut *out, v).expect("json to memory");
+fn json_line(v: &serde_json::Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec(v).expect("json to memory");
     out.push(b'\n');
+    out
 }
 
 /// A source name as one safe path component: `[A-Za-z0-9._-]` only, no leading dot, bounded
@@ -375,52 +383,56 @@ fn build_files(
     sel: Selection,
     key: &ed25519_dalek::VerifyingKey,
     now: DateTime<Utc>,
-) -> Result<BTreeMap<String, Vec<u8>>> {
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+) -> Result<Spool> {
+    let Selection {
+        mut spool,
+        proved,
+        timeline,
+        records,
+        audit_records,
+    } = sel;
     let root_hex = hex::encode(sth.root_hash);
 
-    let mut inclusion = Vec::new();
-    for (seq, leaf) in &sel.proved {
+    spool.write(names::INCLUSION, b"")?;
+    for seq in &proved {
         let path = tree
             .inclusion_proof(*seq, sth.tree_size)
             .expect("seq < tree_size");
-        push_line(
-            &mut inclusion,
-            &serde_json::json!({
-                "seq": seq,
-                "leaf_index": seq,
-                "leaf_hash": hex::encode(leaf),
-                "tree_size": sth.tree_size,
-                "root_hash": root_hex,
-                "audit_path": path.iter().map(hex::encode).collect::<Vec<_>>(),
-            }),
-        );
+        let leaf = tree.leaf(*seq).expect("seq < tree_size");
+        let line = json_line(&serde_json::json!({
+            "seq": seq,
+            "leaf_index": seq,
+            "leaf_hash": hex::encode(leaf),
+            "tree_size": sth.tree_size,
+            "root_hash": root_hex,
+            "audit_path": path.iter().map(hex::encode).collect::<Vec<_>>(),
+        }));
+        spool.write(names::INCLUSION, &line)?;
     }
-    let mut consistency = Vec::new();
+    drop(proved);
+    spool.write(names::CONSISTENCY, b"")?;
     for h in heads.iter().filter(|h| h.tree_size <= sth.tree_size) {
         let proof = tree
             .consistency_proof(h.tree_size, sth.tree_size)
             .expect("sizes in range");
-        push_line(
-            &mut consistency,
-            &serde_json::json!({
-                "old_head": String::from_utf8_lossy(&h.message()),
-                "old_signature": hex::encode(h.signature),
-                "old_size": h.tree_size,
-                "old_root": hex::encode(h.root_hash),
-                "new_size": sth.tree_size,
-                "new_root": root_hex,
-                "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
-            }),
-        );
+        let line = json_line(&serde_json::json!({
+            "old_head": String::from_utf8_lossy(&h.message()),
+            "old_signature": hex::encode(h.signature),
+            "old_size": h.tree_size,
+            "old_root": hex::encode(h.root_hash),
+            "new_size": sth.tree_size,
+            "new_root": root_hex,
+            "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+        }));
+        spool.write(names::CONSISTENCY, &line)?;
     }
 
     // The exported records in receipt order, always; with an incident, also the incident's
     // own timeline (alerts, phase changes, notes, actions) as its caller rendered it.
-    let (timeline_csv, timeline_jsonl) = records_timeline(&sel.timeline);
+    records_timeline(&mut spool, timeline)?;
     if let Some(i) = &req.incident {
-        files.insert("timeline/incident.csv".into(), i.timeline_csv.clone());
-        files.insert("timeline/incident.jsonl".into(), i.timeline_jsonl.clone());
+        spool.write("timeline/incident.csv", &i.timeline_csv)?;
+        spool.write("timeline/incident.jsonl", &i.timeline_jsonl)?;
     }
     let fingerprint = keys::fingerprint(key);
     let export_json = serde_json::json!({
@@ -432,59 +444,75 @@ fn build_files(
         "actor": req.actor,
         "tree_head": sth.to_json(),
         "public_key_fingerprint": fingerprint,
-        "records": sel.proved.len() - count_lines(Some(&sel.audit_jsonl)) as usize,
-        "audit_records": count_lines(Some(&sel.audit_jsonl)),
+        "records": records,
+        "audit_records": audit_records,
     });
 
-    files.insert(names::README.into(), readme(sth, &fingerprint).into_bytes());
-    files.insert(names::PUBKEY.into(), keys::public_key_pem(key).into_bytes());
-    files.insert(
-        names::EXPORT_JSON.into(),
-        serde_json::to_vec_pretty(&export_json).expect("json"),
-    );
-    files.insert(names::HEAD_MSG.into(), sth.message());
-    files.insert(names::HEAD_SIG.into(), sth.signature.to_vec());
-    files.insert(
-        names::HEAD_JSON.into(),
-        serde_json::to_vec_pretty(&sth.to_json()).expect("json"),
-    );
-    files.insert(names::RECORDS_BIN.into(), sel.records_bin);
-    files.insert(names::RECORDS_JSONL.into(), sel.records_jsonl);
-    files.insert(names::AUDIT_BIN.into(), sel.audit_bin);
-    files.insert(names::AUDIT_JSONL.into(), sel.audit_jsonl);
-    files.insert(names::INCLUSION.into(), inclusion);
-    files.insert(names::CONSISTENCY.into(), consistency);
-    files.insert("timeline/timeline.csv".into(), timeline_csv);
-    files.insert("timeline/timeline.jsonl".into(), timeline_jsonl);
-    files.insert(names::VERIFY_PY.into(), VERIFY_PY.as_bytes().to_vec());
-    for (name, bytes) in sel.by_source {
-        files.insert(name, bytes);
+    spool.write(names::README, readme(sth, &fingerprint).as_bytes())?;
+    spool.write(names::PUBKEY, keys::public_key_pem(key).as_bytes())?;
+    spool.write(
+        names::EXPORT_JSON,
+        &serde_json::to_vec_pretty(&export_json).expect("json"),
+    )?;
+    spool.write(names::HEAD_MSG, &sth.message())?;
+    spool.write(names::HEAD_SIG, &sth.signature)?;
+    spool.write(
+        names::HEAD_JSON,
+        &serde_json::to_vec_pretty(&sth.to_json()).expect("json"),
+    )?;
+    for name in [
+        names::RECORDS_BIN,
+        names::RECORDS_JSONL,
+        names::AUDIT_BIN,
+        names::AUDIT_JSONL,
+    ] {
+        spool.write(name, b"")?; // present even when empty
     }
-    Ok(files)
+    spool.write(names::VERIFY_PY, VERIFY_PY.as_bytes())?;
+    Ok(spool)
 }
 
-/// A timeline of the exported records, for when no incident timeline was supplied. Cells
-/// starting with `= + - @` get a leading `'` so spreadsheets do not run them as formulas; the
-/// raw bytes are in `records/records.bin`.
-fn records_timeline(rows: &[(i64, u64, String, String)]) -> (Vec<u8>, Vec<u8>) {
-    let mut rows: Vec<_> = rows.iter().collect();
+/// A timeline of the exported records, for when no incident timeline was supplied, read back
+/// from the spooled `records.bin` in receipt order. Cells starting with `= + - @` get a leading
+/// `'` so spreadsheets do not run them as formulas; the raw bytes are in `records/records.bin`.
+fn records_timeline(spool: &mut Spool, mut rows: Vec<(i64, u64, u64, u32)>) -> Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    const CSV: &str = "timeline/timeline.csv";
+    const JSONL: &str = "timeline/timeline.jsonl";
     rows.sort_by_key(|r| (r.0, r.1));
-    let mut csv = b"received_at,seq,source,payload\n".to_vec();
-    let mut jsonl = Vec::new();
-    for (ns, seq, source, payload) in rows {
+    spool.write(CSV, b"received_at,seq,source,payload\n")?;
+    spool.write(JSONL, b"")?;
+    spool.write(names::RECORDS_BIN, b"")?;
+    spool.flush()?;
+    let bin_path = spool
+        .path(names::RECORDS_BIN)
+        .expect("written")
+        .to_path_buf();
+    let bin = fs::File::open(&bin_path).at(&bin_path)?;
+    let mut buf = Vec::new();
+    for (ns, seq, at, len) in rows {
+        buf.resize(len as usize, 0);
+        bin.read_exact_at(&mut buf, at).at(&bin_path)?;
+        let f = format::decode_frame(&buf).map_err(|e| Error::Corrupt {
+            path: bin_path.clone(),
+            offset: at,
+            reason: format!("spooled record: {e:?}"),
+        })?;
+        let source = String::from_utf8_lossy(f.source);
+        let payload = String::from_utf8_lossy(f.payload);
         let line = format!(
             "{},{seq},{},{}\n",
-            ts_ns(*ns),
-            csv_cell(source),
+            ts_ns(ns),
+            csv_cell(&source),
             csv_cell(payload.trim_end_matches(['\r', '\n']))
         );
-        csv.extend_from_slice(line.as_bytes());
-        push_line(
-            &mut jsonl,
-            &serde_json::json!({"received_at": ts_ns(*ns), "seq": seq, "source": source, "payload": payload}),
+        spool.write(CSV, line.as_bytes())?;
+        let j = json_line(
+            &serde_json::json!({"received_at": ts_ns(ns), "seq": seq, "source": source, "payload": payload}),
         );
+        spool.write(JSONL, &j)?;
     }
-    (csv, jsonl)
+    Ok(())
 }
 
 /// Neutralises a CSV cell a spreadsheet would otherwise run as a formula: a leading
@@ -508,20 +536,16 @@ pub fn csv_cell(s: &str) -> String {
 }
 
 /// `sha256sum` format: `<hex>  <path>` per line, sorted, paths relative to the bundle root.
-fn manifest(files: &BTreeMap<String, Vec<u8>>) -> String {
-    files
-        .iter()
-        .map(|(name, bytes)| format!("{}  {name}\n", hex::encode(Sha256::digest(bytes))))
+fn manifest(spool: &Spool) -> String {
+    spool
+        .files()
+        .map(|(name, sha, _, _)| format!("{sha}  {name}\n"))
         .collect()
 }
 
-/// Write the tar to a fresh temporary file next to `out`, then rename it into place.
-fn write_tar(
-    out: &Path,
-    root: &str,
-    files: &BTreeMap<String, Vec<u8>>,
-    now: DateTime<Utc>,
-) -> Result<String> {
+/// Write the tar to a fresh temporary file next to `out`, streaming each spooled file, then
+/// rename it into place; returns the bundle's SHA-256 (read back, streaming).
+fn write_tar(out: &Path, root: &str, spool: &Spool, now: DateTime<Utc>) -> Result<String> {
     let tmp = out.with_file_name(format!(
         ".{}.partial",
         out.file_name().and_then(|n| n.to_str()).unwrap_or("export")
@@ -532,11 +556,11 @@ fn write_tar(
         .open(&tmp)
         .at(&tmp)?;
     let result = (|| -> std::io::Result<()> {
-        let mut b = tar::Builder::new(std::io::BufWriter::new(f));
+        let mut b = tar::Builder::new(std::io::BufWriter::with_capacity(256 << 10, f));
         b.follow_symlinks(false);
         let mtime = now.timestamp().max(0) as u64;
         let mut dirs: Vec<String> = vec![root.to_string()];
-        for name in files.keys() {
+        for (name, _, _, _) in spool.files() {
             let mut p = root.to_string();
             let parts: Vec<&str> = name.split('/').collect();
             for d in &parts[..parts.len() - 1] {
@@ -554,13 +578,14 @@ fn write_tar(
             h.set_size(0);
             b.append_data(&mut h, format!("{d}/"), std::io::empty())?;
         }
-        for (name, bytes) in files {
+        for (name, _, len, path) in spool.files() {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Regular);
             h.set_mode(0o644);
             h.set_mtime(mtime);
-            h.set_size(bytes.len() as u64);
-            b.append_data(&mut h, format!("{root}/{name}"), &bytes[..])?;
+            h.set_size(len);
+            let data = fs::File::open(path)?;
+            b.append_data(&mut h, format!("{root}/{name}"), data.take(len))?;
         }
         let mut w = b.into_inner()?;
         w.flush()?;
@@ -574,8 +599,10 @@ fn write_tar(
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent)?;
     }
-    let sha = hex::encode(Sha256::digest(fs::read(out).at(out)?));
-    Ok(sha)
+    let mut sha = Sha256::new();
+    let mut f = fs::File::open(out).at(out)?;
+    std::io::copy(&mut f, &mut sha).at(out)?;
+    Ok(hex::encode(sha.finalize()))
 }
 
 const VERIFY_PY: &str = include_str!("export/verify_proofs.py");

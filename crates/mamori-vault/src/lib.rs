@@ -47,6 +47,7 @@ pub mod merkle;
 mod scan;
 mod vault;
 mod verify;
+mod witness;
 
 /// The key types of the public API, re-exported so callers need no direct ed25519 dependency.
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -70,3 +71,4 @@ pub use vault::{
     Recovery, Vault, VaultConfig, VaultStatus, AUDIT_SOURCE, LOCK_FILE,
 };
 pub use verify::{verify, Finding, FindingKind, VerifyReport, MAX_FINDINGS_PER_SEGMENT};
+pub use witness::{check_witness, head_from_json, parse_witness, WitnessReport};

@@ -48,6 +48,9 @@ pub(crate) enum BenchCmd {
     /// The monthly security audit over a month of `--events` events (aggregates synthesised
     /// into a fresh state.db): seconds and peak RSS against the goal (< 30 s, < 256 MiB).
     Report(crate::bench_report::ReportArgs),
+    /// Evidence export and bundle verification of a large vault: peak memory and time per
+    /// phase (issue #15 finding 10).
+    VaultExport(crate::bench_vault::VaultExportArgs),
     /// Reader throughput per file (events/s and MiB/s), one thread.
     Readers {
         /// Files or directories to read.
@@ -77,6 +80,7 @@ pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
         BenchCmd::DistinctSources(a) => crate::bench_corr::run(a),
         BenchCmd::Console(a) => crate::bench_console::run(a),
         BenchCmd::Report(a) => crate::bench_report::run(a),
+        BenchCmd::VaultExport(a) => crate::bench_vault::run(a),
         BenchCmd::Readers { paths } => {
             let (files, errs) = mamori_ingest::discover(&paths);
             for e in errs {

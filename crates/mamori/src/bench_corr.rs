@@ -33,6 +33,13 @@ pub(crate) struct DistinctArgs {
     /// Skip the one-address baseline phase.
     #[arg(long)]
     no_baseline: bool,
+    /// Seconds of the baseline phase (default: as `--seconds`), e.g. a short baseline before
+    /// a 10-minute soak.
+    #[arg(long, value_name = "SECS")]
+    baseline_seconds: Option<u64>,
+    /// `[detection] max_correlation_groups` of the server (default: the server's default).
+    #[arg(long, value_name = "N")]
+    max_correlation_groups: Option<usize>,
 }
 
 struct Served {
@@ -50,7 +57,7 @@ impl Drop for Served {
     }
 }
 
-fn start(bin: &Path, rules: &[PathBuf]) -> anyhow::Result<Served> {
+fn start(bin: &Path, rules: &[PathBuf], max_groups: Option<usize>) -> anyhow::Result<Served> {
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("mamori.toml");
     let rules: Vec<String> = rules
@@ -61,10 +68,11 @@ fn start(bin: &Path, rules: &[PathBuf]) -> anyhow::Result<Served> {
     std::fs::write(
         &cfg,
         format!(
-            "data_dir = {:?}\n[syslog]\ntcp = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [detection]\nrules = [{}]\nreload_interval_secs = 0\n",
+            "data_dir = {:?}\n[syslog]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [detection]\nrules = [{}]\nreload_interval_secs = 0\n{}",
             dir.path().join("data").display().to_string(),
-            rules.join(", ")
+            rules.join(", "),
+            max_groups.map_or(String::new(), |n| format!("max_correlation_groups = {n}\n"))
         ),
     )?;
     let out = Command::new(bin)
@@ -155,8 +163,8 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-fn phase(bin: &Path, args: &DistinctArgs, distinct: bool) -> anyhow::Result<()> {
-    let srv = start(bin, &args.rules)?;
+fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyhow::Result<()> {
+    let srv = start(bin, &args.rules, args.max_correlation_groups)?;
     let pid = srv.child.id();
     let rss0 = proc_status(pid, "VmRSS:").unwrap_or(0.0);
     let cpu0 = cpu_secs(pid).unwrap_or(0.0);
@@ -164,7 +172,7 @@ fn phase(bin: &Path, args: &DistinctArgs, distinct: bool) -> anyhow::Result<()> 
     let mut conn = TcpStream::connect(srv.tcp)?;
     let rate = args.rate.max(100);
     let per_tick = rate / 100;
-    let dur = Duration::from_secs(args.seconds.max(1));
+    let dur = Duration::from_secs(seconds.max(1));
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut sent = 0u64;
     let start_t = Instant::now();
@@ -215,8 +223,13 @@ fn phase(bin: &Path, args: &DistinctArgs, distinct: bool) -> anyhow::Result<()> 
     let rss = proc_status(pid, "VmRSS:").unwrap_or(0.0);
     let hwm = proc_status(pid, "VmHWM:").unwrap_or(0.0);
     let groups = metric(&srv, "mamori_correlation_groups");
+    let evicted = metric(
+        &srv,
+        "mamori_correlation_dropped_total{reason=\"group_evicted\"}",
+    );
+    let episodes = metric(&srv, "mamori_correlation_state_pressure_episodes_total");
     println!(
-        "{} ({}): sent {:.0} events/s (target {rate}), detection {:.0} events/s, backlog at stop {:.0}; RSS {:.0} MiB at end, peak {:.0} MiB (VmHWM {:.0}); server CPU {:.2} s per 1k events; correlation groups {}",
+        "{} ({}): sent {:.0} events/s (target {rate}), detection {:.0} events/s, backlog at stop {:.0}; RSS {:.0} MiB at end, peak {:.0} MiB (VmHWM {:.0}); server CPU {:.2} s per 1k events; correlation groups {} (evicted {}, state-pressure alerts {})",
         if distinct { "every failure from a new address" } else { "baseline: one address" },
         bin.display(),
         sent as f64 / secs,
@@ -226,7 +239,9 @@ fn phase(bin: &Path, args: &DistinctArgs, distinct: bool) -> anyhow::Result<()> 
         peak.max(rss),
         hwm,
         cpu / (matched_at_stop.max(1.0) / 1000.0),
-        groups.map_or("n/a".to_owned(), |g| format!("{g:.0}"))
+        groups.map_or("n/a".to_owned(), |g| format!("{g:.0}")),
+        evicted.map_or("n/a".to_owned(), |g| format!("{g:.0}")),
+        episodes.map_or("n/a".to_owned(), |g| format!("{g:.0}"))
     );
     Ok(())
 }
@@ -237,8 +252,13 @@ pub(crate) fn run(args: DistinctArgs) -> anyhow::Result<i32> {
         None => std::env::current_exe().context("own path")?,
     };
     if !args.no_baseline {
-        phase(&bin, &args, false)?;
+        phase(
+            &bin,
+            &args,
+            args.baseline_seconds.unwrap_or(args.seconds),
+            false,
+        )?;
     }
-    phase(&bin, &args, true)?;
+    phase(&bin, &args, args.seconds, true)?;
     Ok(exit::OK)
 }

@@ -9,6 +9,7 @@ mod bench_corr;
 mod bench_ingest;
 mod cmd_user;
 mod bench_report;
+mod bench_vault;
 mod hunt;
 mod incident_cli;
 mod malloc_arenas;

@@ -148,6 +148,11 @@ pub(crate) enum VaultCmd {
         /// Print the full report as JSON.
         #[arg(long)]
         json: bool,
+        /// Signed heads kept outside this machine (a syslog/webhook log of the
+        /// `mamori.vault.head` lines, a bundle's head/tree-head.json; `-` = stdin): the vault
+        /// must extend each of them, or it was rolled back to an earlier copy.
+        #[arg(long, value_name = "FILE")]
+        witness: Option<PathBuf>,
     },
     /// Seal raw lines from a file or stdin into the vault (for operators and tests).
     ///
@@ -184,7 +189,8 @@ pub(crate) fn run_vault(cmd: VaultCmd) -> anyhow::Result<i32> {
             vault,
             key,
             json,
-        } => vault_verify(&data_dir, vault, key, json),
+            witness,
+        } => vault_verify(&data_dir, vault, key, json, witness),
         VaultCmd::Append {
             data_dir,
             source,
@@ -241,6 +247,7 @@ fn vault_verify(
     vault: Option<PathBuf>,
     key: Option<PathBuf>,
     json: bool,
+    witness: Option<PathBuf>,
 ) -> anyhow::Result<i32> {
     let dir = vault.unwrap_or_else(|| vault_dir(data_dir));
     if !dir.is_dir() {
@@ -250,11 +257,46 @@ fn vault_verify(
         Ok(k) => k,
         Err(e) => return usage_error(e),
     };
+    let witnessed = match &witness {
+        None => None,
+        Some(p) => {
+            let text = if p.as_os_str() == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .context("read the witness from stdin")?;
+                s
+            } else {
+                match std::fs::read(p) {
+                    Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Err(e) => {
+                        return usage_error(format!("cannot read witness {}: {e}", p.display()))
+                    }
+                }
+            };
+            let (heads, bad) = mamori_vault::parse_witness(&text);
+            let w = mamori_vault::check_witness(&dir, &key, &heads)?;
+            if w.witnessed == 0 {
+                return usage_error(format!(
+                    "the witness {} holds no tree head signed by key {} ({} unreadable, {} signed by another key)",
+                    p.display(),
+                    mamori_vault::fingerprint(&key),
+                    bad,
+                    w.ignored
+                ));
+            }
+            Some(w)
+        }
+    };
     let started = std::time::Instant::now();
     let report = mamori_vault::verify(&dir, &key)?;
     let elapsed = started.elapsed();
+    let consistent = witnessed.as_ref().is_none_or(|w| w.is_consistent());
     if json {
-        out_raw!("{}", serde_json::to_string_pretty(&report)?);
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(w) = &witnessed {
+            v["witness"] = serde_json::to_value(w)?;
+        }
+        out_raw!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let mut out = std::io::stdout().lock();
         writeln!(out, "vault: {}", dir.display())?;
@@ -300,8 +342,27 @@ fn vault_verify(
                 writeln!(out, "  … and {rest} more (use --json for all)")?;
             }
         }
+        if let Some(w) = &witnessed {
+            let newest = w.newest.as_ref().expect("at least one witnessed head");
+            if w.is_consistent() {
+                writeln!(
+                    out,
+                    "OK: the vault extends all {} witnessed heads (newest: {} records at {})",
+                    w.witnessed,
+                    newest.tree_size,
+                    newest
+                        .timestamp
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                )?;
+            } else {
+                writeln!(out, "WITNESS CHECK FAILED:")?;
+                for p in &w.problems {
+                    writeln!(out, "  {p}")?;
+                }
+            }
+        }
     }
-    Ok(if report.is_intact() {
+    Ok(if report.is_intact() && consistent {
         EXIT_OK
     } else {
         EXIT_TAMPERED

@@ -516,3 +516,69 @@ fn too_late_is_counted_by_reason() {
     assert_eq!(h.corr.stats.too_late_window_closed, 1);
     assert_eq!(h.corr.stats.too_late, 1);
 }
+
+/// Issue #15: a flood of new addresses at the group cap evicts (counted) and says so once per
+/// episode — never silent blindness; a quiet period ends the episode and the next flood is a
+/// new one.
+#[test]
+fn state_pressure_is_reported_once_per_episode() {
+    let mut pack = RulePack::new();
+    pack.add_file("c.yml", &corr("  type: event_count\n  rules: [failed]\n  group-by: [ip]\n  timespan: 1m\n  condition: {gte: 3}\n"), &Placeholders::new());
+    pack.resolve_references();
+    let rules = RuleSet::compile(&pack, &CompileOptions::default());
+    let limits = Limits {
+        max_groups: 100,
+        lateness_ms: 10_000,
+        ..Limits::default()
+    };
+    let mut h = Harness {
+        corr: Correlator::new(&pack, &rules, &FieldMap::builtin(), limits),
+        rules,
+        out: Vec::new(),
+        seq: 0,
+    };
+    for i in 0..1000 {
+        let ip = format!("10.0.{}.{}", i / 256, i % 256);
+        h.send_from(
+            "x",
+            i / 100,
+            Some(i / 100),
+            &[("outcome", "failure"), ("ip", &ip)],
+        );
+    }
+    assert!(h.corr.under_pressure());
+    assert_eq!(h.corr.stats.evicted_groups, 900);
+    let reports = h.corr.take_pressure_reports();
+    assert_eq!(reports.len(), 1, "one report per episode, not per eviction");
+    assert_eq!(reports[0].max_groups, 100);
+    assert_eq!(reports[0].evicted_before, 0);
+    // Quiet for longer than the longest window + lateness: the episode ends.
+    let mut out = Vec::new();
+    h.corr.tick((1_700_000_000 + 10 + 71) * 1000, &mut out);
+    assert!(!h.corr.under_pressure());
+    assert!(h.corr.take_pressure_reports().is_empty());
+    for i in 0..200 {
+        let ip = format!("10.9.{}.{}", i / 256, i % 256);
+        h.send_from("x", 100, Some(100), &[("outcome", "failure"), ("ip", &ip)]);
+    }
+    let again = h.corr.take_pressure_reports();
+    assert_eq!(again.len(), 1, "a new flood is a new episode");
+    assert!(again[0].evicted_before >= 900);
+    assert_eq!(h.corr.stats.pressure_episodes, 2);
+}
+
+/// Keys of several group-by values are one allocation and unambiguous: no two value tuples
+/// share a group, whatever separators an attacker puts in them.
+#[test]
+fn multi_value_keys_do_not_collide() {
+    let a = Key::encode(&["a:1", "b"]);
+    let b = Key::encode(&["a", "1b"]);
+    let c = Key::encode(&["1:a", "b"]);
+    assert_ne!(a, b);
+    assert_ne!(a, c);
+    assert_eq!(a.values(2), vec!["a:1", "b"]);
+    assert_eq!(b.values(2), vec!["a", "1b"]);
+    assert_eq!(Key::encode(&["x:y"]).values(1), vec!["x:y"]);
+    assert_eq!(Key::encode(&["", ""]).values(2), vec!["", ""]);
+    assert!(Key::encode::<&str>(&[]).values(0).is_empty());
+}

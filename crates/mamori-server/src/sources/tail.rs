@@ -883,6 +883,7 @@ mod tests {
                     min_level: Level::Informational,
                     suppress_secs: 60,
                     lateness_secs: 60,
+                    max_correlation_groups: 50_000,
                     queue_batches: 64,
                     max_group_events: 4096,
                     backup_links: Default::default(),

@@ -85,3 +85,26 @@ fn garbage_bodies_never_panic() {
     huge_count.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     let _ = decode_body(&huge_count, &mut names);
 }
+
+/// The end-of-batch mark reads back, and flipping any bit of a marked frame (the mark too) is
+/// detected.
+#[test]
+fn batch_end_mark_roundtrips_and_is_checked() {
+    let mut b = frame(
+        1,
+        &ssh_event(1, "alice", "failure", "203.0.113.5", Some(t(1))),
+    );
+    assert!(!check_marked_frame(&b).unwrap().2);
+    mark_batch_end(&mut b);
+    let (body, n, end) = check_marked_frame(&b).unwrap();
+    assert!(end);
+    assert_eq!(n, b.len());
+    assert_eq!(body_header(body).0, 1);
+    for i in 0..b.len() {
+        for bit in 0..8 {
+            let mut c = b.clone();
+            c[i] ^= 1 << bit;
+            assert!(check_frame(&c).is_err(), "flip byte {i} bit {bit}");
+        }
+    }
+}

@@ -84,3 +84,54 @@ fn filter_selects_store_seqs_sealed_by_the_server() {
         "web01"
     );
 }
+
+/// Issue #15 finding 10: the export spools to disk and cleans up — a stale spool of an export
+/// killed half-way is replaced, none is left behind, and the bundle has many sources (more
+/// than the spool keeps open at once) that all verify.
+#[test]
+fn export_spools_to_disk_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let mut v = crate::VaultConfig {
+        fsync: crate::FsyncPolicy::Never,
+        ..crate::VaultConfig::new(dir.path().join("vault"))
+    }
+    .open(crate::generate_keypair(), now)
+    .unwrap();
+    let sources: Vec<String> = (0..40).map(|i| format!("tcp://10.0.0.{i}:514")).collect();
+    for k in 0..400usize {
+        let payload = format!("line {k}\n");
+        v.append(
+            &crate::RecordInput {
+                source: &sources[k * 7 % 40],
+                received_at: Utc
+                    .timestamp_opt(1_700_000_000 - (k % 13) as i64, 0)
+                    .unwrap(),
+                payload: payload.as_bytes(),
+            },
+            now,
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("bundle.tar");
+    let stale = dir.path().join(".bundle.tar.spool");
+    fs::create_dir(&stale).unwrap();
+    fs::write(stale.join("00000000"), b"left by a killed export").unwrap();
+    let req = ExportRequest {
+        incident: None,
+        filter: ExportFilter::default(),
+        actor: "test".into(),
+    };
+    let s = v.export(&req, &out, now).unwrap();
+    assert_eq!(s.records, 400);
+    assert!(!stale.exists(), "the spool is removed");
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "only the vault and the bundle: {names:?}");
+    let r = crate::verify_bundle(&out, Some(&v.verifying_key())).unwrap();
+    assert!(r.is_intact(), "{:?}", r.findings);
+    assert_eq!(r.records, 400);
+    assert_eq!(s.files, r.files);
+}

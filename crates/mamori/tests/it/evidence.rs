@@ -423,3 +423,65 @@ fn sealing_resumes_exactly_once_after_sigkill() {
         "every stored event sealed, in order"
     );
 }
+
+/// Issue #15 finding 11: `serve` sends every new signed tree head to a witness outside the box
+/// (here a real TCP syslog listener standing in for the operator's log host); what the witness
+/// stored, passed as is to `vault verify --witness`, checks the vault.
+#[test]
+fn serve_publishes_signed_heads_to_the_witness() {
+    let witness = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = witness.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for c in witness.incoming() {
+            let Ok(c) = c else { return };
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut { c }, &mut s);
+            if tx.send(s).is_err() {
+                return;
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    assert_eq!(
+        mamori(&["init", "--data-dir", d.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    let cfg = write_config(
+        dir.path(),
+        &format!("[vault]\ncheckpoint_every_secs = 1\nwitness_syslog = \"127.0.0.1:{port}\"\n"),
+    );
+    let srv = Server::start(&cfg, None);
+    let sent: Vec<String> = (0..20).map(bf_line).collect();
+    send_lines(&srv, &sent, 20);
+    // Wait for a head that covers the 20 events (plus custody records).
+    let mut log = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+            assert!(l.starts_with("<110>1 "), "an RFC 5424 line: {l}");
+            log.push_str(&l);
+            let (heads, _) = mamori_vault::parse_witness(&l);
+            if heads.iter().any(|h| h.tree_size >= 20) {
+                break;
+            }
+        }
+    }
+    assert!(!log.is_empty(), "no head reached the witness");
+    assert_eq!(srv.stop(), Some(0));
+    let file = dir.path().join("witness.log");
+    std::fs::write(&file, &log).unwrap();
+    let out = mamori(&[
+        "vault",
+        "verify",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--witness",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("witnessed heads"));
+}

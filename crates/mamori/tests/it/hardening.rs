@@ -566,3 +566,67 @@ fn hunt_csv_on_a_terminal_is_escaped() {
     ]);
     assert!(text(&piped.stdout).contains("adm\x1b]0;pwned\x07in0"));
 }
+
+/// Finding 3 and the soak of "Done when", short: a flood where every failed login comes from a
+/// new address hits the group cap of each correlation; evictions are counted, the state stays
+/// at the cap, and the operator gets exactly one "state under pressure" alert for the episode —
+/// neither unbounded memory nor silent blindness. (`mamori bench distinct-sources` is the
+/// 5k/s, 10-minute version with RSS.)
+#[test]
+fn a_flood_of_new_addresses_is_capped_counted_and_alerted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("mamori.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {data:?}\n[syslog]\ntcp = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+             [detection]\nrules = [{rules:?}]\nreload_interval_secs = 0\nmax_correlation_groups = 100\n",
+            data = dir.path().join("data").display().to_string(),
+            rules = repo().join("rules").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let srv = Server::start(&cfg, None);
+    const N: usize = 1500;
+    let lines: String = (0..N)
+        .map(|i| {
+            format!(
+                "<38>Dec  6 10:00:00 web01 sshd[{i}]: Failed password for invalid user u{i} from 198.18.{}.{} port 4{i:04} ssh2\n",
+                i / 250,
+                i % 250 + 1
+            )
+        })
+        .collect();
+    let mut c = TcpStream::connect(srv.tcp).unwrap();
+    c.write_all(lines.as_bytes()).unwrap();
+    c.flush().unwrap();
+    let evicted = "mamori_correlation_dropped_total{reason=\"group_evicted\"}";
+    assert!(
+        wait_until(Duration::from_secs(60), || metric(
+            &srv,
+            "mamori_events_matched_total"
+        ) >= N as f64),
+        "detection did not see the flood"
+    );
+    assert_eq!(metric(&srv, "mamori_correlation_group_limit"), 100.0);
+    let groups = metric(&srv, "mamori_correlation_groups");
+    let ev = metric(&srv, evicted);
+    assert!(ev >= (N - 100) as f64, "evictions counted: {ev}");
+    assert!(
+        groups <= 100.0 * 10.0,
+        "at most the cap per correlation: {groups}"
+    );
+    assert_eq!(metric(&srv, "mamori_correlation_state_pressure"), 1.0);
+    assert_eq!(
+        metric(&srv, "mamori_correlation_state_pressure_episodes_total"),
+        1.0
+    );
+    let (s, v) = srv.get("/api/v1/alerts?rule_id=mamori.correlation.state_pressure");
+    assert_eq!(s, 200, "{v}");
+    let alerts = v["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "one alert per episode: {v}");
+    assert!(alerts[0]["title"]
+        .as_str()
+        .unwrap()
+        .contains("may miss slow attacks"));
+}

@@ -402,7 +402,8 @@ fn killed_during_http_ingest_keeps_every_acknowledged_event_exactly_once() {
             );
         }
     }
-    // A stored batch is whole (all or nothing), acknowledged or not.
+    // A stored batch is whole (all or nothing), acknowledged or not: the event log marks the
+    // end of each batch and recovery drops a batch cut short (issue #15, once "a torn batch").
     let mut per_batch = std::collections::HashMap::new();
     for (c, b, _) in seen.keys() {
         *per_batch.entry((*c, *b)).or_insert(0) += 1;
