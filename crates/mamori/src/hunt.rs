@@ -109,6 +109,7 @@ struct Probe {
     time_ms: i64,
     host: String,
     product: String,
+    rule_id: String,
     status: u16,
     origin: String,
 }
@@ -210,6 +211,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                     time_ms: ev.timestamp.map_or(0, |t| t.timestamp_millis()),
                                     host: ev.host().map(|h| h.into_owned()).unwrap_or_default(),
                                     product: info.meta.title.clone(),
+                                    rule_id: info.meta.reference().to_owned(),
                                     status: r.status.unwrap_or(0),
                                     origin: ev.origin.to_string(),
                                 });
@@ -456,6 +458,9 @@ fn probe_episodes(probes: Vec<Probe>) -> Vec<Row> {
             let mut products: Vec<&str> = ps.iter().map(|p| p.product.as_str()).collect();
             products.sort_unstable();
             products.dedup();
+            let mut rule_ids: Vec<&str> = ps.iter().map(|p| p.rule_id.as_str()).collect();
+            rule_ids.sort_unstable();
+            rule_ids.dedup();
             let mut statuses: Vec<u16> = ps.iter().map(|p| p.status).collect();
             statuses.sort_unstable();
             statuses.dedup();
@@ -516,6 +521,7 @@ fn probe_episodes(probes: Vec<Probe>) -> Vec<Row> {
                     "first": first.origin,
                     "last": last.origin,
                     "count": ps.len(),
+                    "rules": rule_ids,
                     "hosts": hosts,
                     "sources": sources,
                     "sources_truncated": ps.len() > EPISODE_SOURCES,

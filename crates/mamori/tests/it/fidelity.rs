@@ -273,6 +273,12 @@ fn score(sim: &Sim, findings: &[Finding], signals: usize) -> Score {
                 alerted.insert(i);
                 if !matches!(f.level.as_str(), "informational" | "low") {
                     s.noise_above_low += 1;
+                    eprintln!(
+                        "NOISE above low: [{}] {} {:?}",
+                        f.level,
+                        f.title,
+                        f.locs.iter().take(3).collect::<Vec<_>>()
+                    );
                 }
             }
             None => s.false_alerts.push(format!(
@@ -359,6 +365,10 @@ fn hunt(sim: &Sim) -> Score {
         }
         // A correlation row cites the first and last of its events.
         if let Some(ev) = r["evidence"].as_object() {
+            // An episode of failed probes names the rules of its probes.
+            for r in ev.get("rules").and_then(Value::as_array).into_iter().flatten() {
+                rule_ids.extend(r.as_str().map(str::to_owned));
+            }
             for k in ["first", "last"] {
                 if let Some(s) = ev.get(k).and_then(|v| v["source"].as_str()) {
                     locs.push(loc(s));
@@ -498,6 +508,10 @@ fn serve_findings(sim: &Sim, srv: &Server, alerts: &[Value]) -> Vec<Finding> {
                 .filter_map(Value::as_u64)
                 .collect();
             let mut rule_ids = vec![a["rule_id"].as_str().unwrap_or_default().to_owned()];
+            // An episode of failed probes names the rules of its probes.
+            for r in a["details"]["rules"].as_array().into_iter().flatten() {
+                rule_ids.extend(r.as_str().map(str::to_owned));
+            }
             for sig in a["details"]["signals"].as_array().into_iter().flatten() {
                 rule_ids.extend(sig["rule_id"].as_str().map(str::to_owned));
                 seqs.extend(sig["seq"].as_u64());
