@@ -174,6 +174,21 @@ pub fn probe_episode_key(source: &str, time_ms: i64) -> String {
     )
 }
 
+/// One low guessing/scanning episode per source address and (UTC) day: the key under which
+/// lowered correlation rows of different rules (SSH brute force, invalid users, spraying…)
+/// become one row (hunt) or one alert (serve).
+pub fn lowered_episode_key(group: &[(String, String)], time_ms: i64) -> String {
+    let who = group
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "mamori.outcome.guessing|{who}|{}",
+        time_ms.div_euclid(86_400_000)
+    )
+}
+
 /// RFC 1918, loopback, link-local, CGNAT-free private ranges and IPv6 ULA.
 pub fn is_internal_default(ip: &str) -> bool {
     match ip.trim().parse::<IpAddr>() {
@@ -189,11 +204,25 @@ pub fn is_internal_default(ip: &str) -> bool {
 
 /// Is this correlation a password-guessing count (brute force, spraying, invalid users)?
 pub fn is_guessing_correlation(meta: &Meta, kind: CorrelationKind) -> bool {
-    matches!(kind, CorrelationKind::EventCount | CorrelationKind::ValueCount)
+    is_count(kind)
         && meta
             .tags
             .iter()
             .any(|t| t.to_ascii_lowercase().starts_with("attack.t1110"))
+}
+
+/// Is this correlation a count of scanning requests (`attack.t1595*`, active scanning — e.g.
+/// a burst of client errors, each of them a request that failed)?
+pub fn is_scanning_correlation(meta: &Meta, kind: CorrelationKind) -> bool {
+    is_count(kind)
+        && meta
+            .tags
+            .iter()
+            .any(|t| t.to_ascii_lowercase().starts_with("attack.t1595"))
+}
+
+fn is_count(kind: CorrelationKind) -> bool {
+    matches!(kind, CorrelationKind::EventCount | CorrelationKind::ValueCount)
 }
 
 /// The level of a correlation episode, and why it was lowered (None: its own level).
@@ -206,7 +235,8 @@ pub fn judge_correlation(
     group: &[(String, String)],
     is_internal: impl Fn(&str) -> bool,
 ) -> (Level, Option<Reason>) {
-    if !is_guessing_correlation(meta, kind) || level <= Level::Low {
+    let guessing = is_guessing_correlation(meta, kind);
+    if !(guessing || is_scanning_correlation(meta, kind)) || level <= Level::Low {
         return (level, None);
     }
     let Some(ip) = group
@@ -219,6 +249,16 @@ pub fn judge_correlation(
     };
     if is_internal(ip) {
         return (level, None);
+    }
+    if !guessing {
+        return (
+            Level::Low,
+            Some(Reason {
+                en: format!("scanning from the internet ({ip}): a count of requests, not a success; low, the probes that worked alert on their own"),
+                ja: format!("インターネット（{ip}）からのスキャン。リクエストの件数であり成功ではないため低レベル。成功した攻撃はそれぞれ別にアラートになります"),
+                status: None,
+            }),
+        );
     }
     (
         Level::Low,
@@ -369,6 +409,17 @@ mod tests {
             is_internal_default,
         );
         assert_eq!((l, why), (Level::Critical, None));
+        // A burst of client errors (active scanning) from the internet is low as well.
+        let scan = meta(&["attack.reconnaissance", "attack.t1595.003"]);
+        let (l, why) = judge_correlation(
+            &scan,
+            CorrelationKind::EventCount,
+            Level::Medium,
+            &g,
+            is_internal_default,
+        );
+        assert_eq!(l, Level::Low);
+        assert!(why.unwrap().en.contains("scanning from the internet"));
         let exfil = meta(&["attack.exfiltration", "attack.t1041"]);
         let (l, _) = judge_correlation(
             &exfil,
