@@ -485,11 +485,11 @@ fn probe_episodes(probes: Vec<Probe>) -> Vec<Row> {
                 .collect();
             hosts.sort_unstable();
             hosts.dedup();
-            let sources: Vec<&str> = ps
-                .iter()
-                .take(EPISODE_SOURCES)
-                .map(|p| p.origin.as_str())
-                .collect();
+            // One request may match several rules: the episode counts requests.
+            let mut sources: Vec<&str> = ps.iter().map(|p| p.origin.as_str()).collect();
+            sources.dedup();
+            let requests = sources.len();
+            sources.truncate(EPISODE_SOURCES);
             let statuses = statuses
                 .iter()
                 .map(u16::to_string)
@@ -497,7 +497,7 @@ fn probe_episodes(probes: Vec<Probe>) -> Vec<Row> {
                 .join(", ");
             let details = vec![
                 ("source.ip".to_owned(), first.source_ip.clone()),
-                ("events".to_owned(), ps.len().to_string()),
+                ("events".to_owned(), requests.to_string()),
                 ("first".to_owned(), time(first.time_ms)),
                 ("last".to_owned(), time(last.time_ms)),
                 ("products".to_owned(), products.join("; ")),
@@ -515,7 +515,7 @@ fn probe_episodes(probes: Vec<Probe>) -> Vec<Row> {
                     outcome::FAILED_PROBES_TITLE_JA.to_owned(),
                 ),
             ];
-            let source = if ps.len() == 1 {
+            let source = if requests == 1 {
                 first.origin.clone()
             } else {
                 format!("{} … {}", first.origin, last.origin)
@@ -534,11 +534,11 @@ fn probe_episodes(probes: Vec<Probe>) -> Vec<Row> {
                 evidence: Some(serde_json::json!({
                     "first": first.origin,
                     "last": last.origin,
-                    "count": ps.len(),
+                    "count": requests,
                     "rules": rule_ids,
                     "hosts": hosts,
                     "sources": sources,
-                    "sources_truncated": ps.len() > EPISODE_SOURCES,
+                    "sources_truncated": requests > EPISODE_SOURCES,
                 })),
             }
         })
