@@ -125,7 +125,10 @@ fn why_status(code: u16) -> (&'static str, &'static str) {
             "the probed resource does not exist here",
             "狙われたリソースはこのサーバーに存在しません",
         ),
-        429 => ("the request was rate-limited", "リクエストは流量制限されました"),
+        429 => (
+            "the request was rate-limited",
+            "リクエストは流量制限されました",
+        ),
         _ => (
             "the server rejected the request",
             "サーバーはリクエストを受け付けませんでした",
@@ -222,7 +225,10 @@ pub fn is_scanning_correlation(meta: &Meta, kind: CorrelationKind) -> bool {
 }
 
 fn is_count(kind: CorrelationKind) -> bool {
-    matches!(kind, CorrelationKind::EventCount | CorrelationKind::ValueCount)
+    matches!(
+        kind,
+        CorrelationKind::EventCount | CorrelationKind::ValueCount
+    )
 }
 
 /// The level of a correlation episode, and why it was lowered (None: its own level).
@@ -308,7 +314,11 @@ mod tests {
         let m = meta(&["attack.initial-access", "attack.t1190"]);
         match judge_match(&m, &web(), &ev(Some("404"))) {
             Verdict::Signal(r) => {
-                assert!(r.en.contains("probe failed: the server answered 404"), "{}", r.en);
+                assert!(
+                    r.en.contains("probe failed: the server answered 404"),
+                    "{}",
+                    r.en
+                );
                 assert!(r.ja.contains("404"), "{}", r.ja);
                 assert_eq!(r.status, Some(404));
             }
@@ -330,7 +340,14 @@ mod tests {
     #[test]
     fn success_crash_redirect_and_unknown_outcome_keep_the_alert() {
         let m = meta(&["attack.t1190"]);
-        for s in [Some("200"), Some("204"), Some("302"), Some("500"), Some("502"), None] {
+        for s in [
+            Some("200"),
+            Some("204"),
+            Some("302"),
+            Some("500"),
+            Some("502"),
+            None,
+        ] {
             assert_eq!(judge_match(&m, &web(), &ev(s)), Verdict::Alert, "{s:?}");
         }
     }
@@ -349,7 +366,10 @@ mod tests {
             &meta(&["attack.reconnaissance", "attack.t1595.002"]),
             &other
         ));
-        assert!(is_web_attack_rule(&meta(&["attack.initial_access"]), &other));
+        assert!(is_web_attack_rule(
+            &meta(&["attack.initial_access"]),
+            &other
+        ));
         assert!(is_web_attack_rule(&meta(&[]), &web()));
     }
 

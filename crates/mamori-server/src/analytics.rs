@@ -239,10 +239,7 @@ impl LiveAnalytics {
             time,
             rule_id: mamori_detect::outcome::FAILED_PROBES_RULE_ID.to_owned(),
             title: mamori_detect::outcome::FAILED_PROBES_TITLE.to_owned(),
-            weight: self
-                .risk
-                .config()
-                .sigma_weight(mamori_event::Level::Low),
+            weight: self.risk.config().sigma_weight(mamori_event::Level::Low),
             entities,
             source: ev.origin.to_string(),
             seq: Some(seq),

@@ -863,7 +863,8 @@ impl Detector {
                         if let Some(a) = self.analytics.as_mut() {
                             let mut raised = Vec::new();
                             a.failed_probe_signal(ev, seq, &r.en, w.received_at, &mut raised);
-                            for alert in raised.iter().filter(|x| x.level >= self.settings.min_level)
+                            for alert in
+                                raised.iter().filter(|x| x.level >= self.settings.min_level)
                             {
                                 self.record(alert, w.received);
                             }

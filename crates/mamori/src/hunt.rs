@@ -188,8 +188,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                         }
                         for m in &matches {
                             let info = rules.rule(m.rule);
-                            let mut as_signal =
-                                info.standalone && sigma_risk.is_signal(info.level);
+                            let mut as_signal = info.standalone && sigma_risk.is_signal(info.level);
                             if as_signal {
                                 signals.extend(sigma_risk.signal(&ev, info));
                             }
@@ -575,7 +574,10 @@ fn merge_lowered(first: &mut Row, other: Row) {
             }
         }
     }
-    let count = mine["count"].as_u64().unwrap_or(0).max(theirs["count"].as_u64().unwrap_or(0));
+    let count = mine["count"]
+        .as_u64()
+        .unwrap_or(0)
+        .max(theirs["count"].as_u64().unwrap_or(0));
     mine["count"] = count.into();
 }
 

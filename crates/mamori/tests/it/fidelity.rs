@@ -366,7 +366,12 @@ fn hunt(sim: &Sim) -> Score {
         // A correlation row cites the first and last of its events.
         if let Some(ev) = r["evidence"].as_object() {
             // An episode of failed probes names the rules of its probes.
-            for r in ev.get("rules").and_then(Value::as_array).into_iter().flatten() {
+            for r in ev
+                .get("rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 rule_ids.extend(r.as_str().map(str::to_owned));
             }
             for k in ["first", "last"] {
@@ -875,9 +880,13 @@ fn a_failed_probe_is_a_signal_in_one_daily_episode_a_successful_one_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let fgt = "/remote/fgt_lang?lang=/../../../..//////////dev/cmdb/sslvpn_websession";
     let mut log = String::new();
-    for (i, p) in [fgt, "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php", fgt]
-        .iter()
-        .enumerate()
+    for (i, p) in [
+        fgt,
+        "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php",
+        fgt,
+    ]
+    .iter()
+    .enumerate()
     {
         log.push_str(&access_line("198.51.100.23", i as u32, p, 404));
     }
@@ -895,11 +904,8 @@ fn a_failed_probe_is_a_signal_in_one_daily_episode_a_successful_one_alerts() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let rows = read_jsonl(&timeline);
-    let by_ip = |ip: &str| -> Vec<&Value> {
-        rows.iter()
-            .filter(|r| r.to_string().contains(ip))
-            .collect()
-    };
+    let by_ip =
+        |ip: &str| -> Vec<&Value> { rows.iter().filter(|r| r.to_string().contains(ip)).collect() };
     // The successful exploit: an alert at its rule's level.
     let ok = by_ip("203.0.113.77");
     assert!(
@@ -956,7 +962,9 @@ fn real_scanner_logs_against_a_vulnerable_app_still_alert() {
     assert!(high_on_200 >= 100, "{high_on_200} high alerts on 200s");
     // No signal was made of a request the server answered 2xx.
     for r in rows.iter().filter(|r| r["kind"] == "signal") {
-        let st = r["event"]["http.response.status_code"].as_u64().unwrap_or(0);
+        let st = r["event"]["http.response.status_code"]
+            .as_u64()
+            .unwrap_or(0);
         assert!(!(200..300).contains(&st), "{r}");
     }
 }
