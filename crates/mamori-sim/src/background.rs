@@ -179,9 +179,9 @@ pub(crate) fn vpn(
                 )
             };
             format!(
-                "{} pa-fw 1,{ts},012801012345,GLOBALPROTECT,0,2560,{ts},vsys1,gateway-auth,login,LDAP,,{user},,{machine},{src},0.0.0.0,{private},0.0.0.0,{pid:08x},SN1,6.1.3,Windows,10,1,,\"{error}\",\"\",{status},,0,user-logon,0,GW-HQ,{pid},0x0",
+                "{} pa-fw 1,{ts},012801012345,GLOBALPROTECT,0,2560,{ts},vsys1,gateway-auth,login,LDAP,,{user},,PC-{machine},{src},0.0.0.0,{private},0.0.0.0,{pid:08x},SN1,6.1.3,Windows,10,1,,\"{error}\",\"\",{status},,0,user-logon,0,GW-HQ,{pid},0x0",
                 t.format("%b %e %H:%M:%S"),
-                machine = format!("PC-{}", user.to_ascii_uppercase()),
+                machine = user.to_ascii_uppercase(),
             )
         }
     }
