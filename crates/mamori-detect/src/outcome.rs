@@ -177,21 +177,6 @@ pub fn probe_episode_key(source: &str, time_ms: i64) -> String {
     )
 }
 
-/// One low guessing/scanning episode per source address and (UTC) day: the key under which
-/// lowered correlation rows of different rules (SSH brute force, invalid users, spraying…)
-/// become one row (hunt) or one alert (serve).
-pub fn lowered_episode_key(group: &[(String, String)], time_ms: i64) -> String {
-    let who = group
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    format!(
-        "mamori.outcome.guessing|{who}|{}",
-        time_ms.div_euclid(86_400_000)
-    )
-}
-
 /// RFC 1918, loopback, link-local, CGNAT-free private ranges and IPv6 ULA.
 pub fn is_internal_default(ip: &str) -> bool {
     match ip.trim().parse::<IpAddr>() {

@@ -1050,10 +1050,6 @@ impl Detector {
         if let (Some(r), Some(d)) = (why, alert.details.as_object_mut()) {
             d.insert("outcome".into(), r.en.into());
             d.insert("outcome_ja".into(), r.ja.into());
-            // One alert per source and day for every lowered rule (brute force, invalid
-            // users, spraying of one address), naming each rule.
-            d.insert("rules".into(), serde_json::json!([meta.reference()]));
-            alert.dedup_key = Some(outcome::lowered_episode_key(&a.group, a.episode_ms));
         }
         alert
     }

@@ -298,8 +298,6 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
             correlator.observe(ev, m, &arrival, &mut alerts);
         }
         correlator.flush(&mut alerts);
-        // Lowered episodes of one source and day, whatever their rule, become one row.
-        let mut lowered: BTreeMap<String, Row> = BTreeMap::new();
         for a in alerts {
             // One row per episode, with its final figures. Guessing from the internet that
             // guessed nothing is low (mamori_detect::outcome, the same judgement as `serve`).
@@ -318,21 +316,9 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                 row.level = level;
                 row.details.push(("outcome".into(), r.en));
                 row.details.push(("outcome_ja".into(), r.ja));
-                let key = outcome::lowered_episode_key(&a.group, a.first_ms);
-                match lowered.get_mut(&key) {
-                    Some(first) => merge_lowered(first, row),
-                    None => {
-                        if let Some(ev) = row.evidence.as_mut() {
-                            ev["rules"] = serde_json::json!([row.rule_id]);
-                        }
-                        lowered.insert(key, row);
-                    }
-                }
-                continue;
             }
             rows.push(row);
         }
-        rows.extend(lowered.into_values());
     }
     // Baseline analytics (mamori-analytics: identity directory, first-seen, volume, off-hours):
     // a second, observation-only pass over the files, run in event time. Only when asked for.
@@ -542,43 +528,6 @@ fn probe_episodes(probes: Vec<Probe>) -> Vec<Row> {
             }
         })
         .collect()
-}
-
-/// Adds a lowered correlation row to the row of its source and day: the rules, the titles,
-/// the events and the time span of both.
-fn merge_lowered(first: &mut Row, other: Row) {
-    if other.timestamp < first.timestamp {
-        first.timestamp = other.timestamp;
-    }
-    if !first.rule_title.contains(&other.rule_title) {
-        first.rule_title = format!("{}; {}", first.rule_title, other.rule_title);
-    }
-    for t in other.tags {
-        if !first.tags.contains(&t) {
-            first.tags.push(t);
-        }
-    }
-    let (Some(mine), Some(theirs)) = (first.evidence.as_mut(), other.evidence) else {
-        return;
-    };
-    if let Some(r) = mine["rules"].as_array_mut() {
-        let id = serde_json::Value::String(other.rule_id);
-        if !r.contains(&id) {
-            r.push(id);
-        }
-    }
-    if let (Some(s), Some(t)) = (mine["sources"].as_array_mut(), theirs["sources"].as_array()) {
-        for x in t {
-            if s.len() < EPISODE_SOURCES && !s.contains(x) {
-                s.push(x.clone());
-            }
-        }
-    }
-    let count = mine["count"]
-        .as_u64()
-        .unwrap_or(0)
-        .max(theirs["count"].as_u64().unwrap_or(0));
-    mine["count"] = count.into();
 }
 
 /// Most events an episode row lists in JSONL.
