@@ -22,6 +22,7 @@ pub mod correlation;
 mod glob;
 mod literals;
 mod logsource;
+pub mod outcome;
 mod ruleset;
 
 pub use ruleset::{CompileOptions, Match, RuleInfo, RuleSet, Scratch};

@@ -208,6 +208,51 @@ impl LiveAnalytics {
         self.risk.config().sigma_is_signal(level)
     }
 
+    /// Is `ip` inside the company (RFC 1918 or a configured network)?
+    pub fn is_internal(&self, ip: &str) -> bool {
+        self.networks.name_of(ip).is_some()
+    }
+
+    /// Adds a failed exploit probe (`mamori_detect::outcome`) as a signal on its public source
+    /// address: one kind of finding (many probes count once), the weight of a `low` Sigma
+    /// signal — the same as `mamori hunt`.
+    pub fn failed_probe_signal(
+        &mut self,
+        ev: &Event,
+        seq: Seq,
+        why: &str,
+        received_at: DateTime<Utc>,
+        out: &mut Vec<NewAlert>,
+    ) {
+        let entities: Vec<_> = self
+            .networks
+            .match_entities(ev)
+            .into_iter()
+            .filter(|e| e.kind == mamori_analytics::EntityKind::Address)
+            .collect();
+        let Some(time) = ev.timestamp else { return };
+        if entities.is_empty() {
+            return;
+        }
+        self.risk.note_time(time);
+        let sig = Signal {
+            time,
+            rule_id: mamori_detect::outcome::FAILED_PROBES_RULE_ID.to_owned(),
+            title: mamori_detect::outcome::FAILED_PROBES_TITLE.to_owned(),
+            weight: self.risk.config().sigma_weight(mamori_event::Level::Low),
+            entities,
+            source: ev.origin.to_string(),
+            seq: Some(seq),
+            why: why.to_owned(),
+            tags: vec!["attack.initial-access".into(), "attack.t1190".into()],
+        };
+        self.dirty = true;
+        self.risk.add(sig, &mut self.risk_out);
+        for r in self.risk_out.drain(..) {
+            out.push(risk_alert(&r, received_at));
+        }
+    }
+
     /// Adds a low-level Sigma match as a signal on the event's account, host and public
     /// source address; a risk alert it completes goes to `out`.
     pub fn sigma_signal(

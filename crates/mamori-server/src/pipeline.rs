@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use mamori_detect::correlation::{
     Arrival, CorrelationAlert, Correlator, Limits, Phase, PressureReport, SkewReport,
 };
-use mamori_detect::Match;
+use mamori_detect::{outcome, Match};
 use mamori_event::{Event, Level, RuleId};
 use mamori_sigma::FieldMap;
 use mamori_store::{Alert, AlertStore, AppendAck, EventStore, InsertOutcome, NewAlert, Seq};
@@ -729,7 +729,7 @@ impl Detector {
             .filter_map(|a| self.correlation_alert(a, now).dedup_key)
             .collect();
         for a in out.iter().filter(|a| a.phase == Phase::Closed) {
-            if a.correlation.level < self.settings.min_level {
+            if self.correlation_level(a) < self.settings.min_level {
                 continue;
             }
             let mut alert = self.correlation_alert(a, now);
@@ -883,6 +883,29 @@ impl Detector {
             let seq = w.first_seq + i as u64;
             for m in matches {
                 let info = rules.rule(m.rule);
+                // A probe the server answered with a failure is a signal (risk on its source)
+                // and part of one low episode per source and day, not an alert — the same
+                // judgement as `mamori hunt` (mamori_detect::outcome).
+                if info.standalone {
+                    if let outcome::Verdict::Signal(r) =
+                        outcome::judge_match(&info.meta, &info.logsource, ev)
+                    {
+                        if let Some(a) = self.analytics.as_mut() {
+                            let mut raised = Vec::new();
+                            a.failed_probe_signal(ev, seq, &r.en, w.received_at, &mut raised);
+                            for alert in
+                                raised.iter().filter(|x| x.level >= self.settings.min_level)
+                            {
+                                self.record(alert, w.received);
+                            }
+                        }
+                        if Level::Low >= self.settings.min_level {
+                            let alert = probe_episode_alert(ev, seq, &info.meta, &r, w.received_at);
+                            self.record(&alert, w.received);
+                        }
+                        continue;
+                    }
+                }
                 // Low-level rules may feed risk instead of alerting (crate::analytics).
                 if let Some(a) = self.analytics.as_mut().filter(|_| info.standalone) {
                     if a.sigma_is_signal(info.level) {
@@ -966,7 +989,7 @@ impl Detector {
         received_at: DateTime<Utc>,
         received: Instant,
     ) {
-        if a.correlation.level < self.settings.min_level {
+        if self.correlation_level(a) < self.settings.min_level {
             return;
         }
         let mut alert = self.correlation_alert(a, received_at);
@@ -1000,6 +1023,26 @@ impl Detector {
         format!("{rule}|{entity}|{window}")
     }
 
+    /// The level of a correlation episode: guessing from the internet that guessed nothing
+    /// is low (mamori_detect::outcome, the same judgement as `mamori hunt`).
+    fn correlation_level(&self, a: &CorrelationAlert) -> Level {
+        self.judge_correlation(a).0
+    }
+
+    fn judge_correlation(&self, a: &CorrelationAlert) -> (Level, Option<outcome::Reason>) {
+        let analytics = self.analytics.as_ref();
+        outcome::judge_correlation(
+            &a.correlation.meta,
+            a.correlation.kind,
+            a.correlation.level,
+            &a.group,
+            |ip| match analytics {
+                Some(x) => x.is_internal(ip),
+                None => outcome::is_internal_default(ip),
+            },
+        )
+    }
+
     fn correlation_alert(&self, a: &CorrelationAlert, received_at: DateTime<Utc>) -> NewAlert {
         let group = a
             .group
@@ -1011,10 +1054,11 @@ impl Detector {
         let first = DateTime::from_timestamp_millis(a.first_ms);
         let last = DateTime::from_timestamp_millis(a.last_ms);
         let ev = &a.evidence;
-        NewAlert {
+        let (level, why) = self.judge_correlation(a);
+        let mut alert = NewAlert {
             rule_id: RuleId(meta.reference().into()),
             title: meta.title.clone(),
-            level: a.correlation.level,
+            level,
             event_time: last,
             received_at,
             event_seqs: ev.refs.iter().map(|r| r.reference).collect(),
@@ -1036,7 +1080,12 @@ impl Detector {
                 "description": meta.description,
                 "description_ja": meta.extra.get("description_ja"),
             }),
+        };
+        if let (Some(r), Some(d)) = (why, alert.details.as_object_mut()) {
+            d.insert("outcome".into(), r.en.into());
+            d.insert("outcome_ja".into(), r.ja.into());
         }
+        alert
     }
 
     fn record(&self, a: &NewAlert, received: Instant) {
@@ -1057,6 +1106,47 @@ impl Detector {
                 tracing::error!(error = %e, rule = %a.rule_id, "cannot record alert");
             }
         }
+    }
+}
+
+/// The failed-probe episode of one source and day (`mamori_detect::outcome`): low, one alert
+/// whose seqs grow with each failed probe of that address that day (same dedup key).
+fn probe_episode_alert(
+    ev: &Event,
+    seq: Seq,
+    meta: &mamori_sigma::Meta,
+    why: &outcome::Reason,
+    received_at: DateTime<Utc>,
+) -> NewAlert {
+    let src = outcome::probe_source(ev);
+    let time = ev.timestamp.unwrap_or(received_at);
+    let host = ev.host().map(|h| h.into_owned()).unwrap_or_default();
+    NewAlert {
+        rule_id: RuleId(outcome::FAILED_PROBES_RULE_ID.into()),
+        title: outcome::FAILED_PROBES_TITLE.into(),
+        level: Level::Low,
+        event_time: Some(time),
+        received_at,
+        event_seqs: vec![seq],
+        group_key: Some(format!("source.ip={src}")),
+        dedup_key: Some(outcome::probe_episode_key(&src, time.timestamp_millis())),
+        details: serde_json::json!({
+            "source": ev.origin.to_string(),
+            "source.ip": src,
+            "host": host,
+            "first_seq": seq,
+            "last_seq": seq,
+            "events": 1,
+            "rules": [meta.reference()],
+            "products": [meta.title],
+            "answers": [why.status],
+            "outcome": why.en,
+            "outcome_ja": why.ja,
+            "title_ja": outcome::FAILED_PROBES_TITLE_JA,
+            "tags": ["attack.initial-access", "attack.t1190"],
+            "description": "Exploit probes from one address that the server answered with a failure (404, 400, 403 …): one low episode per source and day. Each probe is kept in the event store; the address collects risk.",
+            "description_ja": "サーバーが失敗（404・400・403 など）で応答した、同一アドレスからの攻撃プローブ。送信元・日ごとに低レベルのエピソード1件。各プローブはイベントストアに残り、アドレスにリスクが加算される。",
+        }),
     }
 }
 

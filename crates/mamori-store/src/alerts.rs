@@ -94,4 +94,22 @@ fn widen_seq_span(x: &mut serde_json::Value, a: &serde_json::Value) {
             obj.insert(k.into(), pick(m, t).into());
         }
     }
+    // An episode gathering several rules (failed probes of one source and day) names each
+    // of them, up to a bound.
+    for k in ["rules", "products", "answers"] {
+        let (Some(mine), Some(theirs)) = (
+            obj.get_mut(k).and_then(|v| v.as_array_mut()),
+            a.get(k).and_then(|v| v.as_array()),
+        ) else {
+            continue;
+        };
+        for v in theirs {
+            if mine.len() < MAX_EPISODE_NAMES && !mine.contains(v) {
+                mine.push(v.clone());
+            }
+        }
+    }
 }
+
+/// Most rule names an episode alert lists.
+const MAX_EPISODE_NAMES: usize = 32;

@@ -82,6 +82,37 @@ impl SigmaRisk {
         self.cfg.sigma_is_signal(level)
     }
 
+    /// Is `ip` inside the company (RFC 1918 or a configured network)?
+    pub(crate) fn is_internal(&self, ip: &str) -> bool {
+        self.networks.name_of(ip).is_some()
+    }
+
+    /// The risk signal of a failed exploit probe (`mamori_detect::outcome`): it weighs on the
+    /// public source address only, as one kind of finding (many probes count once), with the
+    /// weight of a `low` Sigma signal.
+    pub(crate) fn failed_probe_signal(&self, ev: &Event, why: &str) -> Option<Signal> {
+        let entities: Vec<_> = self
+            .networks
+            .match_entities(ev)
+            .into_iter()
+            .filter(|e| e.kind == mamori_analytics::EntityKind::Address)
+            .collect();
+        if entities.is_empty() {
+            return None;
+        }
+        Some(Signal {
+            time: ev.timestamp?,
+            rule_id: mamori_detect::outcome::FAILED_PROBES_RULE_ID.to_owned(),
+            title: mamori_detect::outcome::FAILED_PROBES_TITLE.to_owned(),
+            weight: self.cfg.sigma_weight(Level::Low),
+            entities,
+            source: ev.origin.to_string(),
+            seq: None,
+            why: why.to_owned(),
+            tags: vec!["attack.initial-access".into(), "attack.t1190".into()],
+        })
+    }
+
     /// The signal of one match: it weighs on the event's account, host and public source
     /// address (none of them: no signal).
     pub(crate) fn signal(&self, ev: &Event, info: &RuleInfo) -> Option<Signal> {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mamori_detect::correlation::{Arrival, CorrelationAlert, Correlator, Limits, Phase};
-use mamori_detect::{CompileOptions, Match, RuleSet};
+use mamori_detect::{outcome, CompileOptions, Match, RuleSet};
 use mamori_event::{Event, Format, Level};
 use mamori_ingest::{FileReport, ReadOptions};
 use mamori_sigma::FieldMap;
@@ -99,6 +99,19 @@ struct FileResult {
     for_correlation: Vec<(Event, Vec<Match>)>,
     /// Matches of low-level Sigma rules that feed risk instead of alerting.
     signals: Vec<mamori_analytics::Signal>,
+    /// Failed exploit probes (`mamori_detect::outcome`), gathered into episodes.
+    probes: Vec<Probe>,
+}
+
+/// A web exploit or probe whose response says it failed.
+struct Probe {
+    source_ip: String,
+    time_ms: i64,
+    host: String,
+    product: String,
+    rule_id: String,
+    status: u16,
+    origin: String,
 }
 
 pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
@@ -153,6 +166,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     corr_fields.extend(["host.name", "Computer", "hostname"].map(String::from));
     let sigma_risk = args.analytics.sigma_risk()?;
     let sigma_risk = &sigma_risk;
+    let analytics_on = args.analytics.enabled();
     let timeline_buf = timeline::Buffer::new();
     let corr_ref = &correlator;
     let results: Vec<FileResult> = pool.install(|| {
@@ -164,6 +178,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                     let mut rows = Vec::new();
                     let mut for_correlation = Vec::new();
                     let mut signals = Vec::new();
+                    let mut probes = Vec::new();
                     let mut matches = Vec::new();
                     let report = mamori_ingest::read_file(path, &read_opts, &mut |ev| {
                         matches.clear();
@@ -173,12 +188,41 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                         }
                         for m in &matches {
                             let info = rules.rule(m.rule);
-                            let as_signal = info.standalone && sigma_risk.is_signal(info.level);
+                            let mut as_signal = info.standalone && sigma_risk.is_signal(info.level);
                             if as_signal {
                                 signals.extend(sigma_risk.signal(&ev, info));
                             }
+                            // A probe the server answered with a failure is a signal, not an
+                            // alert (one definition with `serve`: mamori_detect::outcome).
+                            let verdict = if info.standalone {
+                                outcome::judge_match(&info.meta, &info.logsource, &ev)
+                            } else {
+                                outcome::Verdict::Alert
+                            };
+                            let mut why = None;
+                            if let outcome::Verdict::Signal(r) = verdict {
+                                as_signal = true;
+                                if analytics_on {
+                                    signals.extend(sigma_risk.failed_probe_signal(&ev, &r.en));
+                                }
+                                probes.push(Probe {
+                                    source_ip: outcome::probe_source(&ev),
+                                    time_ms: ev.timestamp.map_or(0, |t| t.timestamp_millis()),
+                                    host: ev.host().map(|h| h.into_owned()).unwrap_or_default(),
+                                    product: info.meta.title.clone(),
+                                    rule_id: info.meta.reference().to_owned(),
+                                    status: r.status.unwrap_or(0),
+                                    origin: ev.origin.to_string(),
+                                });
+                                why = Some(r);
+                            }
                             if !info.standalone || info.level < args.min_level {
                                 continue;
+                            }
+                            let mut details = rules.details(m.rule, &ev);
+                            if let Some(r) = why {
+                                details.push(("outcome".into(), r.en));
+                                details.push(("outcome_ja".into(), r.ja));
                             }
                             rows.push(Row {
                                 timestamp: ev.timestamp,
@@ -188,7 +232,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                 rule_title: info.meta.title.clone(),
                                 level: info.level,
                                 tags: info.meta.attack_tags().map(str::to_owned).collect(),
-                                details: rules.details(m.rule, &ev),
+                                details,
                                 event: jsonl.then(|| ev.fields_json()),
                                 kind: if as_signal {
                                     timeline::RowKind::Signal
@@ -213,6 +257,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                         rows,
                         for_correlation,
                         signals,
+                        probes,
                     }
                 },
             )
@@ -224,12 +269,17 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let mut rows: Vec<Row> = Vec::new();
     let mut corr_events: Vec<(Event, Vec<Match>)> = Vec::new();
     let mut sigma_signals = Vec::new();
+    let mut probes = Vec::new();
     let mut reports = Vec::with_capacity(results.len());
     for r in results {
         timeline_buf.push_batch(r.rows);
         corr_events.extend(r.for_correlation);
         sigma_signals.extend(r.signals);
+        probes.extend(r.probes);
         reports.push(r.report);
+    }
+    if Level::Low >= args.min_level {
+        rows.extend(probe_episodes(probes));
     }
     if !correlator.is_empty() {
         corr_events.sort_by_key(|(e, _)| e.timestamp);
@@ -249,11 +299,25 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
         }
         correlator.flush(&mut alerts);
         for a in alerts {
-            // One row per episode, with its final figures.
-            if a.phase != Phase::Closed || a.correlation.level < args.min_level {
+            // One row per episode, with its final figures. Guessing from the internet that
+            // guessed nothing is low (mamori_detect::outcome, the same judgement as `serve`).
+            let (level, why) = outcome::judge_correlation(
+                &a.correlation.meta,
+                a.correlation.kind,
+                a.correlation.level,
+                &a.group,
+                |ip| sigma_risk.is_internal(ip),
+            );
+            if a.phase != Phase::Closed || level < args.min_level {
                 continue;
             }
-            rows.push(correlation_row(&a, &corr_events));
+            let mut row = correlation_row(&a, &corr_events);
+            if let Some(r) = why {
+                row.level = level;
+                row.details.push(("outcome".into(), r.en));
+                row.details.push(("outcome_ja".into(), r.ja));
+            }
+            rows.push(row);
         }
     }
     // Baseline analytics (mamori-analytics: identity directory, first-seen, volume, off-hours):
@@ -369,6 +433,105 @@ fn correlation_row(a: &CorrelationAlert, events: &[(Event, Vec<Match>)]) -> Row 
         })),
     }
 }
+
+/// One row per source and day for the failed exploit probes: low, with first/last, count,
+/// the products probed and the answers, citing its events like a correlation row.
+fn probe_episodes(probes: Vec<Probe>) -> Vec<Row> {
+    let mut by_key: BTreeMap<String, Vec<Probe>> = BTreeMap::new();
+    for p in probes {
+        by_key
+            .entry(outcome::probe_episode_key(&p.source_ip, p.time_ms))
+            .or_default()
+            .push(p);
+    }
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default()
+    };
+    by_key
+        .into_values()
+        .map(|mut ps| {
+            ps.sort_by_key(|p| p.time_ms);
+            let (first, last) = (&ps[0], &ps[ps.len() - 1]);
+            let mut products: Vec<&str> = ps.iter().map(|p| p.product.as_str()).collect();
+            products.sort_unstable();
+            products.dedup();
+            let mut rule_ids: Vec<&str> = ps.iter().map(|p| p.rule_id.as_str()).collect();
+            rule_ids.sort_unstable();
+            rule_ids.dedup();
+            let mut statuses: Vec<u16> = ps.iter().map(|p| p.status).collect();
+            statuses.sort_unstable();
+            statuses.dedup();
+            let mut hosts: Vec<&str> = ps
+                .iter()
+                .map(|p| p.host.as_str())
+                .filter(|h| !h.is_empty())
+                .collect();
+            hosts.sort_unstable();
+            hosts.dedup();
+            // One request may match several rules: the episode counts requests.
+            let mut sources: Vec<&str> = ps.iter().map(|p| p.origin.as_str()).collect();
+            sources.dedup();
+            let requests = sources.len();
+            sources.truncate(EPISODE_SOURCES);
+            let statuses = statuses
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let details = vec![
+                ("source.ip".to_owned(), first.source_ip.clone()),
+                ("events".to_owned(), requests.to_string()),
+                ("first".to_owned(), time(first.time_ms)),
+                ("last".to_owned(), time(last.time_ms)),
+                ("products".to_owned(), products.join("; ")),
+                ("answers".to_owned(), statuses.clone()),
+                (
+                    "outcome".to_owned(),
+                    format!("every probe failed (the server answered {statuses}): one low episode for this source and day, not one alert per request"),
+                ),
+                (
+                    "outcome_ja".to_owned(),
+                    format!("すべての試行は失敗（サーバーの応答 {statuses}）。リクエストごとのアラートではなく、この送信元・この日について低レベルのエピソード1件"),
+                ),
+                (
+                    "title_ja".to_owned(),
+                    outcome::FAILED_PROBES_TITLE_JA.to_owned(),
+                ),
+            ];
+            let source = if requests == 1 {
+                first.origin.clone()
+            } else {
+                format!("{} … {}", first.origin, last.origin)
+            };
+            Row {
+                timestamp: chrono::DateTime::from_timestamp_millis(first.time_ms),
+                host: hosts.join(", "),
+                source,
+                rule_id: outcome::FAILED_PROBES_RULE_ID.to_owned(),
+                rule_title: outcome::FAILED_PROBES_TITLE.to_owned(),
+                level: Level::Low,
+                tags: vec!["attack.initial-access".into(), "attack.t1190".into()],
+                details,
+                event: None,
+                kind: timeline::RowKind::Detection,
+                evidence: Some(serde_json::json!({
+                    "first": first.origin,
+                    "last": last.origin,
+                    "count": requests,
+                    "rules": rule_ids,
+                    "hosts": hosts,
+                    "sources": sources,
+                    "sources_truncated": requests > EPISODE_SOURCES,
+                })),
+            }
+        })
+        .collect()
+}
+
+/// Most events an episode row lists in JSONL.
+const EPISODE_SOURCES: usize = 100;
 
 fn summary(
     reports: &[FileReport],

@@ -273,6 +273,12 @@ fn score(sim: &Sim, findings: &[Finding], signals: usize) -> Score {
                 alerted.insert(i);
                 if !matches!(f.level.as_str(), "informational" | "low") {
                     s.noise_above_low += 1;
+                    eprintln!(
+                        "NOISE above low: [{}] {} {:?}",
+                        f.level,
+                        f.title,
+                        f.locs.iter().take(3).collect::<Vec<_>>()
+                    );
                 }
             }
             None => s.false_alerts.push(format!(
@@ -359,6 +365,15 @@ fn hunt(sim: &Sim) -> Score {
         }
         // A correlation row cites the first and last of its events.
         if let Some(ev) = r["evidence"].as_object() {
+            // An episode of failed probes names the rules of its probes.
+            for r in ev
+                .get("rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                rule_ids.extend(r.as_str().map(str::to_owned));
+            }
             for k in ["first", "last"] {
                 if let Some(s) = ev.get(k).and_then(|v| v["source"].as_str()) {
                     locs.push(loc(s));
@@ -498,6 +513,10 @@ fn serve_findings(sim: &Sim, srv: &Server, alerts: &[Value]) -> Vec<Finding> {
                 .filter_map(Value::as_u64)
                 .collect();
             let mut rule_ids = vec![a["rule_id"].as_str().unwrap_or_default().to_owned()];
+            // An episode of failed probes names the rules of its probes.
+            for r in a["details"]["rules"].as_array().into_iter().flatten() {
+                rule_ids.extend(r.as_str().map(str::to_owned));
+            }
             for sig in a["details"]["signals"].as_array().into_iter().flatten() {
                 rule_ids.extend(sig["rule_id"].as_str().map(str::to_owned));
                 seqs.extend(sig["seq"].as_u64());
@@ -842,5 +861,110 @@ fn the_vpn_intrusion_is_found_on_a_palo_alto_globalprotect_gateway() {
                 && r["details"].to_string().contains("89.160.20.115")),
             "no `{title}` naming the attacker"
         );
+    }
+}
+
+// ---- outcome-aware detections (mamori_detect::outcome) ----------------------------------
+
+fn access_line(ip: &str, min: u32, path: &str, status: u16) -> String {
+    format!(
+        "{ip} - - [07/Sep/2026:10:{min:02}:00 +0000] \"GET {path} HTTP/1.1\" {status} 162 \"-\" \"Mozilla/5.0 zgrab/0.x\"\n"
+    )
+}
+
+/// The same FortiOS exploit request: answered 404 by a server that is no FortiGate, it is a
+/// signal (with its reason in English and Japanese) inside one low episode for its source
+/// and day; answered 200, it stays a high alert.
+#[test]
+fn a_failed_probe_is_a_signal_in_one_daily_episode_a_successful_one_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let fgt = "/remote/fgt_lang?lang=/../../../..//////////dev/cmdb/sslvpn_websession";
+    let mut log = String::new();
+    for (i, p) in [
+        fgt,
+        "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php",
+        fgt,
+    ]
+    .iter()
+    .enumerate()
+    {
+        log.push_str(&access_line("198.51.100.23", i as u32, p, 404));
+    }
+    log.push_str(&access_line("203.0.113.77", 30, fgt, 200));
+    std::fs::write(dir.path().join("access.log"), log).unwrap();
+    let timeline = dir.path().join("t.jsonl");
+    let out = mamori(&[
+        "hunt",
+        dir.path().join("access.log").to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-o",
+        timeline.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows = read_jsonl(&timeline);
+    let by_ip =
+        |ip: &str| -> Vec<&Value> { rows.iter().filter(|r| r.to_string().contains(ip)).collect() };
+    // The successful exploit: an alert at its rule's level.
+    let ok = by_ip("203.0.113.77");
+    assert!(
+        ok.iter()
+            .any(|r| r["kind"] != "signal" && r["rule"]["level"] == "high"),
+        "{ok:#?}"
+    );
+    // The failed ones: signals that say why, and one low episode.
+    let failed = by_ip("198.51.100.23");
+    let alerts: Vec<_> = failed.iter().filter(|r| r["kind"] != "signal").collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["rule"]["id"], "mamori.outcome.failed_probes");
+    assert_eq!(alerts[0]["rule"]["level"], "low");
+    assert_eq!(alerts[0]["evidence"]["count"], 3);
+    assert!(alerts[0]["evidence"]["rules"].as_array().unwrap().len() >= 2);
+    let signals: Vec<_> = failed.iter().filter(|r| r["kind"] == "signal").collect();
+    assert!(signals.len() >= 3, "{signals:#?}");
+    let s = signals[0].to_string();
+    assert!(s.contains("probe failed: the server answered 404"), "{s}");
+    assert!(s.contains("攻撃の試行は失敗"), "{s}");
+}
+
+/// Real data: scanners (Acunetix, Netsparker, w3af) that got 200s from a vulnerable
+/// application still raise high alerts; only what the server refused became signals.
+#[test]
+fn real_scanner_logs_against_a_vulnerable_app_still_alert() {
+    let Some(c) = corpus() else { return };
+    let dir = c.join("weblogs/ocatak-apache-http-logs");
+    if !dir.is_dir() {
+        eprintln!("skipped: corpus not found at {}", dir.display());
+        return;
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let timeline = out_dir.path().join("t.jsonl");
+    let out = mamori(&[
+        "hunt",
+        dir.to_str().unwrap(),
+        "--format",
+        "jsonl",
+        "-o",
+        timeline.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows = read_jsonl(&timeline);
+    let high_on_200 = rows
+        .iter()
+        .filter(|r| {
+            r["kind"] != "signal"
+                && matches!(r["rule"]["level"].as_str(), Some("high" | "critical"))
+                && r["event"]["http.response.status_code"] == 200
+        })
+        .count();
+    assert!(high_on_200 >= 100, "{high_on_200} high alerts on 200s");
+    // No signal was made of a request the server answered 2xx.
+    for r in rows.iter().filter(|r| r["kind"] == "signal") {
+        let st = r["event"]["http.response.status_code"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(!(200..300).contains(&st), "{r}");
     }
 }

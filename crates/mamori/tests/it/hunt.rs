@@ -239,7 +239,7 @@ fn low_sigma_rules_can_feed_risk_instead_of_alerting() {
     let dir = tempfile::tempdir().unwrap();
     let ff = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:129.0) Gecko/20100101 Firefox/129.0";
     let log = format!(
-        "203.0.113.9 - - [02/Mar/2026:02:00:40 +0000] \"GET /.git/config HTTP/1.1\" 404 100 \"-\" \"{ff}\"\n\
+        "203.0.113.9 - - [02/Mar/2026:02:00:40 +0000] \"GET /.git/config HTTP/1.1\" 200 100 \"-\" \"{ff}\"\n\
          203.0.113.9 - - [02/Mar/2026:02:01:40 +0000] \"GET http://www.example.com/ HTTP/1.1\" 200 100 \"-\" \"{ff}\"\n"
     );
     std::fs::write(dir.path().join("access.log"), log).unwrap();

@@ -176,6 +176,7 @@ fn vpn_spray_opens_an_incident_notifies_and_blocks_then_rolls_back() {
         extra.push_str(&format!(
             "[response.policy]\nallow_list = [\"192.0.2.0/24\"]\ndefault_ttl = 3600\nmax_ttl = 86400\n\
              [response.policy.levels.high]\nblock_ip = \"automatic\"\n\
+             [response.policy.levels.low]\nblock_ip = \"automatic\"\n\
              [response.backends.nft]\nnft = \"/usr/sbin/nft\"\nip = \"/usr/sbin/ip\"\nnetns = \"{}\"\n",
             ns.0
         ));

@@ -110,6 +110,14 @@ fn run_scenario(dir: &Path, scenario: &str, seed: u64, days: u32, per_day: u32) 
                 .iter()
                 .map(|s| loc_of(s["source"].as_str().unwrap_or_default())),
         );
+        // An episode of failed probes cites its requests (mamori_detect::outcome).
+        v.extend(
+            r["evidence"]["sources"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(loc_of)),
+        );
         v
     };
     let rule_ids = |r: &Value| -> Vec<String> {
@@ -119,6 +127,8 @@ fn run_scenario(dir: &Path, scenario: &str, seed: u64, days: u32, per_day: u32) 
                 .iter()
                 .filter_map(|s| s["rule_id"].as_str().map(str::to_owned)),
         );
+        // … and names the rules of its probes.
+        v.extend(strs(&r["evidence"]["rules"]));
         v
     };
     let details = |r: &Value| r["details"].to_string();

@@ -269,7 +269,7 @@ fn ssh_brute_force_over_tcp_alerts_within_a_second_and_is_searchable() {
     c.flush().unwrap();
     let sent = Instant::now();
     let alert = loop {
-        let (s, v) = srv.get("/api/v1/alerts?min_level=high");
+        let (s, v) = srv.get("/api/v1/alerts?min_level=low");
         assert_eq!(s, 200, "{v}");
         let found = v["alerts"]
             .as_array()
