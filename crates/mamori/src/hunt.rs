@@ -171,6 +171,8 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                         if matches.is_empty() {
                             return;
                         }
+                        // JSONL rows carry the event: rendered once, shared by its rows.
+                        let mut event_json: Option<std::sync::Arc<str>> = None;
                         for m in &matches {
                             let info = rules.rule(m.rule);
                             let as_signal = info.standalone && sigma_risk.is_signal(info.level);
@@ -189,7 +191,11 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                 level: info.level,
                                 tags: info.meta.attack_tags().map(str::to_owned).collect(),
                                 details: rules.details(m.rule, &ev),
-                                event: jsonl.then(|| ev.fields_json()),
+                                event: jsonl.then(|| {
+                                    event_json
+                                        .get_or_insert_with(|| ev.fields_json_text().into())
+                                        .clone()
+                                }),
                                 kind: if as_signal {
                                     timeline::RowKind::Signal
                                 } else {

@@ -11,7 +11,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use mamori_event::Level;
 use mamori_vault::formula_safe;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// Rows a worker hands over at once.
 pub(crate) const BATCH: usize = 4096;
@@ -29,8 +28,9 @@ pub(crate) struct Row {
     pub(crate) level: mamori_event::Level,
     pub(crate) tags: Vec<String>,
     pub(crate) details: Vec<(String, String)>,
-    /// The full event (JSONL only).
-    pub(crate) event: Option<serde_json::Value>,
+    /// The full event as JSON object text (JSONL only), rendered once per event and shared by
+    /// the rows of every rule it matched.
+    pub(crate) event: Option<std::sync::Arc<str>>,
     /// Correlation rows: the events behind the row (first/last `file:line`, count, hosts, all
     /// sources up to a bound). Written in JSONL; CSV shows first … last in `source`.
     #[serde(default)]
@@ -238,6 +238,31 @@ fn spill(rows: &[Row]) -> std::io::Result<std::fs::File> {
     w.into_inner().map_err(|e| e.into_error())
 }
 
+/// JSON text written straight into a line buffer.
+mod erased {
+    pub(super) trait Json {
+        fn write(&self, out: &mut Vec<u8>);
+    }
+
+    impl Json for String {
+        fn write(&self, out: &mut Vec<u8>) {
+            string(out, self)
+        }
+    }
+
+    impl Json for &str {
+        fn write(&self, out: &mut Vec<u8>) {
+            string(out, self)
+        }
+    }
+
+    /// A JSON string literal, escaped.
+    pub(super) fn string(out: &mut Vec<u8>, s: &str) {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, s);
+    }
+}
+
 /// Streams rows out in one format.
 enum Writer<'a> {
     Csv(Box<csv::Writer<&'a mut dyn Write>>, Stats),
@@ -286,25 +311,64 @@ impl<'a> Writer<'a> {
             }
             Writer::Jsonl(out, st) => {
                 st.add(r);
-                let details: serde_json::Map<String, serde_json::Value> = r
-                    .details
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                    .collect();
-                let mut line = json!({
-                    "timestamp": r.ts(),
-                    "host": r.host,
-                    "source": r.source,
-                    "rule": {"id": r.rule_id, "title": r.rule_title, "level": r.level, "tags": r.tags},
-                    "details": details,
-                    "kind": r.kind.as_str(),
-                    "event": r.event,
-                });
-                if let Some(e) = &r.evidence {
-                    line["evidence"] = e.clone();
+                // Written field by field (the keys in the order `json!` would give them): the
+                // event is already JSON text and is copied, not parsed and re-serialised.
+                let mut line = Vec::with_capacity(256 + r.event.as_ref().map_or(0, |e| e.len()));
+                let put = |line: &mut Vec<u8>, key: &str, v: &dyn erased::Json| {
+                    line.push(if line.is_empty() { b'{' } else { b',' });
+                    erased::string(line, key);
+                    line.push(b':');
+                    v.write(line);
+                };
+                put(&mut line, "timestamp", &r.ts());
+                put(&mut line, "host", &r.host);
+                put(&mut line, "source", &r.source);
+                line.extend_from_slice(b",\"rule\":{\"id\":");
+                erased::string(&mut line, &r.rule_id);
+                line.extend_from_slice(b",\"title\":");
+                erased::string(&mut line, &r.rule_title);
+                line.extend_from_slice(b",\"level\":");
+                erased::string(&mut line, r.level.as_str());
+                line.extend_from_slice(b",\"tags\":[");
+                for (i, t) in r.tags.iter().enumerate() {
+                    if i > 0 {
+                        line.push(b',');
+                    }
+                    erased::string(&mut line, t);
                 }
-                serde_json::to_writer(&mut **out, &line)?;
-                out.write_all(b"\n")?;
+                line.extend_from_slice(b"]},\"details\":{");
+                // A repeated key keeps its first place and its last value (as a JSON map would).
+                let mut first = true;
+                for (i, (k, _)) in r.details.iter().enumerate() {
+                    if r.details[..i].iter().any(|(x, _)| x == k) {
+                        continue;
+                    }
+                    let v = r.details[i..]
+                        .iter()
+                        .rev()
+                        .find(|(x, _)| x == k)
+                        .map_or("", |(_, v)| v.as_str());
+                    if !first {
+                        line.push(b',');
+                    }
+                    first = false;
+                    erased::string(&mut line, k);
+                    line.push(b':');
+                    erased::string(&mut line, v);
+                }
+                line.push(b'}');
+                put(&mut line, "kind", &r.kind.as_str());
+                line.extend_from_slice(b",\"event\":");
+                match &r.event {
+                    Some(e) => line.extend_from_slice(e.as_bytes()),
+                    None => line.extend_from_slice(b"null"),
+                }
+                if let Some(e) = &r.evidence {
+                    line.extend_from_slice(b",\"evidence\":");
+                    serde_json::to_writer(&mut line, e)?;
+                }
+                line.extend_from_slice(b"}\n");
+                out.write_all(&line)?;
             }
         }
         Ok(())
@@ -341,6 +405,7 @@ pub(crate) fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn row(secs: i64, src: &str) -> Row {
         Row {
@@ -410,7 +475,7 @@ mod tests {
             level: mamori_event::Level::High,
             tags: vec!["attack.t1110".into()],
             details: vec![("user.name".into(), "root".into())],
-            event: Some(json!({"user.name": "root"})),
+            event: Some(r#"{"user.name":"root"}"#.into()),
             kind: RowKind::Detection,
             evidence: None,
         };
@@ -424,5 +489,55 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["event"]["user.name"], "root");
         assert_eq!(v["rule"]["level"], "high");
+    }
+
+    #[test]
+    fn jsonl_rows_are_what_a_json_tree_gives() {
+        let event = json!({"CommandLine": "a \"b\"\n", "EventID": 1, "x": null, "l": [1, "2"]});
+        let row = Row {
+            timestamp: DateTime::from_timestamp(1_600_000_000, 5_000_000),
+            host: "h\u{7}".into(),
+            source: "f.jsonl:3".into(),
+            rule_id: "id-1".into(),
+            rule_title: "Title é".into(),
+            level: Level::Critical,
+            tags: vec!["attack.t1".into(), "attack.t2".into()],
+            details: vec![
+                ("b".into(), "1".into()),
+                ("a".into(), "2".into()),
+                ("b".into(), "3".into()),
+            ],
+            event: Some(event.to_string().into()),
+            kind: RowKind::Signal,
+            evidence: Some(json!({"first": "x", "count": 2})),
+        };
+        let mut out = Vec::new();
+        write(std::slice::from_ref(&row), TimelineFormat::Jsonl, &mut out).unwrap();
+        let mut details = serde_json::Map::new();
+        for (k, v) in &row.details {
+            details.insert(k.clone(), json!(v));
+        }
+        let want = json!({
+            "timestamp": row.ts(),
+            "host": row.host,
+            "source": row.source,
+            "rule": {"id": row.rule_id, "title": row.rule_title, "level": row.level, "tags": row.tags},
+            "details": details,
+            "kind": "signal",
+            "event": event,
+            "evidence": row.evidence,
+        });
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with('\n'));
+        let got: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(got, want);
+        // Keys in the order of the tree the rows used to be rendered from.
+        let keys: Vec<&str> = ["timestamp", "host", "source", "rule", "details", "kind", "event", "evidence"].to_vec();
+        let mut last = 0;
+        for k in keys {
+            let at = text.find(&format!("\"{k}\":")).unwrap();
+            assert!(at >= last, "{k} out of order in {text}");
+            last = at;
+        }
     }
 }
