@@ -153,7 +153,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     corr_fields.extend(["host.name", "Computer", "hostname"].map(String::from));
     let sigma_risk = args.analytics.sigma_risk()?;
     let sigma_risk = &sigma_risk;
-    let timeline_buf = timeline::Buffer::new();
+    let timeline_buf = timeline::Buffer::new(args.format);
     let corr_ref = &correlator;
     let results: Vec<FileResult> = pool.install(|| {
         files
@@ -283,7 +283,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("cannot create {}", p.display()))?;
             let mut w = std::io::BufWriter::new(f);
             stats = timeline_buf
-                .write_sorted(args.format, &mut w)
+                .write_sorted(&mut w)
                 .with_context(|| format!("cannot write {}", p.display()))?;
         }
         None => {
@@ -296,7 +296,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
             } else {
                 Box::new(w)
             };
-            match timeline_buf.write_sorted(args.format, &mut w) {
+            match timeline_buf.write_sorted(&mut w) {
                 Ok(s) => stats = s,
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 Err(e) => return Err(e).context("cannot write the timeline"),
