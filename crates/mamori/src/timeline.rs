@@ -643,7 +643,7 @@ mod tests {
 
     #[test]
     fn spilled_csv_is_the_stable_sort_of_the_rows() {
-        let rows: Vec<Row> = (0..2 * SPILL_AT as i64 + 5)
+        let rows: Vec<Row> = (0..3 * SPILL_AT as i64 + 5)
             .map(|i| {
                 let mut r = row((i * 7919) % 1000, &format!("s{}", i % 5));
                 if i % 7 == 0 {
