@@ -91,6 +91,14 @@ fn slim(ev: &Event, names: &[String]) -> Event {
     out
 }
 
+/// How many rules of each kind were loaded (for the summary).
+struct PackCounts {
+    rules: usize,
+    correlations: usize,
+    filters: usize,
+    failed: usize,
+}
+
 /// What one file produced.
 struct FileResult {
     report: FileReport,
@@ -118,6 +126,15 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let opts = CompileOptions::default();
     let rules = RuleSet::compile(&pack, &opts);
     let mut correlator = Correlator::new(&pack, &rules, &FieldMap::builtin(), Limits::default());
+    // The parsed rules are compiled: only their counts are needed from here on. Freed before
+    // the files are read, their memory serves the hunt instead of adding to its peak.
+    let pack_counts = PackCounts {
+        rules: pack.rules.len(),
+        correlations: pack.correlations.len(),
+        filters: pack.filters.len(),
+        failed: pack.failures.len(),
+    };
+    drop(pack);
 
     let (files, walk_errors) = mamori_ingest::discover(&args.paths);
     let threads = args
@@ -309,7 +326,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
             &reports,
             &walk_errors,
             &stats,
-            &pack,
+            &pack_counts,
             rule_files,
             start.elapsed(),
         );
@@ -380,7 +397,7 @@ fn summary(
     reports: &[FileReport],
     walk_errors: &[mamori_ingest::ReadError],
     stats: &timeline::Stats,
-    pack: &mamori_sigma::RulePack,
+    pack: &PackCounts,
     rule_files: usize,
     elapsed: std::time::Duration,
 ) {
@@ -398,10 +415,7 @@ fn summary(
     let _ = writeln!(
         e,
         "\nRules: {} loaded from {rule_files} files ({} correlations, {} filters), {} failed",
-        pack.rules.len(),
-        pack.correlations.len(),
-        pack.filters.len(),
-        pack.failures.len()
+        pack.rules, pack.correlations, pack.filters, pack.failed
     );
     let _ = writeln!(e, "Events read: {events} from {} files", reports.len());
     for (f, (n, ev)) in &by_format {
