@@ -222,9 +222,9 @@ impl Event {
         let mut out = Vec::with_capacity(self.raw.len() + 16 * self.fields.len() + 2);
         out.push(b'{');
         for (i, (n, v)) in self.fields.iter().enumerate() {
-            let seen = self.fields[..i].iter().any(|(m, _)| {
-                std::ptr::eq(m.as_str().as_ptr(), n.as_str().as_ptr()) || m == n
-            });
+            let seen = self.fields[..i]
+                .iter()
+                .any(|(m, _)| std::ptr::eq(m.as_str().as_ptr(), n.as_str().as_ptr()) || m == n);
             if seen {
                 continue;
             }

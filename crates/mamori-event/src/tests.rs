@@ -86,7 +86,10 @@ fn fields_json_text_is_fields_json_rendered() {
     let back: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(back, e.fields_json());
     // Field order, first value of a repeated name.
-    assert!(text.starts_with(r#"{"b":"x\"\n\u0001é","a":-4,"f":1.5,"#), "{text}");
+    assert!(
+        text.starts_with(r#"{"b":"x\"\n\u0001é","a":-4,"f":1.5,"#),
+        "{text}"
+    );
     assert_eq!(back["b"], "x\"\n\u{1}é");
     assert_eq!(back["a"], -4);
     assert!(back["nan"].is_null());

@@ -643,12 +643,10 @@ fn json_line(ctx: &mut Ctx<'_>, bytes: &[u8], number: u64, offset: u64) {
                 }
             }
         }
-        Json::Object(_) => {
-            match parse_json_value(&value, t.to_vec(), origin, &mut ctx.names) {
-                Ok(ev) => ctx.emit(ev),
-                Err(e) => ctx.error(Some(number), None, Some(offset), e.to_string()),
-            }
-        }
+        Json::Object(_) => match parse_json_value(&value, t.to_vec(), origin, &mut ctx.names) {
+            Ok(ev) => ctx.emit(ev),
+            Err(e) => ctx.error(Some(number), None, Some(offset), e.to_string()),
+        },
         Json::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 element(ctx, item, Some(number), i as u64 + 1, offset);

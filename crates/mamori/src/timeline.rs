@@ -632,7 +632,17 @@ mod tests {
         let got: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(got, want);
         // Keys in the order of the tree the rows used to be rendered from.
-        let keys: Vec<&str> = ["timestamp", "host", "source", "rule", "details", "kind", "event", "evidence"].to_vec();
+        let keys: Vec<&str> = [
+            "timestamp",
+            "host",
+            "source",
+            "rule",
+            "details",
+            "kind",
+            "event",
+            "evidence",
+        ]
+        .to_vec();
         let mut last = 0;
         for k in keys {
             let at = text.find(&format!("\"{k}\":")).unwrap();
@@ -649,7 +659,8 @@ mod tests {
                 if i % 7 == 0 {
                     r.timestamp = None;
                 } else {
-                    r.timestamp = DateTime::from_timestamp((i * 7919) % 1000, (i % 3) as u32 * 1000);
+                    r.timestamp =
+                        DateTime::from_timestamp((i * 7919) % 1000, (i % 3) as u32 * 1000);
                 }
                 r.host = format!("=h{i}");
                 r
@@ -667,6 +678,9 @@ mod tests {
         sorted.sort_by(|a, b| (a.timestamp, &a.source).cmp(&(b.timestamp, &b.source)));
         let mut want = Vec::new();
         write(&sorted, TimelineFormat::Csv, &mut want).unwrap();
-        assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
     }
 }

@@ -353,7 +353,15 @@ mod tests {
     }
 
     fn same(a: &Event, b: &Event) -> Result<(), String> {
-        let show = |e: &Event| format!("{:?} {:?} {:?} {:?}", e.fields(), e.timestamp, e.timestamp_raw, e.logsource);
+        let show = |e: &Event| {
+            format!(
+                "{:?} {:?} {:?} {:?}",
+                e.fields(),
+                e.timestamp,
+                e.timestamp_raw,
+                e.logsource
+            )
+        };
         if a.fields() == b.fields()
             && a.timestamp == b.timestamp
             && a.timestamp_raw == b.timestamp_raw
@@ -413,14 +421,23 @@ mod tests {
             r#"[{"a":1}]"#,
         ] {
             let mut names = Interner::new();
-            assert!(parse(line.as_bytes(), &origin(), &mut names).is_none(), "{line}");
+            assert!(
+                parse(line.as_bytes(), &origin(), &mut names).is_none(),
+                "{line}"
+            );
         }
     }
 
     #[test]
     fn bad_input_takes_the_general_path() {
         let mut names = Interner::new();
-        for bad in [&b"{\"a\":"[..], b"{\"a\":1} x", b"{\"a\":\"\xff\"}", b"", b"nul"] {
+        for bad in [
+            &b"{\"a\":"[..],
+            b"{\"a\":1} x",
+            b"{\"a\":\"\xff\"}",
+            b"",
+            b"nul",
+        ] {
             assert!(parse(bad, &origin(), &mut names).is_none());
         }
     }
@@ -428,7 +445,8 @@ mod tests {
     /// Every record of the benchmark file (the corpus): the same event from both paths.
     #[test]
     fn corpus_records_agree_with_the_general_path() {
-        let corpus = std::env::var("MAMORI_CORPUS").unwrap_or_else(|_| "../../../shared/corpus".into());
+        let corpus =
+            std::env::var("MAMORI_CORPUS").unwrap_or_else(|_| "../../../shared/corpus".into());
         let path = Path::new(&corpus).join("bench/windows-flat.jsonl");
         let Ok(text) = std::fs::read_to_string(&path) else {
             eprintln!("skipped: corpus not found at {}", path.display());
@@ -438,6 +456,9 @@ mod tests {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             fast_count += usize::from(check(line));
         }
-        assert!(fast_count > 20_000, "{fast_count} records took the fast path");
+        assert!(
+            fast_count > 20_000,
+            "{fast_count} records took the fast path"
+        );
     }
 }
