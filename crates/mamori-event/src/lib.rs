@@ -215,6 +215,31 @@ impl Event {
             .or_else(|| self.get_str("hostname"))
     }
 
+    /// The fields as the text of one JSON object, the same as `fields_json()` rendered (first
+    /// value of a repeated name, in field order) but written straight from the fields: no JSON
+    /// tree is built, so a timeline row costs what its event's text costs.
+    pub fn fields_json_text(&self) -> String {
+        let mut out = Vec::with_capacity(self.raw.len() + 16 * self.fields.len() + 2);
+        out.push(b'{');
+        for (i, (n, v)) in self.fields.iter().enumerate() {
+            let seen = self.fields[..i]
+                .iter()
+                .any(|(m, _)| std::ptr::eq(m.as_str().as_ptr(), n.as_str().as_ptr()) || m == n);
+            if seen {
+                continue;
+            }
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            value::write_json_str(&mut out, n.as_str());
+            out.push(b':');
+            v.write_json(&mut out);
+        }
+        out.push(b'}');
+        // Only valid UTF-8 was written: names and strings are `str`, the rest ASCII.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
     /// The fields as one JSON object (flattened names), for JSONL timelines and the API.
     pub fn fields_json(&self) -> serde_json::Value {
         let mut map = serde_json::Map::with_capacity(self.fields.len());

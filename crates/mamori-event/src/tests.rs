@@ -65,3 +65,32 @@ fn level_order_and_labels() {
     assert_eq!(Level::High.as_str_ja(), "高");
     assert_eq!(Format::parse("access-log"), Some(Format::AccessLog));
 }
+
+#[test]
+fn fields_json_text_is_fields_json_rendered() {
+    let mut names = Interner::new();
+    let mut e = Event::new(Format::Json, origin(), Vec::new());
+    e.push(names.intern("b"), Value::from("x\"\n\u{1}é"));
+    e.push(names.intern("a"), Value::Int(-4));
+    e.push(names.intern("b"), Value::from("second"));
+    e.push("a".into(), Value::Null);
+    e.push(names.intern("f"), Value::Float(1.5));
+    e.push(names.intern("nan"), Value::Float(f64::NAN));
+    e.push(names.intern("t"), Value::Bool(true));
+    e.push(
+        names.intern("l"),
+        Value::List(vec![Value::from("p"), Value::Int(2), Value::Null]),
+    );
+    e.push(names.intern("n"), Value::Null);
+    let text = e.fields_json_text();
+    let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, e.fields_json());
+    // Field order, first value of a repeated name.
+    assert!(
+        text.starts_with(r#"{"b":"x\"\n\u0001é","a":-4,"f":1.5,"#),
+        "{text}"
+    );
+    assert_eq!(back["b"], "x\"\n\u{1}é");
+    assert_eq!(back["a"], -4);
+    assert!(back["nan"].is_null());
+}

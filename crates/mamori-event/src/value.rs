@@ -74,6 +74,32 @@ impl Value {
         }
     }
 
+    /// Appends the value as JSON text, as `to_json()` would render it.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Int(i) => {
+                let _ = serde_json::to_writer(&mut *out, i);
+            }
+            Value::Float(_) => {
+                let _ = serde_json::to_writer(&mut *out, &self.to_json());
+            }
+            Value::Str(s) => write_json_str(out, s),
+            Value::List(items) => {
+                out.push(b'[');
+                for (i, x) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    x.write_json(out);
+                }
+                out.push(b']');
+            }
+        }
+    }
+
     /// Converts a JSON scalar or array (not an object: readers flatten objects into dotted names).
     pub fn from_json(v: &serde_json::Value) -> Value {
         match v {
@@ -117,4 +143,10 @@ impl From<i64> for Value {
     fn from(i: i64) -> Value {
         Value::Int(i)
     }
+}
+
+/// Appends `s` as a JSON string literal (quoted and escaped).
+pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(out, s);
 }

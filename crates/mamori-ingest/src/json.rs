@@ -24,6 +24,8 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
 use crate::input::{io_message, Line, LineReader};
+
+mod fast;
 use crate::{syslog, windows, Ctx, Error, Result};
 
 /// Documents up to this size are parsed whole; larger ones are streamed.
@@ -32,6 +34,9 @@ const WHOLE_DOCUMENT_LIMIT: u64 = 64 * 1024 * 1024;
 /// Parses one JSON object (a JSON Lines line, an HTTP body) into an event. Invalid UTF-8 is
 /// replaced, not rejected.
 pub fn parse_json_object(text: &[u8], origin: Origin, names: &mut Interner) -> Result<Event> {
+    if let Some(ev) = fast::parse(text, &origin, names) {
+        return Ok(ev);
+    }
     let value = parse_bytes(text)?;
     if !value.is_object() {
         return Err(Error::NotAnObject);
@@ -613,6 +618,11 @@ fn json_line(ctx: &mut Ctx<'_>, bytes: &[u8], number: u64, offset: u64) {
     if t.is_empty() {
         return;
     }
+    let origin = ctx.origin(Some(number), None, offset);
+    if let Some(ev) = fast::parse(t, &origin, &mut ctx.names) {
+        ctx.emit(ev);
+        return;
+    }
     let value = match parse_bytes(t) {
         Ok(v) => v,
         Err(e) => {
@@ -633,13 +643,10 @@ fn json_line(ctx: &mut Ctx<'_>, bytes: &[u8], number: u64, offset: u64) {
                 }
             }
         }
-        Json::Object(_) => {
-            let origin = ctx.origin(Some(number), None, offset);
-            match parse_json_value(&value, t.to_vec(), origin, &mut ctx.names) {
-                Ok(ev) => ctx.emit(ev),
-                Err(e) => ctx.error(Some(number), None, Some(offset), e.to_string()),
-            }
-        }
+        Json::Object(_) => match parse_json_value(&value, t.to_vec(), origin, &mut ctx.names) {
+            Ok(ev) => ctx.emit(ev),
+            Err(e) => ctx.error(Some(number), None, Some(offset), e.to_string()),
+        },
         Json::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 element(ctx, item, Some(number), i as u64 + 1, offset);

@@ -211,6 +211,33 @@ fn typed_system(name: &str, v: &Json) -> Value {
 /// `logsource.product = windows` (the engine derives the service from `Channel`).
 pub(crate) fn add_windows_ecs(ev: &mut Event, names: &mut Interner) {
     ev.logsource.product = Some(names.intern("windows"));
+    // One pass finds the first value of every name read below (what `ev.get` would return).
+    const WANTED: [&str; 13] = [
+        "NewProcessName",
+        "ParentProcessName",
+        "Image",
+        "ParentImage",
+        "Computer",
+        "EventID",
+        "TargetUserName",
+        "SubjectUserName",
+        "User",
+        "IpAddress",
+        "SourceAddress",
+        "SourceIp",
+        "CommandLine",
+    ];
+    let mut at: [Option<usize>; 13] = [None; 13];
+    for (i, (n, _)) in ev.fields().iter().enumerate() {
+        if let Some(w) = WANTED.iter().position(|w| *w == n.as_str()) {
+            at[w].get_or_insert(i);
+        }
+    }
+    let fields = ev.fields();
+    let get = |name: &str| -> Option<&Value> {
+        let w = WANTED.iter().position(|w| *w == name)?;
+        at[w].map(|i| &fields[i].1)
+    };
     let mut add: Vec<(&'static str, Value)> = Vec::new();
     // Security 4688 names the image `NewProcessName`; Sysmon-style rules (and the benchmark
     // file) use `Image` / `ParentImage`.
@@ -218,18 +245,18 @@ pub(crate) fn add_windows_ecs(ev: &mut Event, names: &mut Interner) {
         ("NewProcessName", "Image"),
         ("ParentProcessName", "ParentImage"),
     ] {
-        if ev.get(to).is_none() {
-            if let Some(v) = ev.get(from) {
+        if get(to).is_none() {
+            if let Some(v) = get(from) {
                 add.push((to, v.clone()));
             }
         }
     }
-    if let Some(c) = ev.get("Computer") {
+    if let Some(c) = get("Computer") {
         if !c.is_null() {
             add.push(("host.name", c.clone()));
         }
     }
-    let code = ev.get("EventID").and_then(|v| match v {
+    let code = get("EventID").and_then(|v| match v {
         Value::Int(i) => Some(*i),
         Value::Str(s) => s.trim().parse().ok(),
         _ => None,
@@ -244,22 +271,23 @@ pub(crate) fn add_windows_ecs(ev: &mut Event, names: &mut Interner) {
     }
     let user = ["TargetUserName", "SubjectUserName", "User"]
         .iter()
-        .find_map(|k| nonempty_text(ev.get(k)));
+        .find_map(|k| nonempty_text(get(k)));
     if let Some(u) = user {
         add.push(("user.name", Value::from(u)));
     }
     let ip = ["IpAddress", "SourceAddress", "SourceIp"]
         .iter()
-        .find_map(|k| nonempty_text(ev.get(k)));
+        .find_map(|k| nonempty_text(get(k)));
     if let Some(ip) = ip {
         add.push(("source.ip", Value::from(ip)));
     }
-    if let Some(c) = nonempty_text(ev.get("CommandLine")) {
+    if let Some(c) = nonempty_text(get("CommandLine")) {
         add.push(("process.command_line", Value::from(c)));
     }
+    // `Image` as it was before the copies above (`NewProcessName` otherwise).
     if let Some(i) = ["Image", "NewProcessName"]
         .iter()
-        .find_map(|k| nonempty_text(ev.get(k)))
+        .find_map(|k| nonempty_text(get(k)))
     {
         add.push(("process.executable", Value::from(i)));
     }

@@ -349,7 +349,7 @@ fn risk_row(r: RiskAlert) -> Row {
             ("why".into(), r.why.clone()),
             ("why_ja".into(), r.why_ja.clone()),
         ],
-        event: Some(serde_json::json!({ "risk": r })),
+        event: Some(serde_json::json!({ "risk": r }).to_string().into()),
         evidence: None,
         kind: RowKind::Risk,
     }

@@ -91,6 +91,14 @@ fn slim(ev: &Event, names: &[String]) -> Event {
     out
 }
 
+/// How many rules of each kind were loaded (for the summary).
+struct PackCounts {
+    rules: usize,
+    correlations: usize,
+    filters: usize,
+    failed: usize,
+}
+
 /// What one file produced.
 struct FileResult {
     report: FileReport,
@@ -131,6 +139,15 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let opts = CompileOptions::default();
     let rules = RuleSet::compile(&pack, &opts);
     let mut correlator = Correlator::new(&pack, &rules, &FieldMap::builtin(), Limits::default());
+    // The parsed rules are compiled: only their counts are needed from here on. Freed before
+    // the files are read, their memory serves the hunt instead of adding to its peak.
+    let pack_counts = PackCounts {
+        rules: pack.rules.len(),
+        correlations: pack.correlations.len(),
+        filters: pack.filters.len(),
+        failed: pack.failures.len(),
+    };
+    drop(pack);
 
     let (files, walk_errors) = mamori_ingest::discover(&args.paths);
     let threads = args
@@ -167,7 +184,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let sigma_risk = args.analytics.sigma_risk()?;
     let sigma_risk = &sigma_risk;
     let analytics_on = args.analytics.enabled();
-    let timeline_buf = timeline::Buffer::new();
+    let timeline_buf = timeline::Buffer::new(args.format);
     let corr_ref = &correlator;
     let results: Vec<FileResult> = pool.install(|| {
         files
@@ -186,6 +203,8 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                         if matches.is_empty() {
                             return;
                         }
+                        // JSONL rows carry the event: rendered once, shared by its rows.
+                        let mut event_json: Option<std::sync::Arc<str>> = None;
                         for m in &matches {
                             let info = rules.rule(m.rule);
                             let mut as_signal = info.standalone && sigma_risk.is_signal(info.level);
@@ -233,7 +252,11 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                 level: info.level,
                                 tags: info.meta.attack_tags().map(str::to_owned).collect(),
                                 details,
-                                event: jsonl.then(|| ev.fields_json()),
+                                event: jsonl.then(|| {
+                                    event_json
+                                        .get_or_insert_with(|| ev.fields_json_text().into())
+                                        .clone()
+                                }),
                                 kind: if as_signal {
                                     timeline::RowKind::Signal
                                 } else {
@@ -341,7 +364,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("cannot create {}", p.display()))?;
             let mut w = std::io::BufWriter::new(f);
             stats = timeline_buf
-                .write_sorted(args.format, &mut w)
+                .write_sorted(&mut w)
                 .with_context(|| format!("cannot write {}", p.display()))?;
         }
         None => {
@@ -354,7 +377,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
             } else {
                 Box::new(w)
             };
-            match timeline_buf.write_sorted(args.format, &mut w) {
+            match timeline_buf.write_sorted(&mut w) {
                 Ok(s) => stats = s,
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 Err(e) => return Err(e).context("cannot write the timeline"),
@@ -367,7 +390,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
             &reports,
             &walk_errors,
             &stats,
-            &pack,
+            &pack_counts,
             rule_files,
             start.elapsed(),
         );
@@ -537,7 +560,7 @@ fn summary(
     reports: &[FileReport],
     walk_errors: &[mamori_ingest::ReadError],
     stats: &timeline::Stats,
-    pack: &mamori_sigma::RulePack,
+    pack: &PackCounts,
     rule_files: usize,
     elapsed: std::time::Duration,
 ) {
@@ -555,10 +578,7 @@ fn summary(
     let _ = writeln!(
         e,
         "\nRules: {} loaded from {rule_files} files ({} correlations, {} filters), {} failed",
-        pack.rules.len(),
-        pack.correlations.len(),
-        pack.filters.len(),
-        pack.failures.len()
+        pack.rules, pack.correlations, pack.filters, pack.failed
     );
     let _ = writeln!(e, "Events read: {events} from {} files", reports.len());
     for (f, (n, ev)) in &by_format {

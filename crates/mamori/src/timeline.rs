@@ -4,14 +4,13 @@
 //! (starting with `=`, `+`, `-`, `@`, tab or carriage return) are prefixed with `'`.
 
 use std::collections::{BTreeMap, BinaryHeap};
-use std::io::{BufRead, BufReader, Seek, Write};
+use std::io::{BufReader, Seek, Write};
 use std::sync::Mutex;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use mamori_event::Level;
 use mamori_vault::formula_safe;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// Rows a worker hands over at once.
 pub(crate) const BATCH: usize = 4096;
@@ -29,8 +28,9 @@ pub(crate) struct Row {
     pub(crate) level: mamori_event::Level,
     pub(crate) tags: Vec<String>,
     pub(crate) details: Vec<(String, String)>,
-    /// The full event (JSONL only).
-    pub(crate) event: Option<serde_json::Value>,
+    /// The full event as JSON object text (JSONL only), rendered once per event and shared by
+    /// the rows of every rule it matched.
+    pub(crate) event: Option<std::sync::Arc<str>>,
     /// Correlation rows: the events behind the row (first/last `file:line`, count, hosts, all
     /// sources up to a bound). Written in JSONL; CSV shows first … last in `source`.
     #[serde(default)]
@@ -64,10 +64,6 @@ impl RowKind {
 }
 
 impl Row {
-    fn key(&self) -> (Option<DateTime<Utc>>, &str) {
-        (self.timestamp, &self.source)
-    }
-
     fn ts(&self) -> String {
         self.timestamp
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -102,6 +98,20 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
+    fn merge(&mut self, o: Stats) {
+        self.total += o.total;
+        self.signals += o.signals;
+        for (k, n) in o.signals_by_rule {
+            *self.signals_by_rule.entry(k).or_default() += n;
+        }
+        for (k, n) in o.by_level {
+            *self.by_level.entry(k).or_default() += n;
+        }
+        for (k, n) in o.by_rule {
+            *self.by_rule.entry(k).or_default() += n;
+        }
+    }
+
     fn add(&mut self, r: &Row) {
         if r.kind == RowKind::Signal {
             self.signals += 1;
@@ -120,39 +130,132 @@ impl Stats {
     }
 }
 
-/// Collects rows from many threads and writes them sorted by time. Memory stays bounded: past
-/// [`SPILL_AT`] rows, a sorted run goes to an anonymous temporary file, and the runs are merged
-/// at the end (an external merge sort), so an input with millions of detections does not grow
-/// the process.
-#[derive(Default)]
+/// Collects rows from many threads and writes them sorted by time. Each row is rendered to its
+/// output bytes (a JSONL line or a CSV record) when it arrives, outside the lock, and only its
+/// sort key and bytes are kept. Memory stays bounded: past [`SPILL_AT`] rows or
+/// [`SPILL_BYTES`], a sorted run goes to an anonymous temporary file (key and bytes, no
+/// re-serialisation), and the runs are merged at the end (an external merge sort), so an input
+/// with millions of detections does not grow the process.
 pub(crate) struct Buffer {
+    format: TimelineFormat,
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
-    rows: Vec<Row>,
+    rows: Vec<Rendered>,
+    bytes: usize,
     runs: Vec<std::fs::File>,
     error: Option<std::io::Error>,
+    stats: Stats,
 }
 
-fn sort_rows(rows: &mut [Row]) {
+/// Bytes of rendered rows kept in memory before a sorted run is spilled.
+const SPILL_BYTES: usize = 24 << 20;
+
+/// A row as written: its sort key and its output bytes.
+struct Rendered {
+    timestamp: Option<DateTime<Utc>>,
+    source: Box<str>,
+    bytes: Box<[u8]>,
+}
+
+impl Rendered {
+    fn key(&self) -> (Option<DateTime<Utc>>, &str) {
+        (self.timestamp, &self.source)
+    }
+
+    /// Spill record: has-time byte, seconds, nanoseconds, then the source and the bytes, each
+    /// after its length (little-endian).
+    fn spill(&self, w: &mut impl Write) -> std::io::Result<()> {
+        let (has, secs, nanos) = match self.timestamp {
+            Some(t) => (1u8, t.timestamp(), t.timestamp_subsec_nanos()),
+            None => (0, 0, 0),
+        };
+        w.write_all(&[has])?;
+        w.write_all(&secs.to_le_bytes())?;
+        w.write_all(&nanos.to_le_bytes())?;
+        w.write_all(&(self.source.len() as u64).to_le_bytes())?;
+        w.write_all(self.source.as_bytes())?;
+        w.write_all(&(self.bytes.len() as u64).to_le_bytes())?;
+        w.write_all(&self.bytes)
+    }
+
+    /// The next record of a run; `None` at its end.
+    fn unspill(r: &mut impl std::io::Read) -> std::io::Result<Option<Rendered>> {
+        let mut has = [0u8; 1];
+        match r.read_exact(&mut has) {
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            other => other?,
+        }
+        let mut b8 = [0u8; 8];
+        let mut b4 = [0u8; 4];
+        r.read_exact(&mut b8)?;
+        let secs = i64::from_le_bytes(b8);
+        r.read_exact(&mut b4)?;
+        let nanos = u32::from_le_bytes(b4);
+        let take = |r: &mut dyn std::io::Read| -> std::io::Result<Vec<u8>> {
+            let mut b8 = [0u8; 8];
+            r.read_exact(&mut b8)?;
+            let mut v = vec![0u8; u64::from_le_bytes(b8) as usize];
+            r.read_exact(&mut v)?;
+            Ok(v)
+        };
+        let source = String::from_utf8(take(r)?).map_err(std::io::Error::other)?;
+        let bytes = take(r)?;
+        Ok(Some(Rendered {
+            timestamp: (has[0] == 1)
+                .then(|| DateTime::from_timestamp(secs, nanos))
+                .flatten(),
+            source: source.into(),
+            bytes: bytes.into(),
+        }))
+    }
+}
+
+fn sort_rows(rows: &mut [Rendered]) {
     rows.sort_by(|a, b| a.key().cmp(&b.key()));
 }
 
 impl Buffer {
-    pub(crate) fn new() -> Buffer {
-        Buffer::default()
+    pub(crate) fn new(format: TimelineFormat) -> Buffer {
+        Buffer {
+            format,
+            inner: Mutex::default(),
+        }
     }
 
     pub(crate) fn push_batch(&self, batch: Vec<Row>) {
+        if batch.is_empty() {
+            return;
+        }
+        // Rendered and counted before the lock: threads only queue bytes.
+        let renderer = Renderer::new(self.format);
+        let mut stats = Stats::default();
+        let mut rendered = Vec::with_capacity(batch.len());
+        let mut bytes = 0;
+        for r in batch {
+            stats.add(&r);
+            let out = renderer.render(&r);
+            bytes += out.len() + r.source.len();
+            rendered.push(Rendered {
+                timestamp: r.timestamp,
+                source: r.source.into_boxed_str(),
+                bytes: out.into_boxed_slice(),
+            });
+        }
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.rows.extend(batch);
-        if g.rows.len() >= SPILL_AT && g.error.is_none() {
+        g.stats.merge(stats);
+        g.rows.extend(rendered);
+        g.bytes += bytes;
+        if (g.rows.len() >= SPILL_AT || g.bytes >= SPILL_BYTES) && g.error.is_none() {
             let mut rows = std::mem::take(&mut g.rows);
             sort_rows(&mut rows);
             match spill(&rows) {
-                Ok(f) => g.runs.push(f),
+                Ok(f) => {
+                    g.runs.push(f);
+                    g.bytes = 0;
+                }
                 Err(e) => {
                     // Keep the rows in memory rather than lose them; reported at the end.
                     g.rows = rows;
@@ -163,11 +266,7 @@ impl Buffer {
     }
 
     /// Writes every row, sorted by (time, source).
-    pub(crate) fn write_sorted(
-        &self,
-        format: TimelineFormat,
-        out: &mut dyn Write,
-    ) -> std::io::Result<Stats> {
+    pub(crate) fn write_sorted(&self, out: &mut dyn Write) -> std::io::Result<Stats> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = g.error.take() {
             eprintln!("warning: could not spill timeline rows to a temporary file ({e}); kept them in memory");
@@ -175,20 +274,23 @@ impl Buffer {
         let mut rows = std::mem::take(&mut g.rows);
         sort_rows(&mut rows);
         let runs = std::mem::take(&mut g.runs);
-        let mut w = Writer::new(format, out)?;
+        let stats = std::mem::take(&mut g.stats);
+        out.write_all(&Renderer::header(self.format))?;
         if runs.is_empty() {
             for r in &rows {
-                w.row(r)?;
+                out.write_all(&r.bytes)?;
             }
-            return w.finish();
+            out.flush()?;
+            return Ok(stats);
         }
         // k-way merge of the spilled runs and the in-memory tail.
-        type Run = Box<dyn Iterator<Item = std::io::Result<Row>>>;
+        type Run = Box<dyn Iterator<Item = std::io::Result<Rendered>>>;
         let mut readers: Vec<Run> = Vec::new();
         for mut f in runs {
             f.rewind()?;
-            readers.push(Box::new(BufReader::new(f).lines().map(|l| {
-                l.and_then(|l| serde_json::from_str::<Row>(&l).map_err(std::io::Error::other))
+            let mut r = BufReader::with_capacity(1 << 16, f);
+            readers.push(Box::new(std::iter::from_fn(move || {
+                Rendered::unspill(&mut r).transpose()
             })));
         }
         readers.push(Box::new(rows.into_iter().map(Ok)));
@@ -199,17 +301,18 @@ impl Buffer {
             }
         }
         while let Some(Head(row, i)) = heap.pop() {
-            w.row(&row)?;
+            out.write_all(&row.bytes)?;
             if let Some(r) = readers[i].next() {
                 heap.push(Head(r?, i));
             }
         }
-        w.finish()
+        out.flush()?;
+        Ok(stats)
     }
 }
 
 /// A run's next row, ordered so the max-heap pops the earliest row first.
-struct Head(Row, usize);
+struct Head(Rendered, usize);
 
 impl PartialEq for Head {
     fn eq(&self, o: &Head) -> bool {
@@ -228,28 +331,60 @@ impl Ord for Head {
     }
 }
 
-fn spill(rows: &[Row]) -> std::io::Result<std::fs::File> {
+fn spill(rows: &[Rendered]) -> std::io::Result<std::fs::File> {
     let f = tempfile::tempfile()?;
-    let mut w = std::io::BufWriter::new(f);
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
     for r in rows {
-        serde_json::to_writer(&mut w, r)?;
-        w.write_all(b"\n")?;
+        r.spill(&mut w)?;
     }
     w.into_inner().map_err(|e| e.into_error())
 }
 
-/// Streams rows out in one format.
-enum Writer<'a> {
-    Csv(Box<csv::Writer<&'a mut dyn Write>>, Stats),
-    Jsonl(&'a mut dyn Write, Stats),
+/// JSON text written straight into a line buffer.
+mod erased {
+    pub(super) trait Json {
+        fn write(&self, out: &mut Vec<u8>);
+    }
+
+    impl Json for String {
+        fn write(&self, out: &mut Vec<u8>) {
+            string(out, self)
+        }
+    }
+
+    impl Json for &str {
+        fn write(&self, out: &mut Vec<u8>) {
+            string(out, self)
+        }
+    }
+
+    /// A JSON string literal, escaped.
+    pub(super) fn string(out: &mut Vec<u8>, s: &str) {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, s);
+    }
 }
 
-impl<'a> Writer<'a> {
-    fn new(format: TimelineFormat, out: &'a mut dyn Write) -> std::io::Result<Writer<'a>> {
-        Ok(match format {
+/// Renders rows to their output bytes in one format.
+enum Renderer {
+    Csv,
+    Jsonl,
+}
+
+impl Renderer {
+    fn new(format: TimelineFormat) -> Renderer {
+        match format {
+            TimelineFormat::Csv => Renderer::Csv,
+            TimelineFormat::Jsonl => Renderer::Jsonl,
+        }
+    }
+
+    /// What the output starts with: the CSV header.
+    fn header(format: TimelineFormat) -> Vec<u8> {
+        match format {
             TimelineFormat::Csv => {
-                let mut w = csv::Writer::from_writer(out);
-                w.write_record([
+                let mut w = csv::Writer::from_writer(Vec::new());
+                let _ = w.write_record([
                     "timestamp",
                     "host",
                     "source",
@@ -259,20 +394,23 @@ impl<'a> Writer<'a> {
                     "tags",
                     "details",
                     "kind",
-                ])?;
-                Writer::Csv(Box::new(w), Stats::default())
+                ]);
+                w.into_inner().unwrap_or_default()
             }
-            TimelineFormat::Jsonl => Writer::Jsonl(out, Stats::default()),
-        })
+            TimelineFormat::Jsonl => Vec::new(),
+        }
     }
 
-    fn row(&mut self, r: &Row) -> std::io::Result<()> {
+    /// One row's bytes (with its line end). Writing into memory cannot fail.
+    fn render(&self, r: &Row) -> Vec<u8> {
         match self {
-            Writer::Csv(w, st) => {
-                st.add(r);
+            Renderer::Csv => {
+                let mut w = csv::WriterBuilder::new()
+                    .buffer_capacity(1024)
+                    .from_writer(Vec::with_capacity(256));
                 let tags = r.tags.join(" ");
                 let details = r.details_text();
-                w.write_record([
+                let _ = w.write_record([
                     formula_safe(&r.ts()).as_ref(),
                     &formula_safe(&r.host),
                     &formula_safe(&r.source),
@@ -282,43 +420,68 @@ impl<'a> Writer<'a> {
                     &formula_safe(&tags),
                     &formula_safe(&details),
                     r.kind.as_str(),
-                ])?;
+                ]);
+                w.into_inner().unwrap_or_default()
             }
-            Writer::Jsonl(out, st) => {
-                st.add(r);
-                let details: serde_json::Map<String, serde_json::Value> = r
-                    .details
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                    .collect();
-                let mut line = json!({
-                    "timestamp": r.ts(),
-                    "host": r.host,
-                    "source": r.source,
-                    "rule": {"id": r.rule_id, "title": r.rule_title, "level": r.level, "tags": r.tags},
-                    "details": details,
-                    "kind": r.kind.as_str(),
-                    "event": r.event,
-                });
-                if let Some(e) = &r.evidence {
-                    line["evidence"] = e.clone();
+            Renderer::Jsonl => {
+                // Written field by field (the keys in the order `json!` would give them): the
+                // event is already JSON text and is copied, not parsed and re-serialised.
+                let mut line = Vec::with_capacity(256 + r.event.as_ref().map_or(0, |e| e.len()));
+                let put = |line: &mut Vec<u8>, key: &str, v: &dyn erased::Json| {
+                    line.push(if line.is_empty() { b'{' } else { b',' });
+                    erased::string(line, key);
+                    line.push(b':');
+                    v.write(line);
+                };
+                put(&mut line, "timestamp", &r.ts());
+                put(&mut line, "host", &r.host);
+                put(&mut line, "source", &r.source);
+                line.extend_from_slice(b",\"rule\":{\"id\":");
+                erased::string(&mut line, &r.rule_id);
+                line.extend_from_slice(b",\"title\":");
+                erased::string(&mut line, &r.rule_title);
+                line.extend_from_slice(b",\"level\":");
+                erased::string(&mut line, r.level.as_str());
+                line.extend_from_slice(b",\"tags\":[");
+                for (i, t) in r.tags.iter().enumerate() {
+                    if i > 0 {
+                        line.push(b',');
+                    }
+                    erased::string(&mut line, t);
                 }
-                serde_json::to_writer(&mut **out, &line)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> std::io::Result<Stats> {
-        match self {
-            Writer::Csv(mut w, st) => {
-                w.flush()?;
-                Ok(st)
-            }
-            Writer::Jsonl(out, st) => {
-                out.flush()?;
-                Ok(st)
+                line.extend_from_slice(b"]},\"details\":{");
+                // A repeated key keeps its first place and its last value (as a JSON map would).
+                let mut first = true;
+                for (i, (k, _)) in r.details.iter().enumerate() {
+                    if r.details[..i].iter().any(|(x, _)| x == k) {
+                        continue;
+                    }
+                    let v = r.details[i..]
+                        .iter()
+                        .rev()
+                        .find(|(x, _)| x == k)
+                        .map_or("", |(_, v)| v.as_str());
+                    if !first {
+                        line.push(b',');
+                    }
+                    first = false;
+                    erased::string(&mut line, k);
+                    line.push(b':');
+                    erased::string(&mut line, v);
+                }
+                line.push(b'}');
+                put(&mut line, "kind", &r.kind.as_str());
+                line.extend_from_slice(b",\"event\":");
+                match &r.event {
+                    Some(e) => line.extend_from_slice(e.as_bytes()),
+                    None => line.extend_from_slice(b"null"),
+                }
+                if let Some(e) = &r.evidence {
+                    line.extend_from_slice(b",\"evidence\":");
+                    let _ = serde_json::to_writer(&mut line, e);
+                }
+                line.extend_from_slice(b"}\n");
+                line
             }
         }
     }
@@ -331,16 +494,18 @@ pub(crate) fn write(
     format: TimelineFormat,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
-    let mut w = Writer::new(format, out)?;
-    for r in rows {
-        w.row(r)?;
+    let r = Renderer::new(format);
+    out.write_all(&Renderer::header(format))?;
+    for row in rows {
+        out.write_all(&r.render(row))?;
     }
-    w.finish().map(|_| ())
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn row(secs: i64, src: &str) -> Row {
         Row {
@@ -360,7 +525,7 @@ mod tests {
 
     #[test]
     fn spilled_runs_merge_in_time_order() {
-        let buf = Buffer::new();
+        let buf = Buffer::new(TimelineFormat::Jsonl);
         // Three spills and an in-memory tail, pushed out of order.
         for chunk in 0..3i64 {
             buf.push_batch(
@@ -372,7 +537,7 @@ mod tests {
         buf.push_batch(vec![row(3, "z"), row(1, "b")]);
         assert_eq!(buf.inner.lock().unwrap().runs.len(), 3);
         let mut out = Vec::new();
-        let stats = buf.write_sorted(TimelineFormat::Jsonl, &mut out).unwrap();
+        let stats = buf.write_sorted(&mut out).unwrap();
         assert_eq!(stats.total, 3 * SPILL_AT + 2);
         let times: Vec<String> = String::from_utf8(out)
             .unwrap()
@@ -410,7 +575,7 @@ mod tests {
             level: mamori_event::Level::High,
             tags: vec!["attack.t1110".into()],
             details: vec![("user.name".into(), "root".into())],
-            event: Some(json!({"user.name": "root"})),
+            event: Some(r#"{"user.name":"root"}"#.into()),
             kind: RowKind::Detection,
             evidence: None,
         };
@@ -424,5 +589,98 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["event"]["user.name"], "root");
         assert_eq!(v["rule"]["level"], "high");
+    }
+
+    #[test]
+    fn jsonl_rows_are_what_a_json_tree_gives() {
+        let event = json!({"CommandLine": "a \"b\"\n", "EventID": 1, "x": null, "l": [1, "2"]});
+        let row = Row {
+            timestamp: DateTime::from_timestamp(1_600_000_000, 5_000_000),
+            host: "h\u{7}".into(),
+            source: "f.jsonl:3".into(),
+            rule_id: "id-1".into(),
+            rule_title: "Title é".into(),
+            level: Level::Critical,
+            tags: vec!["attack.t1".into(), "attack.t2".into()],
+            details: vec![
+                ("b".into(), "1".into()),
+                ("a".into(), "2".into()),
+                ("b".into(), "3".into()),
+            ],
+            event: Some(event.to_string().into()),
+            kind: RowKind::Signal,
+            evidence: Some(json!({"first": "x", "count": 2})),
+        };
+        let mut out = Vec::new();
+        write(std::slice::from_ref(&row), TimelineFormat::Jsonl, &mut out).unwrap();
+        let mut details = serde_json::Map::new();
+        for (k, v) in &row.details {
+            details.insert(k.clone(), json!(v));
+        }
+        let want = json!({
+            "timestamp": row.ts(),
+            "host": row.host,
+            "source": row.source,
+            "rule": {"id": row.rule_id, "title": row.rule_title, "level": row.level, "tags": row.tags},
+            "details": details,
+            "kind": "signal",
+            "event": event,
+            "evidence": row.evidence,
+        });
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with('\n'));
+        let got: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(got, want);
+        // Keys in the order of the tree the rows used to be rendered from.
+        let keys: Vec<&str> = [
+            "timestamp",
+            "host",
+            "source",
+            "rule",
+            "details",
+            "kind",
+            "event",
+            "evidence",
+        ]
+        .to_vec();
+        let mut last = 0;
+        for k in keys {
+            let at = text.find(&format!("\"{k}\":")).unwrap();
+            assert!(at >= last, "{k} out of order in {text}");
+            last = at;
+        }
+    }
+
+    #[test]
+    fn spilled_csv_is_the_stable_sort_of_the_rows() {
+        let rows: Vec<Row> = (0..3 * SPILL_AT as i64 + 5)
+            .map(|i| {
+                let mut r = row((i * 7919) % 1000, &format!("s{}", i % 5));
+                if i % 7 == 0 {
+                    r.timestamp = None;
+                } else {
+                    r.timestamp =
+                        DateTime::from_timestamp((i * 7919) % 1000, (i % 3) as u32 * 1000);
+                }
+                r.host = format!("=h{i}");
+                r
+            })
+            .collect();
+        let buf = Buffer::new(TimelineFormat::Csv);
+        for chunk in rows.chunks(BATCH) {
+            buf.push_batch(chunk.to_vec());
+        }
+        assert!(buf.inner.lock().unwrap().runs.len() >= 2);
+        let mut got = Vec::new();
+        let stats = buf.write_sorted(&mut got).unwrap();
+        assert_eq!(stats.total, rows.len());
+        let mut sorted = rows.clone();
+        sorted.sort_by(|a, b| (a.timestamp, &a.source).cmp(&(b.timestamp, &b.source)));
+        let mut want = Vec::new();
+        write(&sorted, TimelineFormat::Csv, &mut want).unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
     }
 }

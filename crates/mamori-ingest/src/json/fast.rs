@@ -1,0 +1,464 @@
+//! The fast path for one JSON object: parsed into a borrowed tree (keys and strings point into
+//! the line unless they hold escapes; no map is hashed), flattened straight into the event.
+//!
+//! It serves the plain shapes, flat Windows records (NXLog / `windows-flat.jsonl`) and generic
+//! JSON, and gives up — `None`, the caller takes the general path over `serde_json::Value` —
+//! on everything the general path treats specially: a record or event data nested as a JSON
+//! string, `Event.System`, Winlogbeat, CloudTrail, journald, Docker lines, and repeated keys.
+//! Both paths give the same event (tested over every shape in `json::tests`).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use mamori_event::{Event, Format, Interner, Origin, Value};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::{parse_timestamp, windows, EVENT_DATA_KEYS, TIMESTAMP_KEYS};
+
+/// A JSON value borrowing from the input where it can.
+#[derive(Debug)]
+pub(super) enum Lazy<'a> {
+    Null,
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(Cow<'a, str>),
+    Arr(Vec<Lazy<'a>>),
+    Obj(Vec<(Cow<'a, str>, Lazy<'a>)>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Lazy<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Lazy<'a>, D::Error> {
+        d.deserialize_any(LazyVisitor)
+    }
+}
+
+struct LazyVisitor;
+
+impl<'de> Visitor<'de> for LazyVisitor {
+    type Value = Lazy<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Lazy<'de>, E> {
+        Ok(Lazy::Null)
+    }
+    fn visit_none<E>(self) -> Result<Lazy<'de>, E> {
+        Ok(Lazy::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Lazy<'de>, E> {
+        Ok(Lazy::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Lazy<'de>, E> {
+        Ok(Lazy::I64(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Lazy<'de>, E> {
+        Ok(match i64::try_from(u) {
+            Ok(i) => Lazy::I64(i),
+            Err(_) => Lazy::U64(u),
+        })
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Lazy<'de>, E> {
+        Ok(Lazy::F64(f))
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Lazy<'de>, E> {
+        Ok(Lazy::Str(Cow::Borrowed(s)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Lazy<'de>, E> {
+        Ok(Lazy::Str(Cow::Owned(s.to_owned())))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Lazy<'de>, E> {
+        Ok(Lazy::Str(Cow::Owned(s)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lazy<'de>, A::Error> {
+        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(x) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(Lazy::Arr(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Lazy<'de>, A::Error> {
+        let mut v: Vec<(Cow<'de, str>, Lazy<'de>)> = Vec::with_capacity(32);
+        while let Some(k) = map.next_key::<Key<'de>>()? {
+            v.push((k.0, map.next_value()?));
+        }
+        Ok(Lazy::Obj(v))
+    }
+}
+
+/// An object key, borrowed unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'a>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+type Obj<'a> = [(Cow<'a, str>, Lazy<'a>)];
+
+fn get<'o, 'a>(obj: &'o Obj<'a>, k: &str) -> Option<&'o Lazy<'a>> {
+    obj.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+}
+
+fn str_of<'o>(obj: &'o Obj<'_>, k: &str) -> Option<&'o str> {
+    match get(obj, k) {
+        Some(Lazy::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A string the general path would unpack as a nested JSON object (`nested_object`). A GUID
+/// in braces fails at its second byte.
+fn looks_nested(v: &Lazy<'_>) -> bool {
+    match v {
+        Lazy::Str(s) => {
+            let t = s.trim();
+            t.len() >= 2
+                && t.starts_with('{')
+                && t.ends_with('}')
+                && serde_json::from_str::<de::IgnoredAny>(t).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// True when the general path would do anything but flatten (and the flat Windows copies).
+fn special(obj: &Obj<'_>) -> bool {
+    for (i, (k, v)) in obj.iter().enumerate() {
+        if looks_nested(v) {
+            return true;
+        }
+        if let Lazy::Obj(child) = v {
+            if child
+                .iter()
+                .any(|(ck, cv)| EVENT_DATA_KEYS.contains(&ck.as_ref()) && looks_nested(cv))
+            {
+                return true;
+            }
+            if k == "Event" || k == "winlog" {
+                return true;
+            }
+        }
+        // A CloudTrail delivery object on one line: its records are the events.
+        if k == "Records" && matches!(v, Lazy::Arr(_)) {
+            return true;
+        }
+        // A repeated key: serde_json's map keeps the last value, the event the first.
+        if obj[..i].iter().any(|(p, _)| p == k) {
+            return true;
+        }
+    }
+    let is_str = |k: &str| matches!(get(obj, k), Some(Lazy::Str(_)));
+    let cloudtrail = is_str("eventSource")
+        && is_str("eventName")
+        && ["eventVersion", "awsRegion", "userIdentity"]
+            .iter()
+            .any(|k| get(obj, k).is_some());
+    let journald = is_str("MESSAGE")
+        && ["__REALTIME_TIMESTAMP", "SYSLOG_IDENTIFIER", "_SYSTEMD_UNIT"]
+            .iter()
+            .any(|k| get(obj, k).is_some());
+    let docker = is_str("log") && matches!(str_of(obj, "stream"), Some("stdout" | "stderr"));
+    cloudtrail || journald || docker
+}
+
+fn value(v: &Lazy<'_>) -> Value {
+    match v {
+        Lazy::Null => Value::Null,
+        Lazy::Bool(b) => Value::Bool(*b),
+        Lazy::I64(i) => Value::Int(*i),
+        Lazy::U64(u) => Value::from(u.to_string()),
+        Lazy::F64(f) => Value::Float(*f),
+        Lazy::Str(s) => Value::from(s.as_ref()),
+        Lazy::Arr(items) => Value::List(items.iter().map(value).collect()),
+        // Not reached from `flatten` (objects are flattened); as the general path renders it.
+        Lazy::Obj(_) => Value::Str(to_json(v).to_string().into()),
+    }
+}
+
+fn to_json(v: &Lazy<'_>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Lazy::Null => J::Null,
+        Lazy::Bool(b) => J::Bool(*b),
+        Lazy::I64(i) => J::from(*i),
+        Lazy::U64(u) => J::from(*u),
+        Lazy::F64(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+        Lazy::Str(s) => J::String(s.to_string()),
+        Lazy::Arr(a) => J::Array(a.iter().map(to_json).collect()),
+        Lazy::Obj(o) => J::Object(o.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect()),
+    }
+}
+
+/// `json::flatten` over the borrowed tree.
+fn flatten(path: &mut String, v: &Lazy<'_>, ev: &mut Event, names: &mut Interner) {
+    match v {
+        Lazy::Obj(o) => {
+            for (k, x) in o {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                flatten(path, x, ev, names);
+                path.truncate(len);
+            }
+        }
+        Lazy::Arr(items)
+            if items
+                .iter()
+                .any(|i| matches!(i, Lazy::Obj(_) | Lazy::Arr(_))) =>
+        {
+            for i in items {
+                match i {
+                    Lazy::Obj(_) | Lazy::Arr(_) => flatten(path, i, ev, names),
+                    scalar => ev.push(names.intern(path), value(scalar)),
+                }
+            }
+        }
+        _ if path.is_empty() => {}
+        scalar => ev.push(names.intern(path), value(scalar)),
+    }
+}
+
+/// `json::is_flat_windows`.
+fn is_flat_windows(obj: &Obj<'_>) -> bool {
+    get(obj, "EventID").is_some()
+        && [
+            "Channel",
+            "Provider_Name",
+            "SourceName",
+            "Hostname",
+            "Computer",
+            "ProviderGuid",
+        ]
+        .iter()
+        .any(|k| get(obj, k).is_some())
+}
+
+/// `json::nxlog_copies`.
+fn nxlog_copies(obj: &Obj<'_>, ev: &mut Event, names: &mut Interner) {
+    if get(obj, "Provider_Name").is_none() {
+        if let Some(s) = get(obj, "SourceName").or_else(|| get(obj, "Source")) {
+            ev.push(names.intern("Provider_Name"), value(s));
+        }
+    }
+    if get(obj, "Computer").is_none() {
+        if let Some(h) = get(obj, "Hostname") {
+            ev.push(names.intern("Computer"), value(h));
+        }
+    }
+    if let Some(Lazy::Str(s)) = get(obj, "EventID") {
+        if let Ok(i) = s.trim().parse::<i64>() {
+            if let Some(slot) = ev
+                .fields_mut()
+                .iter_mut()
+                .find(|(n, _)| n.as_str() == "EventID")
+            {
+                slot.1 = Value::Int(i);
+            }
+        }
+    }
+}
+
+/// `json::set_timestamp`.
+fn set_timestamp(obj: &Obj<'_>, ev: &mut Event) {
+    for k in TIMESTAMP_KEYS {
+        let Some(v) = get(obj, k) else { continue };
+        let (parsed, raw) = match v {
+            Lazy::Str(s) => (parse_timestamp(s), s.to_string()),
+            Lazy::I64(_) | Lazy::U64(_) | Lazy::F64(_) => {
+                let serde_json::Value::Number(n) = to_json(v) else {
+                    continue;
+                };
+                (n.as_f64().and_then(super::epoch_to_utc), n.to_string())
+            }
+            Lazy::Obj(o) => match get(o, "SystemTime").or_else(|| get(o, "#text")) {
+                Some(Lazy::Str(s)) => (parse_timestamp(s), s.to_string()),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        if parsed.is_some() {
+            ev.timestamp = parsed;
+            ev.timestamp_raw = Some(raw.into_boxed_str());
+            return;
+        }
+    }
+}
+
+/// Parses `text` (one JSON object) into an event if it has a plain shape; `None` sends it to
+/// the general path (which also reports any syntax error).
+pub(super) fn parse(text: &[u8], origin: &Origin, names: &mut Interner) -> Option<Event> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let tree = Lazy::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    let Lazy::Obj(obj) = &tree else {
+        return None;
+    };
+    if special(obj) {
+        return None;
+    }
+    let mut ev = Event::new(Format::Json, origin.clone(), text);
+    ev.fields_mut().reserve(obj.len() + 8);
+    let mut path = String::new();
+    flatten(&mut path, &tree, &mut ev, names);
+    if is_flat_windows(obj) {
+        nxlog_copies(obj, &mut ev, names);
+        windows::add_windows_ecs(&mut ev, names);
+    }
+    set_timestamp(obj, &mut ev);
+    Some(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn origin() -> Origin {
+        Origin::File {
+            path: Arc::from(Path::new("t.jsonl")),
+            record: None,
+            line: Some(1),
+            offset: 0,
+        }
+    }
+
+    /// The general path's event for `line`.
+    fn general(line: &str, names: &mut Interner) -> Event {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        super::super::parse_json_value(&v, line.as_bytes().to_vec(), origin(), names).unwrap()
+    }
+
+    fn same(a: &Event, b: &Event) -> Result<(), String> {
+        let show = |e: &Event| {
+            format!(
+                "{:?} {:?} {:?} {:?}",
+                e.fields(),
+                e.timestamp,
+                e.timestamp_raw,
+                e.logsource
+            )
+        };
+        if a.fields() == b.fields()
+            && a.timestamp == b.timestamp
+            && a.timestamp_raw == b.timestamp_raw
+            && a.logsource == b.logsource
+            && a.format == b.format
+            && a.raw == b.raw
+        {
+            Ok(())
+        } else {
+            Err(format!("fast:    {}\ngeneral: {}", show(a), show(b)))
+        }
+    }
+
+    /// Every line either takes the general path (`None`) or gives exactly its event.
+    fn check(line: &str) -> bool {
+        let mut names = Interner::new();
+        let want = general(line, &mut names);
+        match parse(line.as_bytes(), &origin(), &mut names) {
+            None => false,
+            Some(got) => {
+                if let Err(e) = same(&got, &want) {
+                    panic!("{line}\n{e}");
+                }
+                true
+            }
+        }
+    }
+
+    #[test]
+    fn plain_shapes_take_the_fast_path_and_agree() {
+        for line in [
+            r#"{"EventID":4688,"Channel":"Security","Computer":"PC1","NewProcessName":"C:\\x.exe","TimeCreated":"2020-09-18T14:02:36.2195349Z","SubjectUserName":"bob","IpAddress":"-"}"#,
+            r#"{"EventID":"4625","SourceName":"Microsoft-Windows-Security-Auditing","Hostname":"h","TargetUserName":"a\u00e9\"b","EventTime":"2021-01-02 03:04:05"}"#,
+            r#"{"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","CommandLine":"cmd /c \"x\"","Image":"C:\\Windows\\cmd.exe","n":18446744073709551615,"f":1.5,"neg":-3,"b":true,"z":null}"#,
+            r#"{"a":{"b":{"c":1},"d":[1,"x",null]},"arr":[{"k":1},{"k":2},3],"nested":[[1],[2]],"@timestamp":1600000000123,"e":{}}"#,
+            r#"{"msg":"hello {not json","time":"2020-01-01T00:00:00+09:00","x":"{}x"}"#,
+            r#"{"k\u0041":"v","TimeCreated":{"SystemTime":"2020-01-01T00:00:00Z"}}"#,
+            r#"{"timestamp":1.5e9,"v":[]}"#,
+            r#"{"time":"not a time","eventTime":"2020-02-02T00:00:00Z"}"#,
+        ] {
+            assert!(check(line), "took the general path: {line}");
+        }
+    }
+
+    #[test]
+    fn special_shapes_take_the_general_path() {
+        for line in [
+            r#"{"message":"{\"EventID\":1,\"Channel\":\"Security\"}","host":"h"}"#,
+            r#"{"EventID":1,"Channel":"Security","EventData":"{\"Image\":\"x\"}"}"#,
+            r#"{"winlog":{"event_id":4624,"event_data":{"TargetUserName":"u"}}}"#,
+            r#"{"Event":{"System":{"EventID":1}}}"#,
+            r#"{"eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"x"}"#,
+            r#"{"MESSAGE":"Accepted password for x","SYSLOG_IDENTIFIER":"sshd"}"#,
+            r#"{"log":"GET / HTTP/1.1\n","stream":"stdout","time":"2020-01-01T00:00:00Z"}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"Records":[{"a":1}]}"#,
+            r#"[{"a":1}]"#,
+        ] {
+            let mut names = Interner::new();
+            assert!(
+                parse(line.as_bytes(), &origin(), &mut names).is_none(),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_input_takes_the_general_path() {
+        let mut names = Interner::new();
+        for bad in [
+            &b"{\"a\":"[..],
+            b"{\"a\":1} x",
+            b"{\"a\":\"\xff\"}",
+            b"",
+            b"nul",
+        ] {
+            assert!(parse(bad, &origin(), &mut names).is_none());
+        }
+    }
+
+    /// Every record of the benchmark file (the corpus): the same event from both paths.
+    #[test]
+    fn corpus_records_agree_with_the_general_path() {
+        let corpus =
+            std::env::var("MAMORI_CORPUS").unwrap_or_else(|_| "../../../shared/corpus".into());
+        let path = Path::new(&corpus).join("bench/windows-flat.jsonl");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            eprintln!("skipped: corpus not found at {}", path.display());
+            return;
+        };
+        let mut fast_count = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            fast_count += usize::from(check(line));
+        }
+        assert!(
+            fast_count > 20_000,
+            "{fast_count} records took the fast path"
+        );
+    }
+}
