@@ -611,7 +611,10 @@ impl Collector for Histogram {
         };
         let (base, dense) = match &col {
             Some(c) if c.num_docs() > 0 => {
-                let (lo, hi) = (c.min_value().div_euclid(width), c.max_value().div_euclid(width));
+                let (lo, hi) = (
+                    c.min_value().div_euclid(width),
+                    c.max_value().div_euclid(width),
+                );
                 match hi.checked_sub(lo) {
                     Some(n) if n < DENSE_BUCKETS => (lo, vec![0; n as usize + 1]),
                     _ => (0, Vec::new()),

@@ -188,7 +188,11 @@ impl AlertStore for SqliteAlertStore {
                     .ok()
                     .and_then(|i| Level::ALL.get(i))
                     .ok_or_else(|| bad(0, format!("bad level {level}")))?;
-                Ok((level, r.get::<_, i64>(1)? as u32, r.get::<_, i64>(2)? as u64))
+                Ok((
+                    level,
+                    r.get::<_, i64>(1)? as u32,
+                    r.get::<_, i64>(2)? as u64,
+                ))
             })
             .map_err(self.err())?;
         rows.collect::<rusqlite::Result<Vec<_>>>()

@@ -86,8 +86,12 @@ fn fill(data: &std::path::Path, events: u64, alerts: u64) -> anyhow::Result<()> 
             let n = (events - i).min(20_000);
             let batch: Vec<_> = (i..i + n)
                 .filter_map(|k| {
-                    mamori_ingest::parse_syslog_line(line(k, events, now).as_bytes(), origin.clone(), &mut names)
-                        .ok()
+                    mamori_ingest::parse_syslog_line(
+                        line(k, events, now).as_bytes(),
+                        origin.clone(),
+                        &mut names,
+                    )
+                    .ok()
                 })
                 .collect();
             store.append(&batch)?;
@@ -283,7 +287,9 @@ pub(crate) fn run(a: ConsoleArgs) -> anyhow::Result<i32> {
             vec![
                 "/search".into(),
                 // What the page asks by default: the last 24 hours, 1440 s buckets.
-                format!("/api/v1/search?q=Failed%20AND%20srv07&from={since}&limit=100&histogram=1440"),
+                format!(
+                    "/api/v1/search?q=Failed%20AND%20srv07&from={since}&limit=100&histogram=1440"
+                ),
                 format!("/api/v1/search?from={since}&limit=100&histogram=1440"),
             ],
         ),
