@@ -1,7 +1,10 @@
 //! Alert rules both alert backends share: validation and dedup merging.
 
 use crate::error::{Error, Result};
-use crate::model::{Alert, AlertId, AlertStatus, NewAlert, MAX_ALERT_SEQS};
+use crate::model::{Alert, AlertFilter, AlertId, AlertStatus, NewAlert, MAX_ALERT_SEQS};
+use crate::AlertStore;
+use chrono::{DateTime, TimeDelta, Utc};
+use mamori_event::Level;
 
 /// Longest title / key / rule id accepted (they are shown in lists, not documents).
 pub(crate) const MAX_TEXT: usize = 4096;
@@ -113,3 +116,35 @@ fn widen_seq_span(x: &mut serde_json::Value, a: &serde_json::Value) {
 
 /// Most rule names an episode alert lists.
 const MAX_EPISODE_NAMES: usize = 32;
+/// [`AlertStore::count_alerts_by_level_hour`] by paging through the alerts (stores without a
+/// grouped query).
+pub(crate) fn count_by_level_hour<S: AlertStore + ?Sized>(
+    store: &S,
+    start: DateTime<Utc>,
+    hours: u32,
+) -> Result<Vec<(Level, u32, u64)>> {
+    let end = start + TimeDelta::hours(i64::from(hours));
+    let mut counts: std::collections::BTreeMap<(usize, u32), u64> = Default::default();
+    let mut offset = 0;
+    loop {
+        let page = store.list_alerts(&AlertFilter {
+            since: Some(start),
+            offset,
+            limit: 1000,
+            ..AlertFilter::default()
+        })?;
+        for a in page.iter().filter(|a| a.last_seen < end) {
+            let h = (a.last_seen - start).num_hours() as u32;
+            let l = Level::ALL.iter().position(|x| *x == a.level).unwrap_or(0);
+            *counts.entry((l, h)).or_default() += 1;
+        }
+        offset += page.len();
+        if page.len() < 1000 {
+            break;
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|((l, h), n)| (Level::ALL[l], h, n))
+        .collect())
+}

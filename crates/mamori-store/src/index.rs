@@ -589,20 +589,44 @@ struct Histogram {
 struct SegmentHistogram {
     width: i64,
     col: Option<Column<i64>>,
+    /// Counts per bucket from `base` when the segment's time span has few buckets (the
+    /// usual case: an array add per document instead of a map lookup).
+    base: i64,
+    dense: Vec<u64>,
     counts: BTreeMap<i64, u64>,
 }
+
+/// Buckets a segment may count in an array.
+const DENSE_BUCKETS: i64 = 1 << 16;
 
 impl Collector for Histogram {
     type Fruit = BTreeMap<i64, u64>;
     type Child = SegmentHistogram;
 
     fn for_segment(&self, _: u32, sr: &SegmentReader) -> tantivy::Result<SegmentHistogram> {
+        let width = self.width.unwrap_or(1);
+        let col = match self.width {
+            Some(_) => Some(sr.fast_fields().i64("ts")?),
+            None => None,
+        };
+        let (base, dense) = match &col {
+            Some(c) if c.num_docs() > 0 => {
+                let (lo, hi) = (
+                    c.min_value().div_euclid(width),
+                    c.max_value().div_euclid(width),
+                );
+                match hi.checked_sub(lo) {
+                    Some(n) if n < DENSE_BUCKETS => (lo, vec![0; n as usize + 1]),
+                    _ => (0, Vec::new()),
+                }
+            }
+            _ => (0, Vec::new()),
+        };
         Ok(SegmentHistogram {
-            width: self.width.unwrap_or(1),
-            col: match self.width {
-                Some(_) => Some(sr.fast_fields().i64("ts")?),
-                None => None,
-            },
+            width,
+            col,
+            base,
+            dense,
             counts: BTreeMap::new(),
         })
     }
@@ -628,12 +652,21 @@ impl SegmentCollector for SegmentHistogram {
     fn collect(&mut self, doc: u32, _: Score) {
         if let Some(col) = &self.col {
             if let Some(ts) = col.first(doc) {
-                *self.counts.entry(ts.div_euclid(self.width)).or_insert(0) += 1;
+                let k = ts.div_euclid(self.width);
+                match self.dense.get_mut(k.wrapping_sub(self.base) as usize) {
+                    Some(n) => *n += 1,
+                    None => *self.counts.entry(k).or_insert(0) += 1,
+                }
             }
         }
     }
 
-    fn harvest(self) -> Self::Fruit {
+    fn harvest(mut self) -> Self::Fruit {
+        for (i, n) in self.dense.iter().enumerate() {
+            if *n > 0 {
+                *self.counts.entry(self.base + i as i64).or_insert(0) += n;
+            }
+        }
         self.counts
     }
 }

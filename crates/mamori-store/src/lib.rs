@@ -134,4 +134,15 @@ pub trait AlertStore: Send + Sync {
 
     /// Removes `key`; whether it existed.
     fn kv_delete(&self, key: &str) -> Result<bool>;
+
+    /// Alerts last seen in the `hours` hours from `start`, counted per level and hour:
+    /// `(level, hour index from start, count)`, zero counts left out. Stores override this
+    /// with a grouped query; the default pages through [`AlertStore::list_alerts`].
+    fn count_alerts_by_level_hour(
+        &self,
+        start: DateTime<Utc>,
+        hours: u32,
+    ) -> Result<Vec<(mamori_event::Level, u32, u64)>> {
+        alerts::count_by_level_hour(self, start, hours)
+    }
 }

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_open_dedup ON alerts(dedup_key) WHERE status = 'open';
 CREATE INDEX IF NOT EXISTS alerts_last_seen ON alerts(last_seen_us);
+CREATE INDEX IF NOT EXISTS alerts_last_seen_level ON alerts(last_seen_us, level);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 ";
 
@@ -164,6 +165,40 @@ fn level_rank(l: Level) -> i64 {
 }
 
 impl AlertStore for SqliteAlertStore {
+    fn count_alerts_by_level_hour(
+        &self,
+        start: DateTime<Utc>,
+        hours: u32,
+    ) -> Result<Vec<(Level, u32, u64)>> {
+        const HOUR_US: i64 = 3_600_000_000;
+        let from = us(start);
+        let to = from.saturating_add(i64::from(hours) * HOUR_US);
+        let conn = self.conn();
+        // Served from the (last_seen_us, level) index alone: no alert row is read.
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT level, (last_seen_us - ?1) / ?3 AS h, COUNT(*) FROM alerts \
+                 WHERE last_seen_us >= ?1 AND last_seen_us < ?2 GROUP BY level, h",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![from, to, HOUR_US], |r| {
+                let level: i64 = r.get(0)?;
+                let level = *usize::try_from(level)
+                    .ok()
+                    .and_then(|i| Level::ALL.get(i))
+                    .ok_or_else(|| bad(0, format!("bad level {level}")))?;
+                Ok((
+                    level,
+                    r.get::<_, i64>(1)? as u32,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err())
+    }
+
     fn insert_alert(&self, a: &NewAlert) -> Result<InsertOutcome> {
         alerts::validate(a)?;
         let mut conn = self.conn();

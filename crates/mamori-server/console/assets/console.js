@@ -133,7 +133,8 @@
   function searchLink(field, value) {
     field = queryField(field);
     var q = field ? field + ':"' + String(value).replace(/["\\]/g, '\\$&') + '"' : '"' + String(value).replace(/["\\]/g, '\\$&') + '"';
-    return '/search?q=' + encodeURIComponent(q);
+    // A pivot looks at all time (an entity query matches few events); the bare page shows 24 h.
+    return '/search?q=' + encodeURIComponent(q) + '&range=';
   }
 
   function kvTable(obj) {

@@ -8,15 +8,13 @@ use axum::Json;
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use mamori_cases::{IncidentFilter, Phase, Status};
 use mamori_event::Level;
-use mamori_store::{AlertFilter, AlertStore};
+use mamori_store::AlertStore;
 use serde_json::{json, Value as JsonValue};
 
 use crate::api::{blocking, ApiError, AppState, Authed};
 
 /// Hours shown in the alerts chart.
 pub(super) const HOURS: usize = 24;
-/// Alerts read for the chart at most (the chart says when it was cut).
-const MAX_ALERTS: usize = 50_000;
 
 /// Hour starts (Unix seconds), counts per level per hour, and whether the alerts were cut.
 type ByLevel = (Vec<i64>, Vec<(Level, Vec<u64>)>, bool);
@@ -36,32 +34,17 @@ pub(super) fn alerts_by_level(
     let start = end - TimeDelta::hours(HOURS as i64);
     let mut counts: Vec<(Level, Vec<u64>)> =
         Level::ALL.iter().map(|l| (*l, vec![0; HOURS])).collect();
-    let mut offset = 0;
-    let mut cut = false;
-    loop {
-        let page = store.list_alerts(&AlertFilter {
-            since: Some(start),
-            offset,
-            limit: 1000,
-            ..AlertFilter::default()
-        })?;
-        for a in &page {
-            let h = (a.last_seen - start).num_hours();
-            if (0..HOURS as i64).contains(&h) {
-                if let Some((_, c)) = counts.iter_mut().find(|(l, _)| *l == a.level) {
-                    c[h as usize] += 1;
-                }
-            }
-        }
-        offset += page.len();
-        if page.len() < 1000 {
-            break;
-        }
-        if offset >= MAX_ALERTS {
-            cut = true;
-            break;
+    // One grouped query over the (last_seen, level) index; no alert is read.
+    for (level, h, n) in store.count_alerts_by_level_hour(start, HOURS as u32)? {
+        if let (Some((_, c)), Some(slot)) = (
+            counts.iter_mut().find(|(l, _)| *l == level),
+            Some(h as usize).filter(|h| *h < HOURS),
+        ) {
+            c[slot] += n;
         }
     }
+    // Counting never stops early any more; the field stays in the API for its clients.
+    let cut = false;
     let xs = (0..HOURS as i64)
         .map(|i| (start + TimeDelta::hours(i)).timestamp())
         .collect();
@@ -134,7 +117,14 @@ mod tests {
 
     #[test]
     fn alerts_are_counted_per_hour_and_level() {
-        let s = MemoryAlertStore::new();
+        // The paging default (memory store) and SQLite's grouped query give the same counts.
+        let mem = MemoryAlertStore::new();
+        let sql = mamori_store::SqliteAlertStore::open_in_memory().unwrap();
+        counted_per_hour_and_level(&mem);
+        counted_per_hour_and_level(&sql);
+    }
+
+    fn counted_per_hour_and_level(s: &dyn AlertStore) {
         let now = Utc::now();
         for (i, (level, ago)) in [
             (Level::High, 0),
@@ -159,7 +149,7 @@ mod tests {
             })
             .unwrap();
         }
-        let (xs, counts, cut) = alerts_by_level(&s, now).unwrap();
+        let (xs, counts, cut) = alerts_by_level(s, now).unwrap();
         assert_eq!(xs.len(), HOURS);
         assert!(!cut);
         let get = |l: Level| counts.iter().find(|(x, _)| *x == l).unwrap().1.clone();
