@@ -915,9 +915,18 @@ fn a_failed_probe_is_a_signal_in_one_daily_episode_a_successful_one_alerts() {
     );
     // The failed ones: signals that say why, and one low episode.
     let failed = by_ip("198.51.100.23");
-    let alerts: Vec<_> = failed.iter().filter(|r| r["kind"] != "signal").collect();
-    assert_eq!(alerts.len(), 1, "{alerts:#?}");
-    assert_eq!(alerts[0]["rule"]["id"], "mamori.outcome.failed_probes");
+    // Nothing above low; one failed-probe episode (the scanner's user agent may add its own
+    // low "scanner activity" episode: a different fact about the same source).
+    let rows: Vec<_> = failed.iter().filter(|r| r["kind"] != "signal").collect();
+    assert!(
+        rows.iter().all(|r| r["rule"]["level"] == "low"),
+        "{rows:#?}"
+    );
+    let alerts: Vec<_> = rows
+        .iter()
+        .filter(|r| r["rule"]["id"] == "mamori.outcome.failed_probes")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{rows:#?}");
     assert_eq!(alerts[0]["rule"]["level"], "low");
     assert_eq!(alerts[0]["evidence"]["count"], 3);
     assert!(alerts[0]["evidence"]["rules"].as_array().unwrap().len() >= 2);
