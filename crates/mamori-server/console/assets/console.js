@@ -473,6 +473,11 @@
       // Evidence.
       var ev = el('section', { class: 'card', id: 'evidence' }, el('h2', { text: t('evidence') }),
         el('ul', null, (inc.evidence || []).map(function (x) { return el('li', { class: 'mono', text: x }); })));
+      // The incident report (NIST phases, evidence, indicators) in the page's language.
+      var rep = '/api/v1/incidents/' + encodeURIComponent(id) + '/report?lang=' + encodeURIComponent(LANG);
+      ev.appendChild(el('p', { id: 'report-links' }, t('report') + ': ',
+        el('a', { id: 'report-pdf', href: rep + '&format=pdf', download: 'incident-' + id + '-' + LANG + '.pdf', text: 'PDF' }), ' · ',
+        el('a', { id: 'report-html', href: rep + '&format=html', download: 'incident-' + id + '-' + LANG + '.html', text: 'HTML' })));
       if (CAN_CHANGE) ev.appendChild(el('button', { id: 'export-evidence', text: t('export_evidence'), onclick: function (e) {
         e.target.disabled = true;
         post('/api/v1/incidents/' + id + '/evidence').then(function (r) {

@@ -192,6 +192,7 @@ const WORDS: &[(&str, &str, &str)] = &[
         "証拠バンドルをエクスポート",
     ),
     ("download", "Download", "ダウンロード"),
+    ("report", "Incident report", "インシデント報告書"),
     ("entities", "Entities", "エンティティ"),
     ("query", "Query", "クエリ"),
     ("from", "From", "開始"),

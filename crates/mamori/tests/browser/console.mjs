@@ -166,6 +166,17 @@ try {
   result.sha256 = sha256;
   step('exported evidence', { bundle, sha256 });
 
+  // The incident report, from the link on the incident page (HTML: needs no font).
+  const reportHref = await page.getAttribute('#report-html', 'href');
+  const report = await page.evaluate(async (h) => {
+    const r = await fetch(h);
+    return { status: r.status, type: r.headers.get('content-type') || '', text: await r.text() };
+  }, reportHref);
+  if (report.status !== 200 || !/text\/html/.test(report.type) || !report.text.includes(ATTACKER)) {
+    fail(`incident report link ${reportHref}: ${report.status} ${report.type}`);
+  }
+  step('incident report from the console link', { href: reportHref });
+
   // Search for the attacker's address (the pivot from the alert), then filter on a value.
   await page.goto(alertUrl);
   const pivot = page.locator('ul.ents li', { hasText: ATTACKER }).locator('a.pivot').first();

@@ -490,6 +490,7 @@ fn console_in_a_real_browser() {
         Some(ns) => format!(
             "[response.policy]\nallow_list = [\"192.0.2.0/24\"]\ndefault_ttl = 3600\nmax_ttl = 86400\n\
              [response.policy.levels.high]\nblock_ip = \"suggest\"\n\
+             [response.policy.levels.low]\nblock_ip = \"suggest\"\n\
              [response.backends.nft]\nnft = \"/usr/sbin/nft\"\nip = \"/usr/sbin/ip\"\nnetns = \"{}\"\n",
             ns.0
         ),
