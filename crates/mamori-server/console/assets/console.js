@@ -196,6 +196,48 @@
       }))));
     }).catch(function (e) { flash(e.message); });
     sources();
+    backups();
+  }
+
+  // Backup checks (`[[backup]]`): the latest result of each entry, failures first, with its
+  // findings in the user's language, and the 3-2-1 judgement of each protected system.
+  function backups() {
+    var box = document.getElementById('backups');
+    fetch('/api/v1/backups?history=0', { credentials: 'same-origin', headers: { Accept: 'application/json' } }).then(function (r) {
+      if (r.status === 404) { clear(box).appendChild(el('p', { class: 'muted', id: 'backups-na', text: t('not_available') })); return null; }
+      if (!r.ok) throw new Error('backups: ' + r.status);
+      return r.json();
+    }).then(function (j) {
+      if (!j) return;
+      clear(box);
+      var list = (j.backups || []).slice();
+      if (!list.length) { box.appendChild(el('p', { class: 'muted', id: 'backups-none', text: t('none') })); return; }
+      var rank = { failed: 0, warning: 1, passed: 2 };
+      var status = function (b) { return b.latest && rank.hasOwnProperty(b.latest.status) ? b.latest.status : ''; };
+      list.sort(function (a, b) { return (status(a) ? rank[status(a)] : 3) - (status(b) ? rank[status(b)] : 3); });
+      var tb = el('tbody');
+      box.appendChild(el('table', { class: 'list', id: 'backups-table' },
+        el('thead', null, el('tr', null, el('th', { text: t('name') }), el('th', { text: t('kind') }), el('th', { text: t('state') }), el('th', { text: t('backup_last_check') }), el('th', { text: t('backup_findings') }))),
+        tb));
+      list.forEach(function (b) {
+        var st = status(b);
+        var findings = (b.latest && Array.isArray(b.latest.findings) ? b.latest.findings : []).map(function (f) {
+          return el('li', { text: (LANG === 'ja' ? f.ja : f.en) || f.code || '' });
+        });
+        tb.appendChild(el('tr', { class: 'backup-' + (st || 'never') },
+          el('td', { text: b.name }),
+          el('td', { text: b.kind }),
+          el('td', null, el('span', { class: 'state ' + (st === 'failed' ? 'state-silent' : st === 'warning' ? 'state-collapsed' : 'state-ok'), text: st ? t('backup_' + st) : t('backup_never') })),
+          el('td', { text: b.latest ? fmtTime(b.latest.finished) : '—' }),
+          el('td', null, findings.length ? el('ul', null, findings) : '')));
+      });
+      (j.systems || []).forEach(function (s) {
+        var r = s.judgement || {};
+        box.appendChild(el('p', { class: 'rule321' }, t('rule321') + ' — ' + (r.system || '') + ': ' +
+          (s.satisfied ? t('rule321_met') : t('rule321_missing')) +
+          ' (' + [r.copies, (r.media || []).length, r.offsite, r.offline].join(' / ') + ')'));
+      });
+    }).catch(function (e) { clear(box).appendChild(el('p', { class: 'muted', text: t('error') + ': ' + e.message })); });
   }
 
   function sources() {

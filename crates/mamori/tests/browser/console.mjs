@@ -103,6 +103,8 @@ try {
   if (!csp.includes("default-src 'self'") || !csp.includes("frame-ancestors 'none'") || csp.includes('unsafe-inline')) fail(`bad CSP: ${csp}`);
   if (home.headers()['x-content-type-options'] !== 'nosniff') fail('no X-Content-Type-Options');
   step('signed in, CSP present', { csp });
+  await page.waitForSelector('#backups-table tbody tr', { timeout: 15000 });
+  step('backup checks on the overview', { rows: await page.locator('#backups-table tbody tr').count() });
 
   // A brute force over syslog UDP appears on the open alerts page without a reload within 2 s.
   await page.goto(`${BASE}/alerts`);

@@ -496,6 +496,14 @@ fn console_in_a_real_browser() {
         ),
         None => String::new(),
     };
+    // A backup share, so the overview's backup card has an entry to show.
+    let share = dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("report.txt"), "quarterly figures\n").unwrap();
+    let extra = format!(
+        "{extra}[[backup]]\nname = \"share\"\nkind = \"directory\"\nrepository = \"{}\"\nmax_age = \"720h\"\n",
+        share.display()
+    );
     let (srv, _cfg) = start(dir.path(), &extra);
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
