@@ -45,7 +45,8 @@ async fn incident_report(
         Some(f) => Format::parse(f)
             .ok_or_else(|| ApiError::BadRequest(format!("unknown format `{f}` (pdf, html)")))?,
     };
-    let zone = match q.tz.as_deref() {
+    // An empty `tz=` (a form left blank) means the language's default zone.
+    let zone = match q.tz.as_deref().filter(|z| !z.trim().is_empty()) {
         None => None,
         Some(z) => Some(
             Zone::parse(z)

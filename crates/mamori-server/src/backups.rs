@@ -354,8 +354,13 @@ async fn list(
     State(st): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<JsonValue>, ApiError> {
+    let limit = q.history.unwrap_or(30);
+    if limit > 1000 {
+        return Err(ApiError::BadRequest(format!(
+            "history = {limit}: at most 1000 results per entry"
+        )));
+    }
     let svc = Arc::clone(&st.backups);
-    let limit = q.history.unwrap_or(30).min(1000);
     blocking(move || {
         svc.overview(limit)
             .map(Json)

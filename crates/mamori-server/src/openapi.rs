@@ -229,7 +229,7 @@ fn base_document() -> Value {
             "/api/v1/incidents/{id}/report": { "get": { "summary": "The incident report (NIST SP 800-61 phases, evidence, indicators) as a PDF or a self-contained HTML file.", "parameters": [ p("id", id()),
                     q("lang", json!({ "type": "string", "enum": ["en", "ja"], "default": "en" }), ""),
                     q("format", json!({ "type": "string", "enum": ["pdf", "html"], "default": "pdf" }), ""),
-                    q("tz", json!({ "type": "string" }), "UTC, JST, Asia/Tokyo or an offset like +09:00 (default: JST for ja, UTC for en)") ],
+                    q("tz", json!({ "type": "string", "pattern": "^(UTC|utc|Z|Etc/UTC|JST|jst|Asia/Tokyo|[+-](0?[0-9]|1[0-4])(:[0-5][0-9])?)$" }), "UTC, JST, Asia/Tokyo or an offset like +09:00 (default: JST for ja, UTC for en)") ],
                 "responses": with(errors(), json!({ "200": { "description": "The report", "content": { "application/pdf": { "schema": { "type": "string", "format": "binary" } }, "text/html": { "schema": { "type": "string" } } } } })) } },
             "/api/v1/incidents/{id}/phase": { "post": { "summary": "Move to a NIST SP 800-61 phase (going back needs `why`).", "parameters": [ p("id", id()) ],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "required": ["phase"], "properties": { "phase": { "type": "string", "enum": ["detection-analysis", "containment", "eradication", "recovery", "post-incident"] }, "why": { "type": ["string", "null"] } } } } } },
