@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
-use crate::check::{compare_restored, judge_snapshots, pick_sample, Listed, Snap};
+use crate::check::{
+    compare_restored, judge_snapshots, pick_sample, restore_dir, tool_failed, Listed, Snap,
+};
 use crate::config::BackupConfig;
 use crate::error::Result;
 use crate::exec::{run, Output, Run, RunError};
@@ -83,38 +85,9 @@ struct JsonItem {
     size: u64,
 }
 
+/// Reports a failed run of borg as a finding; `true` when the check must stop.
 fn failed(out: &mut Outcome, what: &str, r: &std::result::Result<Output, RunError>) -> bool {
-    match r {
-        Ok(o) if o.success() => false,
-        Ok(o) => {
-            let code = o.code.map_or("signal".into(), |c| c.to_string());
-            out.fail(
-                "borg.command_failed",
-                format!("borg {what} failed (exit {code}): {}", o.tail()),
-                format!(
-                    "borg {what} が失敗しました(終了コード {code}): {}",
-                    o.tail()
-                ),
-            );
-            true
-        }
-        Err(RunError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            out.fail(
-                "borg.not_installed",
-                "borg is not installed (or not on PATH): the repository cannot be checked",
-                "borgがインストールされていません(またはPATHにありません): リポジトリをチェックできません",
-            );
-            true
-        }
-        Err(e) => {
-            out.fail(
-                "borg.command_failed",
-                format!("borg {what}: {e}"),
-                format!("borg {what}: {e}"),
-            );
-            true
-        }
-    }
+    tool_failed(out, "borg", what, r)
 }
 
 /// Borg 1.x prints local times without an offset; it runs with `TZ=UTC`, so they are UTC.
@@ -280,13 +253,7 @@ fn restore_test(
     if sample.is_empty() {
         return Ok(());
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("mamori-restore-")
-        .tempdir()
-        .map_err(|e| crate::Error::Io {
-            path: std::env::temp_dir(),
-            source: e,
-        })?;
+    let tmp = restore_dir()?;
     let mut args: Vec<OsString> = vec!["extract".into(), "--".into(), b.archive(name)];
     // Borg reads PATH arguments as path prefixes (`pp:`), so a listed path is taken literally.
     args.extend(

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{BackupConfig, BackupKind, BackupsSettings};
 use crate::error::{Error, Result};
+use crate::exec::{Output, RunError};
 use crate::history::History;
 use crate::model::{CheckRecord, CheckStatus, Outcome};
 use crate::rule321;
@@ -238,6 +239,58 @@ pub(crate) struct Listed {
     /// The path as the tool names it (restic: absolute; Borg: relative).
     pub path: String,
     pub size: u64,
+}
+
+/// Reports a failed run of a backup tool (`restic`, `borg`) as a finding with the tool's codes
+/// (`TOOL.command_failed`, `TOOL.not_installed`); `true` when the check must stop.
+pub(crate) fn tool_failed(
+    out: &mut Outcome,
+    tool: &str,
+    what: &str,
+    r: &std::result::Result<Output, RunError>,
+) -> bool {
+    match r {
+        Ok(o) if o.success() => false,
+        Ok(o) => {
+            let code = o.code.map_or("signal".into(), |c| c.to_string());
+            out.fail(
+                &format!("{tool}.command_failed"),
+                format!("{tool} {what} failed (exit {code}): {}", o.tail()),
+                format!(
+                    "{tool} {what} が失敗しました(終了コード {code}): {}",
+                    o.tail()
+                ),
+            );
+            true
+        }
+        Err(RunError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            out.fail(
+                &format!("{tool}.not_installed"),
+                format!("{tool} is not installed (or not on PATH): the repository cannot be checked"),
+                format!("{tool}がインストールされていません(またはPATHにありません): リポジトリをチェックできません"),
+            );
+            true
+        }
+        Err(e) => {
+            out.fail(
+                &format!("{tool}.command_failed"),
+                format!("{tool} {what}: {e}"),
+                format!("{tool} {what}: {e}"),
+            );
+            true
+        }
+    }
+}
+
+/// A temporary directory for a restore test (removed when dropped).
+pub(crate) fn restore_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("mamori-restore-")
+        .tempdir()
+        .map_err(|e| Error::Io {
+            path: std::env::temp_dir(),
+            source: e,
+        })
 }
 
 /// Picks the files of a restore test: up to `n` at random among regular files.

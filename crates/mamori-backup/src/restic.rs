@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::check::{compare_restored, judge_snapshots, pick_sample, Listed, Snap};
+use crate::check::{
+    compare_restored, judge_snapshots, pick_sample, restore_dir, tool_failed, Listed, Snap,
+};
 use crate::config::BackupConfig;
 use crate::error::Result;
 use crate::exec::{run, Output, Run, RunError};
@@ -71,43 +73,9 @@ struct JsonNode {
     size: u64,
 }
 
-/// Reports a tool failure as a finding and says whether to stop.
+/// Reports a failed run of restic as a finding; `true` when the check must stop.
 fn failed(out: &mut Outcome, what: &str, r: &std::result::Result<Output, RunError>) -> bool {
-    match r {
-        Ok(o) if o.success() => false,
-        Ok(o) => {
-            out.fail(
-                "restic.command_failed",
-                format!(
-                    "restic {what} failed (exit {}): {}",
-                    o.code.map_or("signal".into(), |c| c.to_string()),
-                    o.tail()
-                ),
-                format!(
-                    "restic {what} が失敗しました(終了コード {}): {}",
-                    o.code.map_or("signal".into(), |c| c.to_string()),
-                    o.tail()
-                ),
-            );
-            true
-        }
-        Err(RunError::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            out.fail(
-                "restic.not_installed",
-                "restic is not installed (or not on PATH): the repository cannot be checked",
-                "resticがインストールされていません(またはPATHにありません): リポジトリをチェックできません",
-            );
-            true
-        }
-        Err(e) => {
-            out.fail(
-                "restic.command_failed",
-                format!("restic {what}: {e}"),
-                format!("restic {what}: {e}"),
-            );
-            true
-        }
-    }
+    tool_failed(out, "restic", what, r)
 }
 
 pub(crate) fn check(
@@ -239,13 +207,7 @@ fn restore_test(r: &Restic<'_>, latest: &Snap, n: usize, out: &mut Outcome) -> R
     if sample.is_empty() {
         return Ok(());
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("mamori-restore-")
-        .tempdir()
-        .map_err(|e| crate::Error::Io {
-            path: std::env::temp_dir(),
-            source: e,
-        })?;
+    let tmp = restore_dir()?;
     let mut extra: Vec<OsString> = vec!["--target".into(), tmp.path().into()];
     for f in &sample {
         extra.push(format!("--include={}", f.path).into());

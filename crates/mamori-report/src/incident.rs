@@ -428,15 +428,13 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         text: loc.t("ATT&CK techniques", "ATT&CK テクニック").into(),
     });
     if ind.techniques.is_empty() {
-        s.push(Block::Notice {
-            tone: Tone::Info,
-            text: loc
-                .t(
-                    "The rules behind these alerts name no ATT&CK technique.",
-                    "これらのアラートのルールには ATT&CK テクニックの指定がありません。",
-                )
-                .into(),
-        });
+        s.notice(
+            Tone::Info,
+            loc.t(
+                "The rules behind these alerts name no ATT&CK technique.",
+                "これらのアラートのルールには ATT&CK テクニックの指定がありません。",
+            ),
+        );
     } else {
         s.push(Block::Bullets {
             items: ind
@@ -492,15 +490,13 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         text: loc.t("Response actions", "対応アクション").into(),
     });
     if inc.actions.is_empty() {
-        s.push(Block::Notice {
-            tone: Tone::Info,
-            text: loc
-                .t(
-                    "No response action was recorded on this incident.",
-                    "このインシデントに記録された対応アクションはありません。",
-                )
-                .into(),
-        });
+        s.notice(
+            Tone::Info,
+            loc.t(
+                "No response action was recorded on this incident.",
+                "このインシデントに記録された対応アクションはありません。",
+            ),
+        );
     } else {
         let mut t = Table::new(&[
             loc.t("Time", "日時"),
@@ -565,7 +561,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         text: loc.t("Evidence bundles", "証拠バンドル").into(),
     });
     if inc.evidence.is_empty() {
-        s.push(Block::Notice { tone: Tone::Warn, text: loc.t("No evidence bundle was exported for this incident (mamori evidence export --incident N).", "このインシデントの証拠バンドルはまだ出力されていません（mamori evidence export --incident N）。").into() });
+        s.notice(Tone::Warn, loc.t("No evidence bundle was exported for this incident (mamori evidence export --incident N).", "このインシデントの証拠バンドルはまだ出力されていません（mamori evidence export --incident N）。"));
     } else {
         let mut t = Table::new(&[
             loc.t("Bundle", "バンドル"),
@@ -609,7 +605,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             });
             s.push(Block::Para { text: loc.t("Every sealed record is covered by this Ed25519-signed Merkle tree head; \"mamori vault verify\" and \"mamori evidence verify\" check it with the public key alone.", "封印された各記録はこの Ed25519 署名付きマークルツリーヘッドで保護されています。「mamori vault verify」と「mamori evidence verify」で公開鍵のみを使って検証できます。").into() });
         }
-        None => s.push(Block::Notice { tone: Tone::Warn, text: loc.t("No evidence vault in this data directory (mamori init): events are not sealed.", "このデータディレクトリには証拠保管庫がありません（mamori init）。イベントは封印されていません。").into() }),
+        None => s.notice(Tone::Warn, loc.t("No evidence vault in this data directory (mamori init): events are not sealed.", "このデータディレクトリには証拠保管庫がありません（mamori init）。イベントは封印されていません。")),
     }
     s.push(Block::Heading {
         text: loc
@@ -645,24 +641,20 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             }
             s.push(Block::Table(t.limit(300)));
         }
-        Some(_) => s.push(Block::Notice {
-            tone: Tone::Info,
-            text: loc
-                .t(
-                    "The vault holds no custody record for this incident yet.",
-                    "保管庫にはこのインシデントの保全記録はまだありません。",
-                )
-                .into(),
-        }),
-        None => s.push(Block::Notice {
-            tone: Tone::Info,
-            text: loc
-                .t(
-                    "No vault: the incident's history above is its only record of custody.",
-                    "保管庫がないため、上記の履歴が唯一の記録です。",
-                )
-                .into(),
-        }),
+        Some(_) => s.notice(
+            Tone::Info,
+            loc.t(
+                "The vault holds no custody record for this incident yet.",
+                "保管庫にはこのインシデントの保全記録はまだありません。",
+            ),
+        ),
+        None => s.notice(
+            Tone::Info,
+            loc.t(
+                "No vault: the incident's history above is its only record of custody.",
+                "保管庫がないため、上記の履歴が唯一の記録です。",
+            ),
+        ),
     }
     sections.push(s);
 
@@ -673,15 +665,13 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             s.push(Block::Para { text: ll.clone() });
         }
         None => {
-            s.push(Block::Notice {
-                tone: Tone::Info,
-                text: loc
-                    .t(
-                        "The incident is not closed: no lessons learned recorded yet.",
-                        "インシデントはクローズされていないため、教訓はまだ記録されていません。",
-                    )
-                    .into(),
-            });
+            s.notice(
+                Tone::Info,
+                loc.t(
+                    "The incident is not closed: no lessons learned recorded yet.",
+                    "インシデントはクローズされていないため、教訓はまだ記録されていません。",
+                ),
+            );
         }
     }
     if !inc.notes.is_empty() {
@@ -714,15 +704,13 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         }
     }
     if t.rows.is_empty() {
-        s.push(Block::Notice {
-            tone: Tone::Info,
-            text: loc
-                .t(
-                    "No indicator was extracted from the alerts.",
-                    "アラートから抽出された痕跡はありません。",
-                )
-                .into(),
-        });
+        s.notice(
+            Tone::Info,
+            loc.t(
+                "No indicator was extracted from the alerts.",
+                "アラートから抽出された痕跡はありません。",
+            ),
+        );
     } else {
         s.push(Block::Table(t.limit(500)));
     }

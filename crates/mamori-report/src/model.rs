@@ -198,6 +198,14 @@ impl Section {
     pub fn push(&mut self, b: Block) {
         self.blocks.push(b);
     }
+
+    /// Adds a sentence with a tone: "no data source", "nothing found", a failure.
+    pub fn notice(&mut self, tone: Tone, text: impl Into<String>) {
+        self.blocks.push(Block::Notice {
+            tone,
+            text: text.into(),
+        });
+    }
 }
 
 /// How a notice is shown.

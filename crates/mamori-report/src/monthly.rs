@@ -209,6 +209,29 @@ fn incidents_between(
     }
 }
 
+/// One chart series per level (colours of [`LEVEL_COLORS`]), counting the items of each slot
+/// (a month); items outside every slot (`None`) are left out.
+fn by_level_per_slot(
+    lang: Lang,
+    slots: usize,
+    items: impl Iterator<Item = (Option<usize>, Level)>,
+) -> Vec<Series<'static>> {
+    let mut series: Vec<Series<'static>> = LEVEL_COLORS
+        .iter()
+        .map(|(lv, c)| Series {
+            name: level_label(*lv, lang),
+            color: *c,
+            values: vec![0; slots],
+        })
+        .collect();
+    for (slot, level) in items {
+        if let (Some(i), Some(k)) = (slot, LEVEL_COLORS.iter().position(|(lv, _)| *lv == level)) {
+            series[k].values[i] += 1;
+        }
+    }
+    series
+}
+
 fn level_label(l: Level, lang: Lang) -> &'static str {
     lang.t(l.as_str(), l.as_str_ja())
 }
@@ -568,15 +591,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             .into(),
     });
     match &d.address_days {
-        None => s.push(Block::Notice {
-            tone: Tone::Info,
-            text: loc
-                .t(
-                    "No address aggregates recorded in this data directory.",
-                    "アドレスの集計データがありません。",
-                )
-                .into(),
-        }),
+        None => s.notice(
+            Tone::Info,
+            loc.t(
+                "No address aggregates recorded in this data directory.",
+                "アドレスの集計データがありません。",
+            ),
+        ),
         Some(days) => {
             let mut by: HashMap<std::net::IpAddr, (u64, u64, u64, DateTime<Utc>)> = HashMap::new();
             for a in days {
@@ -589,15 +610,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             let mut v: Vec<_> = by.into_iter().collect();
             v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(&b.0)));
             if v.is_empty() {
-                s.push(Block::Notice {
-                    tone: Tone::Info,
-                    text: loc
-                        .t(
-                            "No external address was seen this month.",
-                            "今月、外部アドレスからの通信はありませんでした。",
-                        )
-                        .into(),
-                });
+                s.notice(
+                    Tone::Info,
+                    loc.t(
+                        "No external address was seen this month.",
+                        "今月、外部アドレスからの通信はありませんでした。",
+                    ),
+                );
             } else {
                 let mut t = Table::new(&[
                     loc.t("Address", "アドレス"),
@@ -669,15 +688,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         }
     }
     if by_ip.is_empty() {
-        s.push(Block::Notice {
-            tone: Tone::Info,
-            text: loc
-                .t(
-                    "No alert this month named a network address.",
-                    "今月、ネットワークアドレスを含むアラートはありませんでした。",
-                )
-                .into(),
-        });
+        s.notice(
+            Tone::Info,
+            loc.t(
+                "No alert this month named a network address.",
+                "今月、ネットワークアドレスを含むアラートはありませんでした。",
+            ),
+        );
     } else {
         let mut v: Vec<_> = by_ip.into_iter().collect();
         v.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(&b.0)));
@@ -709,7 +726,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         })
         .collect();
     if firsts.is_empty() {
-        s.push(Block::Notice { tone: Tone::Good, text: loc.t("No login from a never-seen country or network, and no impossible travel.", "未観測の国・ネットワークからのログインや、移動が不可能な連続ログインはありませんでした。").into() });
+        s.notice(Tone::Good, loc.t("No login from a never-seen country or network, and no impossible travel.", "未観測の国・ネットワークからのログインや、移動が不可能な連続ログインはありませんでした。"));
     } else {
         let mut t = Table::new(&[
             loc.t("Time", "日時"),
@@ -769,15 +786,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         }
     }
     if t.rows.is_empty() {
-        s.push(Block::Notice {
-            tone: Tone::Info,
-            text: loc
-                .t(
-                    "No address was blocked this month.",
-                    "今月、遮断したアドレスはありません。",
-                )
-                .into(),
-        });
+        s.notice(
+            Tone::Info,
+            loc.t(
+                "No address was blocked this month.",
+                "今月、遮断したアドレスはありません。",
+            ),
+        );
     } else {
         s.push(Block::Table(t.limit(50)));
     }
@@ -787,15 +802,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
     let mut s = Section::new(loc.t("Log anomalies", "ログの異常"));
     s.new_page = true;
     match &d.source_hours {
-        None => s.push(Block::Notice {
-            tone: Tone::Info,
-            text: loc
-                .t(
-                    "No per-source aggregates recorded: silent sources and gaps cannot be judged.",
-                    "送信元ごとの集計データがないため、停止や欠落を判定できません。",
-                )
-                .into(),
-        }),
+        None => s.notice(
+            Tone::Info,
+            loc.t(
+                "No per-source aggregates recorded: silent sources and gaps cannot be judged.",
+                "送信元ごとの集計データがないため、停止や欠落を判定できません。",
+            ),
+        ),
         Some(hours) => {
             let days = (to - from).num_days().max(1) as usize;
             let mut per_day = vec![0u64; days];
@@ -823,15 +836,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                     .into(),
             });
             if silent.is_empty() && collapsed.is_empty() {
-                s.push(Block::Notice {
-                    tone: Tone::Good,
-                    text: loc
-                        .t(
-                            "Every log source kept sending.",
-                            "すべてのログ送信元が送信を続けていました。",
-                        )
-                        .into(),
-                });
+                s.notice(
+                    Tone::Good,
+                    loc.t(
+                        "Every log source kept sending.",
+                        "すべてのログ送信元が送信を続けていました。",
+                    ),
+                );
             } else {
                 let mut t = Table::new(&[
                     loc.t("Source", "送信元"),
@@ -877,15 +888,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                 health.iter().filter(|x| x.longest_gap_h >= 6).collect();
             gaps.sort_by_key(|b| std::cmp::Reverse(b.longest_gap_h));
             if gaps.is_empty() {
-                s.push(Block::Notice {
-                    tone: Tone::Good,
-                    text: loc
-                        .t(
-                            "No source had a gap of 6 hours or more between events this month.",
-                            "今月、6時間以上イベントが途切れた送信元はありませんでした。",
-                        )
-                        .into(),
-                });
+                s.notice(
+                    Tone::Good,
+                    loc.t(
+                        "No source had a gap of 6 hours or more between events this month.",
+                        "今月、6時間以上イベントが途切れた送信元はありませんでした。",
+                    ),
+                );
             } else {
                 let mut t = Table::new(&[
                     loc.t("Source", "送信元"),
@@ -1003,10 +1012,10 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         });
         let hits: Vec<&&Alert> = month_alerts.iter().filter(|a| f(a)).collect();
         if hits.is_empty() {
-            s.push(Block::Notice {
-                tone: Tone::Good,
-                text: loc.t("None this month.", "今月はありませんでした。").into(),
-            });
+            s.notice(
+                Tone::Good,
+                loc.t("None this month.", "今月はありませんでした。"),
+            );
             continue;
         }
         let mut t = Table::new(&[
@@ -1032,24 +1041,20 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
     // Backups.
     let mut s = Section::new(loc.t("Backups", "バックアップ"));
     match &d.backups {
-        None => s.push(Block::Notice {
-            tone: Tone::Warn,
-            text: loc
-                .t(
-                    "No backup checks configured ([[backup]] in the server configuration).",
-                    "バックアップ検査が設定されていません（サーバー設定の [[backup]]）。",
-                )
-                .into(),
-        }),
-        Some(b) if b.is_empty() => s.push(Block::Notice {
-            tone: Tone::Warn,
-            text: loc
-                .t(
-                    "No backup check ran this month.",
-                    "今月はバックアップ検査が一度も実行されていません。",
-                )
-                .into(),
-        }),
+        None => s.notice(
+            Tone::Warn,
+            loc.t(
+                "No backup checks configured ([[backup]] in the server configuration).",
+                "バックアップ検査が設定されていません（サーバー設定の [[backup]]）。",
+            ),
+        ),
+        Some(b) if b.is_empty() => s.notice(
+            Tone::Warn,
+            loc.t(
+                "No backup check ran this month.",
+                "今月はバックアップ検査が一度も実行されていません。",
+            ),
+        ),
         Some(b) => {
             let mut v: Vec<&CheckRecord> = b.iter().collect();
             let rank = |c: &CheckRecord| match c.status {
@@ -1114,22 +1119,11 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             Lang::Ja => format!("{}月", m.month),
         })
         .collect();
-    let mut series: Vec<Series<'_>> = LEVEL_COLORS
-        .iter()
-        .map(|(lv, c)| Series {
-            name: level_label(*lv, lang),
-            color: *c,
-            values: vec![0; months.len()],
-        })
-        .collect();
-    for a in &d.alerts {
-        if let (Some(i), Some(k)) = (
-            month_idx(a.received_at),
-            LEVEL_COLORS.iter().position(|(lv, _)| *lv == a.level),
-        ) {
-            series[k].values[i] += 1;
-        }
-    }
+    let series = by_level_per_slot(
+        lang,
+        months.len(),
+        d.alerts.iter().map(|a| (month_idx(a.received_at), a.level)),
+    );
     charts.push(chart::stacked_bars(&labels, &series)?);
     s.push(Block::Chart {
         index: charts.len() - 1,
@@ -1137,22 +1131,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             .t("Alerts per month by level", "月別・レベル別のアラート数")
             .into(),
     });
-    let mut inc_series: Vec<Series<'_>> = LEVEL_COLORS
-        .iter()
-        .map(|(lv, c)| Series {
-            name: level_label(*lv, lang),
-            color: *c,
-            values: vec![0; months.len()],
-        })
-        .collect();
-    for i in &d.incidents {
-        if let (Some(m), Some(k)) = (
-            month_idx(i.created_at),
-            LEVEL_COLORS.iter().position(|(lv, _)| *lv == i.severity),
-        ) {
-            inc_series[k].values[m] += 1;
-        }
-    }
+    let inc_series = by_level_per_slot(
+        lang,
+        months.len(),
+        d.incidents
+            .iter()
+            .map(|i| (month_idx(i.created_at), i.severity)),
+    );
     charts.push(chart::stacked_bars(&labels, &inc_series)?);
     s.push(Block::Chart {
         index: charts.len() - 1,
@@ -1193,15 +1178,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         text: loc.t("Incidents by kind", "種別ごとのインシデント").into(),
     });
     if month_incidents.is_empty() {
-        s.push(Block::Notice {
-            tone: Tone::Good,
-            text: loc
-                .t(
-                    "No incident this month.",
-                    "今月のインシデントはありません。",
-                )
-                .into(),
-        });
+        s.notice(
+            Tone::Good,
+            loc.t(
+                "No incident this month.",
+                "今月のインシデントはありません。",
+            ),
+        );
     } else {
         let mut t = Table::new(&[
             loc.t("Incident", "インシデント"),
@@ -1270,15 +1253,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         e.3 = e.3.max(a.level);
     }
     if by_rule.is_empty() {
-        s.push(Block::Notice {
-            tone: Tone::Info,
-            text: loc
-                .t(
-                    "No rule fired this month.",
-                    "今月、発報したルールはありません。",
-                )
-                .into(),
-        });
+        s.notice(
+            Tone::Info,
+            loc.t(
+                "No rule fired this month.",
+                "今月、発報したルールはありません。",
+            ),
+        );
     } else {
         let mut v: Vec<_> = by_rule.into_iter().collect();
         v.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(b.0)));
@@ -1309,11 +1290,32 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         text: loc.t("Rule failures", "ルールの読み込みエラー").into(),
     });
     match &d.rule_failures {
-        None => s.push(Block::Notice { tone: Tone::Info, text: loc.t("Rule load failures are not known to this report (generated outside the server).", "ルールの読み込みエラーはこの報告書では確認できません（サーバー外で作成）。").into() }),
-        Some(f) if f.is_empty() => s.push(Block::Notice { tone: Tone::Good, text: loc.t("Every rule loaded.", "すべてのルールを読み込みました。").into() }),
+        None => s.notice(
+            Tone::Info,
+            loc.t(
+                "Rule load failures are not known to this report (generated outside the server).",
+                "ルールの読み込みエラーはこの報告書では確認できません（サーバー外で作成）。",
+            ),
+        ),
+        Some(f) if f.is_empty() => s.notice(
+            Tone::Good,
+            loc.t("Every rule loaded.", "すべてのルールを読み込みました。"),
+        ),
         Some(f) => {
-            s.push(Block::Notice { tone: Tone::Bad, text: if en { format!("{} rule(s) failed to load and detect nothing:", f.len()) } else { format!("{} 件のルールが読み込めず、検知に使われていません：", f.len()) } });
-            s.push(Block::Bullets { items: f.iter().take(50).cloned().collect() });
+            s.push(Block::Notice {
+                tone: Tone::Bad,
+                text: if en {
+                    format!("{} rule(s) failed to load and detect nothing:", f.len())
+                } else {
+                    format!(
+                        "{} 件のルールが読み込めず、検知に使われていません：",
+                        f.len()
+                    )
+                },
+            });
+            s.push(Block::Bullets {
+                items: f.iter().take(50).cloned().collect(),
+            });
         }
     }
     sections.push(s);
