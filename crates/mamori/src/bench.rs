@@ -118,12 +118,23 @@ fn thread_cpu_ns() -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
-/// Peak resident set size of this process, from /proc (Linux).
-fn peak_rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+/// A memory line of `/proc/PID/status` (`VmRSS:`, `VmHWM:`…) in MiB; `pid` is a number or
+/// `self` (Linux).
+pub(crate) fn proc_status_mib(pid: &str, key: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
+}
+
+/// Peak resident set size of this process.
+pub(crate) fn peak_rss_mib() -> Option<f64> {
+    proc_status_mib("self", "VmHWM:")
 }
 
 fn bench_rules(

@@ -143,15 +143,7 @@ fn metric(s: &Served, name: &str) -> Option<f64> {
 }
 
 fn proc_status(pid: u32, key: &str) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = s
-        .lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    crate::bench::proc_status_mib(&pid.to_string(), key)
 }
 
 /// CPU seconds (user + system) of a process.

@@ -151,15 +151,7 @@ fn print_cpu_per_event(before: &CpuSnapshot, after: &CpuSnapshot, sender_ticks: 
 }
 
 fn rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    crate::bench::proc_status_mib("self", "VmRSS:")
 }
 
 /// CPU ticks of the calling thread.

@@ -35,13 +35,6 @@ pub(crate) struct ReportArgs {
     lang: String,
 }
 
-fn peak_rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn synthesise(dir: &Path, a: &ReportArgs, from: DateTime<Utc>, days: i64) -> anyhow::Result<()> {
     let store = SqliteAlertStore::open(&dir.join("state.db"))?;
     let hours = days * 24;
@@ -138,9 +131,9 @@ pub(crate) fn run(a: ReportArgs) -> anyhow::Result<i32> {
         a.alerts,
         t.elapsed().as_secs_f64()
     );
-    let rss_before = peak_rss_mib().unwrap_or(0.0);
+    let rss_before = crate::bench::peak_rss_mib().unwrap_or(0.0);
     let (s, pdf, rows) = measure(full.path(), month, &loc)?;
-    let rss = peak_rss_mib().unwrap_or(0.0);
+    let rss = crate::bench::peak_rss_mib().unwrap_or(0.0);
     println!(
         "monthly report of {} events: {s:.2}s ({:.1}× the empty month), {rows} aggregate/alert rows read, PDF {} KiB; peak RSS {rss:.0} MiB (before the report: {rss_before:.0} MiB)",
         a.events,

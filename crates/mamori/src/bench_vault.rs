@@ -25,17 +25,7 @@ pub(crate) struct VaultExportArgs {
 
 /// Peak resident memory since the last reset, MiB.
 fn hwm_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    crate::bench::peak_rss_mib().unwrap_or(0.0)
 }
 
 /// Resets the peak to the current resident size (Linux ≥ 4.0).
