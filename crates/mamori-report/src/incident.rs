@@ -366,9 +366,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
     // 3. Detection and analysis
     let mut s = Section::new(loc.t("3. Detection and analysis", "3. 検知と分析"));
     s.new_page = true;
-    s.push(Block::Heading {
-        text: loc.t("Alerts", "アラート").into(),
-    });
+    s.heading(loc.t("Alerts", "アラート"));
     let stored: BTreeMap<i64, &Alert> = d.alerts.iter().map(|a| (a.id.0, a)).collect();
     let mut t = Table::new(&[
         loc.t("Time", "日時"),
@@ -401,14 +399,10 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             },
         });
     }
-    s.push(Block::Heading {
-        text: loc
-            .t(
-                "Affected hosts and accounts",
-                "影響を受けたホストとアカウント",
-            )
-            .into(),
-    });
+    s.heading(loc.t(
+        "Affected hosts and accounts",
+        "影響を受けたホストとアカウント",
+    ));
     let none = loc.t("none identified", "特定されていません").to_string();
     let join = |set: &BTreeSet<String>| {
         if set.is_empty() {
@@ -424,9 +418,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             (loc.t("Addresses", "アドレス").into(), join(&ind.ips)),
         ],
     });
-    s.push(Block::Heading {
-        text: loc.t("ATT&CK techniques", "ATT&CK テクニック").into(),
-    });
+    s.heading(loc.t("ATT&CK techniques", "ATT&CK テクニック"));
     if ind.techniques.is_empty() {
         s.notice(
             Tone::Info,
@@ -450,9 +442,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         });
     }
     if !inc.entities.is_empty() {
-        s.push(Block::Heading {
-            text: loc.t("Entities", "関係する対象").into(),
-        });
+        s.heading(loc.t("Entities", "関係する対象"));
         let mut t = Table::new(&[loc.t("Field", "フィールド"), loc.t("Value", "値")])
             .widths(&[1, 3])
             .mono(&[0, 1]);
@@ -486,9 +476,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         ));
     }
     s.push(Block::Facts { rows: facts });
-    s.push(Block::Heading {
-        text: loc.t("Response actions", "対応アクション").into(),
-    });
+    s.heading(loc.t("Response actions", "対応アクション"));
     if inc.actions.is_empty() {
         s.notice(
             Tone::Info,
@@ -527,9 +515,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         }
         s.push(Block::Table(t.limit(200)));
     }
-    s.push(Block::Heading {
-        text: loc.t("Playbook tasks", "プレイブックのタスク").into(),
-    });
+    s.heading(loc.t("Playbook tasks", "プレイブックのタスク"));
     let mut t = Table::new(&[
         loc.t("Phase", "フェーズ"),
         loc.t("Task", "タスク"),
@@ -557,9 +543,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
     // 5. Evidence
     let mut s = Section::new(loc.t("5. Evidence", "5. 証拠"));
     s.new_page = true;
-    s.push(Block::Heading {
-        text: loc.t("Evidence bundles", "証拠バンドル").into(),
-    });
+    s.heading(loc.t("Evidence bundles", "証拠バンドル"));
     if inc.evidence.is_empty() {
         s.notice(Tone::Warn, loc.t("No evidence bundle was exported for this incident (mamori evidence export --incident N).", "このインシデントの証拠バンドルはまだ出力されていません（mamori evidence export --incident N）。"));
     } else {
@@ -584,14 +568,10 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         }
         s.push(Block::Table(t.limit(100)));
     }
-    s.push(Block::Heading {
-        text: loc
-            .t(
-                "Signed tree head of the vault",
-                "証拠保管庫の署名付きツリーヘッド",
-            )
-            .into(),
-    });
+    s.heading(loc.t(
+        "Signed tree head of the vault",
+        "証拠保管庫の署名付きツリーヘッド",
+    ));
     match &d.vault_head {
         Some(h) => {
             let field = |k: &str| h.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).unwrap_or_else(dash);
@@ -607,14 +587,10 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         }
         None => s.notice(Tone::Warn, loc.t("No evidence vault in this data directory (mamori init): events are not sealed.", "このデータディレクトリには証拠保管庫がありません（mamori init）。イベントは封印されていません。")),
     }
-    s.push(Block::Heading {
-        text: loc
-            .t(
-                "Chain of custody",
-                "証拠保全の記録（チェーン・オブ・カストディ）",
-            )
-            .into(),
-    });
+    s.heading(loc.t(
+        "Chain of custody",
+        "証拠保全の記録（チェーン・オブ・カストディ）",
+    ));
     match &d.custody {
         Some(c) if !c.is_empty() => {
             let mut t = Table::new(&[
@@ -675,9 +651,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
         }
     }
     if !inc.notes.is_empty() {
-        s.push(Block::Heading {
-            text: loc.t("Analyst notes", "分析メモ").into(),
-        });
+        s.heading(loc.t("Analyst notes", "分析メモ"));
         s.push(Block::Bullets {
             items: inc
                 .notes

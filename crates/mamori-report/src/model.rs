@@ -199,6 +199,11 @@ impl Section {
         self.blocks.push(b);
     }
 
+    /// Adds a sub-heading.
+    pub fn heading(&mut self, text: impl Into<String>) {
+        self.blocks.push(Block::Heading { text: text.into() });
+    }
+
     /// Adds a sentence with a tone: "no data source", "nothing found", a failure.
     pub fn notice(&mut self, tone: Tone, text: impl Into<String>) {
         self.blocks.push(Block::Notice {

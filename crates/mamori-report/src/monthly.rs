@@ -585,11 +585,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
     // Suspicious connections.
     let mut s = Section::new(loc.t("Suspicious connections", "不審な通信"));
     s.new_page = true;
-    s.push(Block::Heading {
-        text: loc
-            .t("External addresses by volume", "通信量の多い外部アドレス")
-            .into(),
-    });
+    s.heading(loc.t("External addresses by volume", "通信量の多い外部アドレス"));
     match &d.address_days {
         None => s.notice(
             Tone::Info,
@@ -651,14 +647,10 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                 let mut byfail: Vec<_> = v.iter().filter(|x| x.1 .1 > 0).collect();
                 byfail.sort_by_key(|b| std::cmp::Reverse(b.1 .1));
                 if !byfail.is_empty() {
-                    s.push(Block::Heading {
-                        text: loc
-                            .t(
-                                "Addresses with the most failed logins",
-                                "ログイン失敗の多いアドレス",
-                            )
-                            .into(),
-                    });
+                    s.heading(loc.t(
+                        "Addresses with the most failed logins",
+                        "ログイン失敗の多いアドレス",
+                    ));
                     let mut t = Table::new(&[
                         loc.t("Address", "アドレス"),
                         loc.t("Failed logins", "ログイン失敗"),
@@ -674,11 +666,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             }
         }
     }
-    s.push(Block::Heading {
-        text: loc
-            .t("Addresses by alert", "アラートに関係したアドレス")
-            .into(),
-    });
+    s.heading(loc.t("Addresses by alert", "アラートに関係したアドレス"));
     let mut by_ip: BTreeMap<String, (u64, Level)> = BTreeMap::new();
     for a in &month_alerts {
         if let Some(ip) = detail(a, IP_KEYS).filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
@@ -711,14 +699,10 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             .collect();
         s.push(Block::Table(t.limit(20)));
     }
-    s.push(Block::Heading {
-        text: loc
-            .t(
-                "First-seen countries and networks",
-                "初めて観測された国・ネットワーク",
-            )
-            .into(),
-    });
+    s.heading(loc.t(
+        "First-seen countries and networks",
+        "初めて観測された国・ネットワーク",
+    ));
     let firsts: Vec<&&Alert> = month_alerts
         .iter()
         .filter(|a| {
@@ -746,14 +730,10 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         }
         s.push(Block::Table(t.limit(30)));
     }
-    s.push(Block::Heading {
-        text: loc
-            .t(
-                "Blocked addresses and their outcome",
-                "遮断したアドレスと結果",
-            )
-            .into(),
-    });
+    s.heading(loc.t(
+        "Blocked addresses and their outcome",
+        "遮断したアドレスと結果",
+    ));
     let mut t = Table::new(&[
         loc.t("Time", "日時"),
         loc.t("Incident", "インシデント"),
@@ -827,14 +807,10 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                 index: charts.len() - 1,
                 caption: loc.t("Events per day", "日別イベント数").into(),
             });
-            s.push(Block::Heading {
-                text: loc
-                    .t(
-                        "Sources that went silent or whose volume collapsed",
-                        "停止した・量が激減した送信元",
-                    )
-                    .into(),
-            });
+            s.heading(loc.t(
+                "Sources that went silent or whose volume collapsed",
+                "停止した・量が激減した送信元",
+            ));
             if silent.is_empty() && collapsed.is_empty() {
                 s.notice(
                     Tone::Good,
@@ -881,9 +857,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                 }
                 s.push(Block::Table(t));
             }
-            s.push(Block::Heading {
-                text: loc.t("Gaps", "欠落").into(),
-            });
+            s.heading(loc.t("Gaps", "欠落"));
             let mut gaps: Vec<&SourceHealth> =
                 health.iter().filter(|x| x.longest_gap_h >= 6).collect();
             gaps.sort_by_key(|b| std::cmp::Reverse(b.longest_gap_h));
@@ -914,14 +888,10 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             }
         }
     }
-    s.push(Block::Heading {
-        text: loc
-            .t(
-                "Log clearing, clock skew and dropped messages",
-                "ログ消去・時刻のずれ・受信漏れ",
-            )
-            .into(),
-    });
+    s.heading(loc.t(
+        "Log clearing, clock skew and dropped messages",
+        "ログ消去・時刻のずれ・受信漏れ",
+    ));
     let kinds: [(&str, &str, AlertTest); 4] = [
         (
             "Log clearing",
@@ -1007,9 +977,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         ),
     ];
     for (en_label, ja_label, f) in &groups {
-        s.push(Block::Heading {
-            text: loc.t(en_label, ja_label).into(),
-        });
+        s.heading(loc.t(en_label, ja_label));
         let hits: Vec<&&Alert> = month_alerts.iter().filter(|a| f(a)).collect();
         if hits.is_empty() {
             s.notice(
@@ -1148,9 +1116,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             )
             .into(),
     });
-    s.push(Block::Heading {
-        text: loc.t("Alerts by level", "レベル別アラート").into(),
-    });
+    s.heading(loc.t("Alerts by level", "レベル別アラート"));
     let mut t = Table::new(&[
         loc.t("Level", "レベル"),
         loc.t("Alerts", "アラート"),
@@ -1174,9 +1140,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         ]);
     }
     s.push(Block::Table(t));
-    s.push(Block::Heading {
-        text: loc.t("Incidents by kind", "種別ごとのインシデント").into(),
-    });
+    s.heading(loc.t("Incidents by kind", "種別ごとのインシデント"));
     if month_incidents.is_empty() {
         s.notice(
             Tone::Good,
@@ -1240,9 +1204,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             ],
         });
     }
-    s.push(Block::Heading {
-        text: loc.t("Rules that fired most", "発報の多いルール").into(),
-    });
+    s.heading(loc.t("Rules that fired most", "発報の多いルール"));
     let mut by_rule: HashMap<&str, (u64, u64, &str, Level)> = HashMap::new();
     for a in &month_alerts {
         let e = by_rule
@@ -1286,9 +1248,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             .collect();
         s.push(Block::Table(t.limit(15)));
     }
-    s.push(Block::Heading {
-        text: loc.t("Rule failures", "ルールの読み込みエラー").into(),
-    });
+    s.heading(loc.t("Rule failures", "ルールの読み込みエラー"));
     match &d.rule_failures {
         None => s.notice(
             Tone::Info,
