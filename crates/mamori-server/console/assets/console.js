@@ -107,7 +107,12 @@
     return d;
   }
 
-  function levelBadge(l) { return el('span', { class: 'lvl lvl-' + (LEVELS.indexOf(l) >= 0 ? l : 'informational'), text: l }); }
+  // An alert's title in the page's language: Mamori's own alerts carry `details.title_ja`.
+  function alertTitle(a) {
+    var ja = a && a.details && typeof a.details.title_ja === 'string' ? a.details.title_ja : '';
+    return LANG === 'ja' && ja ? ja : a.title;
+  }
+  function levelBadge(l) { return el('span', { class: 'lvl lvl-' + (LEVELS.indexOf(l) >= 0 ? l : 'informational'), text: LEVELS.indexOf(l) >= 0 ? t('level_' + l) : l }); }
 
   function phaseName(p) { return t('phase_' + p); }
 
@@ -179,11 +184,10 @@
       var series = [{}];
       var data = [o.hours];
       LEVELS.forEach(function (l) {
-        series.push({ label: l, stroke: LEVEL_COLORS[l], fill: LEVEL_COLORS[l] + '33', width: 2 });
+        series.push({ label: t('level_' + l), stroke: LEVEL_COLORS[l], fill: LEVEL_COLORS[l] + '33', width: 2 });
         data.push(o.alerts_by_level[l] || []);
       });
       chart(document.getElementById('alerts-chart'), { height: 220, series: series, scales: { x: { time: true } } }, data);
-      if (o.alerts_cut) flash(t('alerts_by_level') + ': > 50000');
       var ph = clear(document.getElementById('phases'));
       if (!o.incidents_by_phase) ph.appendChild(el('p', { text: t('not_available') }));
       else ph.appendChild(el('table', { class: 'kv' }, el('tbody', null, PHASES.map(function (p) {
@@ -235,7 +239,8 @@
         var r = s.judgement || {};
         box.appendChild(el('p', { class: 'rule321' }, t('rule321') + ' — ' + (r.system || '') + ': ' +
           (s.satisfied ? t('rule321_met') : t('rule321_missing')) +
-          ' (' + [r.copies, (r.media || []).length, r.offsite, r.offline].join(' / ') + ')'));
+          ' (' + t('rule321_copies') + ' ' + r.copies + ', ' + t('rule321_media') + ' ' + (r.media || []).length + ', ' +
+          t('rule321_offsite') + ' ' + r.offsite + ', ' + t('rule321_offline') + ' ' + r.offline + ')'));
       });
     }).catch(function (e) { clear(box).appendChild(el('p', { class: 'muted', text: t('error') + ': ' + e.message })); });
   }
@@ -321,7 +326,7 @@
             el('td', null, CAN_CHANGE ? el('input', { type: 'checkbox', class: 'sel', checked: !!selected[a.id], onchange: function (ev) { selected[a.id] = ev.target.checked; } }) : null),
             el('td', { text: fmtTime(a.last_seen) }),
             el('td', null, levelBadge(a.level)),
-            el('td', null, el('a', { href: '/alerts/' + Number(a.id), text: a.title })),
+            el('td', null, el('a', { href: '/alerts/' + Number(a.id), text: alertTitle(a) })),
             el('td', { class: 'mono', text: a.rule_id }),
             el('td', null, ents),
             el('td', { class: 'num', text: a.count }),
@@ -351,7 +356,7 @@
       var tags = (d.tags || []).map(function (tg) { return el('span', { class: 'chip tag', text: tg }); });
       var why = LANG === 'ja' ? (d.description_ja || d.description) : d.description;
       var head = el('section', { class: 'card' },
-        el('h2', null, levelBadge(a.level), ' ', a.title),
+        el('h2', null, levelBadge(a.level), ' ', alertTitle(a)),
         el('table', { class: 'kv' }, el('tbody', null,
           el('tr', null, el('th', { text: t('rule') }), el('td', { class: 'mono', text: a.rule_id })),
           el('tr', null, el('th', { text: t('status') }), el('td', { id: 'alert-status', text: t(a.status) + (a.ack ? ' (' + a.ack.by + ', ' + fmtTime(a.ack.at) + ')' : '') })),

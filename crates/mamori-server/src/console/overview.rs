@@ -16,8 +16,8 @@ use crate::api::{blocking, ApiError, AppState, Authed};
 /// Hours shown in the alerts chart.
 pub(super) const HOURS: usize = 24;
 
-/// Hour starts (Unix seconds), counts per level per hour, and whether the alerts were cut.
-type ByLevel = (Vec<i64>, Vec<(Level, Vec<u64>)>, bool);
+/// Hour starts (Unix seconds) and counts per level per hour.
+type ByLevel = (Vec<i64>, Vec<(Level, Vec<u64>)>);
 
 /// Counts of alerts last seen in each of the `HOURS` hours ending with the current one, per
 /// level (`informational` … `critical`), oldest first.
@@ -43,12 +43,10 @@ pub(super) fn alerts_by_level(
             c[slot] += n;
         }
     }
-    // Counting never stops early any more; the field stays in the API for its clients.
-    let cut = false;
     let xs = (0..HOURS as i64)
         .map(|i| (start + TimeDelta::hours(i)).timestamp())
         .collect();
-    Ok((xs, counts, cut))
+    Ok((xs, counts))
 }
 
 pub(super) async fn overview(
@@ -57,7 +55,7 @@ pub(super) async fn overview(
 ) -> Result<Json<JsonValue>, ApiError> {
     let s = Arc::clone(&st);
     let v = blocking(move || {
-        let (xs, counts, cut) = alerts_by_level(&*s.alerts, Utc::now())
+        let (xs, counts) = alerts_by_level(&*s.alerts, Utc::now())
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let by_level: serde_json::Map<String, JsonValue> = counts
             .into_iter()
@@ -100,7 +98,6 @@ pub(super) async fn overview(
         Ok(json!({
             "hours": xs,
             "alerts_by_level": by_level,
-            "alerts_cut": cut,
             "incidents_by_phase": phases,
             "responses_in_force": in_force,
         }))
@@ -149,9 +146,8 @@ mod tests {
             })
             .unwrap();
         }
-        let (xs, counts, cut) = alerts_by_level(s, now).unwrap();
+        let (xs, counts) = alerts_by_level(s, now).unwrap();
         assert_eq!(xs.len(), HOURS);
-        assert!(!cut);
         let get = |l: Level| counts.iter().find(|(x, _)| *x == l).unwrap().1.clone();
         assert_eq!(get(Level::High)[HOURS - 1], 2);
         assert_eq!(get(Level::Low)[HOURS - 4], 1);

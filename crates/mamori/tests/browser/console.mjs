@@ -86,6 +86,8 @@ async function shot(page, name) {
   const lang = await page.evaluate(() => document.documentElement.lang);
   await page.waitForTimeout(300);
   await page.screenshot({ path: path.join(SHOTS, `${lang}-${name}.png`) });
+  // The whole page too: cards below the fold (source health, backups) are looked at as well.
+  await page.screenshot({ path: path.join(SHOTS, `${lang}-${name}-full.png`), fullPage: true });
 }
 
 const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
