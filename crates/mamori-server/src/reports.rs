@@ -60,6 +60,36 @@ pub(crate) fn monthly_duty(
     }))
 }
 
+/// Name of the file that records the first month a data directory reports on.
+pub const SINCE_FILE: &str = "since";
+
+/// The first month (`YYYY-MM`) this data directory writes audits for: the month of the duty's
+/// first run, kept in `reports/since`. A fresh installation does not write an audit of a month
+/// it never watched (`mamori report monthly --month` still makes one by hand).
+/// When the file cannot be read or written, the current month is used (nothing is reported
+/// for earlier months) and the error is logged.
+fn first_month(dir: &Path, now: DateTime<Utc>, loc: &Locale) -> String {
+    let this = Month::previous_of(now, loc).next().key();
+    let path = dir.join(SINCE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) if Month::parse(s.trim()).is_some() => return s.trim().to_owned(),
+        Ok(s) => {
+            tracing::warn!(path = %path.display(), content = %s.trim(), "not a month (YYYY-MM): rewritten");
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot read the first reported month");
+            return this;
+        }
+    }
+    if let Err(e) =
+        std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, format!("{this}\n")))
+    {
+        tracing::error!(path = %path.display(), error = %e, "cannot record the first reported month");
+    }
+    this
+}
+
 /// Mails the reports just written to the contacts who asked for them (`monthly_report`):
 /// the PDFs when there are any, else the HTML files.
 pub fn mail(n: &mamori_notify::Notifier, written: &[PathBuf], now: DateTime<Utc>) {
@@ -122,10 +152,14 @@ pub fn write_due(
 ) -> Result<Vec<PathBuf>, String> {
     let zone = cfg.timezone.as_deref().and_then(Zone::parse);
     let dir = reports_dir(data_dir);
+    let since = first_month(&dir, now, &Locale::new(Lang::En, zone.clone()));
     let mut written = Vec::new();
     for lang in cfg.languages.iter().filter_map(|l| Lang::parse(l)) {
         let loc = Locale::new(lang, zone.clone());
         let month = Month::previous_of(now, &loc);
+        if month.key() < since {
+            continue; // before this data directory watched anything
+        }
         let due: Vec<(Format, PathBuf)> = cfg
             .formats
             .iter()
@@ -175,4 +209,61 @@ pub fn write_due(
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn html_en() -> ReportsConfig {
+        ReportsConfig {
+            monthly: true,
+            languages: vec!["en".into()],
+            formats: vec!["html".into()],
+            timezone: Some("UTC".into()),
+        }
+    }
+
+    #[test]
+    fn a_fresh_data_dir_reports_from_its_first_month_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = html_en();
+        // First run on 7 December: November was never watched.
+        let dec = Utc.with_ymd_and_hms(2026, 12, 7, 0, 1, 0).unwrap();
+        let w = write_due(&cfg, dir.path(), None, dec, None).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let since = reports_dir(dir.path()).join(SINCE_FILE);
+        assert_eq!(std::fs::read_to_string(&since).unwrap().trim(), "2026-12");
+        // On 1 January the month it watched is reported, once.
+        let jan = Utc.with_ymd_and_hms(2027, 1, 1, 0, 5, 0).unwrap();
+        let w = write_due(&cfg, dir.path(), None, jan, None).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].ends_with("monthly-2026-12-en.html"), "{w:?}");
+        assert!(write_due(&cfg, dir.path(), None, jan, None)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_data_dir_installed_earlier_catches_up_and_a_broken_marker_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let reports = reports_dir(dir.path());
+        std::fs::create_dir_all(&reports).unwrap();
+        std::fs::write(reports.join(SINCE_FILE), "2026-10\n").unwrap();
+        let dec = Utc.with_ymd_and_hms(2026, 12, 7, 0, 1, 0).unwrap();
+        let w = write_due(&html_en(), dir.path(), None, dec, None).unwrap();
+        assert!(w[0].ends_with("monthly-2026-11-en.html"), "{w:?}");
+        std::fs::write(reports.join(SINCE_FILE), "garbage").unwrap();
+        assert_eq!(
+            first_month(&reports, dec, &Locale::new(Lang::En, None)),
+            "2026-12"
+        );
+        assert_eq!(
+            std::fs::read_to_string(reports.join(SINCE_FILE))
+                .unwrap()
+                .trim(),
+            "2026-12"
+        );
+    }
 }

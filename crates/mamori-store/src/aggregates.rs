@@ -148,7 +148,11 @@ impl SqliteAlertStore {
             check_source(&s.source, &s.kind)?;
         }
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.err())?;
+        // IMMEDIATE: this transaction reads then writes; a deferred one would fail at once with
+        // "database is locked" (no busy wait) when another connection wrote in between.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.err())?;
         {
             let mut st = tx
                 .prepare_cached(

@@ -66,7 +66,9 @@ impl SqliteAlertStore {
 
     fn init(conn: Connection, path: &Path) -> Result<SqliteAlertStore> {
         let e = sql_at(path);
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        // Other connections of the server write to the same file (cases, users, reports):
+        // wait for them rather than lose an alert on a loaded machine.
+        conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(&e)?;
         let _: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -202,7 +204,11 @@ impl AlertStore for SqliteAlertStore {
     fn insert_alert(&self, a: &NewAlert) -> Result<InsertOutcome> {
         alerts::validate(a)?;
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.err())?;
+        // IMMEDIATE: this transaction reads then writes; a deferred one would fail at once with
+        // "database is locked" (no busy wait) when another connection wrote in between.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.err())?;
         if let Some(key) = &a.dedup_key {
             let existing = tx
                 .query_row(

@@ -449,35 +449,9 @@ fn settle(srv: &Server, events: u64) -> Vec<Value> {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    // Detection runs behind storage: wait until the alerts stop changing.
-    let (mut last, mut stable) = (usize::MAX, 0);
-    loop {
-        let alerts = all_alerts(srv);
-        if alerts.len() == last {
-            stable += 1;
-            if stable >= 6 || Instant::now() > deadline {
-                return alerts;
-            }
-        } else {
-            stable = 0;
-            last = alerts.len();
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Every alert, page by page.
-fn all_alerts(srv: &Server) -> Vec<Value> {
-    let mut out = Vec::new();
-    loop {
-        let (s, v) = srv.get(&format!("/api/v1/alerts?limit=1000&offset={}", out.len()));
-        assert_eq!(s, 200, "{v}");
-        let page = v["alerts"].as_array().cloned().unwrap_or_default();
-        if page.is_empty() {
-            return out;
-        }
-        out.extend(page);
-    }
+    // Detection runs behind storage: wait until it has seen every event and the alerts
+    // stop changing.
+    srv.settle_detection(events, Duration::from_secs(3), deadline)
 }
 
 fn serve_findings(sim: &Sim, srv: &Server, alerts: &[Value]) -> Vec<Finding> {

@@ -472,7 +472,7 @@ fn incident_output_escapes_terminal_sequences_from_logs() {
     c.flush().unwrap();
     let cfgs = cfg.to_str().unwrap();
     let mut listed = String::new();
-    let found = wait_until(Duration::from_secs(20), || {
+    let found = wait_until(Duration::from_secs(90), || {
         let out = mamori(&["incident", "list", "--config", cfgs]);
         listed = text(&out.stdout);
         !listed.trim().is_empty()

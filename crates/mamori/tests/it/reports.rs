@@ -207,10 +207,19 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
     let cfg = write_config(d, &extra);
     let init = mamori(&["init", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(init.status.code(), Some(0), "{}", text(&init.stderr));
+    // A data directory that has watched since the month before last (a fresh one does not
+    // report months before its first start: `reports/since`).
+    let now = Utc::now();
+    let before_last = if now.month() <= 2 {
+        format!("{}-{:02}", now.year() - 1, now.month() + 10)
+    } else {
+        format!("{}-{:02}", now.year(), now.month() - 2)
+    };
+    std::fs::create_dir_all(data.join("reports")).unwrap();
+    std::fs::write(data.join("reports/since"), format!("{before_last}\n")).unwrap();
     let srv = Server::start(&cfg, None);
 
     // The 1st-of-month duty: last month's audit is written at start (catch-up).
-    let now = Utc::now();
     let last = if now.month() == 1 {
         format!("{}-12", now.year() - 1)
     } else {

@@ -117,6 +117,60 @@ impl Server {
         (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
     }
 
+    /// The server's log lines (warnings and errors) printed so far: for failure messages.
+    pub(crate) fn log_lines(&self) -> String {
+        self._log.try_iter().collect::<Vec<_>>().join("\n")
+    }
+
+    /// The value of an unlabelled sample of `/metrics` (`None` when absent).
+    pub(crate) fn metric(&self, name: &str) -> Option<f64> {
+        let (s, b) = http(self.http, "GET", "/metrics", Some(&self.token), &[], b"");
+        assert_eq!(s, 200);
+        text(&b)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Waits until detection has evaluated every stored event (`mamori_events_matched_total`
+    /// reaches `events`), then until the alert count has not changed for `quiet`: on a loaded
+    /// machine detection runs seconds behind storage, so a fixed pause is not enough.
+    pub(crate) fn settle_detection(
+        &self,
+        events: u64,
+        quiet: Duration,
+        deadline: Instant,
+    ) -> Vec<Value> {
+        while self.metric("mamori_events_matched_total").unwrap_or(0.0) < events as f64
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let (mut last, mut since) = (usize::MAX, Instant::now());
+        loop {
+            let alerts = self.all_alerts();
+            if alerts.len() != last {
+                (last, since) = (alerts.len(), Instant::now());
+            } else if since.elapsed() >= quiet || Instant::now() > deadline {
+                return alerts;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Every alert, page by page.
+    pub(crate) fn all_alerts(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let (s, v) = self.get(&format!("/api/v1/alerts?limit=1000&offset={}", out.len()));
+            assert_eq!(s, 200, "{v}");
+            let page = v["alerts"].as_array().cloned().unwrap_or_default();
+            if page.is_empty() {
+                return out;
+            }
+            out.extend(page);
+        }
+    }
+
     /// Polls a search until it returns `want` hits (or times out) and returns the hits.
     pub(crate) fn search_until(&self, q: &str, want: u64, timeout: Duration) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
