@@ -58,3 +58,37 @@ fn rusqlite_set_version(path: &std::path::Path, v: u32) -> bool {
     std::fs::write(path, b).unwrap();
     true
 }
+
+/// Two connections to one file, one merging alerts (read, then write) while the other writes:
+/// every insert succeeds. A deferred read-then-write transaction failed at once with "database
+/// is locked" whenever the other connection wrote in between (the busy wait does not apply to
+/// a read lock upgraded to a write lock), and the server lost that alert.
+#[test]
+fn merging_alerts_while_another_connection_writes_never_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let a = SqliteAlertStore::open(&path).unwrap();
+    let b = SqliteAlertStore::open(&path).unwrap();
+    let writer = std::thread::spawn(move || {
+        for i in 0..400u32 {
+            b.kv_put(&format!("k{}", i % 7), &i.to_le_bytes()).unwrap();
+        }
+    });
+    for i in 0..400u32 {
+        let r = a.insert_alert(&NewAlert {
+            rule_id: mamori_event::RuleId("r".into()),
+            title: "SSH brute force".into(),
+            level: Level::Low,
+            event_time: None,
+            received_at: t(i64::from(i)),
+            event_seqs: vec![u64::from(i) + 1],
+            group_key: None,
+            dedup_key: Some(format!("key{}", i % 5)),
+            details: serde_json::json!({}),
+        });
+        assert!(r.is_ok(), "insert {i}: {r:?}");
+    }
+    writer.join().unwrap();
+    let all = a.list_alerts(&AlertFilter::default()).unwrap();
+    assert_eq!(all.len(), 5, "five dedup keys, merged");
+}
