@@ -37,6 +37,13 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Serialised as `"<redacted>"`: a configuration printed or dumped never carries the value.
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")

@@ -182,6 +182,24 @@ pub(crate) fn post_json(
     }
 }
 
+/// POSTs a JSON body to `url`, signed like a webhook notification (the two `X-Mamori-*`
+/// headers) when `secret` is given. The URL is a credential: it never appears in the error.
+pub fn post_signed(
+    url: &Secret,
+    secret: Option<&Secret>,
+    body: &[u8],
+    timeout: Duration,
+    now: DateTime<Utc>,
+) -> Result<(), String> {
+    let mut headers = Vec::new();
+    if let Some(secret) = secret {
+        let ts = now.timestamp();
+        headers.push((TIMESTAMP_HEADER, ts.to_string()));
+        headers.push((SIGNATURE_HEADER, sign(secret.expose().as_bytes(), ts, body)));
+    }
+    post_json(url.expose(), body, &headers, timeout, Some(url))
+}
+
 pub(crate) fn send_webhook(
     url: &str,
     secret: &Secret,

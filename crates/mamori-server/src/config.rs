@@ -81,6 +81,12 @@ pub struct VaultSection {
     /// A log host outside this machine (`host:port`, syslog over TCP) that receives every new
     /// signed tree head, so a rollback of the vault is detectable (`vault verify --witness`).
     pub witness_syslog: Option<String>,
+    /// An HTTPS endpoint outside this machine that receives every new signed tree head as
+    /// `{"tree_head": {…}}` in a POST (kept by the receiver as one JSON document per line for
+    /// `vault verify --witness`). A credential: never logged.
+    pub witness_webhook: Option<mamori_notify::Secret>,
+    /// Key of the `X-Mamori-Signature` HMAC on those POSTs (as for webhook notifications).
+    pub witness_webhook_secret: Option<mamori_notify::Secret>,
 }
 
 impl Default for VaultSection {
@@ -91,6 +97,8 @@ impl Default for VaultSection {
             checkpoint_every_records: v.checkpoint_every_records,
             checkpoint_every_secs: v.checkpoint_every_secs,
             witness_syslog: None,
+            witness_webhook: None,
+            witness_webhook_secret: None,
         }
     }
 }
@@ -421,6 +429,21 @@ impl ServerConfig {
             return bad(
                 "storage.index_heap_bytes",
                 "must be at least 15 MiB (tantivy's minimum)".into(),
+            );
+        }
+        if let Some(u) = &self.vault.witness_webhook {
+            let u = u.expose();
+            if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() < 10 {
+                return bad(
+                    "vault.witness_webhook",
+                    "must be an http(s):// URL (https outside this machine)".into(),
+                );
+            }
+        }
+        if self.vault.witness_webhook_secret.is_some() && self.vault.witness_webhook.is_none() {
+            return bad(
+                "vault.witness_webhook_secret",
+                "is set but vault.witness_webhook is not".into(),
             );
         }
         for t in &self.tail {

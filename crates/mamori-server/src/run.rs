@@ -236,12 +236,14 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             running.alert_tx.subscribe(),
         ));
     }
-    if let (Some(target), true) = (&cfg.vault.witness_syslog, data.join("vault").is_dir()) {
-        running.background.push(crate::witness::run(
-            data.join("vault"),
-            target.clone(),
-            Duration::from_secs(1),
-        ));
+    if data.join("vault").is_dir() {
+        for w in crate::witness::Witness::configured(&cfg.vault) {
+            running.background.push(crate::witness::run(
+                data.join("vault"),
+                w,
+                Duration::from_secs(1),
+            ));
+        }
     }
     tracing::info!(
         syslog_udp = ?running.syslog_udp,

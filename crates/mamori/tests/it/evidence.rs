@@ -442,6 +442,23 @@ fn serve_publishes_signed_heads_to_the_witness() {
             }
         }
     });
+    // A webhook witness: a plain HTTP receiver that keeps each POST's headers and body.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_port = hook.local_addr().unwrap().port();
+    let (htx, hrx) = std::sync::mpsc::channel::<(String, Vec<u8>)>();
+    std::thread::spawn(move || {
+        for c in hook.incoming() {
+            let Ok(mut c) = c else { return };
+            let Some(req) = read_http_request(&mut c) else {
+                continue;
+            };
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if htx.send(req).is_err() {
+                return;
+            }
+        }
+    });
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data");
     assert_eq!(
@@ -452,36 +469,112 @@ fn serve_publishes_signed_heads_to_the_witness() {
     );
     let cfg = write_config(
         dir.path(),
-        &format!("[vault]\ncheckpoint_every_secs = 1\nwitness_syslog = \"127.0.0.1:{port}\"\n"),
+        &format!(
+            "[vault]\ncheckpoint_every_secs = 1\nwitness_syslog = \"127.0.0.1:{port}\"\n\
+             witness_webhook = \"http://127.0.0.1:{hook_port}/heads?token=hook-url-secret\"\n\
+             witness_webhook_secret = \"hook-key\"\n"
+        ),
     );
     let srv = Server::start(&cfg, None);
     let sent: Vec<String> = (0..20).map(bf_line).collect();
     send_lines(&srv, &sent, 20);
-    // Wait for a head that covers the 20 events (plus custody records).
-    let mut log = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+    // Wait for a head that covers the 20 events (plus custody records), on both witnesses.
+    let (mut log, mut hook_log) = (String::new(), String::new());
+    let (mut syslog_done, mut hook_done) = (false, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !(syslog_done && hook_done) {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
             assert!(l.starts_with("<110>1 "), "an RFC 5424 line: {l}");
             log.push_str(&l);
             let (heads, _) = mamori_vault::parse_witness(&l);
-            if heads.iter().any(|h| h.tree_size >= 20) {
-                break;
-            }
+            syslog_done |= heads.iter().any(|h| h.tree_size >= 20);
+        }
+        if let Ok((head, body)) = hrx.recv_timeout(Duration::from_millis(200)) {
+            let h = head.to_ascii_lowercase();
+            let header = |name: &str| {
+                h.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            };
+            assert!(
+                h.starts_with("post /heads?token=hook-url-secret "),
+                "{head}"
+            );
+            let (ts, sig) = (header("x-mamori-timestamp"), header("x-mamori-signature"));
+            assert!(
+                mamori_notify::http::verify(b"hook-key", &ts, &body, &sig),
+                "the POST is signed with the configured key: {head}"
+            );
+            let b = String::from_utf8(body).unwrap();
+            hook_log.push_str(&b);
+            hook_log.push('\n');
+            let (heads, bad) = mamori_vault::parse_witness(&b);
+            assert_eq!(bad, 0, "{b}");
+            hook_done |= heads.iter().any(|h| h.tree_size >= 20);
         }
     }
-    assert!(!log.is_empty(), "no head reached the witness");
+    assert!(
+        syslog_done,
+        "no head covering the events reached the syslog witness"
+    );
+    assert!(
+        hook_done,
+        "no head covering the events reached the webhook witness"
+    );
+    // The webhook's URL is a credential: never in the server's log.
+    assert!(!srv.log_lines().contains("hook-url-secret"));
     assert_eq!(srv.stop(), Some(0));
-    let file = dir.path().join("witness.log");
-    std::fs::write(&file, &log).unwrap();
-    let out = mamori(&[
-        "vault",
-        "verify",
-        "--data-dir",
-        d.to_str().unwrap(),
-        "--witness",
-        file.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("witnessed heads"));
+    for (name, body) in [("witness.log", &log), ("hook.jsonl", &hook_log)] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, body).unwrap();
+        let out = mamori(&[
+            "vault",
+            "verify",
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--witness",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stdout));
+        assert!(text(&out.stdout).contains("witnessed heads"), "{name}");
+    }
+}
+
+/// One HTTP/1.1 request: the head (request line and headers) and the body (Content-Length).
+fn read_http_request(c: &mut std::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use std::io::Read;
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = c.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    let mut body = buf[end + 4..].to_vec();
+    while body.len() < len {
+        let n = c.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((head, body))
 }
