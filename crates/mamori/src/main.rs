@@ -15,6 +15,7 @@ mod incident_cli;
 mod malloc_arenas;
 mod report_cli;
 mod rules;
+mod scan_cli;
 mod serve;
 mod simulate;
 mod term;
@@ -98,6 +99,8 @@ enum Command {
     /// Add, list, disable and change the passwords of web console users.
     #[command(subcommand)]
     User(cmd_user::UserCmd),
+    /// Safe external diagnosis of your own web services and VPN (TLS, headers, exposed files, KEV).
+    Scan(scan_cli::ScanArgs),
 }
 
 fn main() -> ExitCode {
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
         Command::Report(c) => report_cli::run(c),
         Command::Backup(c) => backup_cli::run(c),
         Command::User(c) => cmd_user::run(c),
+        Command::Scan(a) => scan_cli::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
