@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub backup: Vec<mamori_backup::BackupConfig>,
     /// `[backups]`: settings for all backup checks.
     pub backups: mamori_backup::BackupsSettings,
+    /// `[scan]`: allow-list, targets and schedule of `mamori scan` in the server; off by default.
+    pub scan: Option<mamori_scan::ScanConfig>,
 }
 
 /// `[reports]`: on the 1st of each month (or at the first start after it) the server writes
@@ -131,6 +133,7 @@ impl Default for ServerConfig {
             sources: crate::source_health::SourcesConfig::default(),
             backup: Vec::new(),
             backups: mamori_backup::BackupsSettings::default(),
+            scan: None,
             reports: ReportsConfig::default(),
         }
     }
@@ -449,6 +452,11 @@ impl ServerConfig {
         }
         if let Err(e) = mamori_backup::validate_all(&self.backup) {
             return bad("backup", e.to_string());
+        }
+        if let Some(s) = &self.scan {
+            if let Err(e) = crate::scans::validate(s) {
+                return bad("scan", e);
+            }
         }
         for r in &self.detection.rules {
             if !r.exists() {

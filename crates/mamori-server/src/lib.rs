@@ -39,6 +39,7 @@ mod api_incidents;
 mod api_reports;
 pub mod api_serve;
 pub mod backups;
+pub mod scans;
 mod build;
 pub mod config;
 pub mod console;
