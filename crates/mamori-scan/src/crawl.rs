@@ -224,10 +224,10 @@ mod tests {
     #[test]
     fn links_and_forms_are_extracted() {
         let base = Url::parse("https://a.example/app/").unwrap();
-        let html = r#"<a href="page?id=1&amp;x=2">p</a> <img src='/app/img/logo.png'>
+        let html = r##"<a href="page?id=1&amp;x=2">p</a> <img src='/app/img/logo.png'>
             <a href=other.html>o</a> <a href="https://evil.example/">e</a> <a href="#top">t</a>
             <form action="search" method="get"><input name="q" value="hello"><input type="submit" name="go"></form>
-            <form action="/app/login" method="POST"><input name="user"><input type="password" name="pw"></form>"#;
+            <form action="/app/login" method="POST"><input name="user"><input type="password" name="pw"></form>"##;
         let (links, forms) = extract(&base, html);
         let l: Vec<String> = links.iter().map(|u| u.to_string()).collect();
         assert!(l.contains(&"https://a.example/app/page?id=1&x=2".to_string()), "{l:?}");

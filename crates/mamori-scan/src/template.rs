@@ -129,7 +129,15 @@ pub struct RequestSpec {
     #[serde(default = "default_method")]
     pub method: Method,
     pub path: Vec<String>,
-    #[serde(flatten)]
+    #[serde(default)]
+    matchers_condition: Condition,
+    #[serde(default)]
+    matchers: Vec<Matcher>,
+    #[serde(default)]
+    extractors: Vec<Extractor>,
+    /// The matchers and extractors, compiled (serde's `flatten` does not mix with
+    /// `deny_unknown_fields`, so they are read above and moved here).
+    #[serde(skip)]
     pub probe: Probe,
 }
 
@@ -357,6 +365,11 @@ impl Template {
                     return Err(format!("path {p:?} must stay on the target"));
                 }
             }
+            r.probe = Probe {
+                matchers_condition: r.matchers_condition,
+                matchers: std::mem::take(&mut r.matchers),
+                extractors: std::mem::take(&mut r.extractors),
+            };
             r.probe.compile()?;
         }
         if let Some(p) = &mut self.passive {

@@ -265,6 +265,22 @@ pub fn judge_chain(
             }
         }
     }
+    // webpki reports expiry before trust: judge trust again just before `notAfter`.
+    if v.expired && roots_ok_public {
+        if let Some(na) = v.not_after {
+            if let Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer | CertificateError::BadSignature,
+            )) = verify(public(), na.saturating_sub(1))
+            {
+                roots_ok_public = false;
+                v.untrusted_reason = Some(if chain.len() == 1 {
+                    "self-signed or unknown issuer".into()
+                } else {
+                    "unknown issuer".into()
+                });
+            }
+        }
+    }
     v.trusted = roots_ok_public && v.untrusted_reason.is_none();
     if !v.expired {
         let later = now + 30 * 86_400;
