@@ -60,6 +60,16 @@ fn segments(v: &str) -> Vec<u64> {
         .collect()
 }
 
+/// `1.04.03` → `1.4.3` (leading zeros of extracted numbers dropped); a value without digits
+/// is kept as it is.
+pub fn normalise_version(v: &str) -> String {
+    let s = segments(v);
+    if s.is_empty() {
+        return v.to_string();
+    }
+    s.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(".")
+}
+
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
     let (a, b) = (segments(a), segments(b));
     for i in 0..a.len().max(b.len()) {
@@ -163,6 +173,8 @@ mod tests {
         assert_eq!(compare_versions("1.04.03", "1.4.3"), Ordering::Equal);
         assert_eq!(compare_versions("1.6", "1.6.0"), Ordering::Equal);
         assert_eq!(compare_versions("2.4.50", "2.4.49"), Ordering::Greater);
+        assert_eq!(normalise_version("1.04.03"), "1.4.3");
+        assert_eq!(normalise_version("15.1.2507.6"), "15.1.2507.6");
     }
 
     #[test]

@@ -576,7 +576,7 @@ impl Scanner {
                 .extracted
                 .iter()
                 .find(|(n, _)| n == "version")
-                .map(|(_, v)| v.clone());
+                .map(|(_, v)| crate::kev::normalise_version(v));
             let e = products
                 .entry(product.clone())
                 .or_insert((None, hit.url.clone(), tpl.info.severity));
