@@ -151,6 +151,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             cfg.scan.clone(),
             &data,
             Arc::clone(&alerts),
+            Arc::clone(&events),
             running.alert_tx.clone(),
         )
         .map_err(|e| StartError::State {

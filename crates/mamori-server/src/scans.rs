@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use mamori_event::{Level, RuleId};
 use mamori_scan::{Finding, ScanConfig, ScanReport, Scanner, Severity, Target};
-use mamori_store::{Alert, AlertFilter, AlertStore, NewAlert};
+use mamori_store::{Alert, AlertFilter, AlertStore, EventStore, NewAlert};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::{json, Value as JsonValue};
@@ -63,6 +63,7 @@ pub struct ScanService {
     cfg: Option<ScanConfig>,
     db: Mutex<Connection>,
     alerts: Arc<dyn AlertStore>,
+    events: Arc<dyn EventStore>,
     alert_tx: broadcast::Sender<Alert>,
     running: AtomicBool,
 }
@@ -75,25 +76,53 @@ impl std::fmt::Debug for ScanService {
     }
 }
 
-/// Alerts whose fields mention `path`: the logs show it probed or exploited.
-pub fn probes_of(path: &str, alerts: &[Alert]) -> Vec<i64> {
+/// Events read per alert, and in all, when looking for the URLs alerts were raised on.
+const EVENTS_PER_ALERT: usize = 50;
+const EVENTS_IN_ALL: usize = 5000;
+
+/// `(alert id, URL text)` of every recent alert: the values of its rule's fields and the
+/// `url.original`/`url.path` of its events (a failed-probe episode cites its events only).
+pub fn alert_urls(alerts: &[Alert], events: &dyn EventStore) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut budget = EVENTS_IN_ALL;
+    for a in alerts {
+        if a.rule_id.0.as_ref() == NEW_FINDINGS_RULE {
+            continue;
+        }
+        if let Some(f) = a.details["fields"].as_object() {
+            for v in f.values().filter_map(|v| v.as_str()) {
+                out.push((a.id.0, v.to_string()));
+            }
+        }
+        for seq in a.event_seqs.iter().rev().take(EVENTS_PER_ALERT.min(budget)) {
+            budget -= 1;
+            if let Ok(Some(e)) = events.get(*seq) {
+                for name in ["url.original", "url.path"] {
+                    if let Some(v) = e.event.get_str(name) {
+                        out.push((a.id.0, v.into_owned()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The alerts whose URLs contain `path`: the logs show it probed or exploited.
+pub fn probes_of(path: &str, urls: &[(i64, String)]) -> Vec<i64> {
     // `/` and empty paths are in every web log: nothing to learn from them.
     if path.len() < 2 {
         return Vec::new();
     }
     let p = path.trim_end_matches('/');
-    alerts
+    let mut ids: Vec<i64> = urls
         .iter()
-        .filter(|a| {
-            a.rule_id.0.as_ref() != NEW_FINDINGS_RULE
-                && a.details["fields"].as_object().is_some_and(|f| {
-                    f.values()
-                        .filter_map(|v| v.as_str())
-                        .any(|v| v.contains(p))
-                })
-        })
-        .map(|a| a.id.0)
-        .collect()
+        .filter(|(_, u)| u.contains(p))
+        .map(|(id, _)| *id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 impl ScanService {
@@ -101,6 +130,7 @@ impl ScanService {
         cfg: Option<ScanConfig>,
         data_dir: &Path,
         alerts: Arc<dyn AlertStore>,
+        events: Arc<dyn EventStore>,
         alert_tx: broadcast::Sender<Alert>,
     ) -> rusqlite::Result<ScanService> {
         let db = Connection::open(data_dir.join(SCANS_FILE))?;
@@ -121,6 +151,7 @@ impl ScanService {
             cfg,
             db: Mutex::new(db),
             alerts,
+            events,
             alert_tx,
             running: AtomicBool::new(false),
         })
@@ -192,10 +223,11 @@ impl ScanService {
                 ..AlertFilter::default()
             })
             .unwrap_or_default();
+        let urls = alert_urls(&recent, &*self.events);
         let mut linked: HashMap<String, Vec<i64>> = HashMap::new();
         for t in &mut report.targets {
             for f in &mut t.findings {
-                let ids = probes_of(&f.path, &recent);
+                let ids = probes_of(&f.path, &urls);
                 if !ids.is_empty() && f.severity > Severity::Info {
                     f.severity = f.severity.raised();
                     f.evidence = format!(
@@ -448,15 +480,17 @@ mod tests {
 
     #[test]
     fn a_path_probed_in_the_logs_links_its_alerts() {
+        let events = mamori_store::MemoryEventStore::new();
         let alerts = vec![
             alert(1, json!({ "url.original": "/.git/HEAD?x=1" })),
             alert(2, json!({ "url.original": "/index.html" })),
             alert(3, json!({ "url.path": "/.git/config" })),
         ];
-        assert_eq!(probes_of("/.git/HEAD", &alerts), vec![1]);
-        assert_eq!(probes_of("/.git/", &alerts), vec![1, 3]);
-        assert!(probes_of("/", &alerts).is_empty(), "too generic");
-        assert!(probes_of("/.env", &alerts).is_empty());
+        let urls = alert_urls(&alerts, &events);
+        assert_eq!(probes_of("/.git/HEAD", &urls), vec![1]);
+        assert_eq!(probes_of("/.git/", &urls), vec![1, 3]);
+        assert!(probes_of("/", &urls).is_empty(), "too generic");
+        assert!(probes_of("/.env", &urls).is_empty());
     }
 
     #[test]

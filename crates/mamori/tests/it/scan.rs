@@ -612,3 +612,89 @@ fn request_budget_and_rate_limit_hold_at_the_server() {
     let min = Duration::from_secs_f64((at.len() - 1) as f64 / rate * 0.7);
     assert!(span >= min, "{} requests in {span:?}", at.len());
 }
+
+fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `serve` with `[scan]`: the allow-listed target is scanned at start, the run is stored and
+/// served by `GET /api/v1/scans`, new findings raise one alert, and `/.env` — which the logs
+/// show probed — is raised a step and linked to the probe's alert.
+#[test]
+fn serve_scans_on_schedule_stores_alerts_and_links_probed_paths() {
+    use crate::serve::{http, write_config, Server};
+    let site = start(false, &expired_self_signed());
+    let dir = tempfile::tempdir().unwrap();
+    let scan = |targets: &str| {
+        format!(
+            "[scan]\nallow = [\"127.0.0.1\"]\ntargets = [{targets}]\nprofile = \"standard\"\nrate = 40\nevery = \"7d\"\ntimeout_seconds = 20\n"
+        )
+    };
+    // First without targets: the logs show someone probing /.env.
+    let cfg = write_config(dir.path(), &scan(""));
+    let srv = Server::start(&cfg, None);
+    let line = "203.0.113.7 - - [06/Dec/2026:10:00:00 +0000] \"GET /.env HTTP/1.1\" 404 0 \"-\" \"Mozilla/5.0\"\n";
+    let (s, v) = srv.post("/api/v1/upload?name=access.log", &[], line.as_bytes());
+    assert_eq!(s, 200, "{v}");
+    // Generous: the detection thread may still be loading rules on a loaded machine.
+    let probe_id = poll(&format!("the probe alert after {v}"), Duration::from_secs(90), || {
+        let (_, v) = srv.get("/api/v1/alerts?limit=1000");
+        v["alerts"].as_array()?.first()?["id"].as_i64()
+    });
+    let (s, v) = srv.get("/api/v1/scans");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["enabled"], false);
+    assert_eq!(v["scans"].as_array().unwrap().len(), 0);
+    let token = srv.token.clone();
+    srv.stop();
+
+    // Then with the target: scanned at start.
+    let cfg = write_config(dir.path(), &scan(&format!("{:?}", site.url())));
+    let srv = Server::start(&cfg, Some(token));
+    let v = poll("a stored scan", Duration::from_secs(120), || {
+        let (_, v) = srv.get("/api/v1/scans");
+        (!v["scans"].as_array()?.is_empty()).then_some(v)
+    });
+    assert_eq!(v["enabled"], true);
+    let run = &v["scans"][0];
+    assert_eq!(run["worst"], "critical", "{run}");
+    let findings = run["report"]["targets"][0]["findings"].as_array().unwrap();
+    let env = findings.iter().find(|f| f["check"] == "exposed-env").unwrap();
+    assert_eq!(env["severity"], "critical", "raised from high: {env}");
+    assert!(env["evidence"].as_str().unwrap().contains(&format!("alerts {probe_id}")), "{env}");
+    let git = findings.iter().find(|f| f["check"] == "exposed-git").unwrap();
+    assert_eq!(git["severity"], "high", "not probed, not raised: {git}");
+    let stored = v["findings"].as_array().unwrap();
+    assert_eq!(stored.len(), findings.len());
+    assert!(stored.iter().all(|f| f["first_seen"] == f["last_seen"]));
+
+    let alert = poll("the new-findings alert", Duration::from_secs(60), || {
+        let (_, v) = srv.get("/api/v1/alerts?limit=1000");
+        v["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["rule_id"] == "mamori.scan.new_findings")
+            .cloned()
+    });
+    assert_eq!(alert["level"], "critical", "{alert}");
+    assert!(alert["details"]["linked_alerts"].as_array().unwrap().contains(&serde_json::json!(probe_id)), "{alert}");
+    assert!(alert["details"]["description_ja"].as_str().unwrap().contains("診断"), "{alert}");
+    assert!(stored.iter().filter(|f| f["severity"] != "info").all(|f| f["alert_id"] == alert["id"]));
+
+    let (s, _) = srv.get("/api/v1/scans?limit=101");
+    assert_eq!(s, 400);
+    let (s, _) = http(srv.http, "GET", "/api/v1/scans", None, &[], b"");
+    assert_eq!(s, 401);
+    let (_, doc) = srv.get("/api/v1/openapi.json");
+    assert!(doc["paths"]["/api/v1/scans"]["get"].is_object());
+    srv.stop();
+    // Only the target was contacted, with harmless requests.
+    assert_harmless(&site.seen());
+}
