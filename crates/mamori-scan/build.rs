@@ -28,6 +28,7 @@ fn main() {
         ));
     }
     src.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("out dir")).join("shipped_templates.rs");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("out dir")).join("shipped_templates.rs");
     std::fs::write(out, src).expect("write shipped_templates.rs");
 }

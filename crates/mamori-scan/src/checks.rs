@@ -236,8 +236,23 @@ fn similar(a: &Response, b: &Response) -> bool {
 fn redirect_like(name: &str, value: &str) -> bool {
     let n = name.to_ascii_lowercase();
     [
-        "url", "next", "redirect", "return", "returnto", "return_to", "returnurl", "dest",
-        "destination", "continue", "goto", "target", "redir", "r", "u", "to", "back",
+        "url",
+        "next",
+        "redirect",
+        "return",
+        "returnto",
+        "return_to",
+        "returnurl",
+        "dest",
+        "destination",
+        "continue",
+        "goto",
+        "target",
+        "redir",
+        "r",
+        "u",
+        "to",
+        "back",
     ]
     .contains(&n.as_str())
         || n.contains("redirect")
@@ -353,7 +368,10 @@ pub fn probe_point(client: &Client, point: &ParamPoint, nonce: &str) -> Result<V
                         &t,
                         &loc,
                         &path,
-                        &format!("{name}={REDIRECT_PROBE} → HTTP {} Location: {loc_h}", r.status),
+                        &format!(
+                            "{name}={REDIRECT_PROBE} → HTTP {} Location: {loc_h}",
+                            r.status
+                        ),
                     ));
                 }
             }
@@ -392,13 +410,21 @@ mod tests {
         let ids: Vec<String> = headers(&t, &bare).into_iter().map(|f| f.check).collect();
         assert_eq!(
             ids,
-            ["hsts-missing", "csp-missing", "frame-missing", "nosniff-missing"]
+            [
+                "hsts-missing",
+                "csp-missing",
+                "frame-missing",
+                "nosniff-missing"
+            ]
         );
         let good = resp(
             &[
                 ("content-type", "text/html"),
                 ("strict-transport-security", "max-age=31536000"),
-                ("content-security-policy", "default-src 'self'; frame-ancestors 'none'"),
+                (
+                    "content-security-policy",
+                    "default-src 'self'; frame-ancestors 'none'",
+                ),
                 ("x-content-type-options", "nosniff"),
             ],
             "<html>",

@@ -36,7 +36,10 @@ fn re(cell: &'static OnceLock<Regex>, pat: &str) -> &'static Regex {
 
 fn link_re() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
-    re(&R, r#"(?i)\b(?:href|src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))"#)
+    re(
+        &R,
+        r#"(?i)\b(?:href|src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))"#,
+    )
 }
 
 fn form_re() -> &'static Regex {
@@ -75,8 +78,21 @@ fn unescape(s: &str) -> String {
 pub fn looks_unsafe(u: &Url) -> bool {
     let s = format!("{}?{}", u.path(), u.query().unwrap_or("")).to_ascii_lowercase();
     [
-        "logout", "log-out", "signout", "sign-out", "logoff", "delete", "remove", "destroy",
-        "drop", "unsubscribe", "reset", "shutdown", "restart", "reboot", "wipe",
+        "logout",
+        "log-out",
+        "signout",
+        "sign-out",
+        "logoff",
+        "delete",
+        "remove",
+        "destroy",
+        "drop",
+        "unsubscribe",
+        "reset",
+        "shutdown",
+        "restart",
+        "reboot",
+        "wipe",
     ]
     .iter()
     .any(|w| s.contains(w))
@@ -130,7 +146,10 @@ pub fn extract(base: &Url, html: &str) -> (Vec<Url>, Vec<(String, Url, Vec<(Stri
                 continue;
             };
             let kind = attr(fa, "type").unwrap_or_default().to_ascii_lowercase();
-            if matches!(kind.as_str(), "submit" | "button" | "image" | "file" | "reset") {
+            if matches!(
+                kind.as_str(),
+                "submit" | "button" | "image" | "file" | "reset"
+            ) {
                 continue;
             }
             let value = attr(fa, "value").unwrap_or_else(|| "1".into());
@@ -230,7 +249,10 @@ mod tests {
             <form action="/app/login" method="POST"><input name="user"><input type="password" name="pw"></form>"##;
         let (links, forms) = extract(&base, html);
         let l: Vec<String> = links.iter().map(|u| u.to_string()).collect();
-        assert!(l.contains(&"https://a.example/app/page?id=1&x=2".to_string()), "{l:?}");
+        assert!(
+            l.contains(&"https://a.example/app/page?id=1&x=2".to_string()),
+            "{l:?}"
+        );
         assert!(l.contains(&"https://a.example/app/other.html".to_string()));
         assert!(l.contains(&"https://evil.example/".to_string()));
         assert_eq!(forms.len(), 2);
@@ -241,9 +263,15 @@ mod tests {
 
     #[test]
     fn state_changing_links_are_recognised() {
-        for s in ["https://a/logout", "https://a/x?action=delete&id=3", "https://a/SignOut"] {
+        for s in [
+            "https://a/logout",
+            "https://a/x?action=delete&id=3",
+            "https://a/SignOut",
+        ] {
             assert!(looks_unsafe(&Url::parse(s).unwrap()), "{s}");
         }
-        assert!(!looks_unsafe(&Url::parse("https://a/products?id=1").unwrap()));
+        assert!(!looks_unsafe(
+            &Url::parse("https://a/products?id=1").unwrap()
+        ));
     }
 }

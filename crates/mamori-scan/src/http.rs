@@ -167,7 +167,11 @@ impl Client {
                     use std::io::Read;
                     let mut b = Vec::new();
                     // Longer than the limit or cut short: keep what was read.
-                    let _ = resp.body_mut().as_reader().take(MAX_BODY).read_to_end(&mut b);
+                    let _ = resp
+                        .body_mut()
+                        .as_reader()
+                        .take(MAX_BODY)
+                        .read_to_end(&mut b);
                     String::from_utf8_lossy(&b).into_owned()
                 };
                 Ok(Some(Response {

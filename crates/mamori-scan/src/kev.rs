@@ -67,7 +67,10 @@ pub fn normalise_version(v: &str) -> String {
     if s.is_empty() {
         return v.to_string();
     }
-    s.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(".")
+    s.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 pub fn compare_versions(a: &str, b: &str) -> Ordering {

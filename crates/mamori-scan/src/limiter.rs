@@ -98,7 +98,11 @@ mod tests {
         for _ in 0..4 {
             l.acquire().unwrap();
         }
-        assert!(t.elapsed() >= Duration::from_millis(149), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(149),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

@@ -33,7 +33,12 @@ pub fn text(r: &ScanReport, lang: Lang) -> String {
         r.duration_ms
     );
     for e in &r.template_errors {
-        let _ = writeln!(o, "{}: {}", t(lang, "template error", "テンプレートのエラー"), clean(e));
+        let _ = writeln!(
+            o,
+            "{}: {}",
+            t(lang, "template error", "テンプレートのエラー"),
+            clean(e)
+        );
     }
     for tr in &r.targets {
         let _ = writeln!(o);
@@ -61,10 +66,20 @@ pub fn text(r: &ScanReport, lang: Lang) -> String {
             );
             let _ = writeln!(o, "   {}: {}", t(lang, "where", "場所"), clean(&f.location));
             if !f.evidence.is_empty() {
-                let _ = writeln!(o, "   {}: {}", t(lang, "seen", "確認内容"), clean(&f.evidence));
+                let _ = writeln!(
+                    o,
+                    "   {}: {}",
+                    t(lang, "seen", "確認内容"),
+                    clean(&f.evidence)
+                );
             }
             let _ = writeln!(o, "   {}", clean(f.explain.get(lang)));
-            let _ = writeln!(o, "   {}: {}", t(lang, "fix", "対策"), clean(f.fix.get(lang)));
+            let _ = writeln!(
+                o,
+                "   {}: {}",
+                t(lang, "fix", "対策"),
+                clean(f.fix.get(lang))
+            );
         }
     }
     let counts = counts(r);
@@ -207,7 +222,11 @@ pub fn html(r: &ScanReport, lang: Lang) -> String {
         }
         o.push_str("</table>");
         if tr.findings.is_empty() {
-            let _ = write!(o, "<p>{}</p>", t(lang, "No findings.", "指摘はありません。"));
+            let _ = write!(
+                o,
+                "<p>{}</p>",
+                t(lang, "No findings.", "指摘はありません。")
+            );
         }
         for f in &tr.findings {
             finding_html(&mut o, f, lang);

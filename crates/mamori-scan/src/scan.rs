@@ -107,10 +107,12 @@ impl ScanConfig {
             path: path.display().to_string(),
             msg: "no [scan] section".into(),
         })?;
-        let mut cfg: ScanConfig = scan.try_into().map_err(|e: toml::de::Error| Error::Config {
-            path: path.display().to_string(),
-            msg: format!("[scan]: {e}"),
-        })?;
+        let mut cfg: ScanConfig = scan
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::Config {
+                path: path.display().to_string(),
+                msg: format!("[scan]: {e}"),
+            })?;
         cfg.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         Ok(cfg)
     }
@@ -244,7 +246,8 @@ impl std::fmt::Debug for Scanner {
 }
 
 fn nonce() -> String {
-    let n = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 ^ std::process::id() as u64;
+    let n =
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64 ^ std::process::id() as u64;
     format!("{:x}", n & 0xff_ffff)
 }
 
@@ -306,7 +309,11 @@ impl Scanner {
     }
 
     pub fn template_errors(&self) -> Vec<String> {
-        self.templates.errors.iter().map(|e| e.to_string()).collect()
+        self.templates
+            .errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
     }
 
     /// Refuses the whole scan when any target is outside the allow-list.
@@ -365,7 +372,11 @@ impl Scanner {
                 for r in &tpl.requests {
                     for path in &r.path {
                         if let Some(u) = t.join(Template::rel_path(path)) {
-                            out.push(p(r.method.as_str(), u.as_str(), format!("template {}", tpl.id)));
+                            out.push(p(
+                                r.method.as_str(),
+                                u.as_str(),
+                                format!("template {}", tpl.id),
+                            ));
                         }
                     }
                 }
@@ -498,7 +509,13 @@ impl Scanner {
         rep.findings.extend(checks::headers(t, main));
         rep.findings.extend(checks::cookies(t, &crawl.pages));
         if t.is_https() {
-            let f = tls::check(&t.host(), t.port(), &self.roots, client.limiter(), self.limits.timeout)?;
+            let f = tls::check(
+                &t.host(),
+                t.port(),
+                &self.roots,
+                client.limiter(),
+                self.limits.timeout,
+            )?;
             self.tls_findings(t, &f, rep);
         } else {
             rep.findings.push(finding(
@@ -514,10 +531,10 @@ impl Scanner {
         let mut products: BTreeMap<String, (Option<String>, String, Severity)> = BTreeMap::new();
         for tpl in self.active_templates() {
             let Some(p) = &tpl.passive else { continue };
-            let header_only = p
-                .matchers
-                .iter()
-                .all(|m| m.part == crate::template::Part::Header || m.kind == crate::template::MatcherType::Status);
+            let header_only = p.matchers.iter().all(|m| {
+                m.part == crate::template::Part::Header
+                    || m.kind == crate::template::MatcherType::Status
+            });
             let mut n = 0;
             for page in &crawl.pages {
                 if let Some(hit) = p.eval(page) {
@@ -533,7 +550,9 @@ impl Scanner {
         for tpl in self.active_templates() {
             'spec: for spec in &tpl.requests {
                 for path in &spec.path {
-                    let Some(u) = t.join(Template::rel_path(path)) else { continue };
+                    let Some(u) = t.join(Template::rel_path(path)) else {
+                        continue;
+                    };
                     if let Some(r) = client.send(spec.method, &u)? {
                         if let Some(hit) = spec.probe.eval(&r) {
                             self.record_hit(t, tpl, hit, rep, &mut products);
@@ -577,9 +596,11 @@ impl Scanner {
                 .iter()
                 .find(|(n, _)| n == "version")
                 .map(|(_, v)| crate::kev::normalise_version(v));
-            let e = products
-                .entry(product.clone())
-                .or_insert((None, hit.url.clone(), tpl.info.severity));
+            let e = products.entry(product.clone()).or_insert((
+                None,
+                hit.url.clone(),
+                tpl.info.severity,
+            ));
             if e.0.is_none() && version.is_some() {
                 *e = (version, hit.url, tpl.info.severity);
             }
@@ -623,19 +644,22 @@ impl Scanner {
                 name: Text::new("product", "製品"),
                 value: format!("{shown} ({url})"),
             });
-            let (check, severity, vulns): (&str, Severity, Vec<&crate::kev::Vuln>) =
-                match version {
-                    Some(v) if p.versioned => {
-                        let hit: Vec<_> = p.vulns.iter().filter(|x| x.affects(v)).collect();
-                        if hit.is_empty() {
-                            ("product-seen", Severity::Info, hit)
-                        } else {
-                            let s = hit.iter().map(|x| x.severity).max().unwrap_or(Severity::High);
-                            ("kev-affected", s, hit)
-                        }
+            let (check, severity, vulns): (&str, Severity, Vec<&crate::kev::Vuln>) = match version {
+                Some(v) if p.versioned => {
+                    let hit: Vec<_> = p.vulns.iter().filter(|x| x.affects(v)).collect();
+                    if hit.is_empty() {
+                        ("product-seen", Severity::Info, hit)
+                    } else {
+                        let s = hit
+                            .iter()
+                            .map(|x| x.severity)
+                            .max()
+                            .unwrap_or(Severity::High);
+                        ("kev-affected", s, hit)
                     }
-                    _ => ("kev-exposed", *sev, p.vulns.iter().collect()),
-                };
+                }
+                _ => ("kev-exposed", *sev, p.vulns.iter().collect()),
+            };
             let mut f = finding(check, severity, t, &format!("{id} {url}"), &path, "");
             f.title = Text::new(
                 format!("{}: {}", shown, f.title.en),
@@ -770,7 +794,10 @@ mod tests {
         .unwrap();
         let c = ScanConfig::from_file(&p).unwrap();
         assert_eq!(c.profile, Profile::Standard);
-        assert_eq!(c.ca_file.as_deref(), Some(d.path().join("ca.pem").as_path()));
+        assert_eq!(
+            c.ca_file.as_deref(),
+            Some(d.path().join("ca.pem").as_path())
+        );
         assert_eq!(c.every().unwrap(), Duration::from_secs(86_400));
         std::fs::write(&p, "[scan]\nalow = []\n").unwrap();
         let e = ScanConfig::from_file(&p).unwrap_err().to_string();

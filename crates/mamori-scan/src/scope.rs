@@ -109,8 +109,12 @@ fn parse_entry(s: &str) -> Result<Entry> {
         reason: reason.to_string(),
     };
     if let Some((ip, bits)) = s.split_once('/') {
-        let ip: IpAddr = ip.parse().map_err(|_| bad("not an IP address before '/'"))?;
-        let bits: u8 = bits.parse().map_err(|_| bad("prefix length is not a number"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| bad("not an IP address before '/'"))?;
+        let bits: u8 = bits
+            .parse()
+            .map_err(|_| bad("prefix length is not a number"))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         if bits > max {
             return Err(bad("prefix length too long"));
@@ -281,8 +285,12 @@ mod tests {
     #[test]
     fn a_name_is_allowed_through_its_addresses() {
         let a = AllowList::parse(&["127.0.0.0/8", "::1"]).unwrap();
-        assert!(a.check(&Target::parse("http://localhost:1/").unwrap()).is_ok());
+        assert!(a
+            .check(&Target::parse("http://localhost:1/").unwrap())
+            .is_ok());
         let b = AllowList::parse(&["192.0.2.1"]).unwrap();
-        assert!(b.check(&Target::parse("http://localhost:1/").unwrap()).is_err());
+        assert!(b
+            .check(&Target::parse("http://localhost:1/").unwrap())
+            .is_err());
     }
 }

@@ -348,7 +348,10 @@ impl Template {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         {
-            return Err(format!("id {:?}: letters, digits, '-', '_', '.' only", self.id));
+            return Err(format!(
+                "id {:?}: letters, digits, '-', '_', '.' only",
+                self.id
+            ));
         }
         if self.requests.is_empty() == self.passive.is_none() {
             return Err("a template has either `requests` or `passive`".into());
@@ -501,12 +504,7 @@ impl TemplateSet {
         let mut files: Vec<_> = std::fs::read_dir(dir)?
             .flatten()
             .map(|e| e.path())
-            .filter(|p| {
-                p.is_file()
-                    && p
-                        .extension()
-                        .is_some_and(|e| e == "yml" || e == "yaml")
-            })
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
             .collect();
         files.sort();
         for f in files {

@@ -366,7 +366,9 @@ pub fn client_hello(version: u16, suites: &[u16], host: Option<&str>) -> Vec<u8>
         ext(&mut exts, 0x000a, &[0, 6, 0, 0x1d, 0, 0x17, 0, 0x18]);
         ext(&mut exts, 0x000b, &[1, 0]);
         if version >= 0x0303 {
-            let algs: &[u16] = &[0x0401, 0x0501, 0x0601, 0x0403, 0x0503, 0x0804, 0x0805, 0x0201, 0x0203];
+            let algs: &[u16] = &[
+                0x0401, 0x0501, 0x0601, 0x0403, 0x0503, 0x0804, 0x0805, 0x0201, 0x0203,
+            ];
             let mut sa = Vec::new();
             push_u16(&mut sa, (algs.len() * 2) as u16);
             for a in algs {
@@ -461,9 +463,12 @@ pub fn check(
         (0x0302, "TLS 1.1"),
     ] {
         limiter.acquire()?;
-        if let HelloAnswer::ServerHello { version, .. } =
-            send_hello(host, port, &client_hello(v, LEGACY_SUITES, Some(host)), timeout)
-        {
+        if let HelloAnswer::ServerHello { version, .. } = send_hello(
+            host,
+            port,
+            &client_hello(v, LEGACY_SUITES, Some(host)),
+            timeout,
+        ) {
             if version == v {
                 f.legacy_accepted.push(label);
             }
@@ -471,9 +476,12 @@ pub fn check(
     }
     let weak: Vec<u16> = WEAK_SUITES.iter().map(|(c, _)| *c).collect();
     limiter.acquire()?;
-    if let HelloAnswer::ServerHello { suite, .. } =
-        send_hello(host, port, &client_hello(0x0303, &weak, Some(host)), timeout)
-    {
+    if let HelloAnswer::ServerHello { suite, .. } = send_hello(
+        host,
+        port,
+        &client_hello(0x0303, &weak, Some(host)),
+        timeout,
+    ) {
         if let Some((_, name)) = WEAK_SUITES.iter().find(|(c, _)| *c == suite) {
             f.weak_ciphers.push(name.to_string());
         }

@@ -167,9 +167,11 @@ impl ScanService {
 
     fn last_started(&self) -> Option<chrono::DateTime<Utc>> {
         self.conn()
-            .query_row("SELECT started FROM scans ORDER BY id DESC LIMIT 1", [], |r| {
-                r.get::<_, String>(0)
-            })
+            .query_row(
+                "SELECT started FROM scans ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get::<_, String>(0),
+            )
             .optional()
             .ok()
             .flatten()
@@ -233,7 +235,10 @@ impl ScanService {
                     f.evidence = format!(
                         "{} · probed in the logs: alerts {}",
                         f.evidence,
-                        ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+                        ids.iter()
+                            .map(|i| i.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                     linked.insert(f.key(), ids);
                 }
@@ -276,7 +281,11 @@ impl ScanService {
         let c = self.conn();
         let key = f.key();
         let known: Option<i64> = c
-            .query_row("SELECT first_scan FROM findings WHERE key = ?1", [&key], |r| r.get(0))
+            .query_row(
+                "SELECT first_scan FROM findings WHERE key = ?1",
+                [&key],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| e.to_string())?;
         if known.is_some() {
@@ -296,7 +305,11 @@ impl ScanService {
     }
 
     fn raise(&self, target: &str, scan: i64, new: &[&Finding], linked: &HashMap<String, Vec<i64>>) {
-        let worst = new.iter().map(|f| f.severity).max().unwrap_or(Severity::Low);
+        let worst = new
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Low);
         let links: Vec<i64> = new
             .iter()
             .filter_map(|f| linked.get(&f.key()))

@@ -46,7 +46,9 @@ fn env_template_negative_matcher() {
     let s = TemplateSet::shipped();
     let t = s.templates.iter().find(|t| t.id == "exposed-env").unwrap();
     let p = &t.requests[0].probe;
-    assert!(p.eval(&resp(200, &[], "APP_KEY=x\nDB_PASSWORD=y\n")).is_some());
+    assert!(p
+        .eval(&resp(200, &[], "APP_KEY=x\nDB_PASSWORD=y\n"))
+        .is_some());
     assert!(p
         .eval(&resp(200, &[], "<!DOCTYPE html>\nAPP_KEY=x\n"))
         .is_none());
@@ -64,7 +66,11 @@ fn roundcube_version_is_extracted_from_rcversion() {
         .passive
         .as_ref()
         .unwrap()
-        .eval(&resp(200, &[], r#"<title>Roundcube Webmail :: Welcome</title> {"rcversion":10403}"#))
+        .eval(&resp(
+            200,
+            &[],
+            r#"<title>Roundcube Webmail :: Welcome</title> {"rcversion":10403}"#,
+        ))
         .unwrap();
     assert_eq!(hit.extracted, vec![("version".into(), "1.04.03".into())]);
 }
@@ -84,7 +90,9 @@ passive:
     s.add_text("t.yml", yaml);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     let p = s.templates[0].passive.as_ref().unwrap();
-    assert!(p.eval(&resp(200, &[("x-one", "1"), ("x-two", "2")], "")).is_some());
+    assert!(p
+        .eval(&resp(200, &[("x-one", "1"), ("x-two", "2")], ""))
+        .is_some());
     assert!(p.eval(&resp(200, &[("x-one", "1")], "")).is_none());
     assert!(p.eval(&resp(418, &[], "")).is_some());
 }
@@ -103,9 +111,21 @@ fn bad_templates_are_reported_with_their_file_and_the_rest_load() {
     );
     let msgs: Vec<String> = s.errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(msgs.len(), 4, "{msgs:?}");
-    assert!(msgs[0].starts_with("bad.yml") && msgs[0].contains("BaseURL"), "{msgs:?}");
-    assert!(msgs[1].starts_with("bad.yml: document 2") && msgs[1].contains("loud"), "{msgs:?}");
-    assert!(msgs[2].starts_with("broken.yml") && msgs[2].contains("line"), "{msgs:?}");
-    assert!(msgs[3].starts_with("ok.yml") && msgs[3].contains("regex"), "{msgs:?}");
+    assert!(
+        msgs[0].starts_with("bad.yml") && msgs[0].contains("BaseURL"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[1].starts_with("bad.yml: document 2") && msgs[1].contains("loud"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[2].starts_with("broken.yml") && msgs[2].contains("line"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[3].starts_with("ok.yml") && msgs[3].contains("regex"),
+        "{msgs:?}"
+    );
     assert!(s.templates.is_empty());
 }

@@ -46,7 +46,10 @@ fn a_private_ca_given_as_extra_root_is_trusted() {
     let pki = private_ca(&["localhost"]);
     let chain = vec![pki.leaf.clone()];
     let v = judge_chain(&chain, "localhost", std::slice::from_ref(&pki.ca), NOW).unwrap();
-    assert!(v.trusted && v.name_ok && !v.expired && !v.expires_within_30_days, "{v:?}");
+    assert!(
+        v.trusted && v.name_ok && !v.expired && !v.expires_within_30_days,
+        "{v:?}"
+    );
     let v = judge_chain(&chain, "localhost", &[], NOW).unwrap();
     assert!(!v.trusted && v.untrusted_reason.is_some(), "{v:?}");
 }
@@ -61,8 +64,13 @@ fn expired_self_signed_is_expired_untrusted_and_says_when() {
 #[test]
 fn wrong_name_and_ip_names() {
     let pki = private_ca(&["www.example.co.jp"]);
-    let v = judge_chain(&[pki.leaf.clone()], "mail.example.co.jp", &[pki.ca.clone()], NOW)
-        .unwrap();
+    let v = judge_chain(
+        &[pki.leaf.clone()],
+        "mail.example.co.jp",
+        &[pki.ca.clone()],
+        NOW,
+    )
+    .unwrap();
     assert!(!v.name_ok, "{v:?}");
     let pki = private_ca(&["127.0.0.1"]);
     let v = judge_chain(&[pki.leaf.clone()], "127.0.0.1", &[pki.ca.clone()], NOW).unwrap();
@@ -90,9 +98,15 @@ fn client_hello_round_trips_through_the_parser_shape() {
     assert_eq!(u16::from_be_bytes([h[9], h[10]]), 0x0301);
     assert!(h.windows(17).any(|w| w == b"vpn.example.co.jp"));
     // An alert and garbage are refusals; a short record is a refusal, not a panic.
-    assert_eq!(parse_answer(&[0x15, 3, 1, 0, 2, 2, 40]), HelloAnswer::Refused);
+    assert_eq!(
+        parse_answer(&[0x15, 3, 1, 0, 2, 2, 40]),
+        HelloAnswer::Refused
+    );
     assert_eq!(parse_answer(&[]), HelloAnswer::Refused);
-    assert_eq!(parse_answer(&[0x16, 3, 1, 0, 60, 2, 0]), HelloAnswer::Refused);
+    assert_eq!(
+        parse_answer(&[0x16, 3, 1, 0, 60, 2, 0]),
+        HelloAnswer::Refused
+    );
 }
 
 fn server_hello(version: u16, suite: u16) -> Vec<u8> {
@@ -190,9 +204,19 @@ fn a_rustls_server_is_modern_and_trusted_with_its_ca() {
         }
     });
     let limiter = Limiter::new(100, 1000.0, Duration::from_secs(60));
-    let f = check("localhost", port, &[pki.ca.clone()], &limiter, Duration::from_secs(30)).unwrap();
+    let f = check(
+        "localhost",
+        port,
+        &[pki.ca.clone()],
+        &limiter,
+        Duration::from_secs(30),
+    )
+    .unwrap();
     assert!(f.tls13 && f.tls12, "{f:?}");
-    assert!(f.legacy_accepted.is_empty() && f.weak_ciphers.is_empty(), "{f:?}");
+    assert!(
+        f.legacy_accepted.is_empty() && f.weak_ciphers.is_empty(),
+        "{f:?}"
+    );
     let c = f.cert.unwrap();
     assert!(c.trusted && c.name_ok && !c.expired, "{c:?}");
 }

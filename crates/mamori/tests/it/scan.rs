@@ -66,7 +66,10 @@ fn esc(s: &str) -> String {
 fn html(app: &App, body: String) -> Response {
     let mut r = (StatusCode::OK, body).into_response();
     let h = r.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     if app.hardened {
         h.insert(
             "strict-transport-security",
@@ -76,7 +79,10 @@ fn html(app: &App, body: String) -> Response {
             "content-security-policy",
             HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
         );
-        h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        h.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
         h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     } else {
         h.insert("server", HeaderValue::from_static("Apache/2.4.49 (Unix)"));
@@ -92,7 +98,9 @@ fn not_found(app: &App) -> Response {
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
     app.seen.lock().unwrap().push(Seen {
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),
@@ -169,12 +177,14 @@ fn respond(app: &App, method: &Method, uri: &axum::http::Uri, _h: &HeaderMap) ->
             let id = query(uri, "id").unwrap_or_default();
             let db = app.db.lock().unwrap();
             let res: Result<Option<String>, rusqlite::Error> = if hard {
-                db.query_row("SELECT name FROM products WHERE id = ?1", [&id], |r| r.get(0))
-                    .map(Some)
-                    .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                        e => Err(e),
-                    })
+                db.query_row("SELECT name FROM products WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
             } else {
                 // Planted: SQL built from the parameter, errors shown.
                 db.query_row(
@@ -207,7 +217,9 @@ fn respond(app: &App, method: &Method, uri: &axum::http::Uri, _h: &HeaderMap) ->
             let found: Option<String> = match sql {
                 Some(s) => db.query_row(&s, [], |r| r.get(0)).ok(),
                 None => db
-                    .query_row("SELECT name FROM products WHERE id = ?1", [&id], |r| r.get(0))
+                    .query_row("SELECT name FROM products WHERE id = ?1", [&id], |r| {
+                        r.get(0)
+                    })
                     .ok(),
             };
             match found {
@@ -219,7 +231,10 @@ fn respond(app: &App, method: &Method, uri: &axum::http::Uri, _h: &HeaderMap) ->
             let q = query(uri, "q").unwrap_or_default();
             // Planted (vulnerable only): reflected without escaping.
             let shown = if hard { esc(&q) } else { q };
-            html(app, format!("<html><body><p>Results for {shown}</p><p>none</p></body></html>"))
+            html(
+                app,
+                format!("<html><body><p>Results for {shown}</p><p>none</p></body></html>"),
+            )
         }
         "/go" => {
             let next = query(uri, "next").unwrap_or_else(|| "/".into());
@@ -243,11 +258,9 @@ fn respond(app: &App, method: &Method, uri: &axum::http::Uri, _h: &HeaderMap) ->
         )
             .into_response(),
         "/.git/HEAD" if !hard => (StatusCode::OK, "ref: refs/heads/main\n").into_response(),
-        "/.git/config" if !hard => (
-            StatusCode::OK,
-            "[core]\n\trepositoryformatversion = 0\n",
-        )
-            .into_response(),
+        "/.git/config" if !hard => {
+            (StatusCode::OK, "[core]\n\trepositoryformatversion = 0\n").into_response()
+        }
         "/.env" if !hard => (
             StatusCode::OK,
             "APP_KEY=base64:c2VjcmV0\nDB_PASSWORD=hunter2\n",
@@ -427,20 +440,44 @@ fn assert_harmless(seen: &[Seen]) {
             s.uri
         );
         assert_eq!(s.body_len, 0, "{} {}", s.method, s.uri);
-        assert!(s.user_agent.starts_with("Mamori-Scan/"), "{:?}", s.user_agent);
+        assert!(
+            s.user_agent.starts_with("Mamori-Scan/"),
+            "{:?}",
+            s.user_agent
+        );
         let decoded: String = url::form_urlencoded::parse(s.uri.as_bytes())
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("&")
             .to_ascii_uppercase();
         for bad in [
-            "DROP ", "DELETE ", "UPDATE ", "INSERT ", "SLEEP(", "BENCHMARK(", "WAITFOR", "UNION ",
-            ";--", "XP_CMDSHELL", "<SCRIPT", "ONERROR", "/ETC/PASSWD", "../",
+            "DROP ",
+            "DELETE ",
+            "UPDATE ",
+            "INSERT ",
+            "SLEEP(",
+            "BENCHMARK(",
+            "WAITFOR",
+            "UNION ",
+            ";--",
+            "XP_CMDSHELL",
+            "<SCRIPT",
+            "ONERROR",
+            "/ETC/PASSWD",
+            "../",
         ] {
             assert!(!decoded.contains(bad), "{bad:?} in {}", s.uri);
         }
-        assert!(!s.uri.contains("logout"), "followed a logout link: {}", s.uri);
-        assert!(!s.uri.starts_with("/login"), "submitted the login form: {}", s.uri);
+        assert!(
+            !s.uri.contains("logout"),
+            "followed a logout link: {}",
+            s.uri
+        );
+        assert!(
+            !s.uri.starts_with("/login"),
+            "submitted the login form: {}",
+            s.uri
+        );
     }
 }
 
@@ -453,7 +490,15 @@ fn every_planted_issue_is_found_and_nothing_destructive_is_sent() {
         "allow = [\"127.0.0.0/8\"]\nrate = 40\nmax_requests = 400\ntimeout_seconds = 20",
     );
     let out = mamori(&[
-        "scan", &site.url(), "--profile", "standard", "--format", "json", "--config", &cfg, "-q",
+        "scan",
+        &site.url(),
+        "--profile",
+        "standard",
+        "--format",
+        "json",
+        "--config",
+        &cfg,
+        "-q",
     ]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -483,15 +528,43 @@ fn every_planted_issue_is_found_and_nothing_destructive_is_sent() {
     let findings = report["targets"][0]["findings"].as_array().unwrap();
     let rc = findings
         .iter()
-        .find(|f| f["check"] == "kev-affected" && f["location"].as_str().unwrap().starts_with("roundcube"))
+        .find(|f| {
+            f["check"] == "kev-affected" && f["location"].as_str().unwrap().starts_with("roundcube")
+        })
         .expect("old Roundcube recognised");
-    assert!(rc["title"]["en"].as_str().unwrap().contains("Roundcube Webmail 1.4.3"), "{rc}");
-    let cves: Vec<&str> = rc["cves"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-    assert!(cves.contains(&"CVE-2020-12641") && cves.contains(&"CVE-2023-5631"), "{cves:?}");
-    let sqli = findings.iter().find(|f| f["check"] == "sqli-boolean").unwrap();
-    assert!(sqli["location"].as_str().unwrap().ends_with("/item?id"), "{sqli}");
-    let err = findings.iter().find(|f| f["check"] == "sqli-error").unwrap();
-    assert!(err["location"].as_str().unwrap().ends_with("/product?id"), "{err}");
+    assert!(
+        rc["title"]["en"]
+            .as_str()
+            .unwrap()
+            .contains("Roundcube Webmail 1.4.3"),
+        "{rc}"
+    );
+    let cves: Vec<&str> = rc["cves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        cves.contains(&"CVE-2020-12641") && cves.contains(&"CVE-2023-5631"),
+        "{cves:?}"
+    );
+    let sqli = findings
+        .iter()
+        .find(|f| f["check"] == "sqli-boolean")
+        .unwrap();
+    assert!(
+        sqli["location"].as_str().unwrap().ends_with("/item?id"),
+        "{sqli}"
+    );
+    let err = findings
+        .iter()
+        .find(|f| f["check"] == "sqli-error")
+        .unwrap();
+    assert!(
+        err["location"].as_str().unwrap().ends_with("/product?id"),
+        "{err}"
+    );
     // Each finding explains itself in both languages.
     for f in findings {
         for k in ["title", "explain", "fix"] {
@@ -503,7 +576,11 @@ fn every_planted_issue_is_found_and_nothing_destructive_is_sent() {
     let seen = site.seen();
     assert_harmless(&seen);
     assert!(seen.len() as u64 <= report["targets"][0]["requests"].as_u64().unwrap());
-    assert_eq!(site.outside_hits.load(Ordering::SeqCst), 0, "left the target's scope");
+    assert_eq!(
+        site.outside_hits.load(Ordering::SeqCst),
+        0,
+        "left the target's scope"
+    );
     // The database is whole: nothing was written.
     let n: i64 = site
         .app
@@ -526,11 +603,23 @@ fn the_hardened_site_has_nothing_above_info_and_reports_render_safely() {
         "allow = [\"127.0.0.1\"]\nrate = 40\nca_file = \"ca.pem\"\ntimeout_seconds = 20",
     );
     let out = mamori(&[
-        "scan", &site.url(), "--profile", "standard", "--format", "json", "--config", &cfg, "-q",
+        "scan",
+        &site.url(),
+        "--profile",
+        "standard",
+        "--format",
+        "json",
+        "--config",
+        &cfg,
+        "-q",
     ]);
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {} {}", text(&out.stdout), text(&out.stderr)));
-    assert!(worst_above_info(&report).is_empty(), "{:?}", worst_above_info(&report));
+    assert!(
+        worst_above_info(&report).is_empty(),
+        "{:?}",
+        worst_above_info(&report)
+    );
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert!(report["targets"][0]["reachable"].as_bool().unwrap());
     let facts = report["targets"][0]["facts"].to_string();
@@ -540,31 +629,61 @@ fn the_hardened_site_has_nothing_above_info_and_reports_render_safely() {
     // The vulnerable site in Japanese HTML: attacker-controlled evidence is escaped.
     let vuln = start(false, &expired_self_signed());
     let html_path = dir.path().join("scan.html");
-    let cfg2 = write_scan_config(dir.path(), "allow = [\"127.0.0.1\"]\nrate = 40\ntimeout_seconds = 20");
+    let cfg2 = write_scan_config(
+        dir.path(),
+        "allow = [\"127.0.0.1\"]\nrate = 40\ntimeout_seconds = 20",
+    );
     let out = mamori(&[
-        "scan", &vuln.url(), "--profile", "standard", "--lang", "ja", "--format", "html",
-        "--config", &cfg2, "-q", "-o", html_path.to_str().unwrap(),
+        "scan",
+        &vuln.url(),
+        "--profile",
+        "standard",
+        "--lang",
+        "ja",
+        "--format",
+        "html",
+        "--config",
+        &cfg2,
+        "-q",
+        "-o",
+        html_path.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
     let h = std::fs::read_to_string(&html_path).unwrap();
-    assert!(h.contains("反射型クロスサイトスクリプティング") && h.contains("対策"), "ja text");
-    assert!(!h.contains("<mmr") && h.contains("&lt;mmr"), "marker not escaped");
+    assert!(
+        h.contains("反射型クロスサイトスクリプティング") && h.contains("対策"),
+        "ja text"
+    );
+    assert!(
+        !h.contains("<mmr") && h.contains("&lt;mmr"),
+        "marker not escaped"
+    );
     assert!(!h.contains("<script"), "script in report");
     // Text in English names the fix.
     let out = mamori(&["scan", &vuln.url(), "--config", &cfg2, "-q"]);
     assert_eq!(out.status.code(), Some(1));
     let t = text(&out.stdout);
-    assert!(t.contains("[high] Git repository exposed") && t.contains("fix: Remove the .git folder"), "{t}");
+    assert!(
+        t.contains("[high] Git repository exposed") && t.contains("fix: Remove the .git folder"),
+        "{t}"
+    );
 }
 
 #[test]
 fn outside_the_allow_list_nothing_is_sent_and_the_exit_code_is_2() {
     let site = start(false, &expired_self_signed());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_scan_config(dir.path(), "allow = [\"192.0.2.0/24\", \"www.example.co.jp\"]");
+    let cfg = write_scan_config(
+        dir.path(),
+        "allow = [\"192.0.2.0/24\", \"www.example.co.jp\"]",
+    );
     let out = mamori(&["scan", &site.url(), "--config", &cfg, "-q"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("outside the allow-list"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("outside the allow-list"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = mamori(&["scan", &site.url(), "--config", &cfg, "--dry-run"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(site.seen().is_empty());
@@ -578,7 +697,10 @@ fn dry_run_lists_requests_and_sends_none() {
     let t = text(&out.stdout);
     assert!(t.contains("nothing was sent"));
     assert!(t.contains(&format!("{}.git/HEAD", site.url())), "{t}");
-    assert!(t.contains("ClientHello TLS 1.0") && t.contains("TRACE"), "{t}");
+    assert!(
+        t.contains("ClientHello TLS 1.0") && t.contains("TRACE"),
+        "{t}"
+    );
     // Give a stray request time to arrive, then check that none did.
     std::thread::sleep(Duration::from_millis(300));
     assert!(site.seen().is_empty());
@@ -593,19 +715,40 @@ fn request_budget_and_rate_limit_hold_at_the_server() {
         dir.path(),
         &format!("allow = [\"127.0.0.1\"]\nmax_requests = 15\nrate = {rate}\ntimeout_seconds = 20"),
     );
-    let out = mamori(&["scan", &site.url(), "--profile", "standard", "--format", "json", "--config", &cfg, "-q"]);
+    let out = mamori(&[
+        "scan",
+        &site.url(),
+        "--profile",
+        "standard",
+        "--format",
+        "json",
+        "--config",
+        &cfg,
+        "-q",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(checks(&report).contains("budget-spent"), "{:?}", checks(&report));
+    assert!(
+        checks(&report).contains("budget-spent"),
+        "{:?}",
+        checks(&report)
+    );
     assert_eq!(report["targets"][0]["requests"], 15);
     let seen = site.seen();
     // TLS probes spend from the same budget but are not HTTP requests.
-    assert!(!seen.is_empty() && seen.len() <= 15, "{} requests", seen.len());
+    assert!(
+        !seen.is_empty() && seen.len() <= 15,
+        "{} requests",
+        seen.len()
+    );
     let mut at: Vec<Instant> = seen.iter().map(|s| s.at).collect();
     at.sort();
     // Arrival jitter aside, no one-second window holds more than the rate allows.
     for (i, t) in at.iter().enumerate() {
-        let n = at[i..].iter().take_while(|u| u.duration_since(*t) < Duration::from_secs(1)).count();
+        let n = at[i..]
+            .iter()
+            .take_while(|u| u.duration_since(*t) < Duration::from_secs(1))
+            .count();
         assert!(n <= rate as usize + 2, "{n} requests within one second");
     }
     let span = at.last().unwrap().duration_since(at[0]);
@@ -644,10 +787,14 @@ fn serve_scans_on_schedule_stores_alerts_and_links_probed_paths() {
     let (s, v) = srv.post("/api/v1/upload?name=access.log", &[], line.as_bytes());
     assert_eq!(s, 200, "{v}");
     // Generous: the detection thread may still be loading rules on a loaded machine.
-    let probe_id = poll(&format!("the probe alert after {v}"), Duration::from_secs(90), || {
-        let (_, v) = srv.get("/api/v1/alerts?limit=1000");
-        v["alerts"].as_array()?.first()?["id"].as_i64()
-    });
+    let probe_id = poll(
+        &format!("the probe alert after {v}"),
+        Duration::from_secs(90),
+        || {
+            let (_, v) = srv.get("/api/v1/alerts?limit=1000");
+            v["alerts"].as_array()?.first()?["id"].as_i64()
+        },
+    );
     let (s, v) = srv.get("/api/v1/scans");
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["enabled"], false);
@@ -666,10 +813,22 @@ fn serve_scans_on_schedule_stores_alerts_and_links_probed_paths() {
     let run = &v["scans"][0];
     assert_eq!(run["worst"], "critical", "{run}");
     let findings = run["report"]["targets"][0]["findings"].as_array().unwrap();
-    let env = findings.iter().find(|f| f["check"] == "exposed-env").unwrap();
+    let env = findings
+        .iter()
+        .find(|f| f["check"] == "exposed-env")
+        .unwrap();
     assert_eq!(env["severity"], "critical", "raised from high: {env}");
-    assert!(env["evidence"].as_str().unwrap().contains(&format!("alerts {probe_id}")), "{env}");
-    let git = findings.iter().find(|f| f["check"] == "exposed-git").unwrap();
+    assert!(
+        env["evidence"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("alerts {probe_id}")),
+        "{env}"
+    );
+    let git = findings
+        .iter()
+        .find(|f| f["check"] == "exposed-git")
+        .unwrap();
     assert_eq!(git["severity"], "high", "not probed, not raised: {git}");
     let stored = v["findings"].as_array().unwrap();
     assert_eq!(stored.len(), findings.len());
@@ -684,9 +843,24 @@ fn serve_scans_on_schedule_stores_alerts_and_links_probed_paths() {
             .cloned()
     });
     assert_eq!(alert["level"], "critical", "{alert}");
-    assert!(alert["details"]["linked_alerts"].as_array().unwrap().contains(&serde_json::json!(probe_id)), "{alert}");
-    assert!(alert["details"]["description_ja"].as_str().unwrap().contains("診断"), "{alert}");
-    assert!(stored.iter().filter(|f| f["severity"] != "info").all(|f| f["alert_id"] == alert["id"]));
+    assert!(
+        alert["details"]["linked_alerts"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(probe_id)),
+        "{alert}"
+    );
+    assert!(
+        alert["details"]["description_ja"]
+            .as_str()
+            .unwrap()
+            .contains("診断"),
+        "{alert}"
+    );
+    assert!(stored
+        .iter()
+        .filter(|f| f["severity"] != "info")
+        .all(|f| f["alert_id"] == alert["id"]));
 
     let (s, _) = srv.get("/api/v1/scans?limit=101");
     assert_eq!(s, 400);
@@ -694,6 +868,9 @@ fn serve_scans_on_schedule_stores_alerts_and_links_probed_paths() {
     assert_eq!(s, 401);
     let (_, doc) = srv.get("/api/v1/openapi.json");
     assert!(doc["paths"]["/api/v1/scans"]["get"].is_object());
+    // The console page needs a session.
+    let (s, _) = http(srv.http, "GET", "/scans", None, &[], b"");
+    assert_eq!(s, 303);
     srv.stop();
     // Only the target was contacted, with harmless requests.
     assert_harmless(&site.seen());
