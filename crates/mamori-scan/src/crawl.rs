@@ -108,8 +108,16 @@ fn is_static(u: &Url) -> bool {
     STATIC_EXT.iter().any(|e| p.ends_with(e))
 }
 
+/// A form of a page: method (lower case), action and named fields with their values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Form {
+    pub method: String,
+    pub action: Url,
+    pub fields: Vec<(String, String)>,
+}
+
 /// Links, forms with their fields, from one page.
-pub fn extract(base: &Url, html: &str) -> (Vec<Url>, Vec<(String, Url, Vec<(String, String)>)>) {
+pub fn extract(base: &Url, html: &str) -> (Vec<Url>, Vec<Form>) {
     let mut links = Vec::new();
     for c in link_re().captures_iter(html) {
         let raw = c
@@ -155,7 +163,11 @@ pub fn extract(base: &Url, html: &str) -> (Vec<Url>, Vec<(String, Url, Vec<(Stri
             let value = attr(fa, "value").unwrap_or_else(|| "1".into());
             fields.push((name, value));
         }
-        forms.push((method, url, fields));
+        forms.push(Form {
+            method,
+            action: url,
+            fields,
+        });
     }
     (links, forms)
 }
@@ -212,16 +224,16 @@ pub fn crawl(client: &Client, max_pages: usize) -> Result<Crawl> {
                 }
                 next.push(l);
             }
-            for (method, action, fields) in forms {
-                if !target.in_scope(&action) {
+            for f in forms {
+                if !target.in_scope(&f.action) {
                     continue;
                 }
-                if method == "get" {
-                    if !looks_unsafe(&action) {
-                        add_point(&mut out, &action, fields, "form");
+                if f.method == "get" {
+                    if !looks_unsafe(&f.action) {
+                        add_point(&mut out, &f.action, f.fields, "form");
                     }
-                } else if !out.post_forms.contains(&action) {
-                    out.post_forms.push(action);
+                } else if !out.post_forms.contains(&f.action) {
+                    out.post_forms.push(f.action);
                 }
             }
             for n in next {
@@ -256,9 +268,12 @@ mod tests {
         assert!(l.contains(&"https://a.example/app/other.html".to_string()));
         assert!(l.contains(&"https://evil.example/".to_string()));
         assert_eq!(forms.len(), 2);
-        assert_eq!(forms[0].0, "get");
-        assert_eq!(forms[0].2, vec![("q".to_string(), "hello".to_string())]);
-        assert_eq!(forms[1].0, "post");
+        assert_eq!(forms[0].method, "get");
+        assert_eq!(
+            forms[0].fields,
+            vec![("q".to_string(), "hello".to_string())]
+        );
+        assert_eq!(forms[1].method, "post");
     }
 
     #[test]

@@ -65,15 +65,21 @@ fn expired_self_signed_is_expired_untrusted_and_says_when() {
 fn wrong_name_and_ip_names() {
     let pki = private_ca(&["www.example.co.jp"]);
     let v = judge_chain(
-        &[pki.leaf.clone()],
+        std::slice::from_ref(&pki.leaf),
         "mail.example.co.jp",
-        &[pki.ca.clone()],
+        std::slice::from_ref(&pki.ca),
         NOW,
     )
     .unwrap();
     assert!(!v.name_ok, "{v:?}");
     let pki = private_ca(&["127.0.0.1"]);
-    let v = judge_chain(&[pki.leaf.clone()], "127.0.0.1", &[pki.ca.clone()], NOW).unwrap();
+    let v = judge_chain(
+        std::slice::from_ref(&pki.leaf),
+        "127.0.0.1",
+        std::slice::from_ref(&pki.ca),
+        NOW,
+    )
+    .unwrap();
     assert!(v.name_ok && v.trusted, "{v:?}");
 }
 
@@ -207,7 +213,7 @@ fn a_rustls_server_is_modern_and_trusted_with_its_ca() {
     let f = check(
         "localhost",
         port,
-        &[pki.ca.clone()],
+        std::slice::from_ref(&pki.ca),
         &limiter,
         Duration::from_secs(30),
     )
