@@ -50,6 +50,7 @@ mamori hunt /var/log --rules ./rules                 Hunt a folder of logs\n    
 mamori serve --rules ./rules                          Run the server (syslog 5514, API 8080)\n    \
 mamori report monthly --month 2026-11 --lang ja -o audit.pdf   Monthly security audit\n    \
 mamori token create ops                               Create an API token\n    \
+mamori scan https://mail.example.co.jp/ --lang ja      Safe external diagnosis of your own site\n    \
 mamori user add aki --role analyst                    Add a web console user (console at http://HOST:8080/)\n    \
 mamori hunt logs/ --rules rules/ -o out.jsonl --format jsonl\n    \
 mamori rules check ./rules                            Compile rules, list failures\n    \

@@ -129,3 +129,38 @@ fn bad_templates_are_reported_with_their_file_and_the_rest_load() {
     );
     assert!(s.templates.is_empty());
 }
+
+#[test]
+fn a_template_directory_adds_and_overrides_and_reports_bad_files() {
+    let d = tempfile::tempdir().unwrap();
+    let info = "info: {name: {en: a, ja: a}, severity: low, description: {en: a, ja: a}, remediation: {en: a, ja: a}}";
+    std::fs::write(
+        d.path().join("a.yml"),
+        format!("id: exposed-git\n{info}\nrequests:\n  - path: [\"{{{{BaseURL}}}}/.git/ORIG_HEAD\"]\n    matchers: [{{type: status, status: [200]}}]\n"),
+    )
+    .unwrap();
+    std::fs::write(d.path().join("b.yaml"), "id: [").unwrap();
+    std::fs::write(d.path().join("notes.txt"), "not a template").unwrap();
+    let mut s = TemplateSet::shipped();
+    let before = s.templates.len();
+    s.add_dir(d.path()).unwrap();
+    assert_eq!(
+        s.templates.len(),
+        before,
+        "same id replaces the shipped one"
+    );
+    let git = s.templates.iter().find(|t| t.id == "exposed-git").unwrap();
+    assert_eq!(
+        git.requests[0].path,
+        vec!["{{BaseURL}}/.git/ORIG_HEAD".to_string()]
+    );
+    assert_eq!(s.errors.len(), 1);
+    assert!(
+        s.errors[0].to_string().contains("b.yaml"),
+        "{}",
+        s.errors[0]
+    );
+    assert!(TemplateSet::default()
+        .add_dir(&d.path().join("missing"))
+        .is_err());
+}

@@ -502,6 +502,10 @@ fn every_planted_issue_is_found_and_nothing_destructive_is_sent() {
     ]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!(
+        "vulnerable site: {} requests and TLS connections in {} ms (rate limit 40/s)",
+        report["targets"][0]["requests"], report["duration_ms"]
+    );
     let found = checks(&report);
     for want in [
         "sqli-error",
