@@ -229,7 +229,10 @@ pub fn crawl(client: &Client, max_pages: usize) -> Result<Crawl> {
                     continue;
                 }
                 if f.method == "get" {
-                    if !looks_unsafe(&f.action) {
+                    // A form whose fields say `delete`, `logout`… is never submitted either.
+                    let mut as_url = f.action.clone();
+                    as_url.query_pairs_mut().extend_pairs(f.fields.iter());
+                    if !looks_unsafe(&as_url) {
                         add_point(&mut out, &f.action, f.fields, "form");
                     }
                 } else if !out.post_forms.contains(&f.action) {
@@ -288,5 +291,9 @@ mod tests {
         assert!(!looks_unsafe(
             &Url::parse("https://a/products?id=1").unwrap()
         ));
+        let mut form = Url::parse("https://a/admin").unwrap();
+        form.query_pairs_mut()
+            .extend_pairs([("do", "delete"), ("id", "3")]);
+        assert!(looks_unsafe(&form));
     }
 }
