@@ -321,7 +321,13 @@ impl ServerConfig {
             path: path.to_owned(),
             source,
         })?;
-        ServerConfig::parse(&text, path)
+        let mut cfg = ServerConfig::parse(&text, path)?;
+        // `[scan]` paths (ca_file, templates, kev_file) are read from the file's directory,
+        // as `mamori scan --config` reads them.
+        if let Some(s) = &mut cfg.scan {
+            s.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        }
+        Ok(cfg)
     }
 
     /// Parses and validates config text; `path` is only used in messages.
