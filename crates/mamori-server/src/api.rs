@@ -62,6 +62,8 @@ pub struct StateInner {
     pub sources: Option<Arc<crate::source_health::SourceHealth>>,
     /// `[[backup]]` checks: results, history, run now.
     pub backups: Arc<crate::backups::BackupService>,
+    /// `[scan]`: scheduled scans of the allow-listed targets, stored results.
+    pub scans: Arc<crate::scans::ScanService>,
     /// The data directory (reports read the vault there).
     pub data_dir: PathBuf,
 }
@@ -88,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api_incidents::routes())
         .merge(crate::api_reports::routes())
         .merge(crate::backups::routes())
+        .merge(crate::scans::routes())
         .merge(crate::console::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))

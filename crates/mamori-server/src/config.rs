@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub backup: Vec<mamori_backup::BackupConfig>,
     /// `[backups]`: settings for all backup checks.
     pub backups: mamori_backup::BackupsSettings,
+    /// `[scan]`: allow-list, targets and schedule of `mamori scan` in the server; off by default.
+    pub scan: Option<mamori_scan::ScanConfig>,
 }
 
 /// `[reports]`: on the 1st of each month (or at the first start after it) the server writes
@@ -139,6 +141,7 @@ impl Default for ServerConfig {
             sources: crate::source_health::SourcesConfig::default(),
             backup: Vec::new(),
             backups: mamori_backup::BackupsSettings::default(),
+            scan: None,
             reports: ReportsConfig::default(),
         }
     }
@@ -326,7 +329,13 @@ impl ServerConfig {
             path: path.to_owned(),
             source,
         })?;
-        ServerConfig::parse(&text, path)
+        let mut cfg = ServerConfig::parse(&text, path)?;
+        // `[scan]` paths (ca_file, templates, kev_file) are read from the file's directory,
+        // as `mamori scan --config` reads them.
+        if let Some(s) = &mut cfg.scan {
+            s.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        }
+        Ok(cfg)
     }
 
     /// Parses and validates config text; `path` is only used in messages.
@@ -472,6 +481,11 @@ impl ServerConfig {
         }
         if let Err(e) = mamori_backup::validate_all(&self.backup) {
             return bad("backup", e.to_string());
+        }
+        if let Some(s) = &self.scan {
+            if let Err(e) = crate::scans::validate(s) {
+                return bad("scan", e);
+            }
         }
         for r in &self.detection.rules {
             if !r.exists() {

@@ -52,6 +52,7 @@ pub mod pipeline;
 pub mod reports;
 pub mod rules;
 mod run;
+pub mod scans;
 pub mod seal;
 pub mod source_health;
 pub mod sources;

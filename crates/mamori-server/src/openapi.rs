@@ -260,6 +260,13 @@ fn base_document() -> Value {
                 "responses": with(errors(), json!({
                     "200": { "description": "The result", "content": { "application/json": { "schema": { "type": "object" } } } },
                     "202": { "description": "Started", "content": { "application/json": { "schema": { "type": "object" } } } } })) } },
+            "/api/v1/scans": { "get": { "summary": "Scans of the `[scan]` targets (allow-listed, on schedule): the configuration, the last runs newest first (the newest with its full report: findings with `en`/`ja` explanations and fixes) and every finding with when it was first and last seen and the alert it raised.",
+                "parameters": [ q("limit", count(Some(100)), "Runs to list, newest first (default 10).") ],
+                "responses": ok("Scans", json!({ "type": "object", "required": ["enabled", "targets", "profile", "every", "running", "scans", "findings"], "properties": {
+                    "enabled": { "type": "boolean" }, "targets": { "type": "array", "items": { "type": "string" } },
+                    "profile": { "type": "string", "enum": ["safe", "standard"] }, "every": { "type": "string" }, "running": { "type": "boolean" },
+                    "scans": { "type": "array", "items": { "type": "object", "required": ["id", "started", "duration_ms", "profile", "worst", "findings"] } },
+                    "findings": { "type": "array", "items": { "type": "object", "required": ["check", "target", "location", "severity", "first_seen", "last_seen"] } } } })) } },
             "/api/v1/preparation": { "get": { "summary": "The Preparation checklist (contacts, escalation, backups, MFA…), ja/en.", "responses": ok("Checklist", json!({ "type": "object" })) } },
             "/api/v1/sources": { "get": { "summary": "Log source health: every source with last-seen time, events in the last hour, 48 hourly counts (oldest first) and its state (a silent or collapsed source is also an alert).",
                 "responses": ok("Sources", json!({ "type": "object", "required": ["sources", "generated_at"], "properties": {

@@ -145,6 +145,21 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         })?,
     );
 
+    // Scans of the allow-listed targets (`[scan]`): stored, scheduled, new findings alert.
+    let scans = Arc::new(
+        crate::scans::ScanService::open(
+            cfg.scan.clone(),
+            &data,
+            Arc::clone(&alerts),
+            Arc::clone(&events),
+            running.alert_tx.clone(),
+        )
+        .map_err(|e| StartError::State {
+            path: data.join(crate::scans::SCANS_FILE),
+            message: e.to_string(),
+        })?,
+    );
+
     // The HTTP API: ingest, upload, search, alerts, incidents, metrics.
     if let Some(addr) = cfg.http.listen {
         let l = bind("http.listen", addr).await?;
@@ -163,6 +178,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             console: crate::console::ConsoleState::new(audit.clone(), false, data.join("exports")),
             sources: source_health.clone(),
             backups: Arc::clone(&backups),
+            scans: Arc::clone(&scans),
             data_dir: data.to_path_buf(),
         });
         running.background.push(token_refresh(Arc::clone(&state)));
@@ -235,6 +251,11 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             Arc::clone(&backups),
             running.alert_tx.subscribe(),
         ));
+    }
+    if scans.enabled() {
+        running
+            .background
+            .push(crate::scans::schedule(Arc::clone(&scans)));
     }
     if data.join("vault").is_dir() {
         for w in crate::witness::Witness::configured(&cfg.vault) {

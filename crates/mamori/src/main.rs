@@ -15,6 +15,7 @@ mod incident_cli;
 mod malloc_arenas;
 mod report_cli;
 mod rules;
+mod scan_cli;
 mod serve;
 mod simulate;
 mod term;
@@ -49,6 +50,7 @@ mamori hunt /var/log --rules ./rules                 Hunt a folder of logs\n    
 mamori serve --rules ./rules                          Run the server (syslog 5514, API 8080)\n    \
 mamori report monthly --month 2026-11 --lang ja -o audit.pdf   Monthly security audit\n    \
 mamori token create ops                               Create an API token\n    \
+mamori scan https://mail.example.co.jp/ --lang ja      Safe external diagnosis of your own site\n    \
 mamori user add aki --role analyst                    Add a web console user (console at http://HOST:8080/)\n    \
 mamori hunt logs/ --rules rules/ -o out.jsonl --format jsonl\n    \
 mamori rules check ./rules                            Compile rules, list failures\n    \
@@ -98,6 +100,8 @@ enum Command {
     /// Add, list, disable and change the passwords of web console users.
     #[command(subcommand)]
     User(cmd_user::UserCmd),
+    /// Safe external diagnosis of your own web services and VPN (TLS, headers, exposed files, KEV).
+    Scan(scan_cli::ScanArgs),
 }
 
 fn main() -> ExitCode {
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
         Command::Report(c) => report_cli::run(c),
         Command::Backup(c) => backup_cli::run(c),
         Command::User(c) => cmd_user::run(c),
+        Command::Scan(a) => scan_cli::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

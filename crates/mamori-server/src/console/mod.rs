@@ -27,6 +27,7 @@ mod evidence;
 pub mod i18n;
 mod overview;
 mod pages;
+mod scans;
 mod search;
 mod settings;
 pub mod users;
@@ -55,6 +56,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/search", get(pages::search))
         .route("/rules", get(pages::rules))
         .route("/settings", get(pages::settings))
+        .route("/scans", get(scans::page))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/prefs", post(pages::prefs))

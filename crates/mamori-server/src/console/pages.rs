@@ -104,14 +104,14 @@ fn render(name: &str, ctx: minijinja::Value) -> Response {
     }
 }
 
-fn lang_of(user: Option<&SessionUser>, headers: &HeaderMap) -> Lang {
+pub(super) fn lang_of(user: Option<&SessionUser>, headers: &HeaderMap) -> Lang {
     user.and_then(|u| u.prefs.lang.as_deref())
         .and_then(Lang::parse)
         .unwrap_or_else(|| Lang::from_headers(headers))
 }
 
 /// The signed-in user of a page request, or the redirect to the sign-in form.
-async fn page_user(st: &AppState, headers: &HeaderMap) -> Result<SessionUser, Response> {
+pub(super) async fn page_user(st: &AppState, headers: &HeaderMap) -> Result<SessionUser, Response> {
     let Some(cookie) = auth::cookie(headers, SESSION_COOKIE).map(str::to_owned) else {
         return Err(Redirect::to("/login").into_response());
     };

@@ -14,6 +14,7 @@ mod incidents;
 mod live_analytics;
 mod reports;
 mod rule_tests;
+mod scan;
 mod scenarios;
 mod serve;
 mod sources;
