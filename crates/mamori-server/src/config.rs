@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub backup: Vec<mamori_backup::BackupConfig>,
     /// `[backups]`: settings for all backup checks.
     pub backups: mamori_backup::BackupsSettings,
+    /// `[agents]`: host agents (`mamori agent`).
+    pub agents: crate::agents::AgentsConfig,
 }
 
 /// `[reports]`: on the 1st of each month (or at the first start after it) the server writes
@@ -132,6 +134,7 @@ impl Default for ServerConfig {
             backup: Vec::new(),
             backups: mamori_backup::BackupsSettings::default(),
             reports: ReportsConfig::default(),
+            agents: crate::agents::AgentsConfig::default(),
         }
     }
 }

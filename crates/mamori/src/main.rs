@@ -1,9 +1,11 @@
 //! `mamori`: the command-line entry point. Glue only: argument parsing, wiring of the library
 //! crates, terminal output and exit codes.
 
+mod agent_cli;
 mod analytics;
 mod backup_cli;
 mod bench;
+mod bench_agent;
 mod bench_console;
 mod bench_corr;
 mod bench_ingest;
@@ -98,6 +100,9 @@ enum Command {
     /// Add, list, disable and change the passwords of web console users.
     #[command(subcommand)]
     User(cmd_user::UserCmd),
+    /// Host agent: enrolment tokens and agent list (server), enrol and run (host).
+    #[command(subcommand)]
+    Agent(agent_cli::AgentCmd),
 }
 
 fn main() -> ExitCode {
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
         Command::Report(c) => report_cli::run(c),
         Command::Backup(c) => backup_cli::run(c),
         Command::User(c) => cmd_user::run(c),
+        Command::Agent(c) => agent_cli::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
