@@ -60,12 +60,12 @@ impl Credential {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(
-                |e| Error::Io {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+                Error::Io {
                     path: p.clone(),
                     source: e,
-                },
-            )?;
+                }
+            })?;
         }
         Ok(())
     }
@@ -148,10 +148,9 @@ fn reply(r: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>) 
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             match status {
                 200..=299 => Reply::Ok(v),
-                401 | 403 => Reply::Refused(
-                    status,
-                    v["error"].as_str().unwrap_or("refused").to_owned(),
-                ),
+                401 | 403 => {
+                    Reply::Refused(status, v["error"].as_str().unwrap_or("refused").to_owned())
+                }
                 _ => Reply::Retry(format!(
                     "HTTP {status}: {}",
                     v["error"].as_str().unwrap_or("")

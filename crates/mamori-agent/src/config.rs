@@ -207,7 +207,10 @@ mod tests {
 
     #[test]
     fn minimal_and_unknown_keys() {
-        let c: AgentConfig = toml::from_str("state_dir = \"/var/lib/mamori-agent\"\n[[file]]\npaths = [\"/var/log/auth.log\"]\n").unwrap();
+        let c: AgentConfig = toml::from_str(
+            "state_dir = \"/var/lib/mamori-agent\"\n[[file]]\npaths = [\"/var/log/auth.log\"]\n",
+        )
+        .unwrap();
         assert!(c.validate().is_ok());
         assert_eq!(c.buffer.max_records, 2000);
         assert!(toml::from_str::<AgentConfig>("state_dir = \"/x\"\nstat_dir = 1\n").is_err());

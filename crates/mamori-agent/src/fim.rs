@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,6 +19,10 @@ use crate::config::FimConfig;
 use crate::{Error, Result};
 
 pub const BASELINE_FILE: &str = "fim-baseline.json";
+/// Quiet time after a path's last event before it is hashed.
+pub const SETTLE: Duration = Duration::from_millis(100);
+/// A path written to continuously is still looked at this often.
+pub const MAX_SETTLE: Duration = Duration::from_secs(1);
 
 /// What is known of one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +99,11 @@ pub fn hash_file(path: &Path) -> Option<String> {
 }
 
 /// Compares two states of one path.
-pub fn compare(path: &str, before: Option<&FileState>, after: Option<&FileState>) -> Option<Change> {
+pub fn compare(
+    path: &str,
+    before: Option<&FileState>,
+    after: Option<&FileState>,
+) -> Option<Change> {
     let action = match (before, after) {
         (None, None) => return None,
         (None, Some(_)) => "created",
@@ -128,6 +137,8 @@ pub struct Fim {
     dirty: bool,
     _watcher: Option<notify::RecommendedWatcher>,
     rx: Option<mpsc::Receiver<notify::Result<notify::Event>>>,
+    /// Paths with events not looked at yet: first event, last event, closed after writing.
+    settling: BTreeMap<PathBuf, (Instant, Instant, bool)>,
     /// Paths over the `max_files` limit were seen (reported once).
     pub over_limit: bool,
 }
@@ -160,6 +171,7 @@ impl Fim {
             dirty: false,
             _watcher: None,
             rx: None,
+            settling: BTreeMap::new(),
             over_limit: false,
         };
         if fresh {
@@ -194,12 +206,14 @@ impl Fim {
         self.cfg.paths.iter().any(|w| p.starts_with(w))
     }
 
-    /// Changes reported by inotify since the last call.
+    /// Changes reported by inotify. A path is looked at once its events have been quiet for
+    /// [`SETTLE`] (or its writer closed it, or it has been busy for [`MAX_SETTLE`]), so a file
+    /// being written is hashed when complete, not half-way.
     pub fn poll(&mut self, out: &mut Vec<Change>) {
         let Some(rx) = &self.rx else {
             return;
         };
-        let mut paths = BTreeSet::new();
+        let now = Instant::now();
         let mut rescan = false;
         while let Ok(ev) = rx.try_recv() {
             match ev {
@@ -207,10 +221,20 @@ impl Fim {
                     if ev.need_rescan() {
                         rescan = true;
                     }
-                    if matches!(ev.kind, notify::EventKind::Access(_)) {
+                    let closed = matches!(
+                        ev.kind,
+                        notify::EventKind::Access(notify::event::AccessKind::Close(
+                            notify::event::AccessMode::Write
+                        ))
+                    );
+                    if matches!(ev.kind, notify::EventKind::Access(_)) && !closed {
                         continue;
                     }
-                    paths.extend(ev.paths);
+                    for p in ev.paths {
+                        let e = self.settling.entry(p).or_insert((now, now, false));
+                        e.1 = now;
+                        e.2 |= closed;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "inotify error; scanning");
@@ -219,11 +243,21 @@ impl Fim {
             }
         }
         if rescan {
+            self.settling.clear();
             self.scan(out);
             return;
         }
+        let ready: Vec<PathBuf> = self
+            .settling
+            .iter()
+            .filter(|(_, (first, last, closed))| {
+                *closed || now - *last >= SETTLE || now - *first >= MAX_SETTLE
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
         let mut changes = Vec::new();
-        for p in paths {
+        for p in ready {
+            self.settling.remove(&p);
             if !self.watched(&p) {
                 continue;
             }
@@ -269,7 +303,10 @@ impl Fim {
             && self.baseline.len() >= self.cfg.max_files
         {
             if !self.over_limit {
-                tracing::warn!(limit = self.cfg.max_files, "fim.max_files reached; new files are not watched");
+                tracing::warn!(
+                    limit = self.cfg.max_files,
+                    "fim.max_files reached; new files are not watched"
+                );
                 self.over_limit = true;
             }
             return;
@@ -505,10 +542,23 @@ mod tests {
             .map(|c| (c.action, c.path.rsplit('/').next().unwrap()))
             .collect();
         acts.sort();
-        assert_eq!(acts, [("created", "shell.php"), ("deleted", "gone"), ("modified", "passwd")]);
+        assert_eq!(
+            acts,
+            [
+                ("created", "shell.php"),
+                ("deleted", "gone"),
+                ("modified", "passwd")
+            ]
+        );
         let m = out.iter().find(|c| c.action == "modified").unwrap();
-        assert_eq!(m.before.as_ref().unwrap().sha256.as_deref(), Some(old.as_str()));
-        assert_ne!(m.after.as_ref().unwrap().sha256, m.before.as_ref().unwrap().sha256);
+        assert_eq!(
+            m.before.as_ref().unwrap().sha256.as_deref(),
+            Some(old.as_str())
+        );
+        assert_ne!(
+            m.after.as_ref().unwrap().sha256,
+            m.before.as_ref().unwrap().sha256
+        );
         // The baseline survives a restart: nothing new to report.
         let mut f = Fim::open(cfg(&w), &st).unwrap();
         out.clear();

@@ -38,7 +38,10 @@ pub fn entry(line: &str) -> Option<(Record, String)> {
             // journalctl prints binary messages as arrays of bytes.
             let x = match x {
                 serde_json::Value::Array(a) => {
-                    let bytes: Vec<u8> = a.iter().filter_map(|b| b.as_u64().map(|b| b as u8)).collect();
+                    let bytes: Vec<u8> = a
+                        .iter()
+                        .filter_map(|b| b.as_u64().map(|b| b as u8))
+                        .collect();
                     serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
                 }
                 other => other.clone(),
@@ -118,11 +121,15 @@ mod tests {
         let l = r#"{"__CURSOR":"s=abc;i=1","MESSAGE":"Accepted password for root from 10.0.0.1 port 22 ssh2","SYSLOG_IDENTIFIER":"sshd","_PID":"42","_BOOT_ID":"x","__REALTIME_TIMESTAMP":"1700000000000000"}"#;
         let (r, c) = entry(l).unwrap();
         assert_eq!(c, "s=abc;i=1");
-        let Record::Journal { fields } = r else { panic!() };
+        let Record::Journal { fields } = r else {
+            panic!()
+        };
         assert_eq!(fields["SYSLOG_IDENTIFIER"], "sshd");
         assert!(fields.get("_BOOT_ID").is_none());
         let bin = r#"{"__CURSOR":"c","MESSAGE":[104,105]}"#;
-        let Record::Journal { fields } = entry(bin).unwrap().0 else { panic!() };
+        let Record::Journal { fields } = entry(bin).unwrap().0 else {
+            panic!()
+        };
         assert_eq!(fields["MESSAGE"], "hi");
         assert!(entry("not json").is_none());
         assert!(entry(r#"{"MESSAGE":"no cursor"}"#).is_none());

@@ -79,7 +79,8 @@ pub fn content_sign(path: &Path) -> Option<Sign> {
             None => {}
         }
     }
-    (h.len() >= content::MIN_ENTROPY_SAMPLE && content::shannon_entropy(&h) >= content::HIGH_ENTROPY)
+    (h.len() >= content::MIN_ENTROPY_SAMPLE
+        && content::shannon_entropy(&h) >= content::HIGH_ENTROPY)
         .then_some(Sign::HighEntropy)
 }
 
@@ -122,9 +123,12 @@ impl Detector {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let touched_canary = |path: &str| {
-            Path::new(path)
-                .file_name()
-                .is_some_and(|n| self.cfg.canaries.iter().any(|c| **c == *n.to_string_lossy()))
+            Path::new(path).file_name().is_some_and(|n| {
+                self.cfg
+                    .canaries
+                    .iter()
+                    .any(|c| **c == *n.to_string_lossy())
+            })
         };
         let window = Duration::from_secs(self.cfg.window_secs);
         let quiet = self.quiet_until.is_some_and(|t| now < t);
@@ -132,10 +136,24 @@ impl Detector {
             if c.action == "created" {
                 return None;
             }
-            return self.alarm(now, &share, format!("canary file {} was {}", c.previous_path.as_deref().unwrap_or(&c.path), c.action), vec![c.path.clone()]);
+            return self.alarm(
+                now,
+                &share,
+                format!(
+                    "canary file {} was {}",
+                    c.previous_path.as_deref().unwrap_or(&c.path),
+                    c.action
+                ),
+                vec![c.path.clone()],
+            );
         }
         if c.action == "created" && content::is_ransom_note(&name) {
-            return self.alarm(now, &share, format!("ransom note {name} created"), vec![c.path.clone()]);
+            return self.alarm(
+                now,
+                &share,
+                format!("ransom note {name} created"),
+                vec![c.path.clone()],
+            );
         }
         let sign = match c.action {
             "renamed" => {
@@ -153,7 +171,11 @@ impl Detector {
             "created" | "modified" => content_sign(p),
             _ => None,
         }?;
-        while self.recent.front().is_some_and(|(t, _, _)| now.duration_since(*t) > window) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _, _)| now.duration_since(*t) > window)
+        {
             self.recent.pop_front();
         }
         self.recent.push_back((now, c.path.clone(), sign));
@@ -174,7 +196,10 @@ impl Detector {
             .max_by_key(|(_, n)| **n)
             .map_or(("", 0), |(e, n)| (*e, *n));
         let reason = if top_n >= self.cfg.threshold {
-            format!("{top_n} files renamed to .{top_ext} within {}s", self.cfg.window_secs)
+            format!(
+                "{top_n} files renamed to .{top_ext} within {}s",
+                self.cfg.window_secs
+            )
         } else if content_n >= self.cfg.threshold {
             format!(
                 "{content_n} files rewritten with encrypted-looking content (high entropy or lost magic bytes) within {}s",
@@ -187,7 +212,13 @@ impl Detector {
         self.alarm(now, &share, reason, files)
     }
 
-    fn alarm(&mut self, now: Instant, share: &Path, reason: String, files: Vec<String>) -> Option<Alarm> {
+    fn alarm(
+        &mut self,
+        now: Instant,
+        share: &Path,
+        reason: String,
+        files: Vec<String>,
+    ) -> Option<Alarm> {
         self.quiet_until = Some(now + Duration::from_secs(self.cfg.window_secs));
         let files: BTreeSet<String> = files.into_iter().collect();
         Some(Alarm {
@@ -359,7 +390,9 @@ mod tests {
         let mut alarm = None;
         for i in 0..5 {
             let p = d.path().join(format!("doc{i}.txt"));
-            let noise: Vec<u8> = (0..8192u32).map(|x| (x.wrapping_mul(2654435761) >> 13) as u8).collect();
+            let noise: Vec<u8> = (0..8192u32)
+                .map(|x| (x.wrapping_mul(2654435761) >> 13) as u8)
+                .collect();
             std::fs::write(&p, noise).unwrap();
             alarm = alarm.or(det.observe(&change("modified", &p, None), now));
         }
@@ -387,8 +420,12 @@ mod tests {
         assert!(det.observe(&change("created", &note, None), now).is_some());
         let mut det = Detector::new(cfg(d.path()));
         let canary = d.path().join("~mamori-canary.docx");
-        assert!(det.observe(&change("created", &canary, None), now).is_none());
-        assert!(det.observe(&change("modified", &canary, None), now).is_some());
+        assert!(det
+            .observe(&change("created", &canary, None), now)
+            .is_none());
+        assert!(det
+            .observe(&change("modified", &canary, None), now)
+            .is_some());
         // Outside the share: ignored.
         let other = tempfile::tempdir().unwrap();
         let p = other.path().join("HOW_TO_RECOVER_FILES.txt");

@@ -52,7 +52,10 @@ fn load_positions(state_dir: &Path, last: Option<(u64, Vec<u8>)>) -> Result<Posi
         if seq > saved.seq {
             // Crashed between buffering a batch and saving the checkpoint: the batch knows.
             if let Ok(pos) = serde_json::from_slice::<Positions>(&bytes) {
-                tracing::info!(seq, "resuming from the positions of the last buffered batch");
+                tracing::info!(
+                    seq,
+                    "resuming from the positions of the last buffered batch"
+                );
                 return Ok(pos);
             }
         }
@@ -83,9 +86,17 @@ pub fn run(cfg: AgentConfig, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result
     let client = Client::new(cred)?;
     let (sp, report) = Spool::open(&state.join("buffer"), cfg.buffer.max_bytes)?;
     if report.torn_bytes > 0 || !report.corrupt.is_empty() {
-        tracing::warn!(torn_bytes = report.torn_bytes, corrupt = report.corrupt.len(), "the disk buffer was repaired");
+        tracing::warn!(
+            torn_bytes = report.torn_bytes,
+            corrupt = report.corrupt.len(),
+            "the disk buffer was repaired"
+        );
     }
-    tracing::info!(pending = report.pending, dropped = sp.dropped(), "disk buffer opened");
+    tracing::info!(
+        pending = report.pending,
+        dropped = sp.dropped(),
+        "disk buffer opened"
+    );
     let positions = load_positions(&state, report.last.clone())?;
     let shared = Arc::new(Shared {
         spool: Mutex::new(sp),
@@ -116,7 +127,13 @@ fn buffer_state(sp: &Spool) -> BufferState {
     }
 }
 
-fn send_loop(client: &Client, shared: &Shared, stop: &AtomicBool, heartbeat: Duration, stats: &Stats) {
+fn send_loop(
+    client: &Client,
+    shared: &Shared,
+    stop: &AtomicBool,
+    heartbeat: Duration,
+    stats: &Stats,
+) {
     let mut backoff = Duration::from_millis(250);
     let mut last_contact = Instant::now() - heartbeat;
     let mut failing_since: Option<Instant> = None;
@@ -135,20 +152,26 @@ fn send_loop(client: &Client, shared: &Shared, stop: &AtomicBool, heartbeat: Dur
                     stats.batches_sent.fetch_add(1, Ordering::Relaxed);
                     Ok(())
                 }
-                Reply::Refused(s, m) => Err(format!("the server refuses this agent (HTTP {s}: {m}); batches stay buffered")),
+                Reply::Refused(s, m) => Err(format!(
+                    "the server refuses this agent (HTTP {s}: {m}); batches stay buffered"
+                )),
                 Reply::Retry(m) => Err(m),
             },
             Ok((None, state)) => {
                 if last_contact.elapsed() >= heartbeat {
                     match client.heartbeat(&serde_json::json!({ "buffer": state })) {
                         Reply::Ok(_) => Ok(()),
-                        Reply::Refused(s, m) => Err(format!("heartbeat refused (HTTP {s}: {m})")),
+                        Reply::Refused(s, m) => Err(format!(
+                            "the server refuses this agent (HTTP {s}: {m}); batches stay buffered"
+                        )),
                         Reply::Retry(m) => Err(m),
                     }
                 } else {
                     let sp = shared.spool.lock().unwrap_or_else(|e| e.into_inner());
                     let left = heartbeat.saturating_sub(last_contact.elapsed());
-                    let _ = shared.wake.wait_timeout(sp, left.min(Duration::from_millis(500)));
+                    let _ = shared
+                        .wake
+                        .wait_timeout(sp, left.min(Duration::from_millis(500)));
                     continue;
                 }
             }
@@ -191,6 +214,8 @@ struct Collector {
     detector: Option<ransom::Detector>,
     host: String,
     last_scan: Instant,
+    /// The first round scans, so changes made while the agent was stopped are reported.
+    scanned: bool,
     /// Batch numbers already used (from the checkpoint): never reused even if the buffer
     /// directory was lost.
     seq_floor: u64,
@@ -251,6 +276,7 @@ impl Collector {
             detector,
             host: crate::hostname(),
             last_scan: Instant::now(),
+            scanned: false,
             seq_floor: pos.seq,
         })
     }
@@ -311,9 +337,12 @@ impl Collector {
             if let Some(f) = &mut self.fim {
                 let mut changes = Vec::new();
                 f.poll(&mut changes);
-                if !scan_every.is_zero() && self.last_scan.elapsed() >= scan_every {
+                if !self.scanned
+                    || (!scan_every.is_zero() && self.last_scan.elapsed() >= scan_every)
+                {
                     f.scan(&mut changes);
                     self.last_scan = Instant::now();
+                    self.scanned = true;
                 }
                 let now = Instant::now();
                 for c in &changes {
@@ -337,9 +366,8 @@ impl Collector {
             if got && first_at.is_none() {
                 first_at = Some(Instant::now());
             }
-            let due = pending.len() >= max
-                || urgent
-                || first_at.is_some_and(|t| t.elapsed() >= max_wait);
+            let due =
+                pending.len() >= max || urgent || first_at.is_some_and(|t| t.elapsed() >= max_wait);
             if !pending.is_empty() && due {
                 stats
                     .records
@@ -396,9 +424,15 @@ fn respond(a: &ransom::Alarm, mode: ResponseMode, host: &str) -> serde_json::Val
         (ResponseMode::Automatic, Some(c)) => match ransom::kill(c.pid) {
             Ok(()) => {
                 tracing::error!(pid = c.pid, name = %c.name, "ransomware process killed");
-                ("kill".to_owned(), format!("killed PID {} ({})", c.pid, c.name))
+                (
+                    "kill".to_owned(),
+                    format!("killed PID {} ({})", c.pid, c.name),
+                )
             }
-            Err(e) => ("kill".to_owned(), format!("failed to kill PID {}: {e}", c.pid)),
+            Err(e) => (
+                "kill".to_owned(),
+                format!("failed to kill PID {}: {e}", c.pid),
+            ),
         },
     };
     ransom::alarm_fields(a, top, (&response.0, &response.1), host)
@@ -416,8 +450,11 @@ mod tests {
             ..Positions::default()
         };
         p.journald_cursor = Some("c3".into());
-        spool::write_atomic(&d.path().join(CHECKPOINT_FILE), &serde_json::to_vec(&p).unwrap())
-            .unwrap();
+        spool::write_atomic(
+            &d.path().join(CHECKPOINT_FILE),
+            &serde_json::to_vec(&p).unwrap(),
+        )
+        .unwrap();
         let newer = Positions {
             seq: 4,
             journald_cursor: Some("c4".into()),

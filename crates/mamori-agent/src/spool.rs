@@ -335,8 +335,15 @@ impl Spool {
             }
             self.dropped += lost;
             let path = seg_path(&self.dir, seg.id);
-            tracing::error!(batches = lost, total_dropped = self.dropped, "the disk buffer is full: the oldest batches were dropped");
-            write_atomic(&self.dir.join("dropped"), self.dropped.to_string().as_bytes())?;
+            tracing::error!(
+                batches = lost,
+                total_dropped = self.dropped,
+                "the disk buffer is full: the oldest batches were dropped"
+            );
+            write_atomic(
+                &self.dir.join("dropped"),
+                self.dropped.to_string().as_bytes(),
+            )?;
             write_atomic(&self.dir.join("acked"), self.acked.to_string().as_bytes())?;
             fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
         }
@@ -386,7 +393,10 @@ impl Spool {
     pub fn skip_corrupt(&mut self) -> Result<()> {
         if let Some(e) = self.entries.front().copied() {
             self.dropped += 1;
-            write_atomic(&self.dir.join("dropped"), self.dropped.to_string().as_bytes())?;
+            write_atomic(
+                &self.dir.join("dropped"),
+                self.dropped.to_string().as_bytes(),
+            )?;
             self.ack(e.seq)?;
         }
         Ok(())

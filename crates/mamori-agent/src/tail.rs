@@ -371,7 +371,12 @@ mod tests {
         f.write_all(&long).unwrap();
         out.clear();
         t.poll(100, &mut out);
-        assert_eq!(out.len(), 2, "{:?}", out.iter().map(|l| l.text.len()).collect::<Vec<_>>());
+        assert_eq!(
+            out.len(),
+            2,
+            "{:?}",
+            out.iter().map(|l| l.text.len()).collect::<Vec<_>>()
+        );
         assert!(out[0].truncated && out[0].text.len() == MAX_LINE);
         assert_eq!(out[1].text, "after");
     }

@@ -144,14 +144,18 @@ fn random_hex(n: usize) -> String {
 fn read_registry(store: &dyn AlertStore) -> Result<Registry, String> {
     match store.kv_get(REGISTRY_KEY).map_err(|e| e.to_string())? {
         None => Ok(Registry::default()),
-        Some(b) => serde_json::from_slice(&b).map_err(|e| format!("agent registry is corrupt: {e}")),
+        Some(b) => {
+            serde_json::from_slice(&b).map_err(|e| format!("agent registry is corrupt: {e}"))
+        }
     }
 }
 
 fn read_enroll(store: &dyn AlertStore) -> Result<Vec<EnrollToken>, String> {
     match store.kv_get(ENROLL_KEY).map_err(|e| e.to_string())? {
         None => Ok(Vec::new()),
-        Some(b) => serde_json::from_slice(&b).map_err(|e| format!("enrolment tokens are corrupt: {e}")),
+        Some(b) => {
+            serde_json::from_slice(&b).map_err(|e| format!("enrolment tokens are corrupt: {e}"))
+        }
     }
 }
 
@@ -191,7 +195,11 @@ pub struct Agents {
 /// What a batch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
-    New { events: usize, first_seq: u64, last_seq: u64 },
+    New {
+        events: usize,
+        first_seq: u64,
+        last_seq: u64,
+    },
     Duplicate,
 }
 
@@ -244,9 +252,15 @@ impl Agents {
                 "agent name: use 1-64 letters, digits, `.`, `_` or `-`".into(),
             ));
         }
-        for (k, v) in [("hostname", &req.hostname), ("os", &req.os), ("version", &req.version)] {
+        for (k, v) in [
+            ("hostname", &req.hostname),
+            ("os", &req.os),
+            ("version", &req.version),
+        ] {
             if v.len() > 256 || v.chars().any(char::is_control) {
-                return Err(ApiError::BadRequest(format!("{k}: at most 256 printable characters")));
+                return Err(ApiError::BadRequest(format!(
+                    "{k}: at most 256 printable characters"
+                )));
             }
         }
         let h = hash(&req.token);
@@ -264,9 +278,15 @@ impl Agents {
         };
         let mut reg = self.lock();
         if reg.used_tokens.contains(&t.sha256) {
-            return Err(ApiError::Forbidden("this enrolment token was already used".into()));
+            return Err(ApiError::Forbidden(
+                "this enrolment token was already used".into(),
+            ));
         }
-        if reg.agents.iter().any(|a| a.name == req.name && a.revoked_at.is_none()) {
+        if reg
+            .agents
+            .iter()
+            .any(|a| a.name == req.name && a.revoked_at.is_none())
+        {
             return Err(ApiError::Conflict(format!(
                 "an active agent is named `{}`; revoke it first or pick another name",
                 req.name
@@ -303,7 +323,9 @@ impl Agents {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
-        if !presented.starts_with(CREDENTIAL_PREFIX) || presented.len() != CREDENTIAL_PREFIX.len() + 64 {
+        if !presented.starts_with(CREDENTIAL_PREFIX)
+            || presented.len() != CREDENTIAL_PREFIX.len() + 64
+        {
             return Err(ApiError::Unauthorized);
         }
         let h = hash(presented);
@@ -317,7 +339,10 @@ impl Agents {
         }
         let a = found.ok_or(ApiError::Unauthorized)?;
         if a.revoked_at.is_some() {
-            return Err(ApiError::Forbidden(format!("agent `{}` was revoked", a.name)));
+            return Err(ApiError::Forbidden(format!(
+                "agent `{}` was revoked",
+                a.name
+            )));
         }
         Ok(a)
     }
@@ -358,7 +383,9 @@ impl Agents {
         let mut range = (0, 0);
         if n > 0 {
             if refuse() {
-                return Err(ApiError::InsufficientStorage(crate::diskfull::REFUSED.to_owned()));
+                return Err(ApiError::InsufficientStorage(
+                    crate::diskfull::REFUSED.to_owned(),
+                ));
             }
             let store_before = self
                 .events
@@ -470,7 +497,11 @@ impl Agents {
                 received_at: now,
                 event_seqs: Vec::new(),
                 group_key: Some(format!("host={}", a.hostname)),
-                dedup_key: Some(format!("mamori.agents.silent|{}|{}", a.id, last.timestamp_micros())),
+                dedup_key: Some(format!(
+                    "mamori.agents.silent|{}|{}",
+                    a.id,
+                    last.timestamp_micros()
+                )),
                 details: json!({
                     "agent": a.name, "agent_id": a.id, "hostname": a.hostname,
                     "last_seen": last, "silent_after_secs": self.cfg.silence_secs,
@@ -630,7 +661,10 @@ pub fn build_events(agent: &AgentRecord, records: &[WireRecord]) -> Vec<Event> {
             continue;
         };
         if ev.host().is_none() {
-            ev.push(names.intern("host.name"), Value::str(agent.hostname.as_str()));
+            ev.push(
+                names.intern("host.name"),
+                Value::str(agent.hostname.as_str()),
+            );
         }
         ev.push(names.intern("agent.id"), Value::str(agent.id.as_str()));
         ev.push(names.intern("agent.name"), Value::str(agent.name.as_str()));
@@ -660,9 +694,13 @@ async fn read_limited(body: Body, max: usize, timeout: Duration) -> Result<Vec<u
             if std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit"))
                 || e.to_string().contains("length limit")
             {
-                Err(ApiError::TooLarge(format!("request body exceeds {max} bytes")))
+                Err(ApiError::TooLarge(format!(
+                    "request body exceeds {max} bytes"
+                )))
             } else {
-                Err(ApiError::BadRequest(format!("cannot read request body: {e}")))
+                Err(ApiError::BadRequest(format!(
+                    "cannot read request body: {e}"
+                )))
             }
         }
         Ok(Ok(b)) => Ok(b.to_vec()),
@@ -675,7 +713,10 @@ fn agents_of(st: &AppState) -> Result<Arc<Agents>, ApiError> {
         .ok_or_else(|| ApiError::NotFound("agents are not available".into()))
 }
 
-async fn list_agents(_auth: Authed, State(st): State<AppState>) -> Result<Json<JsonValue>, ApiError> {
+async fn list_agents(
+    _auth: Authed,
+    State(st): State<AppState>,
+) -> Result<Json<JsonValue>, ApiError> {
     let a = agents_of(&st)?;
     Ok(Json(a.report(Utc::now())))
 }
@@ -684,7 +725,12 @@ async fn list_agents(_auth: Authed, State(st): State<AppState>) -> Result<Json<J
 /// has none).
 async fn enroll(State(st): State<AppState>, body: Body) -> Result<Json<JsonValue>, ApiError> {
     let a = agents_of(&st)?;
-    let b = read_limited(body, 64 << 10, Duration::from_secs(st.http.body_timeout_secs)).await?;
+    let b = read_limited(
+        body,
+        64 << 10,
+        Duration::from_secs(st.http.body_timeout_secs),
+    )
+    .await?;
     let req: EnrollRequest = serde_json::from_slice(&b)
         .map_err(|e| ApiError::Unprocessable(format!("enrolment request: {e}")))?;
     blocking(move || a.enroll(&req)).await.map(Json)
@@ -717,7 +763,12 @@ async fn batches(
         }
     };
     let max = a.cfg.max_batch_bytes;
-    let raw = read_limited(body, max, Duration::from_secs(st.http.body_timeout_secs.max(30))).await?;
+    let raw = read_limited(
+        body,
+        max,
+        Duration::from_secs(st.http.body_timeout_secs.max(30)),
+    )
+    .await?;
     let st2 = Arc::clone(&st);
     let out = blocking(move || {
         let text = if gz {
@@ -728,7 +779,9 @@ async fn batches(
                 .read_to_end(&mut out)
                 .map_err(|e| ApiError::BadRequest(format!("invalid gzip body: {e}")))?;
             if out.len() > max {
-                return Err(ApiError::TooLarge(format!("decompressed batch exceeds {max} bytes")));
+                return Err(ApiError::TooLarge(format!(
+                    "decompressed batch exceeds {max} bytes"
+                )));
             }
             out
         } else {
@@ -751,7 +804,11 @@ async fn batches(
         let r = a.store_batch(&agent, batch, &st2.sink, &move || m.storage.refuse_now())?;
         Ok(match r {
             Stored::Duplicate => json!({ "seq": seq, "duplicate": true, "stored": 0 }),
-            Stored::New { events, first_seq, last_seq } => json!({
+            Stored::New {
+                events,
+                first_seq,
+                last_seq,
+            } => json!({
                 "seq": seq, "duplicate": false, "records": records, "stored": events,
                 "first_seq": first_seq, "last_seq": last_seq,
             }),
@@ -767,7 +824,12 @@ async fn heartbeat(
     body: Body,
 ) -> Result<Json<JsonValue>, ApiError> {
     let a = agents_of(&st)?;
-    let b = read_limited(body, 64 << 10, Duration::from_secs(st.http.body_timeout_secs)).await?;
+    let b = read_limited(
+        body,
+        64 << 10,
+        Duration::from_secs(st.http.body_timeout_secs),
+    )
+    .await?;
     let hb: Heartbeat = serde_json::from_slice(&b)
         .map_err(|e| ApiError::Unprocessable(format!("heartbeat: {e}")))?;
     blocking(move || {
@@ -789,7 +851,10 @@ async fn revoke(
     if blocking(move || a.revoke(&who)).await? {
         Ok(Json(json!({ "revoked": id })))
     } else {
-        Err(ApiError::NotFound(format!("no active agent `{}`", id.escape_default())))
+        Err(ApiError::NotFound(format!(
+            "no active agent `{}`",
+            id.escape_default()
+        )))
     }
 }
 
@@ -878,15 +943,25 @@ mod tests {
         // One time only.
         assert!(matches!(a.enroll(&req), Err(ApiError::Forbidden(_))));
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, format!("Bearer {cred}").parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {cred}").parse().unwrap(),
+        );
         assert_eq!(a.authenticate(&h).unwrap().name, "web01");
         assert!(a.revoke("web01").unwrap());
         assert!(matches!(a.authenticate(&h), Err(ApiError::Forbidden(_))));
-        h.insert(header::AUTHORIZATION, "Bearer mamori_agent_nope".parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer mamori_agent_nope".parse().unwrap(),
+        );
         assert!(matches!(a.authenticate(&h), Err(ApiError::Unauthorized)));
         // An expired token is refused.
         let tok2 = create_enroll_token(&*alerts, Duration::from_secs(0)).unwrap();
-        let req2 = EnrollRequest { token: tok2, name: "db01".into(), ..req };
+        let req2 = EnrollRequest {
+            token: tok2,
+            name: "db01".into(),
+            ..req
+        };
         assert!(matches!(a.enroll(&req2), Err(ApiError::Unauthorized)));
     }
 
@@ -899,17 +974,43 @@ mod tests {
         a.last_seq = 4;
         reg.agents.push(a.clone());
         // Crashed after the append of batch 5, before the registry said so.
-        reg.pending = Some(Pending { agent: "ag-1".into(), seq: 5, store_before: 0 });
-        alerts.kv_put(REGISTRY_KEY, &serde_json::to_vec(&reg).unwrap()).unwrap();
-        let evs = build_events(&a, &[WireRecord::Line { path: "/var/log/x".into(), line: 1, offset: 0, text: "hello".into(), truncated: false }]);
+        reg.pending = Some(Pending {
+            agent: "ag-1".into(),
+            seq: 5,
+            store_before: 0,
+        });
+        alerts
+            .kv_put(REGISTRY_KEY, &serde_json::to_vec(&reg).unwrap())
+            .unwrap();
+        let evs = build_events(
+            &a,
+            &[WireRecord::Line {
+                path: "/var/log/x".into(),
+                line: 1,
+                offset: 0,
+                text: "hello".into(),
+                truncated: false,
+            }],
+        );
         events.append(&evs).unwrap();
-        let ag = Agents::open(AgentsConfig::default(), Arc::clone(&alerts), Arc::clone(&events)).unwrap();
+        let ag = Agents::open(
+            AgentsConfig::default(),
+            Arc::clone(&alerts),
+            Arc::clone(&events),
+        )
+        .unwrap();
         assert_eq!(ag.lock().agents[0].last_seq, 5);
         assert!(ag.lock().pending.is_none());
         // Crashed before the append: not stored, the batch will be accepted when re-sent.
-        reg.pending = Some(Pending { agent: "ag-1".into(), seq: 6, store_before: 1 });
+        reg.pending = Some(Pending {
+            agent: "ag-1".into(),
+            seq: 6,
+            store_before: 1,
+        });
         reg.agents[0].last_seq = 5;
-        alerts.kv_put(REGISTRY_KEY, &serde_json::to_vec(&reg).unwrap()).unwrap();
+        alerts
+            .kv_put(REGISTRY_KEY, &serde_json::to_vec(&reg).unwrap())
+            .unwrap();
         let ag = Agents::open(AgentsConfig::default(), alerts, events).unwrap();
         assert_eq!(ag.lock().agents[0].last_seq, 5);
     }
@@ -922,9 +1023,15 @@ mod tests {
             WireRecord::Event { source: "fim".into(), fields: json!({"event": {"category": "file", "action": "modified"}, "file": {"path": "/etc/passwd"}}) },
         ]);
         assert_eq!(evs.len(), 2);
-        assert_eq!(evs[0].origin.to_string(), "agent://web01/var/log/auth.log:3");
+        assert_eq!(
+            evs[0].origin.to_string(),
+            "agent://web01/var/log/auth.log:3"
+        );
         assert_eq!(evs[0].get_str("agent.name").as_deref(), Some("web01"));
-        assert_eq!(evs[0].get_str("log.file.path").as_deref(), Some("/var/log/auth.log"));
+        assert_eq!(
+            evs[0].get_str("log.file.path").as_deref(),
+            Some("/var/log/auth.log")
+        );
         assert_eq!(evs[1].get_str("file.path").as_deref(), Some("/etc/passwd"));
         assert_eq!(evs[1].get_str("host.name").as_deref(), Some("web01"));
     }
@@ -937,12 +1044,16 @@ mod tests {
         let mut a = agent("web01");
         a.last_seen = Some(Utc::now() - chrono::TimeDelta::seconds(1000));
         reg.agents.push(a);
-        alerts.kv_put(REGISTRY_KEY, &serde_json::to_vec(&reg).unwrap()).unwrap();
+        alerts
+            .kv_put(REGISTRY_KEY, &serde_json::to_vec(&reg).unwrap())
+            .unwrap();
         let ag = Agents::open(AgentsConfig::default(), Arc::clone(&alerts), events).unwrap();
         ag.check_silence(Utc::now());
         ag.check_silence(Utc::now());
-        let all = alerts.list_alerts(&mamori_store::AlertFilter::default()).unwrap();
+        let all = alerts
+            .list_alerts(&mamori_store::AlertFilter::default())
+            .unwrap();
         assert_eq!(all.len(), 1);
-        assert_eq!(all[0].rule_id.0, "mamori.agents.silent");
+        assert_eq!(&*all[0].rule_id.0, "mamori.agents.silent");
     }
 }

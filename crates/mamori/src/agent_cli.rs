@@ -142,7 +142,9 @@ pub(crate) fn run(cmd: AgentCmd) -> anyhow::Result<i32> {
                 "Enrolled as `{}` ({}); credential saved in {}",
                 cred.name,
                 cred.agent_id,
-                state_dir.join(mamori_agent::client::CREDENTIAL_FILE).display()
+                state_dir
+                    .join(mamori_agent::client::CREDENTIAL_FILE)
+                    .display()
             );
             Ok(exit::OK)
         }

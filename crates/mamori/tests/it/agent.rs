@@ -43,7 +43,13 @@ fn server_config(dir: &Path, listen: &str, extra: &str) -> PathBuf {
 }
 
 fn enroll_token(cfg: &Path) -> String {
-    let out = mamori(&["agent", "token", "create", "--config", cfg.to_str().unwrap()]);
+    let out = mamori(&[
+        "agent",
+        "token",
+        "create",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     text(&out.stdout).trim().to_owned()
 }
@@ -89,11 +95,22 @@ impl Netns {
             host_if: host_if.clone(),
             host_ip: host_ip.clone(),
         };
-        let ok = ip(&["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if])
-            && ip(&["link", "set", &ns_if, "netns", &name])
+        let ok = ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]) && ip(&["link", "set", &ns_if, "netns", &name])
             && ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])
             && ip(&["link", "set", &host_if, "up"])
-            && ip(&["netns", "exec", &name, "ip", "addr", "add", &format!("{agent_ip}/30"), "dev", &ns_if])
+            && ip(&[
+                "netns",
+                "exec",
+                &name,
+                "ip",
+                "addr",
+                "add",
+                &format!("{agent_ip}/30"),
+                "dev",
+                &ns_if,
+            ])
             && ip(&["netns", "exec", &name, "ip", "link", "set", &ns_if, "up"])
             && ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
         ok.then_some(n)
@@ -317,7 +334,13 @@ fn two_agents_survive_a_server_outage_and_a_crash_with_every_line_once_and_revoc
             &adir,
             &format!("[[file]]\npaths = [{:?}]\n", log.display().to_string()),
         );
-        enroll(host, port, &enroll_token(&cfg), &acfg, &format!("agent-{i}"));
+        enroll(
+            host,
+            port,
+            &enroll_token(&cfg),
+            &acfg,
+            &format!("agent-{i}"),
+        );
         agents.push(Some(AgentProc::start(host, &acfg)));
         cfgs.push(acfg);
         writers.push(writer(log, words[i], Arc::clone(&stop)));
@@ -353,7 +376,10 @@ fn two_agents_survive_a_server_outage_and_a_crash_with_every_line_once_and_revoc
     }
     let list = agents_list(&srv);
     for a in &list {
-        assert!(a["events"].as_u64().unwrap() >= counts[0].min(counts[1]) / 2, "{a}");
+        assert!(
+            a["events"].as_u64().unwrap() >= counts[0].min(counts[1]) / 2,
+            "{a}"
+        );
     }
 
     // Revocation: agent-1's credential is refused from now on, its new lines never stored.
@@ -387,14 +413,25 @@ fn two_agents_survive_a_server_outage_and_a_crash_with_every_line_once_and_revoc
     drop(f);
     let agent1 = agents[1].as_ref().unwrap();
     agent1.wait_log("refuses this agent", Duration::from_secs(30));
-    assert_eq!(total(&srv, "bravoline"), counts[1], "nothing stored after revocation");
+    assert_eq!(
+        total(&srv, "bravoline"),
+        counts[1],
+        "nothing stored after revocation"
+    );
     let list = agents_list(&srv);
     let a1 = list.iter().find(|a| a["name"] == "agent-1").unwrap();
     assert_eq!(a1["state"], "revoked");
     // Unauthenticated or unknown callers get nothing.
     let (s, _) = http(srv.http, "GET", "/api/v1/agents", None, &[], b"");
     assert_eq!(s, 401);
-    let (s, _) = http(srv.http, "POST", "/api/v1/agents/batches", Some("mamori_agent_x"), &[], body);
+    let (s, _) = http(
+        srv.http,
+        "POST",
+        "/api/v1/agents/batches",
+        Some("mamori_agent_x"),
+        &[],
+        body,
+    );
     assert_eq!(s, 401);
 }
 
@@ -415,7 +452,10 @@ fn wait_alert(srv: &Server, title: &str, timeout: Duration) -> (Value, Duration)
         if let Some(a) = alert_with_rule(srv, title) {
             return (a, t0.elapsed());
         }
-        assert!(t0.elapsed() < timeout, "no alert {title:?} within {timeout:?}");
+        assert!(
+            t0.elapsed() < timeout,
+            "no alert {title:?} within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -443,7 +483,11 @@ fn webshell_and_authorized_keys_changes_alert_with_hashes_and_a_silent_agent_is_
     std::fs::create_dir_all(&ssh).unwrap();
     std::fs::write(www.join("index.html"), "<h1>hello</h1>").unwrap();
     let keys = ssh.join("authorized_keys");
-    std::fs::write(&keys, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOld alice@laptop\n").unwrap();
+    std::fs::write(
+        &keys,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOld alice@laptop\n",
+    )
+    .unwrap();
     let before = mamori_agent::fim::hash_file(&keys).unwrap();
     let adir = dir.path().join("agent");
     std::fs::create_dir_all(&adir).unwrap();
@@ -463,13 +507,24 @@ fn webshell_and_authorized_keys_changes_alert_with_hashes_and_a_silent_agent_is_
     let t0 = Instant::now();
     let shell = www.join("uploads-cmd.php");
     std::fs::write(&shell, "<?php system($_GET['c']); ?>\n").unwrap();
-    let mut f = std::fs::OpenOptions::new().append(true).open(&keys).unwrap();
-    writeln!(f, "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCevil attacker@vps").unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&keys)
+        .unwrap();
+    writeln!(
+        f,
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCevil attacker@vps"
+    )
+    .unwrap();
     drop(f);
     let after = mamori_agent::fim::hash_file(&keys).unwrap();
     let shell_hash = mamori_agent::fim::hash_file(&shell).unwrap();
 
-    let (web, _) = wait_alert(&srv, "Possible Webshell Written To A Web Root", Duration::from_secs(30));
+    let (web, _) = wait_alert(
+        &srv,
+        "Possible Webshell Written To A Web Root",
+        Duration::from_secs(30),
+    );
     let web_latency = t0.elapsed();
     let (key, _) = wait_alert(&srv, "SSH Authorized Keys Changed", Duration::from_secs(30));
     let key_latency = t0.elapsed();
@@ -496,7 +551,10 @@ fn webshell_and_authorized_keys_changes_alert_with_hashes_and_a_silent_agent_is_
         if found {
             break;
         }
-        assert!(Instant::now() < deadline, "no authorized_keys event with the hash {after} (before {before}): {k}");
+        assert!(
+            Instant::now() < deadline,
+            "no authorized_keys event with the hash {after} (before {before}): {k}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -508,7 +566,12 @@ fn webshell_and_authorized_keys_changes_alert_with_hashes_and_a_silent_agent_is_
 
 #[test]
 fn encrypting_script_is_detected_and_killed_before_it_finishes() {
-    if Command::new("python3").arg("-c").arg("1").status().map_or(true, |s| !s.success()) {
+    if Command::new("python3")
+        .arg("-c")
+        .arg("1")
+        .status()
+        .map_or(true, |s| !s.success())
+    {
         eprintln!("skipped: python3 not found (it runs the test's encryption script)");
         return;
     }
@@ -556,7 +619,7 @@ for name in sorted(os.listdir(d)):
     print(name, flush=True)
 "#;
     let t0 = Instant::now();
-    let mut child = Command::new("python3")
+    let child = Command::new("python3")
         .args(["-c", script, share.to_str().unwrap()])
         .current_dir(dir.path())
         .stdout(Stdio::piped())
@@ -566,11 +629,19 @@ for name in sorted(os.listdir(d)):
     let out = child.wait_with_output().unwrap();
     let ran = t0.elapsed();
     use std::os::unix::process::ExitStatusExt as _;
-    assert_eq!(out.status.signal(), Some(9), "the script was killed (SIGKILL)");
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "the script was killed (SIGKILL)"
+    );
     let done = text(&out.stdout).lines().count();
     eprintln!("script killed after {ran:?}, {done} of {files} files encrypted");
     assert!(done < files, "stopped before it encrypted every file");
-    let (a, _) = wait_alert(&srv, "Ransomware Behaviour On A Host", Duration::from_secs(30));
+    let (a, _) = wait_alert(
+        &srv,
+        "Ransomware Behaviour On A Host",
+        Duration::from_secs(30),
+    );
     assert_eq!(a["level"], "critical");
     let e = alert_event(&srv, &a);
     assert_eq!(e["fields"]["process.pid"], pid, "{e}");
@@ -580,5 +651,8 @@ for name in sorted(os.listdir(d)):
             .is_some_and(|r| r.starts_with(&format!("killed PID {pid}"))),
         "{e}"
     );
-    assert!(e["fields"]["ransomware.file_count"].as_u64().unwrap() >= 10, "{e}");
+    assert!(
+        e["fields"]["ransomware.file_count"].as_u64().unwrap() >= 10,
+        "{e}"
+    );
 }
