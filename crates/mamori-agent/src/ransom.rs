@@ -278,7 +278,7 @@ pub fn find_culprits(dir: &Path, wait: Duration) -> Vec<Culprit> {
         }
         if !hits.is_empty() || Instant::now() >= deadline {
             let mut v: Vec<(u32, usize)> = hits.into_iter().collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1));
+            v.sort_by_key(|b| std::cmp::Reverse(b.1));
             return v
                 .into_iter()
                 .map(|(pid, _)| Culprit {
