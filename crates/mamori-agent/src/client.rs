@@ -49,24 +49,29 @@ impl Credential {
         })
     }
 
+    /// Writes the credential readable by its owner only (created 0600, never wider).
     pub fn save(&self, state_dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(state_dir).map_err(|e| Error::Io {
-            path: state_dir.to_owned(),
-            source: e,
-        })?;
+        use std::io::Write as _;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(state_dir).map_err(io(state_dir))?;
         let p = state_dir.join(CREDENTIAL_FILE);
+        let tmp = state_dir.join(".credential.json.tmp");
         let b = serde_json::to_vec_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
-        crate::spool::write_atomic(&p, &b)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-                Error::Io {
-                    path: p.clone(),
-                    source: e,
-                }
-            })?;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            opts.mode(0o600);
         }
+        let mut f = opts.open(&tmp).map_err(io(&tmp))?;
+        f.write_all(&b).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &p).map_err(io(&p))?;
         Ok(())
     }
 }

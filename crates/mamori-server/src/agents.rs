@@ -888,11 +888,25 @@ pub fn openapi_paths() -> JsonValue {
         m["200"] = json!({ "description": desc, "content": { "application/json": { "schema": { "type": "object" } } } });
         m
     };
+    let body = |schema: JsonValue| json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+    let buffer = json!({ "type": "object", "properties": {
+        "bytes": { "type": "integer", "minimum": 0 }, "pending": { "type": "integer", "minimum": 0 },
+        "dropped": { "type": "integer", "minimum": 0 } } });
     json!({
         "/api/v1/agents": { "get": { "summary": "Enrolled host agents: name, host, OS, version, last seen, state (active, silent, revoked), last batch stored, events and the agent's disk buffer (bytes, pending batches, dropped batches).", "responses": ok("Agents") } },
-        "/api/v1/agents/enroll": { "post": { "summary": "Trade a one-time enrolment token (`mamori agent token create`) for a per-agent credential (shown once). Authenticated by the token in the body.", "security": [], "responses": ok("The credential") } },
-        "/api/v1/agents/batches": { "post": { "summary": "A batch from an agent (gzip JSON, `seq` numbered). 200 only once the events are durable; a batch number already stored is acknowledged without storing it again. Authenticated by the agent's credential; 403 once the agent is revoked.", "security": [], "responses": ok("Stored") } },
-        "/api/v1/agents/heartbeat": { "post": { "summary": "An agent reporting in with its buffer's state when it has nothing to send. Authenticated by the agent's credential.", "security": [], "responses": ok("Noted") } },
+        "/api/v1/agents/enroll": { "post": { "summary": "Trade a one-time enrolment token (`mamori agent token create`) for a per-agent credential (shown once). Authenticated by the token in the body, not by an API token.", "security": [],
+            "requestBody": body(json!({ "type": "object", "required": ["token", "name"], "additionalProperties": false, "properties": {
+                "token": { "type": "string" }, "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
+                "hostname": { "type": "string", "maxLength": 256 }, "os": { "type": "string", "maxLength": 256 }, "version": { "type": "string", "maxLength": 256 } } })),
+            "responses": ok("The credential") } },
+        "/api/v1/agents/batches": { "post": { "summary": "A batch from an agent (JSON, usually gzip-encoded; `seq` numbers the agent's batches from 1). 200 only once the events are durable; a batch number already stored is acknowledged without storing it again. Authenticated by the agent's credential (Bearer), not an API token; 403 once the agent is revoked.",
+            "requestBody": body(json!({ "type": "object", "required": ["seq", "records"], "properties": {
+                "seq": { "type": "integer", "minimum": 1 }, "buffer": buffer.clone(),
+                "records": { "type": "array", "maxItems": MAX_BATCH_RECORDS, "items": { "type": "object", "required": ["t"], "properties": { "t": { "type": "string", "enum": ["line", "journal", "event"] } } } } } })),
+            "responses": ok("Stored") } },
+        "/api/v1/agents/heartbeat": { "post": { "summary": "An agent reporting in with its buffer's state when it has nothing to send. Authenticated by the agent's credential (Bearer).",
+            "requestBody": body(json!({ "type": "object", "properties": { "buffer": buffer } })),
+            "responses": ok("Noted") } },
         "/api/v1/agents/{id}/revoke": { "post": { "summary": "Revoke an agent (by id or name): its credential stops working at once. Admin only.",
             "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": ok("Revoked") } }
     })

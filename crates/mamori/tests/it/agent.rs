@@ -421,6 +421,11 @@ fn two_agents_survive_a_server_outage_and_a_crash_with_every_line_once_and_revoc
     let list = agents_list(&srv);
     let a1 = list.iter().find(|a| a["name"] == "agent-1").unwrap();
     assert_eq!(a1["state"], "revoked");
+    // The CLI lists the same agents from the state database.
+    let out = mamori(&["agent", "list", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    assert!(listed.contains("\tagent-0\tactive\t") && listed.contains("\tagent-1\trevoked\t"), "{listed}");
     // Unauthenticated or unknown callers get nothing.
     let (s, _) = http(srv.http, "GET", "/api/v1/agents", None, &[], b"");
     assert_eq!(s, 401);
