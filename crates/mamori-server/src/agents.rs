@@ -353,7 +353,7 @@ impl Agents {
             a.last_seen = Some(Utc::now());
             a.silent_alerted = false;
             if let Some(b) = buffer {
-                a.buffer = b;
+                note_buffer(&*self.alerts, a, b);
             }
         }
         self.save(&reg)
@@ -427,7 +427,7 @@ impl Agents {
             a.events += n as u64;
             a.last_seen = Some(Utc::now());
             a.silent_alerted = false;
-            a.buffer = batch.buffer;
+            note_buffer(&*self.alerts, a, batch.buffer);
         }
         self.save(&reg)?;
         Ok(Stored::New {
@@ -525,6 +525,36 @@ impl Agents {
             }
         }
     }
+}
+
+/// Records an agent's buffer state; batches it dropped since its last report (its disk buffer
+/// was full) are an alert: lost logs are a security event, never silent.
+fn note_buffer(alerts: &dyn AlertStore, a: &mut AgentRecord, b: BufferState) {
+    if b.dropped > a.buffer.dropped {
+        let lost = b.dropped - a.buffer.dropped;
+        let now = Utc::now();
+        let alert = NewAlert {
+            rule_id: RuleId("mamori.agents.dropped".into()),
+            title: format!("Agent dropped buffered logs: {}", a.name),
+            level: Level::High,
+            event_time: Some(now),
+            received_at: now,
+            event_seqs: Vec::new(),
+            group_key: Some(format!("host={}", a.hostname)),
+            dedup_key: Some(format!("mamori.agents.dropped|{}", a.id)),
+            details: json!({
+                "agent": a.name, "agent_id": a.id, "hostname": a.hostname,
+                "dropped_batches": lost, "dropped_total": b.dropped,
+                "description": format!("The Mamori agent {} on {} dropped {lost} batches of logs because its disk buffer was full while the server was unreachable (buffer.max_bytes). Those logs are lost; raise the buffer or fix the connection.", a.name, a.hostname),
+                "description_ja": format!("ホスト {} の Mamori エージェント {} は、サーバーに接続できない間にディスクバッファが満杯になり、{lost} 個のバッチを破棄しました。これらのログは失われています。バッファ（buffer.max_bytes）を増やすか接続を復旧してください。", a.hostname, a.name),
+            }),
+        };
+        if let Err(e) = alerts.insert_alert(&alert) {
+            tracing::error!(error = %e, "cannot record the dropped-logs alert");
+        }
+        tracing::warn!(agent = %a.name, lost, "agent dropped buffered batches");
+    }
+    a.buffer = b;
 }
 
 /// Whether the pending batch reached the log: any record after `store_before` from that
@@ -1048,6 +1078,49 @@ mod tests {
         );
         assert_eq!(evs[1].get_str("file.path").as_deref(), Some("/etc/passwd"));
         assert_eq!(evs[1].get_str("host.name").as_deref(), Some("web01"));
+    }
+
+    #[test]
+    fn dropped_batches_are_an_alert() {
+        let alerts = MemoryAlertStore::new();
+        let mut a = agent("web01");
+        note_buffer(
+            &alerts,
+            &mut a,
+            BufferState {
+                bytes: 10,
+                pending: 1,
+                dropped: 0,
+            },
+        );
+        assert!(alerts
+            .list_alerts(&mamori_store::AlertFilter::default())
+            .unwrap()
+            .is_empty());
+        note_buffer(
+            &alerts,
+            &mut a,
+            BufferState {
+                bytes: 10,
+                pending: 1,
+                dropped: 3,
+            },
+        );
+        note_buffer(
+            &alerts,
+            &mut a,
+            BufferState {
+                bytes: 10,
+                pending: 1,
+                dropped: 3,
+            },
+        );
+        let all = alerts
+            .list_alerts(&mamori_store::AlertFilter::default())
+            .unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].details["dropped_batches"], 3);
+        assert_eq!(a.buffer.dropped, 3);
     }
 
     #[test]
