@@ -66,6 +66,8 @@ pub struct StateInner {
     pub scans: Arc<crate::scans::ScanService>,
     /// The data directory (reports read the vault there).
     pub data_dir: PathBuf,
+    /// Host agents (`mamori agent`): enrolment, batches, list, revocation.
+    pub agents: Option<Arc<crate::agents::Agents>>,
 }
 
 pub type AppState = Arc<StateInner>;
@@ -91,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api_reports::routes())
         .merge(crate::backups::routes())
         .merge(crate::scans::routes())
+        .merge(crate::agents::routes())
         .merge(crate::console::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(json_errors))

@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub backups: mamori_backup::BackupsSettings,
     /// `[scan]`: allow-list, targets and schedule of `mamori scan` in the server; off by default.
     pub scan: Option<mamori_scan::ScanConfig>,
+    /// `[agents]`: host agents (`mamori agent`).
+    pub agents: crate::agents::AgentsConfig,
 }
 
 /// `[reports]`: on the 1st of each month (or at the first start after it) the server writes
@@ -143,6 +145,7 @@ impl Default for ServerConfig {
             backups: mamori_backup::BackupsSettings::default(),
             scan: None,
             reports: ReportsConfig::default(),
+            agents: crate::agents::AgentsConfig::default(),
         }
     }
 }

@@ -77,6 +77,11 @@ pub fn document() -> Value {
     if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), console_paths()) {
         paths.extend(more);
     }
+    if let (Some(paths), Value::Object(more)) =
+        (doc["paths"].as_object_mut(), crate::agents::openapi_paths())
+    {
+        paths.extend(more);
+    }
     doc
 }
 

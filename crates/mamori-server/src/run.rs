@@ -163,6 +163,20 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
     // The HTTP API: ingest, upload, search, alerts, incidents, metrics.
     if let Some(addr) = cfg.http.listen {
         let l = bind("http.listen", addr).await?;
+        let agents = {
+            let (c, al, ev) = (cfg.agents.clone(), Arc::clone(&alerts), Arc::clone(&events));
+            let a = tokio::task::spawn_blocking(move || crate::agents::Agents::open(c, al, ev))
+                .await
+                .map_err(|e| StartError::Config(format!("agents: {e}")))?
+                .map_err(|message| StartError::State {
+                    path: data.join("state.db"),
+                    message,
+                })?;
+            Arc::new(a)
+        };
+        running
+            .background
+            .push(crate::agents::silence_task(Arc::clone(&agents)));
         running.http = l.local_addr().ok();
         let state = Arc::new(api::StateInner {
             events: Arc::clone(&events),
@@ -180,6 +194,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             backups: Arc::clone(&backups),
             scans: Arc::clone(&scans),
             data_dir: data.to_path_buf(),
+            agents: Some(Arc::clone(&agents)),
         });
         running.background.push(token_refresh(Arc::clone(&state)));
         let app = api::router(state);

@@ -52,6 +52,9 @@ pub(crate) enum BenchCmd {
     /// Evidence export and bundle verification of a large vault: peak memory and time per
     /// phase (issue #15 finding 10).
     VaultExport(crate::bench_vault::VaultExportArgs),
+    /// The host agent: CPU and RSS idle and at 5,000 lines/s, against `tail -F` on the same
+    /// file in the same run, with a real server receiving the batches.
+    Agent(crate::bench_agent::AgentBenchArgs),
     /// Reader throughput per file (events/s and MiB/s), one thread.
     Readers {
         /// Files or directories to read.
@@ -82,6 +85,7 @@ pub(crate) fn run(cmd: BenchCmd) -> anyhow::Result<i32> {
         BenchCmd::Console(a) => crate::bench_console::run(a),
         BenchCmd::Report(a) => crate::bench_report::run(a),
         BenchCmd::VaultExport(a) => crate::bench_vault::run(a),
+        BenchCmd::Agent(a) => crate::bench_agent::run(a),
         BenchCmd::Readers { paths } => {
             let (files, errs) = mamori_ingest::discover(&paths);
             for e in errs {

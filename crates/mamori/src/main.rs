@@ -1,9 +1,11 @@
 //! `mamori`: the command-line entry point. Glue only: argument parsing, wiring of the library
 //! crates, terminal output and exit codes.
 
+mod agent_cli;
 mod analytics;
 mod backup_cli;
 mod bench;
+mod bench_agent;
 mod bench_console;
 mod bench_corr;
 mod bench_ingest;
@@ -102,6 +104,9 @@ enum Command {
     User(cmd_user::UserCmd),
     /// Safe external diagnosis of your own web services and VPN (TLS, headers, exposed files, KEV).
     Scan(scan_cli::ScanArgs),
+    /// Host agent: enrolment tokens and agent list (server), enrol and run (host).
+    #[command(subcommand)]
+    Agent(agent_cli::AgentCmd),
 }
 
 fn main() -> ExitCode {
@@ -139,6 +144,7 @@ fn main() -> ExitCode {
         Command::Backup(c) => backup_cli::run(c),
         Command::User(c) => cmd_user::run(c),
         Command::Scan(a) => scan_cli::run(a),
+        Command::Agent(c) => agent_cli::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -1,5 +1,6 @@
 //! End-to-end tests: run the real `mamori` binary in temporary directories.
 
+mod agent;
 mod backup;
 mod console;
 mod content;
