@@ -55,6 +55,7 @@ mod run;
 pub mod seal;
 pub mod source_health;
 pub mod sources;
+pub mod tls_api;
 pub mod tokens;
 mod witness;
 

@@ -145,8 +145,17 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         })?,
     );
 
+    // Rule switches and the response policy saved in the console override the file's.
+    {
+        let (al, r, i) = (Arc::clone(&alerts), rules.clone(), incidents.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::console::manage::apply_saved(&*al, r.as_deref(), i.as_deref())
+        })
+        .await;
+    }
     // The HTTP API: ingest, upload, search, alerts, incidents, metrics.
     if let Some(addr) = cfg.http.listen {
+        let tls = crate::tls_api::acceptor(&cfg.http, &data).map_err(StartError::Tls)?;
         let l = bind("http.listen", addr).await?;
         running.http = l.local_addr().ok();
         let state = Arc::new(api::StateInner {
@@ -160,7 +169,11 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             uploads_dir: data.join("uploads"),
             started: Instant::now(),
             incidents: incidents.clone(),
-            console: crate::console::ConsoleState::new(audit.clone(), false, data.join("exports")),
+            console: crate::console::ConsoleState::new(
+                audit.clone(),
+                tls.is_some(),
+                data.join("exports"),
+            ),
             sources: source_health.clone(),
             backups: Arc::clone(&backups),
             data_dir: data.to_path_buf(),
@@ -176,6 +189,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             app,
             http_limits,
             stop_rx.clone(),
+            tls,
         )));
     }
     drop(sink);
