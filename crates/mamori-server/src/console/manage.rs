@@ -280,8 +280,9 @@ pub(super) async fn reject(
         svc.cases
             .get(mamori_cases::IncidentId(id))
             .map_err(crate::api_incidents::case_err)?;
+        // Only a pending suggestion can be rejected: anything else is not found.
         svc.reject(mamori_cases::IncidentId(id), plan, &by, &reason)
-            .map_err(ApiError::Conflict)
+            .map_err(|e| ApiError::NotFound(format!("no suggested action {plan} to reject: {e}")))
     })
     .await?;
     Ok(Json(json!({ "rejected": p })))
@@ -658,7 +659,6 @@ pub(super) async fn policy_set(
     b: Result<Json<mamori_respond::ResponsePolicy>, JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     auth.require_admin()?;
-    let p = body(b)?;
     let svc = st.incidents.clone().ok_or_else(|| {
         ApiError::NotFound("incident handling is disabled ([incidents])".into())
     })?;
@@ -667,6 +667,7 @@ pub(super) async fn policy_set(
             "automatic response is not configured ([response])".into(),
         ));
     }
+    let p = body(b)?;
     let s = Arc::clone(&st);
     let p2 = p.clone();
     blocking(move || {

@@ -114,7 +114,7 @@ pub fn openapi_paths() -> serde_json::Value {
     serde_json::json!({
         "/api/v1/alerts/assign": { "post": { "summary": "Assign alerts (one or up to 1000) to a console user; a null or empty `assignee` unassigns. Recorded in the chain of custody.",
             "requestBody": body(serde_json::json!({ "type": "object", "additionalProperties": false, "required": ["ids"], "properties": {
-                "ids": { "type": "array", "minItems": 1, "maxItems": 1000, "items": id },
+                "ids": { "type": "array", "minItems": 1, "maxItems": 1000, "items": id.clone() },
                 "assignee": { "type": ["string", "null"], "maxLength": 64 } } })),
             "responses": ok("What was assigned") } },
         "/api/v1/console/assignees": { "get": { "summary": "Console users alerts can be assigned to (enabled ones).", "responses": ok("Names") } },

@@ -506,7 +506,8 @@ fn console_in_a_real_browser() {
              [response.backends.nft]\nnft = \"/usr/sbin/nft\"\nip = \"/usr/sbin/ip\"\nnetns = \"{}\"\n",
             ns.0
         ),
-        None => String::new(),
+        // Suggestions need no backend: a block is still suggested (and can be rejected).
+        None => SUGGEST_BLOCKS.to_owned(),
     };
     // A backup share, so the overview's backup card has an entry to show.
     let share = dir.path().join("share");
@@ -704,7 +705,7 @@ fn console_assign_reject_rules_tokens_policy_roles_and_restart() {
     );
     assert_eq!(s, 200, "{v}");
     let (s, _) = analyst.post(&path, &serde_json::json!({ "reason": "again" }));
-    assert_eq!(s, 409, "a rejected plan cannot be rejected (or approved) again");
+    assert_eq!(s, 404, "a rejected plan cannot be rejected (or approved) again");
     let (_, v) = srv.get("/api/v1/responses");
     assert!(
         v["pending"].as_array().unwrap().iter().all(|p| p["id"] != plan),
