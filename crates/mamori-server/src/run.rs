@@ -173,7 +173,8 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
                 audit.clone(),
                 tls.is_some(),
                 data.join("exports"),
-            ),
+            )
+            .with_notify(cfg.notify_config().ok().flatten()),
             sources: source_health.clone(),
             backups: Arc::clone(&backups),
             data_dir: data.to_path_buf(),

@@ -759,6 +759,7 @@
   // Settings
 
   function settings() {
+    contacts();
     policy();
     tokens();
     var table = document.querySelector('#users-table tbody');
@@ -782,6 +783,43 @@
         .then(function () { e.target.reset(); load(); }).catch(function (er) { flash(er.message); });
     });
     load();
+  }
+
+  // Contacts, channels and escalation of [notify]; an admin sends a test to a contact.
+  function contacts() {
+    var box = document.getElementById('contacts');
+    if (!box) return;
+    api('/api/v1/console/contacts').then(function (j) {
+      clear(box);
+      if (!j.configured) { box.appendChild(el('p', { class: 'muted', id: 'contacts-na', text: t('notify_not_configured') })); return; }
+      var tb = el('tbody');
+      box.appendChild(el('table', { class: 'list', id: 'contacts-table' },
+        el('thead', null, el('tr', null, [t('name'), t('email'), t('language'), t('channels'), t('min_severity'), t('tier'), ''].map(function (h) { return el('th', { text: h }); }))), tb));
+      j.contacts.forEach(function (c) {
+        var out = el('span', { class: 'test-result' });
+        tb.appendChild(el('tr', { class: 'contact-row', 'data-contact': c.name },
+          el('td', { text: c.name }), el('td', { class: 'wrap', text: c.email || '—' }), el('td', { text: c.language }),
+          el('td', { text: (c.channels || []).join(', ') }), el('td', null, levelBadge(c.min_severity)),
+          el('td', { class: 'num', text: c.escalation_order }),
+          el('td', null, ROLE === 'admin' ? el('button', { class: 'send-test', text: t('send_test'), onclick: function (e) {
+            e.target.disabled = true;
+            clear(out).appendChild(document.createTextNode('…'));
+            post('/api/v1/console/contacts/' + encodeURIComponent(c.name) + '/test').then(function (r) {
+              e.target.disabled = false;
+              clear(out);
+              r.deliveries.forEach(function (d) {
+                out.appendChild(el('span', { class: 'state ' + (d.ok ? 'state-ok' : 'state-silent'), text: d.channel + ': ' + (d.ok ? t('test_sent') : (d.error || t('error'))) }));
+                out.appendChild(document.createTextNode(' '));
+              });
+            }).catch(function (er) { e.target.disabled = false; clear(out); flash(er.message); });
+          } }) : null, ' ', out)));
+      });
+      box.appendChild(el('h3', { text: t('channels') }));
+      box.appendChild(el('ul', { id: 'channels' }, j.channels.map(function (c) { return el('li', null, el('span', { class: 'mono', text: c.name }), ' (' + c.kind + ')'); })));
+      box.appendChild(el('h3', { text: t('escalation') }));
+      if (!j.escalation.length) box.appendChild(el('p', { class: 'muted', text: t('none') }));
+      else box.appendChild(el('ol', { id: 'escalation' }, j.escalation.map(function (x) { return el('li', { text: x.to + ' — ' + t('after_minutes') + ': ' + x.after_minutes }); })));
+    }).catch(function (e) { flash(e.message); });
   }
 
   // The response policy: modes per level, allow-list and TTLs (admins edit, others read).

@@ -46,6 +46,9 @@ pub struct ConsoleState {
     pub secure_cookies: bool,
     /// Where evidence bundles exported while serving are written.
     pub exports_dir: std::path::PathBuf,
+    /// `[notify]` of the configuration (contacts, channels, escalation), for the settings page
+    /// and its "send test" button.
+    pub notify: Option<mamori_notify::NotifyConfig>,
     throttle: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
@@ -59,8 +62,15 @@ impl ConsoleState {
             audit,
             secure_cookies,
             exports_dir,
+            notify: None,
             throttle: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// With the `[notify]` section the settings page shows and tests.
+    pub fn with_notify(mut self, notify: Option<mamori_notify::NotifyConfig>) -> ConsoleState {
+        self.notify = notify;
+        self
     }
 
     pub(crate) fn custody(&self, actor: &str, target: &str, detail: String) {

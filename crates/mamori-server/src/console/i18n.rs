@@ -307,6 +307,17 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("from_file", "From mamori.toml", "mamori.toml の設定"),
     ("saved_ok", "Saved.", "保存しました。"),
     ("on_off", "On/off", "オン/オフ"),
+    ("contacts_escalation", "Contacts and escalation", "連絡先とエスカレーション"),
+    ("channels", "Channels", "通知チャネル"),
+    ("escalation", "Escalation", "エスカレーション"),
+    ("send_test", "Send test", "テスト送信"),
+    ("test_sent", "Test sent", "テスト送信済み"),
+    ("min_severity", "Minimum severity", "最低重大度"),
+    ("tier", "Tier", "段階"),
+    ("after_minutes", "after (minutes)", "経過（分）"),
+    ("email", "E-mail", "メール"),
+    ("notify_not_configured", "No notification contacts are configured ([notify] in mamori.toml).", "通知の連絡先は設定されていません（mamori.toml の [notify]）。"),
+    ("notify_file_note", "Contacts, channels and escalation come from mamori.toml ([notify]); edit them there. Secrets are never shown.", "連絡先・チャネル・エスカレーションは mamori.toml（[notify]）で設定します。秘密情報は表示しません。"),
 ];
 
 /// The table of `lang`: key → words.

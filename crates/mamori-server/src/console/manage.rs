@@ -686,6 +686,103 @@ pub(super) async fn policy_set(
     Ok(Json(json!({ "policy": p, "from_console": true })))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Contacts, channels and escalation (`[notify]`): shown, and a test sent for real
+
+fn lower_debug(x: &impl std::fmt::Debug) -> String {
+    format!("{x:?}").to_lowercase()
+}
+
+/// Contacts, channels (name and kind, never a secret) and escalation steps of `[notify]`.
+pub(super) async fn contacts(
+    _auth: Authed,
+    State(st): State<AppState>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let Some(n) = &st.console.notify else {
+        return Ok(Json(
+            json!({ "configured": false, "channels": [], "contacts": [], "escalation": [] }),
+        ));
+    };
+    let channels: Vec<JsonValue> = n
+        .channels
+        .iter()
+        .map(|(name, c)| json!({ "name": name, "kind": c.kind() }))
+        .collect();
+    let contacts: Vec<JsonValue> = n
+        .contacts
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name, "email": c.email, "language": lower_debug(&c.language),
+                "channels": c.channels, "min_severity": c.min_severity,
+                "escalation_order": c.escalation_order, "monthly_report": c.monthly_report,
+                "quiet_hours": c.quiet_hours.as_ref().map(|q| format!("{}–{} ({})", q.start, q.end, q.utc_offset)),
+            })
+        })
+        .collect();
+    let escalation: Vec<JsonValue> = n
+        .escalation
+        .iter()
+        .map(|e| json!({ "after_minutes": e.after_minutes, "to": e.to }))
+        .collect();
+    Ok(Json(json!({
+        "configured": true, "channels": channels, "contacts": contacts, "escalation": escalation,
+    })))
+}
+
+/// Sends a test notification to one contact through every channel it has, now (admin): the
+/// real delivery code, so a wrong password or an unreachable server shows here, not during an
+/// incident. The answer lists each delivery and its error.
+pub(super) async fn contact_test(
+    auth: Authed,
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<JsonValue>, ApiError> {
+    auth.require_admin()?;
+    let Some(cfg) = st.console.notify.clone() else {
+        return Err(ApiError::NotFound(
+            "no notification contacts are configured ([notify])".into(),
+        ));
+    };
+    if !cfg.contacts.iter().any(|c| c.name == name) {
+        return Err(ApiError::NotFound(format!(
+            "no contact `{}`",
+            name.escape_default()
+        )));
+    }
+    let by = auth.name.clone();
+    let n2 = name.clone();
+    let deliveries = blocking(move || {
+        let notifier = mamori_notify::Notifier::new(&cfg)
+            .map_err(|e| ApiError::Conflict(format!("[notify] is not valid: {e}")))?;
+        let now = Utc::now();
+        let msg = mamori_notify::Notification {
+            incident_id: "test".into(),
+            title: format!("Mamori test notification (sent by {by}) / Mamori テスト通知"),
+            severity: Level::Informational,
+            phase: mamori_notify::Label::new("test", "Test", "テスト"),
+            kind: mamori_notify::Label::new("test", "Test", "テスト"),
+            reason: mamori_notify::Reason::default(),
+            summary: "This is a test from the Mamori console: no incident. / Mamori コンソールからのテストです（インシデントではありません）。".into(),
+            entities: Vec::new(),
+            url: None,
+            time: now,
+        };
+        Ok(notifier.notify_contact(&msg, &n2, now))
+    })
+    .await?;
+    let ok = deliveries.iter().all(|d| d.ok) && !deliveries.is_empty();
+    st.console.custody(
+        &auth.name,
+        &format!("notify-contact:{name}"),
+        format!(
+            "test notification sent: {}",
+            serde_json::to_string(&deliveries).unwrap_or_default()
+        ),
+    );
+    Ok(Json(json!({ "contact": name, "ok": ok, "deliveries": deliveries })))
+}
+
 /// Applies what the console saved (rule overrides, response policy) to a starting server:
 /// these override the TOML file's values.
 pub fn apply_saved(

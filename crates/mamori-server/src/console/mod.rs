@@ -97,6 +97,11 @@ pub(crate) fn routes() -> Router<AppState> {
             "/api/v1/console/response-policy",
             get(manage::policy).post(manage::policy_set),
         )
+        .route("/api/v1/console/contacts", get(manage::contacts))
+        .route(
+            "/api/v1/console/contacts/{name}/test",
+            post(manage::contact_test),
+        )
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -141,7 +146,10 @@ pub fn openapi_paths() -> serde_json::Value {
         "/api/v1/console/response-policy": {
             "get": { "summary": "The response policy in force (modes per level and rule, allow-list, TTLs) and whether it was set in the console.", "responses": ok("Policy") },
             "post": { "summary": "Replace the response policy (admin only). Saved in state.db, it overrides `[response.policy]` of the configuration file, now and after a restart.",
-                "requestBody": body(obj), "responses": ok("Policy") } }
+                "requestBody": body(obj), "responses": ok("Policy") } },
+        "/api/v1/console/contacts": { "get": { "summary": "Notification contacts, channels (name and kind; never a secret) and escalation steps of `[notify]`.", "responses": ok("Contacts") } },
+        "/api/v1/console/contacts/{name}/test": { "post": { "summary": "Send a test notification to a contact through each of its channels now (admin only); answers every delivery with its error.",
+            "parameters": [ path("name", &serde_json::json!({ "type": "string", "minLength": 1 })) ], "responses": ok("Deliveries") } }
     })
 }
 

@@ -18,6 +18,7 @@ const DOWNLOADS = env('MAMORI_DOWNLOADS');
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const PASSWORD = env('MAMORI_PASSWORD');
 const EXPECT_BLOCK = env('MAMORI_EXPECT_BLOCK', '0') === '1';
+const EXPECT_MAIL = env('MAMORI_EXPECT_MAIL', '0') === '1';
 const ATTACKER = '203.0.113.66';
 const XSS_IP = '203.0.113.77';
 fs.mkdirSync(SHOTS, { recursive: true });
@@ -321,6 +322,13 @@ try {
   await page.locator('#tokens-table tr.token-row[data-token="browser-bot"] button.revoke').click();
   await page.waitForFunction(() => !document.querySelector('#tokens-table tr.token-row[data-token="browser-bot"]'));
   step('created an API token (shown once) and revoked it');
+  if (EXPECT_MAIL) {
+    await page.locator('#contacts-table tr.contact-row[data-contact="it"] button.send-test').click();
+    await page.waitForSelector('#contacts-table tr.contact-row[data-contact="it"] .test-result .state-ok', { timeout: 30000 });
+    step('sent a test notification to a contact');
+  } else {
+    console.log('skipped: send test (no SMTP server)');
+  }
   if (await page.$('#policy-table')) {
     await page.selectOption('#policy-table select[data-level="critical"][data-action="webhook"]', 'suggest');
     await page.fill('#policy-allow', '192.0.2.0/24\n198.51.100.0/24');

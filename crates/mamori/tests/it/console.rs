@@ -509,6 +509,15 @@ fn console_in_a_real_browser() {
         // Suggestions need no backend: a block is still suggested (and can be rejected).
         None => SUGGEST_BLOCKS.to_owned(),
     };
+    // A real SMTP server, so "send test" on the settings page delivers a mail.
+    let smtp = crate::incidents::Smtp::start();
+    let extra = match &smtp {
+        Some(s) => format!("{extra}{}", notify_config(s.port)),
+        None => {
+            eprintln!("skipped (send test): aiosmtpd not installed");
+            extra
+        }
+    };
     // A backup share, so the overview's backup card has an entry to show.
     let share = dir.path().join("share");
     std::fs::create_dir_all(&share).unwrap();
@@ -536,6 +545,7 @@ fn console_in_a_real_browser() {
             "MAMORI_EXPECT_BLOCK",
             if netns.is_some() { "1" } else { "0" },
         )
+        .env("MAMORI_EXPECT_MAIL", if smtp.is_some() { "1" } else { "0" })
         .output()
         .expect("run node");
     let stdout = text(&out.stdout);
@@ -566,6 +576,10 @@ fn console_in_a_real_browser() {
     let custody = bundle_custody(&bundle);
     assert!(custody.contains("signed in"), "{custody}");
     assert!(shots.join("ja-incident.png").exists() && shots.join("en-overview.png").exists());
+    if let Some(s) = &smtp {
+        let mail = s.rx.recv_timeout(Duration::from_secs(30)).expect("the test mail");
+        assert!(mail.contains("it@example.jp"), "{mail}");
+    }
     eprintln!("screenshots in {}", shots.display());
 }
 
@@ -1001,4 +1015,67 @@ fn console_over_https_with_secure_cookies() {
     let mut resp = Vec::new();
     let _ = c.read_to_end(&mut resp);
     assert!(!resp.starts_with(b"HTTP/1.1"), "{}", text(&resp));
+}
+
+/// `[notify]` of the smtp server: a mail channel to `port` and a contact `it` using it.
+fn notify_config(port: u16) -> String {
+    format!(
+        "[notify.channels.mail]\ntype = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"none\"\nfrom = \"Mamori <mamori@example.jp>\"\n\
+         [[notify.contacts]]\nname = \"it\"\nemail = \"it@example.jp\"\nlanguage = \"both\"\nchannels = [\"mail\"]\n\
+         [[notify.contacts]]\nname = \"backup-it\"\nemail = \"backup@example.jp\"\nchannels = [\"mail\"]\nescalation_order = 1\n\
+         [[notify.escalation]]\nafter_minutes = 30\nto = \"backup-it\"\n"
+    )
+}
+
+/// Contacts and escalation are shown (never a secret); "send test" goes through the real
+/// delivery code to a real SMTP server (aiosmtpd), admins only, and reaches the custody chain.
+#[test]
+fn console_contacts_and_a_real_test_notification() {
+    let Some(smtp) = crate::incidents::Smtp::start() else {
+        eprintln!("skipped: aiosmtpd not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, _cfg) = start(dir.path(), &notify_config(smtp.port));
+    let a = srv.http;
+    let admin = Session::new(a, "admin");
+    let analyst = Session::new(a, "victim");
+    let (s, v) = analyst.get("/api/v1/console/contacts");
+    assert_eq!(s, 200);
+    assert_eq!(v["configured"], true, "{v}");
+    assert_eq!(v["contacts"][0]["name"], "it");
+    assert_eq!(v["contacts"][1]["escalation_order"], 1);
+    assert_eq!(v["channels"][0]["kind"], "smtp");
+    assert_eq!(v["escalation"][0]["to"], "backup-it");
+    let (s, _) = analyst.post("/api/v1/console/contacts/it/test", &serde_json::json!({}));
+    assert_eq!(s, 403, "only an admin sends tests");
+    let (s, _) = admin.post(
+        "/api/v1/console/contacts/nobody/test",
+        &serde_json::json!({}),
+    );
+    assert_eq!(s, 404);
+    let (s, v) = admin.post("/api/v1/console/contacts/it/test", &serde_json::json!({}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["deliveries"][0]["channel"], "mail", "{v}");
+    let mail = smtp
+        .rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the test mail reached the SMTP server");
+    assert!(mail.contains("it@example.jp"), "{mail}");
+    // The evidence bundle of any incident carries the custody chain; make one and look.
+    brute_force(&srv, "203.0.113.31");
+    let id = first_incident(&srv);
+    let (s, b) = srv.post(&format!("/api/v1/incidents/{id}/evidence"), &[], b"");
+    assert_eq!(s, 200, "{b}");
+    let (_, _, tar) = raw(
+        a,
+        "GET",
+        &format!("/api/v1/evidence/{}", b["file"].as_str().unwrap()),
+        &[("Cookie", &admin.cookie)],
+        b"",
+    );
+    let bundle = dir.path().join("bundle.tar");
+    std::fs::write(&bundle, &tar).unwrap();
+    assert!(bundle_custody(&bundle).contains("test notification sent"));
 }
