@@ -10,8 +10,7 @@ use crate::config::HttpConfig;
 
 /// The acceptor when HTTPS is configured, `None` for plain HTTP; an error names the file.
 pub fn acceptor(http: &HttpConfig, data_dir: &Path) -> Result<Option<TlsAcceptor>, String> {
-    let (Some(cert), Some(key), Some(listen)) = (&http.tls_cert, &http.tls_key, http.listen)
-    else {
+    let (Some(cert), Some(key), Some(listen)) = (&http.tls_cert, &http.tls_key, http.listen) else {
         return Ok(None);
     };
     let cfg = crate::sources::tls::TlsConfig {

@@ -725,6 +725,7 @@
               } }) : null),
             el('td', null, levelSelect(x))));
         });
+        if (!testSel) return;
         var keep = testSel.value;
         while (testSel.options.length > 1) testSel.remove(1);
         list.filter(function (x) { return x.enabled && !x.correlation; }).forEach(function (x) {
@@ -733,7 +734,8 @@
         testSel.value = keep;
       }).catch(function (e) { flash(e.message); });
     }
-    document.getElementById('rule-test-form').addEventListener('submit', function (e) {
+    var testForm = document.getElementById('rule-test-form');
+    if (testForm) testForm.addEventListener('submit', function (e) {
       e.preventDefault();
       var b = { last: Number(document.getElementById('test-last').value) || 1000 };
       if (testSel.value) b.rule_id = testSel.value; else b.yaml = document.getElementById('test-yaml').value;
@@ -745,6 +747,7 @@
       post('/api/v1/console/rules/test', b).then(function (r) {
         btn.disabled = false;
         document.getElementById('test-summary').textContent = t('matched') + ': ' + r.matched + ' / ' + t('examined') + ': ' + r.examined + ' (' + r.elapsed_ms + ' ms)';
+        document.getElementById('test-results').classList.remove('hidden');
         if (!r.events.length) out.appendChild(el('tr', null, el('td', { colspan: 4, class: 'muted', text: t('no_results') })));
         r.events.forEach(function (ev) {
           out.appendChild(el('tr', { class: 'test-hit' }, el('td', { class: 'nowrap', text: fmtTime(ev.time || ev.received_at) }), el('td', { text: ev.host || '' }),

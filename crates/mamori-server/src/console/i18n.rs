@@ -307,6 +307,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("from_file", "From mamori.toml", "mamori.toml の設定"),
     ("saved_ok", "Saved.", "保存しました。"),
     ("on_off", "On/off", "オン/オフ"),
+    ("policy_note", "Changes made here are stored in the server's state database (state.db) and override [response.policy] of mamori.toml, also after a restart.", "ここでの変更はサーバーの状態データベース（state.db）に保存され、mamori.toml の [response.policy] より優先されます（再起動後も有効）。"),
     ("contacts_escalation", "Contacts and escalation", "連絡先とエスカレーション"),
     ("channels", "Channels", "通知チャネル"),
     ("escalation", "Escalation", "エスカレーション"),

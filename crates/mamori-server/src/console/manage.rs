@@ -224,7 +224,8 @@ pub(super) async fn assign(
         None => "unassigned".to_owned(),
     };
     for id in &b.ids {
-        st.console.custody(&auth.name, &format!("alert:{id}"), what.clone());
+        st.console
+            .custody(&auth.name, &format!("alert:{id}"), what.clone());
     }
     Ok(Json(
         json!({ "assigned": b.ids.len(), "ids": b.ids, "assignee": to }),
@@ -434,11 +435,8 @@ pub(super) async fn rule_override(
     if let Some(l) = &b.level {
         what.push(format!("level set to {l}"));
     }
-    st.console.custody(
-        &auth.name,
-        &format!("rule:{}", b.rule_id),
-        what.join("; "),
-    );
+    st.console
+        .custody(&auth.name, &format!("rule:{}", b.rule_id), what.join("; "));
     Ok(Json(json!({
         "rule_id": b.rule_id,
         "enabled": !o.disabled.contains_key(&b.rule_id),
@@ -497,7 +495,8 @@ pub(super) async fn rule_test(
             if pack.rules.is_empty() {
                 let why: Vec<String> = pack.failures.iter().map(|f| f.to_string()).collect();
                 return Err(ApiError::BadRequest(if why.is_empty() {
-                    "the YAML holds no detection rule (correlations are tested through their rules)".into()
+                    "the YAML holds no detection rule (correlations are tested through their rules)"
+                        .into()
                 } else {
                     format!("the rule does not compile: {}", why.join("; "))
                 }));
@@ -659,9 +658,10 @@ pub(super) async fn policy_set(
     b: Result<Json<mamori_respond::ResponsePolicy>, JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     auth.require_admin()?;
-    let svc = st.incidents.clone().ok_or_else(|| {
-        ApiError::NotFound("incident handling is disabled ([incidents])".into())
-    })?;
+    let svc = st
+        .incidents
+        .clone()
+        .ok_or_else(|| ApiError::NotFound("incident handling is disabled ([incidents])".into()))?;
     if svc.policy().is_none() {
         return Err(ApiError::NotFound(
             "automatic response is not configured ([response])".into(),
@@ -780,7 +780,9 @@ pub(super) async fn contact_test(
             serde_json::to_string(&deliveries).unwrap_or_default()
         ),
     );
-    Ok(Json(json!({ "contact": name, "ok": ok, "deliveries": deliveries })))
+    Ok(Json(
+        json!({ "contact": name, "ok": ok, "deliveries": deliveries }),
+    ))
 }
 
 /// Applies what the console saved (rule overrides, response policy) to a starting server:

@@ -83,7 +83,10 @@ pub(crate) fn routes() -> Router<AppState> {
             post(manage::reject),
         )
         .route("/api/v1/console/rules", get(manage::rules))
-        .route("/api/v1/console/rules/override", post(manage::rule_override))
+        .route(
+            "/api/v1/console/rules/override",
+            post(manage::rule_override),
+        )
         .route("/api/v1/console/rules/test", post(manage::rule_test))
         .route(
             "/api/v1/console/tokens",

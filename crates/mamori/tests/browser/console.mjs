@@ -276,6 +276,8 @@ try {
   if (!(await page.textContent('#timeline')).includes('response_rejected')) fail('the rejection is not in the timeline');
   await page.waitForTimeout(300);
   await assertNoScriptRan(admin, 'rejected action');
+  await page.locator('#responses').scrollIntoViewIfNeeded();
+  await shot(page, 'incident-rejected');
   step('rejected a suggested block with a reason');
   const hrefs = await page.evaluate(() => Array.from(document.querySelectorAll('a[href]')).map((a) => a.getAttribute('href')));
   const bad = hrefs.filter((h) => /^\s*(javascript|data|vbscript):/i.test(h));

@@ -641,7 +641,8 @@ fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-const SUGGEST_BLOCKS: &str = "[response.policy]\nallow_list = [\"192.0.2.0/24\"]\ndefault_ttl = 3600\nmax_ttl = 86400\n\
+const SUGGEST_BLOCKS: &str =
+    "[response.policy]\nallow_list = [\"192.0.2.0/24\"]\ndefault_ttl = 3600\nmax_ttl = 86400\n\
      [response.policy.levels.high]\nblock_ip = \"suggest\"\n\
      [response.policy.levels.low]\nblock_ip = \"suggest\"\n";
 
@@ -695,7 +696,11 @@ fn console_assign_reject_rules_tokens_policy_roles_and_restart() {
     assert_eq!(v["assignee"], "admin", "{v}");
     let (_, v) = srv.get("/api/v1/alerts?assignee=");
     assert!(
-        v["alerts"].as_array().unwrap().iter().all(|x| x["id"] != one),
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["id"] != one),
         "{v}"
     );
     let (s, _) = analyst.post(
@@ -727,10 +732,17 @@ fn console_assign_reject_rules_tokens_policy_roles_and_restart() {
     );
     assert_eq!(s, 200, "{v}");
     let (s, _) = analyst.post(&path, &serde_json::json!({ "reason": "again" }));
-    assert_eq!(s, 404, "a rejected plan cannot be rejected (or approved) again");
+    assert_eq!(
+        s, 404,
+        "a rejected plan cannot be rejected (or approved) again"
+    );
     let (_, v) = srv.get("/api/v1/responses");
     assert!(
-        v["pending"].as_array().unwrap().iter().all(|p| p["id"] != plan),
+        v["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["id"] != plan),
         "{v}"
     );
     let (_, inc) = srv.get(&format!("/api/v1/incidents/{id}"));
@@ -948,7 +960,14 @@ fn https(
     let sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    exchange(rustls::StreamOwned::new(conn, sock), addr, method, path, headers, body)
+    exchange(
+        rustls::StreamOwned::new(conn, sock),
+        addr,
+        method,
+        path,
+        headers,
+        body,
+    )
 }
 
 /// `[http] tls_cert`/`tls_key`: the API and the console are served over HTTPS only (the
@@ -977,7 +996,14 @@ fn console_over_https_with_secure_cookies() {
     let (s, _, b) = https(a, &ca, "GET", "/api/v1/health", &[], b"");
     assert_eq!(s, 200, "{}", text(&b));
     let auth = format!("Bearer {}", srv.token);
-    let (s, _, _) = https(a, &ca, "GET", "/api/v1/alerts", &[("Authorization", &auth)], b"");
+    let (s, _, _) = https(
+        a,
+        &ca,
+        "GET",
+        "/api/v1/alerts",
+        &[("Authorization", &auth)],
+        b"",
+    );
     assert_eq!(s, 200);
     // The sign-in form's cookie and the session cookie are Secure.
     let (s, head, page) = https(a, &ca, "GET", "/login", &[], b"");
@@ -1013,7 +1039,10 @@ fn console_over_https_with_secure_cookies() {
         session.contains("; secure") && session.contains("httponly"),
         "{session}"
     );
-    let cookie = format!("mamori_session={}", set_cookie(&head, "mamori_session").unwrap());
+    let cookie = format!(
+        "mamori_session={}",
+        set_cookie(&head, "mamori_session").unwrap()
+    );
     let (s, _, _) = https(a, &ca, "GET", "/", &[("Cookie", &cookie)], b"");
     assert_eq!(s, 200);
     // Plain HTTP on the HTTPS port gets no HTTP answer.
