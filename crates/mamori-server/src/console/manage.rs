@@ -108,6 +108,11 @@ pub fn list_alerts(
     f: &AlertFilter,
     assignee: Option<&str>,
 ) -> Result<Vec<JsonValue>, ApiError> {
+    if assignee.is_some_and(|a| a.chars().count() > 64) {
+        return Err(ApiError::BadRequest(
+            "assignee: a user name has at most 64 characters".into(),
+        ));
+    }
     let map = assignments(store);
     let Some(who) = assignee else {
         let list = store.list_alerts(f).map_err(internal)?;
@@ -170,6 +175,11 @@ pub(super) async fn assign(
     b: Result<Json<AssignBody>, JsonRejection>,
 ) -> Result<Json<JsonValue>, ApiError> {
     let b = body(b)?;
+    if b.assignee.as_ref().is_some_and(|a| a.chars().count() > 64) {
+        return Err(ApiError::BadRequest(
+            "assignee: a user name has at most 64 characters".into(),
+        ));
+    }
     if b.ids.is_empty() || b.ids.len() > MAX_BULK {
         return Err(ApiError::BadRequest(format!(
             "name 1 to {MAX_BULK} alerts in `ids`"
