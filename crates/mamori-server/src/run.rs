@@ -174,7 +174,13 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
                 tls.is_some(),
                 data.join("exports"),
             )
-            .with_notify(cfg.notify_config().ok().flatten()),
+            .with_notify(cfg.notify_config().ok().flatten())
+            .with_identities(
+                cfg.analytics
+                    .identities
+                    .clone()
+                    .filter(|_| cfg.analytics.enabled),
+            ),
             sources: source_health.clone(),
             backups: Arc::clone(&backups),
             data_dir: data.to_path_buf(),

@@ -56,7 +56,8 @@
   function flash(msg) {
     var f = document.getElementById('flash');
     f.textContent = msg;
-    f.classList.remove('hidden');
+    f.classList.remove('hidden', 'ok');
+    f.classList.add('error');
   }
 
   function api(path, opts) {
@@ -763,6 +764,7 @@
 
   function settings() {
     contacts();
+    identities();
     policy();
     tokens();
     var table = document.querySelector('#users-table tbody');
@@ -822,6 +824,25 @@
       box.appendChild(el('h3', { text: t('escalation') }));
       if (!j.escalation.length) box.appendChild(el('p', { class: 'muted', text: t('none') }));
       else box.appendChild(el('ol', { id: 'escalation' }, j.escalation.map(function (x) { return el('li', { text: x.to + ' — ' + t('after_minutes') + ': ' + x.after_minutes }); })));
+    }).catch(function (e) { flash(e.message); });
+  }
+
+  // The identity directory of the analytics, as CSV/JSON text (admins save it).
+  function identities() {
+    var box = document.getElementById('identities');
+    if (!box) return;
+    api('/api/v1/console/identities').then(function (j) {
+      clear(box);
+      var count = document.getElementById('identities-count');
+      if (!j.configured) { count.textContent = ''; box.appendChild(el('p', { class: 'muted', id: 'identities-na', text: t('identities_not_configured') })); return; }
+      count.textContent = j.error ? t('error') : j.identities + ' ' + t('identities_count');
+      box.appendChild(el('p', { class: 'mono muted', text: j.path }));
+      if (j.error) box.appendChild(el('p', { class: 'flash error', text: j.error }));
+      var ta = el('textarea', { id: 'identities-text', rows: 8, cols: 80, spellcheck: 'false', disabled: ROLE !== 'admin', value: j.text });
+      box.appendChild(el('label', { class: 'block' }, ta));
+      if (ROLE === 'admin') box.appendChild(el('div', { class: 'actions' }, el('button', { id: 'identities-save', text: t('save'), onclick: function () {
+        post('/api/v1/console/identities', { text: ta.value }).then(function () { identities(); flashOk(t('saved_ok')); }).catch(function (e) { flash(e.message); });
+      } })));
     }).catch(function (e) { flash(e.message); });
   }
 

@@ -49,6 +49,8 @@ pub struct ConsoleState {
     /// `[notify]` of the configuration (contacts, channels, escalation), for the settings page
     /// and its "send test" button.
     pub notify: Option<mamori_notify::NotifyConfig>,
+    /// `[analytics] identities`: the identity directory file the settings page shows and edits.
+    pub identities: Option<std::path::PathBuf>,
     throttle: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
@@ -63,8 +65,15 @@ impl ConsoleState {
             secure_cookies,
             exports_dir,
             notify: None,
+            identities: None,
             throttle: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// With the identity directory file the settings page shows and edits.
+    pub fn with_identities(mut self, path: Option<std::path::PathBuf>) -> ConsoleState {
+        self.identities = path;
+        self
     }
 
     /// With the `[notify]` section the settings page shows and tests.

@@ -795,6 +795,92 @@ pub(super) async fn contact_test(
     ))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Identity directory (`[analytics] identities`)
+
+/// Largest identity directory the console edits.
+const MAX_DIRECTORY_BYTES: usize = 4 << 20;
+
+/// The identity directory file as text (CSV or JSON), with how many identities it holds.
+pub(super) async fn identities(
+    _auth: Authed,
+    State(st): State<AppState>,
+) -> Result<Json<JsonValue>, ApiError> {
+    let Some(p) = st.console.identities.clone() else {
+        return Ok(Json(json!({ "configured": false })));
+    };
+    let out = blocking(move || {
+        let text = match std::fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(internal(format!("{}: {e}", p.display()))),
+        };
+        let parsed = mamori_analytics::Directory::parse(&text, &p.display().to_string());
+        Ok(json!({
+            "configured": true,
+            "path": p.display().to_string(),
+            "text": text,
+            "identities": parsed.as_ref().map(|d| d.len()).ok(),
+            "error": parsed.err().map(|e| e.to_string()),
+        }))
+    })
+    .await?;
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DirectoryBody {
+    text: String,
+}
+
+/// Replaces the identity directory (admin): checked with the analytics' own parser first,
+/// then written atomically over the configured file (the previous one kept as `.bak`), which
+/// the server's hot reload applies within `[analytics] reload_interval_secs`.
+pub(super) async fn identities_set(
+    auth: Authed,
+    State(st): State<AppState>,
+    b: Result<Json<DirectoryBody>, JsonRejection>,
+) -> Result<Json<JsonValue>, ApiError> {
+    auth.require_admin()?;
+    let Some(p) = st.console.identities.clone() else {
+        return Err(ApiError::NotFound(
+            "no identity directory is configured ([analytics] identities)".into(),
+        ));
+    };
+    let b = body(b)?;
+    if b.text.len() > MAX_DIRECTORY_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "identity directory over {MAX_DIRECTORY_BYTES} bytes"
+        )));
+    }
+    let n = blocking(move || {
+        let d = mamori_analytics::Directory::parse(&b.text, "identities")
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let _g = KV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "identities".into());
+        let tmp = p.with_file_name(format!(".{name}.console-tmp"));
+        std::fs::write(&tmp, b.text.as_bytes())
+            .map_err(|e| internal(format!("{}: {e}", tmp.display())))?;
+        if p.exists() {
+            std::fs::copy(&p, p.with_file_name(format!("{name}.bak")))
+                .map_err(|e| internal(format!("backup of {}: {e}", p.display())))?;
+        }
+        std::fs::rename(&tmp, &p).map_err(|e| internal(format!("{}: {e}", p.display())))?;
+        Ok(d.len())
+    })
+    .await?;
+    st.console.custody(
+        &auth.name,
+        "identity-directory",
+        format!("identity directory replaced in the console ({n} identities)"),
+    );
+    Ok(Json(json!({ "identities": n })))
+}
+
 /// Applies what the console saved (rule overrides, response policy) to a starting server:
 /// these override the TOML file's values.
 pub fn apply_saved(

@@ -100,6 +100,10 @@ pub(crate) fn routes() -> Router<AppState> {
             "/api/v1/console/response-policy",
             get(manage::policy).post(manage::policy_set),
         )
+        .route(
+            "/api/v1/console/identities",
+            get(manage::identities).post(manage::identities_set),
+        )
         .route("/api/v1/console/contacts", get(manage::contacts))
         .route(
             "/api/v1/console/contacts/{name}/test",
@@ -150,6 +154,11 @@ pub fn openapi_paths() -> serde_json::Value {
             "get": { "summary": "The response policy in force (modes per level and rule, allow-list, TTLs) and whether it was set in the console.", "responses": ok("Policy") },
             "post": { "summary": "Replace the response policy (admin only). Saved in state.db, it overrides `[response.policy]` of the configuration file, now and after a restart.",
                 "requestBody": body(obj), "responses": ok("Policy") } },
+        "/api/v1/console/identities": {
+            "get": { "summary": "The identity directory (`[analytics] identities`, CSV or JSON: kind,id,person,status,end_date,created) as text, with its count or why it does not parse.", "responses": ok("Directory") },
+            "post": { "summary": "Replace the identity directory (admin only): checked with the analytics parser, written over the configured file (previous kept as .bak), applied by the hot reload.",
+                "requestBody": body(serde_json::json!({ "type": "object", "additionalProperties": false, "required": ["text"], "properties": { "text": { "type": "string", "maxLength": 4194304 } } })),
+                "responses": ok("Count") } },
         "/api/v1/console/contacts": { "get": { "summary": "Notification contacts, channels (name and kind; never a secret) and escalation steps of `[notify]`.", "responses": ok("Contacts") } },
         "/api/v1/console/contacts/{name}/test": { "post": { "summary": "Send a test notification to a contact through each of its channels now (admin only); answers every delivery with its error.",
             "parameters": [ path("name", &serde_json::json!({ "type": "string", "minLength": 1 })) ], "responses": ok("Deliveries") } }

@@ -1121,3 +1121,71 @@ fn console_contacts_and_a_real_test_notification() {
     std::fs::write(&bundle, &tar).unwrap();
     assert!(bundle_custody(&bundle).contains("test notification sent"));
 }
+
+/// The identity directory is shown and edited in the console (admin): a bad file is refused
+/// with the parser's reason and changes nothing; a good one replaces the configured file
+/// (previous kept as `.bak`) and the running analytics use it: a departed contractor's VPN
+/// login then raises the departed-identity alert.
+#[test]
+fn console_identity_directory_edit_applies_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = dir.path().join("identities.csv");
+    let header = "kind,id,person,status,end_date,created\n";
+    let before = format!("{header}account,kobayashi,小林 (委託),active,,\n");
+    std::fs::write(&ids, &before).unwrap();
+    let (srv, _cfg) = start(
+        dir.path(),
+        &format!(
+            "[analytics]\nidentities = {:?}\nreload_interval_secs = 1\n",
+            ids.display().to_string()
+        ),
+    );
+    let admin = Session::new(srv.http, "admin");
+    let analyst = Session::new(srv.http, "victim");
+    let (s, v) = analyst.get("/api/v1/console/identities");
+    assert_eq!(s, 200);
+    assert_eq!(v["identities"], 1, "{v}");
+    assert_eq!(v["text"], before.as_str());
+    let after = format!("{header}account,kobayashi,小林 (委託),contractor_ended,2026-09-25,\n");
+    let (s, _) = analyst.post(
+        "/api/v1/console/identities",
+        &serde_json::json!({ "text": after }),
+    );
+    assert_eq!(s, 403, "only an admin edits the directory");
+    let (s, v) = admin.post(
+        "/api/v1/console/identities",
+        &serde_json::json!({ "text": format!("{header}account,kobayashi,x,on_leave_forever,,\n") }),
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("unknown status"),
+        "{v}"
+    );
+    assert_eq!(std::fs::read_to_string(&ids).unwrap(), before);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (s, v) = admin.post(
+        "/api/v1/console/identities",
+        &serde_json::json!({ "text": after }),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["identities"], 1);
+    assert_eq!(std::fs::read_to_string(&ids).unwrap(), after);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("identities.csv.bak")).unwrap(),
+        before
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut c = TcpStream::connect(srv.tcp).unwrap();
+    c.write_all(
+        b"<38>1 2026-10-01T13:05:00.000Z vpn01 vpnd 4242 AUTH [auth@32473 user=\"kobayashi\" src=\"198.51.100.10\" result=\"success\" method=\"password\"] user kobayashi authenticated from 198.51.100.10, tunnel up\n",
+    )
+    .unwrap();
+    until("the departed-identity alert", || {
+        let (_, v) = srv.get("/api/v1/alerts?limit=1000");
+        v["alerts"]
+            .as_array()?
+            .iter()
+            .any(|a| a["rule_id"] == "mamori-analytics-departed-identity")
+            .then_some(())
+    });
+}
