@@ -1034,6 +1034,8 @@ struct AlertParams {
     rule_id: Option<String>,
     offset: Option<usize>,
     limit: Option<usize>,
+    /// A console user's alerts; empty: the unassigned ones.
+    assignee: Option<String>,
 }
 
 async fn alerts_list(
@@ -1067,7 +1069,10 @@ async fn alerts_list(
         offset: p.offset.unwrap_or(0),
         limit,
     };
-    let list = blocking(move || st.alerts.list_alerts(&f).map_err(store_err)).await?;
+    let list = blocking(move || {
+        crate::console::manage::list_alerts(&*st.alerts, &f, p.assignee.as_deref())
+    })
+    .await?;
     Ok(Json(json!({ "alerts": list })))
 }
 
@@ -1076,8 +1081,13 @@ async fn alert_get(
     State(st): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<JsonValue>, ApiError> {
-    let a = blocking(move || st.alerts.get_alert(AlertId(id)).map_err(store_err)).await?;
-    a.map(|a| Json(json!(a)))
+    let a = blocking(move || {
+        let a = st.alerts.get_alert(AlertId(id)).map_err(store_err)?;
+        let map = crate::console::manage::assignments(&*st.alerts);
+        Ok(a.map(|a| crate::console::manage::alert_json(&a, &map)))
+    })
+    .await?;
+    a.map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))
 }
 

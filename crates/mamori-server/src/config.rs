@@ -208,6 +208,11 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// Most events in one ingest request (413 beyond, nothing stored).
     pub max_events_per_request: usize,
+    /// PEM certificate chain (leaf first): with `tls_key`, the API and the console are served
+    /// over HTTPS only, and console cookies get `Secure`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) matching `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -220,6 +225,8 @@ impl Default for HttpConfig {
             header_read_timeout_secs: 10,
             max_connections: 512,
             max_events_per_request: 100_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -401,6 +408,12 @@ impl ServerConfig {
         }
         if self.http.max_body_bytes < 1024 {
             return bad("http.max_body_bytes", "must be at least 1024".into());
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            return bad(
+                "http.tls_cert",
+                "set both `tls_cert` and `tls_key` (HTTPS), or neither".into(),
+            );
         }
         if self.http.body_timeout_secs == 0 {
             return bad("http.body_timeout_secs", "must be at least 1".into());

@@ -331,6 +331,48 @@ impl IncidentService {
         Ok(rec)
     }
 
+    /// Rejects a suggested action: it is dropped without running, and who rejected it and
+    /// why are recorded on the incident and in the chain of custody.
+    pub fn reject(
+        &self,
+        incident: IncidentId,
+        plan: u64,
+        by: &str,
+        reason: &str,
+    ) -> Result<mamori_respond::PlannedAction, String> {
+        let r = self
+            .responder
+            .as_ref()
+            .ok_or("automatic response is not configured ([response])")?;
+        let mut r = r.lock().unwrap_or_else(|p| p.into_inner());
+        let p = r.dismiss(PlanId(plan)).map_err(|e| e.to_string())?;
+        self.save_responder(&r);
+        self.record(
+            incident,
+            by,
+            "response_rejected",
+            serde_json::json!({ "id": p.id, "action": &p.action, "reason": reason, "suggested_because": &p.reason }),
+        );
+        Ok(p)
+    }
+
+    /// The response policy in force (`None` when `[response]` is not configured).
+    pub fn policy(&self) -> Option<mamori_respond::ResponsePolicy> {
+        let r = self.responder.as_ref()?;
+        let r = r.lock().unwrap_or_else(|p| p.into_inner());
+        Some(r.policy().clone())
+    }
+
+    /// Replaces the response policy (validated by the responder first).
+    pub fn set_policy(&self, p: mamori_respond::ResponsePolicy) -> Result<(), String> {
+        let r = self
+            .responder
+            .as_ref()
+            .ok_or("automatic response is not configured ([response])")?;
+        let mut r = r.lock().unwrap_or_else(|p| p.into_inner());
+        r.set_policy(p).map_err(|e| e.to_string())
+    }
+
     /// Pending suggestions and recorded actions.
     pub fn responses(&self) -> serde_json::Value {
         match &self.responder {

@@ -57,6 +57,7 @@ pub mod scans;
 pub mod seal;
 pub mod source_health;
 pub mod sources;
+pub mod tls_api;
 pub mod tokens;
 mod witness;
 

@@ -67,6 +67,11 @@ fn ok(desc: &str, schema: Value) -> Value {
     Value::Object(m)
 }
 
+/// [`ok`] with an object body (for modules that document their own routes).
+pub(crate) fn ok_object(desc: &str) -> Value {
+    ok(desc, json!({ "type": "object" }))
+}
+
 fn err(desc: &str) -> Value {
     json!({ "description": desc, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
 }
@@ -80,6 +85,12 @@ pub fn document() -> Value {
     if let (Some(paths), Value::Object(more)) =
         (doc["paths"].as_object_mut(), crate::agents::openapi_paths())
     {
+        paths.extend(more);
+    }
+    if let (Some(paths), Value::Object(more)) = (
+        doc["paths"].as_object_mut(),
+        crate::console::openapi_paths(),
+    ) {
         paths.extend(more);
     }
     doc
@@ -213,7 +224,8 @@ fn base_document() -> Value {
             "/api/v1/alerts": { "get": { "summary": "Alerts, newest first.",
                 "parameters": [ q("status", json!({ "type": "string", "enum": ["open", "acknowledged"] }), ""), q("min_level", json!({ "type": "string", "enum": LEVELS }), ""),
                     q("since", json!({ "type": "string", "format": "date-time" }), "last seen at or after"), q("rule_id", json!({ "type": "string" }), ""),
-                    q("offset", count(None), ""), q("limit", count(Some(1000)), "") ],
+                    q("offset", count(None), ""), q("limit", count(Some(1000)), ""),
+                    q("assignee", json!({ "type": "string", "maxLength": 64 }), "a console user's alerts; empty: the unassigned ones") ],
                 "responses": ok("Alerts", json!({ "type": "object", "properties": { "alerts": { "type": "array", "items": { "$ref": "#/components/schemas/Alert" } } } })) } },
             "/api/v1/alerts/{id}": { "get": { "summary": "One alert.", "parameters": [ p("id", id()) ],
                 "responses": ok("The alert", json!({ "$ref": "#/components/schemas/Alert" })) } },

@@ -176,6 +176,46 @@ pub struct RulesHandle {
     current: RwLock<Arc<Engine>>,
     report: RwLock<RulesReport>,
     reload_lock: Mutex<()>,
+    /// Changes made in the console (kept in state.db): disabled rules, level overrides.
+    overrides: RwLock<RuleOverrides>,
+}
+
+/// Rules switched off and levels changed from the console, by rule reference (id, else name,
+/// else title). Applied on every (re)load, after the files are read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RuleOverrides {
+    /// Reference → title of each disabled rule (the title is shown while it is off).
+    pub disabled: std::collections::BTreeMap<String, String>,
+    pub levels: std::collections::BTreeMap<String, mamori_event::Level>,
+}
+
+impl RuleOverrides {
+    pub fn is_empty(&self) -> bool {
+        self.disabled.is_empty() && self.levels.is_empty()
+    }
+
+    /// Removes disabled rules and correlations and sets overridden levels; a correlation that
+    /// used a disabled rule is dropped with a reference failure.
+    pub fn apply(&self, pack: &mut RulePack) {
+        if self.is_empty() {
+            return;
+        }
+        let off = |m: &mamori_sigma::Meta| self.disabled.contains_key(m.reference());
+        pack.rules.retain(|r| !off(&r.meta));
+        pack.correlations.retain(|c| !off(&c.meta));
+        for r in &mut pack.rules {
+            if let Some(l) = self.levels.get(r.meta.reference()) {
+                r.meta.level = Some(*l);
+            }
+        }
+        for c in &mut pack.correlations {
+            if let Some(l) = self.levels.get(c.meta.reference()) {
+                c.meta.level = Some(*l);
+            }
+        }
+        pack.resolve_references();
+    }
 }
 
 impl RulesHandle {
@@ -190,7 +230,13 @@ impl RulesHandle {
         placeholders: Option<PathBuf>,
         default_rules: bool,
     ) -> Result<RulesHandle, String> {
-        let (engine, report) = build(&paths, placeholders.as_deref(), default_rules, 1)?;
+        let (engine, report) = build(
+            &paths,
+            placeholders.as_deref(),
+            default_rules,
+            1,
+            &RuleOverrides::default(),
+        )?;
         Ok(RulesHandle {
             default_rules,
             current: RwLock::new(Arc::new(engine)),
@@ -198,6 +244,7 @@ impl RulesHandle {
             paths,
             placeholders,
             reload_lock: Mutex::new(()),
+            overrides: RwLock::new(RuleOverrides::default()),
         })
     }
 
@@ -219,6 +266,22 @@ impl RulesHandle {
         &self.paths
     }
 
+    /// The console's overrides in force.
+    pub fn overrides(&self) -> RuleOverrides {
+        self.overrides
+            .read()
+            .map(|g| g.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Replaces the overrides and reloads, so they apply to detection at once.
+    pub fn set_overrides(&self, o: RuleOverrides) -> RulesReport {
+        if let Ok(mut g) = self.overrides.write() {
+            *g = o;
+        }
+        self.reload()
+    }
+
     /// Recompiles the rules and swaps them in. Compilation runs on the caller's thread
     /// (call it from a blocking context).
     pub fn reload(&self) -> RulesReport {
@@ -229,6 +292,7 @@ impl RulesHandle {
             self.placeholders.as_deref(),
             self.default_rules,
             generation,
+            &self.overrides(),
         ) {
             Ok((engine, report)) => {
                 if let Ok(mut g) = self.current.write() {
@@ -254,9 +318,11 @@ fn build(
     placeholders: Option<&Path>,
     default_rules: bool,
     generation: u64,
+    overrides: &RuleOverrides,
 ) -> Result<(Engine, RulesReport), String> {
     let ph = load_placeholders(placeholders)?;
-    let (pack, files) = load_pack_with_default(paths, &ph, default_rules)?;
+    let (mut pack, files) = load_pack_with_default(paths, &ph, default_rules)?;
+    overrides.apply(&mut pack);
     let rules = RuleSet::compile(&pack, &CompileOptions::default());
     let report = RulesReport {
         generation,

@@ -160,8 +160,17 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         })?,
     );
 
+    // Rule switches and the response policy saved in the console override the file's.
+    {
+        let (al, r, i) = (Arc::clone(&alerts), rules.clone(), incidents.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::console::manage::apply_saved(&*al, r.as_deref(), i.as_deref())
+        })
+        .await;
+    }
     // The HTTP API: ingest, upload, search, alerts, incidents, metrics.
     if let Some(addr) = cfg.http.listen {
+        let tls = crate::tls_api::acceptor(&cfg.http, &data).map_err(StartError::Tls)?;
         let l = bind("http.listen", addr).await?;
         let agents = {
             let (c, al, ev) = (cfg.agents.clone(), Arc::clone(&alerts), Arc::clone(&events));
@@ -189,7 +198,18 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             uploads_dir: data.join("uploads"),
             started: Instant::now(),
             incidents: incidents.clone(),
-            console: crate::console::ConsoleState::new(audit.clone(), false, data.join("exports")),
+            console: crate::console::ConsoleState::new(
+                audit.clone(),
+                tls.is_some(),
+                data.join("exports"),
+            )
+            .with_notify(cfg.notify_config().ok().flatten())
+            .with_identities(
+                cfg.analytics
+                    .identities
+                    .clone()
+                    .filter(|_| cfg.analytics.enabled),
+            ),
             sources: source_health.clone(),
             backups: Arc::clone(&backups),
             scans: Arc::clone(&scans),
@@ -207,6 +227,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             app,
             http_limits,
             stop_rx.clone(),
+            tls,
         )));
     }
     drop(sink);

@@ -140,10 +140,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<i32> {
         .thread_name("mamori-worker")
         .build()
         .context("cannot start the async runtime")?;
+    let scheme = if cfg.http.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     rt.block_on(async move {
         let running = mamori_server::start(cfg).await?;
         if let Some(a) = running.http {
-            eprintln!("mamori: API on http://{a}/api/v1 (health: /api/v1/health)");
+            eprintln!("mamori: API on {scheme}://{a}/api/v1 (health: /api/v1/health)");
         }
         if let Some(a) = running.syslog_tcp {
             eprintln!("mamori: syslog TCP on {a}");

@@ -56,7 +56,8 @@
   function flash(msg) {
     var f = document.getElementById('flash');
     f.textContent = msg;
-    f.classList.remove('hidden');
+    f.classList.remove('hidden', 'ok');
+    f.classList.add('error');
   }
 
   function api(path, opts) {
@@ -300,6 +301,9 @@
     ['status', 'min_level', 'rule_id', 'text'].forEach(function (k) {
       if (initial.get(k) && form.elements[k]) form.elements[k].value = initial.get(k);
     });
+    loadAssignees().then(function () {
+      if (initial.has('assignee')) { form.elements.assignee.value = initial.get('assignee'); last = ''; refresh(); }
+    });
     function query() {
       var p = new URLSearchParams();
       p.set('limit', '200');
@@ -307,6 +311,8 @@
       ['status', 'min_level', 'rule_id'].forEach(function (k) { var v = (fd.get(k) || '').trim(); if (v) p.set(k, v); });
       var h = fd.get('since');
       if (h) p.set('since', new Date(Date.now() - Number(h) * 3600000).toISOString());
+      var who = fd.get('assignee');
+      if (who !== null && who !== '*') p.set('assignee', who);
       return p.toString();
     }
     function refresh() {
@@ -315,11 +321,11 @@
         var rows = (j.alerts || []).filter(function (a) {
           return !text || JSON.stringify([a.group_key, a.details]).toLowerCase().indexOf(text) >= 0;
         });
-        var key = JSON.stringify(rows.map(function (a) { return [a.id, a.status, a.count]; })) + text;
+        var key = JSON.stringify(rows.map(function (a) { return [a.id, a.status, a.count, a.assignee]; })) + text;
         if (key === last) return;
         last = key;
         clear(tbody);
-        if (!rows.length) tbody.appendChild(el('tr', null, el('td', { colspan: 8, class: 'muted', text: t('no_results') })));
+        if (!rows.length) tbody.appendChild(el('tr', null, el('td', { colspan: 9, class: 'muted', text: t('no_results') })));
         rows.forEach(function (a) {
           var ents = entities(a).slice(0, 4).map(function (e) { return el('span', { class: 'chip', text: e[0] + '=' + e[1] }); });
           tbody.appendChild(el('tr', { class: 'alert-row', 'data-id': a.id },
@@ -330,7 +336,8 @@
             el('td', { class: 'mono', text: a.rule_id }),
             el('td', null, ents),
             el('td', { class: 'num', text: a.count }),
-            el('td', { text: t(a.status) })));
+            el('td', { text: t(a.status) }),
+            el('td', { class: 'assignee', text: a.assignee || '—' })));
         });
       }).catch(function (e) { flash(e.message); });
     }
@@ -344,8 +351,26 @@
         .then(function () { selected = {}; last = ''; refresh(); })
         .catch(function (e) { flash(e.message); });
     });
+    var assignBtn = document.getElementById('assign-selected');
+    if (assignBtn) assignBtn.addEventListener('click', function () {
+      var ids = Object.keys(selected).filter(function (k) { return selected[k]; }).map(Number);
+      if (!ids.length) return;
+      post('/api/v1/alerts/assign', { ids: ids, assignee: document.getElementById('bulk-assignee').value || null })
+        .then(function () { selected = {}; last = ''; refresh(); })
+        .catch(function (e) { flash(e.message); });
+    });
     refresh();
     setInterval(refresh, 1000);
+  }
+
+  // Fills every `.assignee-list` select with the console users alerts can be assigned to.
+  function loadAssignees() {
+    return api('/api/v1/console/assignees').then(function (j) {
+      document.querySelectorAll('select.assignee-list').forEach(function (sel) {
+        (j.users || []).forEach(function (u) { sel.appendChild(el('option', { value: u, text: u })); });
+      });
+      return j.users || [];
+    }).catch(function () { return []; });
   }
 
   function alertDetail(id) {
@@ -353,6 +378,10 @@
     api('/api/v1/alerts/' + id).then(function (a) {
       clear(box);
       var d = a.details || {};
+      var who = el('select', { id: 'alert-assign-to', class: 'assignee-list' }, el('option', { value: '', text: t('unassigned') }));
+      var assignBox = el('span', null, el('label', null, t('assignee') + ' ', who), ' ', el('button', { id: 'alert-assign', text: t('assign'), onclick: function () {
+        post('/api/v1/alerts/assign', { ids: [Number(id)], assignee: who.value || null }).then(function () { alertDetail(id); }).catch(function (e) { flash(e.message); });
+      } }));
       var tags = (d.tags || []).map(function (tg) { return el('span', { class: 'chip tag', text: tg }); });
       var why = LANG === 'ja' ? (d.description_ja || d.description) : d.description;
       var head = el('section', { class: 'card' },
@@ -362,6 +391,7 @@
           el('tr', null, el('th', { text: t('status') }), el('td', { id: 'alert-status', text: t(a.status) + (a.ack ? ' (' + a.ack.by + ', ' + fmtTime(a.ack.at) + ')' : '') })),
           el('tr', null, el('th', { text: t('time') }), el('td', { text: fmtTime(a.received_at) + ' — ' + fmtTime(a.last_seen) })),
           el('tr', null, el('th', { text: t('count') }), el('td', { text: a.count })),
+          el('tr', null, el('th', { text: t('assignee') }), el('td', { id: 'alert-assignee', text: a.assignee || '—' })),
           el('tr', null, el('th', { text: t('attack_tags') }), el('td', null, tags.length ? tags : t('none'))))),
         why ? el('div', null, el('h3', { text: t('why_fired') }), el('p', { text: why })) : null,
         el('h3', { text: t('entities') }),
@@ -372,9 +402,11 @@
           CAN_CHANGE && a.status === 'open' ? el('button', { id: 'ack', text: t('acknowledge'), onclick: function () {
             post('/api/v1/alerts/' + id + '/ack', { note: '' }).then(function () { alertDetail(id); }).catch(function (e) { flash(e.message); });
           } }) : null,
+          CAN_CHANGE ? assignBox : null,
           el('span', { id: 'incident-link' })),
         el('h3', { text: t('fields') }), kvTable(d));
       box.appendChild(head);
+      if (CAN_CHANGE) loadAssignees().then(function () { who.value = a.assignee || ''; });
       var evs = el('section', { class: 'card' }, el('h2', { text: t('matched_events') }));
       box.appendChild(evs);
       (a.event_seqs || []).slice(0, 20).forEach(function (seq) {
@@ -486,9 +518,10 @@
 
       // Response actions: suggestions to approve, actions to roll back.
       var actions = inc.actions || [];
-      var approvedPlans = {}, rolledBack = {};
+      var approvedPlans = {}, rolledBack = {}, rejected = {};
       actions.forEach(function (a) {
         var d = a.detail || {};
+        if (a.kind === 'response_rejected') rejected[d.id] = { by: a.by, reason: d.reason };
         if (a.kind === 'response_approved' || a.kind === 'response_executed') approvedPlans[d.plan] = true;
         if (a.kind === 'response_rolled_back') rolledBack[d.id] = true;
       });
@@ -500,10 +533,18 @@
         var d = a.detail || {};
         if (a.kind === 'response_suggested') {
           any = true;
+          var open = CAN_CHANGE && !approvedPlans[d.id] && !rejected[d.id] && pendingIds[d.id];
+          var whyNot = el('input', { class: 'why', placeholder: t('reject_reason'), maxlength: 2000, 'data-plan': d.id });
           rs.appendChild(el('div', { class: 'resp' }, el('span', { class: 'chip', text: t('suggested') }), ' ', actionText(d.action), ' — ', el('span', { class: 'muted', text: d.reason || '' }), ' ',
-            CAN_CHANGE && !approvedPlans[d.id] && pendingIds[d.id] ? el('button', { class: 'approve', 'data-plan': d.id, text: t('approve'), onclick: function () {
+            open ? el('button', { class: 'approve', 'data-plan': d.id, text: t('approve'), onclick: function () {
               post('/api/v1/incidents/' + id + '/responses/' + Number(d.id) + '/approve').then(function () { incidentDetail(id); }).catch(function (e) { flash(e.message); });
-            } }) : null));
+            } }) : null,
+            open ? ' ' : null, open ? whyNot : null,
+            open ? el('button', { class: 'reject', 'data-plan': d.id, text: t('reject'), onclick: function () {
+              if (!whyNot.value.trim()) { whyNot.focus(); flash(t('reject_reason')); return; }
+              post('/api/v1/incidents/' + id + '/responses/' + Number(d.id) + '/reject', { reason: whyNot.value.trim() }).then(function () { incidentDetail(id); }).catch(function (e) { flash(e.message); });
+            } }) : null,
+            rejected[d.id] ? el('span', { class: 'chip rejected', text: t('rejected') + ' (' + (rejected[d.id].by || '') + '): ' + (rejected[d.id].reason || '') }) : null));
         }
         if (a.kind === 'response_approved' || a.kind === 'response_executed') {
           any = true;
@@ -652,28 +693,80 @@
   // Rules
 
   function rules() {
-    Promise.all([api('/api/v1/rules'), api('/api/v1/alerts?limit=1000')]).then(function (r) {
-      var rep = r[0].report || {};
-      var hits = {};
-      (r[1].alerts || []).forEach(function (a) { hits[a.rule_id] = (hits[a.rule_id] || 0) + a.count; });
-      var summary = t('loaded_rules') + ': ' + (rep.rules || 0) + ' + ' + (rep.correlations || 0) + ' (' + (rep.files || 0) + ' ' + t('files') + ') · ' + fmtTime(rep.loaded_at) + (rep.error ? ' · ' + t('error') + ': ' + rep.error : '');
-      document.getElementById('rules-report').appendChild(el('p', { class: 'muted', text: summary }));
-      var failed = rep.errors || rep.failures || [];
-      var fb = document.getElementById('rules-failed');
-      if (!failed.length) fb.appendChild(el('p', { class: 'muted', text: t('none') }));
-      else fb.appendChild(el('ul', null, failed.map(function (f) { return el('li', { class: 'mono', text: typeof f === 'string' ? f : JSON.stringify(f) }); })));
-      var tb = document.querySelector('#rules-table tbody');
-      (r[0].rules || []).slice().sort(function (a, b) { return (hits[b.id] || 0) - (hits[a.id] || 0); }).forEach(function (x) {
-        tb.appendChild(el('tr', null, el('td', { text: x.title }), el('td', null, levelBadge(x.level)), el('td', { class: 'mono', text: x.id }),
-          el('td', { class: 'num' }, hits[x.id] ? el('a', { href: '/alerts?rule_id=' + encodeURIComponent(x.id), text: String(hits[x.id]) }) : '0')));
+    var tb = document.querySelector('#rules-table tbody');
+    var testSel = document.getElementById('test-rule-id');
+    function levelSelect(x) {
+      var sel = el('select', { class: 'level-override', 'data-rule': x.id, disabled: !CAN_CHANGE },
+        el('option', { value: 'default', text: t('level_default') }),
+        LEVELS.map(function (l) { return el('option', { value: l, text: t('level_' + l) }); }));
+      sel.value = x.level_override || 'default';
+      sel.addEventListener('change', function () {
+        post('/api/v1/console/rules/override', { rule_id: x.id, level: sel.value }).then(load).catch(function (e) { flash(e.message); });
       });
-    }).catch(function (e) { flash(e.message); });
+      return sel;
+    }
+    function load() {
+      return api('/api/v1/console/rules').then(function (r) {
+        var rep = r.report || {};
+        var summary = t('loaded_rules') + ': ' + (rep.rules || 0) + ' + ' + (rep.correlations || 0) + ' (' + (rep.files || 0) + ' ' + t('files') + ') · ' + fmtTime(rep.loaded_at) + (rep.error ? ' · ' + t('error') + ': ' + rep.error : '');
+        clear(document.getElementById('rules-report')).appendChild(el('p', { class: 'muted', text: summary }));
+        var failed = rep.failures || [];
+        var fb = clear(document.getElementById('rules-failed'));
+        if (!failed.length) fb.appendChild(el('p', { class: 'muted', text: t('none') }));
+        else fb.appendChild(el('ul', null, failed.map(function (f) { return el('li', { class: 'mono', text: typeof f === 'string' ? f : JSON.stringify(f) }); })));
+        clear(tb);
+        var list = (r.rules || []).slice().sort(function (a, b) { return (b.hits || 0) - (a.hits || 0) || String(a.title).localeCompare(String(b.title)); });
+        list.forEach(function (x) {
+          tb.appendChild(el('tr', { class: 'rule-row' + (x.enabled ? '' : ' rule-off'), 'data-rule': x.id },
+            el('td', { text: x.title }), el('td', null, x.level ? levelBadge(x.level) : '—'), el('td', { class: 'mono wrap', text: x.id }),
+            el('td', { class: 'num' }, x.hits ? el('a', { href: '/alerts?rule_id=' + encodeURIComponent(x.id), text: String(x.hits) }) : '0'),
+            el('td', null, el('span', { class: 'state ' + (x.enabled ? 'state-ok' : 'state-silent'), text: x.enabled ? t('enabled') : t('disabled') }), ' ',
+              CAN_CHANGE ? el('button', { class: 'rule-toggle', 'data-rule': x.id, text: x.enabled ? t('disable') : t('enable'), onclick: function () {
+                post('/api/v1/console/rules/override', { rule_id: x.id, enabled: !x.enabled }).then(load).catch(function (e) { flash(e.message); });
+              } }) : null),
+            el('td', null, levelSelect(x))));
+        });
+        if (!testSel) return;
+        var keep = testSel.value;
+        while (testSel.options.length > 1) testSel.remove(1);
+        list.filter(function (x) { return x.enabled && !x.correlation; }).forEach(function (x) {
+          testSel.appendChild(el('option', { value: x.id, text: x.title }));
+        });
+        testSel.value = keep;
+      }).catch(function (e) { flash(e.message); });
+    }
+    var testForm = document.getElementById('rule-test-form');
+    if (testForm) testForm.addEventListener('submit', function (e) {
+      e.preventDefault();
+      var b = { last: Number(document.getElementById('test-last').value) || 1000 };
+      if (testSel.value) b.rule_id = testSel.value; else b.yaml = document.getElementById('test-yaml').value;
+      var btn = document.getElementById('run-test');
+      btn.disabled = true;
+      var out = clear(document.querySelector('#test-results tbody'));
+      document.getElementById('test-summary').textContent = '…';
+      document.getElementById('flash').classList.add('hidden');
+      post('/api/v1/console/rules/test', b).then(function (r) {
+        btn.disabled = false;
+        document.getElementById('test-summary').textContent = t('matched') + ': ' + r.matched + ' / ' + t('examined') + ': ' + r.examined + ' (' + r.elapsed_ms + ' ms)';
+        document.getElementById('test-results').classList.remove('hidden');
+        if (!r.events.length) out.appendChild(el('tr', null, el('td', { colspan: 4, class: 'muted', text: t('no_results') })));
+        r.events.forEach(function (ev) {
+          out.appendChild(el('tr', { class: 'test-hit' }, el('td', { class: 'nowrap', text: fmtTime(ev.time || ev.received_at) }), el('td', { text: ev.host || '' }),
+            el('td', { class: 'mono', text: ev.source }), el('td', { class: 'mono wrap', text: ev.raw })));
+        });
+      }).catch(function (er) { btn.disabled = false; document.getElementById('test-summary').textContent = ''; flash(er.message); });
+    });
+    load();
   }
 
   // ------------------------------------------------------------------------------------------
   // Settings
 
   function settings() {
+    contacts();
+    identities();
+    policy();
+    tokens();
     var table = document.querySelector('#users-table tbody');
     if (!table) return;
     function load() {
@@ -693,6 +786,148 @@
       var fd = new FormData(e.target);
       post('/api/v1/users', { name: fd.get('name'), role: fd.get('role'), password: fd.get('password') })
         .then(function () { e.target.reset(); load(); }).catch(function (er) { flash(er.message); });
+    });
+    load();
+  }
+
+  // Contacts, channels and escalation of [notify]; an admin sends a test to a contact.
+  function contacts() {
+    var box = document.getElementById('contacts');
+    if (!box) return;
+    api('/api/v1/console/contacts').then(function (j) {
+      clear(box);
+      if (!j.configured) { box.appendChild(el('p', { class: 'muted', id: 'contacts-na', text: t('notify_not_configured') })); return; }
+      var tb = el('tbody');
+      box.appendChild(el('table', { class: 'list', id: 'contacts-table' },
+        el('thead', null, el('tr', null, [t('name'), t('email'), t('language'), t('channels'), t('min_severity'), t('tier'), ''].map(function (h) { return el('th', { text: h }); }))), tb));
+      j.contacts.forEach(function (c) {
+        var out = el('span', { class: 'test-result' });
+        tb.appendChild(el('tr', { class: 'contact-row', 'data-contact': c.name },
+          el('td', { text: c.name }), el('td', { class: 'wrap', text: c.email || '—' }), el('td', { text: c.language }),
+          el('td', { text: (c.channels || []).join(', ') }), el('td', null, levelBadge(c.min_severity)),
+          el('td', { class: 'num', text: c.escalation_order }),
+          el('td', null, ROLE === 'admin' ? el('button', { class: 'send-test', text: t('send_test'), onclick: function (e) {
+            e.target.disabled = true;
+            clear(out).appendChild(document.createTextNode('…'));
+            post('/api/v1/console/contacts/' + encodeURIComponent(c.name) + '/test').then(function (r) {
+              e.target.disabled = false;
+              clear(out);
+              r.deliveries.forEach(function (d) {
+                out.appendChild(el('span', { class: 'state ' + (d.ok ? 'state-ok' : 'state-silent'), text: d.channel + ': ' + (d.ok ? t('test_sent') : (d.error || t('error'))) }));
+                out.appendChild(document.createTextNode(' '));
+              });
+            }).catch(function (er) { e.target.disabled = false; clear(out); flash(er.message); });
+          } }) : null, ' ', out)));
+      });
+      box.appendChild(el('h3', { text: t('channels') }));
+      box.appendChild(el('ul', { id: 'channels' }, j.channels.map(function (c) { return el('li', null, el('span', { class: 'mono', text: c.name }), ' (' + c.kind + ')'); })));
+      box.appendChild(el('h3', { text: t('escalation') }));
+      if (!j.escalation.length) box.appendChild(el('p', { class: 'muted', text: t('none') }));
+      else box.appendChild(el('ol', { id: 'escalation' }, j.escalation.map(function (x) { return el('li', { text: x.to + ' — ' + t('after_minutes') + ': ' + x.after_minutes }); })));
+    }).catch(function (e) { flash(e.message); });
+  }
+
+  // The identity directory of the analytics, as CSV/JSON text (admins save it).
+  function identities() {
+    var box = document.getElementById('identities');
+    if (!box) return;
+    api('/api/v1/console/identities').then(function (j) {
+      clear(box);
+      var count = document.getElementById('identities-count');
+      if (!j.configured) { count.textContent = ''; box.appendChild(el('p', { class: 'muted', id: 'identities-na', text: t('identities_not_configured') })); return; }
+      count.textContent = j.error ? t('error') : j.identities + ' ' + t('identities_count');
+      box.appendChild(el('p', { class: 'mono muted', text: j.path }));
+      if (j.error) box.appendChild(el('p', { class: 'flash error', text: j.error }));
+      var ta = el('textarea', { id: 'identities-text', rows: 8, cols: 80, spellcheck: 'false', disabled: ROLE !== 'admin', value: j.text });
+      box.appendChild(el('label', { class: 'block' }, ta));
+      if (ROLE === 'admin') box.appendChild(el('div', { class: 'actions' }, el('button', { id: 'identities-save', text: t('save'), onclick: function () {
+        post('/api/v1/console/identities', { text: ta.value }).then(function () { identities(); flashOk(t('saved_ok')); }).catch(function (e) { flash(e.message); });
+      } })));
+    }).catch(function (e) { flash(e.message); });
+  }
+
+  // The response policy: modes per level, allow-list and TTLs (admins edit, others read).
+  function policy() {
+    var box = document.getElementById('policy');
+    if (!box) return;
+    var ACTS = ['block_ip', 'disable_account', 'isolate_host', 'webhook'];
+    var MODES = ['off', 'suggest', 'automatic'];
+    var admin = ROLE === 'admin';
+    api('/api/v1/console/response-policy').then(function (j) {
+      clear(box);
+      document.getElementById('policy-source').textContent = j.configured ? (j.from_console ? t('from_console') : t('from_file')) : '';
+      if (!j.configured) { box.appendChild(el('p', { class: 'muted', id: 'policy-na', text: t('response_not_configured') })); return; }
+      var p = j.policy;
+      var tb = el('tbody');
+      var sels = {};
+      LEVELS.forEach(function (l) {
+        var m = (p.levels || {})[l] || {};
+        sels[l] = {};
+        tb.appendChild(el('tr', null, el('th', null, levelBadge(l)), ACTS.map(function (a) {
+          var sel = el('select', { class: 'mode', 'data-level': l, 'data-action': a, disabled: !admin }, MODES.map(function (mo) { return el('option', { value: mo, text: t('mode_' + mo) }); }));
+          sel.value = m[a] || 'off';
+          sels[l][a] = sel;
+          return el('td', null, sel);
+        })));
+      });
+      box.appendChild(el('table', { class: 'list policy', id: 'policy-table' },
+        el('thead', null, el('tr', null, el('th', { text: t('level') }), ACTS.map(function (a) { return el('th', { text: t('act_' + a) }); }))), tb));
+      var allow = el('textarea', { id: 'policy-allow', rows: 4, cols: 36, disabled: !admin, value: (p.allow_list || []).join('\n') });
+      var dttl = el('input', { id: 'policy-default-ttl', type: 'number', min: 1, value: p.default_ttl, disabled: !admin });
+      var mttl = el('input', { id: 'policy-max-ttl', type: 'number', min: 1, value: p.max_ttl, disabled: !admin });
+      box.appendChild(el('div', { class: 'policy-ttl' },
+        el('label', { class: 'policy-allow' }, t('allow_list'), allow),
+        el('label', null, t('default_ttl'), dttl),
+        el('label', null, t('max_ttl'), mttl)));
+      if (admin) box.appendChild(el('div', { class: 'actions' }, el('button', { id: 'policy-save', text: t('save'), onclick: function () {
+        var np = JSON.parse(JSON.stringify(p));
+        np.levels = np.levels || {};
+        LEVELS.forEach(function (l) {
+          var m = Object.assign({}, np.levels[l] || {});
+          ACTS.forEach(function (a) { m[a] = sels[l][a].value; });
+          var any = ACTS.some(function (a) { return m[a] !== 'off'; });
+          if (any || np.levels[l]) np.levels[l] = m;
+        });
+        np.allow_list = allow.value.split('\n').map(function (x) { return x.trim(); }).filter(Boolean);
+        np.default_ttl = Number(dttl.value);
+        np.max_ttl = Number(mttl.value);
+        post('/api/v1/console/response-policy', np).then(function () { policy(); flashOk(t('saved_ok')); }).catch(function (e) { flash(e.message); });
+      } })));
+    }).catch(function (e) { flash(e.message); });
+  }
+
+  function flashOk(msg) {
+    var f = document.getElementById('flash');
+    f.textContent = msg;
+    f.classList.remove('hidden', 'error');
+    f.classList.add('ok');
+  }
+
+  // API tokens (admin): create (the secret is shown once), list, revoke.
+  function tokens() {
+    var tb = document.querySelector('#tokens-table tbody');
+    if (!tb) return;
+    function load() {
+      api('/api/v1/console/tokens').then(function (j) {
+        clear(tb);
+        if (!j.tokens.length) tb.appendChild(el('tr', null, el('td', { colspan: 3, class: 'muted', text: t('none') })));
+        j.tokens.forEach(function (x) {
+          tb.appendChild(el('tr', { class: 'token-row', 'data-token': x.name }, el('td', { class: 'mono', text: x.name }), el('td', { text: fmtTime(x.created_at) }),
+            el('td', null, el('button', { class: 'revoke', text: t('revoke'), onclick: function () {
+              post('/api/v1/console/tokens/' + encodeURIComponent(x.name) + '/revoke').then(load).catch(function (e) { flash(e.message); });
+            } }))));
+        });
+      }).catch(function (e) { flash(e.message); });
+    }
+    document.getElementById('add-token').addEventListener('submit', function (e) {
+      e.preventDefault();
+      var name = document.getElementById('token-name').value.trim();
+      post('/api/v1/console/tokens', { name: name }).then(function (r) {
+        document.getElementById('new-token-value').textContent = r.token;
+        document.getElementById('new-token').classList.remove('hidden');
+        e.target.reset();
+        load();
+      }).catch(function (er) { flash(er.message); });
     });
     load();
   }

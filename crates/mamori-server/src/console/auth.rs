@@ -46,6 +46,11 @@ pub struct ConsoleState {
     pub secure_cookies: bool,
     /// Where evidence bundles exported while serving are written.
     pub exports_dir: std::path::PathBuf,
+    /// `[notify]` of the configuration (contacts, channels, escalation), for the settings page
+    /// and its "send test" button.
+    pub notify: Option<mamori_notify::NotifyConfig>,
+    /// `[analytics] identities`: the identity directory file the settings page shows and edits.
+    pub identities: Option<std::path::PathBuf>,
     throttle: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
@@ -59,8 +64,22 @@ impl ConsoleState {
             audit,
             secure_cookies,
             exports_dir,
+            notify: None,
+            identities: None,
             throttle: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// With the identity directory file the settings page shows and edits.
+    pub fn with_identities(mut self, path: Option<std::path::PathBuf>) -> ConsoleState {
+        self.identities = path;
+        self
+    }
+
+    /// With the `[notify]` section the settings page shows and tests.
+    pub fn with_notify(mut self, notify: Option<mamori_notify::NotifyConfig>) -> ConsoleState {
+        self.notify = notify;
+        self
     }
 
     pub(crate) fn custody(&self, actor: &str, target: &str, detail: String) {

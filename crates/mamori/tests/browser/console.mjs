@@ -18,6 +18,7 @@ const DOWNLOADS = env('MAMORI_DOWNLOADS');
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const PASSWORD = env('MAMORI_PASSWORD');
 const EXPECT_BLOCK = env('MAMORI_EXPECT_BLOCK', '0') === '1';
+const EXPECT_MAIL = env('MAMORI_EXPECT_MAIL', '0') === '1';
 const ATTACKER = '203.0.113.66';
 const XSS_IP = '203.0.113.77';
 fs.mkdirSync(SHOTS, { recursive: true });
@@ -122,12 +123,35 @@ try {
   if (latency > 2000) fail(`the brute force appeared after ${latency} ms (> 2000 ms)`);
   step('brute force appeared live', { latency_ms: latency });
 
+  // Bulk assignment from the list; the assignee shows and filters the list.
+  await row.locator('input.sel').check();
+  await page.waitForSelector('#bulk-assignee option[value="admin"]', { state: 'attached' });
+  await page.selectOption('#bulk-assignee', 'admin');
+  await page.click('#assign-selected');
+  await page.waitForFunction((ip) => Array.from(document.querySelectorAll('#alerts-table tbody tr.alert-row'))
+    .some((r) => r.textContent.includes(ip) && r.querySelector('td.assignee').textContent === 'admin'), ATTACKER, { timeout: 10000 });
+  await page.selectOption('#assignee-filter', 'admin');
+  await page.waitForFunction(() => {
+    const rows = Array.from(document.querySelectorAll('#alerts-table tbody tr.alert-row'));
+    return rows.length > 0 && rows.every((r) => r.querySelector('td.assignee').textContent === 'admin');
+  }, null, { timeout: 10000 });
+  await shot(page, 'alerts-assigned');
+  await page.selectOption('#assignee-filter', '*');
+  step('assigned an alert in bulk and filtered by assignee');
+
   // Its detail, then its incident.
   const alertHref = await row.locator('a').first().getAttribute('href');
   await page.goto(`${BASE}${alertHref}`);
   await page.waitForSelector('#open-incident', { timeout: 15000 });
   await page.waitForSelector('.event pre.raw');
   const alertUrl = page.url();
+  // A single assignment from the alert's page.
+  await page.waitForSelector('#alert-assign-to option[value="viewer"]', { state: 'attached' });
+  await page.selectOption('#alert-assign-to', 'viewer');
+  await page.click('#alert-assign');
+  await page.waitForFunction(() => document.querySelector('#alert-assignee')?.textContent === 'viewer', null, { timeout: 10000 });
+  await page.waitForSelector('#open-incident', { timeout: 15000 });
+  step('assigned the alert from its page');
   await page.click('#open-incident');
   await page.waitForSelector('#phase-select');
   const incidentUrl = page.url();
@@ -240,10 +264,81 @@ try {
   await page.click('#open-incident');
   await page.waitForSelector('#timeline');
   await assertNoScriptRan(admin, page.url());
+  // Reject its suggested block, with a reason (itself hostile: it must show as text).
+  const whyNot = '<img src=x onerror="window.__xss=9">not this one';
+  await page.waitForSelector('button.reject', { timeout: 15000 });
+  await page.click('button.reject');
+  await page.waitForSelector('#flash:not(.hidden)');
+  await page.fill('#responses input.why', whyNot);
+  await page.click('button.reject');
+  await page.waitForSelector('.chip.rejected', { timeout: 10000 });
+  if (!(await page.textContent('.chip.rejected')).includes(whyNot)) fail('the rejection reason is not shown');
+  if (!(await page.textContent('#timeline')).includes('response_rejected')) fail('the rejection is not in the timeline');
+  await page.waitForTimeout(300);
+  await assertNoScriptRan(admin, 'rejected action');
+  await page.locator('#responses').scrollIntoViewIfNeeded();
+  await shot(page, 'incident-rejected');
+  step('rejected a suggested block with a reason');
   const hrefs = await page.evaluate(() => Array.from(document.querySelectorAll('a[href]')).map((a) => a.getAttribute('href')));
   const bad = hrefs.filter((h) => /^\s*(javascript|data|vbscript):/i.test(h));
   if (bad.length) fail(`links from data: ${bad}`);
   step('XSS payloads rendered as text on every page; no script ran');
+
+  // Rules: switch one off and on, override a level, test a loaded rule and pasted YAML.
+  await page.goto(`${BASE}/rules`);
+  const sshRule = page.locator('#rules-table tr.rule-row', { hasText: 'SSH Brute Force From One Source' }).first();
+  await sshRule.waitFor();
+  await sshRule.locator('button.rule-toggle').click();
+  await page.waitForSelector('#rules-table tr.rule-row.rule-off');
+  await shot(page, 'rules-disabled');
+  await page.locator('#rules-table tr.rule-row.rule-off button.rule-toggle').first().click();
+  await page.waitForFunction(() => !document.querySelector('#rules-table tr.rule-row.rule-off'));
+  await page.locator('#rules-table tr.rule-row', { hasText: 'SSH Brute Force From One Source' }).first().locator('select.level-override').selectOption('critical');
+  await page.waitForFunction(() => Array.from(document.querySelectorAll('#rules-table tr.rule-row'))
+    .some((r) => r.textContent.includes('SSH Brute Force From One Source') && r.querySelector('select.level-override').value === 'critical'));
+  await page.locator('#rules-table tr.rule-row', { hasText: 'SSH Brute Force From One Source' }).first().locator('select.level-override').selectOption('default');
+  step('switched a rule off and on, overrode its level and reset it');
+  await page.selectOption('#test-rule-id', { label: 'SSH Login Failed' });
+  await page.fill('#test-last', '5000');
+  await page.click('#run-test');
+  await page.waitForSelector('#test-results tr.test-hit', { timeout: 30000 });
+  const summary = await page.textContent('#test-summary');
+  if (!/Matched: [1-9]/.test(summary)) fail(`the rule test matched nothing: ${summary}`);
+  await page.selectOption('#test-rule-id', '');
+  await page.fill('#test-yaml', 'title: hostile app lines\nlogsource:\n  product: linux\ndetection:\n  keywords:\n    - web02\n  condition: keywords\nlevel: low\n');
+  await page.click('#run-test');
+  await page.waitForFunction(() => /<script>/.test(document.querySelector('#test-results').textContent), null, { timeout: 30000 });
+  await assertNoScriptRan(admin, 'rule test results');
+  await shot(page, 'rules-test');
+  step('tested a loaded rule and pasted YAML against stored events', { summary });
+
+  // Settings: an API token (shown once, then revoked) and the response policy.
+  await page.goto(`${BASE}/settings`);
+  await page.fill('#token-name', 'browser-bot');
+  await page.click('#create-token');
+  await page.waitForSelector('#new-token:not(.hidden)');
+  const secret = await page.textContent('#new-token-value');
+  if (!/^mamori_[0-9a-f]{64}$/.test(secret)) fail(`the new token is not shown: ${secret}`);
+  const tokenStatus = await page.evaluate(async (tk) => (await fetch('/api/v1/health', { headers: { Authorization: 'Bearer ' + tk } })).status, secret);
+  if (tokenStatus !== 200) fail(`token request answered ${tokenStatus}`);
+  await page.locator('#tokens-table tr.token-row[data-token="browser-bot"] button.revoke').click();
+  await page.waitForFunction(() => !document.querySelector('#tokens-table tr.token-row[data-token="browser-bot"]'));
+  step('created an API token (shown once) and revoked it');
+  if (EXPECT_MAIL) {
+    await page.locator('#contacts-table tr.contact-row[data-contact="it"] button.send-test').click();
+    await page.waitForSelector('#contacts-table tr.contact-row[data-contact="it"] .test-result .state-ok', { timeout: 30000 });
+    step('sent a test notification to a contact');
+  } else {
+    console.log('skipped: send test (no SMTP server)');
+  }
+  if (await page.$('#policy-table')) {
+    await page.selectOption('#policy-table select[data-level="critical"][data-action="webhook"]', 'suggest');
+    await page.fill('#policy-allow', '192.0.2.0/24\n198.51.100.0/24');
+    await page.click('#policy-save');
+    await page.waitForFunction(() => /console|コンソール/.test(document.querySelector('#policy-source').textContent), null, { timeout: 10000 });
+    if (await page.inputValue('#policy-table select[data-level="critical"][data-action="webhook"]') !== 'suggest') fail('the policy change did not stick');
+    step('changed the response policy in the console');
+  } else fail('no response policy on the settings page');
 
   // Screenshots of every page, in English, then Japanese; switch back.
   const alertPath = new URL(alertUrl).pathname;
@@ -283,6 +378,20 @@ try {
   await viewer.page.goto(`${BASE}/alerts`);
   await viewer.page.waitForSelector('#alerts-table tbody tr');
   if (await viewer.page.$('#ack-selected')) fail('the viewer sees the acknowledge button');
+  if (await viewer.page.$('#assign-selected')) fail('the viewer sees the assign button');
+  const va = await viewer.page.evaluate(async () => {
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    const r = await fetch('/api/v1/alerts/assign', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf }, body: JSON.stringify({ ids: [1], assignee: 'viewer' }) });
+    return r.status;
+  });
+  if (va !== 403) fail(`viewer assignment answered ${va}`);
+  await viewer.page.goto(`${BASE}/rules`);
+  await viewer.page.waitForSelector('#rules-table tr.rule-row');
+  if (await viewer.page.$('button.rule-toggle')) fail('the viewer sees rule switches');
+  await viewer.page.goto(`${BASE}/settings`);
+  await viewer.page.waitForSelector('#policy-table, #policy-na');
+  if (await viewer.page.$('#tokens-card') || await viewer.page.$('#policy-save')) fail('the viewer sees token or policy controls');
+  await shot(viewer.page, 'settings-viewer');
   if ((await viewer.page.evaluate(() => document.documentElement.lang)) !== 'ja') fail('the browser language (ja) is not the default');
   const vs = await viewer.page.evaluate(async () => {
     const csrf = document.querySelector('meta[name="csrf-token"]').content;

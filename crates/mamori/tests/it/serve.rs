@@ -87,7 +87,10 @@ impl Server {
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("server did not start"));
             let addr = |l: &str| l.rsplit(' ').next().unwrap().parse::<SocketAddr>().ok();
-            if let Some(r) = line.strip_prefix("mamori: API on http://") {
+            if let Some(r) = line
+                .strip_prefix("mamori: API on http://")
+                .or_else(|| line.strip_prefix("mamori: API on https://"))
+            {
                 http = r.split('/').next().and_then(|a| a.parse().ok());
             } else if line.starts_with("mamori: syslog TCP on ") {
                 tcp = addr(&line);
