@@ -103,6 +103,9 @@ pub struct MonthlyData {
     pub backups: Option<Vec<CheckRecord>>,
     /// Rules that failed to load (`None`: not known to the caller).
     pub rule_failures: Option<Vec<String>>,
+    /// Scheduled external scans of the month (`[scan]`): runs and the findings seen (`None`:
+    /// no scan database).
+    pub scans: Option<(u64, Vec<mamori_scan::store::StoredFinding>)>,
 }
 
 /// Read the month's data from a data directory (`state.db`, `incidents.db`, `backups.db`).
@@ -143,6 +146,8 @@ pub fn load(data_dir: &Path, month: Month, loc: &Locale) -> Result<MonthlyData> 
                 .map_err(|e| Error::store("backups.db", e))?,
         );
     }
+    d.scans = mamori_scan::store::seen_between(data_dir, from, to)
+        .map_err(|e| Error::store(mamori_scan::store::SCANS_FILE, e))?;
     Ok(d)
 }
 
@@ -1067,6 +1072,81 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                 ]);
             }
             s.push(Block::Table(t.limit(100)));
+        }
+    }
+    sections.push(s);
+
+    // External scans of the company's own services.
+    let mut s = Section::new(loc.t("External scans of your services", "公開サービスの外部診断"));
+    match &d.scans {
+        None => s.notice(
+            Tone::Info,
+            loc.t(
+                "No scheduled scans configured ([scan] in the server configuration; `mamori scan` by hand).",
+                "定期診断が設定されていません（サーバー設定の [scan]、手動では `mamori scan`）。",
+            ),
+        ),
+        Some((runs, found)) => {
+            let above_info: Vec<_> = found
+                .iter()
+                .filter(|f| f.severity > mamori_scan::Severity::Info)
+                .collect();
+            s.push(Block::Figures {
+                items: vec![
+                    (loc.t("scans run", "診断回数").into(), int(*runs)),
+                    (
+                        loc.t("findings above info", "情報以外の指摘").into(),
+                        int(above_info.len() as u64),
+                    ),
+                    (
+                        loc.t("high or critical", "高・重大").into(),
+                        int(above_info
+                            .iter()
+                            .filter(|f| f.severity >= mamori_scan::Severity::High)
+                            .count() as u64),
+                    ),
+                ],
+            });
+            if *runs == 0 {
+                s.notice(
+                    Tone::Warn,
+                    loc.t(
+                        "No scan ran this month although scans are configured.",
+                        "診断が設定されていますが、今月は一度も実行されていません。",
+                    ),
+                );
+            }
+            if above_info.is_empty() {
+                s.notice(
+                    Tone::Info,
+                    loc.t(
+                        "No finding above info this month.",
+                        "今月は情報レベルを超える指摘はありません。",
+                    ),
+                );
+            } else {
+                let mut t = Table::new(&[
+                    loc.t("Severity", "重大度"),
+                    loc.t("Target", "対象"),
+                    loc.t("Finding", "指摘"),
+                    loc.t("Where", "場所"),
+                    loc.t("First seen", "初検出"),
+                    loc.t("Last seen", "最終検出"),
+                ])
+                .widths(&[1, 3, 4, 3, 2, 2]);
+                for f in above_info {
+                    let title = mamori_scan::texts::get(&f.check_id).title;
+                    t.rows.push(vec![
+                        f.severity.as_str().into(),
+                        f.target.clone(),
+                        if l == "ja" { title.ja } else { title.en },
+                        f.location.clone(),
+                        loc.time(f.first_seen),
+                        loc.time(f.last_seen),
+                    ]);
+                }
+                s.push(Block::Table(t.limit(50)));
+            }
         }
     }
     sections.push(s);

@@ -218,3 +218,78 @@ fn an_empty_month_says_what_is_missing_and_invents_nothing() {
         "no event count without aggregates"
     );
 }
+
+#[test]
+fn scheduled_scan_findings_of_the_month_are_reported_in_both_languages() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(dir.path().join(mamori_scan::store::SCANS_FILE)).unwrap();
+    db.execute_batch(mamori_scan::store::SCHEMA).unwrap();
+    db.execute(
+        "INSERT INTO scans(started, duration_ms, profile, worst, findings, report) VALUES ('2026-11-10T03:00:00+00:00', 900, 'safe', 'high', 2, '{}')",
+        [],
+    )
+    .unwrap();
+    for (key, check, sev, first, last) in [
+        (
+            "a",
+            "cert-expired",
+            "high",
+            "2026-11-10T03:00:00+00:00",
+            "2026-11-20T03:00:00+00:00",
+        ),
+        (
+            "b",
+            "hsts-missing",
+            "info",
+            "2026-11-10T03:00:00+00:00",
+            "2026-11-20T03:00:00+00:00",
+        ),
+        // Last seen before the month: fixed, not reported.
+        (
+            "c",
+            "sqli-error",
+            "critical",
+            "2026-09-01T03:00:00+00:00",
+            "2026-10-01T03:00:00+00:00",
+        ),
+    ] {
+        db.execute(
+            "INSERT INTO findings(key, check_id, target, location, severity, first_seen, last_seen, first_scan, last_scan) VALUES (?1, ?2, 'https://mail.example.jp/<b>', '/', ?3, ?4, ?5, 1, 1)",
+            rusqlite::params![key, check, sev, first, last],
+        )
+        .unwrap();
+    }
+    drop(db);
+    let m = Month {
+        year: 2026,
+        month: 11,
+    };
+    for (lang, title, heading) in [
+        (Lang::En, "expired", "External scans of your services"),
+        (Lang::Ja, "有効期限が切れている", "公開サービスの外部診断"),
+    ] {
+        let loc = Locale::new(lang, None);
+        let d = crate::monthly::load(dir.path(), m, &loc).unwrap();
+        let (runs, found) = d.scans.as_ref().unwrap();
+        assert_eq!((*runs, found.len()), (1, 2), "{found:?}");
+        let r = crate::monthly::build(&d, m, &loc, Utc::now()).unwrap();
+        let html = String::from_utf8(render(&r, Format::Html).unwrap()).unwrap();
+        assert!(html.contains(heading), "{lang:?}");
+        assert!(html.contains(title), "{lang:?}: the finding's title");
+        assert!(html.contains("mail.example.jp/&lt;b&gt;"), "escaped target");
+        assert!(!html.contains("SQL"), "a finding fixed before the month");
+    }
+    // Without a scan database the section says so.
+    let empty = tempfile::tempdir().unwrap();
+    let loc = Locale::new(Lang::En, None);
+    let d = crate::monthly::load(empty.path(), m, &loc).unwrap();
+    let html = String::from_utf8(
+        render(
+            &crate::monthly::build(&d, m, &loc, Utc::now()).unwrap(),
+            Format::Html,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(html.contains("No scheduled scans configured"));
+}

@@ -29,6 +29,7 @@ pub mod model;
 pub mod report;
 pub mod scan;
 pub mod scope;
+pub mod store;
 pub mod template;
 pub mod texts;
 pub mod tls;

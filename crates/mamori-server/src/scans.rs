@@ -29,7 +29,7 @@ use crate::api::{blocking, ApiError, AppState, Authed};
 /// The rule id of the alert new scan findings raise.
 pub const NEW_FINDINGS_RULE: &str = "mamori.scan.new_findings";
 /// The file of stored scans in the data directory.
-pub const SCANS_FILE: &str = "scans.db";
+pub use mamori_scan::store::SCANS_FILE;
 const TICK: Duration = Duration::from_secs(60);
 /// How far back alerts are read to find probes of a finding's path.
 const PROBE_LOOKBACK_DAYS: i64 = 90;
@@ -135,18 +135,7 @@ impl ScanService {
     ) -> rusqlite::Result<ScanService> {
         let db = Connection::open(data_dir.join(SCANS_FILE))?;
         db.busy_timeout(Duration::from_secs(10))?;
-        db.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE IF NOT EXISTS scans(
-                 id INTEGER PRIMARY KEY, started TEXT NOT NULL, duration_ms INTEGER NOT NULL,
-                 profile TEXT NOT NULL, worst TEXT NOT NULL, findings INTEGER NOT NULL,
-                 report TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS findings(
-                 key TEXT PRIMARY KEY, check_id TEXT NOT NULL, target TEXT NOT NULL,
-                 location TEXT NOT NULL, severity TEXT NOT NULL, first_seen TEXT NOT NULL,
-                 last_seen TEXT NOT NULL, first_scan INTEGER NOT NULL, last_scan INTEGER NOT NULL,
-                 alert_id INTEGER);",
-        )?;
+        db.execute_batch(mamori_scan::store::SCHEMA)?;
         Ok(ScanService {
             cfg,
             db: Mutex::new(db),
