@@ -166,6 +166,21 @@ struct SlotMatcher {
     /// Built over reversed patterns, run over the reversed value.
     suffix: Option<AnchoredAutomaton>,
     exact: FxHashMap<Box<[u8]>, SmallVec<[u32; 1]>>,
+    /// Lengths of the `exact` literals (bit `n` of word `n / 64`; the last bit stands for
+    /// every length from 255 on): a value of no such length skips the lowercasing and lookup.
+    exact_lens: [u64; 4],
+}
+
+impl SlotMatcher {
+    fn len_bit(n: usize) -> (usize, u64) {
+        let n = n.min(255);
+        (n / 64, 1 << (n % 64))
+    }
+
+    fn may_be_exact(&self, n: usize) -> bool {
+        let (w, b) = SlotMatcher::len_bit(n);
+        self.exact_lens[w] & b != 0
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -825,6 +840,8 @@ fn build_slot(lits: &[(String, u32, Anchor)]) -> Option<SlotMatcher> {
     for (text, pred, anchor) in lits {
         let (gi, bytes) = match anchor {
             Anchor::Exact => {
+                let (w, b) = SlotMatcher::len_bit(text.len());
+                m.exact_lens[w] |= b;
                 let e = m.exact.entry(text.as_bytes().into()).or_default();
                 if !e.contains(pred) {
                     e.push(*pred);
@@ -1620,7 +1637,7 @@ fn scan_text(a: &SlotMatcher, text: &str, s: &mut Scratch) {
     if let Some(x) = &a.suffix {
         walk_anchored(x, bytes, true, s);
     }
-    if !a.exact.is_empty() {
+    if !a.exact.is_empty() && a.may_be_exact(bytes.len()) {
         let mut buf = std::mem::take(&mut s.bytes);
         buf.clear();
         buf.extend(bytes.iter().map(u8::to_ascii_lowercase));
