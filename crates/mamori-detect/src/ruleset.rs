@@ -1428,12 +1428,22 @@ impl RuleSet {
 
     /// [`RuleSet::details`] of the event `scratch` was last given to [`RuleSet::matches`]
     /// (its fields' slots are known from matching: no name is looked up again).
-    pub fn details_matched(&self, rule: u32, ev: &Event, scratch: &Scratch) -> Vec<(String, String)> {
+    pub fn details_matched(
+        &self,
+        rule: u32,
+        ev: &Event,
+        scratch: &Scratch,
+    ) -> Vec<(String, String)> {
         self.details_of(rule, ev, &scratch.slot_fields)
     }
 
     /// `slot_fields`: (slot, index of the event's field) of every field that has slots.
-    fn details_of(&self, rule: u32, ev: &Event, slot_fields: &[(u32, u32)]) -> Vec<(String, String)> {
+    fn details_of(
+        &self,
+        rule: u32,
+        ev: &Event,
+        slot_fields: &[(u32, u32)],
+    ) -> Vec<(String, String)> {
         let info = self.rule(rule);
         let fields = ev.fields();
         let mut out = Vec::new();

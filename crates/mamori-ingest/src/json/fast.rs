@@ -254,7 +254,8 @@ fn special(ix: &Index<'_, '_>) -> bool {
         // A repeated key: serde_json's map keeps the last value, the event the first.
         let b = k.as_bytes();
         let bit = 1u64
-            << ((b.len() as u64 * 7 + u64::from(*b.first().unwrap_or(&0)) * 3
+            << ((b.len() as u64 * 7
+                + u64::from(*b.first().unwrap_or(&0)) * 3
                 + u64::from(*b.last().unwrap_or(&0)))
                 % 64);
         if seen & bit != 0 && obj[..i].iter().any(|(p, _)| p == k) {
