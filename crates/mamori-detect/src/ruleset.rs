@@ -5,7 +5,7 @@ use aho_corasick::{
     AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, MatchKind, StartKind,
 };
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
-use mamori_event::{Event, Level, Value};
+use mamori_event::{Event, FieldName, Level, Value};
 use mamori_sigma::{
     Cidr, CmpOp, Expr, FieldMap, LogSourceSpec, LogsourceMap, MapValue, Meta, Pattern, Piece,
     RefMode, Rule, RulePack, Test, TimePart,
@@ -51,6 +51,9 @@ pub struct Match {
 }
 
 const KEYWORD_SLOT: u32 = u32::MAX;
+
+/// Distinct field names a [`Scratch`] remembers the slots of.
+const NAME_CACHE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Anchor {
@@ -163,6 +166,21 @@ struct SlotMatcher {
     /// Built over reversed patterns, run over the reversed value.
     suffix: Option<AnchoredAutomaton>,
     exact: FxHashMap<Box<[u8]>, SmallVec<[u32; 1]>>,
+    /// Lengths of the `exact` literals (bit `n` of word `n / 64`; the last bit stands for
+    /// every length from 255 on): a value of no such length skips the lowercasing and lookup.
+    exact_lens: [u64; 4],
+}
+
+impl SlotMatcher {
+    fn len_bit(n: usize) -> (usize, u64) {
+        let n = n.min(255);
+        (n / 64, 1 << (n % 64))
+    }
+
+    fn may_be_exact(&self, n: usize) -> bool {
+        let (w, b) = SlotMatcher::len_bit(n);
+        self.exact_lens[w] & b != 0
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -194,6 +212,8 @@ impl Bucket {
 /// each thread its own [`Scratch`].
 #[derive(Debug)]
 pub struct RuleSet {
+    /// Unique per compiled set: a [`Scratch`] used with another set drops its name cache.
+    id: u64,
     rules: Vec<(Arc<RuleInfo>, Node)>,
     preds: Vec<Pred>,
     slot_names: Vec<String>,
@@ -202,6 +222,9 @@ pub struct RuleSet {
     keyword_ac: Option<SlotMatcher>,
     trigger_rules: Vec<Vec<u32>>,
     eid_rules: FxHashMap<i64, Vec<u32>>,
+    /// Per rule, the slot of each of its `fields_used` ([`KEYWORD_SLOT`] when no rule reads
+    /// the field), for [`RuleSet::details`].
+    detail_slots: Vec<Box<[u32]>>,
     buckets: Vec<Bucket>,
     /// Channel → (bucket for the channel, EventID → bucket).
     win_chan: FxHashMap<String, (u32, FxHashMap<i64, u32>)>,
@@ -220,6 +243,11 @@ pub struct Scratch {
     cands: Vec<u32>,
     fired_list: Vec<u32>,
     slot_fields: Vec<(u32, u32)>,
+    /// Field name → its slots, by the address of the name's interned text. The entry holds a
+    /// clone of the name, so that address cannot be reused by another name while cached.
+    names: FxHashMap<usize, (FieldName, SmallVec<[u32; 2]>)>,
+    /// The [`RuleSet::id`] the cache above was filled for.
+    names_for: u64,
     buf: String,
     bytes: Vec<u8>,
     /// Diagnostics: bytes given to `contains` automata, and their raw matches.
@@ -236,6 +264,25 @@ impl Scratch {
     /// Literal predicates that fired for the last event.
     pub fn fired_literals(&self) -> usize {
         self.fired_list.len()
+    }
+
+    /// The slots of a field name (cached by its address).
+    fn slots_of(
+        &mut self,
+        name: &FieldName,
+        set: &FxHashMap<String, SmallVec<[u32; 2]>>,
+    ) -> SmallVec<[u32; 2]> {
+        let key = name.as_str().as_ptr() as usize;
+        if let Some((_, slots)) = self.names.get(&key) {
+            return slots.clone();
+        }
+        let slots = set.get(name.as_str()).cloned().unwrap_or_default();
+        // Names that are not interned (a new allocation per event) must not grow it forever.
+        if self.names.len() >= NAME_CACHE {
+            self.names.clear();
+        }
+        self.names.insert(key, (name.clone(), slots.clone()));
+        slots
     }
 
     fn begin(&mut self, preds: usize, rules: usize) {
@@ -793,6 +840,8 @@ fn build_slot(lits: &[(String, u32, Anchor)]) -> Option<SlotMatcher> {
     for (text, pred, anchor) in lits {
         let (gi, bytes) = match anchor {
             Anchor::Exact => {
+                let (w, b) = SlotMatcher::len_bit(text.len());
+                m.exact_lens[w] |= b;
                 let e = m.exact.entry(text.as_bytes().into()).or_default();
                 if !e.contains(pred) {
                     e.push(*pred);
@@ -890,6 +939,16 @@ impl RuleSet {
             triggers.push((trig, kw));
             selectors.push(sel);
         }
+
+        let detail_slots = rules
+            .iter()
+            .map(|(info, _)| {
+                info.fields_used
+                    .iter()
+                    .map(|f| b.slot_of.get(f.as_str()).copied().unwrap_or(KEYWORD_SLOT))
+                    .collect()
+            })
+            .collect();
 
         // Automata.
         let nslots = b.slot_names.len();
@@ -996,7 +1055,9 @@ impl RuleSet {
                 .insert(*e, id);
         }
 
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         RuleSet {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             rules,
             preds: b.preds,
             slot_names: b.slot_names,
@@ -1005,6 +1066,7 @@ impl RuleSet {
             keyword_ac,
             trigger_rules,
             eid_rules,
+            detail_slots,
             buckets,
             win_chan,
             win_any: win_any_id,
@@ -1136,17 +1198,19 @@ impl RuleSet {
     /// Appends the rules matching `ev` to `out` (sorted by rule index).
     pub fn matches(&self, ev: &Event, scratch: &mut Scratch, out: &mut Vec<Match>) {
         scratch.begin(self.preds.len(), self.rules.len());
+        if scratch.names_for != self.id {
+            scratch.names.clear();
+            scratch.names_for = self.id;
+        }
         let (bucket, eid) = self.bucket_for(ev);
         let gen = scratch.gen;
         let fields = ev.fields();
         for (i, (name, value)) in fields.iter().enumerate() {
-            if let Some(slots) = self.name_slots.get(name.as_str()) {
-                for &s in slots {
-                    scratch.slot_fields.push((s, i as u32));
-                    if bucket.slot_used(s) {
-                        if let Some(a) = &self.slot_ac[s as usize] {
-                            scan_value(a, value, scratch);
-                        }
+            for s in scratch.slots_of(name, &self.name_slots) {
+                scratch.slot_fields.push((s, i as u32));
+                if bucket.slot_used(s) {
+                    if let Some(a) = &self.slot_ac[s as usize] {
+                        scan_value(a, value, scratch);
                     }
                 }
             }
@@ -1347,31 +1411,65 @@ impl RuleSet {
     /// The names of the fields a rule refers to and their values in `ev` — the compact
     /// "details" of a detection.
     pub fn details(&self, rule: u32, ev: &Event) -> Vec<(String, String)> {
+        let fields: Vec<(u32, u32)> = ev
+            .fields()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (n, _))| {
+                self.name_slots
+                    .get(n.as_str())
+                    .into_iter()
+                    .flatten()
+                    .map(move |&s| (s, i as u32))
+            })
+            .collect();
+        self.details_of(rule, ev, &fields)
+    }
+
+    /// [`RuleSet::details`] of the event `scratch` was last given to [`RuleSet::matches`]
+    /// (its fields' slots are known from matching: no name is looked up again).
+    pub fn details_matched(
+        &self,
+        rule: u32,
+        ev: &Event,
+        scratch: &Scratch,
+    ) -> Vec<(String, String)> {
+        self.details_of(rule, ev, &scratch.slot_fields)
+    }
+
+    /// `slot_fields`: (slot, index of the event's field) of every field that has slots.
+    fn details_of(
+        &self,
+        rule: u32,
+        ev: &Event,
+        slot_fields: &[(u32, u32)],
+    ) -> Vec<(String, String)> {
         let info = self.rule(rule);
+        let fields = ev.fields();
         let mut out = Vec::new();
-        for f in &info.fields_used {
-            let names = self
-                .slot_names
-                .iter()
-                .position(|n| n == f)
-                .map(|_| f.clone());
-            if let Some(name) = names {
-                let mut vals = Vec::new();
-                for (n, v) in ev.fields() {
-                    if self
-                        .name_slots
-                        .get(n.as_str())
-                        .is_some_and(|sl| sl.iter().any(|&s| self.slot_names[s as usize] == name))
-                    {
-                        let t = v.to_text().into_owned();
-                        if !vals.contains(&t) {
-                            vals.push(t);
-                        }
-                    }
+        for (name, &slot) in info
+            .fields_used
+            .iter()
+            .zip(self.detail_slots[rule as usize].iter())
+        {
+            if slot == KEYWORD_SLOT {
+                continue;
+            }
+            let mut vals: Vec<String> = Vec::new();
+            let mut last = u32::MAX;
+            for &(s, i) in slot_fields {
+                // A field is listed once per slot of its name.
+                if s != slot || i == last {
+                    continue;
                 }
-                if !vals.is_empty() {
-                    out.push((name, vals.join(" | ")));
+                last = i;
+                let t = fields[i as usize].1.to_text();
+                if !vals.iter().any(|x| *x == *t) {
+                    vals.push(t.into_owned());
                 }
+            }
+            if !vals.is_empty() {
+                out.push((name.clone(), vals.join(" | ")));
             }
         }
         // Third-party rules (SigmaHQ, DRL 1.1) must name their author wherever a match is
@@ -1549,7 +1647,7 @@ fn scan_text(a: &SlotMatcher, text: &str, s: &mut Scratch) {
     if let Some(x) = &a.suffix {
         walk_anchored(x, bytes, true, s);
     }
-    if !a.exact.is_empty() {
+    if !a.exact.is_empty() && a.may_be_exact(bytes.len()) {
         let mut buf = std::mem::take(&mut s.bytes);
         buf.clear();
         buf.extend(bytes.iter().map(u8::to_ascii_lowercase));

@@ -238,7 +238,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                             if !info.standalone || info.level < args.min_level {
                                 continue;
                             }
-                            let mut details = rules.details(m.rule, &ev);
+                            let mut details = rules.details_matched(m.rule, &ev, scratch);
                             if let Some(r) = why {
                                 details.push(("outcome".into(), r.en));
                                 details.push(("outcome_ja".into(), r.ja));

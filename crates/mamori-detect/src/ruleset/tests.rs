@@ -536,3 +536,34 @@ fn details_name_the_author_of_third_party_rules_only() {
         .iter()
         .any(|(k, _)| k == "rule.author"));
 }
+
+/// `details_matched` reads the slots found while matching; it must say what `details` says,
+/// with repeated fields, a field two names map to, and one scratch reused across rule sets.
+#[test]
+fn details_from_matching_equal_details() {
+    let mut ev = event(
+        r#"{"CommandLine": "reg save hklm\\sam s.hiv", "User": "sato", "Image": "C:\\reg.exe", "x": [1, 2]}"#,
+    );
+    ev.push("User".into(), Value::from("suzuki"));
+    ev.push("User".into(), Value::from("sato"));
+    ev.logsource.product = Some("test".into());
+    let set = compile(
+        "title: t\nid: r1\nauthor: A\nlogsource: {product: test}\ndetection:\n  s: {CommandLine|contains: 'save', User: [sato, suzuki], Image|endswith: reg.exe}\n  condition: s\nfields: [Image]\n",
+    );
+    let other = compile(
+        "title: t\nid: r2\nlogsource: {product: test}\ndetection:\n  s: {User: sato}\n  condition: s\n",
+    );
+    let mut scratch = other.scratch();
+    let mut m = Vec::new();
+    other.matches(&ev, &mut scratch, &mut m);
+    assert_eq!(m.len(), 1);
+    m.clear();
+    set.matches(&ev, &mut scratch, &mut m);
+    assert_eq!(m.len(), 1);
+    let want = set.details(m[0].rule, &ev);
+    assert!(
+        want.contains(&("User".into(), "sato | suzuki".into())),
+        "{want:?}"
+    );
+    assert_eq!(set.details_matched(m[0].rule, &ev, &scratch), want);
+}
