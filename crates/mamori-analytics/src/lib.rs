@@ -78,6 +78,9 @@ pub struct Config {
     pub travel_max_kmh: f64,
     /// Observations of history before the off-hours check applies.
     pub off_hours_min_events: u32,
+    /// Active days before an account's own hours are judged (a working week: three days have
+    /// not shown where its working day ends, and an evening mail check is not the night).
+    pub off_hours_min_days: usize,
     /// Internal networks: a first-seen address inside one is judged by its network (a DHCP
     /// lease changing inside `office-dhcp` is not new), RFC 1918 ranges always are.
     pub networks: Networks,
@@ -92,6 +95,7 @@ impl Default for Config {
             volume_min_days: 5,
             volume_min_ratio: 3.0,
             off_hours_min_events: 30,
+            off_hours_min_days: 5,
             travel_min_km: 500.0,
             travel_max_kmh: 1000.0,
             networks: Networks::default(),
@@ -525,7 +529,10 @@ impl Analytics {
         // The account's own hours once it has enough history; until then (a thin history,
         // e.g. only the VPN log received so far) a login is judged against the hours at which
         // anyone in the organisation logs in.
-        let judged = if known && total >= cfg.off_hours_min_events {
+        let judged = if known
+            && acct.days.len() >= cfg.off_hours_min_days
+            && total >= cfg.off_hours_min_events
+        {
             quiet_at(&acct.hours, h).map(|(first, last)| {
                 format!(
                     "all {total} earlier events fall between {first:02}:00 and {last:02}:59 UTC over {} days; this one is at {h:02}:{:02} UTC",

@@ -277,3 +277,19 @@ fn a_mail_login_is_a_login_observation() {
         ("sato", Some("198.51.100.44"), None)
     );
 }
+
+/// Issue #14 (fidelity, ransomware seed 3): after four days of 00:00–07:59 UTC activity, the
+/// phone's first evening mail check (20:54 in Tokyo) was "off-hours" — the working day's end
+/// had not been seen yet. The account's own hours are judged after a working week.
+#[test]
+fn hours_are_judged_after_a_working_week() {
+    let mut a = Analytics::default();
+    let mut out = Vec::new();
+    for d in 0..4 {
+        for h in [0, 3, 5, 7] {
+            a.observe(&obs(d, h, "kato", "198.51.100.10", None), &mut out);
+        }
+    }
+    a.observe(&obs(4, 11, "kato", "198.51.100.10", None), &mut out);
+    assert!(out.iter().all(|x| x.rule_id != ids::OFF_HOURS), "{out:?}");
+}

@@ -153,3 +153,74 @@ pub(crate) fn merge_daily(rows: Vec<Row>) -> Vec<Row> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use mamori_event::Level;
+
+    use super::*;
+    use crate::timeline::RowKind;
+
+    fn row(rule: &str, ip: &str, hour: u32, sources: &[&str]) -> Row {
+        Row {
+            timestamp: Some(Utc.with_ymd_and_hms(2026, 9, 7, hour, 0, 0).unwrap()),
+            host: "web01".into(),
+            source: sources[0].into(),
+            rule_id: rule.into(),
+            rule_title: format!("title {rule}"),
+            level: Level::Low,
+            tags: vec![format!("attack.{rule}")],
+            details: vec![("source.ip".into(), ip.into())],
+            event: None,
+            evidence: Some(json!({
+                "first": sources[0],
+                "last": sources[sources.len() - 1],
+                "count": sources.len(),
+                "rules": [rule],
+                "hosts": ["web01"],
+                "sources": sources,
+                "sources_truncated": false,
+            })),
+            kind: RowKind::Detection,
+        }
+    }
+
+    /// Issue #14: a scanner's failed probes, its user-agent episode and its scanning burst are
+    /// one low row for the source and day, naming every rule and counting distinct events.
+    #[test]
+    fn one_row_per_source_and_day_naming_every_rule() {
+        let ip = "45.33.12.7";
+        let rows = vec![
+            row("ua-episode", ip, 3, &["access.log:1", "access.log:2"]),
+            row(
+                outcome::FAILED_PROBES_RULE_ID,
+                ip,
+                3,
+                &["access.log:1", "access.log:2", "access.log:3"],
+            ),
+            row("burst", ip, 4, &["access.log:3", "access.log:4"]),
+            // Another day, another source: rows of their own.
+            row("burst", ip, 23, &["access.log:9"]),
+            row("ua-episode", "45.33.12.8", 3, &["access.log:5"]),
+        ];
+        let mut out = merge_daily(rows);
+        out.sort_by_key(|r| (r.timestamp, r.rule_id.clone()));
+        assert_eq!(out.len(), 3, "{out:#?}");
+        let m = out
+            .iter()
+            .find(|r| r.rule_id == outcome::FAILED_PROBES_RULE_ID)
+            .unwrap();
+        let ev = m.evidence.as_ref().unwrap();
+        assert_eq!(ev["count"], 4);
+        assert_eq!(ev["first"], "access.log:1");
+        assert_eq!(ev["last"], "access.log:4");
+        let rules = strs(ev.get("rules"));
+        for r in [outcome::FAILED_PROBES_RULE_ID, "ua-episode", "burst"] {
+            assert!(rules.contains(&r.to_owned()), "{rules:?}");
+        }
+        let also = &m.details.iter().find(|(k, _)| k == "also").unwrap().1;
+        assert!(also.contains("title burst"), "{also}");
+        assert!(m.details.iter().any(|(k, _)| k == "episode_ja"));
+    }
+}
