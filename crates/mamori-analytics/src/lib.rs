@@ -526,9 +526,9 @@ impl Analytics {
         let total: u32 = acct.hours.iter().sum();
         let org_total: u32 = self.state.org_hours.iter().sum();
         let h = o.time.hour() as usize;
-        // The account's own hours once it has enough history; until then (a thin history,
-        // e.g. only the VPN log received so far) a login is judged against the hours at which
-        // anyone in the organisation logs in.
+        // The account's own hours once it has enough history (a working week, 30 events);
+        // with too few events (e.g. only the VPN log received so far) a login is judged
+        // against the hours at which anyone in the organisation logs in (30 logins or more).
         let judged = if known
             && acct.days.len() >= cfg.off_hours_min_days
             && total >= cfg.off_hours_min_events
@@ -540,7 +540,11 @@ impl Analytics {
                     o.time.minute()
                 )
             })
-        } else if known && o.login && org_total >= ORG_MIN_LOGINS {
+        } else if known
+            && o.login
+            && total < cfg.off_hours_min_events
+            && org_total >= cfg.off_hours_min_events
+        {
             quiet_at(&self.state.org_hours, h).map(|(first, last)| {
                 format!(
                     "the account's history is short ({total} events), and all {org_total} earlier logins of the organisation fall between {first:02}:00 and {last:02}:59 UTC; this one is at {h:02}:{:02} UTC",
@@ -836,9 +840,6 @@ fn list(s: &BTreeSet<String>) -> String {
         v.join(", ")
     }
 }
-
-/// Logins of the organisation before its hours judge an account with a short history.
-const ORG_MIN_LOGINS: u32 = 100;
 
 /// Is hour `h` inside the longest quiet stretch of `hours`, three hours or more from its edges
 /// (a short history has not seen the whole working day yet)? The active hours `(first, last)`.
