@@ -542,6 +542,7 @@ impl Analytics {
             })
         } else if known
             && o.login
+            && acct.days.len() >= cfg.off_hours_min_days
             && total < cfg.off_hours_min_events
             && org_total >= cfg.off_hours_min_events
         {

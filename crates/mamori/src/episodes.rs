@@ -201,7 +201,11 @@ mod tests {
             ),
             row("burst", ip, 4, &["access.log:3", "access.log:4"]),
             // Another day, another source: rows of their own.
-            row("burst", ip, 23, &["access.log:9"]),
+            {
+                let mut r = row("burst", ip, 23, &["access.log:9"]);
+                r.timestamp = r.timestamp.map(|t| t + chrono::Duration::days(1));
+                r
+            },
             row("ua-episode", "45.33.12.8", 3, &["access.log:5"]),
         ];
         let mut out = merge_daily(rows);
