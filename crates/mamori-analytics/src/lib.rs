@@ -842,12 +842,15 @@ fn list(s: &BTreeSet<String>) -> String {
     }
 }
 
-/// Is hour `h` inside the longest quiet stretch of `hours`, three hours or more from its edges
-/// (a short history has not seen the whole working day yet)? The active hours `(first, last)`.
+/// Is hour `h` inside the longest quiet stretch of `hours`, four hours or more after its start
+/// and three before its end? The evening after the last activity seen (a phone checking mail
+/// at home) is the shoulder of the working day, not the night; a live stream whose sources
+/// arrive out of order may also have seen a little of the day's end late. The active hours
+/// `(first, last)`.
 fn quiet_at(hours: &[u32; 24], h: usize) -> Option<(usize, usize)> {
     let (start, len) = quiet_hours(hours)?;
     let pos = (h + 24 - start) % 24;
-    (len >= 8 && pos >= 3 && pos + 3 < len).then(|| ((start + len) % 24, (start + 23) % 24))
+    (len >= 8 && pos >= 4 && pos + 3 < len).then(|| ((start + len) % 24, (start + 23) % 24))
 }
 
 /// The longest circular run of hours without any activity: `(first hour, length)`.
