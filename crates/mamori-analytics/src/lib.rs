@@ -16,6 +16,7 @@
 //! of data are learning, not alerting. Observations that raise an alert are not learned from, so
 //! an intruder who repeats the same thing every night does not become "normal".
 
+mod admin;
 mod directory;
 mod geo;
 pub mod risk;
@@ -23,16 +24,18 @@ pub mod risk;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use mamori_event::{Event, Format, Level};
 use serde::{Deserialize, Serialize};
 
+pub use admin::{admin_logon, AdminLogon, AdminSessions};
 pub use directory::{Directory, Identity, Status};
 pub use geo::{distance_km, GeoIp, Place};
 pub use risk::{
-    Entity, EntityKind, Network, Networks, RiskAlert, RiskConfig, RiskEngine, RiskState, Signal,
+    Entity, EntityKind, Network, NetworkRole, Networks, RiskAlert, RiskConfig, RiskEngine,
+    RiskState, Signal,
 };
 
 /// Errors loading a directory or a saved state.
@@ -75,6 +78,9 @@ pub struct Config {
     pub travel_max_kmh: f64,
     /// Observations of history before the off-hours check applies.
     pub off_hours_min_events: u32,
+    /// Active days before an account's own hours are judged (a working week: three days have
+    /// not shown where its working day ends, and an evening mail check is not the night).
+    pub off_hours_min_days: usize,
     /// Internal networks: a first-seen address inside one is judged by its network (a DHCP
     /// lease changing inside `office-dhcp` is not new), RFC 1918 ranges always are.
     pub networks: Networks,
@@ -89,6 +95,7 @@ impl Default for Config {
             volume_min_days: 5,
             volume_min_ratio: 3.0,
             off_hours_min_events: 30,
+            off_hours_min_days: 5,
             travel_min_km: 500.0,
             travel_max_kmh: 1000.0,
             networks: Networks::default(),
@@ -118,6 +125,15 @@ pub struct Observation {
 const VPN_USER: &str = "log.syslog.structured_data.auth@32473.user";
 const VPN_SRC: &str = "log.syslog.structured_data.auth@32473.src";
 const VPN_RESULT: &str = "log.syslog.structured_data.auth@32473.result";
+/// Successful logins of the `event.action` vocabulary (mamori-ingest) besides VPN and SSH.
+const LOGIN_ACTIONS: &[&str] = &[
+    "mail_login",
+    "radius_login",
+    "remote_gateway_login",
+    "user_login",
+    "admin_login",
+    "web_login",
+];
 
 impl Observation {
     /// The observation an event carries, if any.
@@ -160,6 +176,18 @@ impl Observation {
                     o.login = true;
                     o.address = s("source.ip");
                     o.host = s("host.name");
+                } else if s("event.outcome").as_deref() == Some("success")
+                    && s("event.action")
+                        .as_deref()
+                        .is_some_and(|a| LOGIN_ACTIONS.contains(&a))
+                {
+                    // Mail (IMAP/POP3/SMTP AUTH), RADIUS, RD Gateway and appliance logins: where
+                    // a person usually comes from is learned from every way they log in, so a
+                    // phone's mail client at home or a hotel is known when the VPN sees it.
+                    // The mail server is not a host the account "logs on to" (no host).
+                    o.actor = s("user.name")?;
+                    o.login = true;
+                    o.address = Some(s("source.ip")?);
                 } else {
                     return None;
                 }
@@ -236,12 +264,20 @@ pub struct Account {
     today: Option<(NaiveDate, u64, String, DateTime<Utc>)>,
     #[serde(default)]
     today_seq: Option<u64>,
+    /// Addresses reported as first-seen, with the days they were used: one used on
+    /// `min_history_days` different days is the account's habit and is learned.
+    #[serde(default)]
+    new_addresses: BTreeMap<String, BTreeSet<NaiveDate>>,
 }
 
 /// Everything learned; save it to carry a baseline to the next hunt.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     accounts: HashMap<String, Account>,
+    /// Logins of the whole organisation by hour (UTC): the hours of an account whose own
+    /// history is still too short to say.
+    #[serde(default)]
+    org_hours: [u32; 24],
 }
 
 impl State {
@@ -340,13 +376,15 @@ impl Analytics {
             out.push(a);
         }
         let known = acct.days.len() >= cfg.min_history_days;
-        let mut anomalous = false;
+        // What was anomalous in each aspect: an aspect learns only from what was normal in it.
+        let (mut addr_anom, mut host_anom, mut place_anom, mut hours_anom) =
+            (false, false, false, false);
         let mut alerts = Vec::new();
         let addr_key = o.address.as_deref().map(|ip| cfg.networks.baseline_key(ip));
         if known && o.login {
             if let (Some(ip), Some(key)) = (&o.address, &addr_key) {
                 if !acct.addresses.contains(key) {
-                    anomalous = true;
+                    addr_anom = true;
                     alerts.push(alert(
                         o,
                         ids::FIRST_ADDRESS,
@@ -397,7 +435,7 @@ impl Analytics {
         if known {
             if let Some(h) = &o.host {
                 if !acct.hosts.contains(h) {
-                    anomalous = true;
+                    host_anom = true;
                     alerts.push(alert(
                         o,
                         ids::FIRST_HOST,
@@ -428,7 +466,7 @@ impl Analytics {
             let name = place_name(pl);
             if let Some(c) = &pl.country {
                 if known && !acct.countries.is_empty() && !acct.countries.contains(c) {
-                    anomalous = true;
+                    place_anom = true;
                     alerts.push(alert(
                         o,
                         ids::NEW_COUNTRY,
@@ -456,9 +494,11 @@ impl Analytics {
             }
             if let (Some((la, lo)), Some((t0, la0, lo0, from))) = (pl.coords, &acct.last_fix) {
                 let km = distance_km((*la0, *lo0), (la, lo));
-                let hours = (o.time - *t0).num_seconds().max(1) as f64 / 3600.0;
+                // Logins may arrive out of order (a live stream from several sources, files
+                // uploaded in any order): the time between them is what it is either way.
+                let hours = (o.time - *t0).num_seconds().abs().max(1) as f64 / 3600.0;
                 if km >= cfg.travel_min_km && km / hours > cfg.travel_max_kmh {
-                    anomalous = true;
+                    place_anom = true;
                     alerts.push(alert(
                         o,
                         ids::IMPOSSIBLE_TRAVEL,
@@ -484,49 +524,101 @@ impl Analytics {
             }
         }
         let total: u32 = acct.hours.iter().sum();
-        if known && total >= cfg.off_hours_min_events {
-            let h = o.time.hour() as usize;
-            if let Some((start, len)) = quiet_hours(&acct.hours) {
-                // Inside the account's longest quiet stretch, three hours or more from its edges
-                // (a short history has not seen the whole working day yet).
-                let pos = (h + 24 - start) % 24;
-                if len >= 8 && pos >= 3 && pos + 3 < len {
-                    anomalous = true;
-                    let first = (start + len) % 24;
-                    let last = (start + 23) % 24;
-                    alerts.push(alert(
-                        o,
-                        ids::OFF_HOURS,
-                        "Activity Outside The Account's Usual Hours",
-                        Level::Medium,
-                        &["attack.initial-access", "attack.t1078"],
-                        vec![
-                            ("account".into(), o.actor.clone()),
-                            ("hour_utc".into(), format!("{h:02}")),
-                            (
-                                "why".into(),
-                                format!(
-                                    "all {total} earlier events fall between {first:02}:00 and {last:02}:59 UTC over {} days; this one is at {h:02}:{:02} UTC",
-                                    acct.days.len(),
-                                    o.time.minute()
-                                ),
-                            ),
-                        ],
-                    ));
+        let org_total: u32 = self.state.org_hours.iter().sum();
+        let h = o.time.hour() as usize;
+        // The account's own hours once it has enough history (a working week, 30 events);
+        // with too few events (e.g. only the VPN log received so far) a login is judged
+        // against the hours at which anyone in the organisation logs in (30 logins or more).
+        let judged = if known
+            && acct.days.len() >= cfg.off_hours_min_days
+            && total >= cfg.off_hours_min_events
+        {
+            quiet_at(&acct.hours, h).map(|(first, last)| {
+                format!(
+                    "all {total} earlier events fall between {first:02}:00 and {last:02}:59 UTC over {} days; this one is at {h:02}:{:02} UTC",
+                    acct.days.len(),
+                    o.time.minute()
+                )
+            })
+        } else if known
+            && o.login
+            && acct.days.len() >= cfg.off_hours_min_days
+            && total < cfg.off_hours_min_events
+            && org_total >= cfg.off_hours_min_events
+        {
+            quiet_at(&self.state.org_hours, h).map(|(first, last)| {
+                format!(
+                    "the account's history is short ({total} events), and all {org_total} earlier logins of the organisation fall between {first:02}:00 and {last:02}:59 UTC; this one is at {h:02}:{:02} UTC",
+                    o.time.minute()
+                )
+            })
+        } else {
+            None
+        };
+        if let Some(why) = judged {
+            hours_anom = true;
+            alerts.push(alert(
+                o,
+                ids::OFF_HOURS,
+                "Activity Outside The Account's Usual Hours",
+                Level::Medium,
+                &["attack.initial-access", "attack.t1078"],
+                vec![
+                    ("account".into(), o.actor.clone()),
+                    ("hour_utc".into(), format!("{h:02}")),
+                    ("why".into(), why),
+                ],
+            ));
+        }
+        // A new address or host that keeps being used (a new home router, the office's address
+        // or PC first seen after the account became known, a stream whose sources arrive out
+        // of order) is the account's habit once used on `min_history_days` different days;
+        // each day until then is a signal.
+        let mut habit = |what: String| -> bool {
+            let days = acct.new_addresses.entry(what.clone()).or_default();
+            days.insert(day);
+            if days.len() >= cfg.min_history_days {
+                acct.new_addresses.remove(&what);
+                return true;
+            }
+            if acct.new_addresses.len() > 64 {
+                let oldest = acct
+                    .new_addresses
+                    .iter()
+                    .min_by_key(|(_, d)| d.last().copied())
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    acct.new_addresses.remove(&k);
                 }
+            }
+            false
+        };
+        let learn_addr = match (&addr_key, o.login) {
+            (Some(k), true) if addr_anom => habit(format!("address:{k}")),
+            (Some(_), true) => !place_anom,
+            _ => false,
+        };
+        let learn_host = match &o.host {
+            Some(h) if host_anom => habit(format!("host:{h}")),
+            Some(_) => true,
+            None => false,
+        };
+        // Learn each aspect from what was normal in it (an intruder's new address at night
+        // teaches neither the address nor the hour; a new PC still counts as a working day).
+        if !(addr_anom || place_anom) {
+            acct.days.insert(day);
+        }
+        if learn_addr {
+            if let Some(key) = addr_key {
+                acct.addresses.insert(key);
             }
         }
-        // Learn, unless this observation is itself the anomaly.
-        if !anomalous {
-            acct.days.insert(day);
-            if let Some(key) = addr_key {
-                if o.login {
-                    acct.addresses.insert(key);
-                }
-            }
+        if learn_host {
             if let Some(h) = &o.host {
                 acct.hosts.insert(h.clone());
             }
+        }
+        if !(place_anom || addr_anom) {
             if let Some(pl) = &place {
                 if let Some(c) = &pl.country {
                     acct.countries.insert(c.clone());
@@ -535,10 +627,18 @@ impl Analytics {
                     acct.asns.insert(a);
                 }
                 if let Some((la, lo)) = pl.coords {
-                    acct.last_fix = Some((o.time, la, lo, place_name(pl)));
+                    // The latest login's place (an older one arriving late does not replace it).
+                    if acct.last_fix.as_ref().is_none_or(|f| f.0 <= o.time) {
+                        acct.last_fix = Some((o.time, la, lo, place_name(pl)));
+                    }
                 }
             }
+        }
+        if !(hours_anom || addr_anom || place_anom) {
             acct.hours[o.time.hour() as usize] += 1;
+            if o.login {
+                self.state.org_hours[o.time.hour() as usize] += 1;
+            }
         }
         if let Some(b) = o.bytes {
             let t = acct.today.get_or_insert((day, 0, String::new(), o.time));
@@ -740,6 +840,17 @@ fn list(s: &BTreeSet<String>) -> String {
     } else {
         v.join(", ")
     }
+}
+
+/// Is hour `h` inside the longest quiet stretch of `hours`, four hours or more after its start
+/// and three before its end? The evening after the last activity seen (a phone checking mail
+/// at home) is the shoulder of the working day, not the night; a live stream whose sources
+/// arrive out of order may also have seen a little of the day's end late. The active hours
+/// `(first, last)`.
+fn quiet_at(hours: &[u32; 24], h: usize) -> Option<(usize, usize)> {
+    let (start, len) = quiet_hours(hours)?;
+    let pos = (h + 24 - start) % 24;
+    (len >= 8 && pos >= 4 && pos + 3 < len).then(|| ((start + len) % 24, (start + 23) % 24))
 }
 
 /// The longest circular run of hours without any activity: `(first hour, length)`.

@@ -42,12 +42,48 @@ pub struct Network {
     pub name: String,
     /// CIDR ranges, e.g. `10.0.20.0/24`.
     pub cidrs: Vec<String>,
+    /// What the network is for, when it changes how its traffic is judged (declared by the
+    /// operator; most networks have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<NetworkRole>,
+}
+
+/// A declared role of an internal network: traffic that is the network's job is judged as
+/// such — a signal with the network's name as its explanation, never an alert by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkRole {
+    /// The company's own vulnerability scanner(s): their probes, scanning bursts and
+    /// password tests are the scan the company ordered (signals, no risk, no episode).
+    Scanner,
+    /// IT's administration workstations / jump hosts: remote administration tools (PsExec,
+    /// remote services, WMI/WinRM) run on a host right after a network logon from here are
+    /// IT's work (signals, not alerts).
+    Admin,
+}
+
+impl NetworkRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkRole::Scanner => "scanner",
+            NetworkRole::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NetworkRole> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scanner" => Some(NetworkRole::Scanner),
+            "admin" => Some(NetworkRole::Admin),
+            _ => None,
+        }
+    }
 }
 
 /// Parsed networks: which internal network an address belongs to.
 #[derive(Debug, Clone, Default)]
 pub struct Networks {
     ranges: Vec<(String, IpAddr, u8)>,
+    roles: Vec<(String, NetworkRole)>,
 }
 
 const RFC1918: [(&str, [u8; 4], u8); 3] = [
@@ -74,7 +110,11 @@ impl Networks {
     /// Parses the configured networks; a bad CIDR is an error naming the network.
     pub fn parse(list: &[Network]) -> Result<Networks> {
         let mut ranges = Vec::new();
+        let mut roles = Vec::new();
         for n in list {
+            if let Some(r) = n.role {
+                roles.push((n.name.clone(), r));
+            }
             for c in &n.cidrs {
                 let bad = || Error::Load {
                     path: format!("network {}", n.name),
@@ -96,7 +136,23 @@ impl Networks {
         }
         // Most specific first, so `servers` inside `10.0.0.0/8` wins.
         ranges.sort_by_key(|r| std::cmp::Reverse(r.2));
-        Ok(Networks { ranges })
+        Ok(Networks { ranges, roles })
+    }
+
+    /// The declared role of the network `ip` belongs to, with the network's name (the most
+    /// specific range decides: a scanner's /32 inside the admin /24 is the scanner).
+    pub fn role_of(&self, ip: &str) -> Option<(&str, NetworkRole)> {
+        let a: IpAddr = ip.trim().parse().ok()?;
+        let (n, _, _) = self.ranges.iter().find(|(_, r, b)| in_cidr(a, *r, *b))?;
+        let role = self.roles.iter().find(|(name, _)| name == n)?.1;
+        Some((n.as_str(), role))
+    }
+
+    /// The declared scanner network of `ip`, if any.
+    pub fn scanner_of(&self, ip: &str) -> Option<&str> {
+        self.role_of(ip)
+            .filter(|(_, r)| *r == NetworkRole::Scanner)
+            .map(|(n, _)| n)
     }
 
     /// The entities a Sigma match weighs on: the event's account, its host and its public
@@ -455,7 +511,11 @@ impl RiskEngine {
             if list.len() > MAX_SIGNALS_PER_ENTITY {
                 list.remove(0);
             }
-            let score = score_of(&self.cfg, list, now);
+            // Risk is judged at the entity's latest signal: one that arrives late (a live
+            // stream from several sources, files uploaded in any order) is decayed by its
+            // age then, not counted at full weight.
+            let at = list.iter().map(|s| s.time).max().unwrap_or(now).max(now);
+            let score = score_of(&self.cfg, list, at);
             if learning || score < self.cfg.threshold {
                 continue;
             }
@@ -507,7 +567,7 @@ impl RiskEngine {
             .collect();
         let h = self.cfg.window_hours;
         let why = format!(
-            "risk {score:.0} of {} {} reached the threshold {:.0} within {h} h (half-life {} h, each kind of finding counted once) from {} signals: {}",
+            "risk {score:.0} of {} {} reached the threshold {:.0} within {h} h (half-life {} h, each kind of finding counted once, a new country and a new address of one login once) from {} signals: {}",
             entity.kind.as_str(),
             entity.name,
             self.cfg.threshold,
@@ -516,7 +576,7 @@ impl RiskEngine {
             parts.join("; ")
         );
         let why_ja = format!(
-            "{} {} のリスク値 {score:.0} が {h} 時間以内にしきい値 {:.0} に達しました（半減期 {} 時間、同じ種類の兆候は1回として計算）。兆候 {} 件: {}",
+            "{} {} のリスク値 {score:.0} が {h} 時間以内にしきい値 {:.0} に達しました（半減期 {} 時間、同じ種類の兆候は1回、同じログインの初めての国とアドレスは合わせて1回として計算）。兆候 {} 件: {}",
             entity.kind.as_str_ja(),
             entity.name,
             self.cfg.threshold,
@@ -542,19 +602,46 @@ impl RiskEngine {
 }
 
 /// Risk of an entity's signals at `now`: decayed weights inside the window, each rule once.
+/// A new country and a new address found on the *same* login (or for the same address) are
+/// one fact (the country is where the address is), so together they count as the larger of
+/// the two: a business trip — a new hotel address in a new country — is not two pieces of
+/// evidence.
 fn score_of(cfg: &RiskConfig, signals: &[Signal], now: DateTime<Utc>) -> f64 {
     let half = cfg.half_life_hours.max(0.01) * 3600.0;
     let window = Duration::hours(cfg.window_hours.max(1));
-    let mut latest: Vec<(&str, f64)> = Vec::new();
+    // (rule, weight, that occurrence)
+    let mut latest: Vec<(&str, f64, &Signal)> = Vec::new();
     for s in signals.iter().filter(|s| s.time + window >= now) {
         let age = (now - s.time).num_seconds().max(0) as f64;
         let v = s.weight * 0.5f64.powf(age / half);
-        match latest.iter_mut().find(|(r, _)| *r == s.rule_id) {
-            Some((_, w)) => *w = w.max(v),
-            None => latest.push((&s.rule_id, v)),
+        match latest.iter_mut().find(|(r, _, _)| *r == s.rule_id) {
+            Some(x) => {
+                if v >= x.1 {
+                    *x = (x.0, v, s);
+                }
+            }
+            None => latest.push((&s.rule_id, v, s)),
         }
     }
-    latest.iter().map(|(_, w)| w).sum()
+    let mut total: f64 = latest.iter().map(|(_, w, _)| w).sum();
+    let find = |id: &str| latest.iter().find(|(r, _, _)| *r == id);
+    if let (Some(a), Some(c)) = (find(ids::FIRST_ADDRESS), find(ids::NEW_COUNTRY)) {
+        let same_event =
+            |x: &Signal, y: &Signal| x.time == y.time && x.seq == y.seq && x.source == y.source;
+        let address = |x: &Signal| {
+            x.entities
+                .iter()
+                .find(|e| e.kind == EntityKind::Address)
+                .map(|e| e.name.clone())
+        };
+        // The same login, or two logins from the same new address (the VPN and the phone's
+        // mail client at the hotel): the country is where that address is.
+        let same_address = address(a.2).is_some() && address(a.2) == address(c.2);
+        if same_event(a.2, c.2) || same_address {
+            total -= a.1.min(c.1);
+        }
+    }
+    total
 }
 
 /// Japanese titles of the analytics findings.

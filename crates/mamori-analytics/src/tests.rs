@@ -224,3 +224,73 @@ fn geoip_never_panics_on_broken_databases() {
         }
     }
 }
+
+/// Issue #14: with only the VPN log received so far (a shuffled upload), an account's own
+/// history is too short to say what its hours are; a login at an hour at which nobody in the
+/// organisation ever logs in is still off-hours — judged against the organisation's logins.
+#[test]
+fn a_short_history_is_judged_against_the_organisations_hours() {
+    let mut a = Analytics::default();
+    let mut out = Vec::new();
+    // Twenty colleagues log in every morning (00:00–02:59 UTC) for ten days; sato on five
+    // (a week of VPN logins, too few events for its own hours).
+    for d in 0..10 {
+        for k in 0..20 {
+            let who = format!("staff{k}");
+            a.observe(
+                &obs(d, (k % 3) as u32, &who, "198.51.100.21", None),
+                &mut out,
+            );
+        }
+        if d < 5 {
+            a.observe(&obs(d, 1, "sato", "198.51.100.30", None), &mut out);
+        }
+    }
+    assert!(out.is_empty(), "{out:?}");
+    // A morning login of sato: not odd.
+    a.observe(&obs(10, 2, "sato", "198.51.100.30", None), &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    // 17:00 UTC (02:00 in Tokyo): nobody logs in then.
+    a.observe(&obs(10, 17, "sato", "198.51.100.30", None), &mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].rule_id, ids::OFF_HOURS);
+    let why = &out[0].details.iter().find(|(k, _)| k == "why").unwrap().1;
+    assert!(why.contains("logins of the organisation"), "{why}");
+}
+
+/// Mail logins (dovecot IMAP, as a phone's client logs in from home) feed the baselines: the
+/// address is known afterwards.
+#[test]
+fn a_mail_login_is_a_login_observation() {
+    let mut names = mamori_event::Interner::new();
+    let line = "<22>Sep  3 21:10:00 mx01 dovecot[4242]: imap-login: Login: user=<sato>, method=PLAIN, rip=198.51.100.44, lip=198.51.100.25, mpid=4243, TLS, session=<abc>";
+    let origin = mamori_event::Origin::File {
+        path: std::sync::Arc::from(std::path::Path::new("mail.log")),
+        record: None,
+        line: Some(1),
+        offset: 0,
+    };
+    let ev = mamori_ingest::parse_syslog_line(line.as_bytes(), origin, &mut names).unwrap();
+    let o = Observation::from_event(&ev).expect("a login");
+    assert!(o.login);
+    assert_eq!(
+        (o.actor.as_str(), o.address.as_deref(), o.host.as_deref()),
+        ("sato", Some("198.51.100.44"), None)
+    );
+}
+
+/// Issue #14 (fidelity, ransomware seed 3): after four days of 00:00–07:59 UTC activity, the
+/// phone's first evening mail check (20:54 in Tokyo) was "off-hours" — the working day's end
+/// had not been seen yet. The account's own hours are judged after a working week.
+#[test]
+fn hours_are_judged_after_a_working_week() {
+    let mut a = Analytics::default();
+    let mut out = Vec::new();
+    for d in 0..4 {
+        for h in [0, 3, 5, 7] {
+            a.observe(&obs(d, h, "kato", "198.51.100.10", None), &mut out);
+        }
+    }
+    a.observe(&obs(4, 11, "kato", "198.51.100.10", None), &mut out);
+    assert!(out.iter().all(|x| x.rule_id != ids::OFF_HOURS), "{out:?}");
+}

@@ -13,7 +13,11 @@
 //!    `progression_window` (default 7 days): intruders dwell between stages, and credential
 //!    access on Monday followed by lateral movement on Thursday is one story. Addresses do not
 //!    count here: they are shared (NAT, proxies) far more often than accounts or hosts.
-//! 3. Otherwise a new incident.
+//! 3. Otherwise a new incident — if the alert is at least [`GrouperConfig::open_min_level`]
+//!    (default `medium`). **A low or informational alert never opens an incident on its own**
+//!    (the internet's failed probes and guessing are one low episode per source and day, every
+//!    day): it joins an open incident that shares one of its entities by rules 1–2, and is
+//!    otherwise kept as an alert only ([`CaseStore::group_alert`](crate::CaseStore::group_alert)).
 //!
 //! **Noisy entities never join anything.** Values such as `-`, empty, `SYSTEM`, `127.0.0.1`,
 //! `::1` and `localhost` appear in unrelated alerts all day; joining on them would glue every
@@ -77,6 +81,8 @@ pub struct GrouperConfig {
     pub progression_window: TimeDelta,
     /// Entity values that never join alerts.
     pub noisy_values: Vec<String>,
+    /// Alerts below this level join incidents but never open one. Default `medium`.
+    pub open_min_level: Level,
 }
 
 impl Default for GrouperConfig {
@@ -85,6 +91,7 @@ impl Default for GrouperConfig {
             window: TimeDelta::hours(24),
             progression_window: TimeDelta::days(7),
             noisy_values: DEFAULT_NOISY_VALUES.iter().map(|s| s.to_string()).collect(),
+            open_min_level: Level::Medium,
         }
     }
 }
@@ -136,6 +143,7 @@ pub struct Grouper {
     window: TimeDelta,
     progression_window: TimeDelta,
     noisy: HashSet<String>,
+    open_min_level: Level,
 }
 
 impl Grouper {
@@ -148,7 +156,23 @@ impl Grouper {
                 .iter()
                 .map(|v| v.trim().to_lowercase())
                 .collect(),
+            open_min_level: config.open_min_level,
         }
+    }
+
+    /// May an alert of this level open an incident on its own?
+    pub fn opens_incident(&self, level: Level) -> bool {
+        level >= self.open_min_level
+    }
+
+    /// Why an alert that shares nothing with an open incident opened none.
+    pub fn held_because(&self, alert: &AlertInput, new_because: &str) -> String {
+        format!(
+            "no incident: a {} alert opens no incident on its own (incidents open at {} and above); it joins one that shares its entities ({})",
+            alert.level.as_str(),
+            self.open_min_level.as_str(),
+            new_because.trim_start_matches("new incident: ")
+        )
     }
 
     pub fn window(&self) -> TimeDelta {

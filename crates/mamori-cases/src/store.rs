@@ -83,6 +83,15 @@ pub enum Outcome {
     AlreadyLinked,
 }
 
+/// What [`CaseStore::group_alert`] did with an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grouped {
+    /// Joined, created or already linked, with the explanation.
+    Incident(IncidentId, Outcome, String),
+    /// A low alert that shares nothing with an open incident: no incident, and why.
+    Held(String),
+}
+
 /// Incidents and their grouping state in one SQLite file. `Send + Sync`: share it in an `Arc`.
 pub struct CaseStore {
     conn: Mutex<Connection>,
@@ -158,6 +167,14 @@ impl CaseStore {
         db(&self.path)
     }
 
+    /// Like [`CaseStore::ingest_alert`], but an alert below the grouping's `open_min_level`
+    /// (default `medium`) that shares nothing with an open incident opens none: it is
+    /// [`Grouped::Held`] with the sentence that says why (nothing is written). What a server
+    /// does with its alert stream.
+    pub fn group_alert(&self, alert: &AlertInput, now: DateTime<Utc>) -> Result<Grouped> {
+        self.ingest(alert, now, true)
+    }
+
     /// Groups the alert into an open incident or creates one. `now` is the wall-clock time
     /// recorded as `created_at`/`updated_at`; windows use the alert's own time.
     pub fn ingest_alert(
@@ -165,6 +182,13 @@ impl CaseStore {
         alert: &AlertInput,
         now: DateTime<Utc>,
     ) -> Result<(IncidentId, Outcome, String)> {
+        match self.ingest(alert, now, false)? {
+            Grouped::Incident(id, o, why) => Ok((id, o, why)),
+            Grouped::Held(why) => Err(Error::Invalid(why)),
+        }
+    }
+
+    fn ingest(&self, alert: &AlertInput, now: DateTime<Utc>, hold_low: bool) -> Result<Grouped> {
         if alert.title.trim().is_empty() {
             return Err(Error::Invalid("alert title must not be empty".into()));
         }
@@ -199,7 +223,7 @@ impl CaseStore {
                 "alert {} is already linked to incident {id}",
                 alert.alert_id
             );
-            return Ok((id, Outcome::AlreadyLinked, because));
+            return Ok(Grouped::Incident(id, Outcome::AlreadyLinked, because));
         }
 
         let candidates = self.candidates(&tx, alert)?;
@@ -213,6 +237,9 @@ impl CaseStore {
                     .find(|c| c.id == incident)
                     .expect("the grouper joins only a candidate it was given");
                 (inc, state, Outcome::Joined, because)
+            }
+            Decision::New { because } if hold_low && !self.grouper.opens_incident(alert.level) => {
+                return Ok(Grouped::Held(self.grouper.held_because(alert, &because)));
             }
             Decision::New { because } => {
                 tx.execute(
@@ -239,7 +266,7 @@ impl CaseStore {
         )
         .map_err(self.err())?;
         tx.commit().map_err(self.err())?;
-        Ok((inc.id, outcome, because))
+        Ok(Grouped::Incident(inc.id, outcome, because))
     }
 
     /// The alert's usable entities as the incident shows them (original spelling).

@@ -261,6 +261,94 @@ pub fn judge_correlation(
     )
 }
 
+/// Is this correlation about probing or guessing — what a vulnerability scanner does by
+/// design (password guessing, scanning bursts, web exploit correlations)? A correlation that
+/// says an account *worked* (`attack.t1078`, valid accounts: success after guessing) is not:
+/// a default password that works is a finding even during an authorised scan.
+pub fn is_probing_correlation(meta: &Meta, kind: CorrelationKind) -> bool {
+    let tags = || {
+        meta.tags
+            .iter()
+            .map(|t| t.to_ascii_lowercase().replace('_', "-"))
+    };
+    if tags().any(|t| t == "attack.t1078" || t.starts_with("attack.t1078.")) {
+        return false;
+    }
+    is_guessing_correlation(meta, kind)
+        || is_scanning_correlation(meta, kind)
+        || tags().any(|t| t == "attack.t1190" || t == "attack.initial-access")
+}
+
+/// The address a correlation episode is grouped by (`source.ip`, `*.ip`, `IpAddress`).
+pub fn group_address(group: &[(String, String)]) -> Option<&str> {
+    group
+        .iter()
+        .find(|(k, _)| k == "source.ip" || k.ends_with(".ip") || k == "IpAddress")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| v.parse::<IpAddr>().is_ok())
+}
+
+/// Why a detection from the company's own, declared vulnerability scanner is a signal
+/// (`scanner` is the name of the declared network, `[[analytics.networks]] role = "scanner"`).
+pub fn scanner_reason(scanner: &str, ip: &str, status: Option<u16>) -> Reason {
+    let answer = status
+        .map(|s| format!(" (answered {s})"))
+        .unwrap_or_default();
+    let answer_ja = status.map(|s| format!("（応答 {s}）")).unwrap_or_default();
+    Reason {
+        en: format!("authorised scan: {ip} is in `{scanner}`, declared as the company's vulnerability scanner{answer}; a signal, not an alert (a login that works still alerts)"),
+        ja: format!("許可された診断：{ip} は自社の脆弱性スキャナとして登録された `{scanner}` のアドレス{answer_ja}。アラートではなくシグナル（ログイン成功は引き続きアラート）"),
+        status,
+    }
+}
+
+/// The verdict on a standalone rule's match from a declared scanner: web exploit and probe
+/// rules (and password-guessing rules) are signals whatever the answer; anything else keeps
+/// its alert.
+pub fn judge_scanner_match(
+    meta: &Meta,
+    logsource: &LogSourceSpec,
+    ev: &Event,
+    scanner: &str,
+) -> Verdict {
+    let guessing = meta
+        .tags
+        .iter()
+        .any(|t| t.to_ascii_lowercase().starts_with("attack.t1110"));
+    if !(is_web_attack_rule(meta, logsource) || guessing) {
+        return Verdict::Alert;
+    }
+    Verdict::Signal(scanner_reason(scanner, &probe_source(ev), http_status(ev)))
+}
+
+/// Is this a remote-administration rule — a service installed or started remotely (PsExec and
+/// its kind, `attack.t1569.002`), admin shares (`attack.t1021.002`), WinRM
+/// (`attack.t1021.006`) or WMI (`attack.t1047`)? What IT does from its admin workstations
+/// every week, and what intruders do from a compromised PC.
+pub fn is_remote_admin_rule(meta: &Meta) -> bool {
+    meta.tags.iter().any(|t| {
+        let t = t.to_ascii_lowercase();
+        matches!(
+            t.as_str(),
+            "attack.t1569.002" | "attack.t1021.002" | "attack.t1021.006" | "attack.t1047"
+        )
+    })
+}
+
+/// Why a remote-administration detection is a signal: the host had a network logon from a
+/// network declared as IT's admin network just before.
+pub fn admin_reason(network: &str, account: &str, ip: &str, minutes: i64) -> Reason {
+    Reason {
+        en: format!("remote administration from IT's admin network: {account} logged on to this host from {ip} (`{network}`, declared as admin workstations) {minutes} min before; a signal, not an alert"),
+        ja: format!("IT 管理用ネットワークからのリモート管理：{minutes} 分前に {account} が {ip}（管理端末として登録された `{network}`）からこのホストにログオン。アラートではなくシグナル"),
+        status: None,
+    }
+}
+
+/// How long after a network logon from an admin network a remote-administration detection on
+/// the same host is taken to be that session's work.
+pub const ADMIN_SESSION_MINUTES: i64 = 5;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,5 +532,56 @@ mod tests {
             is_internal_default,
         );
         assert_eq!(l, Level::High);
+    }
+
+    #[test]
+    fn a_declared_scanner_probes_are_signals_whatever_the_answer() {
+        let m = meta(&["attack.initial-access", "attack.t1190"]);
+        for st in [Some("200"), Some("404"), None] {
+            match judge_scanner_match(&m, &web(), &ev(st), "openvas") {
+                Verdict::Signal(r) => {
+                    assert!(r.en.contains("authorised scan") && r.en.contains("openvas"));
+                    assert!(r.ja.contains("許可された診断"));
+                }
+                v => panic!("{st:?}: {v:?}"),
+            }
+        }
+        // Not a probe (e.g. a Windows rule on an event from that address): kept.
+        let other = meta(&["attack.persistence", "attack.t1543.003"]);
+        let win = LogSourceSpec {
+            product: Some("windows".into()),
+            ..LogSourceSpec::default()
+        };
+        assert_eq!(
+            judge_scanner_match(&other, &win, &ev(None), "openvas"),
+            Verdict::Alert
+        );
+        // Scanning and guessing correlations are probing; a login that worked is not.
+        let burst = meta(&["attack.reconnaissance", "attack.t1595.003"]);
+        assert!(is_probing_correlation(&burst, CorrelationKind::EventCount));
+        let success = meta(&["attack.initial-access", "attack.t1078", "attack.t1110"]);
+        assert!(!is_probing_correlation(
+            &success,
+            CorrelationKind::TemporalOrdered
+        ));
+        let g = vec![("source.ip".to_owned(), "10.0.10.50".to_owned())];
+        assert_eq!(group_address(&g), Some("10.0.10.50"));
+    }
+
+    #[test]
+    fn remote_administration_rules_and_why_an_admin_session_is_a_signal() {
+        assert!(is_remote_admin_rule(&meta(&[
+            "attack.execution",
+            "attack.t1569.002",
+            "attack.t1021.002"
+        ])));
+        assert!(!is_remote_admin_rule(&meta(&["attack.t1543.003"])));
+        let r = admin_reason("it-admin", "adm-ito", "10.0.10.5", 1);
+        assert!(
+            r.en.contains("adm-ito") && r.en.contains("`it-admin`"),
+            "{}",
+            r.en
+        );
+        assert!(r.ja.contains("管理端末"), "{}", r.ja);
     }
 }

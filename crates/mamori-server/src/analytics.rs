@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use mamori_analytics::risk::{title_ja, RISK_RULE_ID};
 use mamori_analytics::{
-    Alert, Analytics, Config, Directory, GeoIp, Network, Networks, Observation, RiskAlert,
-    RiskConfig, RiskEngine, Signal, State,
+    AdminSessions, Alert, Analytics, Config, Directory, GeoIp, Network, Networks, Observation,
+    RiskAlert, RiskConfig, RiskEngine, Signal, State,
 };
 use mamori_event::{Event, RuleId};
 use mamori_store::{AlertStore, NewAlert, Seq};
@@ -76,6 +76,9 @@ pub struct LiveAnalytics {
     dirty: bool,
     findings: Vec<Alert>,
     risk_out: Vec<RiskAlert>,
+    /// Recent network logons from networks declared `admin`, per host.
+    admin: AdminSessions,
+    has_admin: bool,
 }
 
 fn stamp(p: &std::path::Path) -> Option<(SystemTime, u64)> {
@@ -138,6 +141,11 @@ impl LiveAnalytics {
             dirty: false,
             findings: Vec::new(),
             risk_out: Vec::new(),
+            admin: AdminSessions::default(),
+            has_admin: cfg
+                .networks
+                .iter()
+                .any(|n| n.role == Some(mamori_analytics::NetworkRole::Admin)),
         }))
     }
 
@@ -175,6 +183,9 @@ impl LiveAnalytics {
         self.reload_directory();
         let mut latest: Option<DateTime<Utc>> = None;
         for (i, ev) in events.iter().enumerate() {
+            if self.has_admin {
+                self.admin.observe(ev, &self.networks);
+            }
             let Some(mut o) = Observation::from_event(ev) else {
                 continue;
             };
@@ -211,6 +222,38 @@ impl LiveAnalytics {
     /// Is `ip` inside the company (RFC 1918 or a configured network)?
     pub fn is_internal(&self, ip: &str) -> bool {
         self.networks.name_of(ip).is_some()
+    }
+
+    /// The declared scanner network (`role = "scanner"`) of an address.
+    pub fn scanner_of_ip(&self, ip: &str) -> Option<&str> {
+        self.networks.scanner_of(ip)
+    }
+
+    /// The declared scanner network of an event's source address.
+    pub fn scanner_of(&self, ev: &Event) -> Option<String> {
+        let ip = ev.get_str("source.ip")?;
+        self.networks.scanner_of(&ip).map(str::to_owned)
+    }
+
+    /// Why a remote-administration detection on `ev`'s host is IT's work: a network logon
+    /// from a network declared `admin` to that host just before (the same judgement as
+    /// `mamori hunt`).
+    pub fn admin_session(&self, ev: &Event) -> Option<mamori_detect::outcome::Reason> {
+        use mamori_detect::outcome;
+        if !self.has_admin {
+            return None;
+        }
+        let host = ev.host()?;
+        let t = ev.timestamp?;
+        let l = self
+            .admin
+            .session(&host, t, outcome::ADMIN_SESSION_MINUTES)?;
+        Some(outcome::admin_reason(
+            &l.network,
+            &l.account,
+            &l.address,
+            (t - l.time).num_minutes(),
+        ))
     }
 
     /// Adds a failed exploit probe (`mamori_detect::outcome`) as a signal on its public source
@@ -402,6 +445,7 @@ mod tests {
             networks: vec![Network {
                 name: "office-dhcp".into(),
                 cidrs: vec!["10.0.20.0/24".into()],
+                role: None,
             }],
             ..AnalyticsConfig::default()
         };
@@ -528,6 +572,7 @@ mod tests {
             networks: vec![Network {
                 name: "servers".into(),
                 cidrs: vec!["10.0.0.0/40".into()],
+                role: None,
             }],
             ..AnalyticsConfig::default()
         };

@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use mamori_cases::{ActionEntry, AlertInput, CaseStore, Incident, IncidentId, Outcome};
+use mamori_cases::{ActionEntry, AlertInput, CaseStore, Grouped, Incident, IncidentId, Outcome};
 use mamori_notify::{Label, Notification, Notifier, Reason};
 use mamori_respond::{ActionRecord, Actor, PlanId, RecordId, Responder, Trigger};
 use mamori_store::{Alert, AlertStore};
@@ -208,8 +208,14 @@ impl IncidentService {
             tags: tags(a),
             event_seqs: a.event_seqs.clone(),
         };
-        let (id, outcome, why) = match self.cases.ingest_alert(&input, Utc::now()) {
-            Ok(x) => x,
+        // A low alert (the internet's failed probes and guessing: one low episode per source
+        // and day) opens no incident on its own; it joins one that shares its entities.
+        let (id, outcome, why) = match self.cases.group_alert(&input, Utc::now()) {
+            Ok(Grouped::Incident(id, o, why)) => (id, o, why),
+            Ok(Grouped::Held(why)) => {
+                tracing::debug!(alert = a.id.0, level = %a.level, %why, "alert not grouped");
+                return;
+            }
             Err(e) => {
                 tracing::error!(error = %e, alert = a.id.0, "cannot group alert into an incident");
                 return;

@@ -887,6 +887,21 @@ impl Detector {
                 // and part of one low episode per source and day, not an alert — the same
                 // judgement as `mamori hunt` (mamori_detect::outcome).
                 if info.standalone {
+                    // The declared scanner's probes and IT's remote administration from its
+                    // admin network are signals: no alert, no risk, no episode.
+                    if let Some(a) = self.analytics.as_ref() {
+                        let scanned = a.scanner_of(ev).is_some_and(|n| {
+                            outcome::judge_scanner_match(&info.meta, &info.logsource, ev, &n)
+                                != outcome::Verdict::Alert
+                        });
+                        if scanned
+                            || (outcome::is_remote_admin_rule(&info.meta)
+                                && a.admin_session(ev).is_some())
+                        {
+                            tracing::debug!(rule = %info.meta.title, seq, "declared network: signal");
+                            continue;
+                        }
+                    }
                     if let outcome::Verdict::Signal(r) =
                         outcome::judge_match(&info.meta, &info.logsource, ev)
                     {
@@ -992,8 +1007,26 @@ impl Detector {
         if self.correlation_level(a) < self.settings.min_level {
             return;
         }
+        let group_ip = outcome::group_address(&a.group);
+        if let (Some(x), Some(ip)) = (self.analytics.as_ref(), group_ip) {
+            if x.scanner_of_ip(ip).is_some()
+                && outcome::is_probing_correlation(&a.correlation.meta, a.correlation.kind)
+            {
+                return; // the declared scanner's probing: a signal, not an alert
+            }
+        }
         let mut alert = self.correlation_alert(a, received_at);
         let key = alert.dedup_key.clone().unwrap_or_default();
+        // Guessing or scanning from the internet that guessed nothing joins the source's one
+        // low episode of the day (failed probes and the other lowered correlations).
+        if let (Some(ip), Some(_)) = (group_ip, self.judge_correlation(a).1) {
+            let meta = &a.correlation.meta;
+            alert.dedup_key = Some(outcome::probe_episode_key(ip, a.first_ms));
+            if let Some(d) = alert.details.as_object_mut() {
+                d.insert("rules".into(), serde_json::json!([meta.reference()]));
+                d.insert("products".into(), serde_json::json!([meta.title]));
+            }
+        }
         match a.phase {
             Phase::Opened => {
                 if self.cited.len() < 100_000 {

@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use mamori_analytics::risk::{title_ja, RISK_RULE_ID};
+use mamori_analytics::{AdminLogon, AdminSessions};
 use mamori_analytics::{
-    Alert, Analytics, Config, Directory, GeoIp, Network, Networks, Observation, RiskAlert,
-    RiskConfig, RiskEngine, Signal, State,
+    Alert, Analytics, Config, Directory, GeoIp, Network, NetworkRole, Networks, Observation,
+    RiskAlert, RiskConfig, RiskEngine, Signal, State,
 };
-use mamori_detect::RuleInfo;
+use mamori_detect::{outcome, RuleInfo};
 use mamori_event::Event;
 use mamori_event::Level;
 use mamori_ingest::ReadOptions;
@@ -45,9 +46,12 @@ pub(crate) struct AnalyticsArgs {
     /// MaxMind ASN database: the network of a first-seen address. Enables the baseline analytics.
     #[arg(long, value_name = "FILE")]
     geoip_asn: Option<PathBuf>,
-    /// A named internal network, `NAME=CIDR[,CIDR…]` (e.g. `office-dhcp=10.0.20.0/24`),
+    /// A named internal network, `NAME[:ROLE]=CIDR[,CIDR…]` (e.g. `office-dhcp=10.0.20.0/24`),
     /// repeatable: addresses inside are judged by their network (RFC 1918 ranges always are).
-    #[arg(long = "network", value_name = "NAME=CIDR,…")]
+    /// ROLE `scanner` declares the company's own vulnerability scanner (its probes are signals,
+    /// e.g. `openvas:scanner=10.0.10.50`); ROLE `admin` declares IT's admin workstations
+    /// (PsExec and other remote administration right after a logon from there is a signal).
+    #[arg(long = "network", value_name = "NAME[:ROLE]=CIDR,…")]
     networks: Vec<String>,
     /// Risk at which an entity (account, key, public address) raises an alert.
     #[arg(long, value_name = "N", default_value_t = RiskConfig::default().threshold)]
@@ -75,6 +79,7 @@ fn parse_signal_level(s: &str) -> Result<Level, String> {
 pub(crate) struct SigmaRisk {
     cfg: RiskConfig,
     networks: Networks,
+    has_admin: bool,
 }
 
 impl SigmaRisk {
@@ -85,6 +90,71 @@ impl SigmaRisk {
     /// Is `ip` inside the company (RFC 1918 or a configured network)?
     pub(crate) fn is_internal(&self, ip: &str) -> bool {
         self.networks.name_of(ip).is_some()
+    }
+
+    /// The declared scanner network (`--network NAME:scanner=…`) of an address.
+    pub(crate) fn scanner_of_ip(&self, ip: &str) -> Option<&str> {
+        self.networks.scanner_of(ip)
+    }
+
+    /// The declared scanner network of an event's source address.
+    pub(crate) fn scanner_of(&self, ev: &Event) -> Option<String> {
+        let ip = ev.get_str("source.ip")?;
+        self.networks.scanner_of(&ip).map(str::to_owned)
+    }
+
+    /// The verdict on a standalone match: a declared scanner's probes are signals whatever
+    /// the answer; others are judged by their outcome (`mamori_detect::outcome`). The flag
+    /// says the verdict came from the scanner declaration (no risk, no episode).
+    pub(crate) fn judge(&self, info: &RuleInfo, ev: &Event) -> (outcome::Verdict, bool) {
+        if let Some(n) = self.scanner_of(ev) {
+            let v = outcome::judge_scanner_match(&info.meta, &info.logsource, ev, &n);
+            if v != outcome::Verdict::Alert {
+                return (v, true);
+            }
+        }
+        (outcome::judge_match(&info.meta, &info.logsource, ev), false)
+    }
+
+    /// An admin-network logon (`--network NAME:admin=…`) this event is, if any.
+    pub(crate) fn admin_logon(&self, ev: &Event) -> Option<(String, AdminLogon)> {
+        mamori_analytics::admin_logon(ev, &self.networks)
+    }
+
+    /// Remote-administration rows held back during the parallel pass, judged once every
+    /// admin-network logon is known (they may be in another file: System vs Security log):
+    /// right after a logon from IT's admin network to the same host, a row is a signal that
+    /// says who and from where; otherwise it stays an alert.
+    pub(crate) fn judge_remote_admin(
+        &self,
+        held: Vec<Row>,
+        logons: Vec<(String, AdminLogon)>,
+    ) -> Vec<Row> {
+        let mut sessions = AdminSessions::default();
+        for (h, l) in logons {
+            sessions.note(h, l);
+        }
+        held.into_iter()
+            .map(|mut row| {
+                let session = row.timestamp.and_then(|t| {
+                    sessions
+                        .session(&row.host, t, outcome::ADMIN_SESSION_MINUTES)
+                        .map(|l| (l, (t - l.time).num_minutes()))
+                });
+                if let Some((l, min)) = session {
+                    let r = outcome::admin_reason(&l.network, &l.account, &l.address, min);
+                    row.kind = RowKind::Signal;
+                    row.details.push(("outcome".into(), r.en));
+                    row.details.push(("outcome_ja".into(), r.ja));
+                }
+                row
+            })
+            .collect()
+    }
+
+    /// Does any configured network have the `admin` role?
+    pub(crate) fn has_admin_network(&self) -> bool {
+        self.has_admin
     }
 
     /// The risk signal of a failed exploit probe (`mamori_detect::outcome`): it weighs on the
@@ -140,10 +210,20 @@ fn parse_networks(specs: &[String]) -> anyhow::Result<Networks> {
     for s in specs {
         let (name, cidrs) = s
             .split_once('=')
-            .with_context(|| format!("--network `{s}`: expected NAME=CIDR[,CIDR…]"))?;
+            .with_context(|| format!("--network `{s}`: expected NAME[:ROLE]=CIDR[,CIDR…]"))?;
+        let (name, role) = match name.split_once(':') {
+            Some((n, r)) => (
+                n,
+                Some(NetworkRole::parse(r).with_context(|| {
+                    format!("--network `{s}`: unknown role `{r}` (scanner or admin)")
+                })?),
+            ),
+            None => (name, None),
+        };
         list.push(Network {
             name: name.trim().to_owned(),
             cidrs: cidrs.split(',').map(|c| c.trim().to_owned()).collect(),
+            role,
         });
     }
     Ok(Networks::parse(&list)?)
@@ -161,6 +241,11 @@ impl AnalyticsArgs {
         Ok(SigmaRisk {
             cfg: self.risk_config(),
             networks: parse_networks(&self.networks)?,
+            has_admin: self.networks.iter().any(|n| {
+                n.split('=')
+                    .next()
+                    .is_some_and(|h| h.trim_end().ends_with(":admin"))
+            }),
         })
     }
 

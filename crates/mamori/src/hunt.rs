@@ -109,6 +109,9 @@ struct FileResult {
     signals: Vec<mamori_analytics::Signal>,
     /// Failed exploit probes (`mamori_detect::outcome`), gathered into episodes.
     probes: Vec<Probe>,
+    /// Remote-administration rows, judged once every admin-network logon is known.
+    held: Vec<Row>,
+    admin_logons: Vec<(String, mamori_analytics::AdminLogon)>,
 }
 
 /// A web exploit or probe whose response says it failed.
@@ -184,6 +187,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let sigma_risk = args.analytics.sigma_risk()?;
     let sigma_risk = &sigma_risk;
     let analytics_on = args.analytics.enabled();
+    let admin_nets = sigma_risk.has_admin_network();
     let timeline_buf = timeline::Buffer::new(args.format);
     let corr_ref = &correlator;
     let results: Vec<FileResult> = pool.install(|| {
@@ -196,8 +200,13 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                     let mut for_correlation = Vec::new();
                     let mut signals = Vec::new();
                     let mut probes = Vec::new();
+                    let mut held = Vec::new();
+                    let mut admin_logons = Vec::new();
                     let mut matches = Vec::new();
                     let report = mamori_ingest::read_file(path, &read_opts, &mut |ev| {
+                        if admin_nets {
+                            admin_logons.extend(sigma_risk.admin_logon(&ev));
+                        }
                         matches.clear();
                         rules.matches(&ev, scratch, &mut matches);
                         if matches.is_empty() {
@@ -213,18 +222,19 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                             }
                             // A probe the server answered with a failure is a signal, not an
                             // alert (one definition with `serve`: mamori_detect::outcome).
-                            let verdict = if info.standalone {
-                                outcome::judge_match(&info.meta, &info.logsource, &ev)
+                            // A declared scanner's probes are signals (no risk, no episode).
+                            let (verdict, scanned) = if info.standalone {
+                                sigma_risk.judge(info, &ev)
                             } else {
-                                outcome::Verdict::Alert
+                                (outcome::Verdict::Alert, false)
                             };
                             let mut why = None;
                             if let outcome::Verdict::Signal(r) = verdict {
                                 as_signal = true;
-                                if analytics_on {
+                                if analytics_on && !scanned {
                                     signals.extend(sigma_risk.failed_probe_signal(&ev, &r.en));
                                 }
-                                probes.push(Probe {
+                                probes.extend((!scanned).then(|| Probe {
                                     source_ip: outcome::probe_source(&ev),
                                     time_ms: ev.timestamp.map_or(0, |t| t.timestamp_millis()),
                                     host: ev.host().map(|h| h.into_owned()).unwrap_or_default(),
@@ -232,7 +242,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                     rule_id: info.meta.reference().to_owned(),
                                     status: r.status.unwrap_or(0),
                                     origin: ev.origin.to_string(),
-                                });
+                                }));
                                 why = Some(r);
                             }
                             if !info.standalone || info.level < args.min_level {
@@ -243,7 +253,12 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                 details.push(("outcome".into(), r.en));
                                 details.push(("outcome_ja".into(), r.ja));
                             }
-                            rows.push(Row {
+                            // Remote administration waits for the admin-network logons.
+                            let hold = admin_nets
+                                && !as_signal
+                                && outcome::is_remote_admin_rule(&info.meta);
+                            let out = if hold { &mut held } else { &mut rows };
+                            out.push(Row {
                                 timestamp: ev.timestamp,
                                 host: ev.host().map(|h| h.into_owned()).unwrap_or_default(),
                                 source: ev.origin.to_string(),
@@ -281,6 +296,8 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                         for_correlation,
                         signals,
                         probes,
+                        held,
+                        admin_logons,
                     }
                 },
             )
@@ -293,16 +310,23 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let mut corr_events: Vec<(Event, Vec<Match>)> = Vec::new();
     let mut sigma_signals = Vec::new();
     let mut probes = Vec::new();
+    let mut held = Vec::new();
+    let mut admin_logons = Vec::new();
     let mut reports = Vec::with_capacity(results.len());
     for r in results {
         timeline_buf.push_batch(r.rows);
         corr_events.extend(r.for_correlation);
         sigma_signals.extend(r.signals);
         probes.extend(r.probes);
+        held.extend(r.held);
+        admin_logons.extend(r.admin_logons);
         reports.push(r.report);
     }
+    rows.extend(sigma_risk.judge_remote_admin(held, admin_logons));
+    // One low row per internet source and day: failed probes and lowered correlations.
+    let mut daily = Vec::new();
     if Level::Low >= args.min_level {
-        rows.extend(probe_episodes(probes));
+        daily.extend(probe_episodes(probes));
     }
     if !correlator.is_empty() {
         corr_events.sort_by_key(|(e, _)| e.timestamp);
@@ -335,14 +359,31 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                 continue;
             }
             let mut row = correlation_row(&a, &corr_events);
+            // Probing from a declared scanner is the scan the company ordered: a signal.
+            let scanner = outcome::group_address(&a.group)
+                .and_then(|ip| sigma_risk.scanner_of_ip(ip).map(|n| (n, ip)))
+                .filter(|_| {
+                    outcome::is_probing_correlation(&a.correlation.meta, a.correlation.kind)
+                });
+            if let Some((n, ip)) = scanner {
+                let r = outcome::scanner_reason(n, ip, None);
+                row.kind = timeline::RowKind::Signal;
+                row.details.push(("outcome".into(), r.en));
+                row.details.push(("outcome_ja".into(), r.ja));
+                rows.push(row);
+                continue;
+            }
             if let Some(r) = why {
                 row.level = level;
                 row.details.push(("outcome".into(), r.en));
                 row.details.push(("outcome_ja".into(), r.ja));
+                daily.push(row);
+                continue;
             }
             rows.push(row);
         }
     }
+    rows.extend(crate::episodes::merge_daily(daily));
     // Baseline analytics (mamori-analytics: identity directory, first-seen, volume, off-hours):
     // a second, observation-only pass over the files, run in event time. Only when asked for.
     // Low-level Sigma matches (`--sigma-signals`) join the analytics' signals.

@@ -12,6 +12,7 @@ mod bench_ingest;
 mod bench_report;
 mod bench_vault;
 mod cmd_user;
+mod episodes;
 mod hunt;
 mod incident_cli;
 mod malloc_arenas;

@@ -106,10 +106,12 @@ fn networks_name_internal_addresses_and_reject_bad_ranges() {
         Network {
             name: "office-dhcp".into(),
             cidrs: vec!["10.0.20.0/24".into()],
+            role: None,
         },
         Network {
             name: "vpn-pool".into(),
             cidrs: vec!["100.64.8.0/22".into(), "fd00:1::/64".into()],
+            role: None,
         },
     ])
     .unwrap();
@@ -127,6 +129,7 @@ fn networks_name_internal_addresses_and_reject_bad_ranges() {
         let e = Networks::parse(&[Network {
             name: "servers".into(),
             cidrs: vec![bad.into()],
+            role: None,
         }])
         .unwrap_err();
         assert!(
@@ -144,6 +147,7 @@ fn dhcp_churn_inside_a_network_is_not_a_first_seen_address() {
         networks: Networks::parse(&[Network {
             name: "office-dhcp".into(),
             cidrs: vec!["10.0.20.0/24".into()],
+            role: None,
         }])
         .unwrap(),
         ..Config::default()
@@ -201,4 +205,33 @@ fn sigma_levels_feed_risk_only_when_configured() {
     assert!(!c.sigma_is_signal(Level::Medium));
     assert_eq!(c.sigma_weight(Level::Low), 25.0);
     assert!(c.is_strong(ids::DEPARTED) && !c.is_strong(ids::FIRST_HOST));
+}
+
+/// Issue #14: a business trip is a new hotel address in a new country — one fact, found twice.
+/// Counted once (the larger), it needs another kind of evidence (an odd hour) to alert; the
+/// same two findings from two different logins still add up.
+#[test]
+fn a_new_country_and_a_new_address_of_one_login_count_once() {
+    let mut r = RiskEngine::new(no_learning(), RiskState::default());
+    let mut out = Vec::new();
+    r.add(
+        sig(t(5, 1), ids::FIRST_ADDRESS, 60.0, "watanabe", 10),
+        &mut out,
+    );
+    r.add(
+        sig(t(5, 1), ids::NEW_COUNTRY, 60.0, "watanabe", 10),
+        &mut out,
+    );
+    assert!(out.is_empty(), "a trip: {out:?}");
+    assert_eq!(r.score(&Entity::actor("watanabe"), t(5, 1)), 60.0);
+    // The same login at an hour the account is never active: a stolen password.
+    r.add(sig(t(5, 1), ids::OFF_HOURS, 40.0, "watanabe", 10), &mut out);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].why.contains("of one login once"), "{}", out[0].why);
+    // Two different logins: a new address, then a new country elsewhere.
+    let mut r = RiskEngine::new(no_learning(), RiskState::default());
+    let mut out = Vec::new();
+    r.add(sig(t(5, 1), ids::FIRST_ADDRESS, 60.0, "sato", 10), &mut out);
+    r.add(sig(t(5, 1), ids::NEW_COUNTRY, 60.0, "sato", 11), &mut out);
+    assert_eq!(out.len(), 1);
 }

@@ -215,3 +215,42 @@ fn corrupt_documents_are_reported_not_panicked_on() {
     assert!(matches!(e, Error::Corrupt { .. }), "{e}");
     assert!(s.list(&IncidentFilter::default()).is_err());
 }
+
+/// Issue #14: the internet's failed probes and guessing are one low episode per source and
+/// day, every day; each opened an incident (about 38 a month). A low alert now opens none on
+/// its own — it says why — and still joins an incident that shares its entities.
+#[test]
+fn a_low_alert_opens_no_incident_but_joins_one_that_shares_its_entities() {
+    let s = CaseStore::open_in_memory().unwrap();
+    let low = alert(1, 0, Level::Low, &[("source.ip", "45.10.20.30")]);
+    match s.group_alert(&low, t(0)).unwrap() {
+        Grouped::Held(why) => {
+            assert!(why.contains("low alert opens no incident"), "{why}");
+            assert!(why.contains("medium"), "{why}");
+        }
+        g => panic!("{g:?}"),
+    }
+    assert!(s.list(&IncidentFilter::default()).unwrap().is_empty());
+    let high = alert(
+        2,
+        1,
+        Level::High,
+        &[("user.name", "sato"), ("source.ip", "45.10.20.30")],
+    );
+    let Grouped::Incident(id, Outcome::Created, _) = s.group_alert(&high, t(1)).unwrap() else {
+        panic!("a high alert opens an incident");
+    };
+    let later = alert(3, 2, Level::Low, &[("source.ip", "45.10.20.30")]);
+    match s.group_alert(&later, t(2)).unwrap() {
+        Grouped::Incident(j, Outcome::Joined, why) => {
+            assert_eq!(j, id);
+            assert!(why.contains("source.ip=45.10.20.30"), "{why}");
+        }
+        g => panic!("{g:?}"),
+    }
+    // `ingest_alert` (imports, tests) still opens whatever it is given.
+    let (_, o, _) = s
+        .ingest_alert(&alert(4, 3, Level::Low, &[("host.name", "ws-9")]), t(3))
+        .unwrap();
+    assert_eq!(o, Outcome::Created);
+}

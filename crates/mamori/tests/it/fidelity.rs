@@ -19,10 +19,10 @@
 //! otherwise. Signals (hunt rows of kind `signal`) are not alerts and are counted apart.
 //! A step is found when a row of one of its expected rules cites it.
 //!
-//! Asserted here: recall 100 % in every mode, hunt and serve agreeing on the events they read.
-//! The false-alert bound (≤ 1 per 100,000 events) and the background-attack policy are
-//! measured and printed; they are asserted with `MAMORI_FIDELITY_STRICT=1` (see the README's
-//! table for where they stand). A larger run: `MAMORI_FIDELITY_DAYS=28
+//! Asserted here: recall 100 % in every mode, hunt and serve agreeing on the events they read,
+//! at most 1 false alert per 100,000 events, background-attack rows never above `low` and at
+//! most one per episode (`MAMORI_FIDELITY_STRICT=0` only measures and prints). The three modes
+//! of a data set run in parallel threads. A larger run: `MAMORI_FIDELITY_DAYS=28
 //! MAMORI_FIDELITY_STAFF=60 MAMORI_FIDELITY_EVENTS_PER_DAY=5000 cargo test --release -p mamori
 //! --test it fidelity:: -- --nocapture`.
 
@@ -190,6 +190,8 @@ struct Score {
     noise_episodes: usize,
     noise_alerted: usize,
     noise_above_low: usize,
+    /// Background-attack rows beyond the first of their episode (one source, one day).
+    noise_extra_rows: usize,
 }
 
 impl Score {
@@ -205,6 +207,7 @@ impl Score {
         self.noise_episodes += o.noise_episodes;
         self.noise_alerted += o.noise_alerted;
         self.noise_above_low += o.noise_above_low;
+        self.noise_extra_rows += o.noise_extra_rows;
     }
 
     fn per_100k(&self) -> f64 {
@@ -270,7 +273,15 @@ fn score(sim: &Sim, findings: &[Finding], signals: usize) -> Score {
         match ep {
             Some(i) => {
                 s.noise_rows += 1;
-                alerted.insert(i);
+                if !alerted.insert(i) {
+                    s.noise_extra_rows += 1;
+                    eprintln!(
+                        "NOISE extra row: [{}] {} {:?}",
+                        f.level,
+                        f.title,
+                        f.locs.iter().take(3).collect::<Vec<_>>()
+                    );
+                }
                 if !matches!(f.level.as_str(), "informational" | "low") {
                     s.noise_above_low += 1;
                     eprintln!(
@@ -311,13 +322,15 @@ fn geoip_flags() -> Vec<String> {
     v
 }
 
-/// The company's networks, as its operator configures them.
-const NETWORKS: [(&str, &str); 5] = [
-    ("office-dhcp", "10.0.20.0/24"),
-    ("it-admin", "10.0.10.0/24"),
-    ("servers", "10.0.30.0/24,10.20.0.0/24"),
-    ("printers", "10.0.40.0/24"),
-    ("vpn-pool", "10.212.134.0/24"),
+/// The company's networks, as its operator configures them: IT's admin workstations are
+/// declared `admin`, the vulnerability scanner it runs every Sunday `scanner`.
+const NETWORKS: [(&str, &str, Option<&str>); 6] = [
+    ("office-dhcp", "10.0.20.0/24", None),
+    ("it-admin", "10.0.10.0/24", Some("admin")),
+    ("openvas", "10.0.10.50/32", Some("scanner")),
+    ("servers", "10.0.30.0/24,10.20.0.0/24", None),
+    ("printers", "10.0.40.0/24", None),
+    ("vpn-pool", "10.212.134.0/24", None),
 ];
 
 fn hunt(sim: &Sim) -> Score {
@@ -337,9 +350,12 @@ fn hunt(sim: &Sim) -> Score {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for (n, c) in NETWORKS {
+    for (n, c, role) in NETWORKS {
         args.push("--network".into());
-        args.push(format!("{n}={c}"));
+        match role {
+            Some(r) => args.push(format!("{n}:{r}={c}")),
+            None => args.push(format!("{n}={c}")),
+        }
     }
     args.extend(geoip_flags());
     let out = mamori(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -420,12 +436,15 @@ fn serve_config(sim: &Sim, dir: &Path) -> PathBuf {
             g.join("GeoLite2-ASN-Test.mmdb").display().to_string()
         ));
     }
-    for (n, c) in NETWORKS {
+    for (n, c, role) in NETWORKS {
         let cidrs: Vec<String> = c.split(',').map(|c| format!("{c:?}")).collect();
         extra.push_str(&format!(
             "[[analytics.networks]]\nname = {n:?}\ncidrs = [{}]\n",
             cidrs.join(", ")
         ));
+        if let Some(r) = role {
+            extra.push_str(&format!("role = {r:?}\n"));
+        }
     }
     let cfg = write_config(dir, &extra);
     // The test server's HTTP limits are small; a replay sends batches of JSON lines.
@@ -732,7 +751,9 @@ fn every_scenario_on_a_realistic_background_in_hunt_and_serve() {
     // Staff routines make about 20 events per person and working day; the rest of a day's
     // events are web visitors, webmail, cloud application traffic and the like.
     let per_day = env_u32("MAMORI_FIDELITY_EVENTS_PER_DAY", 500);
-    let strict = std::env::var_os("MAMORI_FIDELITY_STRICT").is_some();
+    // Strict by default (≤ 1 false alert per 100,000 events, the internet's noise at most
+    // `low`, one row per episode); `MAMORI_FIDELITY_STRICT=0` only measures.
+    let strict = std::env::var("MAMORI_FIDELITY_STRICT").map_or(true, |v| v != "0");
     let root = tempfile::tempdir().unwrap();
     let mut results: BTreeMap<(String, &'static str), Score> = BTreeMap::new();
     let mut failures = Vec::new();
@@ -744,8 +765,19 @@ fn every_scenario_on_a_realistic_background_in_hunt_and_serve() {
     {
         for seed in 1..=seeds {
             let sim = simulate(root.path(), scenario, seed, days, staff, per_day);
-            for mode in [Mode::Hunt, Mode::Replay, Mode::Upload] {
-                let s = run(&sim, mode, seed);
+            // The three modes at once: each waits on its own server or process most of the time.
+            let modes = [Mode::Hunt, Mode::Replay, Mode::Upload];
+            let scores: Vec<Score> = std::thread::scope(|sc| {
+                let hs: Vec<_> = modes
+                    .iter()
+                    .map(|&m| {
+                        let sim = &sim;
+                        sc.spawn(move || run(sim, m, seed))
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for (mode, s) in modes.into_iter().zip(scores) {
                 if !s.missed.is_empty() {
                     failures.push(format!(
                         "{scenario} seed {seed} {}: missed {:?}",
@@ -763,6 +795,13 @@ fn every_scenario_on_a_realistic_background_in_hunt_and_serve() {
                         mode.name(),
                         s.false_alerts.len(),
                         s.events
+                    ));
+                }
+                if strict && s.noise_extra_rows > 0 {
+                    failures.push(format!(
+                        "{scenario} seed {seed} {}: {} background-attack rows beyond one per episode",
+                        mode.name(),
+                        s.noise_extra_rows
                     ));
                 }
                 if strict && s.noise_above_low > 0 {
@@ -826,12 +865,17 @@ fn the_vpn_intrusion_is_found_on_a_palo_alto_globalprotect_gateway() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let rows = read_jsonl(&timeline);
+    // The spray from the internet is part of the source's one low episode of the day (its
+    // title, or named in `also` when another guessing rule of that source leads the row).
     for title in [
         "VPN Password Spraying",
         "VPN Login Success After Password Spraying",
     ] {
         assert!(
-            rows.iter().any(|r| r["rule"]["title"] == title
+            rows.iter().any(|r| (r["rule"]["title"] == title
+                || r["details"]["also"]
+                    .as_str()
+                    .is_some_and(|a| a.split("; ").any(|t| t == title)))
                 && r["details"].to_string().contains("89.160.20.115")),
             "no `{title}` naming the attacker"
         );
@@ -889,11 +933,18 @@ fn a_failed_probe_is_a_signal_in_one_daily_episode_a_successful_one_alerts() {
     );
     // The failed ones: signals that say why, and one low episode.
     let failed = by_ip("198.51.100.23");
-    // Nothing above low; one failed-probe episode (the scanner's user agent may add its own
-    // low "scanner activity" episode: a different fact about the same source).
+    // One low row for the source and day: the failed-probe episode, which also names the
+    // scanner-activity correlation its user agent set off (one episode per source and day).
     let rows: Vec<_> = failed.iter().filter(|r| r["kind"] != "signal").collect();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
     assert!(
         rows.iter().all(|r| r["rule"]["level"] == "low"),
+        "{rows:#?}"
+    );
+    assert!(
+        rows[0]["details"]["also"]
+            .as_str()
+            .is_some_and(|a| a.contains("Scanner Activity")),
         "{rows:#?}"
     );
     let alerts: Vec<_> = rows
