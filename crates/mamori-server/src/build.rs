@@ -213,10 +213,15 @@ async fn incident_service(
         return Ok(None);
     }
     let p = cfg.data_dir.join("incidents.db");
-    let cases = mamori_cases::CaseStore::open(&p).map_err(|e| StartError::Cases {
-        path: p.clone(),
-        message: e.to_string(),
-    })?;
+    let cases = mamori_cases::CaseStore::open(&p)
+        .map_err(|e| StartError::Cases {
+            path: p.clone(),
+            message: e.to_string(),
+        })?
+        .with_grouper_config(mamori_cases::GrouperConfig {
+            open_min_level: cfg.incidents.open_min_level,
+            ..Default::default()
+        });
     let notifier = match cfg.notify_config().map_err(StartError::Config)? {
         Some(n) => Some(
             mamori_notify::Notifier::new(&n)

@@ -114,6 +114,11 @@ pub struct IncidentsConfig {
     pub enabled: bool,
     /// The address operators reach the API at, for links in notifications.
     pub base_url: Option<String>,
+    /// The lowest alert level that opens an incident of its own (default `medium`): a lower
+    /// alert joins an open incident it shares an entity with, or is held (an internet password
+    /// spray that guessed nothing is `low`). Set `low` when a response policy acts on low
+    /// alerts, so that they reach an incident and its actions.
+    pub open_min_level: Level,
 }
 
 impl Default for IncidentsConfig {
@@ -121,6 +126,7 @@ impl Default for IncidentsConfig {
         IncidentsConfig {
             enabled: true,
             base_url: None,
+            open_min_level: mamori_cases::GrouperConfig::default().open_min_level,
         }
     }
 }
