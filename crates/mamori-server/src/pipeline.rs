@@ -1017,16 +1017,6 @@ impl Detector {
         }
         let mut alert = self.correlation_alert(a, received_at);
         let key = alert.dedup_key.clone().unwrap_or_default();
-        // Guessing or scanning from the internet that guessed nothing joins the source's one
-        // low episode of the day (failed probes and the other lowered correlations).
-        if let (Some(ip), Some(_)) = (group_ip, self.judge_correlation(a).1) {
-            let meta = &a.correlation.meta;
-            alert.dedup_key = Some(outcome::probe_episode_key(ip, a.first_ms));
-            if let Some(d) = alert.details.as_object_mut() {
-                d.insert("rules".into(), serde_json::json!([meta.reference()]));
-                d.insert("products".into(), serde_json::json!([meta.title]));
-            }
-        }
         match a.phase {
             Phase::Opened => {
                 if self.cited.len() < 100_000 {

@@ -377,9 +377,9 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                 row.level = level;
                 row.details.push(("outcome".into(), r.en));
                 row.details.push(("outcome_ja".into(), r.ja));
-                daily.push(row);
-                continue;
             }
+            // A lowered correlation keeps its own row (title, evidence span, every event): merged
+            // into the source's daily episode it lost its title and, in serve, its events.
             rows.push(row);
         }
     }

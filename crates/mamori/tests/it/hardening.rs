@@ -458,6 +458,10 @@ fn concurrent_uploads_with_one_name_all_succeed() {
 fn incident_output_escapes_terminal_sequences_from_logs() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "", "");
+    // The spray comes from a public address (low): follow it into an incident.
+    let mut toml = std::fs::read_to_string(&cfg).unwrap();
+    toml.push_str("[incidents]\nopen_min_level = \"low\"\n");
+    std::fs::write(&cfg, toml).unwrap();
     let srv = Server::start(&cfg, None);
     let mut c = TcpStream::connect(srv.tcp).unwrap();
     // The VPN spray groups by the (normalised) source address; the user names and the
