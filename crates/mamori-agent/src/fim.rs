@@ -375,7 +375,10 @@ impl Fim {
     }
 }
 
-/// A deletion and a creation of the same inode in one round are a rename.
+/// A deletion and a creation of the same inode *and the same content* in one round are a
+/// rename. The inode alone is not enough: a file system reuses a deleted file's inode for the
+/// next file created (a deleted `gone` and a new `shell.php` must stay a deletion and a
+/// creation).
 fn pair_renames(mut changes: Vec<Change>) -> Vec<Change> {
     let ino_of = |s: &Option<FileState>| s.as_ref().map_or(0, |s| s.ino);
     let mut created: BTreeMap<u64, usize> = BTreeMap::new();
@@ -389,7 +392,15 @@ fn pair_renames(mut changes: Vec<Change>) -> Vec<Change> {
         if changes[j].action != "deleted" {
             continue;
         }
-        if let Some(i) = created.remove(&ino_of(&changes[j].before)) {
+        let ino = ino_of(&changes[j].before);
+        let same_content = created.get(&ino).is_some_and(|&i| {
+            let hash = |s: &Option<FileState>| s.as_ref().and_then(|s| s.sha256.clone());
+            hash(&changes[i].after).is_some() && hash(&changes[i].after) == hash(&changes[j].before)
+        });
+        if !same_content {
+            continue;
+        }
+        if let Some(i) = created.remove(&ino) {
             merged[i] = true;
             let (path, after) = (changes[i].path.clone(), changes[i].after.clone());
             let d = &mut changes[j];
