@@ -393,21 +393,21 @@ fn pair_renames(mut changes: Vec<Change>) -> Vec<Change> {
             continue;
         }
         let ino = ino_of(&changes[j].before);
-        let same_content = created.get(&ino).is_some_and(|&i| {
-            let hash = |s: &Option<FileState>| s.as_ref().and_then(|s| s.sha256.clone());
-            hash(&changes[i].after).is_some() && hash(&changes[i].after) == hash(&changes[j].before)
-        });
-        if !same_content {
+        let hash = |s: &Option<FileState>| s.as_ref().and_then(|s| s.sha256.clone());
+        let Some(&i) = created.get(&ino) else {
+            continue;
+        };
+        if hash(&changes[i].after).is_none() || hash(&changes[i].after) != hash(&changes[j].before)
+        {
             continue;
         }
-        if let Some(i) = created.remove(&ino) {
-            merged[i] = true;
-            let (path, after) = (changes[i].path.clone(), changes[i].after.clone());
-            let d = &mut changes[j];
-            d.action = "renamed";
-            d.previous_path = Some(std::mem::replace(&mut d.path, path));
-            d.after = after;
-        }
+        created.remove(&ino);
+        merged[i] = true;
+        let (path, after) = (changes[i].path.clone(), changes[i].after.clone());
+        let d = &mut changes[j];
+        d.action = "renamed";
+        d.previous_path = Some(std::mem::replace(&mut d.path, path));
+        d.after = after;
     }
     changes
         .into_iter()

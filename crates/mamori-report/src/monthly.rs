@@ -1139,7 +1139,9 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                     t.rows.push(vec![
                         f.severity.as_str().into(),
                         f.target.clone(),
-                        if l == "ja" { title.ja } else { title.en },
+                        title
+                            .get(mamori_scan::Lang::parse(l).unwrap_or(mamori_scan::Lang::En))
+                            .to_owned(),
                         f.location.clone(),
                         loc.time(f.first_seen),
                         loc.time(f.last_seen),

@@ -1,9 +1,9 @@
-//! One row per internet source and day for what failed: the failed-probe episode and the
-//! lowered guessing/scanning correlations of one public address on one UTC day
-//! (`mamori_detect::outcome`) become **one** low row, naming every rule that fired, with the
-//! first and last event, the request count and the events (bounded) — as `serve` merges them
-//! into one alert by the same key ([`outcome::probe_episode_key`]). A scanner that probes
-//! with its own user agent, gets 404s and trips the scanning burst is one episode, not three.
+//! One row per internet source and day for what failed: the failed-probe episodes of one
+//! public address on one UTC day (`mamori_detect::outcome`) become **one** low row, naming every
+//! rule that fired, with the first and last event, the request count and the events (bounded) —
+//! as `serve` merges them into one alert by the same key ([`outcome::probe_episode_key`]).
+//! Lowered guessing/scanning correlations keep their own rows (their title, evidence span and
+//! events belong to them).
 
 use std::collections::BTreeMap;
 
@@ -35,8 +35,8 @@ fn strs(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Merges the daily-episode rows (failed-probe episodes and lowered correlations) of one
-/// source and day into one row; rows without a source address pass through.
+/// Merges the failed-probe episode rows of one source and day into one row; rows without a
+/// source address pass through.
 pub(crate) fn merge_daily(rows: Vec<Row>) -> Vec<Row> {
     let mut out = Vec::new();
     let mut groups: BTreeMap<String, Vec<Row>> = BTreeMap::new();
