@@ -1134,14 +1134,13 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                     loc.t("Last seen", "最終検出"),
                 ])
                 .widths(&[1, 3, 4, 3, 2, 2]);
+                let sl = mamori_scan::Lang::parse(l).unwrap_or(mamori_scan::Lang::En);
                 for f in above_info {
                     let title = mamori_scan::texts::get(&f.check_id).title;
                     t.rows.push(vec![
-                        f.severity.as_str().into(),
+                        f.severity.label(sl).into(),
                         f.target.clone(),
-                        title
-                            .get(mamori_scan::Lang::parse(l).unwrap_or(mamori_scan::Lang::En))
-                            .to_owned(),
+                        title.get(sl).to_owned(),
                         f.location.clone(),
                         loc.time(f.first_seen),
                         loc.time(f.last_seen),

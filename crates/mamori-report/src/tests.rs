@@ -276,6 +276,15 @@ fn scheduled_scan_findings_of_the_month_are_reported_in_both_languages() {
         let html = String::from_utf8(render(&r, Format::Html).unwrap()).unwrap();
         assert!(html.contains(heading), "{lang:?}");
         assert!(html.contains(title), "{lang:?}: the finding's title");
+        let high = if lang == Lang::Ja {
+            "<td>高</td>"
+        } else {
+            "<td>high</td>"
+        };
+        assert!(
+            html.contains(high),
+            "{lang:?}: the severity in the reader's language"
+        );
         assert!(html.contains("mail.example.jp/&lt;b&gt;"), "escaped target");
         assert!(!html.contains("SQL"), "a finding fixed before the month");
     }
