@@ -235,9 +235,14 @@ impl ScanService {
         }
         let now = Utc::now().to_rfc3339();
         let report_json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
-        let scan_id = {
-            let c = self.conn();
-            c.execute(
+        // The run and its findings in one transaction: a reader (the API, the monthly report)
+        // never sees a run whose findings are not stored yet.
+        let (scan_id, new_by_target) = {
+            let mut c = self.conn();
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| e.to_string())?;
+            tx.execute(
                 "INSERT INTO scans(started, duration_ms, profile, worst, findings, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     report.started,
@@ -249,48 +254,26 @@ impl ScanService {
                 ],
             )
             .map_err(|e| e.to_string())?;
-            c.last_insert_rowid()
-        };
-        for t in &report.targets {
-            let mut new = Vec::new();
-            for f in &t.findings {
-                if self.upsert(f, scan_id, &now)? && f.severity > Severity::Info {
-                    new.push(f);
+            let scan_id = tx.last_insert_rowid();
+            let mut new_by_target = Vec::new();
+            for t in &report.targets {
+                let mut new = Vec::new();
+                for f in &t.findings {
+                    if upsert(&tx, f, scan_id, &now)? && f.severity > Severity::Info {
+                        new.push(f);
+                    }
                 }
+                new_by_target.push((&t.target, new));
             }
+            tx.commit().map_err(|e| e.to_string())?;
+            (scan_id, new_by_target)
+        };
+        for (target, new) in new_by_target {
             if !new.is_empty() {
-                self.raise(&t.target, scan_id, &new, &linked);
+                self.raise(target, scan_id, &new, &linked);
             }
         }
         Ok(report)
-    }
-
-    /// Stores `f`; true when it was not seen before.
-    fn upsert(&self, f: &Finding, scan: i64, now: &str) -> Result<bool, String> {
-        let c = self.conn();
-        let key = f.key();
-        let known: Option<i64> = c
-            .query_row(
-                "SELECT first_scan FROM findings WHERE key = ?1",
-                [&key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| e.to_string())?;
-        if known.is_some() {
-            c.execute(
-                "UPDATE findings SET last_seen = ?2, last_scan = ?3, severity = ?4 WHERE key = ?1",
-                params![key, now, scan, f.severity.as_str()],
-            )
-            .map_err(|e| e.to_string())?;
-            return Ok(false);
-        }
-        c.execute(
-            "INSERT INTO findings(key, check_id, target, location, severity, first_seen, last_seen, first_scan, last_scan) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?7)",
-            params![key, f.check, f.target, f.location, f.severity.as_str(), now, scan],
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(true)
     }
 
     fn raise(&self, target: &str, scan: i64, new: &[&Finding], linked: &HashMap<String, Vec<i64>>) {
@@ -404,6 +387,33 @@ impl ScanService {
             "findings": findings,
         }))
     }
+}
+
+/// Stores `f`; true when it was not seen before.
+fn upsert(c: &Connection, f: &Finding, scan: i64, now: &str) -> Result<bool, String> {
+    let key = f.key();
+    let known: Option<i64> = c
+        .query_row(
+            "SELECT first_scan FROM findings WHERE key = ?1",
+            [&key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| e.to_string())?;
+    if known.is_some() {
+        c.execute(
+            "UPDATE findings SET last_seen = ?2, last_scan = ?3, severity = ?4 WHERE key = ?1",
+            params![key, now, scan, f.severity.as_str()],
+        )
+        .map_err(|e| e.to_string())?;
+        return Ok(false);
+    }
+    c.execute(
+        "INSERT INTO findings(key, check_id, target, location, severity, first_seen, last_seen, first_scan, last_scan) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?7)",
+        params![key, f.check, f.target, f.location, f.severity.as_str(), now, scan],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
 /// Scans when due, checking every minute.
