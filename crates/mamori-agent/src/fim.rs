@@ -138,7 +138,9 @@ pub struct Fim {
     _watcher: Option<notify::RecommendedWatcher>,
     rx: Option<mpsc::Receiver<notify::Result<notify::Event>>>,
     /// Paths with events not looked at yet: first event, last event, closed after writing.
-    settling: BTreeMap<PathBuf, (Instant, Instant, bool)>,
+    /// Per path: first event, last event, closed after writing, created (a new file is hashed
+    /// once its writer closes it, not after a pause between `open` and `write`).
+    settling: BTreeMap<PathBuf, (Instant, Instant, bool, bool)>,
     /// Paths over the `max_files` limit were seen (reported once).
     pub over_limit: bool,
 }
@@ -208,7 +210,9 @@ impl Fim {
 
     /// Changes reported by inotify. A path is looked at once its events have been quiet for
     /// [`SETTLE`] (or its writer closed it, or it has been busy for [`MAX_SETTLE`]), so a file
-    /// being written is hashed when complete, not half-way.
+    /// being written is hashed when complete, not half-way; a newly created file waits for its
+    /// writer's close (or [`MAX_SETTLE`]): a pause between `open` and `write` on a loaded host
+    /// made the creation carry the hash of an empty file.
     pub fn poll(&mut self, out: &mut Vec<Change>) {
         let Some(rx) = &self.rx else {
             return;
@@ -230,10 +234,12 @@ impl Fim {
                     if matches!(ev.kind, notify::EventKind::Access(_)) && !closed {
                         continue;
                     }
+                    let created = matches!(ev.kind, notify::EventKind::Create(_));
                     for p in ev.paths {
-                        let e = self.settling.entry(p).or_insert((now, now, false));
+                        let e = self.settling.entry(p).or_insert((now, now, false, false));
                         e.1 = now;
                         e.2 |= closed;
+                        e.3 |= created;
                     }
                 }
                 Err(e) => {
@@ -250,8 +256,8 @@ impl Fim {
         let ready: Vec<PathBuf> = self
             .settling
             .iter()
-            .filter(|(_, (first, last, closed))| {
-                *closed || now - *last >= SETTLE || now - *first >= MAX_SETTLE
+            .filter(|(_, (first, last, closed, created))| {
+                *closed || (!*created && now - *last >= SETTLE) || now - *first >= MAX_SETTLE
             })
             .map(|(p, _)| p.clone())
             .collect();
