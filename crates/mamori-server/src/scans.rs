@@ -322,10 +322,12 @@ impl ScanService {
             Ok(outcome) => {
                 let c = self.conn();
                 for f in new {
-                    let _ = c.execute(
+                    if let Err(e) = c.execute(
                         "UPDATE findings SET alert_id = ?2 WHERE key = ?1",
                         params![f.key(), outcome.id().0],
-                    );
+                    ) {
+                        tracing::error!(target = %target, check = %f.check, error = %e, "cannot link the finding to its alert");
+                    }
                 }
             }
             Err(e) => tracing::error!(target = %target, error = %e, "cannot record the scan alert"),

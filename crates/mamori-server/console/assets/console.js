@@ -803,7 +803,7 @@
       j.contacts.forEach(function (c) {
         var out = el('span', { class: 'test-result' });
         tb.appendChild(el('tr', { class: 'contact-row', 'data-contact': c.name },
-          el('td', { text: c.name }), el('td', { class: 'wrap', text: c.email || '—' }), el('td', { text: c.language }),
+          el('td', { text: c.name }), el('td', { class: 'wrap', text: c.email || '—' }), el('td', { text: t('contact_lang_' + c.language) }),
           el('td', { text: (c.channels || []).join(', ') }), el('td', null, levelBadge(c.min_severity)),
           el('td', { class: 'num', text: c.escalation_order }),
           el('td', null, ROLE === 'admin' ? el('button', { class: 'send-test', text: t('send_test'), onclick: function (e) {

@@ -325,6 +325,9 @@ try {
   await page.waitForFunction(() => !document.querySelector('#tokens-table tr.token-row[data-token="browser-bot"]'));
   step('created an API token (shown once) and revoked it');
   if (EXPECT_MAIL) {
+    // The contact's language reads in the page's language, not as the configuration value.
+    const contactLang = (await page.textContent('#contacts-table tr.contact-row[data-contact="it"] td:nth-child(3)')).trim();
+    if (contactLang !== 'Japanese and English') fail(`the contact's language reads ${JSON.stringify(contactLang)}`);
     await page.locator('#contacts-table tr.contact-row[data-contact="it"] button.send-test').click();
     await page.waitForSelector('#contacts-table tr.contact-row[data-contact="it"] .test-result .state-ok', { timeout: 30000 });
     step('sent a test notification to a contact');
