@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::serve::{http, write_config, Server};
+use crate::serve::{write_config, Server};
 use crate::{mamori, text};
 
 const BRUTE_FORCE: &str = "SSH Brute Force From One Source";
@@ -57,12 +57,6 @@ fn brute_force_for<'a>(a: &'a [Value], ip: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn metrics(srv: &Server) -> String {
-    let (s, m) = http(srv.http, "GET", "/metrics", Some(&srv.token), &[], b"");
-    assert_eq!(s, 200);
-    text(&m)
-}
-
 fn tcp_send(srv: &Server, lines: &str) {
     let mut c = TcpStream::connect(srv.tcp).unwrap();
     c.write_all(lines.as_bytes()).unwrap();
@@ -88,7 +82,7 @@ fn a_udp_line_dated_2099_blinds_nothing_even_after_a_restart() {
         evil.len(),
         3,
         "the 2099 lines are stored: {evil:#?}\n{}",
-        metrics(&srv)
+        srv.metrics_text()
     );
     let now = Utc::now();
     // 30 failures in one minute: one attack, one alert (not one per window slide).
@@ -143,7 +137,7 @@ fn a_udp_line_dated_2099_blinds_nothing_even_after_a_restart() {
         .as_str()
         .unwrap()
         .contains("時計"));
-    let m = metrics(&srv);
+    let m = srv.metrics_text();
     assert!(m.contains("mamori_correlation_future_dated_total 3"), "{m}");
     assert!(
         m.contains("mamori_correlation_too_late_total{reason=\"window_closed\"} 0"),
@@ -276,7 +270,7 @@ fn files_uploaded_newest_first_still_correlate() {
     times.sort();
     times.dedup();
     assert_eq!(times.len(), 3, "one alert per file's attack: {times:?}");
-    let m = metrics(&srv);
+    let m = srv.metrics_text();
     assert!(
         m.contains("mamori_correlation_too_late_total{reason=\"window_closed\"} 0"),
         "{m}"

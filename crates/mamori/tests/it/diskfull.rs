@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::serve::{http, write_config, Server};
-use crate::text;
 
 /// A tmpfs mounted at a path, unmounted on drop.
 struct SmallFs(PathBuf);
@@ -110,16 +109,8 @@ fn wait_health(srv: &Server, status: &str, timeout: Duration) -> Value {
     }
 }
 
-fn metrics(srv: &Server) -> String {
-    let (s, b) = http(srv.http, "GET", "/metrics", Some(&srv.token), &[], b"");
-    assert_eq!(s, 200);
-    text(&b)
-}
-
 fn metric(m: &str, name: &str) -> u64 {
-    m.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    crate::serve::sample(m, name).unwrap_or_else(|| panic!("no {name} in /metrics")) as u64
 }
 
 fn stored_batches(srv: &Server) -> std::collections::HashMap<u64, u64> {
@@ -196,7 +187,7 @@ fn disk_full_is_loud_holds_syslog_refuses_http_and_loses_nothing_acknowledged() 
         );
     }
     std::thread::sleep(Duration::from_secs(2));
-    let m = metrics(&srv);
+    let m = srv.metrics_text();
     assert_eq!(metric(&m, "mamori_store_disk_full"), 1, "{m}");
     assert!(metric(&m, "mamori_events_refused_disk_full_total") >= 20);
     assert!(
@@ -240,7 +231,7 @@ fn disk_full_is_loud_holds_syslog_refuses_http_and_loses_nothing_acknowledged() 
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(alerts.len(), 1, "one disk-full alert: {alerts:?}");
-    let m = metrics(&srv);
+    let m = srv.metrics_text();
     assert_eq!(metric(&m, "mamori_store_disk_full"), 0);
     assert_eq!(metric(&m, "mamori_store_held_events"), 0);
     assert_eq!(metric(&m, "mamori_disk_full_episodes_total"), 1);

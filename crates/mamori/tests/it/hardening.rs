@@ -51,14 +51,8 @@ fn post_slow(addr: std::net::SocketAddr, token: &str, path: &str, body: &[u8]) -
 }
 
 fn metric(srv: &Server, name: &str) -> f64 {
-    let (s, body) = http(srv.http, "GET", "/metrics", Some(&srv.token), &[], b"");
-    assert_eq!(s, 200);
-    let body = text(&body);
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{body}"))
+    srv.metric(name)
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{}", srv.metrics_text()))
 }
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {

@@ -133,13 +133,16 @@ impl Server {
         self._log.try_iter().collect::<Vec<_>>().join("\n")
     }
 
-    /// The value of an unlabelled sample of `/metrics` (`None` when absent).
-    pub(crate) fn metric(&self, name: &str) -> Option<f64> {
+    /// The whole `/metrics` text.
+    pub(crate) fn metrics_text(&self) -> String {
         let (s, b) = http(self.http, "GET", "/metrics", Some(&self.token), &[], b"");
         assert_eq!(s, 200);
         text(&b)
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// The value of a sample of `/metrics` (see [`sample`]; `None` when absent).
+    pub(crate) fn metric(&self, name: &str) -> Option<f64> {
+        sample(&self.metrics_text(), name)
     }
 
     /// Waits until detection has evaluated every stored event (`mamori_events_matched_total`
@@ -747,4 +750,19 @@ fn config_errors_name_the_key() {
     let out = mamori(&["serve", "--print-config"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("[syslog]"));
+}
+
+/// The value of the sample `name` in a `/metrics` text: `name` as written (with its labels,
+/// `name{a="b"}`, when given), else — for a bare name — its first labelled sample.
+pub(crate) fn sample(metrics: &str, name: &str) -> Option<f64> {
+    let value = |l: &str| l.rsplit(' ').next()?.parse().ok();
+    metrics
+        .lines()
+        .find_map(|l| value(l.strip_prefix(name)?.strip_prefix(' ')?))
+        .or_else(|| {
+            metrics
+                .lines()
+                .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+                .and_then(value)
+        })
 }
