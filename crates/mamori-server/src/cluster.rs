@@ -72,7 +72,7 @@ pub(crate) async fn connect(cfg: &ClusterConfig) -> Result<Node, StartError> {
 impl Node {
     /// The store the pipeline writes to: JetStream on a collector; on another node, one that
     /// refuses (its sources are not part of the cluster's intake).
-    pub fn pipeline_store(&self) -> Arc<dyn EventStore> {
+    pub(crate) fn pipeline_store(&self) -> Arc<dyn EventStore> {
         if self.cfg.has(Role::Collector) {
             Arc::new(mamori_cluster::collector::PublishingStore::new(
                 self.bus.js.clone(),
@@ -86,7 +86,7 @@ impl Node {
     }
 
     /// The API's alert store: alerts in PostgreSQL, kv in the node's `state.db`.
-    pub fn api_alerts(&self, state: Arc<SqliteAlertStore>) -> Arc<dyn AlertStore> {
+    pub(crate) fn api_alerts(&self, state: Arc<SqliteAlertStore>) -> Arc<dyn AlertStore> {
         Arc::new(SplitStore {
             alerts: Arc::clone(&self.pg),
             kv: state,
@@ -94,7 +94,7 @@ impl Node {
     }
 
     /// Starts this node's roles.
-    pub fn start(
+    pub(crate) fn start(
         self,
         rules: Option<Arc<RulesHandle>>,
         local_events: Arc<dyn EventStore>,
@@ -581,7 +581,7 @@ fn save_owner(s: &OwnerState) -> Vec<u8> {
 fn load_owner(b: &[u8]) -> Option<(u64, HashMap<String, Vec<u8>>)> {
     let (pos, mut rest) = b.split_at_checked(8)?;
     let position = u64::from_le_bytes(pos.try_into().ok()?);
-    let mut take = |r: &mut &[u8]| -> Option<Vec<u8>> {
+    let take = |r: &mut &[u8]| -> Option<Vec<u8>> {
         let (l, tail) = r.split_at_checked(4)?;
         let l = u32::from_le_bytes(l.try_into().ok()?) as usize;
         let (v, tail) = tail.split_at_checked(l)?;
