@@ -278,7 +278,7 @@ fn migrate(c: &mut Client, schema: &str) -> Result<()> {
         .map_err(pg)?
         .map(|r| r.get(0))
         .unwrap_or(0);
-    if found > PG_SCHEMA_VERSION || found < 0 {
+    if !(0..=PG_SCHEMA_VERSION).contains(&found) {
         return Err(Error::Backend {
             backend: "postgresql",
             message: format!(
