@@ -355,6 +355,7 @@ fn two_sites_one_brute_force_one_alert_and_a_killed_detector_loses_and_repeats_n
         let s = status(&det1_cfg);
         let c = &s["consumers"][0];
         if c["lag"] == 0 && c["unacknowledged"] == 0 {
+            eprintln!("detectors' consumer after the SIGKILL: {c}");
             break;
         }
         assert!(
