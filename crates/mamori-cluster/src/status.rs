@@ -24,6 +24,10 @@ pub struct Heartbeat {
     pub stored_through: Option<u64>,
     /// Detector role: events examined since start.
     pub examined: Option<u64>,
+    /// Detector role: of those, events JetStream delivered more than once (another
+    /// detector's unacknowledged events after it died, or this one's after a timeout).
+    #[serde(default)]
+    pub redelivered: Option<u64>,
 }
 
 impl Heartbeat {
@@ -107,6 +111,7 @@ pub async fn collect(cfg: &ClusterConfig) -> Result<serde_json::Value, String> {
                 "stored_through": h.stored_through,
                 "store_lag": h.stored_through.map(|s| last_seq.saturating_sub(s)),
                 "examined": h.examined,
+                "redelivered": h.redelivered,
             })
         })
         .collect();

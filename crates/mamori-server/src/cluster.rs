@@ -104,6 +104,7 @@ impl Node {
         let mut tasks = Vec::new();
         let progress = Arc::new(StoreProgress::default());
         let examined = Arc::new(AtomicU64::new(0));
+        let redelivered = Arc::new(AtomicU64::new(0));
         if self.cfg.has(Role::Store) {
             tasks.push(tokio::spawn(store_role::run(
                 self.bus.clone(),
@@ -126,6 +127,7 @@ impl Node {
                 min_level: detection.min_level,
                 suppress_secs: detection.suppress_secs.max(1),
                 examined: Arc::clone(&examined),
+                redelivered: Arc::clone(&redelivered),
             };
             let d = Arc::new(d);
             tasks.push(tokio::spawn(detector(Arc::clone(&d), stop_rx.clone())));
@@ -137,7 +139,7 @@ impl Node {
             self.cfg.clone(),
             Arc::clone(&self.pg),
             progress,
-            examined,
+            [examined, redelivered],
             stop_rx,
         )));
         Ok(Roles { stop, tasks })
@@ -257,7 +259,7 @@ async fn heartbeat(
     cfg: ClusterConfig,
     pg: Arc<PgAlertStore>,
     progress: Arc<StoreProgress>,
-    examined: Arc<AtomicU64>,
+    [examined, redelivered]: [Arc<AtomicU64>; 2],
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -271,6 +273,7 @@ async fn heartbeat(
                 .has(Role::Store)
                 .then(|| progress.stored_through.load(Relaxed)),
             examined: cfg.has(Role::Detector).then(|| examined.load(Relaxed)),
+            redelivered: cfg.has(Role::Detector).then(|| redelivered.load(Relaxed)),
         };
         let pg2 = Arc::clone(&pg);
         let blob = serde_json::to_vec(&h).expect("heartbeat serialises");
@@ -294,6 +297,7 @@ struct DetectorCtx {
     min_level: Level,
     suppress_secs: u64,
     examined: Arc<AtomicU64>,
+    redelivered: Arc<AtomicU64>,
 }
 
 /// Per rule generation: the routing correlator (never fed) and the families.
@@ -386,7 +390,12 @@ async fn detect_loop(d: &Arc<DetectorCtx>, stop: &mut watch::Receiver<bool>) -> 
         for m in chunk {
             let m = m.map_err(|e| e.to_string())?;
             let seq = match m.info() {
-                Ok(i) => i.stream_sequence,
+                Ok(i) => {
+                    if i.delivered > 1 {
+                        d.redelivered.fetch_add(1, Relaxed);
+                    }
+                    i.stream_sequence
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "detector: message without stream info, dropped");
                     let _ = m.ack_with(AckKind::Term).await;
