@@ -862,19 +862,15 @@ fn serve_scans_on_schedule_stores_alerts_and_links_probed_paths() {
         "{alert}"
     );
     // The findings are linked to the alert once it is stored: the snapshot above may predate it.
-    poll(
-        "findings linked to the alert",
-        Duration::from_secs(30),
-        || {
-            let (_, v) = srv.get("/api/v1/scans");
-            v["findings"]
-                .as_array()?
-                .iter()
-                .filter(|f| f["severity"] != "info")
-                .all(|f| f["alert_id"] == alert["id"])
-                .then_some(())
-        },
-    );
+    poll("findings linked to the alert", Duration::from_secs(30), || {
+        let (_, v) = srv.get("/api/v1/scans");
+        v["findings"]
+            .as_array()?
+            .iter()
+            .filter(|f| f["severity"] != "info")
+            .all(|f| f["alert_id"] == alert["id"])
+            .then_some(())
+    });
 
     let (s, _) = srv.get("/api/v1/scans?limit=101");
     assert_eq!(s, 400);
