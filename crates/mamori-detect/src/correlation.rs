@@ -678,6 +678,41 @@ impl Correlator {
         self.rule_to_defs.contains_key(&rule)
     }
 
+    /// Where the matches of `ev` go: for each correlation they feed, its index in the pack's
+    /// `correlations` and the event's group-by values for it, read exactly as
+    /// [`Correlator::observe`] reads them (field names, aliases, field mapping). A correlation
+    /// whose group-by value is missing is left out (it forms no group). Scale-out partitions
+    /// correlation state by these values so one owner sees every event of a group.
+    pub fn route(&self, ev: &Event, matches: &[Match]) -> Vec<(usize, Vec<String>)> {
+        let mut out: Vec<(usize, Vec<String>)> = Vec::new();
+        for m in matches {
+            let Some(targets) = self.rule_to_defs.get(&m.rule) else {
+                continue;
+            };
+            for &(di, ii) in targets {
+                if out.iter().any(|(d, _)| *d == di) {
+                    continue;
+                }
+                let d = &self.defs[di];
+                let values: Option<Vec<String>> = d.inputs[ii]
+                    .1
+                    .iter()
+                    .map(|names| {
+                        names.iter().find_map(|n| {
+                            ev.get(n)
+                                .filter(|v| !matches!(v, Value::Null))
+                                .map(|v| v.to_text().into_owned())
+                        })
+                    })
+                    .collect();
+                if let Some(v) = values {
+                    out.push((di, v));
+                }
+            }
+        }
+        out
+    }
+
     /// Number of live groups (for metrics).
     pub fn group_count(&self) -> usize {
         self.state.iter().map(|s| s.groups.len()).sum()

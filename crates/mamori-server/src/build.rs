@@ -46,6 +46,8 @@ pub(crate) struct Components {
     pub incidents: Option<Arc<incidents::IncidentService>>,
     /// Activity aggregates and source health (`[sources]`), when on.
     pub source_health: Option<Arc<crate::source_health::SourceHealth>>,
+    /// The roles of a `[cluster]` node (none in the embedded mode).
+    pub cluster: Option<crate::cluster::Roles>,
 }
 
 /// Opens the stores, loads the rules and starts the pipeline's threads.
@@ -56,21 +58,38 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
         path: data.clone(),
         source,
     })?;
+    // `[cluster]`: NATS and PostgreSQL first, so a node that cannot reach them takes no port.
+    let node = match &cfg.cluster {
+        Some(c) => Some(crate::cluster::connect(c).await?),
+        None => None,
+    };
     let events = open_events(&cfg).await?;
     let state = Arc::new(open_state(&data)?);
-    let alerts: Arc<dyn AlertStore> = state.clone();
+    let alerts: Arc<dyn AlertStore> = match &node {
+        Some(n) => n.api_alerts(Arc::clone(&state)),
+        None => state.clone(),
+    };
     let source_health = open_source_health(&cfg, state)?;
     let sealer = start_sealer(&cfg, Arc::clone(&events)).await?;
     let audit = sealer.as_ref().map(|s| s.audit_handle());
     let rules = load_rules(&cfg).await?;
     let metrics = Arc::new(Metrics::default());
     let (alert_tx, incident_rx) = broadcast::channel(4096);
-    let analytics =
-        analytics::LiveAnalytics::open(&cfg.analytics, &*alerts).map_err(StartError::Config)?;
+    let analytics = match &node {
+        // A cluster node's pipeline only collects: detection runs in the detector role.
+        Some(_) => None,
+        None => {
+            analytics::LiveAnalytics::open(&cfg.analytics, &*alerts).map_err(StartError::Config)?
+        }
+    };
+    let (pipeline_events, pipeline_rules) = match &node {
+        Some(n) => (n.pipeline_store(), None),
+        None => (Arc::clone(&events), rules.clone()),
+    };
     let pipeline = Pipeline::start_counted(
-        Arc::clone(&events),
+        pipeline_events,
         Arc::clone(&alerts),
-        rules.clone(),
+        pipeline_rules,
         Settings {
             min_level: cfg.detection.min_level,
             suppress_secs: cfg.detection.suppress_secs,
@@ -86,6 +105,10 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
         source_health.clone(),
     );
     let incidents = incident_service(&cfg, &alerts, audit.clone()).await?;
+    let cluster = match node {
+        Some(n) => Some(n.start(rules.clone(), Arc::clone(&events), &cfg.detection)?),
+        None => None,
+    };
     Ok(Components {
         cfg,
         data,
@@ -101,6 +124,7 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
         pipeline,
         incidents,
         source_health,
+        cluster,
     })
 }
 

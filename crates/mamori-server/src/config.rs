@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub scan: Option<mamori_scan::ScanConfig>,
     /// `[agents]`: host agents (`mamori agent`).
     pub agents: crate::agents::AgentsConfig,
+    /// `[cluster]`: scale-out roles over NATS JetStream and PostgreSQL (see
+    /// `mamori-cluster`); absent, the server is the embedded one.
+    pub cluster: Option<mamori_cluster::ClusterConfig>,
 }
 
 /// `[reports]`: on the 1st of each month (or at the first start after it) the server writes
@@ -152,6 +155,7 @@ impl Default for ServerConfig {
             scan: None,
             reports: ReportsConfig::default(),
             agents: crate::agents::AgentsConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -402,6 +406,11 @@ impl ServerConfig {
         }
         if let Err(m) = self.sources.validate() {
             return bad("sources", m);
+        }
+        if let Some(c) = &self.cluster {
+            if let Err((key, m)) = c.validate() {
+                return bad(key, m);
+            }
         }
         if !(256..=16 << 20).contains(&self.syslog.max_frame_bytes) {
             return bad(

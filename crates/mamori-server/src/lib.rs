@@ -41,6 +41,7 @@ mod api_reports;
 pub mod api_serve;
 pub mod backups;
 mod build;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod default_rules;
@@ -166,6 +167,8 @@ pub struct Running {
     pub sealer: Option<seal::Sealer>,
     /// Activity aggregates and source health (`[sources]`), flushed once more at shutdown.
     pub source_health: Option<Arc<source_health::SourceHealth>>,
+    /// The roles of a `[cluster]` node.
+    cluster: Option<cluster::Roles>,
 }
 
 impl Running {
@@ -177,6 +180,9 @@ impl Running {
     /// Stops the sources, drains the queue into storage, saves detection state.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
+        if let Some(c) = self.cluster.take() {
+            c.stop().await;
+        }
         for t in self.sources.drain(..) {
             let abort = t.abort_handle();
             if tokio::time::timeout(Duration::from_secs(5), t)

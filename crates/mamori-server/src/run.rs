@@ -42,6 +42,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         pipeline,
         incidents,
         source_health,
+        cluster,
     } = c;
     let sink = pipeline.sink.clone();
     let (stop, stop_rx) = watch::channel(false);
@@ -61,6 +62,7 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         pipeline: Some(pipeline),
         sealer,
         source_health: source_health.clone(),
+        cluster,
     };
     let mut sources = Vec::new();
 

@@ -7,11 +7,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use mamori_event::Level;
 
 /// Longest title / key / rule id accepted (they are shown in lists, not documents).
-pub(crate) const MAX_TEXT: usize = 4096;
+pub const MAX_TEXT: usize = 4096;
 /// Largest details JSON accepted.
-pub(crate) const MAX_DETAILS: usize = 1 << 20;
+pub const MAX_DETAILS: usize = 1 << 20;
 
-pub(crate) fn validate(a: &NewAlert) -> Result<()> {
+pub fn validate(a: &NewAlert) -> Result<()> {
     let too_long = |what: &str, len: usize, max: usize| {
         Err(Error::InvalidRequest(format!(
             "alert {what} is {len} bytes, the limit is {max}"
@@ -35,7 +35,7 @@ pub(crate) fn validate(a: &NewAlert) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn new_alert(id: AlertId, a: &NewAlert) -> Alert {
+pub fn new_alert(id: AlertId, a: &NewAlert) -> Alert {
     let mut seqs = a.event_seqs.clone();
     seqs.truncate(MAX_ALERT_SEQS);
     Alert {
@@ -57,7 +57,7 @@ pub(crate) fn new_alert(id: AlertId, a: &NewAlert) -> Alert {
 }
 
 /// Folds a new occurrence into an open alert with the same dedup key.
-pub(crate) fn merge(x: &mut Alert, a: &NewAlert) {
+pub fn merge(x: &mut Alert, a: &NewAlert) {
     x.count += 1;
     x.last_seen = x.last_seen.max(a.received_at);
     if a.event_time > x.event_time {

@@ -48,6 +48,12 @@ pub enum Error {
     Poisoned,
     #[error("search index error: {0}")]
     Index(String),
+    /// A database or message-bus backend outside this crate (PostgreSQL): which, and what it said.
+    #[error("{backend} error: {message}")]
+    Backend {
+        backend: &'static str,
+        message: String,
+    },
     #[error("sqlite error on {path}: {source}")]
     Sqlite {
         path: PathBuf,

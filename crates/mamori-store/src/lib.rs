@@ -55,6 +55,13 @@ mod words;
 use chrono::{DateTime, TimeDelta, Utc};
 use mamori_event::Event;
 
+/// The alert rules every [`AlertStore`] backend shares — validation, a new alert's fields, the
+/// dedup merge — for backends outside this crate (PostgreSQL in `mamori-cluster`), so their
+/// merge semantics are the embedded ones by construction.
+pub mod alert_rules {
+    pub use crate::alerts::{merge, new_alert, validate, MAX_DETAILS, MAX_TEXT};
+}
+
 pub use aggregates::{
     AddressDay, SourceHour, SourceSeen, AGGREGATES_THROUGH_KEY, MAX_SOURCE_LEN, OTHER_ADDRESS,
 };

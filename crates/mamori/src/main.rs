@@ -11,6 +11,7 @@ mod bench_corr;
 mod bench_ingest;
 mod bench_report;
 mod bench_vault;
+mod cluster_cli;
 mod cmd_user;
 mod episodes;
 mod hunt;
@@ -108,6 +109,9 @@ enum Command {
     /// Host agent: enrolment tokens and agent list (server), enrol and run (host).
     #[command(subcommand)]
     Agent(agent_cli::AgentCmd),
+    /// Scale-out (preview): the state of a `[cluster]` — nodes, streams, consumer lag.
+    #[command(subcommand)]
+    Cluster(cluster_cli::ClusterCmd),
 }
 
 fn main() -> ExitCode {
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
         Command::User(c) => cmd_user::run(c),
         Command::Scan(a) => scan_cli::run(a),
         Command::Agent(c) => agent_cli::run(c),
+        Command::Cluster(c) => cluster_cli::run(c),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

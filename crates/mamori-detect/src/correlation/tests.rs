@@ -582,3 +582,44 @@ fn multi_value_keys_do_not_collide() {
     assert_eq!(Key::encode(&["", ""]).values(2), vec!["", ""]);
     assert!(Key::encode::<&str>(&[]).values(0).is_empty());
 }
+
+/// Scale-out routing (issue #20): `route` names the correlation a match feeds with the group-by
+/// values `observe` would group it by; no value, no route; a match feeding nothing, no route.
+#[test]
+fn route_gives_the_group_values_observe_uses() {
+    let h = harness(&corr(
+        "  type: event_count\n  rules: [failed]\n  group-by: [ip, user]\n  timespan: 1m\n  condition: {gte: 3}\n",
+    ));
+    let ev = |fields: &[(&str, &str)]| {
+        let mut e = Event::new(
+            Format::Json,
+            Origin::File {
+                path: Arc::from(Path::new("x")),
+                record: None,
+                line: None,
+                offset: 0,
+            },
+            Vec::new(),
+        );
+        e.logsource.product = Some("test".into());
+        for (k, v) in fields {
+            e.push(FieldName::new(k), Value::from(*v));
+        }
+        let mut m = Vec::new();
+        h.rules.matches(&e, &mut h.rules.scratch(), &mut m);
+        (e, m)
+    };
+    let (e, m) = ev(&[("outcome", "failure"), ("ip", "1.1.1.1"), ("user", "bob")]);
+    assert_eq!(
+        h.corr.route(&e, &m),
+        vec![(0, vec!["1.1.1.1".to_string(), "bob".to_string()])]
+    );
+    let (e, m) = ev(&[("outcome", "failure"), ("ip", "1.1.1.1")]);
+    assert!(h.corr.route(&e, &m).is_empty(), "a missing group-by value");
+    let (e, m) = ev(&[("outcome", "success"), ("ip", "1.1.1.1"), ("user", "bob")]);
+    assert!(!m.is_empty());
+    assert!(
+        h.corr.route(&e, &m).is_empty(),
+        "a rule no correlation reads"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod agent;
 mod backup;
+mod cluster;
 mod console;
 mod content;
 mod correlation;

@@ -1,0 +1,148 @@
+//! The collector role: the event store the server's pipeline writes to publishes to
+//! JetStream instead.
+//!
+//! The server's sources, parsing, group commit and backpressure are unchanged: the pipeline's
+//! writer thread calls [`EventStore::append_at`] with a group of batches and acknowledges
+//! senders only when it returns. Here it returns only after JetStream acknowledged **every**
+//! event of the group (stored, and replicated when the stream has replicas), so an HTTP 200
+//! or a TCP read that went on means the stream holds the events. A failed publish fails the
+//! append: the sender is not acknowledged (HTTP 500) and retries.
+//!
+//! Every event gets its site ([`crate::SITE_FIELD`], replacing any such field the sender
+//! wrote) and a `Nats-Msg-Id`
+//! (`<node>-<start time>-<n>`): JetStream stores a retried publish once.
+//!
+//! The seqs this store returns are the collector's own count of published events (an ingest
+//! answer names them); the cluster-wide seq of an event is its seq in the stream, which the
+//! store node uses as its store seq.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_nats::jetstream;
+use chrono::{DateTime, TimeDelta, Utc};
+use mamori_event::{Event, FieldName, Value};
+use mamori_store::{
+    AppendAck, Error, EventStore, RawRecord, Result, RetentionReport, SearchRequest,
+    SearchResponse, Seq, StoreStats, StoredEvent,
+};
+
+use crate::bus::{encode_event, event_subject, publish_all, source_token};
+use crate::SITE_FIELD;
+
+/// Publishes appended events to `MAMORI_EVENTS` (see the module docs).
+pub struct PublishingStore {
+    js: jetstream::Context,
+    rt: tokio::runtime::Handle,
+    site: String,
+    node: String,
+    started: i64,
+    /// Events published (the collector's own seq).
+    published: AtomicU64,
+    /// One group in flight at a time: the returned seqs are dense.
+    lock: Mutex<()>,
+}
+
+impl PublishingStore {
+    /// `rt` runs the publishes; `append_at` must be called from outside it (the pipeline's
+    /// writer thread).
+    pub fn new(
+        js: jetstream::Context,
+        rt: tokio::runtime::Handle,
+        site: &str,
+        node: &str,
+    ) -> PublishingStore {
+        PublishingStore {
+            js,
+            rt,
+            site: site.to_owned(),
+            node: node.to_owned(),
+            started: Utc::now().timestamp_micros(),
+            published: AtomicU64::new(0),
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn not_here(&self) -> Error {
+        Error::InvalidRequest(format!(
+            "node {} is a collector without the store role: search on a store node",
+            self.node
+        ))
+    }
+}
+
+impl EventStore for PublishingStore {
+    fn append_at(&self, batch: &[Event], received_at: DateTime<Utc>) -> Result<AppendAck> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::InvalidRequest(
+                "the publishing store cannot be written from inside the async runtime".into(),
+            ));
+        }
+        // Encode everything first: an event that cannot be stored fails the whole batch
+        // before anything is published.
+        let site = FieldName::new(SITE_FIELD);
+        let mut bodies = Vec::with_capacity(batch.len());
+        for ev in batch {
+            let mut e = ev.clone();
+            // The site is the collector's word: a `mamori.site` in the log itself (JSON
+            // ingest flattens whatever a sender writes) is dropped, never believed.
+            e.fields_mut().retain(|(n, _)| n.as_str() != SITE_FIELD);
+            e.push(site.clone(), Value::str(self.site.as_str()));
+            bodies.push((
+                event_subject(&self.site, source_token(ev)),
+                encode_event(0, received_at, &e)?,
+            ));
+        }
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let first = self.published.load(Ordering::SeqCst) + 1;
+        let (node, started) = (&self.node, self.started);
+        let msgs = bodies.into_iter().enumerate().map(|(i, (subject, body))| {
+            (
+                subject,
+                format!("{node}-{started}-{}", first + i as u64),
+                body,
+            )
+        });
+        self.rt
+            .block_on(publish_all(&self.js, msgs))
+            .map_err(|e| Error::Backend {
+                backend: "nats",
+                message: e,
+            })?;
+        let n = batch.len() as u64;
+        self.published.store(first - 1 + n, Ordering::SeqCst);
+        Ok(AppendAck {
+            first_seq: first,
+            last_seq: first + n - 1,
+        })
+    }
+
+    fn refresh(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn search(&self, _q: &SearchRequest) -> Result<SearchResponse> {
+        Err(self.not_here())
+    }
+
+    fn get(&self, _seq: Seq) -> Result<Option<StoredEvent>> {
+        Ok(None)
+    }
+
+    fn raw_since(&self, _after: Seq, _limit: usize) -> Result<Vec<RawRecord>> {
+        Ok(Vec::new())
+    }
+
+    fn apply_retention(
+        &self,
+        _now: DateTime<Utc>,
+        _max_age: Option<TimeDelta>,
+        _max_bytes: Option<u64>,
+    ) -> Result<RetentionReport> {
+        Ok(RetentionReport::default())
+    }
+
+    fn stats(&self) -> Result<StoreStats> {
+        Ok(StoreStats::default())
+    }
+}

@@ -1,0 +1,928 @@
+//! `[cluster]`: the roles of a scale-out node (see `mamori-cluster` for the design), wired
+//! into the server at one place in `build` and `run`. Without `[cluster]` none of this runs.
+//!
+//! * collector: the pipeline writes to [`mamori_cluster::collector::PublishingStore`];
+//! * store: [`mamori_cluster::store_role`] fills the node's own event store (the API's
+//!   search, the sealer);
+//! * detector ([`detector`]): the durable work-queue consumer, the server's compiled rules
+//!   (hot reload included), standalone alerts into PostgreSQL, correlation matches to their
+//!   partition; and the owner ([`owner`]) of each partition in `owns`.
+//!
+//! Alerts of the API are PostgreSQL's ([`SplitStore`]); tokens, users and settings stay in
+//! the node's own `state.db`, so `mamori token create --config` works unchanged per node.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::AckKind;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use mamori_cluster::bus::{
+    decode_event, decode_match, encode_event, encode_match, match_subject, Bus, MatchMeta,
+    DETECTORS_CONSUMER, EVENTS_STREAM, MATCHES_STREAM,
+};
+use mamori_cluster::partition::{partition, Families};
+use mamori_cluster::status::Heartbeat;
+use mamori_cluster::store_role::{self, StoreProgress};
+use mamori_cluster::{ClusterConfig, PgAlertStore, Role, SITE_FIELD};
+use mamori_detect::correlation::{Arrival, CorrelationAlert, Correlator, Limits};
+use mamori_detect::{outcome, Match};
+use mamori_event::{Event, Interner, Level, RuleId};
+use mamori_sigma::{FieldMap, RulePack};
+use mamori_store::{
+    Ack, Alert, AlertFilter, AlertId, AlertStore, EventStore, InsertOutcome, NewAlert,
+    SqliteAlertStore,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::rules::{Engine, RulesHandle};
+use crate::StartError;
+
+/// A connected cluster node, before its roles start.
+pub(crate) struct Node {
+    pub cfg: ClusterConfig,
+    pub bus: Bus,
+    pub pg: Arc<PgAlertStore>,
+}
+
+/// Connects to NATS (creating the streams) and PostgreSQL (migrating the schema): a node
+/// that cannot reach them does not start.
+pub(crate) async fn connect(cfg: &ClusterConfig) -> Result<Node, StartError> {
+    let bus = tokio::time::timeout(Duration::from_secs(30), Bus::connect(cfg))
+        .await
+        .map_err(|_| StartError::Config("[cluster] nats: no answer within 30 s".into()))?
+        .map_err(|e| StartError::Config(format!("[cluster] nats: {e}")))?;
+    let (url, schema) = (cfg.postgres.0.clone(), cfg.postgres_schema.clone());
+    let pg = tokio::task::spawn_blocking(move || PgAlertStore::open(&url, &schema))
+        .await
+        .map_err(|e| StartError::Config(e.to_string()))?
+        .map_err(|e| StartError::Config(format!("[cluster] postgres: {e}")))?;
+    tracing::info!(node = %cfg.node_name(), site = %cfg.site, roles = ?cfg.roles, "cluster node connected to NATS and PostgreSQL");
+    Ok(Node {
+        cfg: cfg.clone(),
+        bus,
+        pg: Arc::new(pg),
+    })
+}
+
+impl Node {
+    /// The store the pipeline writes to: JetStream on a collector; on another node, one that
+    /// refuses (its sources are not part of the cluster's intake).
+    pub(crate) fn pipeline_store(&self) -> Arc<dyn EventStore> {
+        if self.cfg.has(Role::Collector) {
+            Arc::new(mamori_cluster::collector::PublishingStore::new(
+                self.bus.js.clone(),
+                tokio::runtime::Handle::current(),
+                &self.cfg.site,
+                &self.cfg.node_name(),
+            ))
+        } else {
+            Arc::new(NotCollector(self.cfg.node_name()))
+        }
+    }
+
+    /// The API's alert store: alerts in PostgreSQL, kv in the node's `state.db`.
+    pub(crate) fn api_alerts(&self, state: Arc<SqliteAlertStore>) -> Arc<dyn AlertStore> {
+        Arc::new(SplitStore {
+            alerts: Arc::clone(&self.pg),
+            kv: state,
+        })
+    }
+
+    /// Starts this node's roles.
+    pub(crate) fn start(
+        self,
+        rules: Option<Arc<RulesHandle>>,
+        local_events: Arc<dyn EventStore>,
+        detection: &crate::config::DetectionConfig,
+    ) -> Result<Roles, StartError> {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let progress = Arc::new(StoreProgress::default());
+        let examined = Arc::new(AtomicU64::new(0));
+        let redelivered = Arc::new(AtomicU64::new(0));
+        if self.cfg.has(Role::Store) {
+            tasks.push(tokio::spawn(store_role::run(
+                self.bus.clone(),
+                local_events,
+                Arc::clone(&progress),
+                stop_rx.clone(),
+            )));
+        }
+        if self.cfg.has(Role::Detector) {
+            let Some(rules) = rules else {
+                return Err(StartError::Config(
+                    "[cluster] roles: a detector needs [detection] rules".into(),
+                ));
+            };
+            let d = DetectorCtx {
+                bus: self.bus.clone(),
+                pg: Arc::clone(&self.pg),
+                rules,
+                partitions: self.cfg.partitions,
+                min_level: detection.min_level,
+                suppress_secs: detection.suppress_secs.max(1),
+                examined: Arc::clone(&examined),
+                redelivered: Arc::clone(&redelivered),
+            };
+            let d = Arc::new(d);
+            tasks.push(tokio::spawn(detector(Arc::clone(&d), stop_rx.clone())));
+            for &p in &self.cfg.owns {
+                tasks.push(tokio::spawn(owner(Arc::clone(&d), p, stop_rx.clone())));
+            }
+        }
+        tasks.push(tokio::spawn(heartbeat(
+            self.cfg.clone(),
+            Arc::clone(&self.pg),
+            progress,
+            [examined, redelivered],
+            stop_rx,
+        )));
+        Ok(Roles { stop, tasks })
+    }
+}
+
+/// The running roles of a node.
+pub struct Roles {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Roles {
+    /// Asks every role to stop after the message at hand and waits (bounded) for them; an
+    /// owner saves its state on the way out.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// The pipeline's store on a node without the collector role.
+struct NotCollector(String);
+
+impl EventStore for NotCollector {
+    fn append_at(
+        &self,
+        _batch: &[Event],
+        _received_at: DateTime<Utc>,
+    ) -> mamori_store::Result<mamori_store::AppendAck> {
+        Err(mamori_store::Error::InvalidRequest(format!(
+            "node {} has no collector role: send events to a collector",
+            self.0
+        )))
+    }
+    fn refresh(&self) -> mamori_store::Result<()> {
+        Ok(())
+    }
+    fn search(
+        &self,
+        _q: &mamori_store::SearchRequest,
+    ) -> mamori_store::Result<mamori_store::SearchResponse> {
+        Err(mamori_store::Error::InvalidRequest(
+            "not a store node".into(),
+        ))
+    }
+    fn get(&self, _seq: u64) -> mamori_store::Result<Option<mamori_store::StoredEvent>> {
+        Ok(None)
+    }
+    fn raw_since(
+        &self,
+        _after: u64,
+        _limit: usize,
+    ) -> mamori_store::Result<Vec<mamori_store::RawRecord>> {
+        Ok(Vec::new())
+    }
+    fn apply_retention(
+        &self,
+        _now: DateTime<Utc>,
+        _max_age: Option<chrono::TimeDelta>,
+        _max_bytes: Option<u64>,
+    ) -> mamori_store::Result<mamori_store::RetentionReport> {
+        Ok(Default::default())
+    }
+    fn stats(&self) -> mamori_store::Result<mamori_store::StoreStats> {
+        Ok(Default::default())
+    }
+}
+
+/// Alerts from PostgreSQL (shared by the cluster), kv from the node's own `state.db`.
+pub struct SplitStore {
+    alerts: Arc<PgAlertStore>,
+    kv: Arc<SqliteAlertStore>,
+}
+
+impl AlertStore for SplitStore {
+    fn insert_alert(&self, a: &NewAlert) -> mamori_store::Result<InsertOutcome> {
+        self.alerts.insert_alert(a)
+    }
+    fn list_alerts(&self, f: &AlertFilter) -> mamori_store::Result<Vec<Alert>> {
+        self.alerts.list_alerts(f)
+    }
+    fn get_alert(&self, id: AlertId) -> mamori_store::Result<Option<Alert>> {
+        self.alerts.get_alert(id)
+    }
+    fn acknowledge(&self, id: AlertId, ack: &Ack) -> mamori_store::Result<Alert> {
+        self.alerts.acknowledge(id, ack)
+    }
+    fn kv_get(&self, key: &str) -> mamori_store::Result<Option<Vec<u8>>> {
+        self.kv.kv_get(key)
+    }
+    fn kv_put(&self, key: &str, value: &[u8]) -> mamori_store::Result<()> {
+        self.kv.kv_put(key, value)
+    }
+    fn kv_delete(&self, key: &str) -> mamori_store::Result<bool> {
+        self.kv.kv_delete(key)
+    }
+    fn count_alerts_by_level_hour(
+        &self,
+        start: DateTime<Utc>,
+        hours: u32,
+    ) -> mamori_store::Result<Vec<(Level, u32, u64)>> {
+        self.alerts.count_alerts_by_level_hour(start, hours)
+    }
+}
+
+/// Writes this node's heartbeat to PostgreSQL every 3 s (`mamori cluster status`).
+async fn heartbeat(
+    cfg: ClusterConfig,
+    pg: Arc<PgAlertStore>,
+    progress: Arc<StoreProgress>,
+    [examined, redelivered]: [Arc<AtomicU64>; 2],
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let h = Heartbeat {
+            node: cfg.node_name(),
+            site: cfg.site.clone(),
+            roles: cfg.roles.clone(),
+            owns: cfg.owns.clone(),
+            at: Utc::now(),
+            stored_through: cfg
+                .has(Role::Store)
+                .then(|| progress.stored_through.load(Relaxed)),
+            examined: cfg.has(Role::Detector).then(|| examined.load(Relaxed)),
+            redelivered: cfg.has(Role::Detector).then(|| redelivered.load(Relaxed)),
+        };
+        let pg2 = Arc::clone(&pg);
+        let blob = serde_json::to_vec(&h).expect("heartbeat serialises");
+        let r = tokio::task::spawn_blocking(move || pg2.kv_put(&h.key(), &blob)).await;
+        if let Ok(Err(e)) = r {
+            tracing::warn!(error = %e, "cluster heartbeat not written");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// What the detector and the partition owners share.
+struct DetectorCtx {
+    bus: Bus,
+    pg: Arc<PgAlertStore>,
+    rules: Arc<RulesHandle>,
+    partitions: u32,
+    min_level: Level,
+    suppress_secs: u64,
+    examined: Arc<AtomicU64>,
+    redelivered: Arc<AtomicU64>,
+}
+
+/// Per rule generation: the routing correlator (never fed) and the families.
+struct Routing {
+    generation: u64,
+    engine: Arc<Engine>,
+    correlator: Correlator,
+    families: Families,
+}
+
+impl Routing {
+    fn new(engine: Arc<Engine>) -> Routing {
+        let correlator = Correlator::new(
+            &engine.pack,
+            &engine.rules,
+            &FieldMap::builtin(),
+            Limits::default(),
+        );
+        Routing {
+            generation: engine.generation,
+            families: Families::new(&engine.pack),
+            correlator,
+            engine,
+        }
+    }
+}
+
+/// One event pulled from the work queue.
+struct Pulled {
+    seq: u64,
+    received_at: DateTime<Utc>,
+    event: Event,
+}
+
+/// The detector: pulls events from the shared durable consumer, matches them, records
+/// standalone alerts (once per event and rule), republishes correlation matches, then
+/// acknowledges. A killed detector's unacknowledged events are redelivered to the others
+/// after the ack wait; what it had done already is not done twice (alert occurrences,
+/// `Nats-Msg-Id` of the matches).
+async fn detector(d: Arc<DetectorCtx>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match detect_loop(&d, &mut stop).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "detector: consumer lost; pulling again");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn detect_loop(d: &Arc<DetectorCtx>, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
+    let stream = d
+        .bus
+        .js
+        .get_stream(EVENTS_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer = stream
+        .get_or_create_consumer(
+            DETECTORS_CONSUMER,
+            pull::Config {
+                durable_name: Some(DETECTORS_CONSUMER.into()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 20_000,
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut msgs = consumer
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?
+        .ready_chunks(512);
+    let mut names = Interner::new();
+    let mut routing: Option<Arc<std::sync::Mutex<Routing>>> = None;
+    loop {
+        let chunk = tokio::select! {
+            c = msgs.next() => c.ok_or("the consumer ended")?,
+            _ = stop.changed() => return Ok(()),
+        };
+        let mut pulled = Vec::with_capacity(chunk.len());
+        let mut to_ack = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            let m = m.map_err(|e| e.to_string())?;
+            let seq = match m.info() {
+                Ok(i) => {
+                    if i.delivered > 1 {
+                        d.redelivered.fetch_add(1, Relaxed);
+                    }
+                    i.stream_sequence
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "detector: message without stream info, dropped");
+                    let _ = m.ack_with(AckKind::Term).await;
+                    continue;
+                }
+            };
+            match decode_event(&m.payload, &mut names) {
+                Ok(x) => pulled.push(Pulled {
+                    seq,
+                    received_at: x.received_at,
+                    event: x.event,
+                }),
+                Err(e) => {
+                    // Never retried: it would fail again.
+                    tracing::error!(seq, error = %e, "detector: event does not decode; not examined");
+                    let _ = m.ack_with(AckKind::Term).await;
+                    continue;
+                }
+            }
+            to_ack.push(m);
+        }
+        let engine = d.rules.current();
+        let r = match &routing {
+            Some(r)
+                if r.lock().unwrap_or_else(|p| p.into_inner()).generation == engine.generation =>
+            {
+                Arc::clone(r)
+            }
+            _ => {
+                let r = Arc::new(std::sync::Mutex::new(Routing::new(engine)));
+                routing = Some(Arc::clone(&r));
+                r
+            }
+        };
+        let d2 = Arc::clone(d);
+        let (alerts, matches) = tokio::task::spawn_blocking(move || {
+            let r = r.lock().unwrap_or_else(|p| p.into_inner());
+            examine(&d2, &r, &pulled)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        // Matches first (JetStream-acknowledged), then alerts, then the events' acks: a crash
+        // anywhere leaves the events unacknowledged, and their redelivery repeats nothing.
+        mamori_cluster::bus::publish_all(&d.bus.js, matches)
+            .await
+            .map_err(|e| format!("matches: {e}"))?;
+        let pg = Arc::clone(&d.pg);
+        tokio::task::spawn_blocking(move || {
+            for (a, occurrence) in alerts {
+                pg.insert_alert_once(&a, &occurrence)?;
+            }
+            Ok::<(), mamori_store::Error>(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("alerts not recorded: {e}"))?;
+        d.examined.fetch_add(to_ack.len() as u64, Relaxed);
+        for m in to_ack {
+            m.ack().await.map_err(|e| format!("ack: {e}"))?;
+        }
+    }
+}
+
+type Republish = (String, String, Vec<u8>);
+
+/// Matches a chunk of events: standalone alerts with their occurrence ids, and the match
+/// messages for the correlation partitions.
+fn examine(
+    d: &DetectorCtx,
+    r: &Routing,
+    pulled: &[Pulled],
+) -> (Vec<(NewAlert, String)>, Vec<Republish>) {
+    let rules = &r.engine.rules;
+    let mut scratch = rules.scratch();
+    let mut alerts = Vec::new();
+    let mut out = Vec::new();
+    let mut m = Vec::new();
+    for p in pulled {
+        m.clear();
+        rules.matches(&p.event, &mut scratch, &mut m);
+        if m.is_empty() {
+            continue;
+        }
+        let site = site_of(&p.event);
+        for x in &m {
+            let info = rules.rule(x.rule);
+            if !info.standalone || info.level < d.min_level {
+                continue;
+            }
+            let host = p.event.host().map(|h| h.into_owned()).unwrap_or_default();
+            let fields: serde_json::Map<String, serde_json::Value> = rules
+                .details(x.rule, &p.event)
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            let t = p.event.timestamp.unwrap_or(p.received_at).timestamp();
+            let window = t.div_euclid(d.suppress_secs as i64);
+            let rule = info.meta.reference();
+            alerts.push((
+                NewAlert {
+                    rule_id: RuleId(rule.into()),
+                    title: info.meta.title.clone(),
+                    level: info.level,
+                    event_time: p.event.timestamp,
+                    received_at: p.received_at,
+                    event_seqs: vec![p.seq],
+                    group_key: (!host.is_empty()).then(|| format!("host.name={host}")),
+                    dedup_key: Some(format!("{rule}|{host}|{window}")),
+                    details: serde_json::json!({
+                        "source": p.event.origin.to_string(),
+                        "host": host,
+                        "site": site,
+                        "fields": fields,
+                        "tags": info.meta.tags,
+                        "description": info.meta.description,
+                        "description_ja": info.meta.extra.get("description_ja"),
+                    }),
+                },
+                format!("{}|{rule}", p.seq),
+            ));
+        }
+        // Correlation matches: one message per family, to the partition of its group.
+        let mut sent: Vec<&str> = Vec::new();
+        for (ci, values) in r.correlator.route(&p.event, &m) {
+            let family = r.families.family(ci);
+            if sent.contains(&family) {
+                continue;
+            }
+            sent.push(family);
+            // The family's correlator ignores the rules it does not read.
+            let feeding: Vec<String> = m
+                .iter()
+                .filter(|x| r.correlator.uses_rule(x.rule))
+                .map(|x| rules.rule(x.rule).meta.reference().to_owned())
+                .collect();
+            let Ok(frame) = encode_event(p.seq, p.received_at, &p.event) else {
+                continue; // it was stored, so it encodes; never panic on it
+            };
+            let meta = MatchMeta {
+                family: family.to_owned(),
+                rules: feeding,
+            };
+            let part = partition(family, &values, d.partitions);
+            out.push((
+                match_subject(part),
+                format!("m-{}-{family}", p.seq),
+                encode_match(&meta, &frame),
+            ));
+        }
+    }
+    (alerts, out)
+}
+
+fn site_of(ev: &Event) -> Option<String> {
+    ev.get(SITE_FIELD).map(|v| v.to_text().into_owned())
+}
+
+/// Key of a partition owner's saved state in PostgreSQL.
+fn owner_key(p: u32) -> String {
+    format!("cluster/correlation/p{p}")
+}
+
+/// A partition owner's state: the position in `MAMORI_MATCHES` it covers and each family's
+/// correlator.
+struct OwnerState {
+    position: u64,
+    families: HashMap<String, Correlator>,
+    /// Saved states of families not built yet (restored when their first match arrives).
+    pending: HashMap<String, Vec<u8>>,
+    /// Recent match seq → site, for the sites of a correlation alert (bounded).
+    sites: HashMap<u64, String>,
+    generation: u64,
+    /// Rule reference → index in the current rules.
+    rule_index: HashMap<String, u32>,
+}
+
+fn save_owner(s: &OwnerState) -> Vec<u8> {
+    let mut out = s.position.to_le_bytes().to_vec();
+    let mut put = |b: &[u8]| {
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        out.extend_from_slice(b);
+    };
+    let mut all: Vec<(&String, Vec<u8>)> = s.families.iter().map(|(k, c)| (k, c.save())).collect();
+    all.extend(s.pending.iter().map(|(k, v)| (k, v.clone())));
+    for (k, v) in all {
+        put(k.as_bytes());
+        put(&v);
+    }
+    out
+}
+
+fn load_owner(b: &[u8]) -> Option<(u64, HashMap<String, Vec<u8>>)> {
+    let (pos, mut rest) = b.split_at_checked(8)?;
+    let position = u64::from_le_bytes(pos.try_into().ok()?);
+    let take = |r: &mut &[u8]| -> Option<Vec<u8>> {
+        let (l, tail) = r.split_at_checked(4)?;
+        let l = u32::from_le_bytes(l.try_into().ok()?) as usize;
+        let (v, tail) = tail.split_at_checked(l)?;
+        *r = tail;
+        Some(v.to_vec())
+    };
+    let mut m = HashMap::new();
+    while !rest.is_empty() {
+        let k = String::from_utf8(take(&mut rest)?).ok()?;
+        let v = take(&mut rest)?;
+        m.insert(k, v);
+    }
+    Some((position, m))
+}
+
+/// The correlator of one family: the pack's correlations of the family only, so matches
+/// sent for another family's group never touch this one's state.
+fn family_correlator(engine: &Engine, family: &str) -> Correlator {
+    let families = Families::new(&engine.pack);
+    let pack = RulePack {
+        correlations: families
+            .members(family)
+            .into_iter()
+            .map(|i| engine.pack.correlations[i].clone())
+            .collect(),
+        ..RulePack::default()
+    };
+    Correlator::new(
+        &pack,
+        &engine.rules,
+        &FieldMap::builtin(),
+        Limits::default(),
+    )
+}
+
+/// The owner of partition `p`: an ordered consumer of `mamori.matches.<p>` from the position
+/// its saved state covers. The state and the position are saved together (every 2 s and at
+/// stop), so after a crash the matches after the saved position are replayed onto the saved
+/// state: each counted once. Alerts raised again by the replay are the same occurrences
+/// (dedup key and phase) and change nothing.
+async fn owner(d: Arc<DetectorCtx>, p: u32, mut stop: watch::Receiver<bool>) {
+    let pg = Arc::clone(&d.pg);
+    let saved = tokio::task::spawn_blocking(move || pg.kv_get(&owner_key(p))).await;
+    let (position, pending) = match saved {
+        Ok(Ok(Some(b))) => load_owner(&b).unwrap_or_else(|| {
+            tracing::error!(
+                partition = p,
+                "saved correlation state is damaged; starting empty from the stream's start"
+            );
+            (0, HashMap::new())
+        }),
+        Ok(Ok(None)) => (0, HashMap::new()),
+        Ok(Err(e)) => {
+            tracing::error!(partition = p, error = %e, "cannot read the partition's saved state; the partition is not served");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut st = OwnerState {
+        position,
+        families: HashMap::new(),
+        pending,
+        sites: HashMap::new(),
+        generation: 0,
+        rule_index: HashMap::new(),
+    };
+    tracing::info!(
+        partition = p,
+        position,
+        "correlation partition owner starting"
+    );
+    loop {
+        match own_loop(&d, p, &mut st, &mut stop).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "owner: consumer lost; resuming from its position");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        }
+    }
+    save(&d, p, &st).await;
+}
+
+async fn save(d: &DetectorCtx, p: u32, st: &OwnerState) {
+    let blob = save_owner(st);
+    let pg = Arc::clone(&d.pg);
+    match tokio::task::spawn_blocking(move || pg.kv_put(&owner_key(p), &blob)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(partition = p, error = %e, "cannot save correlation state"),
+        Err(_) => {}
+    }
+}
+
+async fn own_loop(
+    d: &Arc<DetectorCtx>,
+    p: u32,
+    st: &mut OwnerState,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let stream = d
+        .bus
+        .js
+        .get_stream(MATCHES_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: match_subject(p),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: st.position + 1,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut msgs = consumer
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?
+        .ready_chunks(256);
+    let mut names = Interner::new();
+    let mut last_save = Instant::now();
+    let mut dirty = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let chunk = tokio::select! {
+            c = msgs.next() => Some(c.ok_or("the consumer ended")?),
+            _ = tick.tick() => None,
+            _ = stop.changed() => return Ok(()),
+        };
+        let engine = d.rules.current();
+        if engine.generation != st.generation {
+            // Rules reloaded: rebuild each family's correlator, carrying its state over.
+            let olds: Vec<(String, Vec<u8>)> =
+                st.families.drain().map(|(k, c)| (k, c.save())).collect();
+            st.pending.extend(olds);
+            st.generation = engine.generation;
+            st.rule_index = (0..engine.rules.len() as u32)
+                .map(|i| (engine.rules.rule(i).meta.reference().to_owned(), i))
+                .collect();
+        }
+        let mut out: Vec<(CorrelationAlert, DateTime<Utc>)> = Vec::new();
+        if let Some(chunk) = chunk {
+            for m in chunk {
+                let m = m.map_err(|e| e.to_string())?;
+                let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+                if seq <= st.position {
+                    continue;
+                }
+                st.position = seq;
+                dirty = true;
+                let (meta, ev) = match decode_match(&m.payload, &mut names) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::error!(partition = p, seq, error = %e, "match does not decode; skipped");
+                        continue;
+                    }
+                };
+                let c = st.families.entry(meta.family.clone()).or_insert_with(|| {
+                    let mut c = family_correlator(&engine, &meta.family);
+                    if let Some(b) = st.pending.remove(&meta.family) {
+                        if let Err(e) = c.restore(&b) {
+                            tracing::warn!(family = %meta.family, error = %e, "saved correlation state not restored");
+                        }
+                    }
+                    c
+                });
+                let matches: Vec<Match> = meta
+                    .rules
+                    .iter()
+                    .filter_map(|r| st.rule_index.get(r))
+                    .map(|&rule| Match { rule })
+                    .collect();
+                if let Some(site) = site_of(&ev.event) {
+                    if st.sites.len() >= 100_000 {
+                        st.sites.clear();
+                    }
+                    st.sites.insert(ev.seq, site);
+                }
+                let source = format!(
+                    "{}/{}",
+                    site_of(&ev.event).unwrap_or_default(),
+                    ev.event.origin
+                );
+                let arrival = Arrival {
+                    source: &source,
+                    received_ms: Some(ev.received_at.timestamp_millis()),
+                    reference: ev.seq,
+                };
+                let mut raised = Vec::new();
+                c.observe(&ev.event, &matches, &arrival, &mut raised);
+                out.extend(raised.into_iter().map(|a| (a, ev.received_at)));
+            }
+        } else {
+            let now = Utc::now();
+            for c in st.families.values_mut() {
+                let mut raised = Vec::new();
+                c.tick(now.timestamp_millis(), &mut raised);
+                if !raised.is_empty() {
+                    dirty = true;
+                }
+                out.extend(raised.into_iter().map(|a| (a, now)));
+            }
+        }
+        if !out.is_empty() {
+            let alerts: Vec<(NewAlert, String)> = out
+                .iter()
+                .filter_map(|(a, at)| {
+                    let alert = correlation_alert(a, *at, &st.sites);
+                    (alert.level >= d.min_level).then(|| {
+                        let occ = format!(
+                            "{}|{:?}",
+                            alert.dedup_key.clone().unwrap_or_default(),
+                            a.phase
+                        );
+                        (alert, occ)
+                    })
+                })
+                .collect();
+            let pg = Arc::clone(&d.pg);
+            tokio::task::spawn_blocking(move || {
+                for (a, occ) in alerts {
+                    pg.insert_alert_once(&a, &occ)?;
+                }
+                Ok::<(), mamori_store::Error>(())
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("correlation alerts not recorded: {e}"))?;
+        }
+        if dirty && last_save.elapsed() >= Duration::from_secs(2) {
+            save(d, p, st).await;
+            dirty = false;
+            last_save = Instant::now();
+        }
+    }
+}
+
+/// A correlation episode as an alert: as the embedded detector words it, with the sites of
+/// its events.
+fn correlation_alert(
+    a: &CorrelationAlert,
+    received_at: DateTime<Utc>,
+    sites: &HashMap<u64, String>,
+) -> NewAlert {
+    let group = a
+        .group
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let meta = &a.correlation.meta;
+    let ev = &a.evidence;
+    let (level, why) = outcome::judge_correlation(
+        meta,
+        a.correlation.kind,
+        a.correlation.level,
+        &a.group,
+        outcome::is_internal_default,
+    );
+    let mut site_list: Vec<&String> = ev
+        .refs
+        .iter()
+        .filter_map(|r| sites.get(&r.reference))
+        .collect();
+    site_list.sort();
+    site_list.dedup();
+    let mut alert = NewAlert {
+        rule_id: RuleId(meta.reference().into()),
+        title: meta.title.clone(),
+        level,
+        event_time: DateTime::from_timestamp_millis(a.last_ms),
+        received_at,
+        event_seqs: ev.refs.iter().map(|r| r.reference).collect(),
+        group_key: (!group.is_empty()).then(|| group.clone()),
+        dedup_key: Some(format!("{}|{group}|{}", meta.reference(), a.episode_ms)),
+        details: serde_json::json!({
+            "correlation": a.correlation.kind.as_str(),
+            "value": a.value,
+            "events": a.events,
+            "group": a.group.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "host": ev.hosts.first(),
+            "hosts": ev.hosts,
+            "sites": site_list,
+            "first_seq": ev.first.map(|r| r.reference),
+            "last_seq": ev.last.map(|r| r.reference),
+            "first": DateTime::from_timestamp_millis(a.first_ms),
+            "last": DateTime::from_timestamp_millis(a.last_ms),
+            "tags": meta.tags,
+            "description": meta.description,
+            "description_ja": meta.extra.get("description_ja"),
+        }),
+    };
+    if let (Some(r), Some(d)) = (why, alert.details.as_object_mut()) {
+        d.insert("outcome".into(), r.en.into());
+        d.insert("outcome_ja".into(), r.ja.into());
+    }
+    alert
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_state_roundtrips_and_damage_is_refused() {
+        let mut pending = HashMap::new();
+        pending.insert("c-brute".to_owned(), b"state one".to_vec());
+        pending.insert("c-spray".to_owned(), Vec::new());
+        let st = OwnerState {
+            position: 4242,
+            families: HashMap::new(),
+            pending: pending.clone(),
+            sites: HashMap::new(),
+            generation: 1,
+            rule_index: HashMap::new(),
+        };
+        let b = save_owner(&st);
+        assert_eq!(load_owner(&b), Some((4242, pending.clone())));
+        for n in 0..8 {
+            assert_eq!(load_owner(&b[..n]), None, "no position at {n}");
+        }
+        // Cut anywhere: an error or a smaller set of whole entries, never a panic.
+        for n in 8..b.len() {
+            if let Some((pos, m)) = load_owner(&b[..n]) {
+                assert_eq!(pos, 4242);
+                assert!(m.len() < 2 && m.iter().all(|(k, v)| pending.get(k) == Some(v)));
+            }
+        }
+        assert_eq!(load_owner(&b[..8]), Some((4242, HashMap::new())));
+    }
+}

@@ -1,0 +1,447 @@
+//! Scale-out (issue #20) end to end: the real binary as five nodes — two collectors at two
+//! sites, two detectors (each owning one correlation partition), one store — over a real NATS
+//! JetStream (a `nats-server` started by the test on a free loopback port, its own storage
+//! directory) and the real PostgreSQL (`MAMORI_PG_URL`, default 127.0.0.1:5432 trust, database
+//! `test`, in a schema of the test's own, dropped afterwards). Without either, "skipped".
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use mamori_cluster::PgAlertStore;
+use mamori_event::RuleId;
+use mamori_store::{Alert, AlertFilter, AlertStore};
+
+use crate::serve::{try_http, write_config, Server};
+use crate::{mamori, text};
+
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
+const BRUTE_FORCE: &str = "b0ed808b-7ffd-4d9a-accb-e09cb7e57e5b";
+
+fn pg_url() -> String {
+    std::env::var("MAMORI_PG_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test connect_timeout=5".into())
+}
+
+/// A `nats-server` with JetStream on a free loopback port; killed on drop.
+struct Nats {
+    child: Child,
+    port: u16,
+}
+
+impl Nats {
+    fn start(dir: &Path) -> Option<Nats> {
+        if !Path::new(NATS_SERVER).exists() {
+            eprintln!("skipped: {NATS_SERVER} not installed");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(NATS_SERVER)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Nats { child, port })
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test's PostgreSQL schema, dropped at the end (also on failure).
+struct Schema {
+    name: String,
+    pg: Option<PgAlertStore>,
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        if let Some(pg) = self.pg.take() {
+            let _ = pg.drop_schema();
+        }
+    }
+}
+
+fn cluster_config(
+    dir: &Path,
+    nats: u16,
+    schema: &str,
+    node: &str,
+    site: &str,
+    roles: &str,
+    owns: &str,
+) -> std::path::PathBuf {
+    let d = dir.join(node);
+    std::fs::create_dir_all(&d).unwrap();
+    write_config(
+        &d,
+        &format!(
+            "[cluster]\nnats = [\"nats://127.0.0.1:{nats}\"]\npostgres = {url:?}\n\
+             postgres_schema = {schema:?}\nsite = {site:?}\nroles = {roles}\npartitions = 2\n\
+             owns = {owns}\nnode = {node:?}\n",
+            url = pg_url(),
+        ),
+    )
+}
+
+fn ssh_fail(t: chrono::DateTime<Utc>, ip: &str, i: usize) -> String {
+    format!(
+        "<38>{} web01 sshd[4{i}]: Failed password for invalid user admin{i} from {ip} port {} ssh2\n",
+        t.format("%b %e %H:%M:%S"),
+        41000 + i
+    )
+}
+
+fn alerts_of(pg: &PgAlertStore, rule: &str) -> Vec<Alert> {
+    pg.list_alerts(&AlertFilter {
+        rule_id: Some(RuleId(rule.into())),
+        limit: 10_000,
+        ..AlertFilter::default()
+    })
+    .unwrap()
+}
+
+fn all_alerts(pg: &PgAlertStore) -> Vec<Alert> {
+    let mut out = Vec::new();
+    loop {
+        let page = pg
+            .list_alerts(&AlertFilter {
+                offset: out.len(),
+                limit: 1000,
+                ..AlertFilter::default()
+            })
+            .unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+/// `mamori cluster status --json`.
+fn status(cfg: &Path) -> serde_json::Value {
+    let out = mamori(&[
+        "cluster",
+        "status",
+        "--json",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn two_sites_one_brute_force_one_alert_and_a_killed_detector_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(&dir.path().join("nats")) else {
+        return;
+    };
+    let schema = format!(
+        "e2e_{}_{}",
+        std::process::id(),
+        Utc::now().timestamp_micros() % 1_000_000_000
+    );
+    let pg = match PgAlertStore::open(&pg_url(), &schema) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipped: PostgreSQL not reachable ({e})");
+            return;
+        }
+    };
+    let guard = Schema {
+        name: schema.clone(),
+        pg: Some(pg),
+    };
+    let pg = PgAlertStore::open(&pg_url(), &guard.name).unwrap();
+    let cfg = |node, site, roles, owns| {
+        cluster_config(dir.path(), nats.port, &schema, node, site, roles, owns)
+    };
+    let tokyo_cfg = cfg("tokyo", "tokyo", "[\"collector\"]", "[]");
+    let osaka_cfg = cfg("osaka", "osaka", "[\"collector\"]", "[]");
+    let det1_cfg = cfg("det1", "hq", "[\"detector\"]", "[0]");
+    let det2_cfg = cfg("det2", "hq", "[\"detector\"]", "[1]");
+    let store_cfg = cfg("store", "hq", "[\"store\"]", "[]");
+    let tokyo = Server::start(&tokyo_cfg, None);
+    let osaka = Server::start(&osaka_cfg, None);
+    let det1 = Server::start(&det1_cfg, None);
+    let det2 = Server::start(&det2_cfg, None);
+    let store = Server::start(&store_cfg, None);
+
+    // 1. A brute force whose attempts arrive half at each site: one correlation alert.
+    let start = Utc::now() - chrono::Duration::seconds(60);
+    let ip = "203.0.113.77";
+    let (mut a, mut b) = (String::new(), String::new());
+    // 12 attempts, 6 at each site: the threshold (10 in 5 minutes) needs both sites' events.
+    for i in 0..12 {
+        let line = ssh_fail(start + chrono::Duration::seconds(2 * i as i64), ip, i);
+        if i % 2 == 0 {
+            a += &line
+        } else {
+            b += &line
+        }
+    }
+    for (srv, lines) in [(&tokyo, a), (&osaka, b)] {
+        let mut c = TcpStream::connect(srv.tcp).unwrap();
+        std::io::Write::write_all(&mut c, lines.as_bytes()).unwrap();
+    }
+    // A sender cannot choose its site: the collector's replaces the one in the log.
+    let (st, v) = tokyo.post(
+        "/api/v1/ingest",
+        &[],
+        b"{\"message\":\"forged site\",\"mamori.site\":\"evil\"}\n",
+    );
+    assert_eq!(st, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let bf = loop {
+        let bf = alerts_of(&pg, BRUTE_FORCE);
+        if !bf.is_empty() {
+            break bf;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no brute-force alert in PostgreSQL; det1: {}\ndet2: {}",
+            det1.log_lines(),
+            det2.log_lines()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(bf.len(), 1, "one attack, one alert: {bf:#?}");
+    assert_eq!(
+        bf[0].group_key.as_deref(),
+        Some(&*format!("source.ip={ip}"))
+    );
+    let sites = &bf[0].details["sites"];
+    assert!(
+        sites
+            .as_array()
+            .is_some_and(|s| s.contains(&"tokyo".into()) && s.contains(&"osaka".into())),
+        "the alert names both sites: {sites}"
+    );
+    // Every event is in the store once, with its site; the alert cites store seqs.
+    let hits = store.search_until(&format!("source.ip:\"{ip}\""), 12, Duration::from_secs(60));
+    assert_eq!(hits.len(), 12, "{:#?}", store.log_lines());
+    let by_site = |s: &str| {
+        hits.iter()
+            .filter(|h| h["fields"]["mamori.site"] == s)
+            .count()
+    };
+    assert_eq!((by_site("tokyo"), by_site("osaka")), (6, 6));
+    let seqs: Vec<u64> = hits.iter().map(|h| h["seq"].as_u64().unwrap()).collect();
+    assert!(
+        bf[0].event_seqs.iter().all(|s| seqs.contains(s)),
+        "alert seqs {:?} are store seqs {seqs:?}",
+        bf[0].event_seqs
+    );
+
+    let forged = store.search_until("message:\"forged site\"", 1, Duration::from_secs(60));
+    assert_eq!(forged.len(), 1);
+    assert_eq!(
+        forged[0]["fields"]["mamori.site"], "tokyo",
+        "{:#}",
+        forged[0]
+    );
+
+    // 2. A few thousand acknowledged events through both collectors, a detector SIGKILLed
+    //    mid-run. One event in ten is a shadow-copy deletion on a host of its own: exactly one
+    //    alert each, counted once, whoever examined it and however often it was delivered.
+    const PER: usize = 20;
+    const BATCHES: usize = 60; // per client: 3 × 60 × 20 = 3600 events
+    let (tx, rx) = mpsc::channel::<(usize, usize)>();
+    let mut clients = Vec::new();
+    for client in 0..3usize {
+        let tx = tx.clone();
+        let targets = [
+            (tokyo.http, tokyo.token.clone()),
+            (osaka.http, osaka.token.clone()),
+        ];
+        clients.push(std::thread::spawn(move || {
+            for batch in 0..BATCHES {
+                let body: String = (0..PER)
+                    .map(|n| {
+                        if n % 10 == 0 {
+                            format!(
+                                r#"{{"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"H-{client}-{batch}-{n}","Image":"C:\\Windows\\System32\\vssadmin.exe","CommandLine":"vssadmin.exe delete shadows /all /quiet","crash.client":{client},"crash.batch":{batch},"crash.n":{n},"message":"crash test"}}"#
+                            ) + "\n"
+                        } else {
+                            format!("{{\"crash.client\":{client},\"crash.batch\":{batch},\"crash.n\":{n},\"message\":\"crash test\"}}\n")
+                        }
+                    })
+                    .collect();
+                let (addr, token) = &targets[(client + batch) % 2];
+                // A collector answers 200 only once JetStream holds the batch.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    match try_http(*addr, "POST", "/api/v1/ingest", Some(token), &[], body.as_bytes()) {
+                        Some((200, _)) => break,
+                        r => {
+                            assert!(Instant::now() < deadline, "batch {batch} never acknowledged: {r:?}");
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    }
+                }
+                tx.send((client, batch)).unwrap();
+            }
+        }));
+    }
+    drop(tx);
+    // Freeze the second detector once a third of the batches are acknowledged (the server
+    // keeps delivering to its pending pull requests: events it holds and never acknowledges),
+    // then SIGKILL it another third later.
+    let mut acked = Vec::new();
+    while acked.len() < BATCHES {
+        acked.push(
+            rx.recv_timeout(Duration::from_secs(120))
+                .expect("ingest stalled"),
+        );
+    }
+    let det2_token = det2.token.clone();
+    Command::new("kill")
+        .args(["-STOP", &det2.pid().to_string()])
+        .status()
+        .unwrap();
+    while acked.len() < 2 * BATCHES {
+        acked.push(
+            rx.recv_timeout(Duration::from_secs(120))
+                .expect("ingest stalled"),
+        );
+    }
+    det2.kill();
+    acked.extend(rx.iter());
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(acked.len(), 3 * BATCHES);
+    // The killed detector comes back: it resumes its partition from its saved state.
+    let det2 = Server::start(&det2_cfg, Some(det2_token));
+
+    let total = 3 * BATCHES * PER;
+    store.search_until("message:crash", total as u64, Duration::from_secs(120));
+    let hits = store.search_all("message:crash");
+    let mut seen = std::collections::HashMap::new();
+    for h in &hits {
+        let f = &h["fields"];
+        let key = (
+            f["crash.client"].as_u64().unwrap(),
+            f["crash.batch"].as_u64().unwrap(),
+            f["crash.n"].as_u64().unwrap(),
+        );
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    assert_eq!(
+        seen.values().filter(|&&c| c > 1).count(),
+        0,
+        "events stored twice"
+    );
+    for (c, b) in &acked {
+        for n in 0..PER {
+            assert_eq!(
+                seen.get(&(*c as u64, *b as u64, n as u64)),
+                Some(&1),
+                "acknowledged event {c}/{b}/{n} not stored once"
+            );
+        }
+    }
+    // Detection catches up (the killed detector's unacknowledged events are redelivered to
+    // the others after the ack wait): the consumer has nothing pending.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = status(&det1_cfg);
+        let c = &s["consumers"][0];
+        if c["lag"] == 0 && c["unacknowledged"] == 0 {
+            eprintln!("detectors' consumer after the SIGKILL: {c}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "detectors did not catch up: {s:#}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let want = 3 * BATCHES * (PER / 10);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shadow: Vec<Alert> = loop {
+        let shadow: Vec<Alert> = all_alerts(&pg)
+            .into_iter()
+            .filter(|a| {
+                a.group_key
+                    .as_deref()
+                    .is_some_and(|g| g.starts_with("host.name=H-"))
+            })
+            .collect();
+        if shadow.len() >= want || Instant::now() > deadline {
+            break shadow;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut per_host = std::collections::HashMap::new();
+    for a in &shadow {
+        *per_host
+            .entry((a.group_key.clone(), a.rule_id.clone()))
+            .or_insert(0u64) += a.count;
+    }
+    let hosts: std::collections::HashSet<_> = per_host.keys().map(|(g, _)| g.clone()).collect();
+    assert_eq!(
+        hosts.len(),
+        want,
+        "every shadow-copy deletion raised its alert"
+    );
+    assert!(
+        per_host.values().all(|&c| c == 1),
+        "an alert counted a redelivered event twice: {:?}",
+        per_host
+            .iter()
+            .filter(|(_, &c)| c != 1)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    // The brute force is still one alert after the owner's restart and replay.
+    assert_eq!(alerts_of(&pg, BRUTE_FORCE).len(), 1);
+    // Status names every node and the streams.
+    let s = status(&det1_cfg);
+    let nodes: Vec<&str> = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["node"].as_str())
+        .collect();
+    for n in ["tokyo", "osaka", "det1", "det2", "store"] {
+        assert!(nodes.contains(&n), "{n} in {nodes:?}");
+    }
+    assert_eq!(s["streams"][0]["name"], "MAMORI_EVENTS");
+    let redelivered: u64 = s["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["redelivered"].as_u64())
+        .sum();
+    eprintln!("events redelivered to the surviving detectors after the SIGKILL: {redelivered}");
+    assert!(
+        redelivered > 0,
+        "the killed detector held no events: the test did not test redelivery"
+    );
+    let text_out = mamori(&["cluster", "status", "--config", det1_cfg.to_str().unwrap()]);
+    assert!(text(&text_out.stdout).contains("MAMORI_EVENTS"));
+    for srv in [tokyo, osaka, det1, det2, store] {
+        assert_eq!(srv.stop(), Some(0), "clean shutdown on SIGTERM");
+    }
+    drop(nats);
+}
