@@ -233,14 +233,10 @@ pub fn enroll(
             (Some(pem_of(&der)), Some(got))
         }
         (Some(_), _) if want.is_some() => {
-            return Err(Error::Invalid(
-                "give --ca-cert or --pin, not both".into(),
-            ))
+            return Err(Error::Invalid("give --ca-cert or --pin, not both".into()))
         }
         (None, false) if want.is_some() => {
-            return Err(Error::Invalid(
-                "--pin needs an https:// server".into(),
-            ))
+            return Err(Error::Invalid("--pin needs an https:// server".into()))
         }
         _ => (ca_pem, None),
     };
@@ -400,8 +396,8 @@ pub fn probe_certificate(server: &str, timeout: Duration) -> Result<Vec<u8>> {
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host)
         .map_err(|e| err(format!("server name: {e}")))?;
-    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name)
-        .map_err(|e| err(e.to_string()))?;
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| err(e.to_string()))?;
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp)
             .map_err(|e| err(format!("TLS handshake: {e}")))?;
@@ -565,7 +561,10 @@ mod tests {
             server_endpoints("https://[2001:db8::5]")[0].to_string(),
             "[2001:db8::5]:443"
         );
-        assert_eq!(server_endpoints("http://127.0.0.1")[0].to_string(), "127.0.0.1:80");
+        assert_eq!(
+            server_endpoints("http://127.0.0.1")[0].to_string(),
+            "127.0.0.1:80"
+        );
         assert!(server_endpoints("nonsense").is_empty());
     }
 

@@ -111,7 +111,12 @@ pub fn parse_passwd(text: &str, skipped: &mut u64) -> BTreeMap<String, User> {
             continue;
         }
         let f: Vec<&str> = l.split(':').collect();
-        match (f.len(), f.first(), f.get(2).and_then(|u| u.parse().ok()), f.get(3).and_then(|g| g.parse().ok())) {
+        match (
+            f.len(),
+            f.first(),
+            f.get(2).and_then(|u| u.parse().ok()),
+            f.get(3).and_then(|g| g.parse().ok()),
+        ) {
             (7, Some(name), Some(uid), Some(gid)) if !name.is_empty() && out.len() < MAX_ITEMS => {
                 out.insert(
                     (*name).to_owned(),
@@ -390,7 +395,8 @@ fn user_event(host: &str, action: &str, name: &str, u: &User, before: Option<&Us
             u.uid, u.gid, u.home, u.shell
         ),
     );
-    v["user"] = json!({ "name": name, "id": u.uid.to_string(), "group": { "id": u.gid.to_string() } });
+    v["user"] =
+        json!({ "name": name, "id": u.uid.to_string(), "group": { "id": u.gid.to_string() } });
     v["inventory"]["home"] = json!(u.home);
     v["inventory"]["shell"] = json!(u.shell);
     if let Some(b) = before {
@@ -608,7 +614,10 @@ mod tests {
         assert_eq!(s.groups["sudo"].members, ["alice"]);
         assert_eq!(s.ports.len(), 2, "{:?}", s.ports);
         let ssh = &s.ports["tcp/0.0.0.0:22"];
-        assert_eq!((ssh.pid, ssh.process.as_deref()), (Some(4242), Some("sshd")));
+        assert_eq!(
+            (ssh.pid, ssh.process.as_deref()),
+            (Some(4242), Some("sshd"))
+        );
         assert!(s.ports.contains_key("tcp/[::1]:80"), "{:?}", s.ports);
         assert_eq!(s.packages.len(), 1);
         assert_eq!(s.packages["openssh-server:amd64"].version, "1:9.2p1-2");
@@ -642,11 +651,17 @@ mod tests {
         assert!(changed(&first, &next));
         let ev = events(Some(&first), &next, "web01");
         assert_eq!(ev.len(), 3, "{ev:#?}");
-        let user = ev.iter().find(|e| e["inventory"]["type"] == "user").unwrap();
+        let user = ev
+            .iter()
+            .find(|e| e["inventory"]["type"] == "user")
+            .unwrap();
         assert_eq!(user["event"]["action"], "added");
         assert_eq!(user["user"]["name"], "toor");
         assert_eq!(user["user"]["id"], "0");
-        let port = ev.iter().find(|e| e["inventory"]["type"] == "port").unwrap();
+        let port = ev
+            .iter()
+            .find(|e| e["inventory"]["type"] == "port")
+            .unwrap();
         assert_eq!(port["event"]["action"], "added");
         assert_eq!(port["server"]["port"], 4444);
         assert_eq!(ev[2]["inventory"]["changes"], 2);
@@ -661,7 +676,12 @@ mod tests {
         assert!(parse_passwd("::::::\nroot:x:notanumber:0::/:/bin/sh\n\u{0}\n", &mut n).is_empty());
         assert_eq!(n, 3);
         let mut n = 0;
-        assert!(parse_proc_net_tcp("header\n 0: ZZZZ:0016 0 0A a b c d e 1\n 1: short\n", false, &mut n).is_empty());
+        assert!(parse_proc_net_tcp(
+            "header\n 0: ZZZZ:0016 0 0A a b c d e 1\n 1: short\n",
+            false,
+            &mut n
+        )
+        .is_empty());
         assert_eq!(n, 2);
         assert!(parse_dpkg("Package: x\n").is_empty());
     }

@@ -314,26 +314,35 @@ mod tests {
             .handle(&json!({"id": 2, "op": "apply", "action": {"type": "isolate_host"}}))
             .unwrap()
             .unwrap();
-        assert!(matches!(res.outcome, HostOutcome::Failed { ref error } if error.contains("unknown")));
+        assert!(
+            matches!(res.outcome, HostOutcome::Failed { ref error } if error.contains("unknown"))
+        );
         assert!(res.commands.is_empty());
         // Invalid arguments are refused with the reason; nothing runs.
         let res = r
             .handle(&json!({"id": 3, "op": "apply", "action": {"type": "block_ip", "ip": "1.2.3.4; flush ruleset", "ttl": 60}}))
             .unwrap()
             .unwrap();
-        assert!(matches!(res.outcome, HostOutcome::Refused { ref reason } if reason.contains("invalid command")));
+        assert!(
+            matches!(res.outcome, HostOutcome::Refused { ref reason } if reason.contains("invalid command"))
+        );
         // A kill cannot be rolled back; an unknown command neither.
         let res = r
             .handle(&json!({"id": 4, "op": "rollback", "of": 1}))
             .unwrap()
             .unwrap();
-        assert!(matches!(res.outcome, HostOutcome::Refused { ref reason } if reason.contains("cannot be undone")));
+        assert!(
+            matches!(res.outcome, HostOutcome::Refused { ref reason } if reason.contains("cannot be undone"))
+        );
         let res = r
             .handle(&json!({"id": 5, "op": "rollback", "of": 99}))
             .unwrap()
             .unwrap();
         assert!(matches!(res.outcome, HostOutcome::Refused { .. }));
-        assert!(r.handle(&json!({"op": "rollback", "of": 99})).unwrap().is_none());
+        assert!(r
+            .handle(&json!({"op": "rollback", "of": 99}))
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -341,9 +350,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut r = HostResponder::open(HostPolicy::default(), Vec::new(), d.path()).unwrap();
         let res = r
-            .handle(&json!({"id": 9, "op": "apply", "action": {"type": "kill_process", "pid": 4242}}))
+            .handle(
+                &json!({"id": 9, "op": "apply", "action": {"type": "kill_process", "pid": 4242}}),
+            )
             .unwrap()
             .unwrap();
-        assert!(matches!(res.outcome, HostOutcome::Refused { ref reason } if reason.contains("disabled")));
+        assert!(
+            matches!(res.outcome, HostOutcome::Refused { ref reason } if reason.contains("disabled"))
+        );
     }
 }

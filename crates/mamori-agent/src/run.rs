@@ -395,9 +395,9 @@ impl Collector {
             }
             if cfg.inventory.enabled
                 && self.inventory_unsaved.is_none()
-                && self.inventory_at.is_none_or(|t| {
-                    t.elapsed() >= Duration::from_secs(cfg.inventory.interval_secs)
-                })
+                && self
+                    .inventory_at
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(cfg.inventory.interval_secs))
             {
                 self.inventory_at = Some(Instant::now());
                 let snap = inventory::collect(&cfg.inventory);

@@ -131,10 +131,9 @@ impl HostAction {
             HostAction::IsolateHost {} => "isolate_host".to_owned(),
             HostAction::DisableAccount { user } => format!("disable_account {user}"),
             HostAction::KillProcess { pid, name: None } => format!("kill_process {pid}"),
-            HostAction::KillProcess {
-                pid,
-                name: Some(n),
-            } => format!("kill_process {pid} ({})", n.as_str()),
+            HostAction::KillProcess { pid, name: Some(n) } => {
+                format!("kill_process {pid} ({})", n.as_str())
+            }
         }
     }
 
@@ -145,10 +144,7 @@ impl HostAction {
         match self {
             HostAction::BlockIp { ip, ttl } => {
                 if ttl.is_zero() || *ttl > MAX_HOST_TTL {
-                    return Err(format!(
-                        "ttl must be 1-{} seconds",
-                        MAX_HOST_TTL.as_secs()
-                    ));
+                    return Err(format!("ttl must be 1-{} seconds", MAX_HOST_TTL.as_secs()));
                 }
                 let p = ResponsePolicy::default();
                 if let Some(why) = policy.unwrap_or(&p).ip_protection(*ip) {
@@ -290,7 +286,10 @@ impl HostPolicy {
     /// agent's.
     pub fn refusal(&self, action: &HostAction, server: &[Keep], own_pid: u32) -> Option<String> {
         if !self.enabled {
-            return Some("response is disabled in this agent's configuration ([response] enabled = false)".into());
+            return Some(
+                "response is disabled in this agent's configuration ([response] enabled = false)"
+                    .into(),
+            );
         }
         let kind = action.kind();
         if !self.actions.contains(&kind) {
@@ -344,17 +343,15 @@ impl HostPolicy {
     /// The commands that carry out `action` on this host.
     pub fn apply_commands(&self, action: &HostAction, server: &[Keep]) -> Vec<CommandSpec> {
         match action {
-            HostAction::BlockIp { ip, ttl } => self.backends.apply(&Action::BlockIp {
-                ip: *ip,
-                ttl: *ttl,
-            }),
+            HostAction::BlockIp { ip, ttl } => {
+                self.backends.apply(&Action::BlockIp { ip: *ip, ttl: *ttl })
+            }
             HostAction::IsolateHost {} => self.backends.apply(&Action::IsolateHost {
                 keep: self.keep_with(server),
             }),
-            HostAction::DisableAccount { user } => {
-                self.backends
-                    .apply(&Action::DisableAccount { user: user.clone() })
-            }
+            HostAction::DisableAccount { user } => self
+                .backends
+                .apply(&Action::DisableAccount { user: user.clone() }),
             HostAction::KillProcess { pid, .. } => vec![CommandSpec::new(
                 self.kill.clone(),
                 vec!["-KILL".into(), "--".into(), pid.to_string()],
@@ -365,10 +362,9 @@ impl HostPolicy {
     /// The commands that undo `action`, or `None` (a killed process stays dead).
     pub fn undo_commands(&self, action: &HostAction) -> Option<Vec<CommandSpec>> {
         match action {
-            HostAction::BlockIp { ip, ttl } => self.backends.undo(&Action::BlockIp {
-                ip: *ip,
-                ttl: *ttl,
-            }),
+            HostAction::BlockIp { ip, ttl } => {
+                self.backends.undo(&Action::BlockIp { ip: *ip, ttl: *ttl })
+            }
             HostAction::IsolateHost {} => self
                 .backends
                 .undo(&Action::IsolateHost { keep: Vec::new() }),
@@ -399,9 +395,11 @@ impl HostPolicy {
             }
         };
         let expires_at = match action {
-            HostAction::BlockIp { ttl, .. } if outcome.is_done() => chrono::Duration::from_std(*ttl)
-                .ok()
-                .and_then(|d| now.checked_add_signed(d)),
+            HostAction::BlockIp { ttl, .. } if outcome.is_done() => {
+                chrono::Duration::from_std(*ttl)
+                    .ok()
+                    .and_then(|d| now.checked_add_signed(d))
+            }
             _ => None,
         };
         HostRecord {
@@ -524,7 +522,8 @@ mod tests {
                 action: HostAction::IsolateHost {}
             }
         );
-        let r: HostCommand = serde_json::from_str(r#"{"id": 8, "op": "rollback", "of": 7}"#).unwrap();
+        let r: HostCommand =
+            serde_json::from_str(r#"{"id": 8, "op": "rollback", "of": 7}"#).unwrap();
         assert_eq!(r.op, HostOp::Rollback { of: 7 });
     }
 
@@ -542,9 +541,18 @@ mod tests {
             .unwrap()
             .contains("disabled"));
         assert_eq!(p.refusal(&block("203.0.113.9", 60), &s, 1000), None);
-        assert!(p.refusal(&block("203.0.113.9", 7200), &s, 1000).unwrap().contains("max_ttl"));
-        assert!(p.refusal(&block("192.0.2.4", 60), &s, 1000).unwrap().contains("allow-list"));
-        assert!(p.refusal(&block("10.0.0.5", 60), &s, 1000).unwrap().contains("kept during isolation"));
+        assert!(p
+            .refusal(&block("203.0.113.9", 7200), &s, 1000)
+            .unwrap()
+            .contains("max_ttl"));
+        assert!(p
+            .refusal(&block("192.0.2.4", 60), &s, 1000)
+            .unwrap()
+            .contains("allow-list"));
+        assert!(p
+            .refusal(&block("10.0.0.5", 60), &s, 1000)
+            .unwrap()
+            .contains("kept during isolation"));
         assert!(p.refusal(&block("127.0.0.1", 60), &s, 1000).is_some());
         let user = |u: &str| HostAction::DisableAccount {
             user: UserName::parse(u).unwrap(),
@@ -556,7 +564,10 @@ mod tests {
         assert!(p.refusal(&kill(1), &s, 1000).is_some());
         assert!(p.refusal(&kill(1000), &s, 1000).is_some());
         assert_eq!(p.refusal(&kill(4242), &s, 1000), None);
-        assert!(p.refusal(&HostAction::IsolateHost {}, &[], 1000).unwrap().contains("cut this host off"));
+        assert!(p
+            .refusal(&HostAction::IsolateHost {}, &[], 1000)
+            .unwrap()
+            .contains("cut this host off"));
         assert_eq!(p.refusal(&HostAction::IsolateHost {}, &s, 1000), None);
         let only_block = HostPolicy {
             actions: vec![HostActionKind::BlockIp],
@@ -581,14 +592,32 @@ mod tests {
         let iso = p.apply_commands(&HostAction::IsolateHost {}, &s);
         assert_eq!(iso[0].args, ["-f", "-"]);
         let script = iso[0].stdin.as_deref().unwrap();
-        assert!(script.contains("ip daddr 10.0.0.5 tcp dport 8080 ct state new,established,related accept"), "{script}");
+        assert!(
+            script.contains(
+                "ip daddr 10.0.0.5 tcp dport 8080 ct state new,established,related accept"
+            ),
+            "{script}"
+        );
         let undo = p.undo_commands(&HostAction::IsolateHost {}).unwrap();
-        assert!(undo[0].stdin.as_deref().unwrap().contains("delete chain inet mamori isolate_out"));
-        let k = p.apply_commands(&HostAction::KillProcess { pid: 4242, name: None }, &s);
+        assert!(undo[0]
+            .stdin
+            .as_deref()
+            .unwrap()
+            .contains("delete chain inet mamori isolate_out"));
+        let k = p.apply_commands(
+            &HostAction::KillProcess {
+                pid: 4242,
+                name: None,
+            },
+            &s,
+        );
         assert_eq!(k[0].program, PathBuf::from("kill"));
         assert_eq!(k[0].args, ["-KILL", "--", "4242"]);
         assert!(p
-            .undo_commands(&HostAction::KillProcess { pid: 4242, name: None })
+            .undo_commands(&HostAction::KillProcess {
+                pid: 4242,
+                name: None
+            })
             .is_none());
     }
 
@@ -598,8 +627,20 @@ mod tests {
         // A `kill` that fails: the record says so, with the command.
         p.kill = PathBuf::from("/nonexistent/kill");
         let now = Utc::now();
-        let r = p.run(3, &HostAction::KillProcess { pid: 4242, name: None }, &server(), 1, now);
-        assert!(matches!(&r.outcome, HostOutcome::Failed { error } if error.contains("cannot start")), "{r:?}");
+        let r = p.run(
+            3,
+            &HostAction::KillProcess {
+                pid: 4242,
+                name: None,
+            },
+            &server(),
+            1,
+            now,
+        );
+        assert!(
+            matches!(&r.outcome, HostOutcome::Failed { error } if error.contains("cannot start")),
+            "{r:?}"
+        );
         assert_eq!(r.commands.len(), 1);
         let (o, _) = p.rollback(&r);
         assert!(matches!(o, HostOutcome::Refused { .. }));
@@ -608,10 +649,21 @@ mod tests {
         assert!(r.commands.is_empty());
         // `true` stands in for kill: success, and a kill cannot be undone.
         p.kill = PathBuf::from("true");
-        let r = p.run(5, &HostAction::KillProcess { pid: 4242, name: None }, &server(), 1, now);
+        let r = p.run(
+            5,
+            &HostAction::KillProcess {
+                pid: 4242,
+                name: None,
+            },
+            &server(),
+            1,
+            now,
+        );
         assert_eq!(r.outcome, HostOutcome::Done);
         let (o, c) = p.rollback(&r);
-        assert!(matches!(o, HostOutcome::Refused { reason } if reason.contains("cannot be undone")));
+        assert!(
+            matches!(o, HostOutcome::Refused { reason } if reason.contains("cannot be undone"))
+        );
         assert!(c.is_empty());
     }
 }

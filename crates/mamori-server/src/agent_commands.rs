@@ -262,7 +262,9 @@ struct RequestBody {
     action: HostAction,
 }
 
-fn json_body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
+fn json_body<T>(
+    b: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
     b.map(|Json(t)| t)
         .map_err(|e| ApiError::Unprocessable(e.body_text()))
 }
@@ -319,12 +321,10 @@ async fn rollback(
             .get(cid)
             .ok_or_else(|| ApiError::NotFound(format!("no agent command {cid}")))?;
         let agent = agents.find_active(&target.agent_id)?;
-        let c = agents.commands.queue(
-            &agent,
-            incident,
-            HostOp::Rollback { of: cid },
-            &auth.name,
-        )?;
+        let c =
+            agents
+                .commands
+                .queue(&agent, incident, HostOp::Rollback { of: cid }, &auth.name)?;
         inc.record(
             IncidentId(incident),
             &auth.name,
@@ -345,9 +345,9 @@ async fn list(
 ) -> Result<Json<JsonValue>, ApiError> {
     let agents = agents_of(&st)?;
     let out = blocking(move || {
-        let a = agents.find(&id).ok_or_else(|| {
-            ApiError::NotFound(format!("no agent `{}`", id.escape_default()))
-        })?;
+        let a = agents
+            .find(&id)
+            .ok_or_else(|| ApiError::NotFound(format!("no agent `{}`", id.escape_default())))?;
         Ok(json!({ "commands": agents.commands.list_for(&a) }))
     })
     .await?;
@@ -355,7 +355,10 @@ async fn list(
 }
 
 /// Authenticated by the agent's credential.
-async fn fetch(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<JsonValue>, ApiError> {
+async fn fetch(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<JsonValue>, ApiError> {
     let agents = agents_of(&st)?;
     let out = blocking(move || {
         let agent = agents.authenticate(&headers)?;
@@ -444,8 +447,10 @@ pub fn openapi_paths() -> JsonValue {
             "500": { "$ref": "#/components/responses/Internal" }
         })
     };
-    let id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } });
-    let cid = json!({ "name": "cid", "in": "path", "required": true, "schema": { "type": "integer" } });
+    let id =
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" } });
+    let cid =
+        json!({ "name": "cid", "in": "path", "required": true, "schema": { "type": "integer" } });
     let action = json!({ "oneOf": [
         { "type": "object", "required": ["type", "ip", "ttl"], "properties": { "type": { "const": "block_ip" }, "ip": { "type": "string" }, "ttl": { "type": "integer", "minimum": 1 } } },
         { "type": "object", "required": ["type"], "properties": { "type": { "const": "isolate_host" } } },

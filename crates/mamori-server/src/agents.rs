@@ -359,7 +359,10 @@ impl Agents {
             .find(who)
             .ok_or_else(|| ApiError::NotFound(format!("no agent `{}`", who.escape_default())))?;
         if a.revoked_at.is_some() {
-            return Err(ApiError::Conflict(format!("agent `{}` was revoked", a.name)));
+            return Err(ApiError::Conflict(format!(
+                "agent `{}` was revoked",
+                a.name
+            )));
         }
         Ok(a)
     }

@@ -178,12 +178,12 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
             let a = tokio::task::spawn_blocking(move || {
                 crate::agents::Agents::open(c, al, ev).map(|a| a.with_alert_tx(tx))
             })
-                .await
-                .map_err(|e| StartError::Config(format!("agents: {e}")))?
-                .map_err(|message| StartError::State {
-                    path: data.join("state.db"),
-                    message,
-                })?;
+            .await
+            .map_err(|e| StartError::Config(format!("agents: {e}")))?
+            .map_err(|message| StartError::State {
+                path: data.join("state.db"),
+                message,
+            })?;
             Arc::new(a)
         };
         running

@@ -31,7 +31,10 @@ fn env() -> &'static Environment<'static> {
 }
 
 fn render(ctx: minijinja::Value) -> Response {
-    match env().get_template("agents.html").and_then(|t| t.render(ctx)) {
+    match env()
+        .get_template("agents.html")
+        .and_then(|t| t.render(ctx))
+    {
         Ok(s) => (
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -136,8 +139,15 @@ mod tests {
         let html = t
             .render(context! { lang => "ja", ja => true, version => "0", agents => agents.clone(), is_admin => true, csrf => "tok", revoked => None::<String> })
             .unwrap();
-        assert!(!html.contains("<script>x") && html.contains("&lt;script&gt;"), "{html}");
-        assert!(html.contains("稼働中") && html.contains("revoke-ag-1") && html.contains("value=\"tok\""));
+        assert!(
+            !html.contains("<script>x") && html.contains("&lt;script&gt;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("稼働中")
+                && html.contains("revoke-ag-1")
+                && html.contains("value=\"tok\"")
+        );
         let html = t
             .render(context! { lang => "en", ja => false, version => "0", agents => agents, is_admin => false, csrf => "tok", revoked => None::<String> })
             .unwrap();

@@ -20,7 +20,12 @@ fn inventory_baseline_is_searchable_and_a_new_root_account_and_port_alert() {
     let srv = Server::start(&cfg, None);
     let root = dir.path().join("host");
     let (etc, proc) = (root.join("etc"), root.join("proc"));
-    for d in [etc.clone(), proc.join("net"), proc.join("sys/kernel"), proc.join("700/fd")] {
+    for d in [
+        etc.clone(),
+        proc.join("net"),
+        proc.join("sys/kernel"),
+        proc.join("700/fd"),
+    ] {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::write(
@@ -29,7 +34,11 @@ fn inventory_baseline_is_searchable_and_a_new_root_account_and_port_alert() {
     )
     .unwrap();
     std::fs::write(etc.join("group"), "root:x:0:\nsudo:x:27:zzalice\n").unwrap();
-    std::fs::write(proc.join("net/tcp"), format!("{TCP_HEADER}{}", tcp_line(0, 22, 5001))).unwrap();
+    std::fs::write(
+        proc.join("net/tcp"),
+        format!("{TCP_HEADER}{}", tcp_line(0, 22, 5001)),
+    )
+    .unwrap();
     std::fs::write(proc.join("700/comm"), "sshd\n").unwrap();
     std::os::unix::fs::symlink("socket:[5001]", proc.join("700/fd/3")).unwrap();
     std::fs::write(proc.join("sys/kernel/osrelease"), "6.1.0-zztest\n").unwrap();
@@ -51,7 +60,13 @@ fn inventory_baseline_is_searchable_and_a_new_root_account_and_port_alert() {
             dpkg.display().to_string()
         ),
     );
-    enroll(&Host { ns: None }, port, &enroll_token(&cfg), &acfg, "inv01");
+    enroll(
+        &Host { ns: None },
+        port,
+        &enroll_token(&cfg),
+        &acfg,
+        "inv01",
+    );
     let agent = AgentProc::start(&Host { ns: None }, &acfg);
 
     // The baseline: searchable, no alert (root's UID 0 and port 22 were there before).
@@ -72,7 +87,11 @@ fn inventory_baseline_is_searchable_and_a_new_root_account_and_port_alert() {
     let summaries = total(&srv, "inventory.type:summary");
     assert!(summaries >= 1, "the baseline's summary is searchable");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(total(&srv, "inventory.type:summary"), summaries, "no report without a change");
+    assert_eq!(
+        total(&srv, "inventory.type:summary"),
+        summaries,
+        "no report without a change"
+    );
     assert!(alert_with_rule(&srv, "New UID 0 Account On A Host").is_none());
     assert!(alert_with_rule(&srv, "New Listening Port On A Host").is_none());
 
@@ -82,14 +101,22 @@ fn inventory_baseline_is_searchable_and_a_new_root_account_and_port_alert() {
     std::fs::write(etc.join("passwd"), p).unwrap();
     std::fs::write(
         proc.join("net/tcp"),
-        format!("{TCP_HEADER}{}{}", tcp_line(0, 22, 5001), tcp_line(1, 4444, 5002)),
+        format!(
+            "{TCP_HEADER}{}{}",
+            tcp_line(0, 22, 5001),
+            tcp_line(1, 4444, 5002)
+        ),
     )
     .unwrap();
     let (uid0, _) = wait_alert(&srv, "New UID 0 Account On A Host", Duration::from_secs(60));
     assert_eq!(uid0["level"], "critical");
     let e = alert_event(&srv, &uid0);
     assert_eq!(e["fields"]["user.name"], "zztoor", "{e}");
-    let (p, _) = wait_alert(&srv, "New Listening Port On A Host", Duration::from_secs(60));
+    let (p, _) = wait_alert(
+        &srv,
+        "New Listening Port On A Host",
+        Duration::from_secs(60),
+    );
     let e = alert_event(&srv, &p);
     assert_eq!(e["fields"]["server.port"], 4444, "{e}");
     assert_eq!(e["fields"]["agent.name"], "inv01");

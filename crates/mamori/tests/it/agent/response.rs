@@ -112,7 +112,10 @@ fn isolation_from_an_incident_leaves_only_the_server_until_rollback() {
     let other = bystander();
     let server_url = format!("http://{}:{port}/api/v1/health", ns.host_ip);
     let other_url = format!("http://{}:{other}/", ns.host_ip);
-    assert!(status_from(&ns, &other_url).is_some(), "the bystander is reachable before");
+    assert!(
+        status_from(&ns, &other_url).is_some(),
+        "the bystander is reachable before"
+    );
 
     let www = dir.path().join("root/var/www/html");
     std::fs::create_dir_all(&www).unwrap();
@@ -180,7 +183,10 @@ fn isolation_from_an_incident_leaves_only_the_server_until_rollback() {
         c["result"]["commands"][0]["stdin"]
             .as_str()
             .unwrap()
-            .contains(&format!("ip daddr {} tcp dport {port} ct state new", ns.host_ip)),
+            .contains(&format!(
+                "ip daddr {} tcp dport {port} ct state new",
+                ns.host_ip
+            )),
         "{c}"
     );
     assert_eq!(

@@ -23,7 +23,11 @@ fn tls_config(dir: &Path, port: u16, cert: &Path, key: &Path) -> PathBuf {
     server_config(
         dir,
         &format!("127.0.0.1:{port}"),
-        &format!("tls_cert = {:?}\ntls_key = {:?}\n", cert.display().to_string(), key.display().to_string()),
+        &format!(
+            "tls_cert = {:?}\ntls_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
     )
 }
 
@@ -76,7 +80,10 @@ fn enrolment_pins_the_self_signed_certificate_and_a_new_one_is_refused() {
     let out = enrol(Some(&fp_b));
     assert_ne!(out.status.code(), Some(0));
     let err = text(&out.stderr);
-    assert!(err.contains(&fp_a) && err.contains("not the pinned"), "{err}");
+    assert!(
+        err.contains(&fp_a) && err.contains("not the pinned"),
+        "{err}"
+    );
     let out = enrol(Some("sha256:nothex"));
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out.stderr).contains("not a SHA-256 fingerprint"));
@@ -103,7 +110,10 @@ fn enrolment_pins_the_self_signed_certificate_and_a_new_one_is_refused() {
     let agent = AgentProc::start(&Host { ns: None }, &acfg);
     let deadline = Instant::now() + Duration::from_secs(60);
     while last_seen(&cfg) == enrolled {
-        assert!(Instant::now() < deadline, "the agent never reported in over TLS");
+        assert!(
+            Instant::now() < deadline,
+            "the agent never reported in over TLS"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 
@@ -115,5 +125,9 @@ fn enrolment_pins_the_self_signed_certificate_and_a_new_one_is_refused() {
     assert!(line.contains(&fp_a) && line.contains(&fp_b), "{line}");
     let seen = last_seen(&cfg);
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(last_seen(&cfg), seen, "nothing accepted from the new certificate");
+    assert_eq!(
+        last_seen(&cfg),
+        seen,
+        "nothing accepted from the new certificate"
+    );
 }
