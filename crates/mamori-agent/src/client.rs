@@ -3,9 +3,12 @@
 //! **Transport security.** `https://` servers are verified against the CA certificate given at
 //! enrolment (`--ca-cert`), which is copied into the credential file and is from then on the
 //! only root the agent trusts for that server — a pin: a certificate from any other CA is
-//! refused even if the system trusts it. Without `--ca-cert`, the WebPKI roots are used.
-//! `mamori serve` itself serves its API over plain HTTP (TLS is terminated by a reverse proxy
-//! in front of it), so plain `http://` is accepted for a loopback server and, for any other
+//! refused even if the system trusts it. Without `--ca-cert`, the certificate the server
+//! presents at enrolment is pinned (trust on first use; `--pin sha256:…` requires a given one):
+//! its SHA-256 is printed and saved, and it becomes the only certificate trusted — a server
+//! presenting another one later is refused with both fingerprints in the error. (`mamori
+//! serve` with `[http] tls_cert/tls_key` is such a server; the pinned certificate must name
+//! the host in the URL.) Plain `http://` is accepted for a loopback server and, for any other
 //! host, only when enrolment was told `--allow-plain-http` (recorded in the credential file).
 
 use std::net::IpAddr;
@@ -32,6 +35,10 @@ pub struct Credential {
     pub ca_cert_pem: Option<String>,
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// `sha256:<hex>` of the server certificate pinned at enrolment (trust on first use, or
+    /// the `--pin` given); its PEM is then `ca_cert_pem`, the only certificate trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_sha256: Option<String>,
 }
 
 pub const CREDENTIAL_FILE: &str = "credential.json";
@@ -197,14 +204,42 @@ impl Identity {
 }
 
 /// Enrols with a one-time token and returns the credential (not yet saved).
+///
+/// For an `https://` server without `ca_pem`, the certificate the server presents is pinned
+/// (trust on first use): its SHA-256 must equal `pin` when one is given, and from then on it is
+/// the only certificate trusted for this server — the enrolment request itself already goes
+/// over a connection verified against it.
 pub fn enroll(
     server: &str,
     token: &str,
     id: &Identity,
     ca_pem: Option<String>,
     allow_plain_http: bool,
+    pin: Option<&str>,
 ) -> Result<Credential> {
     let server = check_server_url(server, allow_plain_http)?;
+    let want = pin.map(normalise_pin).transpose()?;
+    let (ca_pem, pinned_sha256) = match (&ca_pem, server.starts_with("https://")) {
+        (None, true) => {
+            let der = probe_certificate(&server, Duration::from_secs(30))?;
+            let got = fingerprint(&der);
+            if let Some(want) = &want {
+                if *want != got {
+                    return Err(Error::Server(format!(
+                        "the server presents certificate {got}, not the pinned {want}: refusing to enrol (someone may be intercepting the connection)"
+                    )));
+                }
+            }
+            (Some(pem_of(&der)), Some(got))
+        }
+        (Some(_), _) if want.is_some() => {
+            return Err(Error::Invalid("give --ca-cert or --pin, not both".into()))
+        }
+        (None, false) if want.is_some() => {
+            return Err(Error::Invalid("--pin needs an https:// server".into()))
+        }
+        _ => (ca_pem, None),
+    };
     let a = agent(ca_pem.as_deref(), Duration::from_secs(30))?;
     let body = serde_json::json!({
         "token": token,
@@ -231,11 +266,146 @@ pub fn enroll(
                 credential: field("credential")?,
                 ca_cert_pem: ca_pem,
                 allow_plain_http,
+                pinned_sha256,
             })
         }
         Reply::Refused(s, m) => Err(Error::Server(format!("enrolment refused (HTTP {s}): {m}"))),
         Reply::Retry(m) => Err(Error::Server(format!("enrolment failed: {m}"))),
     }
+}
+
+/// `sha256:<64 lowercase hex>` of a DER certificate.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(der)))
+}
+
+/// Accepts `sha256:AB:CD…`, `sha256:abcd…` or bare hex; returns the form of [`fingerprint`].
+pub fn normalise_pin(p: &str) -> Result<String> {
+    let body = p.trim();
+    let body = body
+        .strip_prefix("sha256:")
+        .or_else(|| body.strip_prefix("SHA256:"))
+        .unwrap_or(body);
+    let hexs: String = body.chars().filter(|c| *c != ':').collect();
+    if hexs.len() != 64 || !hexs.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::Invalid(format!(
+            "--pin {p:?} is not a SHA-256 fingerprint (sha256: and 64 hex digits)"
+        )));
+    }
+    Ok(format!("sha256:{}", hexs.to_ascii_lowercase()))
+}
+
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        s.push('\n');
+    }
+    s.push_str("-----END CERTIFICATE-----\n");
+    s
+}
+
+/// Accepts any certificate: used only to *read* the one a server presents (to pin it, or to
+/// say which one it presents instead of the pinned one). Nothing is sent on such a connection.
+#[derive(Debug)]
+struct ReadOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for ReadOnly {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The DER of the certificate an `https://host[:port]` server presents (its TLS handshake
+/// only; nothing is sent).
+pub fn probe_certificate(server: &str, timeout: Duration) -> Result<Vec<u8>> {
+    use std::net::ToSocketAddrs as _;
+    let rest = server
+        .strip_prefix("https://")
+        .ok_or_else(|| Error::Invalid(format!("{server} is not an https:// URL")))?;
+    let host = if let Some(h) = rest.strip_prefix('[') {
+        h.split(']').next().unwrap_or("").to_owned()
+    } else {
+        rest.rsplit_once(':').map_or(rest, |(h, _)| h).to_owned()
+    };
+    let hostport = if (rest.starts_with('[') && !rest.contains("]:"))
+        || (!rest.starts_with('[') && !rest.contains(':'))
+    {
+        format!("{rest}:443")
+    } else {
+        rest.to_owned()
+    };
+    let err = |m: String| Error::Server(format!("{server}: {m}"));
+    let addr = hostport
+        .to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no address".into()))?;
+    let mut tcp =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| err(e.to_string()))?;
+    let _ = tcp.set_read_timeout(Some(timeout));
+    let _ = tcp.set_write_timeout(Some(timeout));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ReadOnly(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host)
+        .map_err(|e| err(format!("server name: {e}")))?;
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(cfg), name).map_err(|e| err(e.to_string()))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)
+            .map_err(|e| err(format!("TLS handshake: {e}")))?;
+    }
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec())
+        .ok_or_else(|| err("presented no certificate".into()))
 }
 
 /// A connection to the server with the agent's credential.
@@ -255,28 +425,114 @@ impl Client {
         &self.cred
     }
 
+    /// A failed request's reason, made clear when the server no longer presents the pinned
+    /// certificate (which one it presents instead).
+    fn explain(&self, r: Reply) -> Reply {
+        let m = match r {
+            Reply::Retry(m) => m,
+            other => return other,
+        };
+        let Some(pinned) = &self.cred.pinned_sha256 else {
+            return Reply::Retry(m);
+        };
+        let l = m.to_ascii_lowercase();
+        if !(l.contains("certificate") || l.contains("unknownissuer") || l.contains("tls")) {
+            return Reply::Retry(m);
+        }
+        match probe_certificate(&self.cred.server, Duration::from_secs(10)) {
+            Ok(der) if fingerprint(&der) != *pinned => Reply::Retry(format!(
+                "the server's certificate changed: pinned {pinned} at enrolment, the server now presents {}; refusing to connect (re-enrol if the change is expected): {m}",
+                fingerprint(&der)
+            )),
+            _ => Reply::Retry(m),
+        }
+    }
+
     /// Sends one buffered batch (gzip JSON).
     pub fn send_batch(&self, body: &[u8]) -> Reply {
-        reply(
+        self.explain(reply(
             self.agent
                 .post(format!("{}/api/v1/agents/batches", self.cred.server))
                 .header("Authorization", format!("Bearer {}", self.cred.credential))
                 .header("Content-Type", "application/json")
                 .header("Content-Encoding", "gzip")
                 .send(body),
-        )
+        ))
     }
 
     /// Reports in with the buffer's state when there is nothing to send.
     pub fn heartbeat(&self, status: &serde_json::Value) -> Reply {
-        reply(
+        self.explain(reply(
             self.agent
                 .post(format!("{}/api/v1/agents/heartbeat", self.cred.server))
                 .header("Authorization", format!("Bearer {}", self.cred.credential))
                 .header("Content-Type", "application/json")
                 .send(serde_json::to_vec(status).unwrap_or_default().as_slice()),
+        ))
+    }
+}
+
+impl Client {
+    /// The commands the server has queued for this agent (response on the host).
+    pub fn fetch_commands(&self) -> Reply {
+        reply(
+            self.agent
+                .get(format!("{}/api/v1/agents/commands", self.cred.server))
+                .header("Authorization", format!("Bearer {}", self.cred.credential))
+                .call(),
         )
     }
+
+    /// Reports how a command ended.
+    pub fn report_result(&self, result: &mamori_respond::HostResult) -> Reply {
+        reply(
+            self.agent
+                .post(format!(
+                    "{}/api/v1/agents/commands/{}/result",
+                    self.cred.server, result.id
+                ))
+                .header("Authorization", format!("Bearer {}", self.cred.credential))
+                .header("Content-Type", "application/json")
+                .send(serde_json::to_vec(result).unwrap_or_default().as_slice()),
+        )
+    }
+
+    /// The server's addresses with its port: what host isolation keeps reachable.
+    pub fn server_endpoints(&self) -> Vec<mamori_respond::Keep> {
+        server_endpoints(&self.cred.server)
+    }
+}
+
+/// Resolves `scheme://host[:port]` to the addresses and TCP port of the server.
+pub fn server_endpoints(url: &str) -> Vec<mamori_respond::Keep> {
+    use std::net::ToSocketAddrs as _;
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let has_port = if rest.starts_with('[') {
+        rest.contains("]:")
+    } else {
+        rest.contains(':')
+    };
+    let hostport = if has_port {
+        rest.to_owned()
+    } else {
+        format!("{rest}:{default_port}")
+    };
+    let mut out: Vec<mamori_respond::Keep> = Vec::new();
+    if let Ok(addrs) = hostport.to_socket_addrs() {
+        for a in addrs {
+            let k = mamori_respond::Keep {
+                ip: a.ip().to_canonical(),
+                tcp_port: Some(a.port()),
+            };
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -297,6 +553,22 @@ mod tests {
     }
 
     #[test]
+    fn server_endpoints_resolve_with_their_port() {
+        let k = server_endpoints("http://10.1.2.3:8080");
+        assert_eq!(k.len(), 1);
+        assert_eq!(k[0].to_string(), "10.1.2.3:8080");
+        assert_eq!(
+            server_endpoints("https://[2001:db8::5]")[0].to_string(),
+            "[2001:db8::5]:443"
+        );
+        assert_eq!(
+            server_endpoints("http://127.0.0.1")[0].to_string(),
+            "127.0.0.1:80"
+        );
+        assert!(server_endpoints("nonsense").is_empty());
+    }
+
+    #[test]
     fn credential_roundtrip_is_private() {
         let d = tempfile::tempdir().unwrap();
         let c = Credential {
@@ -306,6 +578,7 @@ mod tests {
             credential: "mamori_agent_x".into(),
             ca_cert_pem: None,
             allow_plain_http: false,
+            pinned_sha256: None,
         };
         c.save(d.path()).unwrap();
         assert_eq!(Credential::load(d.path()).unwrap(), c);

@@ -23,6 +23,12 @@ pub struct AgentConfig {
     pub fim: FimConfig,
     #[serde(default)]
     pub ransomware: RansomwareConfig,
+    /// `[inventory]`: users, groups, listening ports, packages, kernel — sent on change.
+    #[serde(default)]
+    pub inventory: crate::inventory::InventoryConfig,
+    /// `[response]`: which commands from the server this host runs (off by default).
+    #[serde(default)]
+    pub response: mamori_respond::HostPolicy,
     /// How often the agent reports in when it has nothing to send (seconds).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
@@ -193,6 +199,21 @@ impl AgentConfig {
             if c.is_empty() || c.contains('/') || c == "." || c == ".." {
                 return Err(format!("canary name {c:?} must be a plain file name"));
             }
+        }
+        if self.inventory.interval_secs == 0 {
+            return Err("inventory.interval_secs must be at least 1".into());
+        }
+        for p in [
+            &self.inventory.etc_root,
+            &self.inventory.proc_root,
+            &self.inventory.dpkg_status,
+        ] {
+            if !p.is_absolute() {
+                return Err(format!("inventory path {} is not absolute", p.display()));
+            }
+        }
+        if self.response.poll_secs == 0 {
+            return Err("response.poll_secs must be at least 1".into());
         }
         if self.ransomware.threshold == 0 || self.ransomware.window_secs == 0 {
             return Err("ransomware.threshold and window_secs must be at least 1".into());

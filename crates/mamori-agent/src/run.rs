@@ -23,7 +23,7 @@ use crate::client::{Client, Credential, Reply};
 use crate::config::{AgentConfig, FimConfig, ResponseMode};
 use crate::spool::{self, Spool};
 use crate::tail::{FilePos, Tail};
-use crate::{fim, journald, ransom, Error, Result};
+use crate::{fim, inventory, journald, ransom, Error, Result};
 
 const CHECKPOINT_FILE: &str = "checkpoint.json";
 
@@ -83,7 +83,20 @@ pub fn run(cfg: AgentConfig, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result
         source: e,
     })?;
     let cred = Credential::load(&state)?;
-    let client = Client::new(cred)?;
+    let client = Client::new(cred.clone())?;
+    let responder = {
+        let c = Client::new(cred)?;
+        let r = crate::respond::HostResponder::open(
+            cfg.response.clone(),
+            c.server_endpoints(),
+            &state,
+        )?;
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("agent-response".into())
+            .spawn(move || crate::respond::poll_loop(&c, r, &stop))
+            .map_err(|e| Error::Invalid(format!("cannot start the response thread: {e}")))?
+    };
     let (sp, report) = Spool::open(&state.join("buffer"), cfg.buffer.max_bytes)?;
     if report.torn_bytes > 0 || !report.corrupt.is_empty() {
         tracing::warn!(
@@ -116,6 +129,7 @@ pub fn run(cfg: AgentConfig, stop: Arc<AtomicBool>, stats: Arc<Stats>) -> Result
     stop.store(true, Ordering::Relaxed);
     shared.wake.notify_all();
     let _ = sender.join();
+    let _ = responder.join();
     r
 }
 
@@ -137,6 +151,7 @@ fn send_loop(
     let mut backoff = Duration::from_millis(250);
     let mut last_contact = Instant::now() - heartbeat;
     let mut failing_since: Option<Instant> = None;
+    let mut last_error: Option<String> = None;
     while !stop.load(Ordering::Relaxed) {
         let next = {
             let sp = shared.spool.lock().unwrap_or_else(|e| e.into_inner());
@@ -187,13 +202,17 @@ fn send_loop(
                 if let Some(t) = failing_since.take() {
                     tracing::info!(after_secs = t.elapsed().as_secs(), "server reachable again");
                 }
+                last_error = None;
                 last_contact = Instant::now();
                 backoff = Duration::from_millis(250);
             }
             Err(m) => {
-                if failing_since.is_none() {
+                // Logged when the failure starts and whenever its reason changes (the server
+                // came back with another certificate, the agent was revoked…).
+                if failing_since.is_none() || last_error.as_deref() != Some(m.as_str()) {
                     tracing::warn!(error = %m, "cannot deliver to the server; buffering");
-                    failing_since = Some(Instant::now());
+                    failing_since.get_or_insert_with(Instant::now);
+                    last_error = Some(m);
                 }
                 let until = Instant::now() + backoff;
                 while Instant::now() < until && !stop.load(Ordering::Relaxed) {
@@ -219,6 +238,11 @@ struct Collector {
     /// Batch numbers already used (from the checkpoint): never reused even if the buffer
     /// directory was lost.
     seq_floor: u64,
+    /// The last inventory sent, when it was taken, and one waiting to be saved once the batch
+    /// holding its changes is buffered.
+    inventory: Option<inventory::Snapshot>,
+    inventory_at: Option<Instant>,
+    inventory_unsaved: Option<inventory::Snapshot>,
 }
 
 impl Collector {
@@ -278,6 +302,13 @@ impl Collector {
             last_scan: Instant::now(),
             scanned: false,
             seq_floor: pos.seq,
+            inventory: if cfg.inventory.enabled {
+                inventory::load(&cfg.state_dir)?
+            } else {
+                None
+            },
+            inventory_at: None,
+            inventory_unsaved: None,
         })
     }
 
@@ -362,6 +393,29 @@ impl Collector {
                     }
                 }
             }
+            if cfg.inventory.enabled
+                && self.inventory_unsaved.is_none()
+                && self
+                    .inventory_at
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(cfg.inventory.interval_secs))
+            {
+                self.inventory_at = Some(Instant::now());
+                let snap = inventory::collect(&cfg.inventory);
+                if self
+                    .inventory
+                    .as_ref()
+                    .is_none_or(|old| inventory::changed(old, &snap))
+                {
+                    for fields in inventory::events(self.inventory.as_ref(), &snap, &self.host) {
+                        pending.push(Record::Event {
+                            source: "inventory".into(),
+                            fields,
+                        });
+                    }
+                    urgent = true;
+                    self.inventory_unsaved = Some(snap);
+                }
+            }
             let got = pending.len() > before;
             if got && first_at.is_none() {
                 first_at = Some(Instant::now());
@@ -376,6 +430,10 @@ impl Collector {
                 first_at = None;
                 if let Some(f) = &mut self.fim {
                     f.save()?;
+                }
+                if let Some(snap) = self.inventory_unsaved.take() {
+                    inventory::save(&cfg.state_dir, &snap)?;
+                    self.inventory = Some(snap);
                 }
             }
             if !got {

@@ -68,6 +68,7 @@
 
 mod backend;
 mod command;
+pub mod host;
 mod policy;
 mod responder;
 mod validate;
@@ -79,6 +80,10 @@ use serde::{Deserialize, Serialize};
 
 pub use backend::{AccountConfig, Backends, NftConfig, NftScript, WebhookConfig, NFT_TABLE};
 pub use command::{CommandSpec, Outcome};
+pub use host::{
+    HostAction, HostActionKind, HostCommand, HostOp, HostOutcome, HostPolicy, HostRecord,
+    HostResult,
+};
 pub use policy::{ActionKind, Mode, Modes, ResponsePolicy};
 pub use responder::{
     ActionRecord, Plan, PlanId, PlannedAction, Reapplied, RecordId, Refusal, Responder,

@@ -190,6 +190,10 @@ pub struct Agents {
     reg: Mutex<Registry>,
     /// Held while a batch is stored: one agent batch in the pipeline at a time.
     ingest: Mutex<()>,
+    /// Response commands for agents ([`crate::agent_commands`]).
+    pub commands: crate::agent_commands::CommandQueue,
+    /// Where the server's alerts are published (incident grouping), like source health's.
+    alert_tx: Option<tokio::sync::broadcast::Sender<mamori_store::Alert>>,
 }
 
 /// What a batch did.
@@ -222,13 +226,33 @@ impl Agents {
             let b = serde_json::to_vec(&reg).map_err(|e| e.to_string())?;
             alerts.kv_put(REGISTRY_KEY, &b).map_err(|e| e.to_string())?;
         }
+        let commands = crate::agent_commands::CommandQueue::open(Arc::clone(&alerts))?;
         Ok(Agents {
             cfg,
+            commands,
+            alert_tx: None,
             alerts,
             events,
             reg: Mutex::new(reg),
             ingest: Mutex::new(()),
         })
+    }
+
+    /// Publishes this registry's alerts (silent agent, dropped logs) to incident handling.
+    pub fn with_alert_tx(
+        mut self,
+        tx: tokio::sync::broadcast::Sender<mamori_store::Alert>,
+    ) -> Agents {
+        self.alert_tx = Some(tx);
+        self
+    }
+
+    /// Records an alert and, when incident handling listens, publishes it.
+    fn raise(&self, a: &NewAlert) -> mamori_store::Result<()> {
+        match &self.alert_tx {
+            Some(tx) => crate::pipeline::record_alert(&*self.alerts, tx, a).map(|_| ()),
+            None => self.alerts.insert_alert(a).map(|_| ()),
+        }
     }
 
     fn save(&self, reg: &Registry) -> Result<(), ApiError> {
@@ -315,8 +339,36 @@ impl Agents {
         Ok(json!({ "agent_id": id, "name": req.name, "credential": credential }))
     }
 
+    /// An agent by id or name (the active one when a revoked agent had the same name).
+    pub fn find(&self, who: &str) -> Option<AgentRecord> {
+        let reg = self.lock();
+        let all: Vec<&AgentRecord> = reg
+            .agents
+            .iter()
+            .filter(|a| a.id == who || a.name == who)
+            .collect();
+        all.iter()
+            .find(|a| a.revoked_at.is_none())
+            .or(all.last())
+            .map(|a| (*a).clone())
+    }
+
+    /// An active agent by id or name: 404 unknown, 409 revoked.
+    pub fn find_active(&self, who: &str) -> Result<AgentRecord, ApiError> {
+        let a = self
+            .find(who)
+            .ok_or_else(|| ApiError::NotFound(format!("no agent `{}`", who.escape_default())))?;
+        if a.revoked_at.is_some() {
+            return Err(ApiError::Conflict(format!(
+                "agent `{}` was revoked",
+                a.name
+            )));
+        }
+        Ok(a)
+    }
+
     /// The agent a credential belongs to: 401 unknown, 403 revoked.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<AgentRecord, ApiError> {
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<AgentRecord, ApiError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -353,7 +405,7 @@ impl Agents {
             a.last_seen = Some(Utc::now());
             a.silent_alerted = false;
             if let Some(b) = buffer {
-                note_buffer(&*self.alerts, a, b);
+                note_buffer(&|n| self.raise(n), a, b);
             }
         }
         self.save(&reg)
@@ -427,7 +479,7 @@ impl Agents {
             a.events += n as u64;
             a.last_seen = Some(Utc::now());
             a.silent_alerted = false;
-            note_buffer(&*self.alerts, a, batch.buffer);
+            note_buffer(&|n| self.raise(n), a, batch.buffer);
         }
         self.save(&reg)?;
         Ok(Stored::New {
@@ -503,14 +555,14 @@ impl Agents {
                     last.timestamp_micros()
                 )),
                 details: json!({
-                    "agent": a.name, "agent_id": a.id, "hostname": a.hostname,
+                    "agent": a.name, "agent_id": a.id, "hostname": a.hostname, "host": a.hostname,
                     "last_seen": last, "silent_after_secs": self.cfg.silence_secs,
                     "buffer": a.buffer,
                     "description": format!("The Mamori agent {} on {} has not reported since {}. A stopped agent, a host that is down, a network cut or an attacker killing the agent look like this; check the host.", a.name, a.hostname, last.to_rfc3339()),
                     "description_ja": format!("ホスト {} の Mamori エージェント {} から {} 以降報告がありません。エージェントの停止、ホストの停止、ネットワーク断、攻撃者によるエージェント停止が考えられます。ホストを確認してください。", a.hostname, a.name, last.to_rfc3339()),
                 }),
             };
-            match self.alerts.insert_alert(&alert) {
+            match self.raise(&alert) {
                 Ok(_) => {
                     tracing::warn!(agent = %a.name, "agent silent");
                     a.silent_alerted = true;
@@ -529,7 +581,11 @@ impl Agents {
 
 /// Records an agent's buffer state; batches it dropped since its last report (its disk buffer
 /// was full) are an alert: lost logs are a security event, never silent.
-fn note_buffer(alerts: &dyn AlertStore, a: &mut AgentRecord, b: BufferState) {
+fn note_buffer(
+    raise: &dyn Fn(&NewAlert) -> mamori_store::Result<()>,
+    a: &mut AgentRecord,
+    b: BufferState,
+) {
     if b.dropped > a.buffer.dropped {
         let lost = b.dropped - a.buffer.dropped;
         let now = Utc::now();
@@ -543,13 +599,13 @@ fn note_buffer(alerts: &dyn AlertStore, a: &mut AgentRecord, b: BufferState) {
             group_key: Some(format!("host={}", a.hostname)),
             dedup_key: Some(format!("mamori.agents.dropped|{}", a.id)),
             details: json!({
-                "agent": a.name, "agent_id": a.id, "hostname": a.hostname,
+                "agent": a.name, "agent_id": a.id, "hostname": a.hostname, "host": a.hostname,
                 "dropped_batches": lost, "dropped_total": b.dropped,
                 "description": format!("The Mamori agent {} on {} dropped {lost} batches of logs because its disk buffer was full while the server was unreachable (buffer.max_bytes). Those logs are lost; raise the buffer or fix the connection.", a.name, a.hostname),
                 "description_ja": format!("ホスト {} の Mamori エージェント {} は、サーバーに接続できない間にディスクバッファが満杯になり、{lost} 個のバッチを破棄しました。これらのログは失われています。バッファ（buffer.max_bytes）を増やすか接続を復旧してください。", a.hostname, a.name),
             }),
         };
-        if let Err(e) = alerts.insert_alert(&alert) {
+        if let Err(e) = raise(&alert) {
             tracing::error!(error = %e, "cannot record the dropped-logs alert");
         }
         tracing::warn!(agent = %a.name, lost, "agent dropped buffered batches");
@@ -714,6 +770,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/agents/batches", post(batches))
         .route("/api/v1/agents/heartbeat", post(heartbeat))
         .route("/api/v1/agents/{id}/revoke", post(revoke))
+        .merge(crate::agent_commands::routes())
 }
 
 /// Reads a body up to `max` bytes within `timeout`.
@@ -922,7 +979,7 @@ pub fn openapi_paths() -> JsonValue {
     let buffer = json!({ "type": "object", "properties": {
         "bytes": { "type": "integer", "minimum": 0 }, "pending": { "type": "integer", "minimum": 0 },
         "dropped": { "type": "integer", "minimum": 0 } } });
-    json!({
+    let mut paths = json!({
         "/api/v1/agents": { "get": { "summary": "Enrolled host agents: name, host, OS, version, last seen, state (active, silent, revoked), last batch stored, events and the agent's disk buffer (bytes, pending batches, dropped batches).", "responses": ok("Agents") } },
         "/api/v1/agents/enroll": { "post": { "summary": "Trade a one-time enrolment token (`mamori agent token create`) for a per-agent credential (shown once). Authenticated by the token in the body, not by an API token.", "security": [],
             "requestBody": body(json!({ "type": "object", "required": ["token", "name"], "additionalProperties": false, "properties": {
@@ -939,7 +996,14 @@ pub fn openapi_paths() -> JsonValue {
             "responses": ok("Noted") } },
         "/api/v1/agents/{id}/revoke": { "post": { "summary": "Revoke an agent (by id or name): its credential stops working at once. Admin only.",
             "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": ok("Revoked") } }
-    })
+    });
+    if let (Some(p), JsonValue::Object(more)) = (
+        paths.as_object_mut(),
+        crate::agent_commands::openapi_paths(),
+    ) {
+        p.extend(more);
+    }
+    paths
 }
 
 #[cfg(test)]
@@ -1083,9 +1147,10 @@ mod tests {
     #[test]
     fn dropped_batches_are_an_alert() {
         let alerts = MemoryAlertStore::new();
+        let raise = |n: &NewAlert| alerts.insert_alert(n).map(|_| ());
         let mut a = agent("web01");
         note_buffer(
-            &alerts,
+            &raise,
             &mut a,
             BufferState {
                 bytes: 10,
@@ -1098,7 +1163,7 @@ mod tests {
             .unwrap()
             .is_empty());
         note_buffer(
-            &alerts,
+            &raise,
             &mut a,
             BufferState {
                 bytes: 10,
@@ -1107,7 +1172,7 @@ mod tests {
             },
         );
         note_buffer(
-            &alerts,
+            &raise,
             &mut a,
             BufferState {
                 bytes: 10,

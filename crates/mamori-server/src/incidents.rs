@@ -137,7 +137,8 @@ impl IncidentService {
         }
     }
 
-    fn record(&self, id: IncidentId, by: &str, kind: &str, detail: serde_json::Value) {
+    /// Records an action on an incident and in the chain of custody.
+    pub(crate) fn record(&self, id: IncidentId, by: &str, kind: &str, detail: serde_json::Value) {
         self.custody(
             by,
             mamori_vault::AuditAction::ResponseAction,

@@ -32,6 +32,7 @@
 // The hand-written OpenAPI document is one `json!` literal deeper than the default allows.
 #![recursion_limit = "256"]
 
+pub mod agent_commands;
 pub mod agents;
 pub mod analytics;
 

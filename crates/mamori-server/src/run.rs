@@ -176,13 +176,16 @@ pub(crate) async fn run(c: Components) -> Result<Running, StartError> {
         let l = bind("http.listen", addr).await?;
         let agents = {
             let (c, al, ev) = (cfg.agents.clone(), Arc::clone(&alerts), Arc::clone(&events));
-            let a = tokio::task::spawn_blocking(move || crate::agents::Agents::open(c, al, ev))
-                .await
-                .map_err(|e| StartError::Config(format!("agents: {e}")))?
-                .map_err(|message| StartError::State {
-                    path: data.join("state.db"),
-                    message,
-                })?;
+            let tx = running.alert_tx.clone();
+            let a = tokio::task::spawn_blocking(move || {
+                crate::agents::Agents::open(c, al, ev).map(|a| a.with_alert_tx(tx))
+            })
+            .await
+            .map_err(|e| StartError::Config(format!("agents: {e}")))?
+            .map_err(|message| StartError::State {
+                path: data.join("state.db"),
+                message,
+            })?;
             Arc::new(a)
         };
         running

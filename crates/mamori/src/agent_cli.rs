@@ -68,6 +68,11 @@ pub(crate) struct EnrollArgs {
     /// Allow plain http to a non-loopback server (a network you trust; not recommended).
     #[arg(long)]
     allow_plain_http: bool,
+    /// Require the server's certificate to have this SHA-256 (`sha256:…`, as printed by a
+    /// previous enrolment or `openssl x509 -noout -fingerprint -sha256`). Without it and
+    /// without --ca-cert, the certificate presented now is pinned (trust on first use).
+    #[arg(long, value_name = "SHA256", conflicts_with = "ca_cert")]
+    pin: Option<String>,
 }
 
 fn init_tracing() {
@@ -135,9 +140,22 @@ pub(crate) fn run(cmd: AgentCmd) -> anyhow::Result<i32> {
                 None => None,
             };
             let id = mamori_agent::client::Identity::of_this_host(a.name.clone());
-            let cred =
-                mamori_agent::client::enroll(&a.server, &a.token, &id, ca, a.allow_plain_http)?;
+            let cred = mamori_agent::client::enroll(
+                &a.server,
+                &a.token,
+                &id,
+                ca,
+                a.allow_plain_http,
+                a.pin.as_deref(),
+            )?;
             cred.save(&state_dir)?;
+            if let Some(fp) = &cred.pinned_sha256 {
+                eprintln!(
+                    "Pinned the server's certificate {fp}{}; a different certificate will be refused.",
+                    if a.pin.is_some() { " (as required by --pin)" } else { " (trust on first use: compare it with the server's)" }
+                );
+                println!("{fp}");
+            }
             eprintln!(
                 "Enrolled as `{}` ({}); credential saved in {}",
                 cred.name,

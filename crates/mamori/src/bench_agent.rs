@@ -122,6 +122,7 @@ pub(crate) fn run(a: AgentBenchArgs) -> anyhow::Result<i32> {
         &mamori_agent::client::Identity::of_this_host(Some("bench".into())),
         None,
         false,
+        None,
     )?;
     cred.save(&state)?;
     let log = dir.path().join("app.log");

@@ -22,6 +22,7 @@
 //!
 //! [`Authed`]: crate::api::Authed
 
+mod agents;
 pub mod auth;
 mod evidence;
 pub mod i18n;
@@ -58,6 +59,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/rules", get(pages::rules))
         .route("/settings", get(pages::settings))
         .route("/scans", get(scans::page))
+        .route("/agents", get(agents::page))
+        .route("/agents/{id}/revoke", post(agents::revoke))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
         .route("/prefs", post(pages::prefs))

@@ -287,7 +287,11 @@ pub(super) struct CsrfForm {
 }
 
 /// The session behind a form post, if its CSRF field matches.
-async fn form_user(st: &AppState, h: &HeaderMap, csrf: &str) -> Result<SessionUser, Response> {
+pub(super) async fn form_user(
+    st: &AppState,
+    h: &HeaderMap,
+    csrf: &str,
+) -> Result<SessionUser, Response> {
     let user = page_user(st, h).await?;
     if !auth::same_secret(csrf, &user.csrf) {
         return Err(ApiError::Forbidden("missing or invalid CSRF token".into()).into_response());

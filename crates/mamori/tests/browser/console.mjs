@@ -403,6 +403,13 @@ try {
   });
   if (vs !== 403) fail(`viewer change answered ${vs}`);
   step('viewer refused with 403', { status: vs });
+  // The agents page: reached from the navigation, in Japanese, without revoke for a viewer.
+  await Promise.all([viewer.page.waitForNavigation(), viewer.page.click('#nav-agents')]);
+  await viewer.page.waitForSelector('#agents-table, #agents-none');
+  if (!(await viewer.page.textContent('h1')).includes('エージェント')) fail('the agents page is not in Japanese');
+  if (await viewer.page.$('button.revoke')) fail('the viewer sees a revoke button');
+  await shot(viewer.page, 'agents-viewer');
+  step('agents page in Japanese, no revoke for a viewer');
 
   // Ten wrong passwords lock the account: then even the right one is refused.
   const guesser = await newPage(browser);

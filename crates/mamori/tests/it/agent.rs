@@ -18,6 +18,10 @@ use serde_json::Value;
 use crate::serve::{http, Server};
 use crate::{mamori, text};
 
+mod inventory;
+mod response;
+mod tofu;
+
 const BIN: &str = env!("CARGO_BIN_EXE_mamori");
 
 fn free_port() -> u16 {
@@ -570,6 +574,25 @@ fn webshell_and_authorized_keys_changes_alert_with_hashes_and_a_silent_agent_is_
     agent.sigkill();
     let (s, _) = wait_alert(&srv, "Agent went silent: web01", Duration::from_secs(60));
     assert_eq!(s["level"], "high");
+    // It reaches incident grouping like the server's other alerts, with the host as entity.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = srv.get("/api/v1/incidents");
+        let grouped = v["incidents"].as_array().unwrap().iter().any(|i| {
+            let (_, inc) = srv.get(&format!("/api/v1/incidents/{}", i["id"]));
+            inc["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["alert_id"] == s["id"]))
+        });
+        if grouped {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the silent-agent alert is on no incident: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 #[test]

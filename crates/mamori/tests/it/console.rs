@@ -19,6 +19,8 @@ use serde_json::Value;
 use crate::serve::{write_config, Server};
 use crate::{mamori, repo, text};
 
+mod agents;
+
 const PASSWORD: &str = "correct horse battery staple";
 
 /// One HTTP exchange: status, head (lower-cased names), body.
