@@ -250,6 +250,8 @@ pub struct Scratch {
     names_for: u64,
     buf: String,
     bytes: Vec<u8>,
+    /// The value being scanned, ASCII-lowercased.
+    lower: Vec<u8>,
     /// Diagnostics: bytes given to `contains` automata, and their raw matches.
     pub scanned: u64,
     pub raw_matches: u64,
@@ -733,7 +735,6 @@ fn automaton(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<Automaton> {
     }
     let build = |kind: Option<AhoCorasickKind>| {
         AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
             .kind(kind)
             .build(patterns)
@@ -765,7 +766,6 @@ fn anchored(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<AnchoredAutomato
     let dfa = if patterns.len() <= limit {
         Anchor2::Dfa(
             aho_corasick::dfa::DFA::builder()
-                .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
                 .start_kind(StartKind::Anchored)
                 .build(patterns)
@@ -774,7 +774,6 @@ fn anchored(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<AnchoredAutomato
     } else {
         Anchor2::Nfa(
             aho_corasick::nfa::contiguous::NFA::builder()
-                .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
                 .build(patterns)
                 .ok()?,
@@ -803,7 +802,7 @@ fn walk<A: aho_corasick::automaton::Automaton>(
     };
     let n = bytes.len();
     for k in 0..n {
-        let b = if reversed { bytes[n - 1 - k] } else { bytes[k] };
+        let b = if reversed { bytes[n - 1 - k] } else { bytes[k] }.to_ascii_lowercase();
         sid = aut.next_state(Anchored::Yes, sid, b);
         if aut.is_dead(sid) {
             return;
@@ -1580,6 +1579,8 @@ fn scan_keywords(a: &SlotMatcher, fields: &[(mamori_event::FieldName, Value)], s
     for (_, v) in fields {
         push(v, &mut buf);
     }
+    // The automata hold lowercase patterns and match bytes as they are.
+    buf.make_ascii_lowercase();
     s.scanned += buf.len() as u64;
     for m in c.ac.find_overlapping_iter(buf.as_slice()) {
         let t = &c.pats[m.pattern().as_usize()];
@@ -1633,29 +1634,42 @@ fn fire_targets(s: &mut Scratch, targets: &Targets, after: &mut dyn Iterator<Ite
 
 fn scan_text(a: &SlotMatcher, text: &str, s: &mut Scratch) {
     let bytes = text.as_bytes();
+    let exact = !a.exact.is_empty() && a.may_be_exact(bytes.len());
+    if a.contains.is_none() && !exact {
+        // Anchored walks lowercase the few bytes they read.
+        if let Some(p) = &a.prefix {
+            walk_anchored(p, bytes, false, s);
+        }
+        if let Some(x) = &a.suffix {
+            walk_anchored(x, bytes, true, s);
+        }
+        return;
+    }
+    // The automata hold lowercase patterns and compare bytes as they are (smaller and faster
+    // than ASCII-case-insensitive automata): the value is lowercased once for all of them.
+    let mut lower = std::mem::take(&mut s.lower);
+    lower.clear();
+    lower.extend(bytes.iter().map(u8::to_ascii_lowercase));
     if let Some(c) = &a.contains {
-        s.scanned += bytes.len() as u64;
-        for m in c.ac.find_overlapping_iter(bytes) {
+        s.scanned += lower.len() as u64;
+        for m in c.ac.find_overlapping_iter(lower.as_slice()) {
             s.raw_matches += 1;
             let t = &c.pats[m.pattern().as_usize()];
-            fire_targets(s, t, &mut bytes[m.end()..].iter().copied());
+            fire_targets(s, t, &mut lower[m.end()..].iter().copied());
         }
     }
     if let Some(p) = &a.prefix {
-        walk_anchored(p, bytes, false, s);
+        walk_anchored(p, &lower, false, s);
     }
     if let Some(x) = &a.suffix {
-        walk_anchored(x, bytes, true, s);
+        walk_anchored(x, &lower, true, s);
     }
-    if !a.exact.is_empty() && a.may_be_exact(bytes.len()) {
-        let mut buf = std::mem::take(&mut s.bytes);
-        buf.clear();
-        buf.extend(bytes.iter().map(u8::to_ascii_lowercase));
-        if let Some(preds) = a.exact.get(buf.as_slice()) {
+    if exact {
+        if let Some(preds) = a.exact.get(lower.as_slice()) {
             fire(s, preds);
         }
-        s.bytes = buf;
     }
+    s.lower = lower;
 }
 
 fn parse_time(t: &str) -> Option<NaiveDateTime> {
