@@ -839,57 +839,24 @@ fn correlation_alert(
     received_at: DateTime<Utc>,
     sites: &HashMap<u64, String>,
 ) -> NewAlert {
-    let group = a
-        .group
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let meta = &a.correlation.meta;
-    let ev = &a.evidence;
     let (level, why) = outcome::judge_correlation(
-        meta,
+        &a.correlation.meta,
         a.correlation.kind,
         a.correlation.level,
         &a.group,
         outcome::is_internal_default,
     );
-    let mut site_list: Vec<&String> = ev
+    let mut site_list: Vec<&String> = a
+        .evidence
         .refs
         .iter()
         .filter_map(|r| sites.get(&r.reference))
         .collect();
     site_list.sort();
     site_list.dedup();
-    let mut alert = NewAlert {
-        rule_id: RuleId(meta.reference().into()),
-        title: meta.title.clone(),
-        level,
-        event_time: DateTime::from_timestamp_millis(a.last_ms),
-        received_at,
-        event_seqs: ev.refs.iter().map(|r| r.reference).collect(),
-        group_key: (!group.is_empty()).then(|| group.clone()),
-        dedup_key: Some(format!("{}|{group}|{}", meta.reference(), a.episode_ms)),
-        details: serde_json::json!({
-            "correlation": a.correlation.kind.as_str(),
-            "value": a.value,
-            "events": a.events,
-            "group": a.group.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-            "host": ev.hosts.first(),
-            "hosts": ev.hosts,
-            "sites": site_list,
-            "first_seq": ev.first.map(|r| r.reference),
-            "last_seq": ev.last.map(|r| r.reference),
-            "first": DateTime::from_timestamp_millis(a.first_ms),
-            "last": DateTime::from_timestamp_millis(a.last_ms),
-            "tags": meta.tags,
-            "description": meta.description,
-            "description_ja": meta.extra.get("description_ja"),
-        }),
-    };
-    if let (Some(r), Some(d)) = (why, alert.details.as_object_mut()) {
-        d.insert("outcome".into(), r.en.into());
-        d.insert("outcome_ja".into(), r.ja.into());
+    let mut alert = crate::pipeline::correlation_alert(a, level, why, received_at);
+    if let Some(d) = alert.details.as_object_mut() {
+        d.insert("sites".into(), serde_json::json!(site_list));
     }
     alert
 }

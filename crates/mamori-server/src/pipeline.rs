@@ -1067,48 +1067,8 @@ impl Detector {
     }
 
     fn correlation_alert(&self, a: &CorrelationAlert, received_at: DateTime<Utc>) -> NewAlert {
-        let group = a
-            .group
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let meta = &a.correlation.meta;
-        let first = DateTime::from_timestamp_millis(a.first_ms);
-        let last = DateTime::from_timestamp_millis(a.last_ms);
-        let ev = &a.evidence;
         let (level, why) = self.judge_correlation(a);
-        let mut alert = NewAlert {
-            rule_id: RuleId(meta.reference().into()),
-            title: meta.title.clone(),
-            level,
-            event_time: last,
-            received_at,
-            event_seqs: ev.refs.iter().map(|r| r.reference).collect(),
-            group_key: (!group.is_empty()).then(|| group.clone()),
-            // One alert per episode: its end merges into the alert its start raised.
-            dedup_key: Some(format!("{}|{group}|{}", meta.reference(), a.episode_ms)),
-            details: serde_json::json!({
-                "correlation": a.correlation.kind.as_str(),
-                "value": a.value,
-                "events": a.events,
-                "group": a.group.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                "host": ev.hosts.first(),
-                "hosts": ev.hosts,
-                "first_seq": ev.first.map(|r| r.reference),
-                "last_seq": ev.last.map(|r| r.reference),
-                "first": first,
-                "last": last,
-                "tags": meta.tags,
-                "description": meta.description,
-                "description_ja": meta.extra.get("description_ja"),
-            }),
-        };
-        if let (Some(r), Some(d)) = (why, alert.details.as_object_mut()) {
-            d.insert("outcome".into(), r.en.into());
-            d.insert("outcome_ja".into(), r.ja.into());
-        }
-        alert
+        correlation_alert(a, level, why, received_at)
     }
 
     fn record(&self, a: &NewAlert, received: Instant) {
@@ -1130,6 +1090,58 @@ impl Detector {
             }
         }
     }
+}
+
+/// A correlation episode as an alert, at the level (and with the outcome) it was judged: one
+/// alert per episode — its end merges into the alert its start raised. Shared with the cluster's
+/// partition owners.
+pub(crate) fn correlation_alert(
+    a: &CorrelationAlert,
+    level: Level,
+    why: Option<outcome::Reason>,
+    received_at: DateTime<Utc>,
+) -> NewAlert {
+    let group = a
+        .group
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let meta = &a.correlation.meta;
+    let first = DateTime::from_timestamp_millis(a.first_ms);
+    let last = DateTime::from_timestamp_millis(a.last_ms);
+    let ev = &a.evidence;
+    let mut alert = NewAlert {
+        rule_id: RuleId(meta.reference().into()),
+        title: meta.title.clone(),
+        level,
+        event_time: last,
+        received_at,
+        event_seqs: ev.refs.iter().map(|r| r.reference).collect(),
+        group_key: (!group.is_empty()).then(|| group.clone()),
+        // One alert per episode: its end merges into the alert its start raised.
+        dedup_key: Some(format!("{}|{group}|{}", meta.reference(), a.episode_ms)),
+        details: serde_json::json!({
+            "correlation": a.correlation.kind.as_str(),
+            "value": a.value,
+            "events": a.events,
+            "group": a.group.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "host": ev.hosts.first(),
+            "hosts": ev.hosts,
+            "first_seq": ev.first.map(|r| r.reference),
+            "last_seq": ev.last.map(|r| r.reference),
+            "first": first,
+            "last": last,
+            "tags": meta.tags,
+            "description": meta.description,
+            "description_ja": meta.extra.get("description_ja"),
+        }),
+    };
+    if let (Some(r), Some(d)) = (why, alert.details.as_object_mut()) {
+        d.insert("outcome".into(), r.en.into());
+        d.insert("outcome_ja".into(), r.ja.into());
+    }
+    alert
 }
 
 /// The failed-probe episode of one source and day (`mamori_detect::outcome`): low, one alert
