@@ -87,7 +87,10 @@ impl Custody {
     }
 }
 
-fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
+/// A JSON body, or 400 with what was wrong in it.
+pub(crate) fn body<T>(
+    b: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
     b.map(|Json(t)| t)
         .map_err(|e| ApiError::BadRequest(e.body_text()))
 }

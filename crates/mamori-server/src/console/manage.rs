@@ -39,10 +39,7 @@ const TEST_SHOWN: usize = 100;
 /// Read-modify-write of the console's key/value entries is serialised in this process.
 static KV_LOCK: Mutex<()> = Mutex::new(());
 
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(x)| x)
-        .map_err(|e| ApiError::BadRequest(e.body_text()))
-}
+use crate::api_incidents::body;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
