@@ -45,7 +45,9 @@ pub use model::{
 pub use playbook::{
     preparation_checklist, ChecklistItem, Playbook, PlaybookTask, Playbooks, BUILTIN_PLAYBOOKS,
 };
-pub use store::{CaseStore, Grouped, Outcome, MAX_LIMIT, MIGRATIONS, SCHEMA_VERSION};
+pub use store::{
+    CaseStore, Grouped, Outcome, MAX_HELD_ALERTS, MAX_LIMIT, MIGRATIONS, SCHEMA_VERSION,
+};
 
 #[cfg(test)]
 mod send_sync {

@@ -7,6 +7,10 @@
 //!   seen, by which alert, and the furthest ATT&CK tactic seen with it; indexed by entity, so
 //!   an alert finds its candidate incidents without reading any document.
 //! - `incident_alerts`: which incident each alert went to (an alert is linked at most once).
+//! - `held_alerts` / `held_entities` (schema 2): low alerts that opened no incident, kept for
+//!   the grouping window so that an incident opened later by a stronger alert sharing their
+//!   entities takes them in (the spray before the successful login); bounded by
+//!   [`MAX_HELD_ALERTS`], the oldest dropped first.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -61,6 +65,22 @@ pub const MIGRATIONS: &[&str] = &[
         incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE
     );
     ",
+    // 2: held low alerts, found again by entity when an incident opens.
+    "
+    CREATE TABLE held_alerts (
+        alert_id INTEGER PRIMARY KEY,
+        time_us INTEGER NOT NULL,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX held_alerts_by_time ON held_alerts(time_us);
+    CREATE TABLE held_entities (
+        field TEXT NOT NULL,
+        value TEXT NOT NULL,
+        alert_id INTEGER NOT NULL REFERENCES held_alerts(alert_id) ON DELETE CASCADE,
+        PRIMARY KEY (field, value, alert_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX held_entities_by_alert ON held_entities(alert_id);
+    ",
 ];
 
 /// The schema version this build writes.
@@ -71,6 +91,20 @@ pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 /// More entities than this on one alert is a reader bug or an attack on the grouper.
 const MAX_ALERT_ENTITIES: usize = 256;
+/// Most held low alerts kept; past it the oldest (by alert time) are forgotten. Internet
+/// noise is one low alert per source and day, so this holds days of it on a busy site.
+pub const MAX_HELD_ALERTS: usize = 20_000;
+
+/// A held alert as `held_alerts.doc` keeps it.
+#[derive(Serialize, Deserialize)]
+struct HeldDoc {
+    rule_id: String,
+    title: String,
+    level: String,
+    entities: Vec<(String, String)>,
+    tags: Vec<String>,
+    event_seqs: Vec<u64>,
+}
 
 /// What ingesting an alert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +132,7 @@ pub struct CaseStore {
     path: PathBuf,
     grouper: Grouper,
     playbooks: Playbooks,
+    max_held: usize,
 }
 
 impl std::fmt::Debug for CaseStore {
@@ -134,6 +169,21 @@ impl CaseStore {
         self
     }
 
+    /// Keeps at most `n` held low alerts (default [`MAX_HELD_ALERTS`]).
+    pub fn with_max_held(mut self, n: usize) -> CaseStore {
+        self.max_held = n;
+        self
+    }
+
+    /// How many low alerts are held, waiting for an incident that shares their entities.
+    pub fn held_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM held_alerts", [], |r| r.get(0))
+            .map_err(self.err())?;
+        Ok(n as u64)
+    }
+
     pub fn playbooks(&self) -> &Playbooks {
         &self.playbooks
     }
@@ -154,6 +204,7 @@ impl CaseStore {
             path: path.to_path_buf(),
             grouper: Grouper::default(),
             playbooks: Playbooks::builtin()?,
+            max_held: MAX_HELD_ALERTS,
         })
     }
 
@@ -239,6 +290,8 @@ impl CaseStore {
                 (inc, state, Outcome::Joined, because)
             }
             Decision::New { because } if hold_low && !self.grouper.opens_incident(alert.level) => {
+                self.hold(&tx, alert)?;
+                tx.commit().map_err(self.err())?;
                 return Ok(Grouped::Held(self.grouper.held_because(alert, &because)));
             }
             Decision::New { because } => {
@@ -257,16 +310,161 @@ impl CaseStore {
                 (inc, state, Outcome::Created, because)
             }
         };
-        self.save(&tx, &inc)?;
+        let mut inc = inc;
         self.grouper.absorb(&mut state, alert);
-        self.save_entities(&tx, &state)?;
         tx.execute(
             "INSERT INTO incident_alerts (alert_id, incident_id) VALUES (?1, ?2)",
             params![alert.alert_id, inc.id.0],
         )
         .map_err(self.err())?;
+        // A held alert may already be this one (a low alert counted again after it was held).
+        tx.execute(
+            "DELETE FROM held_alerts WHERE alert_id = ?1",
+            [alert.alert_id],
+        )
+        .map_err(self.err())?;
+        let taken = self.take_held(&tx, alert, &mut inc, &mut state, now)?;
+        self.save(&tx, &inc)?;
+        self.save_entities(&tx, &state)?;
         tx.commit().map_err(self.err())?;
+        let because = if taken.is_empty() {
+            because
+        } else {
+            format!(
+                "{because}; took in held low alert(s) {} sharing its entities",
+                taken
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         Ok(Grouped::Incident(inc.id, outcome, because))
+    }
+
+    /// Keeps a low alert that opened no incident (replacing an earlier copy of it), then
+    /// trims the oldest past [`MAX_HELD_ALERTS`].
+    fn hold(&self, tx: &Transaction<'_>, alert: &AlertInput) -> Result<()> {
+        let (keys, _) = self.grouper.keys(alert);
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let doc = serde_json::to_string(&HeldDoc {
+            rule_id: alert.rule_id.0.to_string(),
+            title: alert.title.clone(),
+            level: alert.level.as_str().to_owned(),
+            entities: alert.entities.clone(),
+            tags: alert.tags.clone(),
+            event_seqs: alert.event_seqs.clone(),
+        })
+        .expect("a held alert always serialises");
+        tx.execute(
+            "INSERT OR REPLACE INTO held_alerts (alert_id, time_us, doc) VALUES (?1, ?2, ?3)",
+            params![alert.alert_id, alert.time.timestamp_micros(), doc],
+        )
+        .map_err(self.err())?;
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO held_entities (field, value, alert_id) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(self.err())?;
+        for k in keys {
+            stmt.execute(params![k.field, k.value, alert.alert_id])
+                .map_err(self.err())?;
+        }
+        tx.execute(
+            "DELETE FROM held_alerts WHERE alert_id IN (SELECT alert_id FROM held_alerts \
+             ORDER BY time_us DESC, alert_id DESC LIMIT -1 OFFSET ?1)",
+            [self.max_held as i64],
+        )
+        .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Moves into `inc` the held alerts that share an entity with `alert` and lie within the
+    /// grouping window of its time; returns their ids.
+    fn take_held(
+        &self,
+        tx: &Transaction<'_>,
+        alert: &AlertInput,
+        inc: &mut Incident,
+        state: &mut OpenIncident,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        let (keys, _) = self.grouper.keys(alert);
+        let w = self.grouper.window();
+        let lo = alert
+            .time
+            .checked_sub_signed(w)
+            .map_or(i64::MIN, |t| t.timestamp_micros());
+        let hi = alert
+            .time
+            .checked_add_signed(w)
+            .map_or(i64::MAX, |t| t.timestamp_micros());
+        let mut found: Vec<(i64, i64, String, String)> = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT h.alert_id, h.time_us, h.doc FROM held_entities e \
+                     JOIN held_alerts h ON h.alert_id = e.alert_id \
+                     WHERE e.field = ?1 AND e.value = ?2 AND h.time_us BETWEEN ?3 AND ?4",
+                )
+                .map_err(self.err())?;
+            for k in &keys {
+                let rows = stmt
+                    .query_map(params![k.field, k.value, lo, hi], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    })
+                    .map_err(self.err())?;
+                for row in rows {
+                    let (id, t, doc) = row.map_err(self.err())?;
+                    if id != alert.alert_id && !found.iter().any(|f| f.0 == id) {
+                        found.push((id, t, doc, k.shown.clone()));
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|f| (f.1, f.0));
+        let mut taken = Vec::new();
+        for (id, t, doc, shown) in found {
+            tx.execute("DELETE FROM held_alerts WHERE alert_id = ?1", [id])
+                .map_err(self.err())?;
+            // A held copy that no longer reads (an older build's) is dropped, not fatal.
+            let Ok(h) = serde_json::from_str::<HeldDoc>(&doc) else {
+                continue;
+            };
+            let (Some(level), Ok(time)) = (Level::parse(&h.level), from_us(t)) else {
+                continue;
+            };
+            let held = AlertInput {
+                alert_id: id,
+                rule_id: mamori_event::RuleId(h.rule_id.into()),
+                title: h.title,
+                level,
+                time,
+                entities: h.entities,
+                tags: h.tags,
+                event_seqs: h.event_seqs,
+            };
+            let because = format!(
+                "held low alert joined when alert {} grouped: {shown} shared within the window",
+                alert.alert_id
+            );
+            let entities = self.entities_of(&held);
+            inc.add_alert(&held, entities, because, now, &self.playbooks);
+            self.grouper.absorb(state, &held);
+            tx.execute(
+                "INSERT OR IGNORE INTO incident_alerts (alert_id, incident_id) VALUES (?1, ?2)",
+                params![id, inc.id.0],
+            )
+            .map_err(self.err())?;
+            taken.push(id);
+        }
+        Ok(taken)
     }
 
     /// The alert's usable entities as the incident shows them (original spelling).

@@ -237,9 +237,18 @@ fn a_low_alert_opens_no_incident_but_joins_one_that_shares_its_entities() {
         Level::High,
         &[("user.name", "sato"), ("source.ip", "45.10.20.30")],
     );
-    let Grouped::Incident(id, Outcome::Created, _) = s.group_alert(&high, t(1)).unwrap() else {
+    let Grouped::Incident(id, Outcome::Created, why) = s.group_alert(&high, t(1)).unwrap() else {
         panic!("a high alert opens an incident");
     };
+    // The held low alert that shares its address is taken into the incident it opened.
+    assert!(why.contains("took in held low alert(s) 1"), "{why}");
+    let inc = s.get(id).unwrap();
+    assert_eq!(
+        inc.alerts.iter().map(|a| a.alert_id).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    assert!(inc.events.contains(&1) && inc.events.contains(&2));
+    assert_eq!(s.held_count().unwrap(), 0);
     let later = alert(3, 2, Level::Low, &[("source.ip", "45.10.20.30")]);
     match s.group_alert(&later, t(2)).unwrap() {
         Grouped::Incident(j, Outcome::Joined, why) => {
@@ -253,4 +262,142 @@ fn a_low_alert_opens_no_incident_but_joins_one_that_shares_its_entities() {
         .ingest_alert(&alert(4, 3, Level::Low, &[("host.name", "ws-9")]), t(3))
         .unwrap();
     assert_eq!(o, Outcome::Created);
+}
+
+#[test]
+fn held_alerts_join_only_an_incident_that_shares_an_entity_within_the_window() {
+    let s = CaseStore::open_in_memory().unwrap();
+    let window = s.grouper.window().num_hours();
+    let held = |id, h, ip: &str| {
+        let g = s
+            .group_alert(&alert(id, h, Level::Low, &[("source.ip", ip)]), t(h))
+            .unwrap();
+        assert!(matches!(g, Grouped::Held(_)), "{g:?}");
+    };
+    held(1, 0, "198.51.100.7"); // too old for the incident below
+    held(2, window + 2, "198.51.100.7"); // shares the address, in the window
+    held(3, window + 2, "203.0.113.9"); // another address
+    held(4, window + 3, "198.51.100.7"); // a second spray from the same address
+    assert_eq!(s.held_count().unwrap(), 4);
+    let high = alert(
+        10,
+        window + 4,
+        Level::High,
+        &[("user.name", "sato"), ("source.ip", "198.51.100.7")],
+    );
+    let Grouped::Incident(id, Outcome::Created, why) = s.group_alert(&high, t(window + 4)).unwrap()
+    else {
+        panic!("a high alert opens an incident");
+    };
+    assert!(why.contains("took in held low alert(s) 2, 4"), "{why}");
+    let inc = s.get(id).unwrap();
+    let mut ids: Vec<i64> = inc.alerts.iter().map(|a| a.alert_id).collect();
+    ids.sort();
+    assert_eq!(ids, [2, 4, 10]);
+    assert_eq!(
+        inc.severity,
+        Level::High,
+        "held alerts never lower the severity"
+    );
+    // The history says why each joined.
+    let joined = serde_json::to_string(&inc.history).unwrap();
+    assert!(
+        joined.contains("held low alert joined when alert 10 grouped"),
+        "{joined}"
+    );
+    // What was not taken is still held; a taken alert counted again stays linked.
+    assert_eq!(s.held_count().unwrap(), 2);
+    let again = alert(2, window + 2, Level::Low, &[("source.ip", "198.51.100.7")]);
+    assert!(matches!(
+        s.group_alert(&again, t(window + 5)).unwrap(),
+        Grouped::Incident(j, Outcome::AlreadyLinked, _) if j == id
+    ));
+    // The entities of the taken alerts now group later alerts: the same address joins.
+    let later = alert(11, window + 6, Level::Low, &[("source.ip", "198.51.100.7")]);
+    assert!(matches!(
+        s.group_alert(&later, t(window + 6)).unwrap(),
+        Grouped::Incident(j, Outcome::Joined, _) if j == id
+    ));
+}
+
+#[test]
+fn held_alerts_are_bounded_replaced_when_counted_again_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cases.sqlite");
+    let s = CaseStore::open(&path).unwrap().with_max_held(3);
+    for i in 0..5 {
+        let a = alert(
+            i + 1,
+            i,
+            Level::Low,
+            &[("source.ip", &format!("192.0.2.{i}"))],
+        );
+        assert!(matches!(s.group_alert(&a, t(i)).unwrap(), Grouped::Held(_)));
+    }
+    // The two oldest are forgotten, with their entities.
+    assert_eq!(s.held_count().unwrap(), 3);
+    let orphans: i64 = s
+        .conn()
+        .query_row(
+            "SELECT COUNT(*) FROM held_entities WHERE alert_id NOT IN (SELECT alert_id FROM held_alerts)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0);
+    // The same alert counted again (more events) replaces its held copy.
+    let mut again = alert(5, 4, Level::Low, &[("source.ip", "192.0.2.4")]);
+    again.event_seqs = vec![5, 6, 7];
+    assert!(matches!(
+        s.group_alert(&again, t(5)).unwrap(),
+        Grouped::Held(_)
+    ));
+    assert_eq!(s.held_count().unwrap(), 3);
+    drop(s);
+    let s = CaseStore::open(&path).unwrap();
+    assert_eq!(s.held_count().unwrap(), 3);
+    let high = alert(9, 5, Level::High, &[("source.ip", "192.0.2.4")]);
+    let Grouped::Incident(id, Outcome::Created, _) = s.group_alert(&high, t(6)).unwrap() else {
+        panic!("a high alert opens an incident");
+    };
+    let inc = s.get(id).unwrap();
+    assert!(inc.alerts.iter().any(|a| a.alert_id == 5));
+    for seq in [5, 6, 7, 9] {
+        assert!(inc.events.contains(&seq), "event {seq} in {:?}", inc.events);
+    }
+    // An address forgotten at the cap is not taken.
+    let old = alert(20, 5, Level::High, &[("source.ip", "192.0.2.0")]);
+    let Grouped::Incident(_, Outcome::Created, why) = s.group_alert(&old, t(6)).unwrap() else {
+        panic!("a high alert opens an incident");
+    };
+    assert!(!why.contains("took in"), "{why}");
+}
+
+#[test]
+fn a_schema_1_database_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cases.sqlite");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.execute(
+            "INSERT INTO incidents (status, phase, severity, kind, created_at_us, updated_at_us, doc) \
+             VALUES ('open', '', 0, '', 0, 0, '{}')",
+            [],
+        )
+        .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let s = CaseStore::open(&path).unwrap();
+    let v: i64 = s
+        .conn()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    assert_eq!(s.held_count().unwrap(), 0);
+    let n: i64 = s
+        .conn()
+        .query_row("SELECT COUNT(*) FROM incidents", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1, "the upgrade keeps what was there");
 }
