@@ -5,47 +5,15 @@
 //! of custody. Agent-reported text (host name, OS, version) is attacker-controlled: the
 //! template autoescapes it; the page has no script.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
-use minijinja::{context, Environment};
+use minijinja::context;
 use serde::Deserialize;
 
-use super::i18n::Lang;
 use crate::api::{blocking, ApiError, AppState};
-
-fn env() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut e = Environment::new();
-        if let Err(err) = e.add_template(
-            "agents.html",
-            include_str!("../../console/templates/agents.html"),
-        ) {
-            tracing::error!(error = %err, "console template agents.html does not compile");
-        }
-        e
-    })
-}
-
-fn render(ctx: minijinja::Value) -> Response {
-    match env()
-        .get_template("agents.html")
-        .and_then(|t| t.render(ctx))
-    {
-        Ok(s) => (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            s,
-        )
-            .into_response(),
-        Err(e) => ApiError::Internal(format!("console template agents.html: {e}")).into_response(),
-    }
-}
 
 #[derive(Deserialize, Default)]
 pub(super) struct Shown {
@@ -67,15 +35,17 @@ pub(super) async fn page(
         Some(a) => a.report(chrono::Utc::now())["agents"].clone(),
         None => serde_json::json!([]),
     };
-    render(context! {
-        lang => lang.as_str(),
-        ja => lang == Lang::Ja,
-        version => env!("CARGO_PKG_VERSION"),
+    super::pages::render(
+        "agents.html",
+        context! {
+        ..super::pages::chrome(&user, lang, "agents", "/agents"),
+        ..context! {
         agents => agents,
         is_admin => user.role == super::Role::Admin,
         csrf => user.csrf,
         revoked => q.revoked.filter(|r| crate::tokens::valid_name(r)),
-    })
+        }},
+    )
 }
 
 #[derive(Deserialize)]
@@ -128,6 +98,7 @@ pub(super) async fn revoke(
 
 #[cfg(test)]
 mod tests {
+    use super::super::i18n::Lang;
     use super::*;
 
     #[test]
@@ -135,9 +106,12 @@ mod tests {
         let agents = serde_json::json!([{ "id": "ag-1", "name": "web01", "hostname": "<script>x</script>",
             "os": "Debian <b>12</b>", "version": "0.1", "state": "active", "last_seen": "2026-12-07T00:00:00Z",
             "events": 5, "buffer": { "bytes": 10, "pending": 2, "dropped": 0 } }]);
+        use super::super::pages::{chrome, env, test_user};
+        use super::super::users::Role;
+        let admin = test_user(Role::Admin);
         let t = env().get_template("agents.html").unwrap();
         let html = t
-            .render(context! { lang => "ja", ja => true, version => "0", agents => agents.clone(), is_admin => true, csrf => "tok", revoked => None::<String> })
+            .render(context! { ..chrome(&admin, Lang::Ja, "agents", "/agents"), ..context! { agents => agents.clone(), is_admin => true, revoked => None::<String> } })
             .unwrap();
         assert!(
             !html.contains("<script>x") && html.contains("&lt;script&gt;"),
@@ -148,9 +122,40 @@ mod tests {
                 && html.contains("revoke-ag-1")
                 && html.contains("value=\"tok\"")
         );
+        // The shared top bar: every navigation link, this page's marked, the language switch
+        // returning here, sign-out, and the user's name escaped.
+        for nav in [
+            "nav-overview",
+            "nav-alerts",
+            "nav-incidents",
+            "nav-search",
+            "nav-rules",
+            "nav-scans",
+            "nav-settings",
+        ] {
+            assert!(
+                html.contains(&format!("id=\"{nav}\"")),
+                "{nav} missing: {html}"
+            );
+        }
+        assert!(html.contains("class=\"on\" id=\"nav-agents\""), "{html}");
+        assert!(
+            html.contains("id=\"lang-switch\"")
+                && html.contains("value=\"&#x2f;agents\"")
+                && html.contains("id=\"sign-out\"")
+        );
+        assert!(
+            html.contains("op&lt;1&gt;") && html.contains("管理者"),
+            "{html}"
+        );
+        let viewer = test_user(Role::Viewer);
         let html = t
-            .render(context! { lang => "en", ja => false, version => "0", agents => agents, is_admin => false, csrf => "tok", revoked => None::<String> })
+            .render(context! { ..chrome(&viewer, Lang::En, "agents", "/agents"), ..context! { agents => agents, is_admin => false, revoked => None::<String> } })
             .unwrap();
         assert!(!html.contains("revoke-ag-1") && html.contains("active"));
+        assert!(
+            html.contains(">日本語</button>") && html.contains("Sign out"),
+            "{html}"
+        );
     }
 }

@@ -69,6 +69,8 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("nav_incidents", "Incidents", "インシデント"),
     ("nav_search", "Search", "検索"),
     ("nav_rules", "Rules", "ルール"),
+    ("nav_agents", "Agents", "エージェント"),
+    ("nav_scans", "Scans", "外部診断"),
     ("nav_settings", "Settings", "設定"),
     ("sign_in", "Sign in", "サインイン"),
     ("sign_out", "Sign out", "サインアウト"),

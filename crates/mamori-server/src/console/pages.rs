@@ -18,7 +18,7 @@ use crate::api::{blocking, ApiError, AppState};
 
 /// The templates, compiled once. Autoescaping is HTML for `.html` names (minijinja's
 /// default), so every value is escaped unless a template says otherwise — none does.
-fn env() -> &'static Environment<'static> {
+pub(super) fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut e = Environment::new();
@@ -44,6 +44,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "page.html",
         include_str!("../../console/templates/page.html"),
+    ),
+    (
+        "header.html",
+        include_str!("../../console/templates/header.html"),
+    ),
+    (
+        "agents.html",
+        include_str!("../../console/templates/agents.html"),
+    ),
+    (
+        "scans.html",
+        include_str!("../../console/templates/scans.html"),
     ),
 ];
 
@@ -97,10 +109,38 @@ fn html(body: String) -> Response {
         .into_response()
 }
 
-fn render(name: &str, ctx: minijinja::Value) -> Response {
+pub(super) fn render(name: &str, ctx: minijinja::Value) -> Response {
     match env().get_template(name).and_then(|t| t.render(ctx)) {
         Ok(s) => html(s),
         Err(e) => ApiError::Internal(format!("console template {name}: {e}")).into_response(),
+    }
+}
+
+/// What the shared top bar (`header.html`) needs of a signed-in page: the words in `lang`, the
+/// page's name (its navigation link is marked), the user, role and CSRF token, and `back`, the
+/// path the language switch returns to.
+pub(super) fn chrome(user: &SessionUser, lang: Lang, page: &str, back: &str) -> minijinja::Value {
+    context! {
+        page => page,
+        lang => lang.as_str(),
+        ja => lang == Lang::Ja,
+        t => super::i18n::words(lang),
+        user => user.name.clone(),
+        role => user.role.as_str(),
+        csrf => user.csrf.clone(),
+        back => back,
+        version => env!("CARGO_PKG_VERSION"),
+    }
+}
+
+/// A signed-in user for the templates' tests.
+#[cfg(test)]
+pub(super) fn test_user(role: users::Role) -> SessionUser {
+    SessionUser {
+        name: "op<1>".into(),
+        role,
+        csrf: "tok".into(),
+        prefs: users::Prefs::default(),
     }
 }
 

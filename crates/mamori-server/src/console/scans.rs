@@ -3,30 +3,15 @@
 //! `ScanService` the `/api/v1/scans` route reads. Scanned sites' text (evidence, titles from
 //! templates) is attacker-controlled: the template autoescapes it; the page has no script.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use minijinja::{context, Environment};
+use minijinja::context;
 use serde_json::{json, Value};
 
-use super::i18n::Lang;
 use crate::api::{blocking, ApiError, AppState};
-
-fn env() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut e = Environment::new();
-        if let Err(err) = e.add_template(
-            "scans.html",
-            include_str!("../../console/templates/scans.html"),
-        ) {
-            tracing::error!(error = %err, "console template scans.html does not compile");
-        }
-        e
-    })
-}
 
 /// The rows of the newest run's findings, texts in `lang`.
 fn rows(overview: &Value, lang: &str) -> Vec<Value> {
@@ -62,28 +47,19 @@ pub(super) async fn page(State(st): State<AppState>, headers: HeaderMap) -> Resp
     };
     let l = lang.as_str();
     let ctx = context! {
-        lang => l,
-        ja => lang == Lang::Ja,
-        version => env!("CARGO_PKG_VERSION"),
+        ..super::pages::chrome(&user, lang, "scans", "/scans"),
+        ..context! {
         enabled => ov["enabled"].as_bool().unwrap_or(false),
         runs => ov["scans"].clone(),
         rows => rows(&ov, l),
+        }
     };
-    match env().get_template("scans.html").and_then(|t| t.render(ctx)) {
-        Ok(s) => (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            s,
-        )
-            .into_response(),
-        Err(e) => ApiError::Internal(format!("console template scans.html: {e}")).into_response(),
-    }
+    super::pages::render("scans.html", ctx)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::i18n::Lang;
     use super::*;
 
     #[test]
@@ -93,11 +69,18 @@ mod tests {
                 "evidence": "<script>alert(1)</script>",
                 "title": { "en": "T", "ja": "題" }, "explain": { "en": "E", "ja": "説明" }, "fix": { "en": "F", "ja": "対策" } }] }] } }] });
         let r = rows(&ov, "ja");
-        let html = env()
+        let user = super::super::pages::test_user(super::super::users::Role::Analyst);
+        let html = super::super::pages::env()
             .get_template("scans.html")
             .unwrap()
-            .render(context! { lang => "ja", ja => true, version => "0", enabled => true, runs => ov["scans"].clone(), rows => r })
+            .render(context! { ..super::super::pages::chrome(&user, Lang::Ja, "scans", "/scans"), ..context! { enabled => true, runs => ov["scans"].clone(), rows => r } })
             .unwrap();
+        assert!(
+            html.contains("class=\"on\" id=\"nav-scans\"")
+                && html.contains("id=\"sign-out\"")
+                && html.contains("value=\"&#x2f;scans\""),
+            "{html}"
+        );
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&lt;script&gt;") && html.contains("対策") && html.contains("題"));
         assert!(html.contains("lvl-high"));

@@ -410,6 +410,16 @@ try {
   if (await viewer.page.$('button.revoke')) fail('the viewer sees a revoke button');
   await shot(viewer.page, 'agents-viewer');
   step('agents page in Japanese, no revoke for a viewer');
+  // The scans page has the same top bar: its language switch returns to it, in English.
+  await Promise.all([viewer.page.waitForNavigation(), viewer.page.click('#nav-scans')]);
+  if (!(await viewer.page.$('#nav-scans.on')) || !(await viewer.page.$('#sign-out'))) fail('the scans page lacks the top bar');
+  await Promise.all([viewer.page.waitForNavigation(), viewer.page.click('#lang-switch')]);
+  if (new URL(viewer.page.url()).pathname !== '/scans') fail(`the language switch left the scans page for ${viewer.page.url()}`);
+  if (!(await viewer.page.textContent('h1')).includes('External scans')) fail('the scans page did not switch to English');
+  await shot(viewer.page, 'scans-viewer');
+  await Promise.all([viewer.page.waitForNavigation(), viewer.page.click('#lang-switch')]);
+  if (!(await viewer.page.textContent('h1')).includes('外部診断')) fail('the scans page did not switch back to Japanese');
+  step('scans page: top bar, language switch returns to the page');
 
   // Ten wrong passwords lock the account: then even the right one is refused.
   const guesser = await newPage(browser);
