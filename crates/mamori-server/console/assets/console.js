@@ -281,6 +281,44 @@
     }).catch(function (e) { clear(box).appendChild(el('p', { class: 'muted', text: t('error') + ': ' + e.message })); });
   }
 
+  // A word of the product in the page's language: the table's entry for prefix + key, or the
+  // key itself when the table has none (a kind added later reads as its name).
+  function tw(prefix, key) { return T[prefix + key] || key; }
+
+  // A history entry's from/to value in words: kinds, levels, phases and response kinds.
+  function historyValue(action, v) {
+    switch (action) {
+      case 'created': case 'kind': return tw('ikind_', v);
+      case 'severity': return tw('level_', v);
+      case 'phase': case 'closed': case 'reopened': return tw('phase_', v);
+      case 'action': return tw('tl_', v);
+      default: return v;
+    }
+  }
+
+  // What a recorded action did, in one line: the action, its outcome, dry run, reason, agent;
+  // notifications as channel → contact: outcome.
+  function actionSummary(d) {
+    if (Array.isArray(d)) {
+      return d.map(function (x) {
+        if (!x || typeof x !== 'object') return String(x);
+        return (x.channel || '') + ' → ' + (x.contact || '') + ': ' + (x.ok ? t('outcome_ok') : t('outcome_failed') + (x.error ? ' (' + x.error + ')' : ''));
+      }).join('; ');
+    }
+    if (!d || typeof d !== 'object') return String(d == null ? '' : d);
+    var parts = [];
+    if (d.action) parts.push(actionText(d.action));
+    else if (d.kind && d.target) parts.push(d.kind + ' ' + d.target);
+    if (d.outcome !== undefined && d.outcome !== null) {
+      var ok = d.outcome === 'ok' || d.outcome.ok === true || d.outcome.status === 'ok';
+      parts.push(ok ? t('outcome_ok') : t('outcome_failed') + ': ' + JSON.stringify(d.outcome));
+    }
+    if (d.dry_run) parts.push(t('dry_run'));
+    if (d.agent) parts.push(t('tl_agent') + ' ' + d.agent);
+    if (d.reason) parts.push(d.reason);
+    return parts.length ? parts.join(' · ') : JSON.stringify(d);
+  }
+
   function actionText(a) {
     if (!a || typeof a !== 'object') return String(a || '');
     var kind = a.kind || a.type || Object.keys(a)[0] || '';
@@ -483,7 +521,7 @@
         el('table', { class: 'kv' }, el('tbody', null,
           el('tr', null, el('th', { text: t('level') }), el('td', null, levelBadge(inc.severity))),
           el('tr', null, el('th', { text: t('phase') }), el('td', { id: 'phase', text: phaseName(inc.phase) + (inc.status === 'closed' ? ' (' + t('phase_closed') + ')' : '') })),
-          el('tr', null, el('th', { text: t('kind') }), el('td', { text: inc.kind })),
+          el('tr', null, el('th', { text: t('kind') }), el('td', { text: t('ikind_' + inc.kind) })),
           el('tr', null, el('th', { text: t('assignee') }), el('td', { id: 'assignee-now', text: inc.assignee || '—' })),
           el('tr', null, el('th', { text: t('entities') }), el('td', null, (inc.entities || []).map(function (e) {
             return el('a', { class: 'chip', href: searchLink(e.field || e.kind || '', e.value), text: (e.field || e.kind || '') + '=' + e.value });
@@ -549,10 +587,10 @@
         if (a.kind === 'response_approved' || a.kind === 'response_executed') {
           any = true;
           var ok = d.outcome && (d.outcome.ok === true || d.outcome === 'ok' || d.outcome.status === 'ok');
-          rs.appendChild(el('div', { class: 'resp' }, el('span', { class: 'chip', text: a.kind === 'response_approved' ? t('approve') : t('automatic') }), ' ', actionText(d.action), ' · ', fmtTime(d.at), ' · ', (d.dry_run ? t('dry_run') + ' · ' : ''), JSON.stringify(d.outcome || ''), ' ',
+          rs.appendChild(el('div', { class: 'resp' }, el('span', { class: 'chip', text: a.kind === 'response_approved' ? t('approve') : t('automatic') }), ' ', actionText(d.action), ' · ', fmtTime(d.at), ' · ', (d.dry_run ? t('dry_run') + ' · ' : ''), el('span', { class: ok ? 'outcome ok' : 'outcome failed', text: ok ? t('outcome_ok') : t('outcome_failed') + ': ' + JSON.stringify(d.outcome || '') }), ' ',
             CAN_CHANGE && !rolledBack[d.id] ? el('button', { class: 'rollback', 'data-record': d.id, text: t('rollback'), onclick: function () {
               post('/api/v1/incidents/' + id + '/responses/' + Number(d.id) + '/rollback').then(function () { incidentDetail(id); }).catch(function (e) { flash(e.message); });
-            } }) : (rolledBack[d.id] ? el('span', { class: 'chip', text: t('rollback') + ' ✓' }) : null), ok ? '' : ''));
+            } }) : (rolledBack[d.id] ? el('span', { class: 'chip', text: t('rollback') + ' ✓' }) : null)));
         }
       });
       if (!any) rs.appendChild(el('p', { class: 'muted', text: t('none') }));
@@ -578,9 +616,12 @@
       // Timeline: alerts, history, notes, actions.
       var rows = [];
       (inc.alerts || []).forEach(function (a) { rows.push([a.time, t('alert'), 'mamori', null, a]); });
-      (inc.history || []).forEach(function (h) { rows.push([h.at, h.action, h.by, [h.from, h.to].filter(Boolean).join(' → ') + (h.why ? ' (' + h.why + ')' : '')]); });
+      (inc.history || []).forEach(function (h) {
+        var w = function (v) { return historyValue(h.action, v); };
+        rows.push([h.at, tw('tl_', h.action), h.by, [h.from, h.to].filter(Boolean).map(w).join(' → ') + (h.why ? ' (' + h.why + ')' : '')]);
+      });
       (inc.notes || []).forEach(function (n) { rows.push([n.at, t('notes'), n.by, n.text]); });
-      actions.forEach(function (a) { rows.push([a.at, a.kind, a.by, JSON.stringify(a.detail)]); });
+      actions.forEach(function (a) { rows.push([a.at, tw('tl_', a.kind), a.by, actionSummary(a.detail), null, a.detail]); });
       rows.sort(function (x, y) { return new Date(x[0]) - new Date(y[0]); });
       var note = el('textarea', { id: 'note-text', rows: 2, cols: 60 });
       box.appendChild(el('section', { class: 'card' }, el('h2', { text: t('timeline') }),
@@ -588,6 +629,10 @@
           var detail = r[4]
             ? el('span', null, levelBadge(r[4].level), ' ', el('a', { href: '/alerts/' + Number(r[4].alert_id), text: r[4].title }), ' ', el('span', { class: 'muted', text: r[4].joined_because }))
             : el('span', { class: 'wrap', text: r[3] });
+          if (r[5] !== undefined) {
+            // The whole record (commands run, their output) stays one click away.
+            detail = el('span', null, detail, el('details', { class: 'raw' }, el('summary', { text: t('raw_record') }), el('pre', { class: 'wrap mono', text: JSON.stringify(r[5], null, 2) })));
+          }
           return el('tr', null, el('td', { class: 'nowrap', text: fmtTime(r[0]) }), el('td', { text: r[1] }), el('td', { text: r[2] }), el('td', null, detail));
         }))),
         CAN_CHANGE ? el('div', { class: 'actions' }, note, el('button', { id: 'add-note', text: t('add_note'), onclick: function () {

@@ -207,6 +207,37 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("tasks", "Playbook tasks", "プレイブックのタスク"),
     ("done", "Done", "完了"),
     ("timeline", "Timeline", "タイムライン"),
+    ("raw_record", "Full record", "記録の全文"),
+    ("tl_agent", "agent", "エージェント"),
+    ("tl_created", "Created", "作成"),
+    ("tl_alert_joined", "Alert joined", "アラート追加"),
+    ("tl_severity", "Severity", "重大度"),
+    ("tl_kind", "Kind", "種別"),
+    ("tl_phase", "Phase", "フェーズ"),
+    ("tl_assigned", "Assigned", "担当者"),
+    ("tl_note", "Note", "メモ"),
+    ("tl_task_done", "Task done", "タスク完了"),
+    ("tl_action", "Action", "対応"),
+    ("tl_evidence", "Evidence", "証拠"),
+    ("tl_closed", "Closed", "クローズ"),
+    ("tl_reopened", "Reopened", "再オープン"),
+    ("tl_notification", "Notification", "通知"),
+    ("tl_response_suggested", "Response suggested", "対応の提案"),
+    ("tl_response_executed", "Response executed", "対応を自動実行"),
+    ("tl_response_approved", "Response approved", "対応を承認・実行"),
+    ("tl_response_refused", "Response not planned", "対応を見送り"),
+    ("tl_response_rejected", "Response rejected", "対応を却下"),
+    ("tl_response_rolled_back", "Response rolled back", "対応をロールバック"),
+    ("tl_agent_response_requested", "Agent action requested", "エージェントへ対応を依頼"),
+    (
+        "tl_agent_response_rollback_requested",
+        "Agent rollback requested",
+        "エージェントへロールバックを依頼",
+    ),
+    ("tl_agent_response_executed", "Agent action done", "エージェントが対応を実行"),
+    ("tl_agent_response_rolled_back", "Agent rolled back", "エージェントがロールバック"),
+    ("tl_agent_response_failed", "Agent action failed", "エージェントの対応が失敗"),
+    ("tl_agent_response_refused", "Agent refused the action", "エージェントが対応を拒否"),
     ("notes", "Notes", "メモ"),
     ("add_note", "Add note", "メモを追加"),
     ("responses", "Response actions", "対応アクション"),
@@ -262,6 +293,15 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("state_collapsed", "Volume collapsed", "急減"),
     ("state_new", "New", "新規"),
     ("kind", "Kind", "種別"),
+    ("ikind_generic", "Generic", "一般"),
+    ("ikind_brute_force", "Brute force", "総当たり攻撃"),
+    ("ikind_web_attack", "Web attack", "Web攻撃"),
+    ("ikind_account_compromise", "Account compromise", "アカウント侵害"),
+    ("ikind_vpn_compromise", "VPN compromise", "VPN侵害"),
+    ("ikind_data_exfiltration", "Data exfiltration", "情報の持ち出し"),
+    ("ikind_ransomware", "Ransomware", "ランサムウェア"),
+    ("outcome_ok", "succeeded", "成功"),
+    ("outcome_failed", "failed", "失敗"),
     ("expires", "Expires", "期限"),
     ("action", "Action", "アクション"),
     ("target", "Target", "対象"),
@@ -348,6 +388,44 @@ mod tests {
         for (k, en, ja) in WORDS {
             assert!(seen.insert(*k), "duplicate key {k}");
             assert!(!en.is_empty() && !ja.is_empty(), "{k}");
+        }
+    }
+
+    #[test]
+    fn every_incident_kind_reads_in_both_languages() {
+        for lang in [Lang::En, Lang::Ja] {
+            let w = words(lang);
+            for k in mamori_cases::IncidentKind::ALL {
+                assert!(
+                    w.contains_key(format!("ikind_{}", k.as_str()).as_str()),
+                    "incident kind {} has no words",
+                    k.as_str()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_history_action_reads_in_both_languages() {
+        let w = words(Lang::Ja);
+        for a in [
+            "created",
+            "alert_joined",
+            "severity",
+            "kind",
+            "phase",
+            "assigned",
+            "note",
+            "task_done",
+            "action",
+            "evidence",
+            "closed",
+            "reopened",
+        ] {
+            assert!(
+                w.contains_key(format!("tl_{a}").as_str()),
+                "history action {a}"
+            );
         }
     }
 

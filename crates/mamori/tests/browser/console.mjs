@@ -273,7 +273,8 @@ try {
   await page.click('button.reject');
   await page.waitForSelector('.chip.rejected', { timeout: 10000 });
   if (!(await page.textContent('.chip.rejected')).includes(whyNot)) fail('the rejection reason is not shown');
-  if (!(await page.textContent('#timeline')).includes('response_rejected')) fail('the rejection is not in the timeline');
+  const tlText = await page.textContent('#timeline');
+  if (!tlText.includes('Response rejected') || !tlText.includes(whyNot)) fail('the rejection (with its reason) is not in the timeline');
   await page.waitForTimeout(300);
   await assertNoScriptRan(admin, 'rejected action');
   await page.locator('#responses').scrollIntoViewIfNeeded();
@@ -361,6 +362,22 @@ try {
     await page.goto(`${BASE}${p}`);
     await page.waitForTimeout(700);
     await shot(page, name);
+    if (name === 'incident') {
+      // Words of the product read in Japanese: the incident's kind, an action's outcome.
+      const body = await page.innerText('main');
+      if (/brute_force|web_attack|generic/.test(body)) fail('the incident kind is not translated');
+      if (EXPECT_BLOCK && !body.includes('成功')) fail('the executed action does not say 成功');
+      if (body.includes('"status":"ok"')) fail('an action outcome is shown as raw JSON');
+      // The timeline reads as sentences; records' full JSON is collapsed, one click away.
+      const tl = await page.innerText('#timeline');
+      if (!tl.includes('作成') || !tl.includes('総当たり攻撃')) fail('the timeline does not read in Japanese');
+      if (/"rule_id"|"commands"/.test(tl)) fail('the timeline shows raw response records');
+      if (EXPECT_BLOCK) {
+        if (!tl.includes('対応を承認・実行')) fail('the approved response is not in the timeline');
+        await page.locator('#timeline tr', { hasText: '対応を承認・実行' }).locator('details.raw summary').first().click();
+        if (!/"commands"/.test(await page.innerText('#timeline'))) fail('the full record does not open');
+      }
+    }
   }
   const jstTime = await page.evaluate(() => document.body.dataset.tz);
   if (jstTime !== 'Asia/Tokyo') fail(`Japanese default time zone is ${jstTime}`);
