@@ -41,6 +41,8 @@ pub struct AlertInput {
     pub alert_id: i64,
     pub rule_id: RuleId,
     pub title: String,
+    /// The rule's Japanese title (`title_ja`), when it has one.
+    pub title_ja: Option<String>,
     pub level: Level,
     /// Event time of the alert (not arrival time): windows are measured in event time.
     pub time: DateTime<Utc>,

@@ -61,15 +61,24 @@ impl Incident {
         playbooks: &Playbooks,
     ) -> Incident {
         let about: Vec<&str> = entities.iter().take(2).map(|e| e.value.as_str()).collect();
-        let title = if about.is_empty() {
-            alert.title.clone()
-        } else {
-            format!("{} ({})", alert.title, about.join(", "))
+        let titled = |t: &str| {
+            if about.is_empty() {
+                t.to_owned()
+            } else {
+                format!("{t} ({})", about.join(", "))
+            }
         };
+        let title = titled(&alert.title);
+        let title_ja = alert
+            .title_ja
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(titled);
         let kind = classify(&alert.rule_id.0, &alert.title, &alert.tags);
         let mut inc = Incident {
             id,
             title,
+            title_ja,
             severity: alert.level,
             phase: Phase::DetectionAnalysis,
             status: Status::Open,
@@ -169,6 +178,7 @@ impl Incident {
             alert_id: alert.alert_id,
             rule_id: alert.rule_id.clone(),
             title: alert.title.clone(),
+            title_ja: alert.title_ja.clone(),
             level: alert.level,
             time: alert.time,
             joined_because: because,

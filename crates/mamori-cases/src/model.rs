@@ -223,6 +223,9 @@ pub struct LinkedAlert {
     #[serde(serialize_with = "ser_rule_id", deserialize_with = "de_rule_id")]
     pub rule_id: RuleId,
     pub title: String,
+    /// The rule's Japanese title; absent in documents written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title_ja: Option<String>,
     pub level: Level,
     pub time: DateTime<Utc>,
     pub joined_because: String,
@@ -322,6 +325,10 @@ pub struct ActionEntry {
 pub struct Incident {
     pub id: IncidentId,
     pub title: String,
+    /// The title in Japanese, built like `title` from the first alert's `title_ja`; absent when
+    /// that alert had none, and in documents written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title_ja: Option<String>,
     pub severity: Level,
     pub phase: Phase,
     pub status: Status,
@@ -347,6 +354,8 @@ pub struct Incident {
 pub struct IncidentSummary {
     pub id: IncidentId,
     pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title_ja: Option<String>,
     pub severity: Level,
     pub phase: Phase,
     pub status: Status,
@@ -363,6 +372,7 @@ impl From<&Incident> for IncidentSummary {
         IncidentSummary {
             id: i.id,
             title: i.title.clone(),
+            title_ja: i.title_ja.clone(),
             severity: i.severity,
             phase: i.phase,
             status: i.status,

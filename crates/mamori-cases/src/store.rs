@@ -100,6 +100,8 @@ pub const MAX_HELD_ALERTS: usize = 20_000;
 struct HeldDoc {
     rule_id: String,
     title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    title_ja: Option<String>,
     level: String,
     entities: Vec<(String, String)>,
     tags: Vec<String>,
@@ -352,6 +354,7 @@ impl CaseStore {
         let doc = serde_json::to_string(&HeldDoc {
             rule_id: alert.rule_id.0.to_string(),
             title: alert.title.clone(),
+            title_ja: alert.title_ja.clone(),
             level: alert.level.as_str().to_owned(),
             entities: alert.entities.clone(),
             tags: alert.tags.clone(),
@@ -444,6 +447,7 @@ impl CaseStore {
                 alert_id: id,
                 rule_id: mamori_event::RuleId(h.rule_id.into()),
                 title: h.title,
+                title_ja: h.title_ja,
                 level,
                 time,
                 entities: h.entities,

@@ -44,6 +44,7 @@ fn alert(id: i64, hours: i64, entities: &[(&str, &str)], tags: &[&str]) -> Alert
         alert_id: id,
         rule_id: RuleId(format!("rule-{id}").into()),
         title: format!("alert {id}"),
+        title_ja: None,
         level: Level::Medium,
         time: Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap() + TimeDelta::hours(hours),
         entities: entities

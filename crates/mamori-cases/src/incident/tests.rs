@@ -13,6 +13,7 @@ fn alert(id: i64, rule: &str, title: &str, level: Level, tags: &[&str]) -> Alert
         alert_id: id,
         rule_id: RuleId(rule.into()),
         title: title.into(),
+        title_ja: None,
         level,
         time: t(0),
         entities: vec![("user.name".into(), "alice".into())],
@@ -354,5 +355,53 @@ fn incident_json_round_trips() {
     assert_eq!(json["id"], 7);
     assert_eq!(json["alerts"][0]["rule_id"], "mamori_vpn_spray");
     let back: Incident = serde_json::from_value(json).unwrap();
+    assert_eq!(back, inc);
+}
+
+#[test]
+fn japanese_title_is_built_like_the_english_one() {
+    let books = Playbooks::builtin().unwrap();
+    let mut a = alert(
+        1,
+        "ssh_bf",
+        "SSH Brute Force From One Source",
+        Level::High,
+        &[],
+    );
+    a.title_ja = Some("同一送信元からのSSH総当たり攻撃".into());
+    let inc = Incident::new(IncidentId(1), &a, ent(), "test".into(), t(0), &books);
+    assert_eq!(inc.title, "SSH Brute Force From One Source (alice)");
+    assert_eq!(
+        inc.title_ja.as_deref(),
+        Some("同一送信元からのSSH総当たり攻撃 (alice)")
+    );
+    assert_eq!(
+        inc.alerts[0].title_ja.as_deref(),
+        Some("同一送信元からのSSH総当たり攻撃")
+    );
+    assert_eq!(
+        crate::model::IncidentSummary::from(&inc).title_ja,
+        inc.title_ja
+    );
+
+    // No Japanese title (or a blank one): none on the incident, and none serialised.
+    a.title_ja = Some("  ".into());
+    let inc = Incident::new(IncidentId(2), &a, ent(), "test".into(), t(0), &books);
+    assert_eq!(inc.title_ja, None);
+    let doc = serde_json::to_value(&inc).unwrap();
+    assert!(doc.get("title_ja").is_none(), "{doc}");
+}
+
+#[test]
+fn documents_written_before_title_ja_still_load() {
+    let (inc, _) = incident();
+    let mut doc = serde_json::to_value(&inc).unwrap();
+    let o = doc.as_object_mut().unwrap();
+    o.remove("title_ja");
+    for a in o["alerts"].as_array_mut().unwrap() {
+        a.as_object_mut().unwrap().remove("title_ja");
+    }
+    let back: Incident = serde_json::from_value(doc).unwrap();
+    assert_eq!(back.title_ja, None);
     assert_eq!(back, inc);
 }

@@ -13,6 +13,7 @@ fn alert(id: i64, h: i64, level: Level, entities: &[(&str, &str)]) -> AlertInput
         alert_id: id,
         rule_id: RuleId(format!("r{id}").into()),
         title: format!("Alert {id}"),
+        title_ja: None,
         level,
         time: t(h),
         entities: entities

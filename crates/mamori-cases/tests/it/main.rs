@@ -28,6 +28,7 @@ fn alert(
         alert_id: id,
         rule_id: RuleId(rule.into()),
         title: title.into(),
+        title_ja: None,
         level,
         time: t(min),
         entities: entities
@@ -340,6 +341,7 @@ fn many_random_alerts_and_operations_keep_the_invariants() {
             alert_id: if rng.below(20) == 0 { i / 2 } else { i },
             rule_id: RuleId(rng.pick(&rules).into()),
             title: format!("alert {i}"),
+            title_ja: None,
             level: Level::ALL[rng.below(5) as usize],
             time: t(rng.below(30 * 24 * 60) as i64 - 100),
             entities,
