@@ -73,6 +73,7 @@ pub(crate) fn webhook_body(n: &Notification, target: &Target) -> Value {
         "version": 1,
         "incident_id": n.incident_id,
         "title": n.title,
+        "title_ja": n.title_ja,
         "severity": n.severity,
         "phase": n.phase.code,
         "kind": n.kind.code,

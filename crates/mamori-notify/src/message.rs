@@ -115,6 +115,9 @@ pub struct Notification {
     pub incident_id: String,
     /// From a log: attacker-controlled.
     pub title: String,
+    /// The title in Japanese, for the Japanese parts (else `title` there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title_ja: Option<String>,
     pub severity: Level,
     pub phase: Label,
     pub kind: Label,
@@ -122,12 +125,33 @@ pub struct Notification {
     pub reason: Reason,
     /// From a log: attacker-controlled; may span lines.
     pub summary: String,
+    /// The summary in Japanese, for the Japanese parts (else `summary` there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_ja: Option<String>,
     /// `(field, value)`, e.g. `("user.name", "alice")`; attacker-controlled.
     pub entities: Vec<(String, String)>,
     /// Link to the incident in Mamori's UI.
     pub url: Option<String>,
     /// When the incident happened (or changed).
     pub time: DateTime<Utc>,
+}
+
+impl Notification {
+    /// The title the Japanese parts show: `title_ja` when present, else `title`.
+    pub fn title_in_ja(&self) -> &str {
+        self.title_ja
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or(&self.title)
+    }
+
+    /// The summary the Japanese parts show: `summary_ja` when present, else `summary`.
+    pub fn summary_in_ja(&self) -> &str {
+        self.summary_ja
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or(&self.summary)
+    }
 }
 
 /// How attacker-controlled text is escaped, and how emphasis is written.
@@ -201,13 +225,21 @@ pub(crate) fn subject(n: &Notification, lang: Language) -> String {
     let sev_ja = n.severity.as_str_ja();
     let sev_en = n.severity.as_str().to_ascii_uppercase();
     let s = match lang {
-        Language::Ja => format!("[Mamori][{sev_ja}] {}: {}", n.reason.short_ja(), n.title),
+        Language::Ja => format!(
+            "[Mamori][{sev_ja}] {}: {}",
+            n.reason.short_ja(),
+            n.title_in_ja()
+        ),
         Language::En => format!("[Mamori][{sev_en}] {}: {}", n.reason.short_en(), n.title),
         Language::Both => format!(
             "[Mamori][{sev_ja}/{sev_en}] {} / {}: {}",
             n.reason.short_ja(),
             n.reason.short_en(),
-            n.title
+            if n.title_in_ja() == n.title {
+                n.title.clone()
+            } else {
+                format!("{} / {}", n.title_in_ja(), n.title)
+            }
         ),
     };
     escape::mail_header(&s)
@@ -242,16 +274,16 @@ fn body_ja(n: &Notification, offset: FixedOffset, style: Style) -> String {
     let mut s = String::new();
     s.push_str(n.reason.headline_ja());
     s.push('\n');
-    s.push_str(&style.bold(&style.line(&n.title)));
+    s.push_str(&style.bold(&style.line(n.title_in_ja())));
     s.push_str("\n\n");
     s.push_str(&format!("インシデントID: {}\n", style.line(&n.incident_id)));
     s.push_str(&format!("重要度: {}\n", n.severity.as_str_ja()));
     s.push_str(&format!("種別: {}\n", style.line(&n.kind.ja)));
     s.push_str(&format!("フェーズ: {}\n", style.line(&n.phase.ja)));
     s.push_str(&format!("日時: {}\n", time_in(n.time, offset)));
-    if !n.summary.trim().is_empty() {
+    if !n.summary_in_ja().trim().is_empty() {
         s.push_str("\n概要:\n");
-        s.push_str(&style.lines(&escape::truncate(n.summary.trim(), SUMMARY_MAX)));
+        s.push_str(&style.lines(&escape::truncate(n.summary_in_ja().trim(), SUMMARY_MAX)));
         s.push('\n');
     }
     if !n.entities.is_empty() {
@@ -318,11 +350,13 @@ pub(crate) mod tests {
         Notification {
             incident_id: "42".into(),
             title: "Brute force against vpn01 <!channel>".into(),
+            title_ja: None,
             severity: Level::High,
             phase: Label::new("containment", "Containment", "封じ込め"),
             kind: Label::new("brute_force", "Brute force", "総当たり攻撃"),
             reason: Reason::Opened,
             summary: "37 failed logins for alice\nthen one success from 203.0.113.9".into(),
+            summary_ja: None,
             entities: vec![
                 ("user.name".into(), "alice".into()),
                 ("source.ip".into(), "203.0.113.9".into()),
@@ -423,6 +457,49 @@ Mamori で詳細を見る: https://mamori.example.jp/incidents/42";
         assert_eq!(
             subject(&n, Language::Both),
             "[Mamori][高/HIGH] 新規インシデント / New incident: login  Bcc: x@example.com"
+        );
+    }
+
+    #[test]
+    fn japanese_parts_use_the_japanese_title_and_summary() {
+        let mut n = sample();
+        n.title = "SSH Brute Force From One Source (203.0.113.9)".into();
+        n.title_ja = Some("同一送信元からのSSH総当たり攻撃 (203.0.113.9)".into());
+        n.summary_ja = Some("同一送信元からのSSH総当たり攻撃 (高)\n5分以内に10回以上".into());
+        assert_eq!(
+            subject(&n, Language::Ja),
+            "[Mamori][高] 新規インシデント: 同一送信元からのSSH総当たり攻撃 (203.0.113.9)"
+        );
+        assert_eq!(
+            subject(&n, Language::Both),
+            "[Mamori][高/HIGH] 新規インシデント / New incident: 同一送信元からのSSH総当たり攻撃 (203.0.113.9) / SSH Brute Force From One Source (203.0.113.9)"
+        );
+        let ja = body(&n, Language::Ja, jst(), Style::Plain);
+        assert!(
+            ja.starts_with("新しいインシデントを検知しました。\n同一送信元からのSSH総当たり攻撃 (203.0.113.9)\n"),
+            "{ja}"
+        );
+        assert!(
+            ja.contains("概要:\n同一送信元からのSSH総当たり攻撃 (高)\n5分以内に10回以上"),
+            "{ja}"
+        );
+        assert!(
+            !ja.contains("SSH Brute Force") && !ja.contains("37 failed"),
+            "{ja}"
+        );
+        let en = body(&n, Language::En, jst(), Style::Plain);
+        assert!(
+            en.contains("SSH Brute Force From One Source (203.0.113.9)"),
+            "{en}"
+        );
+        assert!(
+            en.contains("37 failed logins") && !en.contains("総当たり攻撃"),
+            "{en}"
+        );
+        // A blank Japanese title falls back to the English one.
+        n.title_ja = Some(" ".into());
+        assert!(
+            subject(&n, Language::Ja).ends_with(": SSH Brute Force From One Source (203.0.113.9)")
         );
     }
 

@@ -16,11 +16,13 @@ pub fn sample() -> Notification {
     Notification {
         incident_id: "42".into(),
         title: "Brute force against vpn01 <!channel> a|b=c".into(),
+        title_ja: None,
         severity: Level::High,
         phase: Label::new("containment", "Containment", "封じ込め"),
         kind: Label::new("brute_force", "Brute force", "総当たり攻撃"),
         reason: Reason::Opened,
         summary: "37 failed logins for alice\nthen one success from 203.0.113.9".into(),
+        summary_ja: None,
         entities: vec![
             ("user.name".into(), "alice".into()),
             ("source.ip".into(), "203.0.113.9".into()),

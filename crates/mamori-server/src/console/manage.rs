@@ -766,11 +766,13 @@ pub(super) async fn contact_test(
         let msg = mamori_notify::Notification {
             incident_id: "test".into(),
             title: format!("Mamori test notification (sent by {by}) / Mamori テスト通知"),
+            title_ja: None,
             severity: Level::Informational,
             phase: mamori_notify::Label::new("test", "Test", "テスト"),
             kind: mamori_notify::Label::new("test", "Test", "テスト"),
             reason: mamori_notify::Reason::default(),
             summary: "This is a test from the Mamori console: no incident. / Mamori コンソールからのテストです（インシデントではありません）。".into(),
+            summary_ja: None,
             entities: Vec::new(),
             url: None,
             time: now,
