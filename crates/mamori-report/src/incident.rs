@@ -230,7 +230,11 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
     let mut facts = vec![
         (
             loc.t("Incident", "インシデント").into(),
-            format!("#{} {}", inc.id.0, inc.title),
+            format!(
+                "#{} {}",
+                inc.id.0,
+                loc.pick(&inc.title, inc.title_ja.as_deref())
+            ),
         ),
         (loc.t("Kind", "種別").into(), inc.kind.label(l).into()),
         (loc.t("Severity", "深刻度").into(), level(inc.severity, loc)),
@@ -304,7 +308,11 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             a.time,
             loc.t("alert", "アラート").into(),
             "mamori".into(),
-            format!("[{}] {}", level(a.level, loc), a.title),
+            format!(
+                "[{}] {}",
+                level(a.level, loc),
+                loc.pick(&a.title, a.title_ja.as_deref())
+            ),
         ));
     }
     for h in &inc.history {
@@ -384,7 +392,7 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
             loc.time(a.time),
             level(a.level, loc),
             a.rule_id.0.to_string(),
-            a.title.clone(),
+            loc.pick(&a.title, a.title_ja.as_deref()).to_owned(),
             count.to_string(),
             a.joined_because.clone(),
         ]);
@@ -693,7 +701,11 @@ pub fn build(d: &IncidentData, loc: &Locale, now: DateTime<Utc>) -> Result<Repor
     Ok(Report {
         lang: loc.lang,
         title: loc.t("Incident report", "インシデント報告書").into(),
-        subtitle: format!("#{} {}", inc.id.0, inc.title),
+        subtitle: format!(
+            "#{} {}",
+            inc.id.0,
+            loc.pick(&inc.title, inc.title_ja.as_deref())
+        ),
         generated: match loc.lang {
             crate::Lang::En => format!("Generated {} by Mamori", loc.time(now)),
             crate::Lang::Ja => format!("{} Mamori により作成", loc.time(now)),

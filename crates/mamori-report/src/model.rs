@@ -112,6 +112,20 @@ impl Locale {
         self.lang.t(en, ja)
     }
 
+    /// A text that may have a Japanese version (a rule's or incident's `title_ja`): that
+    /// version in Japanese when present and not blank, else the English one.
+    pub fn pick<'a>(&self, en: &'a str, ja: Option<&'a str>) -> &'a str {
+        match (self.lang, ja) {
+            (Lang::Ja, Some(ja)) if !ja.trim().is_empty() => ja,
+            _ => en,
+        }
+    }
+
+    /// A stored alert's title in this language (its rule's `title_ja` is in `details`).
+    pub fn alert_title<'a>(&self, a: &'a mamori_store::Alert) -> &'a str {
+        self.pick(&a.title, a.details.get("title_ja").and_then(|v| v.as_str()))
+    }
+
     pub fn time(&self, t: DateTime<Utc>) -> String {
         let l = t.with_timezone(&self.zone.offset);
         match self.lang {

@@ -728,7 +728,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
         for a in firsts {
             t.rows.push(vec![
                 loc.time(a.received_at),
-                a.title.clone(),
+                loc.alert_title(a).to_owned(),
                 detail(a, USER_KEYS).unwrap_or_default(),
                 detail(a, IP_KEYS).unwrap_or_default(),
             ]);
@@ -1003,7 +1003,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
             t.rows.push(vec![
                 loc.time(a.received_at),
                 detail(a, USER_KEYS).unwrap_or_default(),
-                a.title.clone(),
+                loc.alert_title(a).to_owned(),
                 int(a.count),
             ]);
         }
@@ -1254,7 +1254,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
                 ttc.push(x);
             }
             t.rows.push(vec![
-                format!("#{} {}", i.id.0, i.title),
+                format!("#{} {}", i.id.0, loc.pick(&i.title, i.title_ja.as_deref())),
                 i.kind.label(l).into(),
                 level_label(i.severity, lang).into(),
                 format!("{} / {}", i.status.label(l), i.phase.label(l)),
@@ -1290,7 +1290,7 @@ pub fn build(d: &MonthlyData, month: Month, loc: &Locale, now: DateTime<Utc>) ->
     for a in &month_alerts {
         let e = by_rule
             .entry(&*a.rule_id.0)
-            .or_insert((0, 0, a.title.as_str(), a.level));
+            .or_insert((0, 0, loc.alert_title(a), a.level));
         e.0 += 1;
         e.1 += a.count;
         e.3 = e.3.max(a.level);

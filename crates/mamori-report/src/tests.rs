@@ -302,3 +302,41 @@ fn scheduled_scan_findings_of_the_month_are_reported_in_both_languages() {
     .unwrap();
     assert!(html.contains("No scheduled scans configured"));
 }
+
+#[test]
+fn titles_read_in_japanese_when_a_japanese_title_exists() {
+    let ja = Locale::new(Lang::Ja, None);
+    let en = Locale::new(Lang::En, None);
+    assert_eq!(
+        ja.pick("SSH Brute Force", Some("SSH総当たり攻撃")),
+        "SSH総当たり攻撃"
+    );
+    assert_eq!(
+        en.pick("SSH Brute Force", Some("SSH総当たり攻撃")),
+        "SSH Brute Force"
+    );
+    assert_eq!(ja.pick("SSH Brute Force", None), "SSH Brute Force");
+    assert_eq!(ja.pick("SSH Brute Force", Some(" ")), "SSH Brute Force");
+
+    let t = Utc.with_ymd_and_hms(2026, 11, 3, 5, 5, 0).unwrap();
+    let mut a = mamori_store::Alert {
+        id: mamori_store::AlertId(1),
+        rule_id: mamori_event::RuleId("r".into()),
+        title: "SSH Brute Force From One Source".into(),
+        level: mamori_event::Level::High,
+        status: mamori_store::AlertStatus::Open,
+        event_time: Some(t),
+        received_at: t,
+        last_seen: t,
+        count: 1,
+        event_seqs: vec![1],
+        group_key: None,
+        dedup_key: None,
+        details: serde_json::json!({ "title_ja": "同一送信元からのSSH総当たり攻撃" }),
+        ack: None,
+    };
+    assert_eq!(ja.alert_title(&a), "同一送信元からのSSH総当たり攻撃");
+    assert_eq!(en.alert_title(&a), "SSH Brute Force From One Source");
+    a.details = serde_json::json!({ "title_ja": null });
+    assert_eq!(ja.alert_title(&a), "SSH Brute Force From One Source");
+}
