@@ -81,6 +81,14 @@ fn tags(a: &Alert) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A non-empty string from an alert's details (`title_ja`, `description`, …).
+fn detail_str<'a>(a: &'a Alert, key: &str) -> Option<&'a str> {
+    a.details
+        .get(key)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.trim().is_empty())
+}
+
 impl IncidentService {
     pub fn new(
         cases: Arc<CaseStore>,
@@ -160,6 +168,7 @@ impl IncidentService {
         Notification {
             incident_id: inc.id.0.to_string(),
             title: inc.title.clone(),
+            title_ja: inc.title_ja.clone(),
             severity: inc.severity,
             phase: Label::new(
                 inc.phase.as_str(),
@@ -176,13 +185,18 @@ impl IncidentService {
                 "{} ({}){}",
                 alert.title,
                 alert.level,
-                alert
-                    .details
-                    .get("description_ja")
-                    .and_then(|d| d.as_str())
+                detail_str(alert, "description")
                     .map(|d| format!("\n{d}"))
                     .unwrap_or_default()
             ),
+            summary_ja: Some(format!(
+                "{} ({}){}",
+                detail_str(alert, "title_ja").unwrap_or(&alert.title),
+                alert.level.as_str_ja(),
+                detail_str(alert, "description_ja")
+                    .map(|d| format!("\n{d}"))
+                    .unwrap_or_default()
+            )),
             entities: inc
                 .entities
                 .iter()
@@ -203,6 +217,7 @@ impl IncidentService {
             alert_id: a.id.0,
             rule_id: a.rule_id.clone(),
             title: a.title.clone(),
+            title_ja: detail_str(a, "title_ja").map(str::to_owned),
             level: a.level,
             time: a.event_time.unwrap_or(a.received_at),
             entities: entities.clone(),

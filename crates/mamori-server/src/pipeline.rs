@@ -962,6 +962,7 @@ impl Detector {
                         "tags": info.meta.tags,
                         "description": info.meta.description,
                         "description_ja": info.meta.extra.get("description_ja"),
+                        "title_ja": info.meta.extra.get("title_ja"),
                     }),
                 };
                 self.record(&alert, w.received);
@@ -1135,6 +1136,7 @@ pub(crate) fn correlation_alert(
             "tags": meta.tags,
             "description": meta.description,
             "description_ja": meta.extra.get("description_ja"),
+            "title_ja": meta.extra.get("title_ja"),
         }),
     };
     if let (Some(r), Some(d)) = (why, alert.details.as_object_mut()) {
