@@ -1135,6 +1135,7 @@ async fn rules_list(
             json!({
                 "id": r.meta.reference(),
                 "title": r.meta.title,
+                "title_ja": r.meta.extra.get("title_ja"),
                 "level": r.meta.level,
                 "path": r.meta.path,
                 "line": r.meta.line,
@@ -1144,6 +1145,7 @@ async fn rules_list(
             json!({
                 "id": c.meta.reference(),
                 "title": c.meta.title,
+                "title_ja": c.meta.extra.get("title_ja"),
                 "level": c.meta.level,
                 "path": c.meta.path,
                 "line": c.meta.line,

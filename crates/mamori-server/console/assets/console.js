@@ -108,10 +108,13 @@
     return d;
   }
 
-  // An alert's title in the page's language: Mamori's own alerts carry `details.title_ja`.
+  // A title in the page's language: alerts carry their rule's Japanese title in
+  // `details.title_ja`; incidents and the alerts linked to them carry `title_ja`.
   function alertTitle(a) {
-    var ja = a && a.details && typeof a.details.title_ja === 'string' ? a.details.title_ja : '';
-    return LANG === 'ja' && ja ? ja : a.title;
+    if (!a) return '';
+    var ja = typeof a.title_ja === 'string' ? a.title_ja
+      : (a.details && typeof a.details.title_ja === 'string' ? a.details.title_ja : '');
+    return LANG === 'ja' && ja.trim() ? ja : a.title;
   }
   function levelBadge(l) { return el('span', { class: 'lvl lvl-' + (LEVELS.indexOf(l) >= 0 ? l : 'informational'), text: LEVELS.indexOf(l) >= 0 ? t('level_' + l) : l }); }
 
@@ -500,7 +503,7 @@
           items.map(function (i) {
             return el('a', { class: 'inc-card', href: '/incidents/' + Number(i.id) },
               el('div', null, levelBadge(i.severity), ' #', String(i.id)),
-              el('div', { class: 'inc-title', text: i.title }),
+              el('div', { class: 'inc-title', text: alertTitle(i) }),
               el('div', { class: 'muted', text: fmtTime(i.updated_at) + (i.assignee ? ' · ' + i.assignee : '') }));
           })));
       });
@@ -512,7 +515,7 @@
     Promise.all([api('/api/v1/incidents/' + id), api('/api/v1/responses').catch(function () { return {}; })]).then(function (r) {
       var inc = r[0];
       var resp = r[1] || {};
-      document.getElementById('inc-title').textContent = inc.title;
+      document.getElementById('inc-title').textContent = alertTitle(inc);
       clear(box);
       var phaseSel = el('select', { id: 'phase-select' }, PHASES.map(function (p) { return el('option', { value: p, text: phaseName(p), selected: p === inc.phase ? 'selected' : null }); }));
       var why = el('input', { id: 'phase-why', placeholder: t('reason'), size: 40 });
@@ -627,7 +630,7 @@
       box.appendChild(el('section', { class: 'card' }, el('h2', { text: t('timeline') }),
         el('table', { class: 'list', id: 'timeline' }, el('tbody', null, rows.map(function (r) {
           var detail = r[4]
-            ? el('span', null, levelBadge(r[4].level), ' ', el('a', { href: '/alerts/' + Number(r[4].alert_id), text: r[4].title }), ' ', el('span', { class: 'muted', text: r[4].joined_because }))
+            ? el('span', null, levelBadge(r[4].level), ' ', el('a', { href: '/alerts/' + Number(r[4].alert_id), text: alertTitle(r[4]) }), ' ', el('span', { class: 'muted', text: r[4].joined_because }))
             : el('span', { class: 'wrap', text: r[3] });
           if (r[5] !== undefined) {
             // The whole record (commands run, their output) stays one click away.
@@ -760,10 +763,10 @@
         if (!failed.length) fb.appendChild(el('p', { class: 'muted', text: t('none') }));
         else fb.appendChild(el('ul', null, failed.map(function (f) { return el('li', { class: 'mono', text: typeof f === 'string' ? f : JSON.stringify(f) }); })));
         clear(tb);
-        var list = (r.rules || []).slice().sort(function (a, b) { return (b.hits || 0) - (a.hits || 0) || String(a.title).localeCompare(String(b.title)); });
+        var list = (r.rules || []).slice().sort(function (a, b) { return (b.hits || 0) - (a.hits || 0) || String(alertTitle(a)).localeCompare(String(alertTitle(b))); });
         list.forEach(function (x) {
           tb.appendChild(el('tr', { class: 'rule-row' + (x.enabled ? '' : ' rule-off'), 'data-rule': x.id },
-            el('td', { text: x.title }), el('td', null, x.level ? levelBadge(x.level) : '—'), el('td', { class: 'mono wrap', text: x.id }),
+            el('td', { text: alertTitle(x) }), el('td', null, x.level ? levelBadge(x.level) : '—'), el('td', { class: 'mono wrap', text: x.id }),
             el('td', { class: 'num' }, x.hits ? el('a', { href: '/alerts?rule_id=' + encodeURIComponent(x.id), text: String(x.hits) }) : '0'),
             el('td', null, el('span', { class: 'state ' + (x.enabled ? 'state-ok' : 'state-silent'), text: x.enabled ? t('enabled') : t('disabled') }), ' ',
               CAN_CHANGE ? el('button', { class: 'rule-toggle', 'data-rule': x.id, text: x.enabled ? t('disable') : t('enable'), onclick: function () {
@@ -775,7 +778,7 @@
         var keep = testSel.value;
         while (testSel.options.length > 1) testSel.remove(1);
         list.filter(function (x) { return x.enabled && !x.correlation; }).forEach(function (x) {
-          testSel.appendChild(el('option', { value: x.id, text: x.title }));
+          testSel.appendChild(el('option', { value: x.id, text: alertTitle(x) }));
         });
         testSel.value = keep;
       }).catch(function (e) { flash(e.message); });

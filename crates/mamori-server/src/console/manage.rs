@@ -343,7 +343,7 @@ pub(super) async fn rules(
     let row = |m: &mamori_sigma::Meta, correlation: bool| {
         let id = m.reference();
         json!({
-            "id": id, "title": m.title, "level": m.level, "path": m.path, "line": m.line,
+            "id": id, "title": m.title, "title_ja": m.extra.get("title_ja"), "level": m.level, "path": m.path, "line": m.line,
             "correlation": correlation, "enabled": true,
             "level_override": o.levels.get(id), "hits": hits.get(id).copied().unwrap_or(0),
         })
