@@ -45,6 +45,18 @@ function sendUdp(lines) {
   });
 }
 
+// The Japanese titles (rules/linux/ssh_bruteforce.yml `title_ja`) of the SSH rules that
+// twelve failed logins for invalid users from one address trigger.
+const SSH_TITLES_JA = [
+  '同一送信元からの SSH 総当たり攻撃',
+  '同一送信元からの短時間の SSH 総当たり攻撃',
+  '同一送信元からの存在しないユーザーでの SSH ログイン試行',
+  'SSH へのパスワードスプレー',
+  'SSH ログインの失敗',
+  '存在しないユーザーでの SSH ログイン試行',
+];
+const isSshTitleJa = (t) => SSH_TITLES_JA.some((ja) => t === ja || t.startsWith(ja + ' ('));
+
 const sshFail = (i, ip, user, host = 'web01') =>
   `<38>Nov 23 10:00:${String(i % 60).padStart(2, '0')} ${host} sshd[123]: Failed password for invalid user ${user} from ${ip} port ${40000 + i} ssh2`;
 
@@ -362,7 +374,30 @@ try {
     await page.goto(`${BASE}${p}`);
     await page.waitForTimeout(700);
     await shot(page, name);
+    if (name === 'alerts') {
+      // The SSH alerts read under their rules' Japanese titles.
+      const titles = await page.evaluate((ip) => Array.from(document.querySelectorAll('#alerts-table tbody tr.alert-row'))
+        .filter((r) => r.textContent.includes(ip)).map((r) => r.querySelector('td a').textContent), ATTACKER);
+      if (!titles.includes('同一送信元からの SSH 総当たり攻撃')) fail(`the alerts list does not show the SSH brute force in Japanese: ${JSON.stringify(titles)}`);
+      if (titles.some((t) => /SSH (Brute Force|Fast Brute|Password Spraying|Logins? F)/.test(t))) fail(`an SSH alert shows its English title in Japanese: ${JSON.stringify(titles)}`);
+      step('alerts list: SSH alerts under their Japanese titles', { titles });
+    }
+    if (name === 'rules') {
+      const ruleTitles = await page.evaluate(() => Array.from(document.querySelectorAll('#rules-table tr.rule-row td:first-child')).map((e) => e.textContent));
+      if (!ruleTitles.includes('同一送信元からの SSH 総当たり攻撃')) fail('the rules page does not show the SSH rule in Japanese');
+    }
+    if (name === 'incidents') {
+      const cards = await page.evaluate(() => Array.from(document.querySelectorAll('.inc-card .inc-title')).map((e) => e.textContent));
+      if (!cards.some(isSshTitleJa)) fail(`no incident on the board under an SSH rule's Japanese title: ${JSON.stringify(cards)}`);
+    }
     if (name === 'incident') {
+      // The incident's title and the timeline's alert rows read in Japanese.
+      await page.waitForSelector('#timeline a[href^="/alerts/"]', { timeout: 10000 });
+      const incTitle = (await page.textContent('#inc-title')).trim();
+      if (!isSshTitleJa(incTitle)) fail(`the incident title is not the SSH rule's Japanese title: ${JSON.stringify(incTitle)}`);
+      const tlAlerts = await page.evaluate(() => Array.from(document.querySelectorAll('#timeline a[href^="/alerts/"]')).map((a) => a.textContent));
+      if (!tlAlerts.some(isSshTitleJa) || tlAlerts.some((t) => /SSH (Brute Force|Fast Brute|Password Spraying|Logins? F)/.test(t))) fail(`the timeline's alerts are not under their Japanese titles: ${JSON.stringify(tlAlerts)}`);
+      step('incident page: Japanese title and timeline alerts', { title: incTitle, alerts: tlAlerts });
       // Words of the product read in Japanese: the incident's kind, an action's outcome.
       const body = await page.innerText('main');
       if (/brute_force|web_attack|generic/.test(body)) fail('the incident kind is not translated');

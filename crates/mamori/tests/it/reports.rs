@@ -351,6 +351,20 @@ fn incident_and_monthly_reports_from_a_served_month_in_ja_and_en() {
         html.contains("インシデント報告書") && html.contains("封じ込め"),
         "ja headings"
     );
+    // The incident's Japanese title (its first alert's rule `title_ja`), not the English one.
+    let listed = list.iter().find(|i| i["id"] == id).unwrap();
+    let title_ja = listed["title_ja"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no Japanese title: {listed}"));
+    let rule_ja = title_ja.split(" (").next().unwrap();
+    let rule_en = listed["title"]
+        .as_str()
+        .unwrap()
+        .split(" (")
+        .next()
+        .unwrap();
+    assert!(html.contains(rule_ja), "{rule_ja} not in the ja report");
+    assert!(!html.contains(rule_en), "{rule_en} in the ja report");
     assert!(!html.contains("<script>"), "no live script in the HTML");
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; #set page(fill: red) #import &quot;/etc/passwd&quot;: * ] \\ \\\\"));
     let (s, body) = http(

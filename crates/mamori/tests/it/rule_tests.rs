@@ -23,6 +23,9 @@
 //! rule, and every reporting rule that lacks `description_ja`, an ATT&CK technique tag or a
 //! false-positive note. Building blocks (rules and correlations only used by a correlation) are
 //! not reported alone, so they need a case (correlations: through their parent) but no metadata.
+//! Every rule and correlation Mamori authors — building blocks too, since hunt shows them —
+//! needs a Japanese title (`title_ja`); the SigmaHQ copies in `rules/sigmahq/` are exempt (their
+//! files are kept as SigmaHQ wrote them, see `rules/SIGMAHQ-CURATED.md`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -160,6 +163,33 @@ fn metadata_gaps(meta: &Meta) -> Vec<&'static str> {
     gaps
 }
 
+/// Whether a document is one of the SigmaHQ copies (`rules/sigmahq/`), which keep their
+/// English title.
+fn is_sigmahq_copy(meta: &Meta) -> bool {
+    Path::new(&meta.path)
+        .components()
+        .any(|c| c.as_os_str() == "sigmahq")
+}
+
+/// The Japanese title every Mamori-authored rule and correlation carries: `None` when present.
+fn title_ja_gap(meta: &Meta) -> Option<String> {
+    if is_sigmahq_copy(meta)
+        || meta
+            .extra
+            .get("title_ja")
+            .is_some_and(|t| !t.trim().is_empty())
+    {
+        return None;
+    }
+    Some(format!(
+        "{}:{} ({}) lacks title_ja (the Japanese title shown for `{}`)",
+        meta.path,
+        meta.line,
+        meta.reference(),
+        meta.title
+    ))
+}
+
 /// Runs one case's lines through the reader, the rule set and a fresh correlator; returns the
 /// references (id, name, title) of every rule and correlation that fired, or a read error.
 fn fired(case: &Case, pack: &RulePack, rules: &RuleSet, dir: &Path) -> Result<Vec<Meta>, String> {
@@ -243,6 +273,7 @@ fn every_rule_has_passing_test_cases_and_complete_metadata() {
         known.push((c.meta.reference().to_owned(), &c.meta, !q, !q));
     }
     for (reference, meta, reports, _) in &known {
+        problems.extend(title_ja_gap(meta));
         if *reports {
             let gaps = metadata_gaps(meta);
             if !gaps.is_empty() {
@@ -321,4 +352,39 @@ fn every_rule_has_passing_test_cases_and_complete_metadata() {
         problems.len(),
         problems.join("\n  ")
     );
+}
+
+#[test]
+fn a_rule_without_a_japanese_title_is_named_with_its_file() {
+    let mut meta = Meta {
+        title: "SSH Brute Force From One Source".into(),
+        path: "rules/linux/ssh_bruteforce.yml".into(),
+        line: 1,
+        ..Meta::default()
+    };
+    let gap = title_ja_gap(&meta).expect("a gap");
+    assert!(
+        gap.starts_with(
+            "rules/linux/ssh_bruteforce.yml:1 (SSH Brute Force From One Source) lacks title_ja"
+        ),
+        "{gap}"
+    );
+    meta.extra.insert("title_ja".into(), " ".into());
+    assert!(
+        title_ja_gap(&meta).is_some(),
+        "a blank title_ja is no title"
+    );
+    meta.extra.insert(
+        "title_ja".into(),
+        "同一送信元からの SSH 総当たり攻撃".into(),
+    );
+    assert_eq!(title_ja_gap(&meta), None);
+    // The SigmaHQ copies keep their English titles.
+    let sigmahq = Meta {
+        title: "Potential Kerberoasting Activity".into(),
+        path: "rules/sigmahq/win_security_kerberoasting_activity.yml".into(),
+        line: 1,
+        ..Meta::default()
+    };
+    assert_eq!(title_ja_gap(&sigmahq), None);
 }

@@ -364,6 +364,23 @@ fn ssh_brute_force_over_tcp_alerts_within_a_second_and_is_searchable() {
         .as_str()
         .unwrap()
         .contains("総当たり"));
+    // The rule's Japanese title travels with the alert (rules/linux/ssh_bruteforce.yml).
+    assert_eq!(
+        alert["details"]["title_ja"],
+        "同一送信元からの SSH 総当たり攻撃"
+    );
+    // Single-rule alerts carry theirs too: every SSH alert of this run has one.
+    let (_, v) = srv.get("/api/v1/alerts?min_level=informational");
+    for a in v["alerts"].as_array().unwrap() {
+        if a["title"].as_str().is_some_and(|t| t.starts_with("SSH ")) {
+            assert!(
+                a["details"]["title_ja"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("SSH")),
+                "{a}"
+            );
+        }
+    }
     // The events, through search.
     let hits = srv.search_until(
         "source.ip:203.0.113.9 AND event.outcome:failure",
