@@ -170,7 +170,9 @@ fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyho
     let start_t = Instant::now();
     let mut next = Instant::now();
     let mut peak = rss0;
+    let mut peak_anon = proc_status(pid, "RssAnon:").unwrap_or(0.0);
     let mut last_report = Instant::now();
+    let mut last_line = Instant::now();
     while start_t.elapsed() < dur {
         let now = chrono::Utc::now().format("%b %e %H:%M:%S").to_string();
         let mut chunk = String::with_capacity(per_tick as usize * 120);
@@ -207,9 +209,19 @@ fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyho
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
             peak = peak.max(proc_status(pid, "VmRSS:").unwrap_or(0.0));
+            peak_anon = peak_anon.max(proc_status(pid, "RssAnon:").unwrap_or(0.0));
+        }
+        // A timeline of the memory: what grows with time (anonymous: heap; file: the index's
+        // mapped segments) and the capped state beside it.
+        if last_line.elapsed() >= Duration::from_secs(30) {
+            last_line = Instant::now();
+            eprintln!("{}", memory_line(&srv, pid, start_t.elapsed().as_secs()));
         }
     }
+    eprintln!("{}", memory_line(&srv, pid, start_t.elapsed().as_secs()));
     let secs = start_t.elapsed().as_secs_f64();
+    let anon = proc_status(pid, "RssAnon:").unwrap_or(0.0);
+    let file = proc_status(pid, "RssFile:").unwrap_or(0.0);
     let matched_at_stop = metric(&srv, "mamori_events_matched_total").unwrap_or(0.0) - matched0;
     let cpu = cpu_secs(pid).unwrap_or(0.0) - cpu0;
     let rss = proc_status(pid, "VmRSS:").unwrap_or(0.0);
@@ -221,7 +233,7 @@ fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyho
     );
     let episodes = metric(&srv, "mamori_correlation_state_pressure_episodes_total");
     println!(
-        "{} ({}): sent {:.0} events/s (target {rate}), detection {:.0} events/s, backlog at stop {:.0}; RSS {:.0} MiB at end, peak {:.0} MiB (VmHWM {:.0}); server CPU {:.2} s per 1k events; correlation groups {} (evicted {}, state-pressure alerts {})",
+        "{} ({}): sent {:.0} events/s (target {rate}), detection {:.0} events/s, backlog at stop {:.0}; RSS {:.0} MiB at end (anonymous {anon:.0}, file-backed {file:.0}), peak {:.0} MiB (VmHWM {:.0}, anonymous peak {peak_anon:.0}); server CPU {:.2} s per 1k events; correlation groups {} (evicted {}, state-pressure alerts {})",
         if distinct { "every failure from a new address" } else { "baseline: one address" },
         bin.display(),
         sent as f64 / secs,
@@ -236,6 +248,26 @@ fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyho
         episodes.map_or("n/a".to_owned(), |g| format!("{g:.0}"))
     );
     Ok(())
+}
+
+/// `t=…s RSS … (anon …, file …); correlation groups …; state entries {structure=n/limit}`.
+fn memory_line(srv: &Served, pid: u32, t: u64) -> String {
+    let mib = |k| proc_status(pid, k).unwrap_or(0.0);
+    let mut line = format!(
+        "  t={t}s RSS {:.0} MiB (anon {:.0}, file {:.0}); correlation groups {}",
+        mib("VmRSS:"),
+        mib("RssAnon:"),
+        mib("RssFile:"),
+        metric(srv, "mamori_correlation_groups").map_or("n/a".into(), |g| format!("{g:.0}"))
+    );
+    for s in mamori_server::pressure::Capped::ALL.map(|c| c.label()) {
+        let e = metric(srv, &format!("mamori_state_entries{{structure=\"{s}\"}}"));
+        let l = metric(srv, &format!("mamori_state_limit{{structure=\"{s}\"}}"));
+        if let (Some(e), Some(l)) = (e, l) {
+            line.push_str(&format!("; {s} {e:.0}/{l:.0}"));
+        }
+    }
+    line
 }
 
 pub(crate) fn run(args: DistinctArgs) -> anyhow::Result<i32> {
