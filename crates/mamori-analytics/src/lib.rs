@@ -366,15 +366,22 @@ impl Analytics {
             return;
         }
         let keep = cap - cap.div_ceil(10);
-        let mut last: Vec<(Option<DateTime<Utc>>, Option<NaiveDate>, &String)> = self
+        // A state saved before `last_seen` existed: the start of its last active day.
+        let day_start = |a: &Account| {
+            a.days
+                .last()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        };
+        let mut last: Vec<(Option<DateTime<Utc>>, &String)> = self
             .state
             .accounts
             .iter()
-            .map(|(k, a)| (a.last_seen, a.days.last().copied(), k))
+            .map(|(k, a)| (a.last_seen.or_else(|| day_start(a)), k))
             .collect();
         let drop = last.len() - keep;
         last.select_nth_unstable(drop - 1);
-        let gone: Vec<String> = last[..drop].iter().map(|(_, _, k)| (*k).clone()).collect();
+        let gone: Vec<String> = last[..drop].iter().map(|(_, k)| (*k).clone()).collect();
         for k in gone {
             self.state.accounts.remove(&k);
             self.evicted += 1;

@@ -316,7 +316,10 @@ fn accounts_are_capped_and_the_least_recently_active_are_forgotten() {
             &mut out,
         );
         if i % 100 == 0 {
-            a.observe(&obs(5 + i / 100, 9, "sato", "198.51.100.21", None), &mut out);
+            a.observe(
+                &obs(5 + i / 100, 9, "sato", "198.51.100.21", None),
+                &mut out,
+            );
         }
         assert!(a.account_count() <= 50, "{}", a.account_count());
     }

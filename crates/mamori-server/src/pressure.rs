@@ -108,6 +108,9 @@ pub struct CapGauge {
     pub episodes: AtomicU64,
 }
 
+/// Picks one value of a gauge.
+type Pick = fn(&CapGauge) -> &AtomicU64;
+
 /// Gauges of every [`Capped`] structure.
 #[derive(Debug, Default)]
 pub struct CapGauges([CapGauge; 4]);
@@ -126,7 +129,7 @@ impl CapGauges {
     }
 
     pub(crate) fn render(&self, s: &mut String) {
-        let families: [(&str, &str, &str, fn(&CapGauge) -> &AtomicU64); 5] = [
+        let families: [(&str, &str, &str, Pick); 5] = [
             (
                 "mamori_state_entries",
                 "Entries of a capped per-key structure.",
@@ -264,7 +267,10 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("max_entities"));
-        assert!(a.details["description_ja"].as_str().unwrap().contains("上限"));
+        assert!(a.details["description_ja"]
+            .as_str()
+            .unwrap()
+            .contains("上限"));
         assert!(e.update(Capped::RiskEntities, 9, 10, at(2), &g).is_none());
         assert!(e.update(Capped::RiskEntities, 9, 10, at(8), &g).is_none());
         let gauge = g.get(Capped::RiskEntities);

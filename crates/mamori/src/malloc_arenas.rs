@@ -40,7 +40,10 @@ pub(crate) fn limit() {
         .arg0(arg0)
         .args(args)
         .env(VAR, "2")
-        .env(MMAP, std::env::var_os(MMAP).unwrap_or_else(|| "262144".into()))
+        .env(
+            MMAP,
+            std::env::var_os(MMAP).unwrap_or_else(|| "262144".into()),
+        )
         .exec();
     eprintln!("mamori: warning: cannot re-execute with {VAR}=2 ({err}); memory use may be higher");
 }

@@ -124,7 +124,10 @@ fn a_flood_of_distinct_addresses_and_accounts_is_capped_counted_and_alerted_once
             entries <= CAP as f64 && entries >= 0.9 * CAP as f64 - 1.0,
             "{s}: {entries} entries\n{text}"
         );
-        assert!(dropped >= (N - CAP) as f64, "{s}: {dropped} dropped\n{text}");
+        assert!(
+            dropped >= (N - CAP) as f64,
+            "{s}: {dropped} dropped\n{text}"
+        );
         assert_eq!(
             state(&srv, "mamori_state_pressure_episodes_total", s),
             1.0,
