@@ -40,6 +40,12 @@ pub(crate) struct DistinctArgs {
     /// `[detection] max_correlation_groups` of the server (default: the server's default).
     #[arg(long, value_name = "N")]
     max_correlation_groups: Option<usize>,
+    /// `[storage] index_heap_bytes` of the server (default: the server's default).
+    #[arg(long, value_name = "BYTES")]
+    index_heap_bytes: Option<usize>,
+    /// `[storage] index_merge_max_docs` of the server (default: the server's default).
+    #[arg(long, value_name = "N")]
+    index_merge_max_docs: Option<u64>,
 }
 
 struct Served {
@@ -57,7 +63,15 @@ impl Drop for Served {
     }
 }
 
-fn start(bin: &Path, rules: &[PathBuf], max_groups: Option<usize>) -> anyhow::Result<Served> {
+fn start(bin: &Path, args: &DistinctArgs) -> anyhow::Result<Served> {
+    let (rules, max_groups) = (&args.rules, args.max_correlation_groups);
+    let mut storage = String::new();
+    if let Some(b) = args.index_heap_bytes {
+        storage.push_str(&format!("index_heap_bytes = {b}\n"));
+    }
+    if let Some(n) = args.index_merge_max_docs {
+        storage.push_str(&format!("index_merge_max_docs = {n}\n"));
+    }
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("mamori.toml");
     let rules: Vec<String> = rules
@@ -69,7 +83,7 @@ fn start(bin: &Path, rules: &[PathBuf], max_groups: Option<usize>) -> anyhow::Re
         &cfg,
         format!(
             "data_dir = {:?}\n[syslog]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [detection]\nrules = [{}]\nreload_interval_secs = 0\n{}",
+             [detection]\nrules = [{}]\nreload_interval_secs = 0\n{}[storage]\n{storage}",
             dir.path().join("data").display().to_string(),
             rules.join(", "),
             max_groups.map_or(String::new(), |n| format!("max_correlation_groups = {n}\n"))
@@ -156,7 +170,7 @@ fn cpu_secs(pid: u32) -> Option<f64> {
 }
 
 fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyhow::Result<()> {
-    let srv = start(bin, &args.rules, args.max_correlation_groups)?;
+    let srv = start(bin, args)?;
     let pid = srv.child.id();
     let rss0 = proc_status(pid, "VmRSS:").unwrap_or(0.0);
     let cpu0 = cpu_secs(pid).unwrap_or(0.0);
