@@ -84,7 +84,15 @@ pub struct Config {
     /// Internal networks: a first-seen address inside one is judged by its network (a DHCP
     /// lease changing inside `office-dhcp` is not new), RFC 1918 ranges always are.
     pub networks: Networks,
+    /// Most accounts with a baseline. Account names come from logs (a forged login line names
+    /// any account), so at the cap the accounts active least recently are forgotten: they
+    /// learn again from scratch, and their first-seen, off-hours and volume checks are off
+    /// until they have a history again.
+    pub max_accounts: usize,
 }
+
+/// Default of [`Config::max_accounts`].
+pub const DEFAULT_MAX_ACCOUNTS: usize = 20_000;
 
 impl Default for Config {
     fn default() -> Config {
@@ -99,6 +107,7 @@ impl Default for Config {
             travel_min_km: 500.0,
             travel_max_kmh: 1000.0,
             networks: Networks::default(),
+            max_accounts: DEFAULT_MAX_ACCOUNTS,
         }
     }
 }
@@ -268,6 +277,9 @@ pub struct Account {
     /// `min_history_days` different days is the account's habit and is learned.
     #[serde(default)]
     new_addresses: BTreeMap<String, BTreeSet<NaiveDate>>,
+    /// Time of its latest observation: at the cap the accounts seen least recently go.
+    #[serde(default)]
+    last_seen: Option<DateTime<Utc>>,
 }
 
 /// Everything learned; save it to carry a baseline to the next hunt.
@@ -307,6 +319,8 @@ pub struct Analytics {
     state: State,
     geo: Option<GeoIp>,
     said: BTreeSet<(String, String, Option<NaiveDate>)>,
+    /// Accounts forgotten at the cap since start.
+    evicted: u64,
 }
 
 /// What a running engine must keep across a restart: the learned state and what it already
@@ -325,6 +339,52 @@ impl Analytics {
             state,
             geo: None,
             said: BTreeSet::new(),
+            evicted: 0,
+        }
+    }
+
+    /// [`Config::max_accounts`].
+    pub fn max_accounts(&self) -> usize {
+        self.cfg.max_accounts.max(1)
+    }
+
+    /// Accounts with a baseline now.
+    pub fn account_count(&self) -> usize {
+        self.state.accounts.len()
+    }
+
+    /// Accounts forgotten at the cap since start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Makes room for one more account: forgets the tenth active least recently (one O(n)
+    /// selection per n/10 new accounts: O(1) amortised).
+    fn make_room(&mut self) {
+        let cap = self.cfg.max_accounts.max(1);
+        if self.state.accounts.len() < cap {
+            return;
+        }
+        let keep = cap - cap.div_ceil(10);
+        // A state saved before `last_seen` existed: the start of its last active day.
+        let day_start = |a: &Account| {
+            a.days
+                .last()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        };
+        let mut last: Vec<(Option<DateTime<Utc>>, &String)> = self
+            .state
+            .accounts
+            .iter()
+            .map(|(k, a)| (a.last_seen.or_else(|| day_start(a)), k))
+            .collect();
+        let drop = last.len() - keep;
+        last.select_nth_unstable(drop - 1);
+        let gone: Vec<String> = last[..drop].iter().map(|(_, k)| (*k).clone()).collect();
+        for k in gone {
+            self.state.accounts.remove(&k);
+            self.evicted += 1;
         }
     }
 
@@ -362,6 +422,10 @@ impl Analytics {
         })?;
         self.state = saved.state;
         self.said = saved.said.into_iter().collect();
+        // A state saved under a larger cap is cut down to this one.
+        if self.state.accounts.len() > self.cfg.max_accounts.max(1) {
+            self.make_room();
+        }
         Ok(())
     }
 
@@ -371,7 +435,11 @@ impl Analytics {
         self.check_directory(o, out);
         // Close the previous day's volume first: it is history now.
         let cfg = self.cfg.clone();
+        if !self.state.accounts.contains_key(&o.actor) {
+            self.make_room();
+        }
         let acct = self.state.accounts.entry(o.actor.clone()).or_default();
+        acct.last_seen = acct.last_seen.max(Some(o.time));
         if let Some(a) = close_day(&cfg, &o.actor, acct, Some(day)) {
             out.push(a);
         }

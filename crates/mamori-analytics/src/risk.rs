@@ -234,6 +234,10 @@ pub struct RiskConfig {
     pub sigma_signal_max_level: Option<Level>,
     /// Weight of a Sigma signal by its level (`informational`, `low`, …).
     pub sigma_weights: BTreeMap<String, f64>,
+    /// Most entities holding signals. Public addresses are entities, so a flood of failed
+    /// probes from forged or rented addresses would otherwise grow the state without bound;
+    /// at the cap the entities signalled least recently are dropped (their risk is lost).
+    pub max_entities: usize,
 }
 
 impl Default for RiskConfig {
@@ -260,6 +264,7 @@ impl Default for RiskConfig {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
+            max_entities: DEFAULT_MAX_ENTITIES,
         }
     }
 }
@@ -432,19 +437,71 @@ pub struct RiskState {
 
 /// Most signals kept per entity (oldest dropped first).
 const MAX_SIGNALS_PER_ENTITY: usize = 64;
-/// Entities kept before the stale ones are swept.
-const SWEEP_AT: usize = 50_000;
+/// Default of [`RiskConfig::max_entities`]: about 25 MB at ~500 bytes per entity holding one
+/// signal (measured: README, `docs/limits.md`).
+pub const DEFAULT_MAX_ENTITIES: usize = 50_000;
 
 /// Adds signals to entities and raises risk alerts.
 #[derive(Debug, Default)]
 pub struct RiskEngine {
     cfg: RiskConfig,
     state: RiskState,
+    /// Entities dropped at the cap since start (their risk was lost).
+    evicted: u64,
 }
 
 impl RiskEngine {
     pub fn new(cfg: RiskConfig, state: RiskState) -> RiskEngine {
-        RiskEngine { cfg, state }
+        let mut engine = RiskEngine {
+            cfg,
+            state,
+            evicted: 0,
+        };
+        // A state saved under a larger cap is cut down to this one.
+        if engine.state.entities.len() > engine.cfg.max_entities.max(1) {
+            engine.make_room(None);
+        }
+        engine
+    }
+
+    /// Entities holding signals now.
+    pub fn entity_count(&self) -> usize {
+        self.state.entities.len()
+    }
+
+    /// Entities dropped at the cap since start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Makes room for one more entity: drops the entities whose signals all left the window,
+    /// then, if that is not enough, the tenth signalled least recently. Batching the eviction
+    /// keeps it O(1) amortised per new entity (one O(n) selection per n/10 new entities).
+    fn make_room(&mut self, now: Option<DateTime<Utc>>) {
+        let cap = self.cfg.max_entities.max(1);
+        if let Some(now) = now {
+            let window = Duration::hours(self.cfg.window_hours.max(1));
+            self.state
+                .entities
+                .retain(|_, v| v.last().is_some_and(|s| s.time + window >= now));
+        }
+        if self.state.entities.len() < cap {
+            return;
+        }
+        let keep = cap - cap.div_ceil(10);
+        let mut last: Vec<(DateTime<Utc>, &String)> = self
+            .state
+            .entities
+            .iter()
+            .map(|(k, v)| (v.iter().map(|s| s.time).max().unwrap_or_default(), k))
+            .collect();
+        let drop = last.len() - keep;
+        last.select_nth_unstable(drop - 1);
+        let gone: Vec<String> = last[..drop].iter().map(|(_, k)| (*k).clone()).collect();
+        for k in gone {
+            self.state.entities.remove(&k);
+            self.evicted += 1;
+        }
     }
 
     pub fn config(&self) -> &RiskConfig {
@@ -492,16 +549,17 @@ impl RiskEngine {
         let first = *self.state.first.get_or_insert(now);
         let learning = now < first + Duration::days(self.cfg.learning_days.max(0));
         let window = Duration::hours(self.cfg.window_hours.max(1));
-        if self.state.entities.len() >= SWEEP_AT {
-            self.state
-                .entities
-                .retain(|_, v| v.last().is_some_and(|s| s.time + window >= now));
-        }
         // One piece of evidence makes one alert: when the account and its address cross on
         // the same signals, the address's alert would only repeat the account's.
         let mut alerted: Vec<(DateTime<Utc>, String, String)> = Vec::new();
         for ent in &sig.entities {
-            let list = self.state.entities.entry(ent.key()).or_default();
+            let key = ent.key();
+            if self.state.entities.len() >= self.cfg.max_entities.max(1)
+                && !self.state.entities.contains_key(&key)
+            {
+                self.make_room(Some(now));
+            }
+            let list = self.state.entities.entry(key).or_default();
             // Each kind of finding counts once (its latest occurrence), so an entity keeps at
             // most one signal per rule: the list stays short and adding stays cheap.
             list.retain(|s| {

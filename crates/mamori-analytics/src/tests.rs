@@ -294,3 +294,42 @@ fn hours_are_judged_after_a_working_week() {
     a.observe(&obs(4, 11, "kato", "198.51.100.10", None), &mut out);
     assert!(out.iter().all(|x| x.rule_id != ids::OFF_HOURS), "{out:?}");
 }
+
+/// Issue #15: account names come from logs (a forged VPN line names any account), so the
+/// baselines are capped; at the cap the accounts active least recently are forgotten, a tenth
+/// at a time, and counted.
+#[test]
+fn accounts_are_capped_and_the_least_recently_active_are_forgotten() {
+    let cfg = Config {
+        max_accounts: 50,
+        ..Config::default()
+    };
+    let mut a = Analytics::new(cfg, None, State::default());
+    let mut out = Vec::new();
+    // A real account with a history, active every day.
+    for d in 0..5 {
+        a.observe(&obs(d, 9, "sato", "198.51.100.21", None), &mut out);
+    }
+    for i in 0..500 {
+        a.observe(
+            &obs(5 + i / 100, 3, &format!("forged{i}"), "203.0.113.9", None),
+            &mut out,
+        );
+        if i % 100 == 0 {
+            a.observe(
+                &obs(5 + i / 100, 9, "sato", "198.51.100.21", None),
+                &mut out,
+            );
+        }
+        assert!(a.account_count() <= 50, "{}", a.account_count());
+    }
+    assert!(a.account_count() >= 44, "{}", a.account_count());
+    assert_eq!(a.evicted() as usize + a.account_count(), 501);
+    // The account active on the last day kept its baseline: a new address is still news.
+    out.clear();
+    a.observe(&obs(9, 9, "sato", "45.155.205.33", None), &mut out);
+    assert!(
+        out.iter().any(|x| x.rule_id == ids::FIRST_ADDRESS),
+        "{out:?}"
+    );
+}

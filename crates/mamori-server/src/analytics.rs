@@ -23,6 +23,8 @@ use mamori_analytics::{
 };
 use mamori_event::{Event, RuleId};
 use mamori_store::{AlertStore, NewAlert, Seq};
+
+use crate::pressure::{CapGauges, Capped, Episode};
 use serde::{Deserialize, Serialize};
 
 /// Key of the saved baselines in the alert store's key/value table.
@@ -47,6 +49,9 @@ pub struct AnalyticsConfig {
     pub networks: Vec<Network>,
     /// Re-read the identity directory when it changed (seconds; 0 = never).
     pub reload_interval_secs: u64,
+    /// Most accounts with a baseline; at the cap the least recently active are forgotten
+    /// (`crate::pressure`).
+    pub max_accounts: usize,
     pub risk: RiskConfig,
 }
 
@@ -59,6 +64,7 @@ impl Default for AnalyticsConfig {
             geoip_asn: None,
             networks: Vec::new(),
             reload_interval_secs: 5,
+            max_accounts: mamori_analytics::DEFAULT_MAX_ACCOUNTS,
             risk: RiskConfig::default(),
         }
     }
@@ -79,6 +85,9 @@ pub struct LiveAnalytics {
     /// Recent network logons from networks declared `admin`, per host.
     admin: AdminSessions,
     has_admin: bool,
+    /// Pressure episodes of the capped state: risk entities, accounts.
+    risk_pressure: Episode,
+    accounts_pressure: Episode,
 }
 
 fn stamp(p: &std::path::Path) -> Option<(SystemTime, u64)> {
@@ -109,6 +118,7 @@ impl LiveAnalytics {
         };
         let config = Config {
             networks: networks.clone(),
+            max_accounts: cfg.max_accounts,
             ..Config::default()
         };
         let mut engine = Analytics::new(config, directory, State::default());
@@ -146,6 +156,8 @@ impl LiveAnalytics {
                 .networks
                 .iter()
                 .any(|n| n.role == Some(mamori_analytics::NetworkRole::Admin)),
+            risk_pressure: Episode::default(),
+            accounts_pressure: Episode::default(),
         }))
     }
 
@@ -333,6 +345,39 @@ impl LiveAnalytics {
 
     pub fn is_dirty(&self) -> bool {
         self.dirty
+    }
+
+    /// Sets the gauges of the capped state (risk entities, accounts) and raises the alert of
+    /// a pressure episode that opens (`crate::pressure`).
+    pub fn pressure(&mut self, now: DateTime<Utc>, gauges: &CapGauges, out: &mut Vec<NewAlert>) {
+        let risk_cap = self.risk.config().max_entities;
+        gauges.set(
+            Capped::RiskEntities,
+            self.risk.entity_count(),
+            risk_cap,
+            self.risk.evicted(),
+        );
+        let accounts_cap = self.engine.max_accounts();
+        gauges.set(
+            Capped::Accounts,
+            self.engine.account_count(),
+            accounts_cap,
+            self.engine.evicted(),
+        );
+        out.extend(self.risk_pressure.update(
+            Capped::RiskEntities,
+            self.risk.evicted(),
+            risk_cap,
+            now,
+            gauges,
+        ));
+        out.extend(self.accounts_pressure.update(
+            Capped::Accounts,
+            self.engine.evicted(),
+            accounts_cap,
+            now,
+            gauges,
+        ));
     }
 
     /// Saves the learned state in the key/value table.

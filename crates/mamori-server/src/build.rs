@@ -179,6 +179,7 @@ async fn open_events(cfg: &ServerConfig) -> Result<Arc<dyn EventStore>, StartErr
         fsync: cfg.storage.fsync,
         segment_max_bytes: cfg.storage.segment_max_bytes,
         index_heap_bytes: cfg.storage.index_heap_bytes,
+        index_merge_max_docs: cfg.storage.index_merge_max_docs,
         ..EmbeddedConfig::default()
     };
     let err = |message: String| StartError::Store {

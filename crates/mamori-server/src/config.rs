@@ -253,6 +253,10 @@ pub struct StorageConfig {
     pub retention_bytes: Option<u64>,
     pub segment_max_bytes: u64,
     pub index_heap_bytes: usize,
+    /// Index segments past this many events are not merged further: a merge's memory grows
+    /// with the segments it merges (issue #15, finding 12), at the cost of about one segment
+    /// per this many events for searches to visit.
+    pub index_merge_max_docs: u64,
 }
 
 impl Default for StorageConfig {
@@ -263,6 +267,7 @@ impl Default for StorageConfig {
             retention_bytes: None,
             segment_max_bytes: 64 << 20,
             index_heap_bytes: 64 << 20,
+            index_merge_max_docs: mamori_store::EmbeddedConfig::default().index_merge_max_docs,
         }
     }
 }
@@ -463,6 +468,12 @@ impl ServerConfig {
             return bad(
                 "storage.segment_max_bytes",
                 "must be within 4 KiB..1 GiB".into(),
+            );
+        }
+        if self.storage.index_merge_max_docs < 10_000 {
+            return bad(
+                "storage.index_merge_max_docs",
+                "must be at least 10000".into(),
             );
         }
         if self.storage.index_heap_bytes < 15 << 20 {

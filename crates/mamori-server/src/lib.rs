@@ -52,6 +52,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
+pub mod pressure;
 pub mod reports;
 pub mod rules;
 mod run;

@@ -142,6 +142,8 @@ pub struct Metrics {
     pub net: crate::limits::NetCounters,
     /// Sources by health state, indexed like `source_health::State::ALL` (set by the monitor).
     pub sources_by_state: [AtomicU64; 4],
+    /// Entries, limits and drops of the capped per-key structures (`crate::pressure`).
+    pub caps: crate::pressure::CapGauges,
 }
 
 /// What the correlator holds and what it dropped (absolute values, saved with its state).
@@ -429,6 +431,7 @@ impl Metrics {
             );
         }
         self.render_correlation(&mut s);
+        self.caps.render(&mut s);
         for (name, help, v) in gauges {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

@@ -830,6 +830,7 @@ impl Detector {
         if let Some(a) = self.analytics.as_mut() {
             let mut raised = Vec::new();
             a.process(&w.events, w.first_seq, w.received_at, &mut raised);
+            a.pressure(w.received_at, &self.metrics.caps, &mut raised);
             for alert in raised.iter().filter(|x| x.level >= self.settings.min_level) {
                 self.record(alert, w.received);
             }
@@ -993,6 +994,14 @@ impl Detector {
             }
             for r in pressure {
                 self.record(&pressure_alert(&r, w.received_at), w.received);
+            }
+        }
+        // Failed probes and Sigma signals above add risk entities.
+        if let Some(a) = self.analytics.as_mut() {
+            let mut raised = Vec::new();
+            a.pressure(w.received_at, &self.metrics.caps, &mut raised);
+            for alert in &raised {
+                self.record(alert, w.received);
             }
         }
     }

@@ -42,7 +42,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +57,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::metrics::{Metrics, SourceKind};
+use crate::pressure::{self, CapGauges, Capped};
 
 /// The source name under which sources beyond `max_sources` are counted.
 pub const OTHER_SOURCE: &str = "(other)";
@@ -274,6 +275,9 @@ pub struct Tally {
     networks: Networks,
     max_sources: usize,
     max_addresses_per_day: usize,
+    /// Events counted under `(other)` / `0.0.0.0` at the caps (`crate::pressure`).
+    sources_over: AtomicU64,
+    addresses_over: AtomicU64,
 }
 
 impl Tally {
@@ -284,6 +288,8 @@ impl Tally {
             networks,
             max_sources: max_sources.max(1),
             max_addresses_per_day: max_addresses_per_day.max(1),
+            sources_over: AtomicU64::new(0),
+            addresses_over: AtomicU64::new(0),
         }
     }
 
@@ -349,6 +355,7 @@ impl Tally {
                 known.sources.insert((name.to_owned(), k));
                 name
             } else {
+                self.sources_over.fetch_add(1, Relaxed);
                 OTHER_SOURCE
             };
             w.add_source(name, k, hour, 1, received_at);
@@ -361,6 +368,7 @@ impl Tally {
                     set.insert(ip);
                     ip
                 } else {
+                    self.addresses_over.fetch_add(1, Relaxed);
                     OTHER_ADDRESS
                 };
                 while known.days.len() > KNOWN_DAYS {
@@ -398,6 +406,39 @@ impl Tally {
 
     fn put_back(&self, w: Window) {
         lock(&self.window).merge(w);
+    }
+
+    /// Sets the gauges of the capped sets (today's addresses, sources) and raises the alert of
+    /// a pressure episode that opens.
+    fn pressure(
+        &self,
+        now: DateTime<Utc>,
+        episodes: &mut [pressure::Episode; 2],
+        gauges: &CapGauges,
+    ) -> Vec<NewAlert> {
+        let sources = lock(&self.known).sources.len();
+        let (a_over, s_over) = (
+            self.addresses_over.load(Relaxed),
+            self.sources_over.load(Relaxed),
+        );
+        gauges.set(
+            Capped::SourceAddresses,
+            self.addresses_today(now),
+            self.max_addresses_per_day,
+            a_over,
+        );
+        gauges.set(Capped::Sources, sources, self.max_sources, s_over);
+        let [a, s] = episodes;
+        let mut out = Vec::new();
+        out.extend(a.update(
+            Capped::SourceAddresses,
+            a_over,
+            self.max_addresses_per_day,
+            now,
+            gauges,
+        ));
+        out.extend(s.update(Capped::Sources, s_over, self.max_sources, now, gauges));
+        out
     }
 
     /// Distinct addresses counted today (metrics, tests).
@@ -713,6 +754,8 @@ pub struct SourceHealth {
     episodes: Mutex<HashMap<String, Episode>>,
     /// Serialises flushes (the periodic one, the API's and the last one at shutdown).
     flushing: Mutex<()>,
+    /// Pressure episodes of the addresses and sources caps.
+    pressure: Mutex<[pressure::Episode; 2]>,
 }
 
 impl SourceHealth {
@@ -744,6 +787,7 @@ impl SourceHealth {
             ignore,
             episodes: Mutex::new(episodes),
             flushing: Mutex::new(()),
+            pressure: Mutex::new(Default::default()),
         })
     }
 
@@ -874,6 +918,14 @@ impl SourceHealth {
         tx: &broadcast::Sender<Alert>,
         metrics: &Metrics,
     ) -> mamori_store::Result<usize> {
+        let over = self
+            .tally
+            .pressure(now, &mut lock(&self.pressure), &metrics.caps);
+        for a in &over {
+            if let Err(e) = crate::pipeline::record_alert(alerts, tx, a) {
+                tracing::warn!(error = %e, "the state pressure alert cannot be recorded");
+            }
+        }
         let report = self.report(now)?;
         let mut by_state = [0u64; 4];
         let mut raised = 0;

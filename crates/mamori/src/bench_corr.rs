@@ -40,6 +40,12 @@ pub(crate) struct DistinctArgs {
     /// `[detection] max_correlation_groups` of the server (default: the server's default).
     #[arg(long, value_name = "N")]
     max_correlation_groups: Option<usize>,
+    /// `[storage] index_heap_bytes` of the server (default: the server's default).
+    #[arg(long, value_name = "BYTES")]
+    index_heap_bytes: Option<usize>,
+    /// `[storage] index_merge_max_docs` of the server (default: the server's default).
+    #[arg(long, value_name = "N")]
+    index_merge_max_docs: Option<u64>,
 }
 
 struct Served {
@@ -57,7 +63,15 @@ impl Drop for Served {
     }
 }
 
-fn start(bin: &Path, rules: &[PathBuf], max_groups: Option<usize>) -> anyhow::Result<Served> {
+fn start(bin: &Path, args: &DistinctArgs) -> anyhow::Result<Served> {
+    let (rules, max_groups) = (&args.rules, args.max_correlation_groups);
+    let mut storage = String::new();
+    if let Some(b) = args.index_heap_bytes {
+        storage.push_str(&format!("index_heap_bytes = {b}\n"));
+    }
+    if let Some(n) = args.index_merge_max_docs {
+        storage.push_str(&format!("index_merge_max_docs = {n}\n"));
+    }
     let dir = tempfile::tempdir()?;
     let cfg = dir.path().join("mamori.toml");
     let rules: Vec<String> = rules
@@ -69,7 +83,7 @@ fn start(bin: &Path, rules: &[PathBuf], max_groups: Option<usize>) -> anyhow::Re
         &cfg,
         format!(
             "data_dir = {:?}\n[syslog]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
-             [detection]\nrules = [{}]\nreload_interval_secs = 0\n{}",
+             [detection]\nrules = [{}]\nreload_interval_secs = 0\n{}[storage]\n{storage}",
             dir.path().join("data").display().to_string(),
             rules.join(", "),
             max_groups.map_or(String::new(), |n| format!("max_correlation_groups = {n}\n"))
@@ -156,7 +170,7 @@ fn cpu_secs(pid: u32) -> Option<f64> {
 }
 
 fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyhow::Result<()> {
-    let srv = start(bin, &args.rules, args.max_correlation_groups)?;
+    let srv = start(bin, args)?;
     let pid = srv.child.id();
     let rss0 = proc_status(pid, "VmRSS:").unwrap_or(0.0);
     let cpu0 = cpu_secs(pid).unwrap_or(0.0);
@@ -170,7 +184,9 @@ fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyho
     let start_t = Instant::now();
     let mut next = Instant::now();
     let mut peak = rss0;
+    let mut peak_anon = proc_status(pid, "RssAnon:").unwrap_or(0.0);
     let mut last_report = Instant::now();
+    let mut last_line = Instant::now();
     while start_t.elapsed() < dur {
         let now = chrono::Utc::now().format("%b %e %H:%M:%S").to_string();
         let mut chunk = String::with_capacity(per_tick as usize * 120);
@@ -207,9 +223,19 @@ fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyho
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
             peak = peak.max(proc_status(pid, "VmRSS:").unwrap_or(0.0));
+            peak_anon = peak_anon.max(proc_status(pid, "RssAnon:").unwrap_or(0.0));
+        }
+        // A timeline of the memory: what grows with time (anonymous: heap; file: the index's
+        // mapped segments) and the capped state beside it.
+        if last_line.elapsed() >= Duration::from_secs(30) {
+            last_line = Instant::now();
+            eprintln!("{}", memory_line(&srv, pid, start_t.elapsed().as_secs()));
         }
     }
+    eprintln!("{}", memory_line(&srv, pid, start_t.elapsed().as_secs()));
     let secs = start_t.elapsed().as_secs_f64();
+    let anon = proc_status(pid, "RssAnon:").unwrap_or(0.0);
+    let file = proc_status(pid, "RssFile:").unwrap_or(0.0);
     let matched_at_stop = metric(&srv, "mamori_events_matched_total").unwrap_or(0.0) - matched0;
     let cpu = cpu_secs(pid).unwrap_or(0.0) - cpu0;
     let rss = proc_status(pid, "VmRSS:").unwrap_or(0.0);
@@ -221,7 +247,7 @@ fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyho
     );
     let episodes = metric(&srv, "mamori_correlation_state_pressure_episodes_total");
     println!(
-        "{} ({}): sent {:.0} events/s (target {rate}), detection {:.0} events/s, backlog at stop {:.0}; RSS {:.0} MiB at end, peak {:.0} MiB (VmHWM {:.0}); server CPU {:.2} s per 1k events; correlation groups {} (evicted {}, state-pressure alerts {})",
+        "{} ({}): sent {:.0} events/s (target {rate}), detection {:.0} events/s, backlog at stop {:.0}; RSS {:.0} MiB at end (anonymous {anon:.0}, file-backed {file:.0}), peak {:.0} MiB (VmHWM {:.0}, anonymous peak {peak_anon:.0}); server CPU {:.2} s per 1k events; correlation groups {} (evicted {}, state-pressure alerts {})",
         if distinct { "every failure from a new address" } else { "baseline: one address" },
         bin.display(),
         sent as f64 / secs,
@@ -236,6 +262,26 @@ fn phase(bin: &Path, args: &DistinctArgs, seconds: u64, distinct: bool) -> anyho
         episodes.map_or("n/a".to_owned(), |g| format!("{g:.0}"))
     );
     Ok(())
+}
+
+/// `t=…s RSS … (anon …, file …); correlation groups …; state entries {structure=n/limit}`.
+fn memory_line(srv: &Served, pid: u32, t: u64) -> String {
+    let mib = |k| proc_status(pid, k).unwrap_or(0.0);
+    let mut line = format!(
+        "  t={t}s RSS {:.0} MiB (anon {:.0}, file {:.0}); correlation groups {}",
+        mib("VmRSS:"),
+        mib("RssAnon:"),
+        mib("RssFile:"),
+        metric(srv, "mamori_correlation_groups").map_or("n/a".into(), |g| format!("{g:.0}"))
+    );
+    for s in mamori_server::pressure::Capped::ALL.map(|c| c.label()) {
+        let e = metric(srv, &format!("mamori_state_entries{{structure=\"{s}\"}}"));
+        let l = metric(srv, &format!("mamori_state_limit{{structure=\"{s}\"}}"));
+        if let (Some(e), Some(l)) = (e, l) {
+            line.push_str(&format!("; {s} {e:.0}/{l:.0}"));
+        }
+    }
+    line
 }
 
 pub(crate) fn run(args: DistinctArgs) -> anyhow::Result<i32> {

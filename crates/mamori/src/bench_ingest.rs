@@ -55,6 +55,12 @@ pub(crate) struct IngestArgs {
     /// Rounds of off/on for --compare-sources.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// `[storage] index_heap_bytes` of the server (default: the server's default).
+    #[arg(long, value_name = "BYTES")]
+    index_heap_bytes: Option<usize>,
+    /// `[storage] index_merge_max_docs` of the server (default: the server's default).
+    #[arg(long, value_name = "N")]
+    index_merge_max_docs: Option<u64>,
 }
 
 fn attack_burst(n: u64) -> String {
@@ -253,6 +259,12 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
         "never" => FsyncPolicy::Never,
         other => anyhow::bail!("unknown fsync policy `{other}` (always, never)"),
     };
+    if let Some(b) = args.index_heap_bytes {
+        cfg.storage.index_heap_bytes = b;
+    }
+    if let Some(n) = args.index_merge_max_docs {
+        cfg.storage.index_merge_max_docs = n;
+    }
     cfg.validate(std::path::Path::new("(bench)"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,17 +9,26 @@
 //! with and without the variable: 236 MiB resident at the end of saturation with glibc's
 //! default, 178 MiB with two arenas, for about the same CPU per event.
 //!
-//! The limit is read by glibc when the process starts, so it has to be in the environment
-//! before `main`: the process re-executes itself once with `MALLOC_ARENA_MAX=2` unless the
-//! variable (or `GLIBC_TUNABLES`) is already set — an operator's own choice always wins.
+//! Large blocks are kept out of the arenas too (`MALLOC_MMAP_THRESHOLD_`, 256 KiB): glibc
+//! raises its mmap threshold to the size of every mmapped block freed (up to 32 MiB), after
+//! which tantivy's 1 MiB indexing pages and the correlation state's change sets (megabytes,
+//! every 5 s) come from the arenas and what they leave behind is rarely returned. A fixed
+//! threshold gives every block of 256 KiB or more its own mapping, returned on free (issue
+//! #15: the distinct-sources soak, figures in the README).
+//!
+//! The limits are read by glibc when the process starts, so they have to be in the environment
+//! before `main`: the process re-executes itself once with `MALLOC_ARENA_MAX=2` and
+//! `MALLOC_MMAP_THRESHOLD_=262144` unless `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES`) is already
+//! set — an operator's own choice always wins.
 
-/// Re-executes the current binary with `MALLOC_ARENA_MAX=2` if it is not set yet. Returns only
-/// if the variable is already set or the re-execution failed (then the process carries on with
-/// glibc's default, which is correct, only larger).
+/// Re-executes the current binary with `MALLOC_ARENA_MAX=2` (and a fixed mmap threshold) if it
+/// is not set yet. Returns only if the variable is already set or the re-execution failed (then
+/// the process carries on with glibc's default, which is correct, only larger).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub(crate) fn limit() {
     use std::os::unix::process::CommandExt as _;
     const VAR: &str = "MALLOC_ARENA_MAX";
+    const MMAP: &str = "MALLOC_MMAP_THRESHOLD_";
     if std::env::var_os(VAR).is_some() || std::env::var_os("GLIBC_TUNABLES").is_some() {
         return;
     }
@@ -31,6 +40,10 @@ pub(crate) fn limit() {
         .arg0(arg0)
         .args(args)
         .env(VAR, "2")
+        .env(
+            MMAP,
+            std::env::var_os(MMAP).unwrap_or_else(|| "262144".into()),
+        )
         .exec();
     eprintln!("mamori: warning: cannot re-execute with {VAR}=2 ({err}); memory use may be higher");
 }

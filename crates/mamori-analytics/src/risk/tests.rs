@@ -235,3 +235,39 @@ fn a_new_country_and_a_new_address_of_one_login_count_once() {
     r.add(sig(t(5, 1), ids::NEW_COUNTRY, 60.0, "sato", 11), &mut out);
     assert_eq!(out.len(), 1);
 }
+
+/// Issue #15: public addresses are entities, so a flood of failed probes from new addresses
+/// must not grow the state without bound. At the cap the least recently signalled entities go
+/// (counted), a tenth at a time; the busiest recent entity keeps its risk.
+#[test]
+fn entities_are_capped_and_the_least_recently_signalled_go_first() {
+    let cfg = RiskConfig {
+        max_entities: 100,
+        ..no_learning()
+    };
+    let mut r = RiskEngine::new(cfg, RiskState::default());
+    let mut out = Vec::new();
+    for i in 0..1000u32 {
+        let at = t(0, 0) + Duration::seconds(i64::from(i));
+        r.add(sig(at, "probe", 10.0, &format!("u{i}"), i), &mut out);
+        // One entity signalled all along stays.
+        r.add(sig(at, "other", 1.0, "steady", i), &mut out);
+        assert!(r.entity_count() <= 100, "{}", r.entity_count());
+    }
+    assert!(r.entity_count() >= 89, "{}", r.entity_count());
+    assert_eq!(r.evicted() as usize + r.entity_count(), 1001);
+    let now = t(0, 0) + Duration::seconds(1000);
+    assert!(r.score(&Entity::actor("steady"), now) > 0.0);
+    assert!(r.score(&Entity::actor("u999"), now) > 0.0);
+    assert_eq!(r.score(&Entity::actor("u0"), now), 0.0, "the oldest went");
+    // A state saved under a larger cap is cut down on restore.
+    let saved = RiskEngine::restore(&r.save()).unwrap();
+    let small = RiskEngine::new(
+        RiskConfig {
+            max_entities: 10,
+            ..no_learning()
+        },
+        saved,
+    );
+    assert!(small.entity_count() <= 10);
+}

@@ -20,6 +20,7 @@ mod scan;
 mod scenarios;
 mod serve;
 mod sources;
+mod state_caps;
 mod vault;
 mod vendor;
 
