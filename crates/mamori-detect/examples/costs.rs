@@ -55,23 +55,41 @@ fn main() {
     if std::env::var_os("COSTS_LOAD_ONLY").is_some() {
         let t = Instant::now();
         let set = RuleSet::compile(&pack, &CompileOptions::default());
-        println!("load {:.3}s, compile {:.3}s, {} rules", t0.elapsed().as_secs_f64() - t.elapsed().as_secs_f64(), t.elapsed().as_secs_f64(), set.len());
+        println!(
+            "load {:.3}s, compile {:.3}s, {} rules",
+            t0.elapsed().as_secs_f64() - t.elapsed().as_secs_f64(),
+            t.elapsed().as_secs_f64(),
+            set.len()
+        );
         return;
     }
-    println!("load {:.3}s ({read_s:.3}s reading files), {} rules", t.elapsed().as_secs_f64(), pack.rules.len());
+    println!(
+        "load {:.3}s ({read_s:.3}s reading files), {} rules",
+        t.elapsed().as_secs_f64(),
+        pack.rules.len()
+    );
     let t = Instant::now();
     let set = RuleSet::compile(&pack, &CompileOptions::default());
     println!("compile {:.3}s", t.elapsed().as_secs_f64());
     let t = Instant::now();
     let mut events = Vec::new();
-    mamori_ingest::read_file(Path::new(&args[2]), &ReadOptions::default(), &mut |e| events.push(e));
-    println!("read {:.3}s, {} events", t.elapsed().as_secs_f64(), events.len());
+    mamori_ingest::read_file(Path::new(&args[2]), &ReadOptions::default(), &mut |e| {
+        events.push(e)
+    });
+    println!(
+        "read {:.3}s, {} events",
+        t.elapsed().as_secs_f64(),
+        events.len()
+    );
     let t = Instant::now();
     let mut n = 0usize;
     for e in &events {
         n += e.fields_json_text().len();
     }
-    println!("fields_json_text all {:.3}s ({n} bytes)", t.elapsed().as_secs_f64());
+    println!(
+        "fields_json_text all {:.3}s ({n} bytes)",
+        t.elapsed().as_secs_f64()
+    );
     // Per-rule timing clears the predicate cache before each rule: slow, and noisy on a
     // loaded machine; off unless COSTS_PER_RULE is set.
     let per_rule = std::env::var_os("COSTS_PER_RULE").is_some();
@@ -133,12 +151,20 @@ fn main() {
     v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
     println!("-- event types by matching time: total s, events, µs/event, cands/event");
     for (k, (d, c, cn)) in v.iter().take(15) {
-        println!("{k:60} {d:.3} {c:6} {:8.2} {:.1}", d * 1e6 / *c as f64, *cn as f64 / *c as f64);
+        println!(
+            "{k:60} {d:.3} {c:6} {:8.2} {:.1}",
+            d * 1e6 / *c as f64,
+            *cn as f64 / *c as f64
+        );
     }
     let mut v: Vec<_> = by_rule.into_iter().collect();
     v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
     println!("-- rules by uncached eval time: s, evaluations, µs each");
     for (r, (d, c)) in v.iter().take(25) {
-        println!("{:60} {d:.4} {c:6} {:.2}", set.rule(*r).meta.title.chars().take(60).collect::<String>(), d * 1e6 / *c as f64);
+        println!(
+            "{:60} {d:.4} {c:6} {:.2}",
+            set.rule(*r).meta.title.chars().take(60).collect::<String>(),
+            d * 1e6 / *c as f64
+        );
     }
 }

@@ -100,9 +100,7 @@ fn intern_seq_gives_the_interned_name_whatever_the_order() {
     let mut names = Interner::new();
     let first: Vec<FieldName> = ["a", "b", "c"]
         .iter()
-        .map(|k| {
-            names.intern_seq(k)
-        })
+        .map(|k| names.intern_seq(k))
         .collect();
     names.start_record();
     // Same order: the same allocations.
