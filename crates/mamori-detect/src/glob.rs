@@ -20,6 +20,10 @@ pub(crate) struct Glob {
     /// and whether the pattern is anchored at its start / end. Matched by sequential substring
     /// search, linear in the text.
     segments: Option<Segments>,
+    /// A character of the pattern is non-ASCII after case folding: no ASCII text can match
+    /// (ASCII text folds to ASCII), which spares scanning most command lines for lookalike
+    /// letters (Cyrillic `а` for `a`).
+    non_ascii: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -138,10 +142,14 @@ impl Glob {
                 anchored_end: toks.last().is_some_and(|t| *t != Tok::Star),
             }
         });
+        let non_ascii = toks
+            .iter()
+            .any(|t| matches!(t, Tok::Char(c) if !c.is_ascii()));
         Glob {
             toks: toks.into(),
             cased,
             segments,
+            non_ascii,
         }
     }
 
@@ -151,6 +159,9 @@ impl Glob {
             return seg.is_match(text.as_bytes(), self.cased);
         }
         if text.is_ascii() {
+            if self.non_ascii {
+                return false;
+            }
             let b = text.as_bytes();
             if self.cased {
                 self.run(b.len(), |i| b[i] as char)
@@ -230,5 +241,15 @@ mod tests {
         assert!(!Glob::new(&Pattern::parse("Ab*").0, true).is_match("abc"));
         assert!(m("a\\*b", "a*b"));
         assert!(m("a*b", "a\nb"));
+    }
+
+    /// A non-ASCII pattern character never matches ASCII text, except through case folding
+    /// (the Kelvin sign folds to `k`), which the early exit must not break.
+    #[test]
+    fn non_ascii_patterns_against_ascii_text() {
+        assert!(!m("*а*", "powershell -c calc"), "Cyrillic а is not ASCII a");
+        assert!(m("*а*", "xАx"));
+        assert!(m("*\u{212A}*", "kelvin"), "the Kelvin sign folds to k");
+        assert!(m("?", "k"));
     }
 }

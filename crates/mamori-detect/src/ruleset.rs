@@ -349,13 +349,12 @@ impl Builder<'_> {
     fn lit(&mut self, slot: u32, text: &str, anchor: Anchor) -> u32 {
         let lower = text.to_ascii_lowercase();
         let key = format!("lit{anchor:?}:{lower}");
+        let known = self.preds.len();
         let id = self.add_pred(slot, key, |_| PredKind::Lit);
-        let list = self.lits.entry(slot).or_default();
-        if !list
-            .iter()
-            .any(|(t, p, a)| *p == id && *a == anchor && *t == lower)
-        {
-            list.push((lower, id, anchor));
+        // A predicate's key is its slot, anchor and text: a new literal is a new predicate, so
+        // the list needs no search for duplicates (a linear one made compiling quadratic).
+        if id as usize >= known {
+            self.lits.entry(slot).or_default().push((lower, id, anchor));
         }
         id
     }
@@ -1252,6 +1251,24 @@ impl RuleSet {
         }
         scratch.cands = cands;
         out[start..].sort_unstable();
+    }
+
+    /// Diagnostics (`examples/costs.rs`): evaluates rule `r` against the event `scratch` was
+    /// last given to [`RuleSet::matches`], with no predicate result cached, so its own cost
+    /// can be timed.
+    #[doc(hidden)]
+    pub fn eval_uncached(&self, r: u32, ev: &Event, scratch: &mut Scratch) -> bool {
+        fn forget(n: &Node, s: &mut Scratch) {
+            match n {
+                Node::Pred(p) => s.eval_gen[*p as usize] = 0,
+                Node::Not(x) => forget(x, s),
+                Node::And(v) | Node::Or(v) => v.iter().for_each(|x| forget(x, s)),
+                Node::AnyLit(_) | Node::Const(_) => {}
+            }
+        }
+        let node = &self.rules[r as usize].1;
+        forget(node, scratch);
+        self.eval(node, ev, scratch)
     }
 
     fn eval(&self, n: &Node, ev: &Event, s: &mut Scratch) -> bool {

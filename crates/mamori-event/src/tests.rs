@@ -94,3 +94,27 @@ fn fields_json_text_is_fields_json_rendered() {
     assert_eq!(back["a"], -4);
     assert!(back["nan"].is_null());
 }
+
+#[test]
+fn intern_seq_gives_the_interned_name_whatever_the_order() {
+    let mut names = Interner::new();
+    let first: Vec<FieldName> = ["a", "b", "c"]
+        .iter()
+        .map(|k| names.intern_seq(k))
+        .collect();
+    names.start_record();
+    // Same order: the same allocations.
+    for (k, n) in ["a", "b", "c"].iter().zip(&first) {
+        let m = names.intern_seq(k);
+        assert!(std::ptr::eq(m.as_str().as_ptr(), n.as_str().as_ptr()));
+    }
+    names.start_record();
+    // Another order, a new name, more names than before: still the interned names.
+    for k in ["c", "x", "a", "b", "a"] {
+        let m = names.intern_seq(k);
+        assert_eq!(m.as_str(), k);
+        let n = names.intern(k);
+        assert!(std::ptr::eq(m.as_str().as_ptr(), n.as_str().as_ptr()));
+    }
+    assert_eq!(names.len(), 4);
+}

@@ -558,8 +558,7 @@ pub(crate) fn read(ctx: &mut Ctx<'_>, reader: &mut dyn BufRead) {
                     number,
                     offset,
                 })) => {
-                    let bytes = bytes.to_vec();
-                    json_line(ctx, &bytes, number, offset);
+                    json_line(ctx, bytes, number, offset);
                 }
                 Ok(Some(Line::TooLong {
                     number,

@@ -305,11 +305,17 @@ fn to_json(v: &Lazy<'_>) -> serde_json::Value {
     }
 }
 
-/// `json::flatten` over the borrowed tree.
+/// `json::flatten` over the borrowed tree. Names are interned in record order
+/// ([`Interner::intern_seq`]): lines of one file repeat their keys in the same order.
 fn flatten(path: &mut String, v: &Lazy<'_>, ev: &mut Event, names: &mut Interner) {
     match v {
         Lazy::Obj(o) => {
             for (k, x) in o {
+                // A top-level scalar is named by its key: no path to build.
+                if path.is_empty() && !k.is_empty() && !matches!(x, Lazy::Obj(_) | Lazy::Arr(_)) {
+                    ev.push(names.intern_seq(k), value(x));
+                    continue;
+                }
                 let len = path.len();
                 if !path.is_empty() {
                     path.push('.');
@@ -327,12 +333,12 @@ fn flatten(path: &mut String, v: &Lazy<'_>, ev: &mut Event, names: &mut Interner
             for i in items {
                 match i {
                     Lazy::Obj(_) | Lazy::Arr(_) => flatten(path, i, ev, names),
-                    scalar => ev.push(names.intern(path), value(scalar)),
+                    scalar => ev.push(names.intern_seq(path), value(scalar)),
                 }
             }
         }
         _ if path.is_empty() => {}
-        scalar => ev.push(names.intern(path), value(scalar)),
+        scalar => ev.push(names.intern_seq(path), value(scalar)),
     }
 }
 
@@ -405,7 +411,10 @@ fn set_timestamp(ix: &Index<'_, '_>, ev: &mut Event) {
 /// Parses `text` (one JSON object) into an event if it has a plain shape; `None` sends it to
 /// the general path (which also reports any syntax error).
 pub(super) fn parse(text: &[u8], origin: &Origin, names: &mut Interner) -> Option<Event> {
-    let mut de = serde_json::Deserializer::from_slice(text);
+    // Validated once here, the strings need no check each (`from_str`); a line that is not
+    // UTF-8 takes the general path, which reads it lossily.
+    let text_str = std::str::from_utf8(text).ok()?;
+    let mut de = serde_json::Deserializer::from_str(text_str);
     let tree = Lazy::deserialize(&mut de).ok()?;
     de.end().ok()?;
     let Lazy::Obj(obj) = &tree else {
@@ -418,6 +427,7 @@ pub(super) fn parse(text: &[u8], origin: &Origin, names: &mut Interner) -> Optio
     let mut ev = Event::new(Format::Json, origin.clone(), text);
     ev.fields_mut().reserve(obj.len() + 8);
     let mut path = String::new();
+    names.start_record();
     flatten(&mut path, &tree, &mut ev, names);
     if is_flat_windows(&ix) {
         nxlog_copies(&ix, &mut ev, names);
@@ -498,6 +508,7 @@ mod tests {
             r#"{"k\u0041":"v","TimeCreated":{"SystemTime":"2020-01-01T00:00:00Z"}}"#,
             r#"{"timestamp":1.5e9,"v":[]}"#,
             r#"{"time":"not a time","eventTime":"2020-02-02T00:00:00Z"}"#,
+            r#"{"":1,"a":{"":2},"b":"x","c":[1,2]}"#,
         ] {
             assert!(check(line), "took the general path: {line}");
         }
