@@ -19,7 +19,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use async_nats::jetstream;
 use chrono::{DateTime, TimeDelta, Utc};
 use mamori_event::{Event, FieldName, Value};
 use mamori_store::{
@@ -27,18 +26,20 @@ use mamori_store::{
     SearchResponse, Seq, StoreStats, StoredEvent,
 };
 
-use crate::bus::{encode_event, event_subject, publish_all, source_token};
+use crate::bus::{encode_event, publish_all, source_token, Bus};
 use crate::SITE_FIELD;
 
 /// Publishes appended events to `MAMORI_EVENTS` (see the module docs).
 pub struct PublishingStore {
-    js: jetstream::Context,
+    bus: Bus,
     rt: tokio::runtime::Handle,
     site: String,
     node: String,
     started: i64,
     /// Events published (the collector's own seq).
     published: AtomicU64,
+    /// Publishes repeated because JetStream did not acknowledge them (metrics).
+    republished: AtomicU64,
     /// One group in flight at a time: the returned seqs are dense.
     lock: Mutex<()>,
 }
@@ -47,20 +48,27 @@ impl PublishingStore {
     /// `rt` runs the publishes; `append_at` must be called from outside it (the pipeline's
     /// writer thread).
     pub fn new(
-        js: jetstream::Context,
+        bus: &Bus,
         rt: tokio::runtime::Handle,
         site: &str,
         node: &str,
     ) -> PublishingStore {
         PublishingStore {
-            js,
+            bus: bus.clone(),
             rt,
             site: site.to_owned(),
             node: node.to_owned(),
             started: Utc::now().timestamp_micros(),
             published: AtomicU64::new(0),
+            republished: AtomicU64::new(0),
             lock: Mutex::new(()),
         }
+    }
+
+    /// Publishes repeated with their `Nats-Msg-Id` since start (JetStream had not
+    /// acknowledged them: a NATS node lost, a leader election).
+    pub fn republished(&self) -> u64 {
+        self.republished.load(Ordering::Relaxed)
     }
 
     fn not_here(&self) -> Error {
@@ -89,7 +97,7 @@ impl EventStore for PublishingStore {
             e.fields_mut().retain(|(n, _)| n.as_str() != SITE_FIELD);
             e.push(site.clone(), Value::str(self.site.as_str()));
             bodies.push((
-                event_subject(&self.site, source_token(ev)),
+                self.bus.event_subject(&self.site, source_token(ev)),
                 encode_event(0, received_at, &e)?,
             ));
         }
@@ -103,12 +111,14 @@ impl EventStore for PublishingStore {
                 body,
             )
         });
-        self.rt
-            .block_on(publish_all(&self.js, msgs))
+        let repeated = self
+            .rt
+            .block_on(publish_all(&self.bus.js, msgs))
             .map_err(|e| Error::Backend {
                 backend: "nats",
                 message: e,
             })?;
+        self.republished.fetch_add(repeated, Ordering::Relaxed);
         let n = batch.len() as u64;
         self.published.store(first - 1 + n, Ordering::SeqCst);
         Ok(AppendAck {
