@@ -220,14 +220,19 @@ pub fn cluster(dir: &Path, n: usize, extra: &str) -> Option<Vec<NatsServer>> {
 pub fn hub_and_leaf(dir: &Path, site: &str) -> Option<(NatsServer, Relay, NatsServer)> {
     nats_server_bin()?;
     let leaf_port = free_port();
+    let relay = Relay::start(([127, 0, 0, 1], leaf_port).into());
+    // The hub tells a leaf its leaf URLs: it advertises the relay's (and `no_advertise`
+    // alone does not stop it on 2.9), else the leaf reconnects around the relay.
     let hub = NatsServer::start(
         &dir.join("hub"),
         "hub",
         "domain: hub",
-        &format!("leafnodes {{\n  listen: \"127.0.0.1:{leaf_port}\"\n}}"),
+        &format!(
+            "leafnodes {{\n  listen: \"127.0.0.1:{leaf_port}\"\n  advertise: \"127.0.0.1:{}\"\n}}",
+            relay.port
+        ),
     )?;
     hub.wait_jetstream();
-    let relay = Relay::start(([127, 0, 0, 1], leaf_port).into());
     let leaf = NatsServer::start(
         &dir.join(site),
         &format!("leaf_{site}"),
