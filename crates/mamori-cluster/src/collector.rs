@@ -26,7 +26,9 @@ use mamori_store::{
     SearchResponse, Seq, StoreStats, StoredEvent,
 };
 
-use crate::bus::{encode_event, publish_all, source_token, Bus};
+use async_nats::jetstream;
+
+use crate::bus::{encode_event, publish_all, source_token, Bus, PUBLISH_PATIENCE};
 use crate::SITE_FIELD;
 
 /// Publishes appended events to `MAMORI_EVENTS` (see the module docs).
@@ -40,8 +42,9 @@ pub struct PublishingStore {
     published: AtomicU64,
     /// Publishes repeated because JetStream did not acknowledge them (metrics).
     republished: AtomicU64,
-    /// One group in flight at a time: the returned seqs are dense.
-    lock: Mutex<()>,
+    /// One group in flight at a time (the returned seqs are dense), and the JetStream
+    /// context it publishes with (replaced after a stuck publish, see `append_at`).
+    lock: Mutex<jetstream::Context>,
 }
 
 impl PublishingStore {
@@ -61,7 +64,7 @@ impl PublishingStore {
             started: Utc::now().timestamp_micros(),
             published: AtomicU64::new(0),
             republished: AtomicU64::new(0),
-            lock: Mutex::new(()),
+            lock: Mutex::new(bus.js.clone()),
         }
     }
 
@@ -101,26 +104,53 @@ impl EventStore for PublishingStore {
                 encode_event(0, received_at, &e)?,
             ));
         }
-        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut js = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let first = self.published.load(Ordering::SeqCst) + 1;
         let (node, started) = (&self.node, self.started);
-        let msgs = bodies.into_iter().enumerate().map(|(i, (subject, body))| {
-            (
-                subject,
-                format!("{node}-{started}-{}", first + i as u64),
-                body,
-            )
-        });
-        let repeated = self
-            .rt
-            .block_on(publish_all(&self.bus.js, msgs))
-            .map_err(|e| Error::Backend {
-                backend: "nats",
-                message: e,
-            })?;
-        self.republished.fetch_add(repeated, Ordering::Relaxed);
+        let msgs: Vec<_> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, (subject, body))| {
+                (
+                    subject,
+                    format!("{node}-{started}-{}", first + i as u64),
+                    body,
+                )
+            })
+            .collect();
+        // The publish runs as a task of the runtime, watched from here with a clock of our
+        // own: after a NATS node was SIGKILLed under load, a publish was seen to wait forever
+        // (no acknowledgement, no timeout, nothing logged; root cause not found). A publish
+        // past its patience fails the append (the senders are not acknowledged and retry),
+        // and the next one gets a fresh JetStream context.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let task = {
+            let js = js.clone();
+            self.rt.spawn(async move {
+                let _ = tx.send(publish_all(&js, msgs).await);
+            })
+        };
+        let outcome = rx
+            .recv_timeout(PUBLISH_PATIENCE + std::time::Duration::from_secs(15))
+            .unwrap_or_else(|_| {
+                task.abort();
+                let _rt = self.rt.enter();
+                *js = jetstream::new(self.bus.client.clone());
+                tracing::error!(
+                    node = %self.node,
+                    "a JetStream publish neither finished nor failed in time; abandoned, the next one uses a fresh context"
+                );
+                Err("JetStream publish stuck; abandoned".into())
+            });
+        // The ids of a failed group are burnt too: some of its events may be in the stream,
+        // and the next group's events must never be taken for their duplicates.
         let n = batch.len() as u64;
         self.published.store(first - 1 + n, Ordering::SeqCst);
+        let repeated = outcome.map_err(|e| Error::Backend {
+            backend: "nats",
+            message: e,
+        })?;
+        self.republished.fetch_add(repeated, Ordering::Relaxed);
         Ok(AppendAck {
             first_seq: first,
             last_seq: first + n - 1,

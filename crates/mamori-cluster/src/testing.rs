@@ -43,6 +43,20 @@ fn wait_listening(port: u16, what: &str) {
     }
 }
 
+/// `GET path` on a `nats-server` monitoring port (`/jsz`, `/leafz`, `/connz`).
+pub fn monitor(http_port: u16, path: &str) -> Option<String> {
+    let mut c = TcpStream::connect(("127.0.0.1", http_port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        c,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    c.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
 /// One `nats-server` process with a configuration file of its own; SIGKILLed on drop.
 pub struct NatsServer {
     bin: PathBuf,
@@ -136,17 +150,10 @@ impl NatsServer {
 
     /// `GET path` on the monitoring port.
     pub fn monitor(&self, path: &str) -> Option<String> {
-        let mut c = TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
-        c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            c,
-            "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut out = String::new();
-        c.read_to_string(&mut out).ok()?;
-        out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+        monitor(self.http_port, path)
     }
+
+
 
     /// Waits until JetStream knows its meta leader (a cluster has formed; a single server at
     /// once).

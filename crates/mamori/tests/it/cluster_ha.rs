@@ -110,10 +110,10 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
                         let id = format!(r#""ha.client":{client},"ha.batch":{batch},"ha.n":{n}"#);
                         if n % 100 == 0 {
                             format!(
-                                r#"{{"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"HA-{client}-{batch}-{n}","Image":"C:\\Windows\\System32\\vssadmin.exe","CommandLine":"vssadmin.exe delete shadows /all /quiet",{id},"message":"hatest"}}"#
+                                r#"{{"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"HA-{client}-{batch}-{n}","Image":"C:\\Windows\\System32\\vssadmin.exe","CommandLine":"vssadmin.exe delete shadows /all /quiet",{id},"message":"hatest{client}"}}"#
                             ) + "\n"
                         } else {
-                            format!("{{{id},\"message\":\"hatest\"}}\n")
+                            format!("{{{id},\"message\":\"hatest{client}\"}}\n")
                         }
                     })
                     .collect();
@@ -127,7 +127,16 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
                         (client + batch + attempts as usize - 1) % 2
                     };
                     let (addr, token) = &targets[pick];
-                    if post(*addr, token, body.as_bytes()) == Some(200) {
+                    let t = Instant::now();
+                    let r = post(*addr, token, body.as_bytes());
+                    if t.elapsed() > Duration::from_secs(3) || r != Some(200) {
+                        eprintln!(
+                            "{:.1} s: batch {client}/{batch} attempt {attempts} to collector {pick}: status {r:?} after {:.1} s",
+                            started.elapsed().as_secs_f64(),
+                            t.elapsed().as_secs_f64()
+                        );
+                    }
+                    if r == Some(200) {
                         break;
                     }
                     assert!(
@@ -148,12 +157,40 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
     drop(tx);
     let all_batches = batches * CLIENTS;
     let mut sent: Vec<Sent> = Vec::with_capacity(all_batches);
+    let nats_dir = dir.path().join("nats");
+    let monitors: Vec<u16> = nats.iter().map(|n| n.http_port).collect();
     let wait_for = |n: usize, sent: &mut Vec<Sent>| {
         while sent.len() < n {
-            sent.push(
-                rx.recv_timeout(Duration::from_secs(300))
-                    .expect("ingest stalled"),
-            );
+            match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(s) => sent.push(s),
+                Err(_) => {
+                    for i in 1..=3 {
+                        let log = std::fs::read_to_string(
+                            nats_dir.join(format!("n{i}/n{i}.log")),
+                        )
+                        .unwrap_or_default();
+                        let tail: Vec<&str> = log.lines().rev().take(25).collect();
+                        eprintln!("n{i} log (last lines, newest first):\n{}", tail.join("\n"));
+                    }
+                    let m = crate::serve::try_http(
+                        col_a.http,
+                        "GET",
+                        "/metrics",
+                        Some(&col_a.token),
+                        &[],
+                        b"",
+                    );
+                    let jsz: Vec<_> = monitors
+                        .iter()
+                        .map(|&p| mamori_cluster::testing::monitor(p, "/jsz?streams=true&consumers=true"))
+                        .collect();
+                    panic!(
+                        "ingest stalled; col_a answers /metrics: {:?}\njsz: {jsz:?}\ncol_a: {}",
+                        m.map(|(s, b)| (s, crate::text(&b).lines().filter(|l| l.contains("cluster") || l.contains("queue")).collect::<Vec<_>>().join("\n"))),
+                        col_a.log_lines()
+                    );
+                }
+            }
         }
     };
     // A quarter in: SIGKILL the NATS node leading MAMORI_EVENTS.
@@ -165,19 +202,28 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
     let killed = nats.iter().position(|n| n.name == leader).unwrap_or(0);
     nats[killed].kill();
     eprintln!(
-        "SIGKILLed NATS node {leader} (the stream leader) after {} batches",
+        "{:.1} s: SIGKILLed NATS node {leader} (the stream leader) after {} batches",
+        started.elapsed().as_secs_f64(),
         sent.len()
     );
     // Half way: SIGKILL a detector (it owns partition 1 and holds unacknowledged events).
     wait_for(all_batches / 2, &mut sent);
     let det2_token = det2.token.clone();
     det2.kill();
-    eprintln!("SIGKILLed det2 after {} batches", sent.len());
+    eprintln!(
+        "{:.1} s: SIGKILLed det2 after {} batches",
+        started.elapsed().as_secs_f64(),
+        sent.len()
+    );
     // Three quarters: SIGKILL a collector; its clients' batches go to the other.
     wait_for(3 * all_batches / 4, &mut sent);
     b_dead.store(1, Ordering::SeqCst);
     col_b.kill();
-    eprintln!("SIGKILLed col_b after {} batches", sent.len());
+    eprintln!(
+        "{:.1} s: SIGKILLed col_b after {} batches",
+        started.elapsed().as_secs_f64(),
+        sent.len()
+    );
     wait_for(all_batches, &mut sent);
     for c in clients {
         c.join().unwrap();
@@ -195,14 +241,22 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
     // once (its first attempt may have been published before the collector died).
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let (st, v) = store.get("/api/v1/search?limit=1&q=message%3Ahatest");
-        assert_eq!(st, 200, "{v}");
-        if v["total"].as_u64() >= Some(total as u64) || Instant::now() > deadline {
+        // One query per client: a search pages through at most 90,000 hits.
+        let stored: u64 = (0..CLIENTS)
+            .map(|c| {
+                let (st, v) = store.get(&format!("/api/v1/search?limit=1&q=message%3Ahatest{c}"));
+                assert_eq!(st, 200, "{v}");
+                v["total"].as_u64().unwrap_or(0)
+            })
+            .sum();
+        if stored >= total as u64 || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_secs(2));
     }
-    let hits = store.search_all("message:hatest");
+    let hits: Vec<serde_json::Value> = (0..CLIENTS)
+        .flat_map(|c| store.search_all(&format!("message:hatest{c}")))
+        .collect();
     let mut seen: HashMap<(u64, u64, u64), u32> = HashMap::new();
     for h in &hits {
         let f = &h["fields"];
