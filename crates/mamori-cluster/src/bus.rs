@@ -234,15 +234,21 @@ pub async fn publish_all(
 }
 
 /// One pipelined pass: the indexes of the messages not acknowledged, and the last error.
+///
+/// The acknowledgements are awaited **concurrently**: a publish's acknowledgement timeout
+/// starts when it is first awaited, so awaiting them one after another made every ack lost
+/// with a SIGKILLed NATS node cost its full timeout in turn (hundreds of them: minutes).
 async fn publish_round(
     js: &jetstream::Context,
     msgs: &[(String, String, Vec<u8>)],
 ) -> (Vec<usize>, String) {
     use async_nats::jetstream::message::PublishMessage;
+    use futures_util::stream::FuturesUnordered;
+    use futures_util::StreamExt;
     let mut failed = Vec::new();
     let mut last_error = String::new();
-    let mut pending = std::collections::VecDeque::with_capacity(IN_FLIGHT);
-    let mut settle = |i: usize, r: Result<(), String>, failed: &mut Vec<usize>| {
+    let mut pending = FuturesUnordered::new();
+    let mut settle = |(i, r): (usize, Result<(), String>), failed: &mut Vec<usize>| {
         if let Err(e) = r {
             failed.push(i);
             last_error = e;
@@ -250,13 +256,9 @@ async fn publish_round(
     };
     for (i, (subject, id, body)) in msgs.iter().enumerate() {
         if pending.len() >= IN_FLIGHT {
-            let (j, a): (usize, async_nats::jetstream::context::PublishAckFuture) =
-                pending.pop_front().expect("not empty");
-            let r = a
-                .await
-                .map(drop)
-                .map_err(|e| format!("JetStream did not acknowledge: {e}"));
-            settle(j, r, &mut failed);
+            if let Some(done) = pending.next().await {
+                settle(done, &mut failed);
+            }
         }
         match js
             .send_publish(
@@ -267,16 +269,18 @@ async fn publish_round(
             )
             .await
         {
-            Ok(ack) => pending.push_back((i, ack)),
-            Err(e) => settle(i, Err(format!("publish: {e}")), &mut failed),
+            Ok(ack) => pending.push(async move {
+                let r = ack
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("JetStream did not acknowledge: {e}"));
+                (i, r)
+            }),
+            Err(e) => settle((i, Err(format!("publish: {e}"))), &mut failed),
         }
     }
-    for (j, a) in pending {
-        let r = a
-            .await
-            .map(drop)
-            .map_err(|e| format!("JetStream did not acknowledge: {e}"));
-        settle(j, r, &mut failed);
+    while let Some(done) = pending.next().await {
+        settle(done, &mut failed);
     }
     failed.sort_unstable();
     (failed, last_error)

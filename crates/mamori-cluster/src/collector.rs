@@ -50,12 +50,7 @@ pub struct PublishingStore {
 impl PublishingStore {
     /// `rt` runs the publishes; `append_at` must be called from outside it (the pipeline's
     /// writer thread).
-    pub fn new(
-        bus: &Bus,
-        rt: tokio::runtime::Handle,
-        site: &str,
-        node: &str,
-    ) -> PublishingStore {
+    pub fn new(bus: &Bus, rt: tokio::runtime::Handle, site: &str, node: &str) -> PublishingStore {
         PublishingStore {
             bus: bus.clone(),
             rt,
@@ -119,10 +114,10 @@ impl EventStore for PublishingStore {
             })
             .collect();
         // The publish runs as a task of the runtime, watched from here with a clock of our
-        // own: after a NATS node was SIGKILLed under load, a publish was seen to wait forever
-        // (no acknowledgement, no timeout, nothing logged; root cause not found). A publish
-        // past its patience fails the append (the senders are not acknowledged and retry),
-        // and the next one gets a fresh JetStream context.
+        // own, so that no fault of the client (a publish once hung for minutes after a NATS
+        // node's SIGKILL, see `bus::publish_round`) can hold the pipeline: past its patience
+        // the append fails (the senders are not acknowledged and retry) and the next one
+        // gets a fresh JetStream context.
         let (tx, rx) = std::sync::mpsc::channel();
         let task = {
             let js = js.clone();

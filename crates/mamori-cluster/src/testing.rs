@@ -153,8 +153,6 @@ impl NatsServer {
         monitor(self.http_port, path)
     }
 
-
-
     /// Waits until JetStream knows its meta leader (a cluster has formed; a single server at
     /// once).
     pub fn wait_jetstream(&self) {
@@ -164,7 +162,9 @@ impl NatsServer {
                 let v: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
                 let clustered = v.get("meta_cluster").is_some();
                 if (!clustered && v.get("config").is_some())
-                    || v["meta_cluster"]["leader"].as_str().is_some_and(|l| !l.is_empty())
+                    || v["meta_cluster"]["leader"]
+                        .as_str()
+                        .is_some_and(|l| !l.is_empty())
                 {
                     return;
                 }

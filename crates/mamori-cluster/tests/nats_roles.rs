@@ -147,8 +147,11 @@ fn nats_token_and_user_password_from_the_config_are_what_a_server_requiring_them
         return;
     };
     let t = by_token.port;
-    connects(&auth_cfg(t, serde_json::json!({"nats_token": "s3cr3t-t0ken"})))
-        .expect("the right token is let in and creates the streams");
+    connects(&auth_cfg(
+        t,
+        serde_json::json!({"nats_token": "s3cr3t-t0ken"}),
+    ))
+    .expect("the right token is let in and creates the streams");
     let no = connects(&auth_cfg(t, serde_json::json!({})));
     assert!(no.is_err(), "no token: refused, got {no:?}");
     let bad = connects(&auth_cfg(t, serde_json::json!({"nats_token": "guess"})));
@@ -195,16 +198,54 @@ fn test_pki(dir: &std::path::Path) -> Option<[std::path::PathBuf; 3]> {
     )
     .unwrap();
     let ok = run(&[
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=mamori test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mamori test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
     ]) && run(&[
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-        "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1",
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
     ]) && run(&[
-        "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "srv.ext",
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "srv.ext",
     ]);
     if !ok {
         eprintln!("skipped: openssl could not make a test CA");
@@ -241,7 +282,10 @@ fn nats_tls_ca_from_the_config_verifies_a_server_requiring_tls() {
         p,
         serde_json::json!({"nats_token": "t", "nats_tls_ca": cert}),
     ));
-    assert!(other.is_err(), "a server not signed by the configured CA: refused");
+    assert!(
+        other.is_err(),
+        "a server not signed by the configured CA: refused"
+    );
     // Without the CA the server's certificate is not trusted.
     let plain = connects(&auth_cfg(p, serde_json::json!({"nats_token": "t"})));
     assert!(plain.is_err(), "an untrusted server certificate: refused");

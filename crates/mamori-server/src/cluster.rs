@@ -301,12 +301,13 @@ async fn observe(bus: Bus, m: Arc<ClusterMetrics>, mut stop: watch::Receiver<boo
         let poll = async {
             let mut s = bus.js.get_stream(EVENTS_STREAM).await.ok()?;
             let info = s.info().await.ok()?;
-            m.stream_last_seq
-                .store(info.state.last_sequence, Relaxed);
+            m.stream_last_seq.store(info.state.last_sequence, Relaxed);
             if let Ok(c) = s.consumer_info(DETECTORS_CONSUMER).await {
                 m.consumer_pending.store(c.num_pending, Relaxed);
-                m.consumer_ack_pending.store(c.num_ack_pending as u64, Relaxed);
-                m.consumer_redelivered.store(c.num_redelivered as u64, Relaxed);
+                m.consumer_ack_pending
+                    .store(c.num_ack_pending as u64, Relaxed);
+                m.consumer_redelivered
+                    .store(c.num_redelivered as u64, Relaxed);
             }
             Some(())
         };

@@ -51,8 +51,7 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
     let auth = "authorization {\n  user: mamori\n  password: \"e2e-pa55\"\n}";
-    let Some(mut nats) = mamori_cluster::testing::cluster(&dir.path().join("nats"), 3, auth)
-    else {
+    let Some(mut nats) = mamori_cluster::testing::cluster(&dir.path().join("nats"), 3, auth) else {
         return;
     };
     let Some((guard, pg)) = Schema::create("ha") else {
@@ -165,10 +164,8 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
                 Ok(s) => sent.push(s),
                 Err(_) => {
                     for i in 1..=3 {
-                        let log = std::fs::read_to_string(
-                            nats_dir.join(format!("n{i}/n{i}.log")),
-                        )
-                        .unwrap_or_default();
+                        let log = std::fs::read_to_string(nats_dir.join(format!("n{i}/n{i}.log")))
+                            .unwrap_or_default();
                         let tail: Vec<&str> = log.lines().rev().take(25).collect();
                         eprintln!("n{i} log (last lines, newest first):\n{}", tail.join("\n"));
                     }
@@ -182,11 +179,20 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
                     );
                     let jsz: Vec<_> = monitors
                         .iter()
-                        .map(|&p| mamori_cluster::testing::monitor(p, "/jsz?streams=true&consumers=true"))
+                        .map(|&p| {
+                            mamori_cluster::testing::monitor(p, "/jsz?streams=true&consumers=true")
+                        })
                         .collect();
                     panic!(
                         "ingest stalled; col_a answers /metrics: {:?}\njsz: {jsz:?}\ncol_a: {}",
-                        m.map(|(s, b)| (s, crate::text(&b).lines().filter(|l| l.contains("cluster") || l.contains("queue")).collect::<Vec<_>>().join("\n"))),
+                        m.map(|(s, b)| (
+                            s,
+                            crate::text(&b)
+                                .lines()
+                                .filter(|l| l.contains("cluster") || l.contains("queue"))
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        )),
                         col_a.log_lines()
                     );
                 }
@@ -316,7 +322,10 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
             eprintln!("detectors' consumer after the kills: {c}");
             break;
         }
-        assert!(Instant::now() < deadline, "detectors did not catch up: {s:#}");
+        assert!(
+            Instant::now() < deadline,
+            "detectors did not catch up: {s:#}"
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -356,13 +365,21 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
 
     // `/metrics` of a detector: the consumer lag (now 0) and the redeliveries.
     let m = det1.metrics_text();
-    assert_eq!(sample(&m, "mamori_cluster_consumer_lag_events"), Some(0.0), "{m}");
+    assert_eq!(
+        sample(&m, "mamori_cluster_consumer_lag_events"),
+        Some(0.0),
+        "{m}"
+    );
     let examined = sample(&m, "mamori_cluster_detector_examined_total").unwrap();
     assert!(examined > 0.0, "{m}");
     let redelivered = sample(&m, "mamori_cluster_detector_redelivered_total").unwrap();
     eprintln!("det1 examined {examined} events, {redelivered} of them redelivered");
     let sm = store.metrics_text();
-    assert_eq!(sample(&sm, "mamori_cluster_store_lag_events"), Some(0.0), "{sm}");
+    assert_eq!(
+        sample(&sm, "mamori_cluster_store_lag_events"),
+        Some(0.0),
+        "{sm}"
+    );
     let am = col_a.metrics_text();
     eprintln!(
         "col_a published again after the NATS node's loss: {:?}",
