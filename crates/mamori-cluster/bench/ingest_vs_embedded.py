@@ -3,11 +3,15 @@
 # PostgreSQL), same binary, same machine, same run; prints seconds, CPU-seconds and the ratios.
 #   MAMORI_BIN=target/debug/mamori python3 crates/mamori-cluster/bench/ingest_vs_embedded.py
 # Needs /usr/sbin/nats-server and PostgreSQL at 127.0.0.1:5432 (trust, database test).
-import json, os, re, subprocess, sys, time, urllib.request, socket, shutil, tempfile
+# Then a steady load on the cluster: STEADY_RATE events/s (default: half the cluster's measured
+# acknowledged rate) for STEADY_SECS seconds (default 300), sampling every second the detectors'
+# consumer lag and the store's lag from /metrics (mamori_cluster_consumer_lag_events,
+# mamori_cluster_store_lag_events); prints their median, 95th percentile and maximum.
+import json, os, re, subprocess, sys, time, urllib.request, socket, shutil, tempfile, threading
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("MAMORI_BIN", os.path.join(HERE, "../../../target/debug/mamori"))
 RULES = os.path.normpath(os.path.join(HERE, "../../../rules"))
-N_BATCH, PER = 40, 500
+N_BATCH, PER = int(os.environ.get("N_BATCH", 40)), 500
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 def cfg(d, extra):
@@ -63,6 +67,33 @@ procs = [start(ccfg("col", '["collector"]')), start(ccfg("det", '["detector"]', 
 time.sleep(3); c0 = cpu([p[0].pid for p in procs]); n0 = cpu([nats.pid])
 t_cack = load(caddr, ctok); t_csrch = t_cack + wait_total(saddr, stok, N)
 c_cl = cpu([p[0].pid for p in procs]) - c0; c_nats = cpu([nats.pid]) - n0
+def metric(addr, tok, name):
+    r = urllib.request.Request(f"http://{addr}/metrics", headers={"Authorization": f"Bearer {tok}"})
+    for line in urllib.request.urlopen(r, timeout=30).read().decode().splitlines():
+        if line.startswith(name + " "): return float(line.split()[1])
+    return None
+steady_secs = float(os.environ.get("STEADY_SECS", 300))
+rate = float(os.environ.get("STEADY_RATE", 0)) or round(0.5 * N / t_cack)
+(dp, daddr, dtok) = procs[1]
+lags, slags, sent = [], [], [0]
+stop = threading.Event()
+def sender():
+    t0 = time.time(); per = 100; b = 0
+    while not stop.is_set():
+        due = t0 + b * per / rate
+        if time.time() < due: time.sleep(due - time.time()); continue
+        body = "".join(json.dumps({"message": "steady", "b": b, "n": n, "user.name": f"u{n%50}", "source.ip": f"198.51.100.{n%200}"}) + "\n" for n in range(per)).encode()
+        post(caddr, ctok, body); sent[0] += per; b += 1
+th = threading.Thread(target=sender); c1 = cpu([p[0].pid for p in procs]) + cpu([nats.pid])
+th.start(); t0 = time.time()
+while time.time() - t0 < steady_secs:
+    time.sleep(1)
+    l = metric(daddr, dtok, "mamori_cluster_consumer_lag_events"); s_ = metric(saddr, stok, "mamori_cluster_store_lag_events")
+    if l is not None: lags.append(l)
+    if s_ is not None: slags.append(s_)
+stop.set(); th.join(); el = time.time() - t0
+c_steady = cpu([p[0].pid for p in procs]) + cpu([nats.pid]) - c1
+def pct(xs, q): xs = sorted(xs); return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 for p in procs: p[0].terminate(); p[0].wait()
 nats.terminate(); nats.wait()
 subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-qc", f"DROP SCHEMA {schema} CASCADE"])
@@ -71,3 +102,7 @@ print(f"events {N}")
 print(f"embedded: acked in {t_ack:.2f}s ({N/t_ack:.0f} ev/s), searchable after {t_srch:.2f}s, CPU {c_emb:.1f}s")
 print(f"cluster : acked in {t_cack:.2f}s ({N/t_cack:.0f} ev/s), searchable on the store after {t_csrch:.2f}s, CPU mamori {c_cl:.1f}s + nats {c_nats:.1f}s")
 print(f"ratio ack throughput cluster/embedded = {t_ack/t_cack:.2f}; CPU-seconds per event cluster/embedded = {(c_cl+c_nats)/c_emb:.2f}")
+print(f"events/s per CPU-second: embedded {N/c_emb:.0f}, cluster {N/(c_cl+c_nats):.0f} (mamori {N/c_cl:.0f}, nats alone {N/max(c_nats, 1e-9):.0f})")
+print(f"steady load: {sent[0]} events at {rate:.0f} ev/s target ({sent[0]/el:.0f} achieved) for {el:.0f}s, cluster CPU {c_steady:.1f}s ({c_steady/el*100:.0f}% of a core)")
+print(f"  detectors' consumer lag (events): median {pct(lags, .5):.0f}, p95 {pct(lags, .95):.0f}, max {max(lags or [float('nan')]):.0f} over {len(lags)} samples")
+print(f"  store lag (events): median {pct(slags, .5):.0f}, p95 {pct(slags, .95):.0f}, max {max(slags or [float('nan')]):.0f} over {len(slags)} samples")

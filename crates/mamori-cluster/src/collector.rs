@@ -19,7 +19,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use async_nats::jetstream;
 use chrono::{DateTime, TimeDelta, Utc};
 use mamori_event::{Event, FieldName, Value};
 use mamori_store::{
@@ -27,40 +26,47 @@ use mamori_store::{
     SearchResponse, Seq, StoreStats, StoredEvent,
 };
 
-use crate::bus::{encode_event, event_subject, publish_all, source_token};
+use async_nats::jetstream;
+
+use crate::bus::{encode_event, publish_all, source_token, Bus, PUBLISH_PATIENCE};
 use crate::SITE_FIELD;
 
 /// Publishes appended events to `MAMORI_EVENTS` (see the module docs).
 pub struct PublishingStore {
-    js: jetstream::Context,
+    bus: Bus,
     rt: tokio::runtime::Handle,
     site: String,
     node: String,
     started: i64,
     /// Events published (the collector's own seq).
     published: AtomicU64,
-    /// One group in flight at a time: the returned seqs are dense.
-    lock: Mutex<()>,
+    /// Publishes repeated because JetStream did not acknowledge them (metrics).
+    republished: AtomicU64,
+    /// One group in flight at a time (the returned seqs are dense), and the JetStream
+    /// context it publishes with (replaced after a stuck publish, see `append_at`).
+    lock: Mutex<jetstream::Context>,
 }
 
 impl PublishingStore {
     /// `rt` runs the publishes; `append_at` must be called from outside it (the pipeline's
     /// writer thread).
-    pub fn new(
-        js: jetstream::Context,
-        rt: tokio::runtime::Handle,
-        site: &str,
-        node: &str,
-    ) -> PublishingStore {
+    pub fn new(bus: &Bus, rt: tokio::runtime::Handle, site: &str, node: &str) -> PublishingStore {
         PublishingStore {
-            js,
+            bus: bus.clone(),
             rt,
             site: site.to_owned(),
             node: node.to_owned(),
             started: Utc::now().timestamp_micros(),
             published: AtomicU64::new(0),
-            lock: Mutex::new(()),
+            republished: AtomicU64::new(0),
+            lock: Mutex::new(bus.js.clone()),
         }
+    }
+
+    /// Publishes repeated with their `Nats-Msg-Id` since start (JetStream had not
+    /// acknowledged them: a NATS node lost, a leader election).
+    pub fn republished(&self) -> u64 {
+        self.republished.load(Ordering::Relaxed)
     }
 
     fn not_here(&self) -> Error {
@@ -89,28 +95,57 @@ impl EventStore for PublishingStore {
             e.fields_mut().retain(|(n, _)| n.as_str() != SITE_FIELD);
             e.push(site.clone(), Value::str(self.site.as_str()));
             bodies.push((
-                event_subject(&self.site, source_token(ev)),
+                self.bus.event_subject(&self.site, source_token(ev)),
                 encode_event(0, received_at, &e)?,
             ));
         }
-        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut js = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let first = self.published.load(Ordering::SeqCst) + 1;
         let (node, started) = (&self.node, self.started);
-        let msgs = bodies.into_iter().enumerate().map(|(i, (subject, body))| {
-            (
-                subject,
-                format!("{node}-{started}-{}", first + i as u64),
-                body,
-            )
-        });
-        self.rt
-            .block_on(publish_all(&self.js, msgs))
-            .map_err(|e| Error::Backend {
-                backend: "nats",
-                message: e,
-            })?;
+        let msgs: Vec<_> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, (subject, body))| {
+                (
+                    subject,
+                    format!("{node}-{started}-{}", first + i as u64),
+                    body,
+                )
+            })
+            .collect();
+        // The publish runs as a task of the runtime, watched from here with a clock of our
+        // own, so that no fault of the client (a publish once hung for minutes after a NATS
+        // node's SIGKILL, see `bus::publish_round`) can hold the pipeline: past its patience
+        // the append fails (the senders are not acknowledged and retry) and the next one
+        // gets a fresh JetStream context.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let task = {
+            let js = js.clone();
+            self.rt.spawn(async move {
+                let _ = tx.send(publish_all(&js, msgs).await);
+            })
+        };
+        let outcome = rx
+            .recv_timeout(PUBLISH_PATIENCE + std::time::Duration::from_secs(15))
+            .unwrap_or_else(|_| {
+                task.abort();
+                let _rt = self.rt.enter();
+                *js = jetstream::new(self.bus.client.clone());
+                tracing::error!(
+                    node = %self.node,
+                    "a JetStream publish neither finished nor failed in time; abandoned, the next one uses a fresh context"
+                );
+                Err("JetStream publish stuck; abandoned".into())
+            });
+        // The ids of a failed group are burnt too: some of its events may be in the stream,
+        // and the next group's events must never be taken for their duplicates.
         let n = batch.len() as u64;
         self.published.store(first - 1 + n, Ordering::SeqCst);
+        let repeated = outcome.map_err(|e| Error::Backend {
+            backend: "nats",
+            message: e,
+        })?;
+        self.republished.fetch_add(repeated, Ordering::Relaxed);
         Ok(AppendAck {
             first_seq: first,
             last_seq: first + n - 1,

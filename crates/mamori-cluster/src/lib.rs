@@ -32,6 +32,7 @@ pub mod partition;
 pub mod pg;
 pub mod status;
 pub mod store_role;
+pub mod testing;
 
 use serde::{Deserialize, Serialize};
 
@@ -60,12 +61,44 @@ impl std::fmt::Debug for PgUrl {
     }
 }
 
+/// A secret of the configuration (a NATS token or password): never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
 /// `[cluster]` of the server configuration. Without it the server is the embedded one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// NATS servers (`nats://host:4222`; credentials in the URL are accepted).
+    /// NATS servers (`nats://host:4222`; credentials in the URL are accepted). The client
+    /// reconnects across all of them (and the cluster members the servers announce).
     pub nats: Vec<String>,
+    /// NATS authentication by token (`authorization { token }` on the server).
+    #[serde(default)]
+    pub nats_token: Option<Secret>,
+    /// NATS authentication by user and password (both or neither).
+    #[serde(default)]
+    pub nats_user: Option<String>,
+    #[serde(default)]
+    pub nats_password: Option<Secret>,
+    /// PEM file of the CA that signed the NATS servers' certificates: TLS is then required.
+    #[serde(default)]
+    pub nats_tls_ca: Option<std::path::PathBuf>,
+    /// The JetStream domain of the NATS leaf node this node talks to, at a site of its own:
+    /// its collector publishes to the site stream `MAMORI_SITE_<site>` in that domain, which
+    /// the hub's `MAMORI_EVENTS` sources (a cut link buffers at the site). Only a collector.
+    #[serde(default)]
+    pub jetstream_domain: Option<String>,
+    /// Hub nodes: the leaf sites (each a JetStream domain named like the site) whose site
+    /// streams `MAMORI_EVENTS` sources.
+    #[serde(default)]
+    pub leaf_sites: Vec<String>,
     /// PostgreSQL connection string (`host=… user=… dbname=…` or `postgresql://…`).
     pub postgres: PgUrl,
     /// The schema the state lives in (one per cluster: tests use one each).
@@ -168,6 +201,47 @@ impl ClusterConfig {
                 format!("{} is outside 1..=5", self.replicas),
             ));
         }
+        match (&self.nats_user, &self.nats_password) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err((
+                    "cluster.nats_user",
+                    "nats_user and nats_password go together".into(),
+                ))
+            }
+            (Some(_), Some(_)) if self.nats_token.is_some() => {
+                return Err((
+                    "cluster.nats_token",
+                    "use either nats_token or nats_user/nats_password".into(),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(d) = &self.jetstream_domain {
+            if !valid_token(d) {
+                return Err((
+                    "cluster.jetstream_domain",
+                    format!("{d:?}: use letters, digits, - and _"),
+                ));
+            }
+            if self.roles != [Role::Collector] {
+                return Err((
+                    "cluster.jetstream_domain",
+                    "a node on a site's leaf node has the collector role only (detectors and stores read the hub)".into(),
+                ));
+            }
+            if !self.leaf_sites.is_empty() {
+                return Err((
+                    "cluster.leaf_sites",
+                    "a leaf site's node sources no other sites".into(),
+                ));
+            }
+        }
+        if let Some(s) = self.leaf_sites.iter().find(|s| !valid_token(s)) {
+            return Err((
+                "cluster.leaf_sites",
+                format!("{s:?}: use letters, digits, - and _"),
+            ));
+        }
         if let Some(n) = &self.node {
             if !valid_token(n) {
                 return Err((
@@ -225,9 +299,12 @@ mod tests {
         assert_eq!(c.postgres_schema, "mamori");
         assert!(c.validate().is_ok());
         assert_eq!(c.node_name(), "tokyo-collector-detector");
+        let mut secret = c.clone();
+        secret.nats_token = Some(Secret("hunter3".into()));
+        let shown = format!("{secret:?}");
         assert!(
-            !format!("{c:?}").contains("hunter2"),
-            "the connection string is never printed"
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "the connection string and the NATS token are never printed"
         );
         let bad = |f: &dyn Fn(&mut ClusterConfig), key: &str| {
             let mut c = cfg();
@@ -240,6 +317,20 @@ mod tests {
         bad(&|c| c.nats.clear(), "cluster.nats");
         bad(&|c| c.roles.clear(), "cluster.roles");
         bad(&|c| c.partitions = 0, "cluster.partitions");
+        bad(&|c| c.nats_user = Some("u".into()), "cluster.nats_user");
+        bad(
+            &|c| {
+                c.nats_token = Some(Secret("t".into()));
+                c.nats_user = Some("u".into());
+                c.nats_password = Some(Secret("p".into()))
+            },
+            "cluster.nats_token",
+        );
+        bad(
+            &|c| c.jetstream_domain = Some("tokyo".into()),
+            "cluster.jetstream_domain",
+        );
+        bad(&|c| c.leaf_sites = vec!["a.b".into()], "cluster.leaf_sites");
         bad(&|c| c.owns = vec![8], "cluster.owns");
         bad(
             &|c| {

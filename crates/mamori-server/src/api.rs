@@ -376,6 +376,9 @@ async fn metrics(_auth: Authed, State(st): State<AppState>) -> Result<Response, 
         ),
     ]);
     st.metrics.net.render(&mut body);
+    if let Some(c) = st.metrics.cluster.get() {
+        c.render(&mut body);
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 

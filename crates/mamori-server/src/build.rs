@@ -106,7 +106,7 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
     );
     let incidents = incident_service(&cfg, &alerts, audit.clone()).await?;
     let cluster = match node {
-        Some(n) => Some(n.start(rules.clone(), Arc::clone(&events), &cfg.detection)?),
+        Some(n) => Some(n.start(rules.clone(), Arc::clone(&events), &cfg.detection, &metrics)?),
         None => None,
     };
     Ok(Components {

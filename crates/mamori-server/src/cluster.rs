@@ -24,6 +24,7 @@ use mamori_cluster::bus::{
     decode_event, decode_match, encode_event, encode_match, match_subject, Bus, MatchMeta,
     DETECTORS_CONSUMER, EVENTS_STREAM, MATCHES_STREAM,
 };
+use mamori_cluster::collector::PublishingStore;
 use mamori_cluster::partition::{partition, Families};
 use mamori_cluster::status::Heartbeat;
 use mamori_cluster::store_role::{self, StoreProgress};
@@ -47,6 +48,8 @@ pub(crate) struct Node {
     pub cfg: ClusterConfig,
     pub bus: Bus,
     pub pg: Arc<PgAlertStore>,
+    /// The collector's store (its counters feed the metrics).
+    collector: Option<Arc<PublishingStore>>,
 }
 
 /// Connects to NATS (creating the streams) and PostgreSQL (migrating the schema): a node
@@ -62,10 +65,19 @@ pub(crate) async fn connect(cfg: &ClusterConfig) -> Result<Node, StartError> {
         .map_err(|e| StartError::Config(e.to_string()))?
         .map_err(|e| StartError::Config(format!("[cluster] postgres: {e}")))?;
     tracing::info!(node = %cfg.node_name(), site = %cfg.site, roles = ?cfg.roles, "cluster node connected to NATS and PostgreSQL");
+    let collector = cfg.has(Role::Collector).then(|| {
+        Arc::new(PublishingStore::new(
+            &bus,
+            tokio::runtime::Handle::current(),
+            &cfg.site,
+            &cfg.node_name(),
+        ))
+    });
     Ok(Node {
         cfg: cfg.clone(),
         bus,
         pg: Arc::new(pg),
+        collector,
     })
 }
 
@@ -73,15 +85,9 @@ impl Node {
     /// The store the pipeline writes to: JetStream on a collector; on another node, one that
     /// refuses (its sources are not part of the cluster's intake).
     pub(crate) fn pipeline_store(&self) -> Arc<dyn EventStore> {
-        if self.cfg.has(Role::Collector) {
-            Arc::new(mamori_cluster::collector::PublishingStore::new(
-                self.bus.js.clone(),
-                tokio::runtime::Handle::current(),
-                &self.cfg.site,
-                &self.cfg.node_name(),
-            ))
-        } else {
-            Arc::new(NotCollector(self.cfg.node_name()))
+        match &self.collector {
+            Some(c) => Arc::clone(c) as Arc<dyn EventStore>,
+            None => Arc::new(NotCollector(self.cfg.node_name())),
         }
     }
 
@@ -99,12 +105,19 @@ impl Node {
         rules: Option<Arc<RulesHandle>>,
         local_events: Arc<dyn EventStore>,
         detection: &crate::config::DetectionConfig,
+        metrics: &crate::metrics::Metrics,
     ) -> Result<Roles, StartError> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
-        let progress = Arc::new(StoreProgress::default());
-        let examined = Arc::new(AtomicU64::new(0));
-        let redelivered = Arc::new(AtomicU64::new(0));
+        let cm = Arc::new(ClusterMetrics {
+            roles: self.cfg.roles.clone(),
+            collector: self.collector.clone(),
+            ..ClusterMetrics::default()
+        });
+        let _ = metrics.cluster.set(Arc::clone(&cm));
+        let progress = Arc::clone(&cm.store);
+        let examined = Arc::clone(&cm.examined);
+        let redelivered = Arc::clone(&cm.redelivered);
         if self.cfg.has(Role::Store) {
             tasks.push(tokio::spawn(store_role::run(
                 self.bus.clone(),
@@ -140,8 +153,12 @@ impl Node {
             Arc::clone(&self.pg),
             progress,
             [examined, redelivered],
-            stop_rx,
+            stop_rx.clone(),
         )));
+        // A leaf site's collector sees its site stream only, not the hub's.
+        if self.bus.leaf_site.is_none() {
+            tasks.push(tokio::spawn(observe(self.bus.clone(), cm, stop_rx)));
+        }
         Ok(Roles { stop, tasks })
     }
 }
@@ -165,6 +182,146 @@ impl Roles {
             {
                 abort.abort();
             }
+        }
+    }
+}
+
+/// A cluster node's figures for `/metrics`: its own counters, and what JetStream says of the
+/// stream and of the detectors' consumer (polled every 2 s by [`observe`]).
+#[derive(Default)]
+pub struct ClusterMetrics {
+    roles: Vec<Role>,
+    collector: Option<Arc<PublishingStore>>,
+    store: Arc<StoreProgress>,
+    examined: Arc<AtomicU64>,
+    redelivered: Arc<AtomicU64>,
+    /// Whether JetStream answered the last poll (the gauges below are then current).
+    polled: AtomicU64,
+    stream_last_seq: AtomicU64,
+    consumer_pending: AtomicU64,
+    consumer_ack_pending: AtomicU64,
+    consumer_redelivered: AtomicU64,
+}
+
+impl std::fmt::Debug for ClusterMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterMetrics")
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterMetrics {
+    /// Appends the Prometheus text lines of this node's roles.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let mut put = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            );
+        };
+        if let Some(c) = &self.collector {
+            put(
+                "mamori_cluster_republished_total",
+                "counter",
+                "Events published again with their Nats-Msg-Id because JetStream had not acknowledged them.",
+                c.republished(),
+            );
+        }
+        if self.polled.load(Relaxed) > 0 {
+            put(
+                "mamori_cluster_stream_last_seq",
+                "gauge",
+                "Last sequence of the MAMORI_EVENTS stream.",
+                self.stream_last_seq.load(Relaxed),
+            );
+            put(
+                "mamori_cluster_consumer_lag_events",
+                "gauge",
+                "Events of MAMORI_EVENTS not yet delivered to any detector (the detectors consumer's pending count).",
+                self.consumer_pending.load(Relaxed),
+            );
+            put(
+                "mamori_cluster_consumer_unacknowledged",
+                "gauge",
+                "Events delivered to detectors and not yet acknowledged.",
+                self.consumer_ack_pending.load(Relaxed),
+            );
+            put(
+                "mamori_cluster_consumer_redelivered",
+                "gauge",
+                "Events JetStream is redelivering to the detectors (delivered more than once and not yet acknowledged).",
+                self.consumer_redelivered.load(Relaxed),
+            );
+        }
+        if self.roles.contains(&Role::Detector) {
+            put(
+                "mamori_cluster_detector_examined_total",
+                "counter",
+                "Events this detector examined.",
+                self.examined.load(Relaxed),
+            );
+            put(
+                "mamori_cluster_detector_redelivered_total",
+                "counter",
+                "Events this detector received more than once (redeliveries).",
+                self.redelivered.load(Relaxed),
+            );
+        }
+        if self.roles.contains(&Role::Store) {
+            let through = self.store.stored_through.load(Relaxed);
+            put(
+                "mamori_cluster_store_through_seq",
+                "gauge",
+                "Highest MAMORI_EVENTS sequence stored on this node.",
+                through,
+            );
+            if self.polled.load(Relaxed) > 0 {
+                put(
+                    "mamori_cluster_store_lag_events",
+                    "gauge",
+                    "Events of MAMORI_EVENTS not yet stored on this node.",
+                    self.stream_last_seq.load(Relaxed).saturating_sub(through),
+                );
+            }
+            put(
+                "mamori_cluster_store_skipped_total",
+                "counter",
+                "Stream messages the store skipped as already stored (redeliveries).",
+                self.store.skipped.load(Relaxed),
+            );
+        }
+    }
+}
+
+/// Polls JetStream every 2 s for the stream's last seq and the detectors' consumer.
+async fn observe(bus: Bus, m: Arc<ClusterMetrics>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let poll = async {
+            let mut s = bus.js.get_stream(EVENTS_STREAM).await.ok()?;
+            let info = s.info().await.ok()?;
+            m.stream_last_seq.store(info.state.last_sequence, Relaxed);
+            if let Ok(c) = s.consumer_info(DETECTORS_CONSUMER).await {
+                m.consumer_pending.store(c.num_pending, Relaxed);
+                m.consumer_ack_pending
+                    .store(c.num_ack_pending as u64, Relaxed);
+                m.consumer_redelivered
+                    .store(c.num_redelivered as u64, Relaxed);
+            }
+            Some(())
+        };
+        if tokio::time::timeout(Duration::from_secs(5), poll)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            m.polled.store(1, Relaxed);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return,
         }
     }
 }

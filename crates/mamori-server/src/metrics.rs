@@ -140,6 +140,8 @@ pub struct Metrics {
     latency_samples: Mutex<Vec<u32>>,
     /// Counters of the exhaustion limits (rendered by the API with the others).
     pub net: crate::limits::NetCounters,
+    /// A `[cluster]` node's gauges and counters (rendered by the API after the others).
+    pub cluster: std::sync::OnceLock<std::sync::Arc<crate::cluster::ClusterMetrics>>,
     /// Sources by health state, indexed like `source_health::State::ALL` (set by the monitor).
     pub sources_by_state: [AtomicU64; 4],
     /// Entries, limits and drops of the capped per-key structures (`crate::pressure`).

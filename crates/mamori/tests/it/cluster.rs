@@ -4,9 +4,9 @@
 //! directory) and the real PostgreSQL (`MAMORI_PG_URL`, default 127.0.0.1:5432 trust, database
 //! `test`, in a schema of the test's own, dropped afterwards). Without either, "skipped".
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -18,58 +18,37 @@ use mamori_store::{Alert, AlertFilter, AlertStore};
 use crate::serve::{try_http, write_config, Server};
 use crate::{mamori, text};
 
-const NATS_SERVER: &str = "/usr/sbin/nats-server";
 const BRUTE_FORCE: &str = "b0ed808b-7ffd-4d9a-accb-e09cb7e57e5b";
 
-fn pg_url() -> String {
+pub(crate) fn pg_url() -> String {
     std::env::var("MAMORI_PG_URL")
         .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test connect_timeout=5".into())
 }
 
-/// A `nats-server` with JetStream on a free loopback port; killed on drop.
-struct Nats {
-    child: Child,
-    port: u16,
-}
-
-impl Nats {
-    fn start(dir: &Path) -> Option<Nats> {
-        if !Path::new(NATS_SERVER).exists() {
-            eprintln!("skipped: {NATS_SERVER} not installed");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(NATS_SERVER)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(Nats { child, port })
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The test's PostgreSQL schema, dropped at the end (also on failure).
-struct Schema {
-    name: String,
+pub(crate) struct Schema {
+    pub(crate) name: String,
     pg: Option<PgAlertStore>,
+}
+
+impl Schema {
+    /// A schema of the test's own in the test PostgreSQL (`None`: "skipped", unreachable).
+    pub(crate) fn create(tag: &str) -> Option<(Schema, PgAlertStore)> {
+        let name = format!(
+            "e2e_{tag}_{}_{}",
+            std::process::id(),
+            Utc::now().timestamp_micros() % 1_000_000_000
+        );
+        let pg = match PgAlertStore::open(&pg_url(), &name) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("skipped: PostgreSQL not reachable ({e})");
+                return None;
+            }
+        };
+        let second = PgAlertStore::open(&pg_url(), &name).unwrap();
+        Some((Schema { name, pg: Some(pg) }, second))
+    }
 }
 
 impl Drop for Schema {
@@ -80,23 +59,27 @@ impl Drop for Schema {
     }
 }
 
-fn cluster_config(
+/// A node's configuration: `[cluster]` with `nats` URLs, the test's schema, two partitions,
+/// and `extra` lines of `[cluster]` (auth, replicas, domains).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cluster_config(
     dir: &Path,
-    nats: u16,
+    nats: &[String],
     schema: &str,
     node: &str,
     site: &str,
     roles: &str,
     owns: &str,
+    extra: &str,
 ) -> std::path::PathBuf {
     let d = dir.join(node);
     std::fs::create_dir_all(&d).unwrap();
     write_config(
         &d,
         &format!(
-            "[cluster]\nnats = [\"nats://127.0.0.1:{nats}\"]\npostgres = {url:?}\n\
+            "[cluster]\nnats = {nats:?}\npostgres = {url:?}\n\
              postgres_schema = {schema:?}\nsite = {site:?}\nroles = {roles}\npartitions = 2\n\
-             owns = {owns}\nnode = {node:?}\n",
+             owns = {owns}\nnode = {node:?}\n{extra}\n",
             url = pg_url(),
         ),
     )
@@ -119,7 +102,7 @@ fn alerts_of(pg: &PgAlertStore, rule: &str) -> Vec<Alert> {
     .unwrap()
 }
 
-fn all_alerts(pg: &PgAlertStore) -> Vec<Alert> {
+pub(crate) fn all_alerts(pg: &PgAlertStore) -> Vec<Alert> {
     let mut out = Vec::new();
     loop {
         let page = pg
@@ -137,7 +120,7 @@ fn all_alerts(pg: &PgAlertStore) -> Vec<Alert> {
 }
 
 /// `mamori cluster status --json`.
-fn status(cfg: &Path) -> serde_json::Value {
+pub(crate) fn status(cfg: &Path) -> serde_json::Value {
     let out = mamori(&[
         "cluster",
         "status",
@@ -152,28 +135,16 @@ fn status(cfg: &Path) -> serde_json::Value {
 #[test]
 fn two_sites_one_brute_force_one_alert_and_a_killed_detector_loses_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(nats) = Nats::start(&dir.path().join("nats")) else {
+    let Some(nats) = mamori_cluster::testing::single(&dir.path().join("nats")) else {
         return;
     };
-    let schema = format!(
-        "e2e_{}_{}",
-        std::process::id(),
-        Utc::now().timestamp_micros() % 1_000_000_000
-    );
-    let pg = match PgAlertStore::open(&pg_url(), &schema) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("skipped: PostgreSQL not reachable ({e})");
-            return;
-        }
+    let Some((guard, pg)) = Schema::create("two") else {
+        return;
     };
-    let guard = Schema {
-        name: schema.clone(),
-        pg: Some(pg),
-    };
-    let pg = PgAlertStore::open(&pg_url(), &guard.name).unwrap();
+    let schema = guard.name.clone();
+    let urls = [nats.url()];
     let cfg = |node, site, roles, owns| {
-        cluster_config(dir.path(), nats.port, &schema, node, site, roles, owns)
+        cluster_config(dir.path(), &urls, &schema, node, site, roles, owns, "")
     };
     let tokyo_cfg = cfg("tokyo", "tokyo", "[\"collector\"]", "[]");
     let osaka_cfg = cfg("osaka", "osaka", "[\"collector\"]", "[]");

@@ -3,6 +3,8 @@
 mod agent;
 mod backup;
 mod cluster;
+mod cluster_ha;
+mod cluster_leaf;
 mod console;
 mod content;
 mod correlation;
