@@ -669,6 +669,7 @@ fn examine(
                         "tags": info.meta.tags,
                         "description": info.meta.description,
                         "description_ja": info.meta.extra.get("description_ja"),
+                        "title_ja": info.meta.extra.get("title_ja"),
                     }),
                 },
                 format!("{}|{rule}", p.seq),
