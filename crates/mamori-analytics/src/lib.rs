@@ -362,10 +362,10 @@ impl Analytics {
     /// selection per n/10 new accounts: O(1) amortised).
     fn make_room(&mut self) {
         let cap = self.cfg.max_accounts.max(1);
+        let keep = cap - cap.div_ceil(10);
         if self.state.accounts.len() < cap {
             return;
         }
-        let keep = cap - cap.div_ceil(10);
         // A state saved before `last_seen` existed: the start of its last active day.
         let day_start = |a: &Account| {
             a.days

@@ -438,7 +438,7 @@ pub struct RiskState {
 /// Most signals kept per entity (oldest dropped first).
 const MAX_SIGNALS_PER_ENTITY: usize = 64;
 /// Default of [`RiskConfig::max_entities`]: about 25 MB at ~500 bytes per entity holding one
-/// signal (measured: README, `docs/limits.md`).
+/// signal (estimated from the types, `docs/limits.md`).
 pub const DEFAULT_MAX_ENTITIES: usize = 50_000;
 
 /// Adds signals to entities and raises risk alerts.
@@ -485,10 +485,12 @@ impl RiskEngine {
                 .entities
                 .retain(|_, v| v.last().is_some_and(|s| s.time + window >= now));
         }
-        if self.state.entities.len() < cap {
+        // Down to 90 % of the cap whatever the sweep freed, so the next O(n) pass is at least
+        // a tenth of the cap of new entities away.
+        let keep = cap - cap.div_ceil(10);
+        if self.state.entities.len() <= keep {
             return;
         }
-        let keep = cap - cap.div_ceil(10);
         let mut last: Vec<(DateTime<Utc>, &String)> = self
             .state
             .entities
