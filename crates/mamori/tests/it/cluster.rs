@@ -120,6 +120,50 @@ pub(crate) fn all_alerts(pg: &PgAlertStore) -> Vec<Alert> {
 }
 
 /// `mamori cluster status --json`.
+/// Waits until the detectors' shared consumer has nothing pending (lag and unacknowledged 0),
+/// as `mamori cluster status` of `cfg` reports it; fails after `within`.
+pub(crate) fn caught_up(cfg: &Path, within: Duration, after: &str) {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = status(cfg);
+        let c = &s["consumers"][0];
+        if c["lag"] == 0 && c["unacknowledged"] == 0 {
+            eprintln!("detectors' consumer after {after}: {c}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "detectors did not catch up: {s:#}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The alerts whose group key starts with `prefix`, once there are `want` of them or `within`
+/// has passed (the caller asserts on what it got).
+pub(crate) fn alerts_grouped_under(
+    pg: &PgAlertStore,
+    prefix: &str,
+    want: usize,
+    within: Duration,
+) -> Vec<Alert> {
+    let deadline = Instant::now() + within;
+    loop {
+        let got: Vec<Alert> = all_alerts(pg)
+            .into_iter()
+            .filter(|a| {
+                a.group_key
+                    .as_deref()
+                    .is_some_and(|g| g.starts_with(prefix))
+            })
+            .collect();
+        if got.len() >= want || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 pub(crate) fn status(cfg: &Path) -> serde_json::Value {
     let out = mamori(&[
         "cluster",
@@ -333,36 +377,9 @@ fn two_sites_one_brute_force_one_alert_and_a_killed_detector_loses_and_repeats_n
     }
     // Detection catches up (the killed detector's unacknowledged events are redelivered to
     // the others after the ack wait): the consumer has nothing pending.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let s = status(&det1_cfg);
-        let c = &s["consumers"][0];
-        if c["lag"] == 0 && c["unacknowledged"] == 0 {
-            eprintln!("detectors' consumer after the SIGKILL: {c}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "detectors did not catch up: {s:#}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    caught_up(&det1_cfg, Duration::from_secs(180), "the SIGKILL");
     let want = 3 * BATCHES * (PER / 10);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let shadow: Vec<Alert> = loop {
-        let shadow: Vec<Alert> = all_alerts(&pg)
-            .into_iter()
-            .filter(|a| {
-                a.group_key
-                    .as_deref()
-                    .is_some_and(|g| g.starts_with("host.name=H-"))
-            })
-            .collect();
-        if shadow.len() >= want || Instant::now() > deadline {
-            break shadow;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let shadow = alerts_grouped_under(&pg, "host.name=H-", want, Duration::from_secs(60));
     let mut per_host = std::collections::HashMap::new();
     for a in &shadow {
         *per_host

@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use mamori_store::Alert;
-
-use crate::cluster::{all_alerts, cluster_config, status, Schema};
+use crate::cluster::{alerts_grouped_under, caught_up, cluster_config, status, Schema};
 use crate::serve::{sample, Server};
 
 /// One POST with a long read timeout: a collector holds its answer while it publishes again
@@ -314,35 +312,13 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
     assert_eq!(seqs.len(), hits.len(), "one store seq per stored event");
 
     // Detection catches up, and no alert is counted twice.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let s = status(&det1_cfg);
-        let c = &s["consumers"][0];
-        if c["lag"] == 0 && c["unacknowledged"] == 0 {
-            eprintln!("detectors' consumer after the kills: {c}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "detectors did not catch up: {s:#}"
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let shadow: Vec<Alert> = loop {
-        let shadow: Vec<Alert> = all_alerts(&pg)
-            .into_iter()
-            .filter(|a| {
-                a.group_key
-                    .as_deref()
-                    .is_some_and(|g| g.starts_with("host.name=HA-"))
-            })
-            .collect();
-        if shadow.len() >= all_batches * PER.div_ceil(100) || Instant::now() > deadline {
-            break shadow;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    };
+    caught_up(&det1_cfg, Duration::from_secs(600), "the kills");
+    let shadow = alerts_grouped_under(
+        &pg,
+        "host.name=HA-",
+        all_batches * PER.div_ceil(100),
+        Duration::from_secs(120),
+    );
     let mut per_host: HashMap<(Option<String>, String), u64> = HashMap::new();
     for a in &shadow {
         *per_host
