@@ -15,6 +15,7 @@ mod error;
 mod mapping;
 mod placeholders;
 mod rule;
+pub mod titles_ja;
 pub mod yaml;
 
 pub use condition::{parse_condition, pattern_matches, Cond, Target};

@@ -264,6 +264,11 @@ fn parse_meta(doc: &Node, path: &str) -> PResult<Meta> {
     if m.title.is_empty() {
         return Err(schema(doc.pos.line, "missing `title`"));
     }
+    if !m.extra.contains_key("title_ja") {
+        if let Some(t) = m.id.as_deref().and_then(crate::titles_ja::title_ja) {
+            m.extra.insert("title_ja".into(), t.to_owned());
+        }
+    }
     Ok(m)
 }
 

@@ -24,8 +24,8 @@
 //! false-positive note. Building blocks (rules and correlations only used by a correlation) are
 //! not reported alone, so they need a case (correlations: through their parent) but no metadata.
 //! Every rule and correlation Mamori authors — building blocks too, since hunt shows them —
-//! needs a Japanese title (`title_ja`); the SigmaHQ copies in `rules/sigmahq/` are exempt (their
-//! files are kept as SigmaHQ wrote them, see `rules/SIGMAHQ-CURATED.md`).
+//! needs a Japanese title (`title_ja`); the SigmaHQ copies in `rules/sigmahq/` are kept as SigmaHQ
+//! wrote them (`rules/SIGMAHQ-CURATED.md`), so theirs come from `mamori_sigma::titles_ja` by id.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -163,21 +163,13 @@ fn metadata_gaps(meta: &Meta) -> Vec<&'static str> {
     gaps
 }
 
-/// Whether a document is one of the SigmaHQ copies (`rules/sigmahq/`), which keep their
-/// English title.
-fn is_sigmahq_copy(meta: &Meta) -> bool {
-    Path::new(&meta.path)
-        .components()
-        .any(|c| c.as_os_str() == "sigmahq")
-}
-
-/// The Japanese title every Mamori-authored rule and correlation carries: `None` when present.
+/// The Japanese title every rule and correlation of `rules/` carries (the SigmaHQ copies
+/// through `mamori_sigma::titles_ja`): `None` when present.
 fn title_ja_gap(meta: &Meta) -> Option<String> {
-    if is_sigmahq_copy(meta)
-        || meta
-            .extra
-            .get("title_ja")
-            .is_some_and(|t| !t.trim().is_empty())
+    if meta
+        .extra
+        .get("title_ja")
+        .is_some_and(|t| !t.trim().is_empty())
     {
         return None;
     }
@@ -379,12 +371,27 @@ fn a_rule_without_a_japanese_title_is_named_with_its_file() {
         "同一送信元からの SSH 総当たり攻撃".into(),
     );
     assert_eq!(title_ja_gap(&meta), None);
-    // The SigmaHQ copies keep their English titles.
-    let sigmahq = Meta {
-        title: "Potential Kerberoasting Activity".into(),
-        path: "rules/sigmahq/win_security_kerberoasting_activity.yml".into(),
-        line: 1,
-        ..Meta::default()
-    };
-    assert_eq!(title_ja_gap(&sigmahq), None);
+    // The SigmaHQ copies are not edited: their Japanese titles come from Mamori's table by id
+    // (`mamori_sigma::titles_ja`), added when the document is parsed.
+    let (docs, errors) = mamori_sigma::parse_file(
+        "rules/sigmahq/proc_creation_win_hktl_mimikatz_command_line.yml",
+        "title: HackTool - Mimikatz Execution\nid: a642964e-bead-4bed-8910-1bb4d63e3b4d\nlogsource: {category: process_creation, product: windows}\ndetection: {sel: {Image|endswith: mimikatz.exe}, condition: sel}\n",
+        &Placeholders::default(),
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(title_ja_gap(docs[0].meta()), None);
+    assert_eq!(
+        docs[0].meta().extra.get("title_ja").map(String::as_str),
+        Some("ハッキングツール Mimikatz の実行")
+    );
+    // A document's own title_ja wins over the table.
+    let (docs, _) = mamori_sigma::parse_file(
+        "x.yml",
+        "title: T\ntitle_ja: 独自の題\nid: a642964e-bead-4bed-8910-1bb4d63e3b4d\nlogsource: {product: windows}\ndetection: {sel: {a: b}, condition: sel}\n",
+        &Placeholders::default(),
+    );
+    assert_eq!(
+        docs[0].meta().extra.get("title_ja").map(String::as_str),
+        Some("独自の題")
+    );
 }
