@@ -252,6 +252,11 @@ pub struct Alert {
     pub details: Vec<(String, String)>,
 }
 
+/// Most addresses (or address networks) and most hosts one account's baseline learns: a
+/// person's real set is a few dozen; the cap bounds what a flood of forged login lines naming
+/// one account can make the server keep (issue #15).
+pub const MAX_KNOWN_PER_ACCOUNT: usize = 256;
+
 /// What an account has been seen doing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Account {
@@ -676,12 +681,14 @@ impl Analytics {
         if !(addr_anom || place_anom) {
             acct.days.insert(day);
         }
-        if learn_addr {
+        // Bounded: while an account is still learning, every address and host of a forged
+        // flood naming it would be learned; past the cap nothing more is (later ones stay news).
+        if learn_addr && acct.addresses.len() < MAX_KNOWN_PER_ACCOUNT {
             if let Some(key) = addr_key {
                 acct.addresses.insert(key);
             }
         }
-        if learn_host {
+        if learn_host && acct.hosts.len() < MAX_KNOWN_PER_ACCOUNT {
             if let Some(h) = &o.host {
                 acct.hosts.insert(h.clone());
             }

@@ -333,3 +333,27 @@ fn accounts_are_capped_and_the_least_recently_active_are_forgotten() {
         "{out:?}"
     );
 }
+
+/// Issue #15: a flood of forged logins naming one account from many addresses and hosts while
+/// it is still learning makes its baseline learn at most `MAX_KNOWN_PER_ACCOUNT` of each.
+#[test]
+fn one_accounts_learned_addresses_and_hosts_are_capped() {
+    let mut a = Analytics::new(Config::default(), None, State::default());
+    let mut out = Vec::new();
+    for i in 0..(MAX_KNOWN_PER_ACCOUNT as u32 * 3) {
+        let mut o = obs(
+            0,
+            9,
+            "flooded",
+            &format!("198.51.{}.{}", i / 200, 1 + i % 200),
+            None,
+        );
+        o.host = Some(format!("pc-{i}"));
+        a.observe(&o, &mut out);
+    }
+    let acct = &a.state.accounts["flooded"];
+    assert_eq!(acct.addresses.len(), MAX_KNOWN_PER_ACCOUNT);
+    assert_eq!(acct.hosts.len(), MAX_KNOWN_PER_ACCOUNT);
+    // What was learned before the cap is still the account's.
+    assert!(acct.addresses.contains("198.51.0.1") && acct.hosts.contains("pc-0"));
+}
