@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::classify::Tactic;
 use crate::error::{Error, Result};
-use crate::grouping::{AlertInput, Decision, EntityState, Grouper, GrouperConfig, OpenIncident};
+use crate::grouping::{
+    AlertInput, Decision, EntityState, Grouper, GrouperConfig, Key, OpenIncident,
+};
 use crate::model::{
     ActionEntry, Entity, Incident, IncidentFilter, IncidentId, IncidentSummary, Phase,
 };
@@ -279,7 +281,9 @@ impl CaseStore {
             return Ok(Grouped::Incident(id, Outcome::AlreadyLinked, because));
         }
 
-        let candidates = self.candidates(&tx, alert)?;
+        // The alert's usable entities, normalised once for the lookups below.
+        let (keys, _) = self.grouper.keys(alert);
+        let candidates = self.candidates(&tx, &keys)?;
         let entities = self.entities_of(alert);
         let (inc, mut state, outcome, because) = match self.grouper.decide(alert, &candidates) {
             Decision::Join { incident, because } => {
@@ -292,7 +296,7 @@ impl CaseStore {
                 (inc, state, Outcome::Joined, because)
             }
             Decision::New { because } if hold_low && !self.grouper.opens_incident(alert.level) => {
-                self.hold(&tx, alert)?;
+                self.hold(&tx, alert, &keys)?;
                 tx.commit().map_err(self.err())?;
                 return Ok(Grouped::Held(self.grouper.held_because(alert, &because)));
             }
@@ -325,7 +329,7 @@ impl CaseStore {
             [alert.alert_id],
         )
         .map_err(self.err())?;
-        let taken = self.take_held(&tx, alert, &mut inc, &mut state, now)?;
+        let taken = self.take_held(&tx, alert, &keys, &mut inc, &mut state, now)?;
         self.save(&tx, &inc)?;
         self.save_entities(&tx, &state)?;
         tx.commit().map_err(self.err())?;
@@ -346,8 +350,7 @@ impl CaseStore {
 
     /// Keeps a low alert that opened no incident (replacing an earlier copy of it), then
     /// trims the oldest past [`MAX_HELD_ALERTS`].
-    fn hold(&self, tx: &Transaction<'_>, alert: &AlertInput) -> Result<()> {
-        let (keys, _) = self.grouper.keys(alert);
+    fn hold(&self, tx: &Transaction<'_>, alert: &AlertInput, keys: &[Key]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -390,11 +393,11 @@ impl CaseStore {
         &self,
         tx: &Transaction<'_>,
         alert: &AlertInput,
+        keys: &[Key],
         inc: &mut Incident,
         state: &mut OpenIncident,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>> {
-        let (keys, _) = self.grouper.keys(alert);
         let w = self.grouper.window();
         let lo = alert
             .time
@@ -413,7 +416,7 @@ impl CaseStore {
                      WHERE e.field = ?1 AND e.value = ?2 AND h.time_us BETWEEN ?3 AND ?4",
                 )
                 .map_err(self.err())?;
-            for k in &keys {
+            for k in keys {
                 let rows = stmt
                     .query_map(params![k.field, k.value, lo, hi], |r| {
                         Ok((
@@ -485,8 +488,7 @@ impl CaseStore {
     }
 
     /// Open incidents sharing one of the alert's entities, with only the shared entities.
-    fn candidates(&self, tx: &Transaction<'_>, alert: &AlertInput) -> Result<Vec<OpenIncident>> {
-        let (keys, _) = self.grouper.keys(alert);
+    fn candidates(&self, tx: &Transaction<'_>, keys: &[Key]) -> Result<Vec<OpenIncident>> {
         let mut stmt = tx
             .prepare_cached(
                 "SELECT e.incident_id, e.first_seen_us, e.last_seen_us, e.alert_id, e.tactic, \
