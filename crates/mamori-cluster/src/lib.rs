@@ -28,6 +28,7 @@
 
 pub mod bus;
 pub mod collector;
+pub mod import;
 pub mod partition;
 pub mod pg;
 pub mod status;

@@ -480,6 +480,13 @@ impl EmbeddedEventStore {
         }
     }
 
+    /// Up to `limit` stored events with seq `> after`, in seq order, decoded (an upgrade to a
+    /// cluster reads the whole log with this; a retention gap shows in the seqs).
+    pub fn events_since(&self, after: Seq, limit: usize) -> Result<Vec<StoredEvent>> {
+        let bodies = self.wal.read_range(after.saturating_add(1), limit)?;
+        self.decode(&bodies)
+    }
+
     /// The seqs the committed index holds, ascending (for consistency checks and tests).
     pub fn indexed_seqs(&self) -> Result<Vec<Seq>> {
         self.index.committed_seqs()

@@ -1,4 +1,5 @@
-//! `mamori cluster status`: nodes, streams, consumer lag and alerts of a `[cluster]`.
+//! `mamori cluster status`: nodes, streams, consumer lag and alerts of a `[cluster]`;
+//! `mamori cluster import`: an embedded install's events into the cluster (the upgrade path).
 
 use std::path::PathBuf;
 
@@ -18,6 +19,22 @@ pub(crate) enum ClusterCmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Imports an embedded install's events into the cluster's stream, keeping their seqs
+    /// (the upgrade path from one machine). Stop the embedded server first and run this
+    /// before any collector publishes; an interrupted import resumes where it stopped, a
+    /// finished one does nothing. Then start the store node with the same data directory.
+    Import {
+        /// The embedded install's data directory (its `events/` log is read, never changed).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The configuration of a hub node (its `[cluster]` section says where NATS is; the
+        /// events get its `site`).
+        #[arg(long)]
+        config: PathBuf,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
     },
 }
 
@@ -45,5 +62,92 @@ pub(crate) fn run(cmd: ClusterCmd) -> anyhow::Result<i32> {
             }
             Ok(crate::exit::OK)
         }
+        ClusterCmd::Import {
+            from,
+            config,
+            quiet,
+        } => import(&from, &config, quiet),
     }
+}
+
+fn import(from: &std::path::Path, config: &std::path::Path, quiet: bool) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let cfg = ServerConfig::load(config)?;
+    let Some(c) = cfg.cluster else {
+        bail!(
+            "{} has no [cluster] section: give the configuration of a cluster node",
+            config.display()
+        );
+    };
+    let dir = from.join("events");
+    if !dir.is_dir() {
+        bail!(
+            "{} is not an event log: --from takes the embedded install's data directory (the one holding events/)",
+            dir.display()
+        );
+    }
+    let store = mamori_store::EmbeddedEventStore::open(mamori_store::EmbeddedConfig::new(&dir))
+        .with_context(|| {
+            format!(
+                "cannot open the event log {} (is its server still running? stop it first)",
+                dir.display()
+            )
+        })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let bar = if !quiet && std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} events {per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = rt.block_on(async {
+        let bus = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            mamori_cluster::bus::Bus::connect(&c),
+        )
+        .await
+        .map_err(|_| "NATS did not answer within 30 s".to_owned())??;
+        mamori_cluster::import::import(&bus, &c.site, &store, &|done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await
+    });
+    bar.finish_and_clear();
+    let report = report.map_err(|e| anyhow::anyhow!("import stopped: {e}"))?;
+    match report.started_at {
+        None => println!(
+            "nothing to import: the stream already holds seqs {}..={} of {}",
+            report.first,
+            report.last,
+            from.display()
+        ),
+        Some(start) => println!(
+            "imported {} events (seqs {start}..={}) of {} into the cluster (site {}); the stream holds seqs {}..={}",
+            report.published,
+            report.last,
+            from.display(),
+            c.site,
+            report.first,
+            report.last
+        ),
+    }
+    println!(
+        "next: run the store node with data_dir = {:?}: it resumes after seq {}",
+        from.display().to_string(),
+        report.last
+    );
+    store
+        .close()
+        .with_context(|| format!("closing {}", dir.display()))?;
+    Ok(crate::exit::OK)
 }

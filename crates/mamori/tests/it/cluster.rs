@@ -438,3 +438,129 @@ fn two_sites_one_brute_force_one_alert_and_a_killed_detector_loses_and_repeats_n
     }
     drop(nats);
 }
+
+/// The upgrade path: an embedded install's events go into a new cluster with their seqs
+/// (`mamori cluster import`), its data directory becomes the store node, and the cluster's
+/// detector examines the imported events like any other.
+#[test]
+fn an_embedded_install_is_imported_with_its_seqs_and_its_directory_becomes_the_store_node() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1. The embedded install: a brute force over TCP and some JSON over HTTP.
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let emb_cfg = write_config(&dir.path().join("store"), "");
+    let emb = Server::start(&emb_cfg, None);
+    let ip = "203.0.113.88";
+    let start = Utc::now() - chrono::Duration::seconds(60);
+    let lines: String = (0..12)
+        .map(|i| ssh_fail(start + chrono::Duration::seconds(2 * i as i64), ip, i))
+        .collect();
+    let mut c = TcpStream::connect(emb.tcp).unwrap();
+    std::io::Write::write_all(&mut c, lines.as_bytes()).unwrap();
+    drop(c);
+    let body: String = (0..40)
+        .map(|n| format!("{{\"message\":\"before the upgrade\",\"n\":{n}}}\n"))
+        .collect();
+    let (st, v) = emb.post("/api/v1/ingest", &[], body.as_bytes());
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(emb.search_until("*", 52, Duration::from_secs(60)).len(), 52);
+    // The install's API token stays valid on the store node (same state.db).
+    let token = emb.token.clone();
+    assert_eq!(emb.stop(), Some(0));
+
+    let Some(nats) = mamori_cluster::testing::single(&dir.path().join("nats")) else {
+        return;
+    };
+    let Some((guard, pg)) = Schema::create("import") else {
+        return;
+    };
+    let urls = [nats.url()];
+    let cfg = |node, roles, owns| {
+        cluster_config(dir.path(), &urls, &guard.name, node, "hq", roles, owns, "")
+    };
+    // The store node's configuration replaces the embedded one in the same directory.
+    let store_cfg = cfg("store", "[\"store\"]", "[]");
+    let data = dir.path().join("store").join("data");
+    let import = |args: &[&str]| {
+        let mut a = vec!["cluster", "import", "--from", data.to_str().unwrap()];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--config", store_cfg.to_str().unwrap()]);
+        mamori(&a)
+    };
+    let out = import(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("imported 52 events (seqs 1..=52)"), "{said}");
+    let again = import(&["--quiet"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stdout).contains("nothing to import"),
+        "{}",
+        text(&again.stdout)
+    );
+    let s = status(&store_cfg);
+    let events = &s["streams"][0];
+    assert_eq!(
+        (&events["first_seq"], &events["last_seq"]),
+        (&1.into(), &52.into()),
+        "{s:#}"
+    );
+    // A directory that is not an install is refused with the reason.
+    let bad = mamori(&[
+        "cluster",
+        "import",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--config",
+        store_cfg.to_str().unwrap(),
+    ]);
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(
+        text(&bad.stderr).contains("is not an event log"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    // 2. The cluster: the old directory as the store node, a detector, a collector.
+    let store = Server::start(&store_cfg, Some(token));
+    let det = Server::start(&cfg("det", "[\"detector\"]", "[0, 1]"), None);
+    let col = Server::start(&cfg("col", "[\"collector\"]", "[]"), None);
+    let (st, v) = col.post(
+        "/api/v1/ingest",
+        &[],
+        b"{\"message\":\"after the upgrade\"}\n",
+    );
+    assert_eq!(st, 200, "{v}");
+    let after = store.search_until("message:\"after the upgrade\"", 1, Duration::from_secs(60));
+    assert_eq!(after.len(), 1, "{}", store.log_lines());
+    assert_eq!(
+        after[0]["seq"], 53,
+        "the collector's event follows the imported seqs"
+    );
+    let before = store.search_until(
+        "message:\"before the upgrade\"",
+        40,
+        Duration::from_secs(60),
+    );
+    assert_eq!(before.len(), 40);
+    // The imported brute force is examined by the cluster's detector: one alert per
+    // correlation (brute force, fast brute force, spraying: 12 users from one address), each
+    // citing the events by the seqs the install gave them.
+    let got = alerts_grouped_under(&pg, &format!("source.ip={ip}"), 3, Duration::from_secs(120));
+    let mut rules: Vec<&str> = got.iter().map(|a| &*a.rule_id.0).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    assert_eq!(
+        (got.len(), rules.len()),
+        (3, 3),
+        "{got:#?}\n{}",
+        det.log_lines()
+    );
+    assert!(rules.contains(&BRUTE_FORCE));
+    for a in &got {
+        assert!(
+            a.event_seqs.iter().all(|s| (1..=12).contains(s)),
+            "{:?}",
+            a.event_seqs
+        );
+    }
+}
