@@ -10,7 +10,10 @@
 //!
 //! Every event gets its site ([`crate::SITE_FIELD`], replacing any such field the sender
 //! wrote) and a `Nats-Msg-Id`
-//! (`<node>-<start time>-<n>`): JetStream stores a retried publish once.
+//! (`<node>-<start time>-<n>`): JetStream stores a retried publish once. An event of an
+//! HTTP request sent with an `Idempotency-Key` uses `ingest-<caller>/<key>/<n>`
+//! ([`crate::INGEST_ID_FIELD`]) instead, so the same request repeated at *another* collector
+//! (its first collector died before answering) is stored once too.
 //!
 //! The seqs this store returns are the collector's own count of published events (an ingest
 //! answer names them); the cluster-wide seq of an event is its seq in the stream, which the
@@ -29,7 +32,17 @@ use mamori_store::{
 use async_nats::jetstream;
 
 use crate::bus::{encode_event, publish_all, source_token, Bus, PUBLISH_PATIENCE};
-use crate::SITE_FIELD;
+use crate::{INGEST_ID_FIELD, SITE_FIELD};
+
+fn is_http(ev: &Event) -> bool {
+    matches!(
+        ev.origin,
+        mamori_event::Origin::Network {
+            transport: mamori_event::Transport::Http,
+            ..
+        }
+    )
+}
 
 /// Publishes appended events to `MAMORI_EVENTS` (see the module docs).
 pub struct PublishingStore {
@@ -94,8 +107,17 @@ impl EventStore for PublishingStore {
             // ingest flattens whatever a sender writes) is dropped, never believed.
             e.fields_mut().retain(|(n, _)| n.as_str() != SITE_FIELD);
             e.push(site.clone(), Value::str(self.site.as_str()));
+            // An ingest id is believed only where the HTTP ingest route wrote it.
+            let ingest_id = if is_http(ev) {
+                ev.get_str(INGEST_ID_FIELD).map(|id| format!("ingest-{id}"))
+            } else {
+                e.fields_mut()
+                    .retain(|(n, _)| n.as_str() != INGEST_ID_FIELD);
+                None
+            };
             bodies.push((
                 self.bus.event_subject(&self.site, source_token(ev)),
+                ingest_id,
                 encode_event(0, received_at, &e)?,
             ));
         }
@@ -105,12 +127,10 @@ impl EventStore for PublishingStore {
         let msgs: Vec<_> = bodies
             .into_iter()
             .enumerate()
-            .map(|(i, (subject, body))| {
-                (
-                    subject,
-                    format!("{node}-{started}-{}", first + i as u64),
-                    body,
-                )
+            .map(|(i, (subject, ingest_id, body))| {
+                let id =
+                    ingest_id.unwrap_or_else(|| format!("{node}-{started}-{}", first + i as u64));
+                (subject, id, body)
             })
             .collect();
         // The publish runs as a task of the runtime, watched from here with a clock of our

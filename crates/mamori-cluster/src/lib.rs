@@ -42,6 +42,13 @@ pub use pg::{PgAlertStore, PG_SCHEMA_VERSION};
 /// The field every event published by a collector carries: the collector's site.
 pub const SITE_FIELD: &str = "mamori.site";
 
+/// The field the HTTP ingest route gives each event of a request sent with an
+/// `Idempotency-Key`: `<caller>/<key>/<n>` (`n` = the event's place in the request). A
+/// collector publishes such an event with that as its `Nats-Msg-Id`, so a request repeated at
+/// another collector within the duplicate window is stored once. Only the ingest route writes
+/// it (it removes a sender's own); a collector ignores and drops it on any other event.
+pub const INGEST_ID_FIELD: &str = "mamori.ingest_id";
+
 /// A role of a cluster node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

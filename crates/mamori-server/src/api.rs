@@ -30,7 +30,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, TimeDelta, Utc};
 use http_body_util::BodyExt;
-use mamori_event::{Event, Interner, Level, Origin, RuleId, Transport};
+use mamori_event::{Event, FieldName, Interner, Level, Origin, RuleId, Transport, Value};
 use mamori_store::{
     Ack, AlertFilter, AlertId, AlertStatus, AlertStore, EventStore, SearchRequest, SortOrder,
     StoredEvent,
@@ -642,8 +642,27 @@ fn content_encoding(headers: &HeaderMap) -> Result<bool, ApiError> {
     Ok(gz)
 }
 
+/// The `Idempotency-Key` of an ingest request: 1–128 characters of `A–Z a–z 0–9 . _ : -`.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let k = v.to_str().unwrap_or("");
+    if k.is_empty()
+        || k.len() > 128
+        || !k
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key: 1 to 128 characters of A-Z a-z 0-9 . _ : -".into(),
+        ));
+    }
+    Ok(Some(k.to_owned()))
+}
+
 async fn ingest(
-    _auth: Authed,
+    auth: Authed,
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -653,6 +672,8 @@ async fn ingest(
     let max = st.http.max_body_bytes;
     let c = st.metrics.source(SourceKind::Http);
     let gz = content_encoding(&headers)?;
+    // Scoped by the caller's name: two senders choosing the same key never collide.
+    let ingest_id = idempotency_key(&headers)?.map(|k| format!("{}/{k}", auth.name));
     let raw = match read_body(body, max, Duration::from_secs(st.http.body_timeout_secs)).await {
         Ok(b) => b,
         Err(e) => {
@@ -686,7 +707,15 @@ async fn ingest(
             });
             Ok(())
         };
-        let mut outcome = parse_ingest_stream(&text, peer, max_events, &mut |ev| {
+        let id_field = FieldName::new(mamori_cluster::INGEST_ID_FIELD);
+        let mut n = 0u64;
+        let mut outcome = parse_ingest_stream(&text, peer, max_events, &mut |mut ev| {
+            // Only this route writes the ingest id; a sender's own is dropped, never believed.
+            ev.fields_mut().retain(|(f, _)| *f != id_field);
+            if let Some(id) = &ingest_id {
+                ev.push(id_field.clone(), Value::str(format!("{id}/{n}")));
+                n += 1;
+            }
             batch.push(ev);
             if batch.len() >= INGEST_BATCH {
                 send(std::mem::take(&mut batch))?;

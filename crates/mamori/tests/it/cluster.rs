@@ -564,3 +564,73 @@ fn an_embedded_install_is_imported_with_its_seqs_and_its_directory_becomes_the_s
         );
     }
 }
+
+/// A request repeated at another collector (its first collector died before answering) is
+/// stored once when it carries an `Idempotency-Key`; without one it is stored twice (at least
+/// once), and a sender cannot forge the id that makes the dedup.
+#[test]
+fn a_request_with_an_idempotency_key_repeated_at_another_collector_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(nats) = mamori_cluster::testing::single(&dir.path().join("nats")) else {
+        return;
+    };
+    let Some((guard, _pg)) = Schema::create("idem") else {
+        return;
+    };
+    let urls = [nats.url()];
+    let cfg =
+        |node, roles| cluster_config(dir.path(), &urls, &guard.name, node, "hq", roles, "[]", "");
+    let tokyo = Server::start(&cfg("tokyo", "[\"collector\"]"), None);
+    let osaka = Server::start(&cfg("osaka", "[\"collector\"]"), None);
+    let store = Server::start(&cfg("store", "[\"store\"]"), None);
+    let keyed: String = (0..3)
+        .map(|n| format!("{{\"message\":\"keyed\",\"n\":{n}}}\n"))
+        .collect();
+    let unkeyed: String = (0..3)
+        .map(|n| format!("{{\"message\":\"unkeyed\",\"n\":{n}}}\n"))
+        .collect();
+    for srv in [&tokyo, &osaka] {
+        let (st, v) = srv.post(
+            "/api/v1/ingest",
+            &[("Idempotency-Key", "batch-7")],
+            keyed.as_bytes(),
+        );
+        assert_eq!((st, &v["accepted"]), (200, &3.into()), "{v}");
+        let (st, v) = srv.post("/api/v1/ingest", &[], unkeyed.as_bytes());
+        assert_eq!(st, 200, "{v}");
+    }
+    // A sender's own id is dropped: this event is not taken for keyed event 0.
+    let (st, v) = tokyo.post(
+        "/api/v1/ingest",
+        &[],
+        b"{\"message\":\"forged id\",\"mamori.ingest_id\":\"e2e/batch-7/0\"}\n",
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = tokyo.post(
+        "/api/v1/ingest",
+        &[("Idempotency-Key", "no spaces")],
+        b"{}\n",
+    );
+    assert_eq!(st, 400, "{v}");
+
+    let forged = store.search_until("message:\"forged id\"", 1, Duration::from_secs(60));
+    assert_eq!(forged.len(), 1, "{}", store.log_lines());
+    assert!(
+        forged[0]["fields"]["mamori.ingest_id"].is_null(),
+        "{:#}",
+        forged[0]
+    );
+    let twice = store.search_until("message:unkeyed", 6, Duration::from_secs(60));
+    assert_eq!(
+        twice.len(),
+        6,
+        "without a key a repeated request is stored again"
+    );
+    let once = store.search_all("message:keyed");
+    let mut ids: Vec<&str> = once
+        .iter()
+        .map(|h| h["fields"]["mamori.ingest_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["e2e/batch-7/0", "e2e/batch-7/1", "e2e/batch-7/2"]);
+}
