@@ -1089,3 +1089,75 @@ mod tests {
         assert_eq!(load_owner(&b[..8]), Some((4242, HashMap::new())));
     }
 }
+
+/// The stores a node may keep its key/value state in (API tokens, console users, saved
+/// settings): `state.db` (SQLite) as today, PostgreSQL as a `[cluster]` node could, and the
+/// in-memory store of unit tests. Tests of what lives there run on each (issue #20: one state
+/// suite on SQLite and PostgreSQL).
+#[cfg(test)]
+pub(crate) mod state_backends {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use mamori_cluster::PgAlertStore;
+    use mamori_store::{AlertStore, MemoryAlertStore, SqliteAlertStore};
+
+    pub(crate) struct Backend {
+        pub(crate) name: &'static str,
+        pub(crate) store: Arc<dyn AlertStore>,
+        _dir: Option<tempfile::TempDir>,
+        pg_schema: Option<String>,
+    }
+
+    impl Drop for Backend {
+        fn drop(&mut self) {
+            if let Some(s) = self.pg_schema.take() {
+                if let Ok(pg) = PgAlertStore::open(&pg_url(), &s) {
+                    let _ = pg.drop_schema();
+                }
+            }
+        }
+    }
+
+    fn pg_url() -> String {
+        std::env::var("MAMORI_PG_URL")
+            .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test connect_timeout=5".into())
+    }
+
+    /// Memory, SQLite and — when reachable ("skipped" otherwise) — PostgreSQL, each fresh.
+    pub(crate) fn all() -> Vec<Backend> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteAlertStore::open(&dir.path().join("state.db")).unwrap();
+        let mut out = vec![
+            Backend {
+                name: "memory",
+                store: Arc::new(MemoryAlertStore::new()),
+                _dir: None,
+                pg_schema: None,
+            },
+            Backend {
+                name: "sqlite",
+                store: Arc::new(sqlite),
+                _dir: Some(dir),
+                pg_schema: None,
+            },
+        ];
+        let schema = format!(
+            "state_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            chrono::Utc::now().timestamp_micros() % 1_000_000_000
+        );
+        match PgAlertStore::open(&pg_url(), &schema) {
+            Ok(pg) => out.push(Backend {
+                name: "postgresql",
+                store: Arc::new(pg),
+                _dir: None,
+                pg_schema: Some(schema),
+            }),
+            Err(e) => eprintln!("skipped on PostgreSQL: not reachable ({e})"),
+        }
+        out
+    }
+}
