@@ -37,10 +37,14 @@ pub enum Error {
         found: i64,
         supported: i64,
     },
-    #[error("case database {}: incident {id} is corrupt: {reason}", path.display())]
+    /// `store` is the backend's [`describe`](crate::backend::CaseBackend::describe).
+    #[error("case database {store}: incident {id} is corrupt: {reason}")]
     Corrupt {
-        path: PathBuf,
+        store: String,
         id: IncidentId,
         reason: String,
     },
+    /// A database other than SQLite failed (PostgreSQL: the server's own words).
+    #[error("case database {store}: {message}")]
+    Backend { store: String, message: String },
 }

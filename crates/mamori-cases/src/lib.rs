@@ -6,10 +6,14 @@
 //! an entity with, and returns a decision *with the sentence that explains it* — the
 //! `joined_because` an analyst reads ("joined because user.name=alice (shared with alert 12)").
 //! The phase machine and every other change are functions on [`Incident`]. [`CaseStore`] loads
-//! an incident, applies one of those inside one SQLite transaction and writes it back; so the
-//! rules are tested without a database, and a change is either fully recorded (with who, when
-//! and why in the history) or not at all. No function here reads the clock: `now` is passed in,
+//! an incident, applies one of those inside one database transaction and writes it back; so
+//! the rules are tested without a database, and a change is either fully recorded (with who,
+//! when and why in the history) or not at all. No function here reads the clock: `now` is passed in,
 //! and grouping windows are measured in the alerts' own event time.
+//!
+//! The database is a seam ([`backend::CaseBackend`]): SQLite embedded, PostgreSQL in the
+//! scale-out mode (`mamori-cluster`), both passing one suite ([`testsuite`]). A backend only
+//! reads and writes rows; what goes where is decided here, once.
 //!
 //! An incident is stored as one JSON document (it is read and written whole and is exactly what
 //! the REST API returns) next to the few columns lists filter on; the grouping state lives in
@@ -24,6 +28,7 @@
 //! Noisy entity values (`-`, empty, `SYSTEM`, `127.0.0.1`, `::1`, `localhost`, …) never join
 //! alerts; see [`grouping`] for the rules and [`DEFAULT_NOISY_VALUES`] for the list.
 
+pub mod backend;
 mod classify;
 mod error;
 pub mod grouping;
@@ -31,6 +36,7 @@ mod incident;
 mod model;
 mod playbook;
 mod store;
+pub mod testsuite;
 
 pub use classify::{classify, Tactic};
 pub use error::{Error, Result};
@@ -46,7 +52,8 @@ pub use playbook::{
     preparation_checklist, ChecklistItem, Playbook, PlaybookTask, Playbooks, BUILTIN_PLAYBOOKS,
 };
 pub use store::{
-    CaseStore, Grouped, Outcome, MAX_HELD_ALERTS, MAX_LIMIT, MIGRATIONS, SCHEMA_VERSION,
+    CaseStore, Grouped, Outcome, MAX_ALERT_ENTITIES, MAX_HELD_ALERTS, MAX_LIMIT, MIGRATIONS,
+    SCHEMA_VERSION,
 };
 
 #[cfg(test)]

@@ -24,13 +24,17 @@
 //!   the node's own event store; the stream sequence is the store's seq, so alerts cite
 //!   events by one number everywhere.
 //! * **state** ([`pg::PgAlertStore`]): alerts (dedup merge as in SQLite), kv blobs, counts,
-//!   with migrations; it passes `mamori_store::testsuite::alert_store_suite`.
+//!   with migrations; it passes `mamori_store::testsuite::alert_store_suite`. Incidents
+//!   ([`pg_cases::PgCaseBackend`]: the case store's grouping, phases, tasks, notes, response
+//!   records, evidence and held alerts) in the same schema; it passes
+//!   `mamori_cases::testsuite`, grouping on several nodes at once included.
 
 pub mod bus;
 pub mod collector;
 pub mod import;
 pub mod partition;
 pub mod pg;
+pub mod pg_cases;
 pub mod status;
 pub mod store_role;
 pub mod testing;
@@ -38,6 +42,7 @@ pub mod testing;
 use serde::{Deserialize, Serialize};
 
 pub use pg::{PgAlertStore, PG_SCHEMA_VERSION};
+pub use pg_cases::{open_case_store, PgCaseBackend, PG_CASES_SCHEMA_VERSION};
 
 /// The field every event published by a collector carries: the collector's site.
 pub const SITE_FIELD: &str = "mamori.site";

@@ -161,3 +161,152 @@ fn migrations_are_idempotent_and_a_newer_schema_is_refused() {
     // A schema name is never quoted into SQL unchecked.
     assert!(PgAlertStore::open(&url(), "x\"; DROP SCHEMA public; --").is_err());
 }
+
+/// The case-store suite (`mamori_cases::testsuite`, which SQLite passes in `mamori-cases`) on
+/// PostgreSQL, each check in a schema of its own; and what only PostgreSQL has.
+mod cases {
+    use mamori_cases::{CaseStore, Error, IncidentFilter, Outcome};
+    use mamori_cluster::{open_case_store, PgAlertStore, PgCaseBackend};
+    use mamori_event::{Level, RuleId};
+
+    use mamori_store::AlertStore;
+
+    use super::{schema, url, Dropper};
+
+    /// The opener of a fresh schema, or `None` (and "skipped") without a server.
+    fn postgres() -> Option<(impl Fn() -> CaseStore, Dropper)> {
+        let s = schema();
+        match open_case_store(&url(), &s) {
+            Ok(first) => {
+                drop(first);
+                let name = s.clone();
+                Some((
+                    move || open_case_store(&url(), &name).expect("PostgreSQL went away"),
+                    Dropper(s),
+                ))
+            }
+            Err(e) => {
+                eprintln!("skipped: PostgreSQL not reachable ({e})");
+                None
+            }
+        }
+    }
+
+    mamori_cases::case_store_suite!(postgres);
+
+    fn alert(id: i64) -> mamori_cases::AlertInput {
+        mamori_cases::AlertInput {
+            alert_id: id,
+            rule_id: RuleId("r".into()),
+            title: format!("Alert {id}"),
+            title_ja: None,
+            level: Level::High,
+            time: chrono::Utc::now(),
+            entities: vec![("host.name".into(), format!("h{id}"))],
+            tags: vec![],
+            event_seqs: vec![id as u64],
+        }
+    }
+
+    #[test]
+    fn alerts_and_incidents_share_a_schema_and_its_migrations() {
+        let Some((open, guard)) = postgres() else {
+            return;
+        };
+        let cases = open();
+        // The alert store migrates its own component next to the incidents'.
+        let alerts = PgAlertStore::open(&url(), &guard.0).unwrap();
+        alerts.kv_put("k", b"v").unwrap();
+        let (id, o, _) = cases.ingest_alert(&alert(1), chrono::Utc::now()).unwrap();
+        assert_eq!(o, Outcome::Created);
+        assert_eq!(cases.get(id).unwrap().alerts.len(), 1);
+        assert!(cases.describe().contains(&guard.0));
+        let mut c = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+        let versions: Vec<(String, i32)> = c
+            .query(
+                &format!(
+                    "SELECT component, version FROM \"{}\".schema_version ORDER BY component",
+                    guard.0
+                ),
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(
+            versions,
+            [
+                ("cases".to_owned(), mamori_cluster::PG_CASES_SCHEMA_VERSION),
+                ("state".to_owned(), mamori_cluster::PG_SCHEMA_VERSION)
+            ]
+        );
+        // A newer incident schema is refused with a hint, and a bad schema name never
+        // reaches SQL.
+        c.batch_execute(&format!(
+            "UPDATE \"{}\".schema_version SET version = 7 WHERE component = 'cases'",
+            guard.0
+        ))
+        .unwrap();
+        let e = open_case_store(&url(), &guard.0).unwrap_err().to_string();
+        assert!(e.contains("version 7") && e.contains("upgrade"), "{e}");
+        assert!(matches!(
+            PgCaseBackend::open(&url(), "x\"; DROP SCHEMA public; --"),
+            Err(Error::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn corrupt_documents_are_reported_not_panicked_on() {
+        let Some((open, guard)) = postgres() else {
+            return;
+        };
+        let s = open();
+        let (id, ..) = s.ingest_alert(&alert(1), chrono::Utc::now()).unwrap();
+        let mut c = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+        c.execute(
+            &format!(
+                "UPDATE \"{}\".incidents SET doc = '{{\"nope\": 1}}' WHERE id = $1",
+                guard.0
+            ),
+            &[&id.0],
+        )
+        .unwrap();
+        let e = s.get(id).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains(&guard.0), "{e}");
+        assert!(s.list(&IncidentFilter::default()).is_err());
+    }
+
+    #[test]
+    fn a_store_is_usable_from_async_tasks() {
+        let Some((open, _guard)) = postgres() else {
+            return;
+        };
+        let s = std::sync::Arc::new(open());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        // Called straight from async tasks (no spawn_blocking): the synchronous client
+        // never runs on a tokio worker thread.
+        let n = rt.block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..4 {
+                let s = std::sync::Arc::clone(&s);
+                tasks.push(tokio::spawn(async move {
+                    s.ingest_alert(&alert(i), chrono::Utc::now()).unwrap();
+                    s.count(&IncidentFilter::default()).unwrap()
+                }));
+            }
+            let mut last = 0;
+            for t in tasks {
+                last = last.max(t.await.unwrap());
+            }
+            last
+        });
+        assert_eq!(n, 4);
+        drop(rt);
+        drop(s); // idle connections close off the runtime, too
+    }
+}

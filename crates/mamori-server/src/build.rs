@@ -104,9 +104,15 @@ pub(crate) async fn build(cfg: ServerConfig) -> Result<Components, StartError> {
         analytics,
         source_health.clone(),
     );
-    let incidents = incident_service(&cfg, &alerts, audit.clone()).await?;
+    let incidents = incident_service(&cfg, &alerts, audit.clone(), node.as_ref()).await?;
     let cluster = match node {
-        Some(n) => Some(n.start(rules.clone(), Arc::clone(&events), &cfg.detection, &metrics)?),
+        Some(n) => Some(n.start(
+            rules.clone(),
+            Arc::clone(&events),
+            &cfg.detection,
+            &metrics,
+            alert_tx.clone(),
+        )?),
         None => None,
     };
     Ok(Components {
@@ -228,25 +234,31 @@ async fn load_rules(cfg: &ServerConfig) -> Result<Option<Arc<RulesHandle>>, Star
     Ok(Some(Arc::new(h)))
 }
 
-/// The incident service with its notifier and responder, when `[incidents]` is on.
+/// The incident service with its notifier and responder, when `[incidents]` is on; its
+/// incidents in `incidents.db`, or in PostgreSQL on a `[cluster]` node.
 async fn incident_service(
     cfg: &ServerConfig,
     alerts: &Arc<dyn AlertStore>,
     audit: Option<seal::AuditHandle>,
+    node: Option<&crate::cluster::Node>,
 ) -> Result<Option<Arc<incidents::IncidentService>>, StartError> {
     if !cfg.incidents.enabled {
         return Ok(None);
     }
-    let p = cfg.data_dir.join("incidents.db");
-    let cases = mamori_cases::CaseStore::open(&p)
-        .map_err(|e| StartError::Cases {
-            path: p.clone(),
-            message: e.to_string(),
-        })?
-        .with_grouper_config(mamori_cases::GrouperConfig {
-            open_min_level: cfg.incidents.open_min_level,
-            ..Default::default()
-        });
+    let cases = match node {
+        Some(n) => n.case_store().await?,
+        None => {
+            let p = cfg.data_dir.join("incidents.db");
+            mamori_cases::CaseStore::open(&p).map_err(|e| StartError::Cases {
+                path: p.clone(),
+                message: e.to_string(),
+            })?
+        }
+    };
+    let cases = cases.with_grouper_config(mamori_cases::GrouperConfig {
+        open_min_level: cfg.incidents.open_min_level,
+        ..Default::default()
+    });
     let notifier = match cfg.notify_config().map_err(StartError::Config)? {
         Some(n) => Some(
             mamori_notify::Notifier::new(&n)

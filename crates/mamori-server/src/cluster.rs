@@ -8,8 +8,11 @@
 //!   (hot reload included), standalone alerts into PostgreSQL, correlation matches to their
 //!   partition; and the owner ([`owner`]) of each partition in `owns`.
 //!
-//! Alerts of the API are PostgreSQL's ([`SplitStore`]); tokens, users and settings stay in
-//! the node's own `state.db`, so `mamori token create --config` works unchanged per node.
+//! Alerts of the API are PostgreSQL's ([`SplitStore`]), and so are incidents
+//! ([`Node::case_store`]): a detector hands each alert it recorded (not a redelivered one) to
+//! its node's incident service, and every node groups into the same incidents. Tokens, users
+//! and settings stay in the node's own `state.db`, so `mamori token create --config` works
+//! unchanged per node.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -37,7 +40,7 @@ use mamori_store::{
     Ack, Alert, AlertFilter, AlertId, AlertStore, EventStore, InsertOutcome, NewAlert,
     SqliteAlertStore,
 };
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::rules::{Engine, RulesHandle};
@@ -99,13 +102,27 @@ impl Node {
         })
     }
 
-    /// Starts this node's roles.
+    /// The incidents of the cluster, in PostgreSQL (the schema of the alerts).
+    pub(crate) async fn case_store(&self) -> Result<mamori_cases::CaseStore, StartError> {
+        let (url, schema) = (
+            self.cfg.postgres.0.clone(),
+            self.cfg.postgres_schema.clone(),
+        );
+        tokio::task::spawn_blocking(move || mamori_cluster::open_case_store(&url, &schema))
+            .await
+            .map_err(|e| StartError::Config(e.to_string()))?
+            .map_err(|e| StartError::Config(format!("[cluster] postgres incidents: {e}")))
+    }
+
+    /// Starts this node's roles. A detector sends the alerts it records on `alert_tx` (the
+    /// node's incident service groups them).
     pub(crate) fn start(
         self,
         rules: Option<Arc<RulesHandle>>,
         local_events: Arc<dyn EventStore>,
         detection: &crate::config::DetectionConfig,
         metrics: &crate::metrics::Metrics,
+        alert_tx: broadcast::Sender<Alert>,
     ) -> Result<Roles, StartError> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -141,6 +158,7 @@ impl Node {
                 suppress_secs: detection.suppress_secs.max(1),
                 examined: Arc::clone(&examined),
                 redelivered: Arc::clone(&redelivered),
+                alert_tx,
             };
             let d = Arc::new(d);
             tasks.push(tokio::spawn(detector(Arc::clone(&d), stop_rx.clone())));
@@ -455,6 +473,26 @@ struct DetectorCtx {
     suppress_secs: u64,
     examined: Arc<AtomicU64>,
     redelivered: Arc<AtomicU64>,
+    /// The node's alert broadcast (incident grouping).
+    alert_tx: broadcast::Sender<Alert>,
+}
+
+/// Records an alert once per occurrence and, when it was recorded now (not a redelivery),
+/// hands the stored alert to the node's incident service.
+fn record_once(
+    pg: &PgAlertStore,
+    tx: &broadcast::Sender<Alert>,
+    a: &NewAlert,
+    occurrence: &str,
+) -> mamori_store::Result<()> {
+    if let Some(outcome) = pg.insert_alert_once(a, occurrence)? {
+        if tx.receiver_count() > 0 {
+            if let Some(full) = pg.get_alert(outcome.id())? {
+                let _ = tx.send(full);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Per rule generation: the routing correlator (never fed) and the families.
@@ -599,10 +637,10 @@ async fn detect_loop(d: &Arc<DetectorCtx>, stop: &mut watch::Receiver<bool>) -> 
         mamori_cluster::bus::publish_all(&d.bus.js, matches)
             .await
             .map_err(|e| format!("matches: {e}"))?;
-        let pg = Arc::clone(&d.pg);
+        let (pg, tx) = (Arc::clone(&d.pg), d.alert_tx.clone());
         tokio::task::spawn_blocking(move || {
             for (a, occurrence) in alerts {
-                pg.insert_alert_once(&a, &occurrence)?;
+                record_once(&pg, &tx, &a, &occurrence)?;
             }
             Ok::<(), mamori_store::Error>(())
         })
@@ -971,10 +1009,10 @@ async fn own_loop(
                     })
                 })
                 .collect();
-            let pg = Arc::clone(&d.pg);
+            let (pg, tx) = (Arc::clone(&d.pg), d.alert_tx.clone());
             tokio::task::spawn_blocking(move || {
                 for (a, occ) in alerts {
-                    pg.insert_alert_once(&a, &occ)?;
+                    record_once(&pg, &tx, &a, &occ)?;
                 }
                 Ok::<(), mamori_store::Error>(())
             })
@@ -1049,5 +1087,77 @@ mod tests {
             }
         }
         assert_eq!(load_owner(&b[..8]), Some((4242, HashMap::new())));
+    }
+}
+
+/// The stores a node may keep its key/value state in (API tokens, console users, saved
+/// settings): `state.db` (SQLite) as today, PostgreSQL as a `[cluster]` node could, and the
+/// in-memory store of unit tests. Tests of what lives there run on each (issue #20: one state
+/// suite on SQLite and PostgreSQL).
+#[cfg(test)]
+pub(crate) mod state_backends {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use mamori_cluster::PgAlertStore;
+    use mamori_store::{AlertStore, MemoryAlertStore, SqliteAlertStore};
+
+    pub(crate) struct Backend {
+        pub(crate) name: &'static str,
+        pub(crate) store: Arc<dyn AlertStore>,
+        _dir: Option<tempfile::TempDir>,
+        pg_schema: Option<String>,
+    }
+
+    impl Drop for Backend {
+        fn drop(&mut self) {
+            if let Some(s) = self.pg_schema.take() {
+                if let Ok(pg) = PgAlertStore::open(&pg_url(), &s) {
+                    let _ = pg.drop_schema();
+                }
+            }
+        }
+    }
+
+    fn pg_url() -> String {
+        std::env::var("MAMORI_PG_URL")
+            .unwrap_or_else(|_| "host=127.0.0.1 user=postgres dbname=test connect_timeout=5".into())
+    }
+
+    /// Memory, SQLite and — when reachable ("skipped" otherwise) — PostgreSQL, each fresh.
+    pub(crate) fn all() -> Vec<Backend> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteAlertStore::open(&dir.path().join("state.db")).unwrap();
+        let mut out = vec![
+            Backend {
+                name: "memory",
+                store: Arc::new(MemoryAlertStore::new()),
+                _dir: None,
+                pg_schema: None,
+            },
+            Backend {
+                name: "sqlite",
+                store: Arc::new(sqlite),
+                _dir: Some(dir),
+                pg_schema: None,
+            },
+        ];
+        let schema = format!(
+            "state_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            chrono::Utc::now().timestamp_micros() % 1_000_000_000
+        );
+        match PgAlertStore::open(&pg_url(), &schema) {
+            Ok(pg) => out.push(Backend {
+                name: "postgresql",
+                store: Arc::new(pg),
+                _dir: None,
+                pg_schema: Some(schema),
+            }),
+            Err(e) => eprintln!("skipped on PostgreSQL: not reachable ({e})"),
+        }
+        out
     }
 }

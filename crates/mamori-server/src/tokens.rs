@@ -280,45 +280,54 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mamori_store::MemoryAlertStore;
+    use crate::cluster::state_backends;
 
+    /// On every state backend: the token list is the same wherever it is kept.
     #[test]
     fn create_verify_revoke() {
-        let s = MemoryAlertStore::new();
-        let cache = TokenCache::new(&s);
-        let t = create(&s, "ops").unwrap();
-        assert!(t.starts_with("mamori_") && t.len() == 71);
+        for b in state_backends::all() {
+            create_verify_revoke_on(&*b.store, b.name);
+        }
+    }
+
+    fn create_verify_revoke_on(s: &dyn AlertStore, backend: &str) {
+        let cache = TokenCache::new(s);
+        let t = create(s, "ops").unwrap();
+        assert!(t.starts_with("mamori_") && t.len() == 71, "{backend}");
         // Stored hashed, never in clear.
         let raw = String::from_utf8(s.kv_get(KEY).unwrap().unwrap()).unwrap();
-        assert!(!raw.contains(&t[7..]));
+        assert!(!raw.contains(&t[7..]), "{backend}");
         // A token created after the cache was filled is accepted within REFRESH.
         std::thread::sleep(REFRESH + Duration::from_millis(50));
-        assert_eq!(cache.verify(&s, &t).as_deref(), Some("ops"));
-        assert_eq!(cache.verify(&s, "mamori_nope"), None);
+        assert_eq!(cache.verify(s, &t).as_deref(), Some("ops"), "{backend}");
+        assert_eq!(cache.verify(s, "mamori_nope"), None, "{backend}");
         let mut wrong = t.clone();
         wrong.replace_range(70..71, if t.ends_with('0') { "1" } else { "0" });
-        assert_eq!(cache.verify(&s, &wrong), None);
-        assert!(create(&s, "ops").is_err());
-        assert!(create(&s, "bad name").is_err());
-        assert!(revoke(&s, "ops").unwrap());
-        assert!(!revoke(&s, "ops").unwrap(), "already revoked");
-        assert!(list(&s).unwrap().is_empty());
+        assert_eq!(cache.verify(s, &wrong), None, "{backend}");
+        assert!(create(s, "ops").is_err(), "{backend}");
+        assert!(create(s, "bad name").is_err(), "{backend}");
+        assert!(revoke(s, "ops").unwrap(), "{backend}");
+        assert!(!revoke(s, "ops").unwrap(), "already revoked ({backend})");
+        assert!(list(s).unwrap().is_empty(), "{backend}");
         // Issue #15 finding 4: the same cache stops accepting it within REFRESH.
         std::thread::sleep(REFRESH + Duration::from_millis(50));
-        assert_eq!(cache.verify(&s, &t), None);
+        assert_eq!(cache.verify(s, &t), None, "{backend}");
         // The name can be reused; the old token stays dead.
-        let t2 = create(&s, "ops").unwrap();
+        let t2 = create(s, "ops").unwrap();
         std::thread::sleep(REFRESH + Duration::from_millis(50));
-        assert_eq!(cache.verify(&s, &t2).as_deref(), Some("ops"));
-        assert_eq!(cache.verify(&s, &t), None);
+        assert_eq!(cache.verify(s, &t2).as_deref(), Some("ops"), "{backend}");
+        assert_eq!(cache.verify(s, &t), None, "{backend}");
     }
 
     #[test]
     fn old_records_without_revoked_at_still_read() {
-        let s = MemoryAlertStore::new();
-        let h = hex::encode(hash("mamori_x"));
-        let old = format!(r#"[{{"name":"a","sha256":"{h}","created_at":"2026-01-01T00:00:00Z"}}]"#);
-        s.kv_put(KEY, old.as_bytes()).unwrap();
-        assert_eq!(list(&s).unwrap().len(), 1);
+        for b in state_backends::all() {
+            let s = &*b.store;
+            let h = hex::encode(hash("mamori_x"));
+            let old =
+                format!(r#"[{{"name":"a","sha256":"{h}","created_at":"2026-01-01T00:00:00Z"}}]"#);
+            s.kv_put(KEY, old.as_bytes()).unwrap();
+            assert_eq!(list(s).unwrap().len(), 1, "{}", b.name);
+        }
     }
 }

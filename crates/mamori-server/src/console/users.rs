@@ -256,16 +256,23 @@ pub fn put_prefs(store: &dyn AlertStore, name: &str, p: &Prefs) -> Result<(), St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mamori_store::MemoryAlertStore;
+    use crate::cluster::state_backends;
 
+    /// On every state backend: the user list is the same wherever it is kept.
     #[test]
     fn add_verify_disable_passwd() {
-        let s = MemoryAlertStore::new();
-        add(&s, "aki", Role::Analyst, "correct horse battery").unwrap();
-        assert!(add(&s, "aki", Role::Viewer, "correct horse battery").is_err());
-        assert!(add(&s, "bad name", Role::Viewer, "correct horse battery").is_err());
-        assert!(add(&s, "short", Role::Viewer, "short").is_err());
-        let u = find(&s, "aki").unwrap().unwrap();
+        for b in state_backends::all() {
+            eprintln!("backend {}", b.name);
+            add_verify_disable_passwd_on(&*b.store);
+        }
+    }
+
+    fn add_verify_disable_passwd_on(s: &dyn AlertStore) {
+        add(s, "aki", Role::Analyst, "correct horse battery").unwrap();
+        assert!(add(s, "aki", Role::Viewer, "correct horse battery").is_err());
+        assert!(add(s, "bad name", Role::Viewer, "correct horse battery").is_err());
+        assert!(add(s, "short", Role::Viewer, "short").is_err());
+        let u = find(s, "aki").unwrap().unwrap();
         assert!(u.hash.starts_with("$argon2id$"), "{}", u.hash);
         // Never stored in clear.
         let raw = String::from_utf8(s.kv_get(USERS_KEY).unwrap().unwrap()).unwrap();
@@ -273,11 +280,11 @@ mod tests {
         assert!(verify_password(&u.hash, "correct horse battery"));
         assert!(!verify_password(&u.hash, "correct horse batterY"));
         assert!(!verify_password("garbage", "x"));
-        assert!(set_disabled(&s, "aki", true).unwrap());
-        assert!(find(&s, "aki").unwrap().unwrap().disabled);
-        assert!(!set_disabled(&s, "nobody", true).unwrap());
+        assert!(set_disabled(s, "aki", true).unwrap());
+        assert!(find(s, "aki").unwrap().unwrap().disabled);
+        assert!(!set_disabled(s, "nobody", true).unwrap());
         put_lockout(
-            &s,
+            s,
             "aki",
             &Lockout {
                 failed: 3,
@@ -285,9 +292,9 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(set_password(&s, "aki", "another long password").unwrap());
-        assert_eq!(lockout(&s, "aki"), Lockout::default());
-        let u = find(&s, "aki").unwrap().unwrap();
+        assert!(set_password(s, "aki", "another long password").unwrap());
+        assert_eq!(lockout(s, "aki"), Lockout::default());
+        let u = find(s, "aki").unwrap().unwrap();
         assert!(verify_password(&u.hash, "another long password"));
         assert!(Role::Analyst.can_change() && !Role::Viewer.can_change());
     }

@@ -251,6 +251,34 @@ fn two_sites_one_brute_force_one_alert_and_a_killed_detector_loses_and_repeats_n
             .is_some_and(|s| s.contains(&"tokyo".into()) && s.contains(&"osaka".into())),
         "the alert names both sites: {sites}"
     );
+    // The detector that recorded the alert handed it to its incident service: one incident,
+    // in PostgreSQL, that every node sees.
+    let cases = mamori_cluster::open_case_store(&pg_url(), &schema).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let with_alert = loop {
+        let found: Vec<_> = cases
+            .list(&mamori_cases::IncidentFilter::default())
+            .unwrap()
+            .iter()
+            .map(|s| cases.get(s.id).unwrap())
+            .filter(|inc| inc.alerts.iter().any(|a| a.alert_id == bf[0].id.0))
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(with_alert.len(), 1, "det1: {}", det1.log_lines());
+    // With it, the attempts' own alerts that share the address (held or joined).
+    assert!(
+        with_alert[0]
+            .entities
+            .iter()
+            .any(|e| e.field == "source.ip" && e.value == ip),
+        "{:#?}",
+        with_alert[0]
+    );
+
     // Every event is in the store once, with its site; the alert cites store seqs.
     let hits = store.search_until(&format!("source.ip:\"{ip}\""), 12, Duration::from_secs(60));
     assert_eq!(hits.len(), 12, "{:#?}", store.log_lines());
