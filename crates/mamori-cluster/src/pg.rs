@@ -548,6 +548,26 @@ impl AlertStore for PgAlertStore {
         })
     }
 
+    fn kv_compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
+        let (key, expected, new) = (key.to_owned(), expected.map(<[u8]>::to_vec), new.to_vec());
+        // One statement each: atomic against every other node (a concurrent insert of the
+        // same key makes `ON CONFLICT DO NOTHING` affect no row).
+        self.call(move |c| {
+            let n = match &expected {
+                None => c.execute(
+                    "INSERT INTO kv (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                    &[&key, &new],
+                ),
+                Some(old) => c.execute(
+                    "UPDATE kv SET value = $3 WHERE key = $1 AND value = $2",
+                    &[&key, old, &new],
+                ),
+            }
+            .map_err(pg)?;
+            Ok(n == 1)
+        })
+    }
+
     fn count_alerts_by_level_hour(
         &self,
         start: DateTime<Utc>,

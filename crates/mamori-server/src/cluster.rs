@@ -10,9 +10,11 @@
 //!
 //! Alerts of the API are PostgreSQL's ([`SplitStore`]), and so are incidents
 //! ([`Node::case_store`]): a detector hands each alert it recorded (not a redelivered one) to
-//! its node's incident service, and every node groups into the same incidents. Tokens, users
-//! and settings stay in the node's own `state.db`, so `mamori token create --config` works
-//! unchanged per node.
+//! its node's incident service, and every node groups into the same incidents. API tokens,
+//! console users and console settings are the cluster's too ([`shared_key`]: one token works
+//! on every node; `mamori token/user --config node.toml` write them to PostgreSQL); what is a
+//! node's own (its detection and source state, agents enrolled at it, its custody records)
+//! stays in its `state.db`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -94,12 +96,10 @@ impl Node {
         }
     }
 
-    /// The API's alert store: alerts in PostgreSQL, kv in the node's `state.db`.
+    /// The API's alert store: alerts and the shared keys in PostgreSQL, the rest of the kv in
+    /// the node's `state.db`.
     pub(crate) fn api_alerts(&self, state: Arc<SqliteAlertStore>) -> Arc<dyn AlertStore> {
-        Arc::new(SplitStore {
-            alerts: Arc::clone(&self.pg),
-            kv: state,
-        })
+        Arc::new(SplitStore::new(Arc::clone(&self.pg), state))
     }
 
     /// The incidents of the cluster, in PostgreSQL (the schema of the alerts).
@@ -392,10 +392,70 @@ impl EventStore for NotCollector {
     }
 }
 
-/// Alerts from PostgreSQL (shared by the cluster), kv from the node's own `state.db`.
+/// Whether a kv key is the cluster's (PostgreSQL) rather than a node's own (`state.db`): the
+/// API tokens and everything of the console (users, lockouts, preferences, settings, alert
+/// assignments). Not the tokens' custody record: each node seals what it saw in its vault.
+pub fn shared_key(key: &str) -> bool {
+    key == "api/tokens" || key.starts_with("console/")
+}
+
+/// Copies an embedded install's [`shared_key`]s (API tokens, console users with their
+/// preferences, console settings, alert assignments) from its `state.db` into the cluster's
+/// PostgreSQL — each only where the cluster has none yet, so a cluster already in use keeps
+/// its own. Returns the keys copied and the keys the cluster kept. Lockouts are not copied.
+pub fn import_shared_state(
+    local: &dyn AlertStore,
+    cluster: &dyn AlertStore,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut keys: Vec<String> = [
+        "api/tokens",
+        crate::console::users::USERS_KEY,
+        crate::console::manage::RULES_KEY,
+        crate::console::manage::POLICY_KEY,
+        crate::console::manage::ASSIGN_KEY,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for u in crate::console::users::read(local)? {
+        keys.push(crate::console::users::prefs_key(&u.name));
+    }
+    let (mut copied, mut kept) = (Vec::new(), Vec::new());
+    for k in keys {
+        debug_assert!(shared_key(&k));
+        let Some(v) = local.kv_get(&k).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        if cluster
+            .kv_compare_and_swap(&k, None, &v)
+            .map_err(|e| e.to_string())?
+        {
+            copied.push(k);
+        } else {
+            kept.push(k);
+        }
+    }
+    Ok((copied, kept))
+}
+
+/// Alerts and the [`shared_key`]s from PostgreSQL (shared by the cluster), the rest of the kv
+/// from the node's own `state.db`.
 pub struct SplitStore {
     alerts: Arc<PgAlertStore>,
-    kv: Arc<SqliteAlertStore>,
+    local: Arc<SqliteAlertStore>,
+}
+
+impl SplitStore {
+    pub fn new(alerts: Arc<PgAlertStore>, local: Arc<SqliteAlertStore>) -> SplitStore {
+        SplitStore { alerts, local }
+    }
+
+    fn kv(&self, key: &str) -> &dyn AlertStore {
+        if shared_key(key) {
+            &*self.alerts
+        } else {
+            &*self.local
+        }
+    }
 }
 
 impl AlertStore for SplitStore {
@@ -412,13 +472,21 @@ impl AlertStore for SplitStore {
         self.alerts.acknowledge(id, ack)
     }
     fn kv_get(&self, key: &str) -> mamori_store::Result<Option<Vec<u8>>> {
-        self.kv.kv_get(key)
+        self.kv(key).kv_get(key)
     }
     fn kv_put(&self, key: &str, value: &[u8]) -> mamori_store::Result<()> {
-        self.kv.kv_put(key, value)
+        self.kv(key).kv_put(key, value)
     }
     fn kv_delete(&self, key: &str) -> mamori_store::Result<bool> {
-        self.kv.kv_delete(key)
+        self.kv(key).kv_delete(key)
+    }
+    fn kv_compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> mamori_store::Result<bool> {
+        self.kv(key).kv_compare_and_swap(key, expected, new)
     }
     fn count_alerts_by_level_hour(
         &self,

@@ -48,6 +48,7 @@ pub mod console;
 pub mod default_rules;
 pub mod diskfull;
 pub mod incidents;
+mod kvlist;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -125,6 +126,25 @@ pub fn open_state(data_dir: &Path) -> Result<SqliteAlertStore, StartError> {
         path: p,
         message: e.to_string(),
     })
+}
+
+/// The state a node's API and `mamori token`/`mamori user` work on: the data directory's
+/// `state.db`, and with `[cluster]` the alerts and the cluster's shared keys (tokens, console
+/// users and settings: [`cluster::shared_key`]) in PostgreSQL.
+pub fn open_node_state(
+    data_dir: &Path,
+    cluster: Option<&mamori_cluster::ClusterConfig>,
+) -> Result<std::sync::Arc<dyn mamori_store::AlertStore>, StartError> {
+    let local = std::sync::Arc::new(open_state(data_dir)?);
+    let Some(c) = cluster else {
+        return Ok(local);
+    };
+    let pg = mamori_cluster::PgAlertStore::open(&c.postgres.0, &c.postgres_schema)
+        .map_err(|e| StartError::Config(format!("[cluster] postgres: {e}")))?;
+    Ok(std::sync::Arc::new(cluster::SplitStore::new(
+        std::sync::Arc::new(pg),
+        local,
+    )))
 }
 
 /// Reloads the rules and counts the outcome in the metrics.

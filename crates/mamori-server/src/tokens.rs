@@ -58,9 +58,13 @@ fn read(store: &dyn AlertStore) -> Result<Vec<TokenRecord>, String> {
     }
 }
 
-fn write(store: &dyn AlertStore, list: &[TokenRecord]) -> Result<(), String> {
-    let b = serde_json::to_vec(list).map_err(|e| e.to_string())?;
-    store.kv_put(KEY, &b).map_err(|e| e.to_string())
+/// Changes the token list with `f`, atomically against every other writer (another process,
+/// another cluster node): `f` may run again on a list someone else changed meanwhile.
+fn update<R>(
+    store: &dyn AlertStore,
+    f: impl FnMut(&mut Vec<TokenRecord>) -> Result<Option<R>, String>,
+) -> Result<Option<R>, String> {
+    crate::kvlist::update(store, KEY, "token list", f)
 }
 
 /// Whether `name` is a valid token name: 1–64 of `[A-Za-z0-9._-]`.
@@ -79,22 +83,24 @@ pub fn create(store: &dyn AlertStore, name: &str) -> Result<String, String> {
             "invalid token name `{name}`: use 1-64 letters, digits, `.`, `_` or `-`"
         ));
     }
-    let mut list = read(store)?;
-    if list.iter().any(|t| t.name == name && t.active()) {
-        return Err(format!(
-            "a token named `{name}` exists; revoke it first or pick another name"
-        ));
-    }
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = format!("{PREFIX}{}", hex::encode(bytes));
-    list.push(TokenRecord {
+    let record = TokenRecord {
         name: name.to_owned(),
         sha256: hex::encode(hash(&token)),
         created_at: Utc::now(),
         revoked_at: None,
-    });
-    write(store, &list)?;
+    };
+    update(store, |list| {
+        if list.iter().any(|t| t.name == name && t.active()) {
+            return Err(format!(
+                "a token named `{name}` exists; revoke it first or pick another name"
+            ));
+        }
+        list.push(record.clone());
+        Ok(Some(()))
+    })?;
     Ok(token)
 }
 
@@ -108,13 +114,14 @@ pub fn list(store: &dyn AlertStore) -> Result<Vec<TokenRecord>, String> {
 
 /// Revokes the active token named `name`; whether it existed.
 pub fn revoke(store: &dyn AlertStore, name: &str) -> Result<bool, String> {
-    let mut list = read(store)?;
-    let Some(t) = list.iter_mut().find(|t| t.name == name && t.active()) else {
-        return Ok(false);
-    };
-    t.revoked_at = Some(Utc::now());
-    write(store, &list)?;
-    Ok(true)
+    let at = Utc::now();
+    Ok(update(store, |list| {
+        Ok(list
+            .iter_mut()
+            .find(|t| t.name == name && t.active())
+            .map(|t| t.revoked_at = Some(at)))
+    })?
+    .is_some())
 }
 
 /// The server's view of the tokens: re-read from the store at most every [`REFRESH`].

@@ -119,6 +119,12 @@ pub trait EventStore: Send + Sync {
     fn stats(&self) -> Result<StoreStats>;
 }
 
+/// What [`AlertStore::kv_update`] makes of a key's current value (`None`: leave it).
+pub type KvUpdate<'a> = dyn FnMut(Option<&[u8]>) -> Option<Vec<u8>> + 'a;
+
+/// Attempts of [`AlertStore::kv_update`] before it gives up on a key others keep changing.
+pub const KV_UPDATE_TRIES: usize = 64;
+
 /// Alerts, and small named blobs (settings, detection state such as a saved
 /// `mamori_detect::correlation::Correlator`).
 pub trait AlertStore: Send + Sync {
@@ -141,6 +147,41 @@ pub trait AlertStore: Send + Sync {
 
     /// Removes `key`; whether it existed.
     fn kv_delete(&self, key: &str) -> Result<bool>;
+
+    /// Writes `new` under `key` only if its value is still `expected` (`None`: absent);
+    /// whether it did. Atomic against every other writer of the store — another process on
+    /// the same file, another cluster node on the same database — in every persistent
+    /// backend (each overrides this non-atomic default).
+    fn kv_compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
+        if self.kv_get(key)?.as_deref() != expected {
+            return Ok(false);
+        }
+        self.kv_put(key, new)?;
+        Ok(true)
+    }
+
+    /// Replaces `key`'s value with what `f` makes of the current one (`None` from `f`: leave
+    /// it as it is), retrying on a concurrent change, so two read-modify-write updates never
+    /// lose one of them. `f` may run more than once.
+    fn kv_update(
+        &self,
+        key: &str,
+        f: &mut KvUpdate<'_>,
+    ) -> Result<()> {
+        for _ in 0..KV_UPDATE_TRIES {
+            let cur = self.kv_get(key)?;
+            let Some(new) = f(cur.as_deref()) else {
+                return Ok(());
+            };
+            if self.kv_compare_and_swap(key, cur.as_deref(), &new)? {
+                return Ok(());
+            }
+        }
+        Err(Error::Backend {
+            backend: "kv",
+            message: format!("`{key}` kept changing under {KV_UPDATE_TRIES} attempts to update it"),
+        })
+    }
 
     /// Alerts last seen in the `hours` hours from `start`, counted per level and hour:
     /// `(level, hour index from start, count)`, zero counts left out. Stores override this

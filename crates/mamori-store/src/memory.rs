@@ -271,4 +271,13 @@ impl AlertStore for MemoryAlertStore {
     fn kv_delete(&self, key: &str) -> Result<bool> {
         Ok(self.lock().kv.remove(key).is_some())
     }
+
+    fn kv_compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
+        let mut g = self.lock();
+        if g.kv.get(key).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        g.kv.insert(key.to_string(), new.to_vec());
+        Ok(true)
+    }
 }

@@ -351,4 +351,20 @@ impl AlertStore for SqliteAlertStore {
             .map_err(self.err())?;
         Ok(n > 0)
     }
+
+    fn kv_compare_and_swap(&self, key: &str, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
+        // One statement each: atomic against other connections and processes.
+        let n = match expected {
+            None => self.conn().execute(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO NOTHING",
+                params![key, new],
+            ),
+            Some(old) => self.conn().execute(
+                "UPDATE kv SET value = ?3 WHERE key = ?1 AND value = ?2",
+                params![key, old, new],
+            ),
+        }
+        .map_err(self.err())?;
+        Ok(n == 1)
+    }
 }

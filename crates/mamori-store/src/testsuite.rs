@@ -634,12 +634,13 @@ fn alert(rule: &str, level: Level, at: DateTime<Utc>, dedup: Option<&str>) -> Ne
 
 /// Runs every alert-store check, each against a fresh store from `make`.
 pub fn alert_store_suite<S: AlertStore, G>(mut make: impl FnMut() -> (S, G)) {
-    let checks: [AlertCheck; 6] = [
+    let checks: [AlertCheck; 7] = [
         ("insert_get_list_filters_paging", alerts_basic),
         ("dedup_merges_into_open_alert_only", alerts_dedup),
         ("dedup_widens_the_seq_span", alerts_seq_span),
         ("acknowledge_first_wins_unknown_is_not_found", alerts_ack),
         ("kv_put_get_replace_delete", kv),
+        ("kv_compare_and_swap_and_concurrent_updates", kv_cas),
         ("oversized_alert_rejected", alerts_bad),
     ];
     for (name, check) in checks {
@@ -849,6 +850,40 @@ fn alerts_ack(s: &dyn AlertStore) {
     assert_eq!(s.get_alert(id).unwrap().unwrap().ack, Some(ack));
     let r = s.acknowledge(AlertId(424242), &second);
     assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
+}
+
+fn kv_cas(s: &dyn AlertStore) {
+    // Absent: only "expected absent" writes.
+    assert!(!s.kv_compare_and_swap("list", Some(b"x"), b"a").unwrap());
+    assert!(s.kv_compare_and_swap("list", None, b"a").unwrap());
+    assert!(!s.kv_compare_and_swap("list", None, b"b").unwrap());
+    assert!(!s.kv_compare_and_swap("list", Some(b"b"), b"c").unwrap());
+    assert!(s.kv_compare_and_swap("list", Some(b"a"), b"\x00c").unwrap());
+    assert_eq!(s.kv_get("list").unwrap().as_deref(), Some(&b"\x00c"[..]));
+    // `None` from the update keeps the value.
+    s.kv_update("list", &mut |_| None).unwrap();
+    assert_eq!(s.kv_get("list").unwrap().as_deref(), Some(&b"\x00c"[..]));
+    // Read-modify-write from several threads: no increment is lost.
+    let (threads, each) = (4, 25);
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| {
+                for _ in 0..each {
+                    s.kv_update("counter", &mut |cur| {
+                        let n: u64 = cur
+                            .map(|b| std::str::from_utf8(b).unwrap().parse().unwrap())
+                            .unwrap_or(0);
+                        Some((n + 1).to_string().into_bytes())
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(
+        s.kv_get("counter").unwrap().as_deref(),
+        Some((threads * each).to_string().as_bytes())
+    );
 }
 
 fn kv(s: &dyn AlertStore) {

@@ -20,8 +20,9 @@ pub(crate) enum ClusterCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Imports an embedded install's events into the cluster's stream, keeping their seqs
-    /// (the upgrade path from one machine). Stop the embedded server first and run this
+    /// Imports an embedded install's events into the cluster's stream, keeping their seqs,
+    /// and its API tokens, console users and settings into PostgreSQL where the cluster has
+    /// none (the upgrade path from one machine). Stop the embedded server first and run this
     /// before any collector publishes; an interrupted import resumes where it stopped, a
     /// finished one does nothing. Then start the store node with the same data directory.
     Import {
@@ -140,6 +141,26 @@ fn import(from: &std::path::Path, config: &std::path::Path, quiet: bool) -> anyh
             report.first,
             report.last
         ),
+    }
+    // The install's tokens, console users and settings become the cluster's (where it has
+    // none yet): its senders and analysts keep working on every node.
+    let state = mamori_server::state_db_path(from);
+    if state.is_file() {
+        let local = mamori_store::SqliteAlertStore::open(&state)
+            .with_context(|| format!("cannot open {}", state.display()))?;
+        let pg = mamori_cluster::PgAlertStore::open(&c.postgres.0, &c.postgres_schema)
+            .map_err(|e| anyhow::anyhow!("[cluster] postgres: {e}"))?;
+        let (copied, kept) = mamori_server::cluster::import_shared_state(&local, &pg)
+            .map_err(|e| anyhow::anyhow!("copying the tokens, users and settings: {e}"))?;
+        if !copied.is_empty() {
+            println!("copied to the cluster: {}", copied.join(", "));
+        }
+        if !kept.is_empty() {
+            println!(
+                "kept the cluster's own (not overwritten): {}",
+                kept.join(", ")
+            );
+        }
     }
     println!(
         "next: run the store node with data_dir = {:?}: it resumes after seq {}",

@@ -87,15 +87,17 @@ pub(crate) fn run(cmd: UserCmd) -> anyhow::Result<i32> {
             dir,
         } => {
             let role = Role::parse(&role).context("unknown role")?;
-            let store = mamori_server::open_state(&dir.resolve()?)?;
+            let store = crate::serve::open_node_state(&dir)?;
+            let store = &*store;
             let p = read_password(password_stdin)?;
-            users::add(&store, &name, role, &p).map_err(anyhow::Error::msg)?;
+            users::add(store, &name, role, &p).map_err(anyhow::Error::msg)?;
             eprintln!("Added user `{name}` ({}).", role.as_str());
         }
         UserCmd::List { dir } => {
-            let store = mamori_server::open_state(&dir.resolve()?)?;
-            for u in users::read(&store).map_err(anyhow::Error::msg)? {
-                let l = users::lockout(&store, &u.name);
+            let store = crate::serve::open_node_state(&dir)?;
+            let store = &*store;
+            for u in users::read(store).map_err(anyhow::Error::msg)? {
+                let l = users::lockout(store, &u.name);
                 let state = if u.disabled {
                     "disabled".to_owned()
                 } else if let Some(t) = l.locked_until.filter(|t| *t > chrono::Utc::now()) {
@@ -113,16 +115,18 @@ pub(crate) fn run(cmd: UserCmd) -> anyhow::Result<i32> {
             }
         }
         UserCmd::Disable { name, dir } => {
-            let store = mamori_server::open_state(&dir.resolve()?)?;
-            if !users::set_disabled(&store, &name, true).map_err(anyhow::Error::msg)? {
+            let store = crate::serve::open_node_state(&dir)?;
+            let store = &*store;
+            if !users::set_disabled(store, &name, true).map_err(anyhow::Error::msg)? {
                 eprintln!("error: no user `{name}`");
                 return Ok(exit::USAGE);
             }
             eprintln!("Disabled user `{name}`.");
         }
         UserCmd::Enable { name, dir } => {
-            let store = mamori_server::open_state(&dir.resolve()?)?;
-            if !users::set_disabled(&store, &name, false).map_err(anyhow::Error::msg)? {
+            let store = crate::serve::open_node_state(&dir)?;
+            let store = &*store;
+            if !users::set_disabled(store, &name, false).map_err(anyhow::Error::msg)? {
                 eprintln!("error: no user `{name}`");
                 return Ok(exit::USAGE);
             }
@@ -133,8 +137,9 @@ pub(crate) fn run(cmd: UserCmd) -> anyhow::Result<i32> {
             password_stdin,
             dir,
         } => {
-            let store = mamori_server::open_state(&dir.resolve()?)?;
-            if users::find(&store, &name)
+            let store = crate::serve::open_node_state(&dir)?;
+            let store = &*store;
+            if users::find(store, &name)
                 .map_err(anyhow::Error::msg)?
                 .is_none()
             {
@@ -142,7 +147,7 @@ pub(crate) fn run(cmd: UserCmd) -> anyhow::Result<i32> {
                 return Ok(exit::USAGE);
             }
             let p = read_password(password_stdin)?;
-            users::set_password(&store, &name, &p).map_err(anyhow::Error::msg)?;
+            users::set_password(store, &name, &p).map_err(anyhow::Error::msg)?;
             eprintln!("Password of `{name}` changed.");
         }
     }

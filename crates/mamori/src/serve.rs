@@ -188,25 +188,41 @@ async fn wait_for_signal() {
     }
 }
 
+/// The state `mamori token` and `mamori user` change: the data directory's `state.db`, or
+/// with `--config` of a cluster node the cluster's tokens and users (PostgreSQL).
+pub(crate) fn open_node_state(
+    dir: &DataDirArgs,
+) -> anyhow::Result<std::sync::Arc<dyn mamori_store::AlertStore>> {
+    let data = dir.resolve()?;
+    let cluster = match dir.config_file() {
+        Some(p) => ServerConfig::load(p)?.cluster,
+        None => None,
+    };
+    Ok(mamori_server::open_node_state(&data, cluster.as_ref())?)
+}
+
 pub(crate) fn run_token(cmd: TokenCmd) -> anyhow::Result<i32> {
     match cmd {
         TokenCmd::Create { name, dir } => {
-            let store = mamori_server::open_state(&dir.resolve()?)?;
-            let t = tokens::create(&store, &name).map_err(anyhow::Error::msg)?;
+            let store = open_node_state(&dir)?;
+            let store = &*store;
+            let t = tokens::create(store, &name).map_err(anyhow::Error::msg)?;
             eprintln!("Created token `{name}`. It is shown only now; store it safely:");
             println!("{t}");
             Ok(exit::OK)
         }
         TokenCmd::List { dir } => {
-            let store = mamori_server::open_state(&dir.resolve()?)?;
-            for t in tokens::list(&store).map_err(anyhow::Error::msg)? {
+            let store = open_node_state(&dir)?;
+            let store = &*store;
+            for t in tokens::list(store).map_err(anyhow::Error::msg)? {
                 println!("{}\t{}", t.name, t.created_at.to_rfc3339());
             }
             Ok(exit::OK)
         }
         TokenCmd::Revoke { name, dir } => {
-            let store = mamori_server::open_state(&dir.resolve()?)?;
-            if tokens::revoke(&store, &name).map_err(anyhow::Error::msg)? {
+            let store = open_node_state(&dir)?;
+            let store = &*store;
+            if tokens::revoke(store, &name).map_err(anyhow::Error::msg)? {
                 eprintln!("Revoked token `{name}`.");
                 Ok(exit::OK)
             } else {

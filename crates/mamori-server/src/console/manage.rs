@@ -24,7 +24,7 @@ use crate::api::{blocking, ApiError, AppState, Authed};
 use crate::rules::RuleOverrides;
 
 /// Key of the alert assignments (alert id → assignment).
-const ASSIGN_KEY: &str = "console/alert-assignees";
+pub const ASSIGN_KEY: &str = "console/alert-assignees";
 /// Key of the rule overrides made in the console.
 pub const RULES_KEY: &str = "console/settings/rules";
 /// Key of the response policy saved from the console (overrides `[response.policy]`).

@@ -16,7 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use mamori_store::AlertStore;
 use serde::{Deserialize, Serialize};
 
-const USERS_KEY: &str = "console/users";
+pub const USERS_KEY: &str = "console/users";
 /// Wrong passwords in a row that lock an account.
 pub const LOCKOUT_AFTER: u32 = 10;
 /// How long a locked account stays locked.
@@ -100,9 +100,21 @@ pub fn read(store: &dyn AlertStore) -> Result<Vec<User>, String> {
     }
 }
 
-fn write(store: &dyn AlertStore, list: &[User]) -> Result<(), String> {
-    let b = serde_json::to_vec(list).map_err(|e| e.to_string())?;
-    store.kv_put(USERS_KEY, &b).map_err(|e| e.to_string())
+/// Changes the user list with `f`, atomically against every other writer (another process,
+/// another cluster node): `f` may run again on a list someone else changed meanwhile.
+fn update<R>(
+    store: &dyn AlertStore,
+    f: impl FnMut(&mut Vec<User>) -> Result<Option<R>, String>,
+) -> Result<Option<R>, String> {
+    crate::kvlist::update(store, USERS_KEY, "user list", f)
+}
+
+/// Changes the named user with `f`; whether the user exists.
+fn update_user(store: &dyn AlertStore, name: &str, f: impl Fn(&mut User)) -> Result<bool, String> {
+    Ok(update(store, |list| {
+        Ok(list.iter_mut().find(|u| u.name == name).map(&f))
+    })?
+    .is_some())
 }
 
 pub fn find(store: &dyn AlertStore, name: &str) -> Result<Option<User>, String> {
@@ -150,30 +162,29 @@ pub fn add(store: &dyn AlertStore, name: &str, role: Role, password: &str) -> Re
             "invalid user name `{name}`: use 1-64 letters, digits, `.`, `_` or `-`"
         ));
     }
-    let hash = hash_password(password)?;
-    let mut list = read(store)?;
-    if list.iter().any(|u| u.name == name) {
-        return Err(format!("a user named `{name}` exists"));
-    }
-    list.push(User {
+    let user = User {
         name: name.to_owned(),
         role,
-        hash,
+        hash: hash_password(password)?,
         disabled: false,
         created_at: Utc::now(),
-    });
-    write(store, &list)
+    };
+    update(store, |list| {
+        if list.iter().any(|u| u.name == name) {
+            return Err(format!("a user named `{name}` exists"));
+        }
+        list.push(user.clone());
+        Ok(Some(()))
+    })?;
+    Ok(())
 }
 
 /// Enables or disables a user; whether the user exists. Disabling ends the user's sessions
 /// at their next request (every request re-reads the user).
 pub fn set_disabled(store: &dyn AlertStore, name: &str, disabled: bool) -> Result<bool, String> {
-    let mut list = read(store)?;
-    let Some(u) = list.iter_mut().find(|u| u.name == name) else {
+    if !update_user(store, name, |u| u.disabled = disabled)? {
         return Ok(false);
-    };
-    u.disabled = disabled;
-    write(store, &list)?;
+    }
     if !disabled {
         // Re-enabling also lifts a lockout.
         store
@@ -186,12 +197,9 @@ pub fn set_disabled(store: &dyn AlertStore, name: &str, disabled: bool) -> Resul
 /// Sets a new password (and lifts a lockout); whether the user exists.
 pub fn set_password(store: &dyn AlertStore, name: &str, password: &str) -> Result<bool, String> {
     let hash = hash_password(password)?;
-    let mut list = read(store)?;
-    let Some(u) = list.iter_mut().find(|u| u.name == name) else {
+    if !update_user(store, name, |u| u.hash = hash.clone())? {
         return Ok(false);
-    };
-    u.hash = hash;
-    write(store, &list)?;
+    }
     store
         .kv_delete(&lockout_key(name))
         .map_err(|e| e.to_string())?;
@@ -200,13 +208,7 @@ pub fn set_password(store: &dyn AlertStore, name: &str, password: &str) -> Resul
 
 /// Changes a user's role; whether the user exists.
 pub fn set_role(store: &dyn AlertStore, name: &str, role: Role) -> Result<bool, String> {
-    let mut list = read(store)?;
-    let Some(u) = list.iter_mut().find(|u| u.name == name) else {
-        return Ok(false);
-    };
-    u.role = role;
-    write(store, &list)?;
-    Ok(true)
+    update_user(store, name, |u| u.role = role)
 }
 
 fn lockout_key(name: &str) -> String {
@@ -233,7 +235,7 @@ pub fn clear_lockout(store: &dyn AlertStore, name: &str) {
     let _ = store.kv_delete(&lockout_key(name));
 }
 
-fn prefs_key(name: &str) -> String {
+pub fn prefs_key(name: &str) -> String {
     format!("console/prefs/{name}")
 }
 

@@ -491,7 +491,7 @@ fn an_embedded_install_is_imported_with_its_seqs_and_its_directory_becomes_the_s
     let (st, v) = emb.post("/api/v1/ingest", &[], body.as_bytes());
     assert_eq!(st, 200, "{v}");
     assert_eq!(emb.search_until("*", 52, Duration::from_secs(60)).len(), 52);
-    // The install's API token stays valid on the store node (same state.db).
+    // The install's API token stays valid on every node (imported into the cluster's tokens).
     let token = emb.token.clone();
     assert_eq!(emb.stop(), Some(0));
 
@@ -518,6 +518,7 @@ fn an_embedded_install_is_imported_with_its_seqs_and_its_directory_becomes_the_s
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let said = text(&out.stdout);
     assert!(said.contains("imported 52 events (seqs 1..=52)"), "{said}");
+    assert!(said.contains("copied to the cluster: api/tokens"), "{said}");
     let again = import(&["--quiet"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
     assert!(
@@ -550,8 +551,14 @@ fn an_embedded_install_is_imported_with_its_seqs_and_its_directory_becomes_the_s
 
     // 2. The cluster: the old directory as the store node, a detector, a collector.
     let store = Server::start(&store_cfg, Some(token));
-    let det = Server::start(&cfg("det", "[\"detector\"]", "[0, 1]"), None);
-    let col = Server::start(&cfg("col", "[\"collector\"]", "[]"), None);
+    let det = Server::start(
+        &cfg("det", "[\"detector\"]", "[0, 1]"),
+        Some(store.token.clone()),
+    );
+    let col = Server::start(
+        &cfg("col", "[\"collector\"]", "[]"),
+        Some(store.token.clone()),
+    );
     let (st, v) = col.post(
         "/api/v1/ingest",
         &[],
@@ -609,7 +616,9 @@ fn a_request_with_an_idempotency_key_repeated_at_another_collector_is_stored_onc
     let cfg =
         |node, roles| cluster_config(dir.path(), &urls, &guard.name, node, "hq", roles, "[]", "");
     let tokyo = Server::start(&cfg("tokyo", "[\"collector\"]"), None);
-    let osaka = Server::start(&cfg("osaka", "[\"collector\"]"), None);
+    // The cluster's tokens are shared: the sender uses one token at both collectors, and its
+    // name scopes the key.
+    let osaka = Server::start(&cfg("osaka", "[\"collector\"]"), Some(tokyo.token.clone()));
     let store = Server::start(&cfg("store", "[\"store\"]"), None);
     let keyed: String = (0..3)
         .map(|n| format!("{{\"message\":\"keyed\",\"n\":{n}}}\n"))
@@ -631,7 +640,7 @@ fn a_request_with_an_idempotency_key_repeated_at_another_collector_is_stored_onc
     let (st, v) = tokyo.post(
         "/api/v1/ingest",
         &[],
-        b"{\"message\":\"forged id\",\"mamori.ingest_id\":\"e2e/batch-7/0\"}\n",
+        b"{\"message\":\"forged id\",\"mamori.ingest_id\":\"e2e-tokyo/batch-7/0\"}\n",
     );
     assert_eq!(st, 200, "{v}");
     let (st, v) = tokyo.post(
@@ -660,5 +669,12 @@ fn a_request_with_an_idempotency_key_repeated_at_another_collector_is_stored_onc
         .map(|h| h["fields"]["mamori.ingest_id"].as_str().unwrap())
         .collect();
     ids.sort_unstable();
-    assert_eq!(ids, ["e2e/batch-7/0", "e2e/batch-7/1", "e2e/batch-7/2"]);
+    assert_eq!(
+        ids,
+        [
+            "e2e-tokyo/batch-7/0",
+            "e2e-tokyo/batch-7/1",
+            "e2e-tokyo/batch-7/2"
+        ]
+    );
 }

@@ -77,7 +77,9 @@ fn three_nats_nodes_one_killed_with_a_detector_and_a_collector_every_acknowledge
     let det2_cfg = cfg("det2", "hq", "[\"detector\"]", "[1]");
     let store_cfg = cfg("store", "hq", "[\"store\"]", "[]");
     let col_a = Server::start(&a_cfg, None);
-    let col_b = Server::start(&b_cfg, None);
+    // One token for both collectors (the cluster shares them): the keyed retries below are
+    // scoped by its name wherever they land.
+    let col_b = Server::start(&b_cfg, Some(col_a.token.clone()));
     let det1 = Server::start(&det1_cfg, None);
     let det2 = Server::start(&det2_cfg, None);
     let store = Server::start(&store_cfg, None);

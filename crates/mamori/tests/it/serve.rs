@@ -56,7 +56,17 @@ impl Server {
     /// (e.g. `ulimit -n 256`).
     pub(crate) fn start_under(cfg: &Path, token: Option<String>, shell: Option<&str>) -> Server {
         let token = token.unwrap_or_else(|| {
-            let out = mamori(&["token", "create", "e2e", "--config", cfg.to_str().unwrap()]);
+            // A cluster's tokens are shared (PostgreSQL): one name per node there.
+            let name = match std::fs::read_to_string(cfg) {
+                Ok(c) if c.contains("[cluster]") => format!(
+                    "e2e-{}",
+                    cfg.parent()
+                        .and_then(|d| d.file_name())
+                        .map_or("node".into(), |n| n.to_string_lossy())
+                ),
+                _ => "e2e".to_owned(),
+            };
+            let out = mamori(&["token", "create", &name, "--config", cfg.to_str().unwrap()]);
             assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
             text(&out.stdout).trim().to_owned()
         });
