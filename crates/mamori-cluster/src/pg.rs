@@ -207,6 +207,19 @@ impl PgAlertStore {
         rx.recv().map_err(|_| closed())?
     }
 
+    /// The alert an occurrence was recorded as (see [`PgAlertStore::insert_alert_once`]).
+    pub fn occurrence_alert(&self, occurrence: &str) -> Result<Option<AlertId>> {
+        let occ = occurrence.to_owned();
+        self.call(move |c| {
+            Ok(c.query_opt(
+                "SELECT alert_id FROM alert_occurrences WHERE occurrence = $1",
+                &[&occ],
+            )
+            .map_err(pg)?
+            .map(|r| AlertId(r.get(0))))
+        })
+    }
+
     /// [`AlertStore::insert_alert`], at most once per `occurrence` (an id the caller derives
     /// from what caused the alert, e.g. `event seq|rule`): `Ok(None)` when that occurrence was
     /// recorded before (a redelivered message), and nothing changes.

@@ -123,6 +123,12 @@ fn an_occurrence_is_recorded_once() {
     let a = store.get_alert(first.unwrap().id()).unwrap().unwrap();
     assert_eq!((a.count, a.event_seqs.clone()), (2, vec![7, 8]));
     assert_eq!(store.count("alert_occurrences").unwrap(), 2);
+    // A redelivery finds the alert its occurrence was recorded as (handed on again).
+    assert_eq!(
+        store.occurrence_alert("7|brute").unwrap(),
+        Some(first.unwrap().id())
+    );
+    assert_eq!(store.occurrence_alert("9|brute").unwrap(), None);
     // Validation happens before anything is written.
     let mut big = alert("k", vec![9]);
     big.title = "x".repeat(10_000);

@@ -545,19 +545,23 @@ struct DetectorCtx {
     alert_tx: broadcast::Sender<Alert>,
 }
 
-/// Records an alert once per occurrence and, when it was recorded now (not a redelivery),
-/// hands the stored alert to the node's incident service.
+/// Records an alert once per occurrence and hands the stored alert to the node's incident
+/// service — also on a redelivery, whose alert was recorded before: the detector that
+/// recorded it may have died before handing it on, and grouping an alert again only finds it
+/// linked already (`Outcome::AlreadyLinked`, nothing changes).
 fn record_once(
     pg: &PgAlertStore,
     tx: &broadcast::Sender<Alert>,
     a: &NewAlert,
     occurrence: &str,
 ) -> mamori_store::Result<()> {
-    if let Some(outcome) = pg.insert_alert_once(a, occurrence)? {
-        if tx.receiver_count() > 0 {
-            if let Some(full) = pg.get_alert(outcome.id())? {
-                let _ = tx.send(full);
-            }
+    let id = match pg.insert_alert_once(a, occurrence)? {
+        Some(outcome) => Some(outcome.id()),
+        None => pg.occurrence_alert(occurrence)?,
+    };
+    if let (Some(id), true) = (id, tx.receiver_count() > 0) {
+        if let Some(full) = pg.get_alert(id)? {
+            let _ = tx.send(full);
         }
     }
     Ok(())

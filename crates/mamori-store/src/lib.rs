@@ -163,11 +163,7 @@ pub trait AlertStore: Send + Sync {
     /// Replaces `key`'s value with what `f` makes of the current one (`None` from `f`: leave
     /// it as it is), retrying on a concurrent change, so two read-modify-write updates never
     /// lose one of them. `f` may run more than once.
-    fn kv_update(
-        &self,
-        key: &str,
-        f: &mut KvUpdate<'_>,
-    ) -> Result<()> {
+    fn kv_update(&self, key: &str, f: &mut KvUpdate<'_>) -> Result<()> {
         for _ in 0..KV_UPDATE_TRIES {
             let cur = self.kv_get(key)?;
             let Some(new) = f(cur.as_deref()) else {
