@@ -58,7 +58,7 @@ macro_rules! case_store_suite {
 }
 
 /// 2026-05-01T00:00:00Z plus `h` hours.
-fn t(h: i64) -> DateTime<Utc> {
+pub fn t(h: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap() + TimeDelta::hours(h)
 }
 
@@ -68,7 +68,7 @@ fn tm(min: i64) -> DateTime<Utc> {
 }
 
 /// Alert `id` of rule `r<id>` at hour `h`.
-fn alert(id: i64, h: i64, level: Level, entities: &[(&str, &str)]) -> AlertInput {
+pub fn alert(id: i64, h: i64, level: Level, entities: &[(&str, &str)]) -> AlertInput {
     AlertInput {
         alert_id: id,
         rule_id: RuleId(format!("r{id}").into()),

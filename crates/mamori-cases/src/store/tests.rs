@@ -3,32 +3,11 @@
 
 use std::path::PathBuf;
 
-use chrono::{TimeDelta, TimeZone};
-use mamori_event::RuleId;
 use rusqlite::Connection;
 
 use super::*;
 
-fn t(h: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap() + TimeDelta::hours(h)
-}
-
-fn alert(id: i64, h: i64, level: Level, entities: &[(&str, &str)]) -> AlertInput {
-    AlertInput {
-        alert_id: id,
-        rule_id: RuleId(format!("r{id}").into()),
-        title: format!("Alert {id}"),
-        title_ja: None,
-        level,
-        time: t(h),
-        entities: entities
-            .iter()
-            .map(|(f, v)| (f.to_string(), v.to_string()))
-            .collect(),
-        tags: vec![],
-        event_seqs: vec![id as u64],
-    }
-}
+use crate::testsuite::{alert, t};
 
 fn file() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
