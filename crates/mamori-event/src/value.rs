@@ -1,5 +1,7 @@
 use std::borrow::Cow;
 
+use crate::Text;
+
 /// A typed field value. Readers type values when they know the type (a port is an `Int`, a
 /// status code is an `Int`); matching compares numbers numerically and strings textually, and
 /// renders numbers as text for string patterns (so `EventID: 4688` matches `"4688"` and `4688`).
@@ -9,12 +11,13 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(Box<str>),
+    /// Text, usually a slice of its event's one shared buffer ([`Text`]).
+    Str(Text),
     List(Vec<Value>),
 }
 
 impl Value {
-    pub fn str(s: impl Into<Box<str>>) -> Value {
+    pub fn str(s: impl Into<Text>) -> Value {
         Value::Str(s.into())
     }
 
@@ -26,7 +29,7 @@ impl Value {
             Value::Bool(false) => Cow::Borrowed("false"),
             Value::Int(i) => Cow::Owned(i.to_string()),
             Value::Float(f) => Cow::Owned(f.to_string()),
-            Value::Str(s) => Cow::Borrowed(s),
+            Value::Str(s) => Cow::Borrowed(s.as_str()),
             Value::List(items) => Cow::Owned(
                 items
                     .iter()
@@ -55,6 +58,16 @@ impl Value {
         }
     }
 
+    /// A copy whose text has buffers of its own ([`Text::detached`]): keeping it does not keep
+    /// the rest of its event's shared buffer alive.
+    pub fn detached(&self) -> Value {
+        match self {
+            Value::Str(s) => Value::Str(s.detached()),
+            Value::List(items) => Value::List(items.iter().map(Value::detached).collect()),
+            other => other.clone(),
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
@@ -67,7 +80,7 @@ impl Value {
             Value::Float(f) => serde_json::Number::from_f64(*f)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
-            Value::Str(s) => serde_json::Value::String(s.to_string()),
+            Value::Str(s) => serde_json::Value::String(s.as_str().to_owned()),
             Value::List(items) => {
                 serde_json::Value::Array(items.iter().map(Value::to_json).collect())
             }
@@ -135,7 +148,13 @@ impl From<&str> for Value {
 
 impl From<String> for Value {
     fn from(s: String) -> Value {
-        Value::Str(s.into_boxed_str())
+        Value::Str(s.into())
+    }
+}
+
+impl From<Text> for Value {
+    fn from(s: Text) -> Value {
+        Value::Str(s)
     }
 }
 
