@@ -94,7 +94,9 @@ impl Value {
             Value::Bool(true) => out.extend_from_slice(b"true"),
             Value::Bool(false) => out.extend_from_slice(b"false"),
             Value::Int(i) => {
-                let _ = serde_json::to_writer(&mut *out, i);
+                use std::io::Write;
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{i}");
             }
             Value::Float(_) => {
                 let _ = serde_json::to_writer(&mut *out, &self.to_json());
@@ -164,8 +166,37 @@ impl From<i64> for Value {
     }
 }
 
-/// Appends `s` as a JSON string literal (quoted and escaped).
+/// Appends `s` as a JSON string literal, quoted and escaped exactly as `serde_json` writes
+/// it (`\"`, `\\`, `\b\f\n\r\t`, other control characters as `\u00xx`), but copying the
+/// runs between escapes whole instead of going through a serializer.
 pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(out, s);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(b.get(start..i).unwrap_or_default());
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 0xf)]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(b.get(start..).unwrap_or_default());
+    out.push(b'"');
 }

@@ -316,7 +316,14 @@ fn get<'o>(obj: &'o Obj, buf: &str, k: &str) -> Option<&'o Lazy> {
 fn looks_nested(v: &Lazy, buf: &str) -> bool {
     match v {
         Lazy::Str(s) => {
-            let t = s.of(buf).trim();
+            let s = s.of(buf);
+            // Most strings start with a byte that is neither `{` nor whitespace: no trimming.
+            if let Some(&c) = s.as_bytes().first() {
+                if c != b'{' && c.is_ascii() && !c.is_ascii_whitespace() && c != 0x0b {
+                    return false;
+                }
+            }
+            let t = s.trim();
             t.len() >= 2
                 && t.starts_with('{')
                 && t.ends_with('}')
