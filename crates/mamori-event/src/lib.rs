@@ -8,9 +8,14 @@
 //! where the reader knows one (`source.ip`, `user.name`, …), so rules written against either
 //! resolve.
 //!
+//! String values are [`Text`]: slices of a shared buffer. The JSON reader gives each event one
+//! buffer (its line, with unescaped strings appended), so reading an event allocates once for
+//! all its strings rather than once per field, and copying a value is a reference count.
+//!
 //! This crate does no I/O.
 
 mod name;
+mod text;
 mod value;
 
 #[cfg(test)]
@@ -26,6 +31,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use name::{FieldName, Interner};
+pub use text::Text;
 pub use value::Value;
 
 /// The format a reader recognised; used for the summary and to pick logsource defaults.
@@ -221,10 +227,22 @@ impl Event {
     pub fn fields_json_text(&self) -> String {
         let mut out = Vec::with_capacity(self.raw.len() + 16 * self.fields.len() + 2);
         out.push(b'{');
+        // Signatures of the names written so far (length and two bytes in a 64-bit filter): a
+        // name is compared with the earlier ones only when its bit was already set, so an
+        // event of distinct names costs no quadratic scan.
+        let mut written = 0u64;
         for (i, (n, v)) in self.fields.iter().enumerate() {
-            let seen = self.fields[..i]
-                .iter()
-                .any(|(m, _)| std::ptr::eq(m.as_str().as_ptr(), n.as_str().as_ptr()) || m == n);
+            let b = n.as_str().as_bytes();
+            let bit = 1u64
+                << ((b.len() as u64 * 7
+                    + u64::from(b.first().copied().unwrap_or(0)) * 3
+                    + u64::from(b.last().copied().unwrap_or(0)))
+                    % 64);
+            let seen = written & bit != 0
+                && self.fields[..i]
+                    .iter()
+                    .any(|(m, _)| std::ptr::eq(m.as_str().as_ptr(), n.as_str().as_ptr()) || m == n);
+            written |= bit;
             if seen {
                 continue;
             }

@@ -118,3 +118,25 @@ fn intern_seq_gives_the_interned_name_whatever_the_order() {
     }
     assert_eq!(names.len(), 4);
 }
+
+#[test]
+fn json_strings_are_escaped_as_serde_json_escapes_them() {
+    let mut all: String = (0u8..0x80).map(char::from).collect();
+    all.push_str("é日本\u{7f}\u{2028}\"\\x");
+    let mut cases: Vec<String> = vec![all, String::new(), "plain".into(), "\"".into()];
+    cases.extend((0u8..0x20).map(|c| format!("a{}b", char::from(c))));
+    for s in cases {
+        let mut got = Vec::new();
+        value::write_json_str(&mut got, &s);
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            serde_json::to_string(&s).unwrap(),
+            "{s:?}"
+        );
+    }
+    for i in [0, -1, i64::MIN, i64::MAX, 4688] {
+        let mut got = Vec::new();
+        Value::Int(i).write_json(&mut got);
+        assert_eq!(got, serde_json::to_vec(&i).unwrap());
+    }
+}

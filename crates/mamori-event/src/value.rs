@@ -1,5 +1,7 @@
 use std::borrow::Cow;
 
+use crate::Text;
+
 /// A typed field value. Readers type values when they know the type (a port is an `Int`, a
 /// status code is an `Int`); matching compares numbers numerically and strings textually, and
 /// renders numbers as text for string patterns (so `EventID: 4688` matches `"4688"` and `4688`).
@@ -9,12 +11,13 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(Box<str>),
+    /// Text, usually a slice of its event's one shared buffer ([`Text`]).
+    Str(Text),
     List(Vec<Value>),
 }
 
 impl Value {
-    pub fn str(s: impl Into<Box<str>>) -> Value {
+    pub fn str(s: impl Into<Text>) -> Value {
         Value::Str(s.into())
     }
 
@@ -26,7 +29,7 @@ impl Value {
             Value::Bool(false) => Cow::Borrowed("false"),
             Value::Int(i) => Cow::Owned(i.to_string()),
             Value::Float(f) => Cow::Owned(f.to_string()),
-            Value::Str(s) => Cow::Borrowed(s),
+            Value::Str(s) => Cow::Borrowed(s.as_str()),
             Value::List(items) => Cow::Owned(
                 items
                     .iter()
@@ -55,6 +58,16 @@ impl Value {
         }
     }
 
+    /// A copy whose text has buffers of its own ([`Text::detached`]): keeping it does not keep
+    /// the rest of its event's shared buffer alive.
+    pub fn detached(&self) -> Value {
+        match self {
+            Value::Str(s) => Value::Str(s.detached()),
+            Value::List(items) => Value::List(items.iter().map(Value::detached).collect()),
+            other => other.clone(),
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
@@ -67,7 +80,7 @@ impl Value {
             Value::Float(f) => serde_json::Number::from_f64(*f)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
-            Value::Str(s) => serde_json::Value::String(s.to_string()),
+            Value::Str(s) => serde_json::Value::String(s.as_str().to_owned()),
             Value::List(items) => {
                 serde_json::Value::Array(items.iter().map(Value::to_json).collect())
             }
@@ -81,7 +94,9 @@ impl Value {
             Value::Bool(true) => out.extend_from_slice(b"true"),
             Value::Bool(false) => out.extend_from_slice(b"false"),
             Value::Int(i) => {
-                let _ = serde_json::to_writer(&mut *out, i);
+                use std::io::Write;
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "{i}");
             }
             Value::Float(_) => {
                 let _ = serde_json::to_writer(&mut *out, &self.to_json());
@@ -135,7 +150,13 @@ impl From<&str> for Value {
 
 impl From<String> for Value {
     fn from(s: String) -> Value {
-        Value::Str(s.into_boxed_str())
+        Value::Str(s.into())
+    }
+}
+
+impl From<Text> for Value {
+    fn from(s: Text) -> Value {
+        Value::Str(s)
     }
 }
 
@@ -145,8 +166,37 @@ impl From<i64> for Value {
     }
 }
 
-/// Appends `s` as a JSON string literal (quoted and escaped).
+/// Appends `s` as a JSON string literal, quoted and escaped exactly as `serde_json` writes
+/// it (`\"`, `\\`, `\b\f\n\r\t`, other control characters as `\u00xx`), but copying the
+/// runs between escapes whole instead of going through a serializer.
 pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(out, s);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => &[],
+            _ => continue,
+        };
+        out.extend_from_slice(b.get(start..i).unwrap_or_default());
+        if esc.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(c >> 4)]);
+            out.push(HEX[usize::from(c & 0xf)]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(b.get(start..).unwrap_or_default());
+    out.push(b'"');
 }

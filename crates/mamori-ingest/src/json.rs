@@ -27,6 +27,7 @@ use crate::input::{io_message, Line, LineReader};
 
 mod fast;
 use crate::{syslog, windows, Ctx, Error, Result};
+pub(crate) use fast::Scratch;
 
 /// Documents up to this size are parsed whole; larger ones are streamed.
 const WHOLE_DOCUMENT_LIMIT: u64 = 64 * 1024 * 1024;
@@ -34,7 +35,7 @@ const WHOLE_DOCUMENT_LIMIT: u64 = 64 * 1024 * 1024;
 /// Parses one JSON object (a JSON Lines line, an HTTP body) into an event. Invalid UTF-8 is
 /// replaced, not rejected.
 pub fn parse_json_object(text: &[u8], origin: Origin, names: &mut Interner) -> Result<Event> {
-    if let Some(ev) = fast::parse(text, &origin, names) {
+    if let Some(ev) = fast::parse(text, &origin, names, &mut Scratch::default()) {
         return Ok(ev);
     }
     let value = parse_bytes(text)?;
@@ -618,7 +619,7 @@ fn json_line(ctx: &mut Ctx<'_>, bytes: &[u8], number: u64, offset: u64) {
         return;
     }
     let origin = ctx.origin(Some(number), None, offset);
-    if let Some(ev) = fast::parse(t, &origin, &mut ctx.names) {
+    if let Some(ev) = fast::parse(t, &origin, &mut ctx.names, &mut ctx.json) {
         ctx.emit(ev);
         return;
     }

@@ -352,6 +352,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) report: &'a mut FileReport,
     pub(crate) sink: &'a mut dyn FnMut(Event),
     pub(crate) names: Interner,
+    /// The JSON fast path's buffers, reused from line to line.
+    pub(crate) json: json::Scratch,
     pub(crate) opts: &'a ReadOptions,
 }
 
@@ -423,6 +425,7 @@ pub fn read_file(path: &Path, opts: &ReadOptions, sink: &mut dyn FnMut(Event)) -
         report: &mut report,
         sink,
         names: Interner::new(),
+        json: json::Scratch::default(),
         opts,
     };
     match format {

@@ -44,7 +44,7 @@ pub(crate) fn flatten_event(event: &Map<String, Json>, ev: &mut Event, names: &m
     }
     if let Some(Value::Str(t)) = ev.get("TimeCreated").cloned() {
         ev.timestamp = parse_timestamp(&t);
-        ev.timestamp_raw = Some(t);
+        ev.timestamp_raw = Some(t.as_str().into());
     }
 }
 
@@ -210,7 +210,9 @@ fn typed_system(name: &str, v: &Json) -> Value {
 /// ECS copies for a Windows event that already has its original names. Also sets
 /// `logsource.product = windows` (the engine derives the service from `Channel`).
 pub(crate) fn add_windows_ecs(ev: &mut Event, names: &mut Interner) {
-    ev.logsource.product = Some(names.intern("windows"));
+    // Interned in sequence: the copies follow the record's own names in the same order from
+    // record to record, so the names are found without hashing ([`Interner::intern_seq`]).
+    ev.logsource.product = Some(names.intern_seq("windows"));
     // One pass finds the first value of every name read below (what `ev.get` would return).
     const WANTED: [&str; 13] = [
         "NewProcessName",
@@ -238,7 +240,7 @@ pub(crate) fn add_windows_ecs(ev: &mut Event, names: &mut Interner) {
         let w = WANTED.iter().position(|w| *w == name)?;
         at[w].map(|i| &fields[i].1)
     };
-    let mut add: Vec<(&'static str, Value)> = Vec::new();
+    let mut add: Vec<(&'static str, Value)> = Vec::with_capacity(10);
     // Security 4688 names the image `NewProcessName`; Sysmon-style rules (and the benchmark
     // file) use `Image` / `ParentImage`.
     for (from, to) in [
@@ -273,34 +275,42 @@ pub(crate) fn add_windows_ecs(ev: &mut Event, names: &mut Interner) {
         .iter()
         .find_map(|k| nonempty_text(get(k)));
     if let Some(u) = user {
-        add.push(("user.name", Value::from(u)));
+        add.push(("user.name", u));
     }
     let ip = ["IpAddress", "SourceAddress", "SourceIp"]
         .iter()
         .find_map(|k| nonempty_text(get(k)));
     if let Some(ip) = ip {
-        add.push(("source.ip", Value::from(ip)));
+        add.push(("source.ip", ip));
     }
     if let Some(c) = nonempty_text(get("CommandLine")) {
-        add.push(("process.command_line", Value::from(c)));
+        add.push(("process.command_line", c));
     }
     // `Image` as it was before the copies above (`NewProcessName` otherwise).
     if let Some(i) = ["Image", "NewProcessName"]
         .iter()
         .find_map(|k| nonempty_text(get(k)))
     {
-        add.push(("process.executable", Value::from(i)));
+        add.push(("process.executable", i));
     }
     for (n, v) in add {
-        let n = names.intern(n);
+        let n = names.intern_seq(n);
         ev.push(n, v);
     }
     crate::vendor::windows::normalize(ev, names);
 }
 
-/// Text of a value unless it is empty or the Windows placeholder `-`.
-fn nonempty_text(v: Option<&Value>) -> Option<String> {
-    let t = v?.to_text();
-    let t = t.trim();
-    (!t.is_empty() && t != "-").then(|| t.to_owned())
+/// A value as text unless it is empty or the Windows placeholder `-`: a string value that
+/// needs no trimming is shared, not copied.
+fn nonempty_text(v: Option<&Value>) -> Option<Value> {
+    let v = v?;
+    let t = v.to_text();
+    let trimmed = t.trim();
+    if trimmed.is_empty() || trimmed == "-" {
+        return None;
+    }
+    Some(match v {
+        Value::Str(s) if s.len() == trimmed.len() => Value::Str(s.clone()),
+        _ => Value::from(trimmed),
+    })
 }

@@ -85,7 +85,8 @@ fn slim(ev: &Event, names: &[String]) -> Event {
     out.logsource = ev.logsource.clone();
     for (n, v) in ev.fields() {
         if names.iter().any(|x| x == n.as_str()) {
-            out.push(n.clone(), v.clone());
+            // Detached: a value shares its event's whole line otherwise.
+            out.push(n.clone(), v.detached());
         }
     }
     out

@@ -1,5 +1,8 @@
-//! The fast path for one JSON object: parsed into a borrowed tree (keys and strings point into
-//! the line unless they hold escapes; no map is hashed), flattened straight into the event.
+//! The fast path for one JSON object: parsed into a tree whose strings are spans of one
+//! buffer — the line itself, with the strings that held escapes appended unescaped — and
+//! flattened straight into the event, whose string values are slices of that one buffer
+//! ([`Text`]): one allocation for all of an event's strings, none per field. The buffer, the
+//! tree's vectors and the path are scratch reused from line to line ([`Scratch`]).
 //!
 //! It serves the plain shapes, flat Windows records (NXLog / `windows-flat.jsonl`) and generic
 //! JSON, and gives up — `None`, the caller takes the general path over `serde_json::Value` —
@@ -7,113 +10,209 @@
 //! string, `Event.System`, Winlogbeat, CloudTrail, journald, Docker lines, and repeated keys.
 //! Both paths give the same event (tested over every shape in `json::tests`).
 
-use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
-use mamori_event::{Event, Format, Interner, Origin, Value};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use mamori_event::{Event, Format, Interner, Origin, Text, Value};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::{parse_timestamp, windows, EVENT_DATA_KEYS, TIMESTAMP_KEYS};
 
-/// A JSON value borrowing from the input where it can.
+/// A string of the record: a range of the scratch buffer.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Span {
+    fn range(self) -> Range<usize> {
+        self.start..self.start + self.len
+    }
+
+    fn of(self, buf: &str) -> &str {
+        buf.get(self.range()).unwrap_or_default()
+    }
+}
+
+/// A JSON value whose strings are [`Span`]s.
 #[derive(Debug)]
-pub(super) enum Lazy<'a> {
+enum Lazy {
     Null,
     Bool(bool),
     I64(i64),
     U64(u64),
     F64(f64),
-    Str(Cow<'a, str>),
-    Arr(Vec<Lazy<'a>>),
-    Obj(Vec<(Cow<'a, str>, Lazy<'a>)>),
+    Str(Span),
+    Arr(Vec<Lazy>),
+    Obj(Vec<(Span, Lazy)>),
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Lazy<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Lazy<'a>, D::Error> {
-        d.deserialize_any(LazyVisitor)
+/// What the fast path reuses between lines (one per reader).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pools: Pools,
+    path: String,
+}
+
+#[derive(Default)]
+struct Pools {
+    /// The line, then the unescaped strings.
+    buf: String,
+    objs: Vec<Vec<(Span, Lazy)>>,
+    arrs: Vec<Vec<Lazy>>,
+}
+
+/// Most vectors of each kind kept for reuse, and the largest kept.
+const POOL: usize = 64;
+const POOL_CAPACITY: usize = 1024;
+/// A buffer grown past this by a huge line is not kept.
+const BUF_KEPT: usize = 1 << 20;
+
+impl Pools {
+    fn recycle(&mut self, v: Lazy) {
+        match v {
+            Lazy::Obj(mut o) => {
+                for (_, x) in o.drain(..) {
+                    self.recycle(x);
+                }
+                if self.objs.len() < POOL && o.capacity() <= POOL_CAPACITY {
+                    self.objs.push(o);
+                }
+            }
+            Lazy::Arr(mut a) => {
+                for x in a.drain(..) {
+                    self.recycle(x);
+                }
+                if self.arrs.len() < POOL && a.capacity() <= POOL_CAPACITY {
+                    self.arrs.push(a);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
-struct LazyVisitor;
+/// Deserialises one value of the line at `base..base + len` into a [`Lazy`]: a borrowed
+/// string is a span of the line (which starts the buffer), an escaped one is appended.
+struct Seed<'p> {
+    base: usize,
+    len: usize,
+    p: &'p mut Pools,
+}
 
-impl<'de> Visitor<'de> for LazyVisitor {
-    type Value = Lazy<'de>;
+impl Seed<'_> {
+    fn child(&mut self) -> Seed<'_> {
+        Seed {
+            base: self.base,
+            len: self.len,
+            p: &mut *self.p,
+        }
+    }
+
+    fn borrowed(&mut self, s: &str) -> Span {
+        let off = (s.as_ptr() as usize).wrapping_sub(self.base);
+        if off <= self.len && s.len() <= self.len - off {
+            Span {
+                start: off,
+                len: s.len(),
+            }
+        } else {
+            self.owned(s)
+        }
+    }
+
+    fn owned(&mut self, s: &str) -> Span {
+        let start = self.p.buf.len();
+        self.p.buf.push_str(s);
+        Span {
+            start,
+            len: s.len(),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Lazy;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Lazy, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
+    type Value = Lazy;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_unit<E>(self) -> Result<Lazy<'de>, E> {
+    fn visit_unit<E>(self) -> Result<Lazy, E> {
         Ok(Lazy::Null)
     }
-    fn visit_none<E>(self) -> Result<Lazy<'de>, E> {
+    fn visit_none<E>(self) -> Result<Lazy, E> {
         Ok(Lazy::Null)
     }
-    fn visit_bool<E>(self, b: bool) -> Result<Lazy<'de>, E> {
+    fn visit_bool<E>(self, b: bool) -> Result<Lazy, E> {
         Ok(Lazy::Bool(b))
     }
-    fn visit_i64<E>(self, i: i64) -> Result<Lazy<'de>, E> {
+    fn visit_i64<E>(self, i: i64) -> Result<Lazy, E> {
         Ok(Lazy::I64(i))
     }
-    fn visit_u64<E>(self, u: u64) -> Result<Lazy<'de>, E> {
+    fn visit_u64<E>(self, u: u64) -> Result<Lazy, E> {
         Ok(match i64::try_from(u) {
             Ok(i) => Lazy::I64(i),
             Err(_) => Lazy::U64(u),
         })
     }
-    fn visit_f64<E>(self, f: f64) -> Result<Lazy<'de>, E> {
+    fn visit_f64<E>(self, f: f64) -> Result<Lazy, E> {
         Ok(Lazy::F64(f))
     }
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Lazy<'de>, E> {
-        Ok(Lazy::Str(Cow::Borrowed(s)))
+    fn visit_borrowed_str<E>(mut self, s: &'de str) -> Result<Lazy, E> {
+        Ok(Lazy::Str(self.borrowed(s)))
     }
-    fn visit_str<E>(self, s: &str) -> Result<Lazy<'de>, E> {
-        Ok(Lazy::Str(Cow::Owned(s.to_owned())))
+    fn visit_str<E>(mut self, s: &str) -> Result<Lazy, E> {
+        Ok(Lazy::Str(self.owned(s)))
     }
-    fn visit_string<E>(self, s: String) -> Result<Lazy<'de>, E> {
-        Ok(Lazy::Str(Cow::Owned(s)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lazy<'de>, A::Error> {
-        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(x) = seq.next_element()? {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Lazy, A::Error> {
+        let mut v = self.p.arrs.pop().unwrap_or_default();
+        while let Some(x) = seq.next_element_seed(self.child())? {
             v.push(x);
         }
         Ok(Lazy::Arr(v))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Lazy<'de>, A::Error> {
-        let mut v: Vec<(Cow<'de, str>, Lazy<'de>)> = Vec::with_capacity(32);
-        while let Some(k) = map.next_key::<Key<'de>>()? {
-            v.push((k.0, map.next_value()?));
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Lazy, A::Error> {
+        let mut v = self.p.objs.pop().unwrap_or_else(|| Vec::with_capacity(32));
+        while let Some(k) = map.next_key_seed(KeySeed(self.child()))? {
+            v.push((k, map.next_value_seed(self.child())?));
         }
         Ok(Lazy::Obj(v))
     }
 }
 
-/// An object key, borrowed unless it holds escapes.
-struct Key<'a>(Cow<'a, str>);
+/// An object key, as a span like any string.
+struct KeySeed<'p>(Seed<'p>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'a>, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Span;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Span, D::Error> {
+        d.deserialize_str(self)
     }
 }
 
-type Obj<'a> = [(Cow<'a, str>, Lazy<'a>)];
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Span;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_borrowed_str<E: de::Error>(mut self, s: &'de str) -> Result<Span, E> {
+        Ok(self.0.borrowed(s))
+    }
+    fn visit_str<E: de::Error>(mut self, s: &str) -> Result<Span, E> {
+        Ok(self.0.owned(s))
+    }
+}
+
+type Obj = [(Span, Lazy)];
 
 /// The keys the shape checks below read, found in one pass over the object instead of one
 /// linear search each (an object has 10–90 keys; there are some 25 lookups per record).
@@ -169,53 +268,61 @@ fn known(k: &str) -> Option<usize> {
 }
 
 /// Positions of the [`KNOWN`] keys in one object (the first occurrence of each).
-struct Index<'o, 'a> {
-    obj: &'o Obj<'a>,
+struct Index<'o> {
+    obj: &'o Obj,
+    buf: &'o str,
     at: [u32; KNOWN.len()],
 }
 
 const ABSENT: u32 = u32::MAX;
 
-impl<'o, 'a> Index<'o, 'a> {
-    fn new(obj: &'o Obj<'a>) -> Index<'o, 'a> {
+impl<'o> Index<'o> {
+    fn new(obj: &'o Obj, buf: &'o str) -> Index<'o> {
         let mut at = [ABSENT; KNOWN.len()];
         for (i, (k, _)) in obj.iter().enumerate() {
-            if let Some(w) = known(k) {
+            if let Some(w) = known(k.of(buf)) {
                 if at[w] == ABSENT {
-                    at[w] = i as u32;
+                    at[w] = u32::try_from(i).unwrap_or(ABSENT);
                 }
             }
         }
-        Index { obj, at }
+        Index { obj, buf, at }
     }
 
-    fn get(&self, k: &str) -> Option<&'o Lazy<'a>> {
+    fn get(&self, k: &str) -> Option<&'o Lazy> {
         match known(k) {
             Some(w) => match self.at[w] {
                 ABSENT => None,
-                i => Some(&self.obj[i as usize].1),
+                i => self.obj.get(i as usize).map(|(_, v)| v),
             },
-            None => get(self.obj, k),
+            None => get(self.obj, self.buf, k),
         }
     }
 
     fn str_of(&self, k: &str) -> Option<&'o str> {
         match self.get(k) {
-            Some(Lazy::Str(s)) => Some(s),
+            Some(Lazy::Str(s)) => Some(s.of(self.buf)),
             _ => None,
         }
     }
 }
 
-fn get<'o, 'a>(obj: &'o Obj<'a>, k: &str) -> Option<&'o Lazy<'a>> {
-    obj.iter().find(|(n, _)| n == k).map(|(_, v)| v)
+fn get<'o>(obj: &'o Obj, buf: &str, k: &str) -> Option<&'o Lazy> {
+    obj.iter().find(|(n, _)| n.of(buf) == k).map(|(_, v)| v)
 }
 
 /// A string the general path would unpack as a nested JSON object (`nested_object`). A GUID
 /// in braces fails at its second byte.
-fn looks_nested(v: &Lazy<'_>) -> bool {
+fn looks_nested(v: &Lazy, buf: &str) -> bool {
     match v {
         Lazy::Str(s) => {
+            let s = s.of(buf);
+            // Most strings start with a byte that is neither `{` nor whitespace: no trimming.
+            if let Some(&c) = s.as_bytes().first() {
+                if c != b'{' && c.is_ascii() && !c.is_ascii_whitespace() && c != 0x0b {
+                    return false;
+                }
+            }
             let t = s.trim();
             t.len() >= 2
                 && t.starts_with('{')
@@ -227,19 +334,20 @@ fn looks_nested(v: &Lazy<'_>) -> bool {
 }
 
 /// True when the general path would do anything but flatten (and the flat Windows copies).
-fn special(ix: &Index<'_, '_>) -> bool {
-    let obj = ix.obj;
+fn special(ix: &Index<'_>) -> bool {
+    let (obj, buf) = (ix.obj, ix.buf);
     // Key signatures seen so far (length and two bytes in a 64-bit filter): a key is compared
     // with the earlier ones only when its bit was already set.
     let mut seen = 0u64;
     for (i, (k, v)) in obj.iter().enumerate() {
-        if looks_nested(v) {
+        let k = k.of(buf);
+        if looks_nested(v, buf) {
             return true;
         }
         if let Lazy::Obj(child) = v {
             if child
                 .iter()
-                .any(|(ck, cv)| EVENT_DATA_KEYS.contains(&ck.as_ref()) && looks_nested(cv))
+                .any(|(ck, cv)| EVENT_DATA_KEYS.contains(&ck.of(buf)) && looks_nested(cv, buf))
             {
                 return true;
             }
@@ -258,7 +366,7 @@ fn special(ix: &Index<'_, '_>) -> bool {
                 + u64::from(*b.first().unwrap_or(&0)) * 3
                 + u64::from(*b.last().unwrap_or(&0)))
                 % 64);
-        if seen & bit != 0 && obj[..i].iter().any(|(p, _)| p == k) {
+        if seen & bit != 0 && obj[..i].iter().any(|(p, _)| p.of(buf) == k) {
             return true;
         }
         seen |= bit;
@@ -277,21 +385,22 @@ fn special(ix: &Index<'_, '_>) -> bool {
     cloudtrail || journald || docker
 }
 
-fn value(v: &Lazy<'_>) -> Value {
+/// A field value; strings are slices of the event's buffer `buf`.
+fn value(v: &Lazy, buf: &Arc<str>) -> Value {
     match v {
         Lazy::Null => Value::Null,
         Lazy::Bool(b) => Value::Bool(*b),
         Lazy::I64(i) => Value::Int(*i),
         Lazy::U64(u) => Value::from(u.to_string()),
         Lazy::F64(f) => Value::Float(*f),
-        Lazy::Str(s) => Value::from(s.as_ref()),
-        Lazy::Arr(items) => Value::List(items.iter().map(value).collect()),
+        Lazy::Str(s) => Value::Str(Text::slice(buf, s.range())),
+        Lazy::Arr(items) => Value::List(items.iter().map(|i| value(i, buf)).collect()),
         // Not reached from `flatten` (objects are flattened); as the general path renders it.
-        Lazy::Obj(_) => Value::Str(to_json(v).to_string().into()),
+        Lazy::Obj(_) => Value::from(to_json(v, buf).to_string()),
     }
 }
 
-fn to_json(v: &Lazy<'_>) -> serde_json::Value {
+fn to_json(v: &Lazy, buf: &str) -> serde_json::Value {
     use serde_json::Value as J;
     match v {
         Lazy::Null => J::Null,
@@ -299,51 +408,70 @@ fn to_json(v: &Lazy<'_>) -> serde_json::Value {
         Lazy::I64(i) => J::from(*i),
         Lazy::U64(u) => J::from(*u),
         Lazy::F64(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
-        Lazy::Str(s) => J::String(s.to_string()),
-        Lazy::Arr(a) => J::Array(a.iter().map(to_json).collect()),
-        Lazy::Obj(o) => J::Object(o.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect()),
+        Lazy::Str(s) => J::String(s.of(buf).to_owned()),
+        Lazy::Arr(a) => J::Array(a.iter().map(|x| to_json(x, buf)).collect()),
+        Lazy::Obj(o) => J::Object(
+            o.iter()
+                .map(|(k, v)| (k.of(buf).to_owned(), to_json(v, buf)))
+                .collect(),
+        ),
     }
 }
 
-/// `json::flatten` over the borrowed tree. Names are interned in record order
-/// ([`Interner::intern_seq`]): lines of one file repeat their keys in the same order.
-fn flatten(path: &mut String, v: &Lazy<'_>, ev: &mut Event, names: &mut Interner) {
-    match v {
-        Lazy::Obj(o) => {
-            for (k, x) in o {
-                // A top-level scalar is named by its key: no path to build.
-                if path.is_empty() && !k.is_empty() && !matches!(x, Lazy::Obj(_) | Lazy::Arr(_)) {
-                    ev.push(names.intern_seq(k), value(x));
-                    continue;
+/// What flattening writes with.
+struct Flat<'a> {
+    buf: &'a Arc<str>,
+    names: &'a mut Interner,
+    path: &'a mut String,
+}
+
+impl Flat<'_> {
+    /// `json::flatten` over the span tree. Names are interned in record order
+    /// ([`Interner::intern_seq`]): lines of one file repeat their keys in the same order.
+    fn flatten(&mut self, v: &Lazy, ev: &mut Event) {
+        match v {
+            Lazy::Obj(o) => {
+                for (k, x) in o {
+                    let k = k.of(self.buf);
+                    // A top-level scalar is named by its key: no path to build.
+                    if self.path.is_empty()
+                        && !k.is_empty()
+                        && !matches!(x, Lazy::Obj(_) | Lazy::Arr(_))
+                    {
+                        ev.push(self.names.intern_seq(k), value(x, self.buf));
+                        continue;
+                    }
+                    let len = self.path.len();
+                    if !self.path.is_empty() {
+                        self.path.push('.');
+                    }
+                    self.path.push_str(k);
+                    self.flatten(x, ev);
+                    self.path.truncate(len);
                 }
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(k);
-                flatten(path, x, ev, names);
-                path.truncate(len);
             }
-        }
-        Lazy::Arr(items)
-            if items
-                .iter()
-                .any(|i| matches!(i, Lazy::Obj(_) | Lazy::Arr(_))) =>
-        {
-            for i in items {
-                match i {
-                    Lazy::Obj(_) | Lazy::Arr(_) => flatten(path, i, ev, names),
-                    scalar => ev.push(names.intern_seq(path), value(scalar)),
+            Lazy::Arr(items)
+                if items
+                    .iter()
+                    .any(|i| matches!(i, Lazy::Obj(_) | Lazy::Arr(_))) =>
+            {
+                for i in items {
+                    match i {
+                        Lazy::Obj(_) | Lazy::Arr(_) => self.flatten(i, ev),
+                        scalar => {
+                            ev.push(self.names.intern_seq(&*self.path), value(scalar, self.buf))
+                        }
+                    }
                 }
             }
+            _ if self.path.is_empty() => {}
+            scalar => ev.push(self.names.intern_seq(&*self.path), value(scalar, self.buf)),
         }
-        _ if path.is_empty() => {}
-        scalar => ev.push(names.intern_seq(path), value(scalar)),
     }
 }
 
 /// `json::is_flat_windows`.
-fn is_flat_windows(ix: &Index<'_, '_>) -> bool {
+fn is_flat_windows(ix: &Index<'_>) -> bool {
     ix.get("EventID").is_some()
         && [
             "Channel",
@@ -358,18 +486,18 @@ fn is_flat_windows(ix: &Index<'_, '_>) -> bool {
 }
 
 /// `json::nxlog_copies`.
-fn nxlog_copies(ix: &Index<'_, '_>, ev: &mut Event, names: &mut Interner) {
+fn nxlog_copies(ix: &Index<'_>, buf: &Arc<str>, ev: &mut Event, names: &mut Interner) {
     if ix.get("Provider_Name").is_none() {
         if let Some(s) = ix.get("SourceName").or_else(|| ix.get("Source")) {
-            ev.push(names.intern("Provider_Name"), value(s));
+            ev.push(names.intern("Provider_Name"), value(s, buf));
         }
     }
     if ix.get("Computer").is_none() {
         if let Some(h) = ix.get("Hostname") {
-            ev.push(names.intern("Computer"), value(h));
+            ev.push(names.intern("Computer"), value(h, buf));
         }
     }
-    if let Some(Lazy::Str(s)) = ix.get("EventID") {
+    if let Some(s) = ix.str_of("EventID") {
         if let Ok(i) = s.trim().parse::<i64>() {
             if let Some(slot) = ev
                 .fields_mut()
@@ -383,26 +511,30 @@ fn nxlog_copies(ix: &Index<'_, '_>, ev: &mut Event, names: &mut Interner) {
 }
 
 /// `json::set_timestamp`.
-fn set_timestamp(ix: &Index<'_, '_>, ev: &mut Event) {
+fn set_timestamp(ix: &Index<'_>, ev: &mut Event) {
+    let buf = ix.buf;
     for k in TIMESTAMP_KEYS {
         let Some(v) = ix.get(k) else { continue };
         let (parsed, raw) = match v {
-            Lazy::Str(s) => (parse_timestamp(s), s.to_string()),
+            Lazy::Str(s) => (parse_timestamp(s.of(buf)), s.of(buf).into()),
             Lazy::I64(_) | Lazy::U64(_) | Lazy::F64(_) => {
-                let serde_json::Value::Number(n) = to_json(v) else {
+                let serde_json::Value::Number(n) = to_json(v, buf) else {
                     continue;
                 };
-                (n.as_f64().and_then(super::epoch_to_utc), n.to_string())
+                (
+                    n.as_f64().and_then(super::epoch_to_utc),
+                    n.to_string().into(),
+                )
             }
-            Lazy::Obj(o) => match get(o, "SystemTime").or_else(|| get(o, "#text")) {
-                Some(Lazy::Str(s)) => (parse_timestamp(s), s.to_string()),
+            Lazy::Obj(o) => match get(o, buf, "SystemTime").or_else(|| get(o, buf, "#text")) {
+                Some(Lazy::Str(s)) => (parse_timestamp(s.of(buf)), s.of(buf).into()),
                 _ => continue,
             },
             _ => continue,
         };
         if parsed.is_some() {
             ev.timestamp = parsed;
-            ev.timestamp_raw = Some(raw.into_boxed_str());
+            ev.timestamp_raw = Some(raw);
             return;
         }
     }
@@ -410,27 +542,67 @@ fn set_timestamp(ix: &Index<'_, '_>, ev: &mut Event) {
 
 /// Parses `text` (one JSON object) into an event if it has a plain shape; `None` sends it to
 /// the general path (which also reports any syntax error).
-pub(super) fn parse(text: &[u8], origin: &Origin, names: &mut Interner) -> Option<Event> {
+pub(super) fn parse(
+    text: &[u8],
+    origin: &Origin,
+    names: &mut Interner,
+    scratch: &mut Scratch,
+) -> Option<Event> {
     // Validated once here, the strings need no check each (`from_str`); a line that is not
     // UTF-8 takes the general path, which reads it lossily.
     let text_str = std::str::from_utf8(text).ok()?;
+    let pools = &mut scratch.pools;
+    if pools.buf.capacity() > BUF_KEPT {
+        pools.buf = String::new();
+    }
+    pools.buf.clear();
+    pools.buf.push_str(text_str);
     let mut de = serde_json::Deserializer::from_str(text_str);
-    let tree = Lazy::deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    let Lazy::Obj(obj) = &tree else {
-        return None;
+    let seed = Seed {
+        base: text_str.as_ptr() as usize,
+        len: text_str.len(),
+        p: &mut *pools,
     };
-    let ix = Index::new(obj);
+    let tree = seed.deserialize(&mut de).ok()?;
+    if de.end().is_err() {
+        pools.recycle(tree);
+        return None;
+    }
+    let ev = match &tree {
+        Lazy::Obj(obj) => event(obj, &tree, text, origin, names, pools, &mut scratch.path),
+        _ => None,
+    };
+    pools.recycle(tree);
+    ev
+}
+
+fn event(
+    obj: &Obj,
+    tree: &Lazy,
+    text: &[u8],
+    origin: &Origin,
+    names: &mut Interner,
+    pools: &Pools,
+    path: &mut String,
+) -> Option<Event> {
+    let ix = Index::new(obj, &pools.buf);
     if special(&ix) {
         return None;
     }
+    // The event's one buffer: every string value is a slice of it.
+    let buf: Arc<str> = Arc::from(pools.buf.as_str());
     let mut ev = Event::new(Format::Json, origin.clone(), text);
     ev.fields_mut().reserve(obj.len() + 8);
-    let mut path = String::new();
+    path.clear();
     names.start_record();
-    flatten(&mut path, &tree, &mut ev, names);
+    Flat {
+        buf: &buf,
+        names: &mut *names,
+        path,
+    }
+    .flatten(tree, &mut ev);
     if is_flat_windows(&ix) {
-        nxlog_copies(&ix, &mut ev, names);
+        nxlog_copies(&ix, &buf, &mut ev, names);
         windows::add_windows_ecs(&mut ev, names);
     }
     set_timestamp(&ix, &mut ev);
@@ -484,9 +656,14 @@ mod tests {
 
     /// Every line either takes the general path (`None`) or gives exactly its event.
     fn check(line: &str) -> bool {
+        check_with(line, &mut Scratch::default())
+    }
+
+    /// [`check`] with scratch left by earlier lines.
+    fn check_with(line: &str, scratch: &mut Scratch) -> bool {
         let mut names = Interner::new();
         let want = general(line, &mut names);
-        match parse(line.as_bytes(), &origin(), &mut names) {
+        match parse(line.as_bytes(), &origin(), &mut names, scratch) {
             None => false,
             Some(got) => {
                 if let Err(e) = same(&got, &want) {
@@ -530,7 +707,13 @@ mod tests {
         ] {
             let mut names = Interner::new();
             assert!(
-                parse(line.as_bytes(), &origin(), &mut names).is_none(),
+                parse(
+                    line.as_bytes(),
+                    &origin(),
+                    &mut names,
+                    &mut Scratch::default()
+                )
+                .is_none(),
                 "{line}"
             );
         }
@@ -552,7 +735,13 @@ mod tests {
         obj.push("\"k17\":0".into());
         let line = format!("{{{}}}", obj.join(","));
         let mut names = Interner::new();
-        assert!(parse(line.as_bytes(), &origin(), &mut names).is_none());
+        assert!(parse(
+            line.as_bytes(),
+            &origin(),
+            &mut names,
+            &mut Scratch::default()
+        )
+        .is_none());
         obj.pop();
         let line = format!("{{{}}}", obj.join(","));
         assert!(check(&line));
@@ -568,7 +757,7 @@ mod tests {
             b"",
             b"nul",
         ] {
-            assert!(parse(bad, &origin(), &mut names).is_none());
+            assert!(parse(bad, &origin(), &mut names, &mut Scratch::default()).is_none());
         }
     }
 
@@ -583,8 +772,10 @@ mod tests {
             return;
         };
         let mut fast_count = 0;
+        // One scratch for the whole file, as a reader uses it.
+        let mut scratch = Scratch::default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            fast_count += usize::from(check(line));
+            fast_count += usize::from(check_with(line, &mut scratch));
         }
         assert!(
             fast_count > 20_000,

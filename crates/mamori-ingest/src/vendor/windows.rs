@@ -27,6 +27,10 @@ pub(crate) fn normalize(ev: &mut Event, names: &mut Interner) {
     let Some(id) = ev.get("EventID").and_then(|v| v.as_f64()).map(|f| f as i64) else {
         return;
     };
+    // Most events are none of these: decided by the id before any text is read.
+    if !matches!(id, 6272..=6278 | 20271 | 20272 | 20274 | 200 | 201 | 300..=304) {
+        return;
+    }
     let provider = text(ev, "Provider_Name").unwrap_or_default();
     let channel = text(ev, "Channel").unwrap_or_default().to_ascii_lowercase();
     let mut n;
