@@ -1,7 +1,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use aho_corasick::{Anchored, MatchKind, StartKind};
+use aho_corasick::{
+    AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, Anchored, MatchKind, StartKind,
+};
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use mamori_event::{Event, FieldName, Level, Value};
 use mamori_sigma::{
@@ -121,12 +123,12 @@ type Targets = SmallVec<[(u32, Option<Box<[u8]>>); 1]>;
 /// (hashes, long paths) would otherwise build tries of hundreds of thousands of states.
 const KEY_LEN: usize = 16;
 
-/// One unanchored automaton: pattern index → the predicates it stands for. Walked byte by
-/// byte through its concrete type (no per-value search set-up, no dynamic dispatch): most
-/// values are short and a field's automaton is walked once per value.
+/// One unanchored automaton: pattern index → the predicates it stands for. Searched through
+/// `AhoCorasick` (its prefilters skip to candidate positions: a byte-by-byte walk measured
+/// slower).
 #[derive(Debug)]
 struct Automaton {
-    aut: Anchor2,
+    ac: AhoCorasick,
     pats: Vec<Targets>,
     /// Length of the shortest pattern: a shorter value cannot hold any.
     min_len: usize,
@@ -153,13 +155,6 @@ enum Anchor2 {
 }
 
 impl Anchor2 {
-    fn kind(&self) -> &'static str {
-        match self {
-            Anchor2::Dfa(_) => "DFA",
-            Anchor2::Nfa(_) => "ContiguousNFA",
-        }
-    }
-
     fn memory_usage(&self) -> usize {
         use aho_corasick::automaton::Automaton as _;
         match self {
@@ -843,68 +838,41 @@ fn automaton(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<Automaton> {
     if patterns.is_empty() {
         return None;
     }
+    let build = |kind: Option<AhoCorasickKind>| {
+        AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .kind(kind)
+            .build(patterns)
+    };
     // A DFA is fastest but its table grows with patterns × byte classes: for the big sets
     // (command lines, hash IOC lists) the contiguous NFA is several times smaller and nearly
     // as fast, which keeps the whole SigmaHQ set well under 128 MiB.
-    let nfa = || {
-        aho_corasick::nfa::contiguous::NFA::builder()
-            .match_kind(MatchKind::Standard)
-            .build(patterns)
-            .ok()
-            .map(Anchor2::Nfa)
-    };
-    let aut = if patterns.len() <= dfa_limit() {
-        aho_corasick::dfa::DFA::builder()
-            .match_kind(MatchKind::Standard)
-            .start_kind(StartKind::Unanchored)
-            .build(patterns)
-            .ok()
-            .map(Anchor2::Dfa)
-            .or_else(nfa)?
+    let kind = if patterns.len() <= dfa_limit() {
+        AhoCorasickKind::DFA
     } else {
-        nfa()?
+        AhoCorasickKind::ContiguousNFA
     };
+    let ac = build(Some(kind)).or_else(|_| build(None)).ok()?;
     let min_len = patterns.iter().map(Vec::len).min().unwrap_or(0);
-    Some(Automaton { aut, pats, min_len })
+    Some(Automaton { ac, pats, min_len })
 }
 
-/// Every occurrence of every pattern of `a` in `bytes` (ASCII-lowercased as read), overlapping
-/// ones included: a Standard automaton's match set at a state holds every pattern ending there.
+/// Every occurrence of every pattern of `a` in `bytes` (lowercase), overlapping ones included.
 fn walk_contains(a: &Automaton, bytes: &[u8], s: &mut Scratch) {
     if bytes.len() < a.min_len {
         return;
     }
     s.scanned += bytes.len() as u64;
-    match &a.aut {
-        Anchor2::Dfa(d) => walk_unanchored(d, &a.pats, bytes, s),
-        Anchor2::Nfa(n) => walk_unanchored(n, &a.pats, bytes, s),
-    }
-}
-
-fn walk_unanchored<A: aho_corasick::automaton::Automaton>(
-    aut: &A,
-    pats: &[Targets],
-    bytes: &[u8],
-    s: &mut Scratch,
-) {
-    let Ok(mut sid) = aut.start_state(Anchored::No) else {
-        return;
-    };
-    for (k, &b) in bytes.iter().enumerate() {
-        sid = aut.next_state(Anchored::No, sid, b.to_ascii_lowercase());
-        if aut.is_special(sid) && aut.is_match(sid) {
-            for i in 0..aut.match_len(sid) {
-                s.raw_matches += 1;
-                let t = &pats[aut.match_pattern(sid, i).as_usize()];
-                // A long literal's tail is read up to the end of its value (0xFF separates
-                // the values of the keyword scan; it never occurs in UTF-8 text).
-                fire_targets(
-                    s,
-                    t,
-                    &mut bytes[k + 1..].iter().copied().take_while(|b| *b != 0xFF),
-                );
-            }
-        }
+    for m in a.ac.find_overlapping_iter(bytes) {
+        s.raw_matches += 1;
+        let t = &a.pats[m.pattern().as_usize()];
+        // A long literal's tail is read up to the end of its value (0xFF separates the
+        // values of the keyword scan; it never occurs in UTF-8 text).
+        fire_targets(
+            s,
+            t,
+            &mut bytes[m.end()..].iter().copied().take_while(|b| *b != 0xFF),
+        );
     }
 }
 
@@ -1317,7 +1285,7 @@ impl RuleSet {
             .flatten()
             .chain(self.keyword_ac.iter())
             .map(|m| {
-                m.contains.as_ref().map_or(0, |a| a.aut.memory_usage())
+                m.contains.as_ref().map_or(0, |a| a.ac.memory_usage())
                     + m.prefix.as_ref().map_or(0, |a| a.dfa.memory_usage())
                     + m.suffix.as_ref().map_or(0, |a| a.dfa.memory_usage())
             })
@@ -1341,7 +1309,7 @@ impl RuleSet {
                     ],
                     m.contains
                         .as_ref()
-                        .map(|a| a.aut.kind().to_owned())
+                        .map(|a| format!("{:?}", a.ac.kind()))
                         .unwrap_or_default(),
                 ))
             })
@@ -1805,7 +1773,8 @@ fn scan_keywords(a: &SlotMatcher, fields: &[(mamori_event::FieldName, Value)], s
     for (_, v) in fields {
         push(v, &mut buf);
     }
-    // No 0xFF inside a value: a literal's tail is read up to the end of its value.
+    // The automata hold lowercase patterns and match bytes as they are.
+    buf.make_ascii_lowercase();
     walk_contains(c, &buf, s);
     s.bytes = buf;
 }
@@ -1851,26 +1820,38 @@ fn fire_targets(s: &mut Scratch, targets: &Targets, after: &mut dyn Iterator<Ite
 
 fn scan_text(a: &SlotMatcher, text: &str, s: &mut Scratch) {
     let bytes = text.as_bytes();
-    // Every walk lowercases the bytes it reads (the automata hold lowercase patterns and
-    // compare bytes as they are: smaller and faster than ASCII-case-insensitive automata).
-    if let Some(c) = &a.contains {
-        walk_contains(c, bytes, s);
+    let exact = !a.exact.is_empty() && a.may_be_exact(bytes.len());
+    let contains = a.contains.as_ref().filter(|c| bytes.len() >= c.min_len);
+    if contains.is_none() && !exact {
+        // Anchored walks lowercase the few bytes they read.
+        if let Some(p) = &a.prefix {
+            walk_anchored(p, bytes, false, s);
+        }
+        if let Some(x) = &a.suffix {
+            walk_anchored(x, bytes, true, s);
+        }
+        return;
+    }
+    // The automata hold lowercase patterns and compare bytes as they are (smaller and faster
+    // than ASCII-case-insensitive automata): the value is lowercased once for all of them.
+    let mut lower = std::mem::take(&mut s.lower);
+    lower.clear();
+    lower.extend(bytes.iter().map(u8::to_ascii_lowercase));
+    if let Some(c) = contains {
+        walk_contains(c, &lower, s);
     }
     if let Some(p) = &a.prefix {
-        walk_anchored(p, bytes, false, s);
+        walk_anchored(p, &lower, false, s);
     }
     if let Some(x) = &a.suffix {
-        walk_anchored(x, bytes, true, s);
+        walk_anchored(x, &lower, true, s);
     }
-    if !a.exact.is_empty() && a.may_be_exact(bytes.len()) {
-        let mut lower = std::mem::take(&mut s.lower);
-        lower.clear();
-        lower.extend(bytes.iter().map(u8::to_ascii_lowercase));
+    if exact {
         if let Some(preds) = a.exact.get(lower.as_slice()) {
             fire(s, preds);
         }
-        s.lower = lower;
     }
+    s.lower = lower;
 }
 
 fn parse_time(t: &str) -> Option<NaiveDateTime> {
