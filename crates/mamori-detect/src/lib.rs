@@ -6,9 +6,10 @@
 //! - Per field, every case-insensitive literal (equals / contains / startswith / endswith, and
 //!   the longest literal of a wildcard pattern) goes into one Aho-Corasick automaton, so one
 //!   pass over a field value finds every literal of every rule.
-//! - Each rule gets a *trigger set*: literals of which at least one must be present for the rule
-//!   to match (derived from its boolean structure). Only rules whose trigger fired — plus the
-//!   few rules without a trigger — are evaluated; regexes, CIDRs and numbers run only for them.
+//! - Each rule gets up to two *trigger sets*: literals of which at least one must be present for
+//!   the rule to match (derived from its boolean structure: two children of its AND give two).
+//!   Only rules all of whose triggers fired — plus the few rules without a trigger — are
+//!   evaluated; regexes, CIDRs and numbers run only for them.
 //! - Rules are bucketed by logsource (Windows channel × EventID), so an event only looks at the
 //!   rules that can apply to it.
 //!

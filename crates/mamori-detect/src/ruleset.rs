@@ -123,11 +123,15 @@ type Targets = SmallVec<[(u32, Option<Box<[u8]>>); 1]>;
 /// (hashes, long paths) would otherwise build tries of hundreds of thousands of states.
 const KEY_LEN: usize = 16;
 
-/// One automaton: pattern index → the predicates it stands for.
+/// One unanchored automaton: pattern index → the predicates it stands for. Searched through
+/// `AhoCorasick` (its prefilters skip to candidate positions: a byte-by-byte walk measured
+/// slower).
 #[derive(Debug)]
 struct Automaton {
     ac: AhoCorasick,
     pats: Vec<Targets>,
+    /// Length of the shortest pattern: a shorter value cannot hold any.
+    min_len: usize,
 }
 
 /// All literals of one field, split by anchoring so most of them cost almost nothing:
@@ -142,7 +146,8 @@ struct AnchoredAutomaton {
     pats: Vec<Targets>,
 }
 
-/// A DFA for small pattern sets, the (much smaller) contiguous NFA for large ones.
+/// A DFA for small pattern sets, the (much smaller) contiguous NFA for large ones (anchored
+/// or unanchored, as built).
 #[derive(Debug)]
 enum Anchor2 {
     Dfa(aho_corasick::dfa::DFA),
@@ -220,8 +225,13 @@ pub struct RuleSet {
     name_slots: FxHashMap<String, SmallVec<[u32; 2]>>,
     slot_ac: Vec<Option<SlotMatcher>>,
     keyword_ac: Option<SlotMatcher>,
-    trigger_rules: Vec<Vec<u32>>,
-    eid_rules: FxHashMap<i64, Vec<u32>>,
+    /// Literal predicate → the (rule, trigger group) pairs it wakes.
+    trigger_rules: Vec<Vec<(u32, u8)>>,
+    /// EventID value → the (rule, trigger group) pairs it wakes.
+    eid_rules: FxHashMap<i64, Vec<(u32, u8)>>,
+    /// Per rule, the bit of every trigger group: a rule is evaluated only once each of its
+    /// groups (necessary conditions ANDed in its detection) has an atom that holds.
+    need: Vec<u8>,
     /// Per rule, the slot of each of its `fields_used` ([`KEYWORD_SLOT`] when no rule reads
     /// the field), for [`RuleSet::details`].
     detail_slots: Vec<Box<[u32]>>,
@@ -240,6 +250,9 @@ pub struct Scratch {
     eval_gen: Vec<u32>,
     eval_val: Vec<bool>,
     cand_gen: Vec<u32>,
+    /// Per rule: the trigger groups woken for the event of generation `grp_gen`.
+    grp_gen: Vec<u32>,
+    grp_mask: Vec<u8>,
     cands: Vec<u32>,
     fired_list: Vec<u32>,
     slot_fields: Vec<(u32, u32)>,
@@ -293,6 +306,8 @@ impl Scratch {
             self.eval_gen = vec![0; preds];
             self.eval_val = vec![false; preds];
             self.cand_gen = vec![0; rules];
+            self.grp_gen = vec![0; rules];
+            self.grp_mask = vec![0; rules];
             self.gen = 0;
         }
         self.gen += 1;
@@ -311,6 +326,8 @@ struct Builder<'a> {
     name_slots: FxHashMap<String, SmallVec<[u32; 2]>>,
     /// Per slot (and the keyword slot, last): literal → (pred, anchor) list.
     lits: FxHashMap<u32, Vec<(String, u32, Anchor)>>,
+    /// Per predicate, the length of its literal (0 for other predicates).
+    lit_len: Vec<u32>,
 }
 
 impl Builder<'_> {
@@ -354,6 +371,10 @@ impl Builder<'_> {
         // A predicate's key is its slot, anchor and text: a new literal is a new predicate, so
         // the list needs no search for duplicates (a linear one made compiling quadratic).
         if id as usize >= known {
+            if self.lit_len.len() <= id as usize {
+                self.lit_len.resize(id as usize + 1, 0);
+            }
+            self.lit_len[id as usize] = lower.len() as u32;
             self.lits.entry(slot).or_default().push((lower, id, anchor));
         }
         id
@@ -564,9 +585,43 @@ enum Atom {
     EventId(i64),
 }
 
+/// Most trigger groups a rule waits for (bits of [`RuleSet::need`]).
+const MAX_GROUPS: usize = 2;
+
+/// How often an atom is expected to hold, to choose selective triggers. A literal many rules
+/// use names something common (`\\rundll32.exe`, `\\powershell.exe`); a short one occurs
+/// in many values; an EventID holds for nearly every event of its bucket (buckets are keyed by
+/// channel and EventID already).
+struct Weights {
+    /// Per predicate: (number of rules using it, literal length).
+    lits: Vec<(u32, u32)>,
+}
+
+impl Weights {
+    fn atom(&self, a: &Atom) -> u64 {
+        match a {
+            Atom::Lit(p) => {
+                let (rules, len) = self.lits.get(*p as usize).copied().unwrap_or((1, 0));
+                let short = match len {
+                    0..=2 => 32,
+                    3..=4 => 8,
+                    _ => 0,
+                };
+                4 + 2 * u64::from(rules) + short
+            }
+            Atom::EventId(_) => 1_000,
+        }
+    }
+
+    fn set(&self, t: &[Atom]) -> u64 {
+        t.iter().map(|a| self.atom(a)).sum()
+    }
+}
+
 /// Atoms of which at least one must hold for the node to be true; `None` when no such set
-/// exists (a negation, an unprefilterable regex, a comparison).
-fn trigger(n: &Node, preds: &[Pred], eid_slot: Option<u32>) -> Option<Vec<Atom>> {
+/// exists (a negation, an unprefilterable regex, a comparison). Of an AND's children, the
+/// set expected to hold least often.
+fn trigger(n: &Node, preds: &[Pred], eid_slot: Option<u32>, w: &Weights) -> Option<Vec<Atom>> {
     match n {
         Node::Pred(p) => match &preds[*p as usize].kind {
             PredKind::Lit => Some(vec![Atom::Lit(*p)]),
@@ -586,18 +641,62 @@ fn trigger(n: &Node, preds: &[Pred], eid_slot: Option<u32>) -> Option<Vec<Atom>>
         Node::Const(true) | Node::Not(_) => None,
         Node::And(items) => items
             .iter()
-            .filter_map(|i| trigger(i, preds, eid_slot))
-            // Fewest atoms first; on a tie an EventID (rarely shared) beats a literal.
-            .min_by_key(|t| (t.len(), !t.iter().all(|a| matches!(a, Atom::EventId(_))))),
+            .filter_map(|i| trigger(i, preds, eid_slot, w))
+            .min_by_key(|t| w.set(t)),
         Node::Or(items) => {
             let mut all = Vec::new();
             for i in items.iter() {
-                all.extend(trigger(i, preds, eid_slot)?);
+                all.extend(trigger(i, preds, eid_slot, w)?);
             }
             all.sort_unstable();
             all.dedup();
             Some(all)
         }
+    }
+}
+
+/// A rule's trigger groups: for an AND, the triggers of up to [`MAX_GROUPS`] of its
+/// children (each one necessary, so all of them are), most selective first; `None` when no
+/// child has one.
+fn trigger_groups(
+    n: &Node,
+    preds: &[Pred],
+    eid_slot: Option<u32>,
+    w: &Weights,
+) -> Option<Vec<Vec<Atom>>> {
+    let Node::And(items) = n else {
+        return trigger(n, preds, eid_slot, w).map(|t| vec![t]);
+    };
+    let mut groups: Vec<Vec<Atom>> = items
+        .iter()
+        .filter_map(|i| trigger(i, preds, eid_slot, w))
+        .collect();
+    if groups.is_empty() {
+        return None;
+    }
+    groups.sort_by_key(|t| w.set(t));
+    groups.dedup();
+    groups.truncate(MAX_GROUPS);
+    Some(groups)
+}
+
+/// Literal predicates a node reads (also as the prefilter of a glob or regex).
+fn lit_preds(n: &Node, preds: &[Pred], out: &mut Vec<u32>) {
+    match n {
+        Node::Pred(p) => match &preds[*p as usize].kind {
+            PredKind::Lit => out.push(*p),
+            PredKind::Glob {
+                required: Some(r), ..
+            } => out.push(*r),
+            PredKind::Regex {
+                required: Some(r), ..
+            } => out.extend(r.iter().copied()),
+            _ => {}
+        },
+        Node::AnyLit(set) => out.extend(set.iter().copied()),
+        Node::Const(_) => {}
+        Node::Not(x) => lit_preds(x, preds, out),
+        Node::And(v) | Node::Or(v) => v.iter().for_each(|x| lit_preds(x, preds, out)),
     }
 }
 
@@ -728,6 +827,13 @@ fn uses_keywords(n: &Node, preds: &[Pred]) -> bool {
 
 const DFA_LIMIT: usize = 500;
 
+fn dfa_limit() -> usize {
+    std::env::var("MAMORI_DFA_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DFA_LIMIT)
+}
+
 fn automaton(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<Automaton> {
     if patterns.is_empty() {
         return None;
@@ -741,28 +847,40 @@ fn automaton(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<Automaton> {
     // A DFA is fastest but its table grows with patterns × byte classes: for the big sets
     // (command lines, hash IOC lists) the contiguous NFA is several times smaller and nearly
     // as fast, which keeps the whole SigmaHQ set well under 128 MiB.
-    let limit: usize = std::env::var("MAMORI_DFA_LIMIT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DFA_LIMIT);
-    let kind = if patterns.len() <= limit {
+    let kind = if patterns.len() <= dfa_limit() {
         AhoCorasickKind::DFA
     } else {
         AhoCorasickKind::ContiguousNFA
     };
     let ac = build(Some(kind)).or_else(|_| build(None)).ok()?;
-    Some(Automaton { ac, pats })
+    let min_len = patterns.iter().map(Vec::len).min().unwrap_or(0);
+    Some(Automaton { ac, pats, min_len })
+}
+
+/// Every occurrence of every pattern of `a` in `bytes` (lowercase), overlapping ones included.
+fn walk_contains(a: &Automaton, bytes: &[u8], s: &mut Scratch) {
+    if bytes.len() < a.min_len {
+        return;
+    }
+    s.scanned += bytes.len() as u64;
+    for m in a.ac.find_overlapping_iter(bytes) {
+        s.raw_matches += 1;
+        let t = &a.pats[m.pattern().as_usize()];
+        // A long literal's tail is read up to the end of its value (0xFF separates the
+        // values of the keyword scan; it never occurs in UTF-8 text).
+        fire_targets(
+            s,
+            t,
+            &mut bytes[m.end()..].iter().copied().take_while(|b| *b != 0xFF),
+        );
+    }
 }
 
 fn anchored(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<AnchoredAutomaton> {
     if patterns.is_empty() {
         return None;
     }
-    let limit: usize = std::env::var("MAMORI_DFA_LIMIT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DFA_LIMIT);
-    let dfa = if patterns.len() <= limit {
+    let dfa = if patterns.len() <= dfa_limit() {
         Anchor2::Dfa(
             aho_corasick::dfa::DFA::builder()
                 .match_kind(MatchKind::Standard)
@@ -888,6 +1006,7 @@ impl RuleSet {
             slot_of: FxHashMap::default(),
             name_slots: FxHashMap::default(),
             lits: FxHashMap::default(),
+            lit_len: Vec::new(),
         };
         let referenced_only: Vec<bool> = pack
             .rules
@@ -903,13 +1022,11 @@ impl RuleSet {
             .collect();
 
         let mut rules = Vec::with_capacity(pack.rules.len());
-        let mut triggers = Vec::with_capacity(pack.rules.len());
+        let mut dets = Vec::with_capacity(pack.rules.len());
         let mut selectors = Vec::with_capacity(pack.rules.len());
         for (i, r) in pack.rules.iter().enumerate() {
             let det = rule_condition(r, pack);
             let det_node = optimize(b.node(&det), &b.preds);
-            let eid_slot = b.slot_of.get("EventID").copied();
-            let trig = trigger(&det_node, &b.preds, eid_slot);
             let kw = uses_keywords(&det_node, &b.preds);
             let sel = selector(&r.logsource, &opts.logsources);
             // Bucket membership already proves a Windows logsource made of channels and
@@ -926,6 +1043,7 @@ impl RuleSet {
                 let ls_node = b.selector_node(&sel);
                 Node::And(vec![ls_node, det_node].into())
             };
+            dets.push((proven, kw));
             let info = RuleInfo {
                 meta: r.meta.clone(),
                 level: r.meta.level.unwrap_or(Level::Medium),
@@ -934,9 +1052,48 @@ impl RuleSet {
                 standalone: !referenced_only[i],
             };
             rules.push((Arc::new(info), node));
-            triggers.push((trig, kw));
             selectors.push(sel);
         }
+
+        // Triggers, chosen once every rule is known: how many rules use a literal estimates
+        // how often it holds.
+        fn det_of(node: &Node, proven: bool) -> &Node {
+            match node {
+                Node::And(v) if !proven && v.len() == 2 => &v[1],
+                other => other,
+            }
+        }
+        let mut weights = Weights {
+            lits: b
+                .lit_len
+                .iter()
+                .map(|l| (0, *l))
+                .chain(std::iter::repeat((0, 0)))
+                .take(b.preds.len())
+                .collect(),
+        };
+        let det_nodes: Vec<&Node> = rules
+            .iter()
+            .zip(&dets)
+            .map(|((_, n), (proven, _))| det_of(n, *proven))
+            .collect();
+        let mut used = Vec::new();
+        for n in &det_nodes {
+            used.clear();
+            lit_preds(n, &b.preds, &mut used);
+            used.sort_unstable();
+            used.dedup();
+            for p in &used {
+                weights.lits[*p as usize].0 += 1;
+            }
+        }
+        let eid_slot = b.slot_of.get("EventID").copied();
+        let triggers: Vec<(Option<Vec<Vec<Atom>>>, bool)> = det_nodes
+            .iter()
+            .zip(&dets)
+            .map(|(n, (_, kw))| (trigger_groups(n, &b.preds, eid_slot, &weights), *kw))
+            .collect();
+        drop(det_nodes);
 
         let detail_slots = rules
             .iter()
@@ -962,17 +1119,22 @@ impl RuleSet {
         }
 
         // Triggers: predicate → rules, EventID value → rules.
-        let mut trigger_rules = vec![Vec::new(); b.preds.len()];
-        let mut eid_rules: FxHashMap<i64, Vec<u32>> = FxHashMap::default();
+        let mut trigger_rules: Vec<Vec<(u32, u8)>> = vec![Vec::new(); b.preds.len()];
+        let mut eid_rules: FxHashMap<i64, Vec<(u32, u8)>> = FxHashMap::default();
+        let mut need = vec![0u8; rules.len()];
         for (ri, (t, _)) in triggers.iter().enumerate() {
-            for a in t.iter().flatten() {
-                match a {
-                    Atom::Lit(p) => trigger_rules[*p as usize].push(ri as u32),
-                    Atom::EventId(e) => eid_rules.entry(*e).or_default().push(ri as u32),
+            for (g, atoms) in t.iter().flatten().enumerate() {
+                need[ri] |= 1 << g;
+                for a in atoms {
+                    let x = (ri as u32, g as u8);
+                    match a {
+                        Atom::Lit(p) => trigger_rules[*p as usize].push(x),
+                        Atom::EventId(e) => eid_rules.entry(*e).or_default().push(x),
+                    }
                 }
             }
         }
-        for v in eid_rules.values_mut() {
+        for v in trigger_rules.iter_mut().chain(eid_rules.values_mut()) {
             v.sort_unstable();
             v.dedup();
         }
@@ -1064,6 +1226,7 @@ impl RuleSet {
             keyword_ac,
             trigger_rules,
             eid_rules,
+            need,
             detail_slots,
             buckets,
             win_chan,
@@ -1218,22 +1381,17 @@ impl RuleSet {
                 scan_keywords(a, fields, scratch);
             }
         }
-        // Candidates: rules whose trigger fired, plus the bucket's untriggered rules.
+        // Candidates: rules all of whose trigger groups fired, plus the bucket's untriggered
+        // rules.
         for k in 0..scratch.fired_list.len() {
             let p = scratch.fired_list[k];
-            for &r in &self.trigger_rules[p as usize] {
-                if scratch.cand_gen[r as usize] != gen && bucket.has(r) {
-                    scratch.cand_gen[r as usize] = gen;
-                    scratch.cands.push(r);
-                }
+            for &(r, g) in &self.trigger_rules[p as usize] {
+                self.wake(r, g, bucket, scratch);
             }
         }
         if let Some(rs) = eid.and_then(|e| self.eid_rules.get(&e)) {
-            for &r in rs {
-                if scratch.cand_gen[r as usize] != gen && bucket.has(r) {
-                    scratch.cand_gen[r as usize] = gen;
-                    scratch.cands.push(r);
-                }
+            for &(r, g) in rs {
+                self.wake(r, g, bucket, scratch);
             }
         }
         for &r in &bucket.always {
@@ -1251,6 +1409,25 @@ impl RuleSet {
         }
         scratch.cands = cands;
         out[start..].sort_unstable();
+    }
+
+    /// Marks trigger group `g` of rule `r` as fired; the rule becomes a candidate once all
+    /// its groups have.
+    #[inline]
+    fn wake(&self, r: u32, g: u8, bucket: &Bucket, s: &mut Scratch) {
+        let ri = r as usize;
+        if !bucket.has(r) {
+            return;
+        }
+        if s.grp_gen[ri] != s.gen {
+            s.grp_gen[ri] = s.gen;
+            s.grp_mask[ri] = 0;
+        }
+        s.grp_mask[ri] |= 1 << g;
+        if s.grp_mask[ri] == self.need[ri] && s.cand_gen[ri] != s.gen {
+            s.cand_gen[ri] = s.gen;
+            s.cands.push(r);
+        }
     }
 
     /// Diagnostics (`examples/costs.rs`): evaluates rule `r` against the event `scratch` was
@@ -1598,15 +1775,7 @@ fn scan_keywords(a: &SlotMatcher, fields: &[(mamori_event::FieldName, Value)], s
     }
     // The automata hold lowercase patterns and match bytes as they are.
     buf.make_ascii_lowercase();
-    s.scanned += buf.len() as u64;
-    for m in c.ac.find_overlapping_iter(buf.as_slice()) {
-        let t = &c.pats[m.pattern().as_usize()];
-        fire_targets(
-            s,
-            t,
-            &mut buf[m.end()..].iter().copied().take_while(|b| *b != 0xFF),
-        );
-    }
+    walk_contains(c, &buf, s);
     s.bytes = buf;
 }
 
@@ -1652,7 +1821,8 @@ fn fire_targets(s: &mut Scratch, targets: &Targets, after: &mut dyn Iterator<Ite
 fn scan_text(a: &SlotMatcher, text: &str, s: &mut Scratch) {
     let bytes = text.as_bytes();
     let exact = !a.exact.is_empty() && a.may_be_exact(bytes.len());
-    if a.contains.is_none() && !exact {
+    let contains = a.contains.as_ref().filter(|c| bytes.len() >= c.min_len);
+    if contains.is_none() && !exact {
         // Anchored walks lowercase the few bytes they read.
         if let Some(p) = &a.prefix {
             walk_anchored(p, bytes, false, s);
@@ -1667,13 +1837,8 @@ fn scan_text(a: &SlotMatcher, text: &str, s: &mut Scratch) {
     let mut lower = std::mem::take(&mut s.lower);
     lower.clear();
     lower.extend(bytes.iter().map(u8::to_ascii_lowercase));
-    if let Some(c) = &a.contains {
-        s.scanned += lower.len() as u64;
-        for m in c.ac.find_overlapping_iter(lower.as_slice()) {
-            s.raw_matches += 1;
-            let t = &c.pats[m.pattern().as_usize()];
-            fire_targets(s, t, &mut lower[m.end()..].iter().copied());
-        }
+    if let Some(c) = contains {
+        walk_contains(c, &lower, s);
     }
     if let Some(p) = &a.prefix {
         walk_anchored(p, &lower, false, s);
