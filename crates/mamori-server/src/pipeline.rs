@@ -16,6 +16,10 @@
 //! * **Backpressure**: the queues are bounded; a slow store slows the writer, the queue fills,
 //!   and the sources wait — except UDP, which cannot push back and drops instead (counted, and
 //!   raised as an alert by the server: losing logs is itself a security event).
+//! * **Memory**: besides the queues' lengths, every event holds its share of one budget in
+//!   bytes ([`QUEUE_BYTES`]) from the moment a source queues it until detection is done with
+//!   it — through the queue, the writer's group and the detector's queue — so the events in
+//!   flight cost at most that much whatever their size or the stage that is behind.
 //! * Detection runs after storage so every alert can name the seqs of its events.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -32,11 +36,46 @@ use mamori_event::{Event, Level, RuleId};
 use mamori_sigma::FieldMap;
 use mamori_store::{Alert, AlertStore, AppendAck, EventStore, InsertOutcome, NewAlert, Seq};
 use rayon::prelude::*;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::analytics::LiveAnalytics;
 use crate::metrics::{Metrics, SourceKind};
 use crate::rules::{Engine, RulesHandle};
+
+/// Bytes of events (as estimated by [`event_bytes`]) between the sources and the end of
+/// detection. At saturation every stage is full: counted in batches and groups the events in
+/// flight held ~75 MB (64 batches of 512 in the queue, one group being stored, four stored
+/// groups of 4,096 waiting for detection; `mamori bench ingest`, issue #15). 16 MiB is about
+/// 12,000 syslog events: a group being detected, one being stored and the next one queued.
+pub const QUEUE_BYTES: usize = 16 << 20;
+
+/// Memory an event holds, estimated from its parts (the struct, its raw bytes and each field
+/// with its text). Allocator overhead is included as a fixed amount per allocation.
+pub fn event_bytes(e: &Event) -> usize {
+    const PER_ALLOC: usize = 16;
+    fn value_bytes(v: &mamori_event::Value) -> usize {
+        match v {
+            mamori_event::Value::Str(s) => s.len() + PER_ALLOC,
+            mamori_event::Value::List(l) => {
+                l.iter().map(value_bytes).sum::<usize>()
+                    + l.len() * std::mem::size_of::<mamori_event::Value>()
+                    + PER_ALLOC
+            }
+            _ => 0,
+        }
+    }
+    std::mem::size_of::<Event>()
+        + e.raw.len()
+        + PER_ALLOC
+        + e.timestamp_raw.as_ref().map_or(0, |t| t.len() + PER_ALLOC)
+        + e.fields()
+            .iter()
+            .map(|(_, v)| {
+                std::mem::size_of::<(mamori_event::FieldName, mamori_event::Value)>()
+                    + value_bytes(v)
+            })
+            .sum::<usize>()
+}
 
 /// Key of the saved correlation state in the alert store's key/value table: a full snapshot;
 /// the groups changed since are under `{key}/delta/{n}` (n = 1, 2, …). Each blob starts with
@@ -85,6 +124,8 @@ pub struct Batch {
     pub received: Instant,
     pub received_at: DateTime<Utc>,
     pub ack: Option<oneshot::Sender<Result<AppendAck, String>>>,
+    /// This batch's share of [`QUEUE_BYTES`], handed on with its events to detection.
+    budget: Option<OwnedSemaphorePermit>,
 }
 
 /// The pipeline closed (the server is shutting down).
@@ -96,6 +137,8 @@ pub struct Closed;
 #[derive(Clone)]
 pub struct Sink {
     tx: mpsc::Sender<Batch>,
+    /// [`QUEUE_BYTES`] of events in flight, shared by every source.
+    budget: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -111,6 +154,40 @@ impl Sink {
             received: Instant::now(),
             received_at: Utc::now(),
             ack: None,
+            budget: None,
+        }
+    }
+
+    /// The batch's share of the budget in permits: its estimated bytes, at most the whole
+    /// budget (a batch larger than it goes alone once everything before it is done).
+    fn share(&self, events: &[Event]) -> u32 {
+        let bytes: usize = events.iter().map(event_bytes).sum();
+        bytes.clamp(1, QUEUE_BYTES) as u32
+    }
+
+    /// Waits for the batch's share of the budget.
+    async fn reserve(&self, events: &[Event]) -> Result<OwnedSemaphorePermit, Closed> {
+        Arc::clone(&self.budget)
+            .acquire_many_owned(self.share(events))
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// [`Sink::reserve`] for a blocking thread.
+    fn reserve_blocking(&self, events: &[Event]) -> Result<OwnedSemaphorePermit, Closed> {
+        let wait = Arc::clone(&self.budget).acquire_many_owned(self.share(events));
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => h.block_on(wait).map_err(|_| Closed),
+            // Outside a runtime (tests, tools): poll.
+            Err(_) => loop {
+                match Arc::clone(&self.budget).try_acquire_many_owned(self.share(events)) {
+                    Ok(p) => return Ok(p),
+                    Err(tokio::sync::TryAcquireError::Closed) => return Err(Closed),
+                    Err(tokio::sync::TryAcquireError::NoPermits) => {
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
+                }
+            },
         }
     }
 
@@ -119,7 +196,9 @@ impl Sink {
         if events.is_empty() {
             return Ok(());
         }
-        let b = self.batch(events, source);
+        let budget = self.reserve(&events).await?;
+        let mut b = self.batch(events, source);
+        b.budget = Some(budget);
         self.tx.send(b).await.map_err(|_| Closed)
     }
 
@@ -128,10 +207,12 @@ impl Sink {
         &self,
         events: Vec<Event>,
         source: SourceKind,
+        budget: OwnedSemaphorePermit,
     ) -> (Batch, oneshot::Receiver<Result<AppendAck, String>>) {
         let (tx, rx) = oneshot::channel();
         let mut b = self.batch(events, source);
         b.ack = Some(tx);
+        b.budget = Some(budget);
         (b, rx)
     }
 
@@ -141,7 +222,8 @@ impl Sink {
         events: Vec<Event>,
         source: SourceKind,
     ) -> Result<AppendAck, String> {
-        let (b, rx) = self.durable_batch(events, source);
+        let budget = self.reserve(&events).await.map_err(|e| e.to_string())?;
+        let (b, rx) = self.durable_batch(events, source, budget);
         self.tx.send(b).await.map_err(|_| Closed.to_string())?;
         rx.await.map_err(|_| Closed.to_string())?
     }
@@ -152,30 +234,43 @@ impl Sink {
         events: Vec<Event>,
         source: SourceKind,
     ) -> Result<AppendAck, String> {
-        let (b, rx) = self.durable_batch(events, source);
+        let budget = self.reserve_blocking(&events).map_err(|e| e.to_string())?;
+        let (b, rx) = self.durable_batch(events, source, budget);
         self.tx.blocking_send(b).map_err(|_| Closed.to_string())?;
         rx.blocking_recv().map_err(|_| Closed.to_string())?
     }
 
-    /// Queues events without waiting; when the queue is full they are dropped and counted.
+    /// Queues events without waiting; when the queue (or the budget) is full they are dropped
+    /// and counted.
     pub fn try_send(&self, events: Vec<Event>, source: SourceKind) -> bool {
         if events.is_empty() {
             return true;
         }
         let n = events.len() as u64;
-        let b = self.batch(events, source);
-        match self.tx.try_send(b) {
-            Ok(()) => true,
-            Err(_) => {
-                self.metrics.source(source).dropped.fetch_add(n, Relaxed);
-                false
+        let budget = Arc::clone(&self.budget).try_acquire_many_owned(self.share(&events));
+        let mut b = self.batch(events, source);
+        let sent = match budget {
+            Ok(budget) => {
+                b.budget = Some(budget);
+                self.tx.try_send(b).is_ok()
             }
+            Err(_) => false,
+        };
+        if !sent {
+            self.metrics.source(source).dropped.fetch_add(n, Relaxed);
         }
+        sent
     }
 
     /// Batches waiting in the queue.
     pub fn depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Bytes of events in flight (queued, being stored or waiting for detection), as counted
+    /// against [`QUEUE_BYTES`].
+    pub fn bytes_in_flight(&self) -> usize {
+        QUEUE_BYTES.saturating_sub(self.budget.available_permits())
     }
 }
 
@@ -202,6 +297,8 @@ struct Work {
     events: Vec<Event>,
     received: Instant,
     received_at: DateTime<Utc>,
+    /// The events' share of [`QUEUE_BYTES`], returned when detection is done with them.
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
 /// Running pipeline threads.
@@ -273,7 +370,11 @@ impl Pipeline {
             })
             .expect("spawn detector thread");
         Pipeline {
-            sink: Sink { tx, metrics },
+            sink: Sink {
+                tx,
+                budget: Arc::new(Semaphore::new(QUEUE_BYTES)),
+                metrics,
+            },
             writer: Some(writer),
             detector: Some(detector),
         }
@@ -350,7 +451,7 @@ fn store_group(
     let mut all = Vec::with_capacity(n);
     for b in group {
         acks.push(b.ack);
-        meta.push((b.source, b.received, b.received_at));
+        meta.push((b.source, b.received, b.received_at, b.budget));
         all.extend(b.events);
     }
     let t = Instant::now();
@@ -388,9 +489,11 @@ fn store_group(
     // Hand the stored events to detection, then acknowledge.
     let mut works = Vec::new();
     let mut held = Vec::new();
+    // The stored batches' shares of the budget, which go to detection with their events.
+    let mut stored_budget: Option<OwnedSemaphorePermit> = None;
     let mut events = all.into_iter();
     let mut answers = Vec::with_capacity(acks.len());
-    for ((r, &l), (ack, (source, b_received, b_received_at))) in results
+    for ((r, &l), (ack, (source, b_received, b_received_at, budget))) in results
         .into_iter()
         .zip(&lens)
         .zip(acks.into_iter().zip(meta))
@@ -398,6 +501,12 @@ fn store_group(
         let chunk: Vec<Event> = events.by_ref().take(l).collect();
         match r {
             Ok(a) => {
+                if let Some(b) = budget {
+                    match stored_budget.as_mut() {
+                        Some(all) => all.merge(b),
+                        None => stored_budget = Some(b),
+                    }
+                }
                 metrics.storage.clear_full();
                 if let Some(t) = tally {
                     t.count(&chunk, source, b_received_at, a.last_seq);
@@ -415,6 +524,7 @@ fn store_group(
                             events: chunk,
                             received,
                             received_at,
+                            _budget: None,
                         }),
                     }
                 }
@@ -435,6 +545,7 @@ fn store_group(
                         received: b_received,
                         received_at: b_received_at,
                         ack: None,
+                        budget,
                     }),
                 }
             }
@@ -450,6 +561,10 @@ fn store_group(
             let _ = ack.send(r);
         }
     }
+    // Detection releases the shares once it is done with the last of these events.
+    if let Some(last) = works.last_mut() {
+        last._budget = stored_budget;
+    }
     for w in works {
         if wtx.send(w).is_err() {
             return None;
@@ -460,7 +575,8 @@ fn store_group(
 
 /// Holds syslog batches that could not be stored for lack of space and retries them until
 /// space returns, meanwhile refusing batches that wait for an acknowledgement (HTTP 507) and
-/// taking further syslog batches only up to [`crate::diskfull::HOLD_MAX_EVENTS`] — beyond it
+/// taking further syslog batches only up to [`crate::diskfull::HOLD_MAX_EVENTS`] (and as far as
+/// their shares of [`QUEUE_BYTES`] allow, which they keep while held) — beyond it
 /// the queue fills, TCP senders wait and UDP drops and counts. At shutdown the retries stop
 /// after [`crate::diskfull::SHUTDOWN_RETRY`]; what is still held was never acknowledged and
 /// is logged and counted as dropped. Returns `false` when the detector is gone.

@@ -30,7 +30,7 @@ pub(crate) struct DocFields {
     pub(crate) fields: Field,
 }
 
-/// A range of [`IndexDoc::text`].
+/// A range of [`DocData::text`].
 #[derive(Debug, Clone, Copy)]
 struct Span {
     start: u32,
@@ -43,7 +43,7 @@ enum Leaf {
     I64(i64),
     F64(f64),
     Bool(bool),
-    /// `len` values at `start` in [`IndexDoc::items`].
+    /// `len` values at `start` in [`DocData::items`].
     List {
         start: u32,
         len: u32,
@@ -51,7 +51,15 @@ enum Leaf {
 }
 
 /// One event as the index sees it. Owns its data (the indexer thread indexes it later).
-pub(crate) struct IndexDoc {
+///
+/// Boxed: tantivy's document channel is an array of 10,000 slots allocated whole at every
+/// commit, each slot holding up to four documents inline, so the size of this handle (not of
+/// its text) is what that array costs — 5.6 MB with the fields inline, 0.8 MB boxed (issue #15,
+/// `bench ingest` heap profile).
+pub(crate) struct IndexDoc(Box<DocData>);
+
+/// What an [`IndexDoc`] holds.
+pub(crate) struct DocData {
     f: DocFields,
     seq: Seq,
     ts: i64,
@@ -62,6 +70,14 @@ pub(crate) struct IndexDoc {
     fields: Vec<(Span, Leaf)>,
     /// Elements of lists, each list contiguous.
     items: Vec<Leaf>,
+}
+
+impl std::ops::Deref for IndexDoc {
+    type Target = DocData;
+
+    fn deref(&self) -> &DocData {
+        &self.0
+    }
 }
 
 impl fmt::Debug for IndexDoc {
@@ -75,11 +91,21 @@ impl fmt::Debug for IndexDoc {
 
 impl IndexDoc {
     pub(crate) fn seq(&self) -> Seq {
-        self.seq
+        self.0.seq
+    }
+
+    /// Bytes of memory this document holds (its handle, its text and its tables), for the
+    /// store's bounded indexing backlog.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let d = &self.0;
+        std::mem::size_of::<DocData>()
+            + d.text.capacity()
+            + d.fields.capacity() * std::mem::size_of::<(Span, Leaf)>()
+            + d.items.capacity() * std::mem::size_of::<Leaf>()
     }
 
     pub(crate) fn new(f: DocFields, seq: Seq, received_at: DateTime<Utc>, e: &Event) -> IndexDoc {
-        let mut d = IndexDoc {
+        let mut d = DocData {
             f,
             seq,
             ts: e.timestamp.unwrap_or(received_at).timestamp_micros(),
@@ -122,9 +148,11 @@ impl IndexDoc {
                 d.fields.push((name, leaf));
             }
         }
-        d
+        IndexDoc(Box::new(d))
     }
+}
 
+impl DocData {
     fn put(&mut self, s: &str) -> Span {
         let mut s = cap(s);
         // Spans are u32: past 4 GiB of text in one event (no reader produces that), the rest

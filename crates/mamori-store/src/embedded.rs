@@ -86,7 +86,7 @@ pub struct OpenReport {
 /// An append is acknowledged once the log has it (and fsynced it, under the default policy);
 /// the index follows in its own thread ("mamori-indexer"), fed in seq order through a queue,
 /// so indexing and its commits never hold up an acknowledgement. When the indexer falls more
-/// than [`INDEX_BACKLOG_DOCS`] events behind, appends wait for it: the lag of search behind
+/// than [`INDEX_BACKLOG_BYTES`] of documents behind, appends wait for it: the lag of search behind
 /// the log, and the memory the queue holds, stay bounded. `refresh` waits until everything
 /// appended before it is searchable.
 ///
@@ -108,9 +108,11 @@ pub struct EmbeddedEventStore {
 }
 
 const REINDEX_CHUNK: usize = 4096;
-/// Events the indexer may lag behind before appends wait: room for a few seconds at 10k
-/// events/s, so an index commit (a few hundred ms) never delays an acknowledgement.
-const INDEX_BACKLOG_DOCS: usize = 32_768;
+/// Bytes of documents the indexer may lag behind before appends wait: about 16,000 syslog
+/// events, 1.5 s at 10k events/s, so an index commit (a few hundred ms) does not delay an
+/// acknowledgement. Counted in bytes, not documents, so large events cannot multiply it: at
+/// saturation this queue is full, and 32,768 documents held ~35 MB (issue #15).
+const INDEX_BACKLOG_BYTES: usize = 16 << 20;
 /// How often a failed index retries (re-indexing the log from its last commit).
 const INDEX_RETRY: Duration = Duration::from_secs(2);
 /// How long closing the store waits for the indexer before leaving it: the log is the truth,
@@ -168,33 +170,34 @@ impl IndexHealth {
     }
 }
 
-/// Documents queued for the indexer, with a condition variable appends wait on when full.
+/// Bytes of documents queued for the indexer, with a condition variable appends wait on when
+/// full.
 #[derive(Default)]
 struct Backlog {
-    docs: Mutex<usize>,
+    bytes: Mutex<usize>,
     drained: Condvar,
 }
 
 impl Backlog {
     fn reserve(&self, n: usize) {
-        let mut d = self.docs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
         // A batch larger than the whole budget goes through once the queue is empty.
-        while *d > 0 && *d + n > INDEX_BACKLOG_DOCS {
+        while *d > 0 && *d + n > INDEX_BACKLOG_BYTES {
             d = self.drained.wait(d).unwrap_or_else(|p| p.into_inner());
         }
         *d += n;
     }
 
     fn release(&self, n: usize) {
-        let mut d = self.docs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
         *d = d.saturating_sub(n);
         self.drained.notify_all();
     }
 }
 
 enum IndexJob {
-    /// Documents of consecutive seqs.
-    Docs(Vec<IndexDoc>),
+    /// Documents of consecutive seqs, and the bytes they hold.
+    Docs(Vec<IndexDoc>, usize),
     /// Commit everything queued before this job, then answer.
     Flush(SyncSender<Result<()>>),
 }
@@ -317,10 +320,9 @@ impl Indexer {
                 let _done = done_tx;
                 loop {
                     match rx.recv_timeout(tick) {
-                        Ok(IndexJob::Docs(docs)) => {
-                            let n = docs.len();
+                        Ok(IndexJob::Docs(docs, bytes)) => {
                             ctx.docs(docs);
-                            drained.release(n);
+                            drained.release(bytes);
                         }
                         Ok(IndexJob::Flush(reply)) => {
                             let _ = reply.send(ctx.commit(true));
@@ -530,9 +532,10 @@ impl EventStore for EmbeddedEventStore {
                 .map(|(s, e)| self.index.document(s, received_at, e))
                 .collect();
             let g = self.indexer.lock().unwrap_or_else(|p| p.into_inner());
+            let bytes = docs.iter().map(IndexDoc::heap_bytes).sum();
             let sent = g.as_ref().is_some_and(|i| {
-                i.backlog.reserve(docs.len());
-                i.tx.send(IndexJob::Docs(docs)).is_ok()
+                i.backlog.reserve(bytes);
+                i.tx.send(IndexJob::Docs(docs, bytes)).is_ok()
             });
             if !sent {
                 self.health.errors.fetch_add(1, Ordering::Relaxed);
