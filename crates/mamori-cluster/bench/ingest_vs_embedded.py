@@ -18,8 +18,9 @@ def cfg(d, extra):
     p = os.path.join(d, "mamori.toml")
     open(p, "w").write(f'data_dir = "{d}/data"\n{extra}\n[syslog]\nudp = "127.0.0.1:0"\ntcp = "127.0.0.1:0"\n[http]\nlisten = "127.0.0.1:0"\nmax_body_bytes = 4000000\n[detection]\nrules = ["{RULES}"]\n[vault]\nseal = false\n')
     return p
-def start(c):
-    tok = subprocess.run([BIN, "token", "create", "b", "--config", c], capture_output=True, text=True).stdout.strip()
+def start(c, tok=None):
+    # A cluster's tokens are shared (PostgreSQL): one token, created on the first node.
+    tok = tok or subprocess.run([BIN, "token", "create", "b", "--config", c], capture_output=True, text=True).stdout.strip()
     pr = subprocess.Popen([BIN, "serve", "--config", c], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "MAMORI_LOG": "warn"})
     for line in pr.stderr:
         m = re.match(r"mamori: API on http://([^/]+)/", line)
@@ -62,7 +63,8 @@ schema = f"bench_{os.getpid()}"
 def ccfg(name, roles, owns="[]"):
     d = os.path.join(root, name); os.makedirs(d)
     return cfg(d, f'[cluster]\nnats = ["nats://127.0.0.1:{port}"]\npostgres = "host=127.0.0.1 user=postgres dbname=test"\npostgres_schema = "{schema}"\nsite = "s1"\nroles = {roles}\npartitions = 2\nowns = {owns}\nnode = "{name}"\n')
-procs = [start(ccfg("col", '["collector"]')), start(ccfg("det", '["detector"]', "[0, 1]")), start(ccfg("sto", '["store"]'))]
+first = start(ccfg("col", '["collector"]'))
+procs = [first, start(ccfg("det", '["detector"]', "[0, 1]"), first[2]), start(ccfg("sto", '["store"]'), first[2])]
 (cp, caddr, ctok), _, (sp, saddr, stok) = procs
 time.sleep(3); c0 = cpu([p[0].pid for p in procs]); n0 = cpu([nats.pid])
 t_cack = load(caddr, ctok); t_csrch = t_cack + wait_total(saddr, stok, N)
@@ -81,7 +83,8 @@ def sender():
     t0 = time.time(); per = 100; b = 0
     while not stop.is_set():
         due = t0 + b * per / rate
-        if time.time() < due: time.sleep(due - time.time()); continue
+        wait = due - time.time()
+        if wait > 0: time.sleep(wait); continue
         body = "".join(json.dumps({"message": "steady", "b": b, "n": n, "user.name": f"u{n%50}", "source.ip": f"198.51.100.{n%200}"}) + "\n" for n in range(per)).encode()
         post(caddr, ctok, body); sent[0] += per; b += 1
 th = threading.Thread(target=sender); c1 = cpu([p[0].pid for p in procs]) + cpu([nats.pid])
