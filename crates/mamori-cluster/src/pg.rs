@@ -271,44 +271,59 @@ impl PgAlertStore {
 }
 
 fn migrate(c: &mut Client, schema: &str) -> Result<()> {
-    let mut tx = c.transaction().map_err(pg)?;
+    migrate_component(c, schema, "state", MIGRATIONS).map_err(|message| Error::Backend {
+        backend: "postgresql",
+        message,
+    })
+}
+
+/// Brings `component`'s tables in `schema` to the last of `migrations` (entry `i` takes it from
+/// version `i` to `i + 1`), recorded in the schema's `schema_version` table, under one
+/// advisory lock per schema shared by every component: one migrator at a time. A schema newer
+/// than this build is refused.
+pub(crate) fn migrate_component(
+    c: &mut Client,
+    schema: &str,
+    component: &str,
+    migrations: &[&str],
+) -> std::result::Result<(), String> {
+    let e = |e: postgres::Error| e.to_string();
+    let latest = migrations.len() as i32;
+    let mut tx = c.transaction().map_err(e)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         &[&format!("mamori-migrate:{schema}")],
     )
-    .map_err(pg)?;
+    .map_err(e)?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
          SET LOCAL search_path TO \"{schema}\";
          CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL);"
     ))
-    .map_err(pg)?;
+    .map_err(e)?;
     let found: i32 = tx
         .query_opt(
-            "SELECT version FROM schema_version WHERE component = 'state'",
-            &[],
+            "SELECT version FROM schema_version WHERE component = $1",
+            &[&component],
         )
-        .map_err(pg)?
+        .map_err(e)?
         .map(|r| r.get(0))
         .unwrap_or(0);
-    if !(0..=PG_SCHEMA_VERSION).contains(&found) {
-        return Err(Error::Backend {
-            backend: "postgresql",
-            message: format!(
-                "schema {schema:?} is at state version {found}; this build knows versions up to {PG_SCHEMA_VERSION} (upgrade mamori)"
-            ),
-        });
+    if !(0..=latest).contains(&found) {
+        return Err(format!(
+            "schema {schema:?} is at {component} version {found}; this build knows versions up to {latest} (upgrade mamori)"
+        ));
     }
-    for m in &MIGRATIONS[found as usize..] {
-        tx.batch_execute(m).map_err(pg)?;
+    for m in &migrations[found as usize..] {
+        tx.batch_execute(m).map_err(e)?;
     }
     tx.execute(
-        "INSERT INTO schema_version (component, version) VALUES ('state', $1) \
+        "INSERT INTO schema_version (component, version) VALUES ($1, $2) \
          ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-        &[&PG_SCHEMA_VERSION],
+        &[&component, &latest],
     )
-    .map_err(pg)?;
-    tx.commit().map_err(pg)
+    .map_err(e)?;
+    tx.commit().map_err(e)
 }
 
 fn us(t: DateTime<Utc>) -> i64 {
@@ -608,3 +623,6 @@ impl AlertStore for PgAlertStore {
         })
     }
 }
+
+// The version this build writes is the number of its migrations.
+const _: () = assert!(MIGRATIONS.len() as i32 == PG_SCHEMA_VERSION);

@@ -634,44 +634,12 @@ impl CaseTx for PgTx<'_, '_> {
 }
 
 fn migrate(c: &mut Client, schema: &str, store: &str) -> Result<()> {
-    let e = |e| pg(store, e);
-    let mut tx = c.transaction().map_err(e)?;
-    // The same lock as the alert store's migrations: one migrator per schema at a time.
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&format!("mamori-migrate:{schema}")],
-    )
-    .map_err(e)?;
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
-         SET LOCAL search_path TO \"{schema}\";
-         CREATE TABLE IF NOT EXISTS schema_version (component TEXT PRIMARY KEY, version INTEGER NOT NULL);"
-    ))
-    .map_err(e)?;
-    let found: i32 = tx
-        .query_opt(
-            "SELECT version FROM schema_version WHERE component = 'cases'",
-            &[],
-        )
-        .map_err(e)?
-        .map(|r| r.get(0))
-        .unwrap_or(0);
-    if !(0..=PG_CASES_SCHEMA_VERSION).contains(&found) {
-        return Err(Error::Backend {
-            store: store.to_owned(),
-            message: format!(
-                "incidents are at schema version {found}; this build knows versions up to {PG_CASES_SCHEMA_VERSION} (upgrade mamori)"
-            ),
-        });
-    }
-    for m in &MIGRATIONS[found as usize..] {
-        tx.batch_execute(m).map_err(e)?;
-    }
-    tx.execute(
-        "INSERT INTO schema_version (component, version) VALUES ('cases', $1) \
-         ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-        &[&PG_CASES_SCHEMA_VERSION],
-    )
-    .map_err(e)?;
-    tx.commit().map_err(e)
+    // The alert store's mechanism and lock: one migrator per schema at a time.
+    crate::pg::migrate_component(c, schema, "cases", MIGRATIONS).map_err(|message| Error::Backend {
+        store: store.to_owned(),
+        message,
+    })
 }
+
+// The version this build writes is the number of its migrations.
+const _: () = assert!(MIGRATIONS.len() as i32 == PG_CASES_SCHEMA_VERSION);
