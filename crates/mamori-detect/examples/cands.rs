@@ -1,20 +1,8 @@
 use mamori_detect::{CompileOptions, RuleSet};
 use mamori_event::{Event, FieldName, Format, Interner, Origin, Value};
 use mamori_sigma::{Placeholders, RulePack};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-fn yml(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for p in rd.flatten().map(|e| e.path()) {
-        if p.is_dir() {
-            yml(&p, out)
-        } else if p.extension().is_some_and(|e| e == "yml") {
-            out.push(p)
-        }
-    }
-}
 fn main() {
     let c = Path::new("/work/shared/corpus/sigma");
     let mut files = Vec::new();
@@ -23,7 +11,7 @@ fn main() {
         "rules-threat-hunting/windows",
         "rules-emerging-threats",
     ] {
-        yml(&c.join(d), &mut files);
+        mamori_sigma::yml_files(&c.join(d), &mut files);
     }
     let mut pack = RulePack::new();
     for f in files {

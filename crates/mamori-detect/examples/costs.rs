@@ -2,25 +2,12 @@
 //!
 //!     cargo run --release -p mamori-detect --example costs -- RULES_DIR EVENTS.jsonl
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use mamori_detect::{CompileOptions, RuleSet};
 use mamori_ingest::ReadOptions;
 use mamori_sigma::{Placeholders, RulePack};
-
-fn yml(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for p in rd.flatten().map(|e| e.path()) {
-        if p.is_dir() {
-            yml(&p, out)
-        } else if p.extension().is_some_and(|e| e == "yml") {
-            out.push(p)
-        }
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -37,7 +24,7 @@ fn main() {
         return;
     }
     let mut files = Vec::new();
-    yml(Path::new(&args[1]), &mut files);
+    mamori_sigma::yml_files(Path::new(&args[1]), &mut files);
     files.sort();
     let t0 = Instant::now();
     let t = t0;

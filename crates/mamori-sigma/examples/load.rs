@@ -1,23 +1,10 @@
 //! Rule loading cost (issue #16): parses every `.yml` under a directory, N times.
 //!
 //!     cargo run --release -p mamori-sigma --example load -- RULES_DIR [N]
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use mamori_sigma::{Placeholders, RulePack};
-
-fn yml(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for p in rd.flatten().map(|e| e.path()) {
-        if p.is_dir() {
-            yml(&p, out)
-        } else if p.extension().is_some_and(|e| e == "yml") {
-            out.push(p)
-        }
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -27,7 +14,7 @@ fn main() {
     };
     let n: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
     let mut files = Vec::new();
-    yml(Path::new(dir), &mut files);
+    mamori_sigma::yml_files(Path::new(dir), &mut files);
     files.sort();
     let srcs: Vec<(String, String)> = files
         .iter()

@@ -170,3 +170,18 @@ impl RulePack {
 
 #[cfg(test)]
 mod tests;
+
+/// Every `.yml` file below `dir`, depth first in directory order (the diagnostics examples'
+/// walk over a SigmaHQ checkout); an unreadable directory is skipped.
+pub fn yml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for p in rd.flatten().map(|e| e.path()) {
+        if p.is_dir() {
+            yml_files(&p, out)
+        } else if p.extension().is_some_and(|e| e == "yml") {
+            out.push(p)
+        }
+    }
+}
