@@ -104,17 +104,16 @@ impl EventStore for PublishingStore {
         for ev in batch {
             let mut e = ev.clone();
             // The site is the collector's word: a `mamori.site` in the log itself (JSON
-            // ingest flattens whatever a sender writes) is dropped, never believed.
-            e.fields_mut().retain(|(n, _)| n.as_str() != SITE_FIELD);
+            // ingest flattens whatever a sender writes) is dropped, never believed; so is an
+            // ingest id anywhere but where the HTTP ingest route wrote it.
+            let http = is_http(ev);
+            e.fields_mut().retain(|(n, _)| {
+                n.as_str() != SITE_FIELD && (http || n.as_str() != INGEST_ID_FIELD)
+            });
             e.push(site.clone(), Value::str(self.site.as_str()));
-            // An ingest id is believed only where the HTTP ingest route wrote it.
-            let ingest_id = if is_http(ev) {
-                ev.get_str(INGEST_ID_FIELD).map(|id| format!("ingest-{id}"))
-            } else {
-                e.fields_mut()
-                    .retain(|(n, _)| n.as_str() != INGEST_ID_FIELD);
-                None
-            };
+            let ingest_id = http
+                .then(|| ev.get_str(INGEST_ID_FIELD).map(|id| format!("ingest-{id}")))
+                .flatten();
             bodies.push((
                 self.bus.event_subject(&self.site, source_token(ev)),
                 ingest_id,
