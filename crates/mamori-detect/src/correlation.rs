@@ -1415,11 +1415,15 @@ impl Correlator {
         });
     }
 
-    fn saved(&self, prefix: &[u8], full: bool, groups: Vec<(&str, Vec<GroupRef<'_>>)>) -> Vec<u8> {
+    fn saved_to(
+        &self,
+        w: &mut dyn std::io::Write,
+        full: bool,
+        groups: Vec<(&str, Vec<GroupRef<'_>>)>,
+    ) -> std::io::Result<()> {
         let mut skewed: Vec<(&str, &SkewSeen)> =
             self.skewed.iter().map(|(k, v)| (&**k, v)).collect();
         skewed.sort_by(|a, b| a.0.cmp(b.0));
-        let mut out = prefix.to_vec();
         let saved = SavedOut {
             version: STATE_VERSION,
             full,
@@ -1428,11 +1432,7 @@ impl Correlator {
             skewed,
             groups,
         };
-        // Writing JSON into a Vec fails only on a serialisation bug (none of these types can).
-        if serde_json::to_writer(&mut out, &saved).is_err() {
-            out.truncate(prefix.len());
-        }
-        out
+        serde_json::to_writer(w, &saved).map_err(std::io::Error::other)
     }
 
     /// Serialises the whole state (JSON) so a restart loses no window; groups in
@@ -1443,6 +1443,16 @@ impl Correlator {
 
     /// [`Correlator::save`] after `prefix` (a caller's header), without copying the snapshot.
     pub fn save_prefixed(&self, prefix: &[u8]) -> Vec<u8> {
+        let mut out = prefix.to_vec();
+        if self.save_to(&mut out).is_err() {
+            out.truncate(prefix.len());
+        }
+        out
+    }
+
+    /// [`Correlator::save`] streamed into `w` (a store's parts): the snapshot is never whole
+    /// in memory.
+    pub fn save_to(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
         let mut groups = Vec::with_capacity(self.defs.len());
         for (di, st) in self.state.iter().enumerate() {
             let list: Vec<GroupRef<'_>> = st
@@ -1457,7 +1467,7 @@ impl Correlator {
                 groups.push((self.defs[di].info.meta.reference(), list));
             }
         }
-        self.saved(prefix, true, groups)
+        self.saved_to(w, true, groups)
     }
 
     /// Forgets which groups changed (after a full [`Correlator::save`] was stored).
@@ -1473,6 +1483,20 @@ impl Correlator {
 
     /// [`Correlator::save_changes`] after `prefix`.
     pub fn save_changes_prefixed(&mut self, prefix: &[u8]) -> Option<Vec<u8>> {
+        let mut out = prefix.to_vec();
+        match self.save_changes_to(&mut out)? {
+            Ok(()) => Some(out),
+            Err(_) => {
+                out.truncate(prefix.len());
+                Some(out)
+            }
+        }
+    }
+
+    /// [`Correlator::save_changes`] streamed into `w`; `None` if nothing changed. The changes
+    /// are no longer tracked afterwards, whether the write succeeded or not (after a failed
+    /// one, save a full snapshot).
+    pub fn save_changes_to(&mut self, w: &mut dyn std::io::Write) -> Option<std::io::Result<()>> {
         if self.dirty.is_empty() {
             return None;
         }
@@ -1487,7 +1511,7 @@ impl Correlator {
             .into_iter()
             .map(|(di, list)| (self.defs[di as usize].info.meta.reference(), list))
             .collect();
-        Some(self.saved(prefix, false, groups))
+        Some(self.saved_to(w, false, groups))
     }
 
     /// Number of groups changed since the last save.

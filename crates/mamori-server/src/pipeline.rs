@@ -34,7 +34,9 @@ use mamori_detect::correlation::{
 use mamori_detect::{outcome, Match};
 use mamori_event::{Event, Level, RuleId};
 use mamori_sigma::FieldMap;
-use mamori_store::{Alert, AlertStore, AppendAck, EventStore, InsertOutcome, NewAlert, Seq};
+use mamori_store::{
+    kvchunks, Alert, AlertStore, AppendAck, EventStore, InsertOutcome, NewAlert, Seq,
+};
 use rayon::prelude::*;
 use tokio::sync::{broadcast, mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -712,6 +714,7 @@ impl Detector {
     /// How many change sets are stored (of any generation).
     fn count_deltas(&self) -> u64 {
         let mut n = 0;
+        // A change set's key holds a small manifest (`mamori_store::kvchunks`).
         while let Ok(Some(_)) = self.alerts.kv_get(&delta_key(n + 1)) {
             n += 1;
         }
@@ -724,7 +727,7 @@ impl Detector {
         let Some(c) = self.correlator.as_mut() else {
             return;
         };
-        let base = match self.alerts.kv_get(CORRELATION_STATE_KEY) {
+        let base = match kvchunks::get_chunked(&*self.alerts, CORRELATION_STATE_KEY) {
             Ok(Some(b)) => b,
             Ok(None) => return,
             Err(e) => {
@@ -744,7 +747,7 @@ impl Detector {
         // Deletes them at the first save (a new snapshot), whatever their generation.
         self.persist.deltas = stored;
         for n in 1.. {
-            let Ok(Some(blob)) = self.alerts.kv_get(&delta_key(n)) else {
+            let Ok(Some(blob)) = kvchunks::get_chunked(&*self.alerts, &delta_key(n)) else {
                 break;
             };
             match split_generation(&blob) {
@@ -895,38 +898,45 @@ impl Detector {
         let full = p.need_full
             || p.deltas >= MAX_DELTAS
             || p.delta_bytes > DELTA_RATIO * p.base_bytes.max(1 << 20);
+        // Streamed into the store in parts: the snapshot (18 MB at the group cap) is never
+        // whole in memory, nor copied by SQLite (issue #15, finding 12).
+        let alerts = &*self.alerts;
         if full {
             let generation = p.generation + 1;
-            let blob = c.save_prefixed(&generation.to_le_bytes());
-            match self.alerts.kv_put(CORRELATION_STATE_KEY, &blob) {
-                Ok(()) => {
+            let put = kvchunks::put_chunked(alerts, CORRELATION_STATE_KEY, &mut |w| {
+                w.write_all(&generation.to_le_bytes())?;
+                c.save_to(w)
+            });
+            match put {
+                Ok(len) => {
                     c.mark_saved();
                     for n in 1..=p.deltas {
-                        let _ = self.alerts.kv_delete(&delta_key(n));
+                        let _ = kvchunks::delete_chunked(alerts, &delta_key(n));
                     }
                     *p = Persist {
                         generation,
-                        base_bytes: blob.len() as u64,
+                        base_bytes: len,
                         ..Persist::default()
                     };
                     self.metrics
                         .correlation_state_snapshots
                         .fetch_add(1, Relaxed);
-                    self.metrics
-                        .correlation_state_bytes
-                        .fetch_add(blob.len() as u64, Relaxed);
+                    self.metrics.correlation_state_bytes.fetch_add(len, Relaxed);
                 }
                 Err(e) => tracing::error!(error = %e, "cannot save correlation state"),
             }
-        } else if let Some(blob) = c.save_changes_prefixed(&p.generation.to_le_bytes()) {
-            match self.alerts.kv_put(&delta_key(p.deltas + 1), &blob) {
-                Ok(()) => {
+        } else if c.changed_groups() > 0 {
+            let generation = p.generation;
+            let put = kvchunks::put_chunked(alerts, &delta_key(p.deltas + 1), &mut |w| {
+                w.write_all(&generation.to_le_bytes())?;
+                c.save_changes_to(w).unwrap_or(Ok(()))
+            });
+            match put {
+                Ok(len) => {
                     p.deltas += 1;
-                    p.delta_bytes += blob.len() as u64;
+                    p.delta_bytes += len;
                     self.metrics.correlation_state_deltas.fetch_add(1, Relaxed);
-                    self.metrics
-                        .correlation_state_bytes
-                        .fetch_add(blob.len() as u64, Relaxed);
+                    self.metrics.correlation_state_bytes.fetch_add(len, Relaxed);
                 }
                 Err(e) => {
                     // The changes are no longer tracked: the next save must be whole.

@@ -45,6 +45,7 @@ mod doc;
 mod embedded;
 mod error;
 mod index;
+pub mod kvchunks;
 mod memory;
 mod model;
 mod sqlite;

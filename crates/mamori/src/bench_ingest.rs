@@ -160,6 +160,13 @@ fn rss_mib() -> Option<f64> {
     crate::bench::proc_status_mib("self", "VmRSS:")
 }
 
+/// Resident memory split as the kernel counts it: anonymous (heap, stacks) and file-backed
+/// (mapped index segments and binaries), in MiB.
+fn rss_split_mib() -> (f64, f64) {
+    let get = |k| crate::bench::proc_status_mib("self", k).unwrap_or(0.0);
+    (get("RssAnon:"), get("RssFile:") + get("RssShmem:"))
+}
+
 /// CPU ticks of the calling thread.
 fn own_ticks() -> u64 {
     std::fs::read_to_string("/proc/thread-self/stat")
@@ -309,6 +316,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
     let stored = m.events_stored.load(Relaxed) - stored0;
     let cpu1 = cpu_snapshot();
     let rss_sat = rss_mib().unwrap_or(0.0);
+    let (anon_sat, file_sat) = rss_split_mib();
     let rate_stored = stored_at_stop as f64 / secs;
     if conns > 0 {
         let base = baseline(conns, dur)?;
@@ -319,13 +327,15 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
         );
     }
     println!(
-        "saturation: {:.0} events/s durably stored with the rules loaded ({} connections, {:.1}s, {} sent, {} stored; RSS {:.0} MiB)",
+        "saturation: {:.0} events/s durably stored with the rules loaded ({} connections, {:.1}s, {} sent, {} stored; RSS {:.0} MiB: anonymous {:.0}, file-backed {:.0})",
         rate_stored,
         args.connections,
         secs,
         sent,
         stored,
-        rss_sat
+        rss_sat,
+        anon_sat,
+        file_sat
     );
     if conns > 0 {
         print_cpu_per_event(&cpu0, &cpu1, sender_ticks, stored);
@@ -342,6 +352,7 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
     let mut bursts = 0u64;
     let mut next = Instant::now();
     let mut peak_rss: f64 = 0.0;
+    let (mut peak_anon, mut peak_file) = (0.0f64, 0.0f64);
     while start.elapsed() < dur {
         let mut chunk = String::with_capacity(per_tick as usize * 160);
         for _ in 0..per_tick {
@@ -360,15 +371,20 @@ pub(crate) fn run(args: IngestArgs) -> anyhow::Result<i32> {
             std::thread::sleep(d);
         }
         peak_rss = peak_rss.max(rss_mib().unwrap_or(0.0));
+        let (anon, file) = rss_split_mib();
+        (peak_anon, peak_file) = (peak_anon.max(anon), peak_file.max(file));
     }
     let steady_secs = start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(1));
     let lat = m.latency_percentiles();
     println!(
-        "steady: {:.0} events/s for {:.1}s, RSS peak {:.0} MiB, {} brute-force bursts",
+        "steady: {:.0} events/s for {:.1}s, RSS peak {:.0} MiB (anonymous peak {:.0}, file-backed peak {:.0}; VmHWM {:.0}), {} brute-force bursts",
         i as f64 / steady_secs,
         steady_secs,
         peak_rss,
+        peak_anon,
+        peak_file,
+        crate::bench::proc_status_mib("self", "VmHWM:").unwrap_or(0.0),
         bursts
     );
     match lat {
