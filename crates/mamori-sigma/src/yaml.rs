@@ -9,6 +9,10 @@
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+mod fast;
+#[cfg(test)]
+mod fast_tests;
+
 /// A position in the source (1-based line and column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
@@ -107,7 +111,21 @@ impl Node {
 }
 
 /// Parses every document of a YAML stream.
+///
+/// Sigma rules use a small part of YAML; [`fast`] parses that part directly (several times
+/// faster) and gives up on anything else, in which case the file goes through yaml-rust2. Both
+/// paths feed the same [`Builder`], so typing, duplicate-key rejection and positions are shared;
+/// the fast path's tokenising is checked against yaml-rust2 over the whole SigmaHQ corpus and
+/// on generated inputs (see the tests).
 pub fn parse_documents(src: &str) -> Result<Vec<Node>, YamlError> {
+    match fast::parse(src) {
+        Some(r) => r,
+        None => parse_documents_slow(src),
+    }
+}
+
+/// [`parse_documents`] through yaml-rust2 only (the reference the fast path is tested against).
+pub(crate) fn parse_documents_slow(src: &str) -> Result<Vec<Node>, YamlError> {
     let mut b = Builder::default();
     let mut parser = Parser::new_from_str(src);
     if let Err(e) = parser.load(&mut b, true) {
@@ -120,10 +138,7 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, YamlError> {
             message: e.info().to_owned(),
         });
     }
-    if let Some(err) = b.error {
-        return Err(err);
-    }
-    Ok(b.docs)
+    b.finish()
 }
 
 enum Frame {
@@ -140,6 +155,13 @@ struct Builder {
 }
 
 impl Builder {
+    fn finish(self) -> Result<Vec<Node>, YamlError> {
+        match self.error {
+            Some(err) => Err(err),
+            None => Ok(self.docs),
+        }
+    }
+
     fn fail(&mut self, pos: Pos, message: String) {
         if self.error.is_none() {
             self.error = Some(YamlError { pos, message });
@@ -179,46 +201,69 @@ fn pos_of(m: Marker) -> Pos {
     }
 }
 
+impl Builder {
+    fn scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        tag: Option<&Tag>,
+        anchor: usize,
+        pos: Pos,
+    ) {
+        let scalar = type_scalar(text, style, tag);
+        self.insert(
+            Node {
+                kind: NodeKind::Scalar(scalar),
+                pos,
+            },
+            anchor,
+        );
+    }
+
+    fn seq_start(&mut self, pos: Pos, anchor: usize) {
+        self.stack.push(Frame::Seq(Vec::new(), pos, anchor))
+    }
+
+    fn seq_end(&mut self) {
+        if let Some(Frame::Seq(items, p, anchor)) = self.stack.pop() {
+            self.insert(
+                Node {
+                    kind: NodeKind::Seq(items),
+                    pos: p,
+                },
+                anchor,
+            );
+        }
+    }
+
+    fn map_start(&mut self, pos: Pos, anchor: usize) {
+        self.stack.push(Frame::Map(Vec::new(), None, pos, anchor))
+    }
+
+    fn map_end(&mut self) {
+        if let Some(Frame::Map(entries, _, p, anchor)) = self.stack.pop() {
+            self.insert(
+                Node {
+                    kind: NodeKind::Map(entries),
+                    pos: p,
+                },
+                anchor,
+            );
+        }
+    }
+}
+
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = pos_of(mark);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
-                let scalar = type_scalar(text, style, tag.as_ref());
-                self.insert(
-                    Node {
-                        kind: NodeKind::Scalar(scalar),
-                        pos,
-                    },
-                    anchor,
-                );
+                self.scalar(text, style, tag.as_ref(), anchor, pos)
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), pos, anchor)),
-            Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, p, anchor)) = self.stack.pop() {
-                    self.insert(
-                        Node {
-                            kind: NodeKind::Seq(items),
-                            pos: p,
-                        },
-                        anchor,
-                    );
-                }
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(Vec::new(), None, pos, anchor))
-            }
-            Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, p, anchor)) = self.stack.pop() {
-                    self.insert(
-                        Node {
-                            kind: NodeKind::Map(entries),
-                            pos: p,
-                        },
-                        anchor,
-                    );
-                }
-            }
+            Event::SequenceStart(anchor, _) => self.seq_start(pos, anchor),
+            Event::SequenceEnd => self.seq_end(),
+            Event::MappingStart(anchor, _) => self.map_start(pos, anchor),
+            Event::MappingEnd => self.map_end(),
             Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
                 Some((_, n)) => {
                     let n = n.clone();
