@@ -23,12 +23,7 @@ type R<T = ()> = Result<T, Bail>;
 
 /// Parses `src`, or returns `None` when it uses YAML outside the subset.
 pub(super) fn parse(src: &str) -> Option<Result<Vec<Node>, YamlError>> {
-    if src
-        .as_bytes()
-        .iter()
-        .any(|&b| matches!(b, b'\t' | b'\r' | 0))
-        || src.contains('\u{feff}')
-    {
+    if has_unsupported_bytes(src.as_bytes()) {
         return None;
     }
     let mut p = Fast {
@@ -52,6 +47,35 @@ struct Fast<'a> {
     line: usize,
     line_start: usize,
     b: Builder,
+}
+
+/// Whether `s` holds a tab, CR, NUL or a BOM (U+FEFF, `EF BB BF`): the fast path leaves
+/// those to yaml-rust2. Eight bytes at a time: these bytes are rare, the scan is per file.
+pub(super) fn has_unsupported_bytes(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let byte_at = |i: usize| s.get(i).copied().unwrap_or(0);
+    let check = |i: usize| match s[i] {
+        b'\t' | b'\r' | 0 => true,
+        0xEF => byte_at(i + 1) == 0xBB && byte_at(i + 2) == 0xBF,
+        _ => false,
+    };
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        if (has_zero(w)
+            || has_zero(w ^ (ONES * 0x09))
+            || has_zero(w ^ (ONES * 0x0D))
+            || has_zero(w ^ (ONES * 0xEF)))
+            && (base..base + 8).any(check)
+        {
+            return true;
+        }
+        base += 8;
+    }
+    (base..s.len()).any(check)
 }
 
 fn blank_or_end(c: u8) -> bool {
@@ -485,7 +509,18 @@ impl Fast<'_> {
     /// closing quote. Gives up on line breaks inside and on escapes yaml-rust2 rejects.
     fn quoted(&self, i: usize) -> R<(String, usize)> {
         let q = self.at(i);
-        let mut out = String::new();
+        // Most quoted scalars have no escapes: find the closing quote, copy once.
+        let rest = &self.s[i + 1..];
+        let stop = rest
+            .iter()
+            .position(|&b| b == q || b == b'\n' || (b == b'\\' && q == b'"'));
+        if let Some(n) = stop {
+            let j = i + 1 + n;
+            if self.at(j) == q && !(q == b'\'' && self.at(j + 1) == b'\'') {
+                return Ok((self.src[i + 1..j].to_owned(), j + 1));
+            }
+        }
+        let mut out = String::with_capacity(64);
         let mut j = i + 1;
         let mut run = j; // start of the literal run not yet copied
         loop {

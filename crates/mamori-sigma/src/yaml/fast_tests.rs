@@ -459,3 +459,20 @@ fn sigma_corpus_fast_path_matches_yaml_rust2() {
         files.len()
     );
 }
+
+#[test]
+fn unsupported_bytes_are_found_at_every_offset() {
+    for n in 0..20 {
+        for bad in ["\t", "\r", "\0", "\u{feff}"] {
+            let mut s = "a".repeat(n);
+            s.push_str(bad);
+            s.push_str(&"b".repeat(20 - n));
+            assert!(fast::has_unsupported_bytes(s.as_bytes()), "{s:?}");
+            assert!(fast::parse(&format!("k: {s}\n")).is_none());
+        }
+        // Other characters encoded with 0xEF (U+F000..U+FFFF but the BOM) are fine.
+        let s = format!("{}\u{ff01}\u{fefe}{}", "a".repeat(n), "b".repeat(20 - n));
+        assert!(!fast::has_unsupported_bytes(s.as_bytes()), "{s:?}");
+    }
+    assert!(!fast::has_unsupported_bytes(b""));
+}
