@@ -287,6 +287,17 @@ fn type_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Scalar {
     if style != TScalarStyle::Plain || tag.is_some_and(|t| t.suffix == "str") {
         return Scalar::Str { text, quoted: true };
     }
+    // Only these first characters can start a typed scalar; most text is left as it is
+    // without further checks (#16: this ran for every scalar of every rule).
+    if !matches!(
+        text.as_bytes().first(),
+        None | Some(b'0'..=b'9' | b'-' | b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F')
+    ) {
+        return Scalar::Str {
+            text,
+            quoted: false,
+        };
+    }
     match text.as_str() {
         "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
         "true" | "True" | "TRUE" => return Scalar::Bool(true),
@@ -318,8 +329,9 @@ fn is_canonical_int(t: &str) -> bool {
 
 fn is_canonical_float(t: &str) -> bool {
     let body = t.strip_prefix('-').unwrap_or(t);
-    match body.split_once('.') {
-        Some((int, frac)) => {
+    match body.bytes().position(|b| b == b'.') {
+        Some(dot) => {
+            let (int, frac) = (&body[..dot], &body[dot + 1..]);
             !int.is_empty()
                 && !frac.is_empty()
                 && int.bytes().all(|b| b.is_ascii_digit())
@@ -377,6 +389,92 @@ mod tests {
     fn syntax_error_has_position() {
         let err = parse_documents("a: [1, 2\nb: c\n").unwrap_err();
         assert!(err.pos.line >= 1, "{err:?}");
+    }
+
+    /// `type_scalar` rejects most text on its first character (#16); the full check it used
+    /// before is the oracle, over all strings of up to 4 characters from an alphabet of the
+    /// characters that matter, and the words YAML types.
+    #[test]
+    fn plain_scalar_typing_matches_the_full_check() {
+        fn reference(text: &str) -> Scalar {
+            match text {
+                "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
+                "true" | "True" | "TRUE" => return Scalar::Bool(true),
+                "false" | "False" | "FALSE" => return Scalar::Bool(false),
+                _ => {}
+            }
+            if is_canonical_int(text) {
+                if let Ok(i) = text.parse::<i64>() {
+                    return Scalar::Int(i);
+                }
+            }
+            let body = text.strip_prefix('-').unwrap_or(text);
+            if let Some((int, frac)) = body.split_once('.') {
+                let canonical = !int.is_empty()
+                    && !frac.is_empty()
+                    && int.bytes().all(|b| b.is_ascii_digit())
+                    && frac.bytes().all(|b| b.is_ascii_digit())
+                    && (int == "0" || !int.starts_with('0'));
+                if canonical {
+                    if let Ok(f) = text.parse::<f64>() {
+                        return Scalar::Float(f);
+                    }
+                }
+            }
+            Scalar::Str {
+                text: text.to_owned(),
+                quoted: false,
+            }
+        }
+        let alphabet = [
+            "0", "1", "9", "-", ".", "+", "~", "e", "a", "n", "t", "F", " ", "é",
+        ];
+        let mut strings = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..4 {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(last.iter().cloned());
+        }
+        for w in [
+            "null",
+            "Null",
+            "NULL",
+            "nULL",
+            "true",
+            "True",
+            "TRUE",
+            "tRUE",
+            "false",
+            "False",
+            "FALSE",
+            "fAlse",
+            "-0",
+            "-0.0",
+            "00",
+            "0.50",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "1.7976931348623157e308",
+            "nan",
+            "inf",
+            "-.5",
+            "5.",
+            ".5",
+            "1_000",
+        ] {
+            strings.push(w.to_owned());
+        }
+        for s in &strings {
+            assert_eq!(
+                type_scalar(s.clone(), TScalarStyle::Plain, None),
+                reference(s),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]
