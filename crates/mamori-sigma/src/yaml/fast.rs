@@ -146,7 +146,10 @@ impl Fast<'_> {
             let start = self.p;
             let indent = self.skip_spaces();
             match self.at(self.p) {
-                0 => return None,
+                0 => {
+                    self.line_start = self.p;
+                    return None;
+                }
                 b'\n' | b'#' => self.next_line(),
                 _ => {
                     self.p = start;
@@ -473,6 +476,10 @@ impl Fast<'_> {
                         b',' | b']' => break,
                         b' ' => {}
                         b'\n' | 0 | b'#' | b':' | b'[' | b'{' | b'}' => return Err(Bail),
+                        // yaml-rust2 rejects a word starting with `-` before `,[]{}`.
+                        b'-' if matches!(self.at(self.p + 1), b',' | b']' | b'[' | b'{' | b'}') => {
+                            return Err(Bail)
+                        }
                         _ => end = self.p + 1,
                     }
                     self.p += 1;
