@@ -31,23 +31,41 @@ pub struct Pattern(pub Vec<Piece>);
 impl Pattern {
     /// Parses Sigma string syntax: `*`, `?` wildcards; `\` escapes only `*`, `?` and `\`.
     pub fn parse(s: &str) -> Pattern {
+        // Literal runs are copied whole (was a push per character: #16, rule loading).
         let mut p = Pattern::default();
-        let mut chars = s.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => match chars.peek() {
-                    Some(&n @ ('*' | '?' | '\\')) => {
-                        chars.next();
-                        p.push_char(n);
-                    }
-                    _ => p.push_char('\\'),
-                },
-                '*' => p.push_piece(Piece::Any),
-                '?' => p.push_piece(Piece::One),
-                c => p.push_char(c),
+        let b = s.as_bytes();
+        let mut run = 0; // start of the literal text not yet pushed
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'\\' if matches!(b.get(i + 1), Some(b'*' | b'?' | b'\\')) => {
+                    // The escaped character starts the next literal run.
+                    p.push_str(&s[run..i]);
+                    run = i + 1;
+                    i += 2;
+                }
+                c @ (b'*' | b'?') => {
+                    p.push_str(&s[run..i]);
+                    p.push_piece(if c == b'*' { Piece::Any } else { Piece::One });
+                    i += 1;
+                    run = i;
+                }
+                _ => i += 1,
             }
         }
+        p.push_str(&s[run..]);
         p
+    }
+
+    fn push_str(&mut self, t: &str) {
+        if t.is_empty() {
+            return;
+        }
+        if let Some(Piece::Lit(s)) = self.0.last_mut() {
+            s.push_str(t);
+        } else {
+            self.0.push(Piece::Lit(t.to_owned()));
+        }
     }
 
     pub fn literal(s: &str) -> Pattern {

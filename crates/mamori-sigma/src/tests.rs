@@ -168,3 +168,33 @@ fn filters_parse() {
     assert!(errs.is_empty(), "{errs:?}");
     assert!(matches!(&docs[0], Document::Filter(f) if f.rules == vec!["r1"]));
 }
+
+/// Selections are moved into the condition on their last use and cloned before (load-time
+/// cost, #16): every use must still get the whole selection, across a list of conditions.
+#[test]
+fn selections_used_several_times_are_whole_each_time() {
+    let with = |cond: &str| {
+        let src = RULE.replace(
+            "condition: all of selection_* and not filter",
+            &format!("condition: {cond}"),
+        );
+        let (docs, errs) = parse_file("r.yml", &src, &Placeholders::new());
+        assert!(errs.is_empty(), "{errs:?}");
+        let Document::Rule(r) = &docs[0] else {
+            panic!()
+        };
+        format!("{:?}", r.condition)
+    };
+    let (img, cli, filter) = (with("selection_img"), with("selection_cli"), with("filter"));
+    let got = with("['selection_img and not filter', '1 of selection_* or filter', selection_img]");
+    let want =
+        format!("Or([And([{img}, Not({filter})]), Or([Or([{img}, {cli}]), {filter}]), {img}])");
+    assert_eq!(got, want);
+    // An undefined selection after a used one is still reported.
+    let src = RULE.replace("all of selection_* and not filter", "['filter', 'nope']");
+    let (_, errs) = parse_file("r.yml", &src, &Placeholders::new());
+    assert!(
+        errs[0].message.contains("undefined selection `nope`"),
+        "{errs:?}"
+    );
+}

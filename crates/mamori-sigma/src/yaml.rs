@@ -9,6 +9,10 @@
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+mod fast;
+#[cfg(test)]
+mod fast_tests;
+
 /// A position in the source (1-based line and column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {
@@ -107,7 +111,21 @@ impl Node {
 }
 
 /// Parses every document of a YAML stream.
+///
+/// Sigma rules use a small part of YAML; [`fast`] parses that part directly (several times
+/// faster) and gives up on anything else, in which case the file goes through yaml-rust2. Both
+/// paths feed the same [`Builder`], so typing, duplicate-key rejection and positions are shared;
+/// the fast path's tokenising is checked against yaml-rust2 over the whole SigmaHQ corpus and
+/// on generated inputs (see the tests).
 pub fn parse_documents(src: &str) -> Result<Vec<Node>, YamlError> {
+    match fast::parse(src) {
+        Some(r) => r,
+        None => parse_documents_slow(src),
+    }
+}
+
+/// [`parse_documents`] through yaml-rust2 only (the reference the fast path is tested against).
+pub(crate) fn parse_documents_slow(src: &str) -> Result<Vec<Node>, YamlError> {
     let mut b = Builder::default();
     let mut parser = Parser::new_from_str(src);
     if let Err(e) = parser.load(&mut b, true) {
@@ -120,10 +138,7 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, YamlError> {
             message: e.info().to_owned(),
         });
     }
-    if let Some(err) = b.error {
-        return Err(err);
-    }
-    Ok(b.docs)
+    b.finish()
 }
 
 enum Frame {
@@ -140,6 +155,13 @@ struct Builder {
 }
 
 impl Builder {
+    fn finish(self) -> Result<Vec<Node>, YamlError> {
+        match self.error {
+            Some(err) => Err(err),
+            None => Ok(self.docs),
+        }
+    }
+
     fn fail(&mut self, pos: Pos, message: String) {
         if self.error.is_none() {
             self.error = Some(YamlError { pos, message });
@@ -179,46 +201,69 @@ fn pos_of(m: Marker) -> Pos {
     }
 }
 
+impl Builder {
+    fn scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        tag: Option<&Tag>,
+        anchor: usize,
+        pos: Pos,
+    ) {
+        let scalar = type_scalar(text, style, tag);
+        self.insert(
+            Node {
+                kind: NodeKind::Scalar(scalar),
+                pos,
+            },
+            anchor,
+        );
+    }
+
+    fn seq_start(&mut self, pos: Pos, anchor: usize) {
+        self.stack.push(Frame::Seq(Vec::new(), pos, anchor))
+    }
+
+    fn seq_end(&mut self) {
+        if let Some(Frame::Seq(items, p, anchor)) = self.stack.pop() {
+            self.insert(
+                Node {
+                    kind: NodeKind::Seq(items),
+                    pos: p,
+                },
+                anchor,
+            );
+        }
+    }
+
+    fn map_start(&mut self, pos: Pos, anchor: usize) {
+        self.stack.push(Frame::Map(Vec::new(), None, pos, anchor))
+    }
+
+    fn map_end(&mut self) {
+        if let Some(Frame::Map(entries, _, p, anchor)) = self.stack.pop() {
+            self.insert(
+                Node {
+                    kind: NodeKind::Map(entries),
+                    pos: p,
+                },
+                anchor,
+            );
+        }
+    }
+}
+
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = pos_of(mark);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
-                let scalar = type_scalar(text, style, tag.as_ref());
-                self.insert(
-                    Node {
-                        kind: NodeKind::Scalar(scalar),
-                        pos,
-                    },
-                    anchor,
-                );
+                self.scalar(text, style, tag.as_ref(), anchor, pos)
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), pos, anchor)),
-            Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, p, anchor)) = self.stack.pop() {
-                    self.insert(
-                        Node {
-                            kind: NodeKind::Seq(items),
-                            pos: p,
-                        },
-                        anchor,
-                    );
-                }
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(Vec::new(), None, pos, anchor))
-            }
-            Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, p, anchor)) = self.stack.pop() {
-                    self.insert(
-                        Node {
-                            kind: NodeKind::Map(entries),
-                            pos: p,
-                        },
-                        anchor,
-                    );
-                }
-            }
+            Event::SequenceStart(anchor, _) => self.seq_start(pos, anchor),
+            Event::SequenceEnd => self.seq_end(),
+            Event::MappingStart(anchor, _) => self.map_start(pos, anchor),
+            Event::MappingEnd => self.map_end(),
             Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
                 Some((_, n)) => {
                     let n = n.clone();
@@ -241,6 +286,17 @@ impl MarkedEventReceiver for Builder {
 fn type_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Scalar {
     if style != TScalarStyle::Plain || tag.is_some_and(|t| t.suffix == "str") {
         return Scalar::Str { text, quoted: true };
+    }
+    // Only these first characters can start a typed scalar; most text is left as it is
+    // without further checks (#16: this ran for every scalar of every rule).
+    if !matches!(
+        text.as_bytes().first(),
+        None | Some(b'0'..=b'9' | b'-' | b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F')
+    ) {
+        return Scalar::Str {
+            text,
+            quoted: false,
+        };
     }
     match text.as_str() {
         "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
@@ -273,8 +329,9 @@ fn is_canonical_int(t: &str) -> bool {
 
 fn is_canonical_float(t: &str) -> bool {
     let body = t.strip_prefix('-').unwrap_or(t);
-    match body.split_once('.') {
-        Some((int, frac)) => {
+    match body.bytes().position(|b| b == b'.') {
+        Some(dot) => {
+            let (int, frac) = (&body[..dot], &body[dot + 1..]);
             !int.is_empty()
                 && !frac.is_empty()
                 && int.bytes().all(|b| b.is_ascii_digit())
@@ -332,6 +389,92 @@ mod tests {
     fn syntax_error_has_position() {
         let err = parse_documents("a: [1, 2\nb: c\n").unwrap_err();
         assert!(err.pos.line >= 1, "{err:?}");
+    }
+
+    /// `type_scalar` rejects most text on its first character (#16); the full check it used
+    /// before is the oracle, over all strings of up to 4 characters from an alphabet of the
+    /// characters that matter, and the words YAML types.
+    #[test]
+    fn plain_scalar_typing_matches_the_full_check() {
+        fn reference(text: &str) -> Scalar {
+            match text {
+                "" | "~" | "null" | "Null" | "NULL" => return Scalar::Null,
+                "true" | "True" | "TRUE" => return Scalar::Bool(true),
+                "false" | "False" | "FALSE" => return Scalar::Bool(false),
+                _ => {}
+            }
+            if is_canonical_int(text) {
+                if let Ok(i) = text.parse::<i64>() {
+                    return Scalar::Int(i);
+                }
+            }
+            let body = text.strip_prefix('-').unwrap_or(text);
+            if let Some((int, frac)) = body.split_once('.') {
+                let canonical = !int.is_empty()
+                    && !frac.is_empty()
+                    && int.bytes().all(|b| b.is_ascii_digit())
+                    && frac.bytes().all(|b| b.is_ascii_digit())
+                    && (int == "0" || !int.starts_with('0'));
+                if canonical {
+                    if let Ok(f) = text.parse::<f64>() {
+                        return Scalar::Float(f);
+                    }
+                }
+            }
+            Scalar::Str {
+                text: text.to_owned(),
+                quoted: false,
+            }
+        }
+        let alphabet = [
+            "0", "1", "9", "-", ".", "+", "~", "e", "a", "n", "t", "F", " ", "é",
+        ];
+        let mut strings = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..4 {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            strings.extend(last.iter().cloned());
+        }
+        for w in [
+            "null",
+            "Null",
+            "NULL",
+            "nULL",
+            "true",
+            "True",
+            "TRUE",
+            "tRUE",
+            "false",
+            "False",
+            "FALSE",
+            "fAlse",
+            "-0",
+            "-0.0",
+            "00",
+            "0.50",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "1.7976931348623157e308",
+            "nan",
+            "inf",
+            "-.5",
+            "5.",
+            ".5",
+            "1_000",
+        ] {
+            strings.push(w.to_owned());
+        }
+        for s in &strings {
+            assert_eq!(
+                type_scalar(s.clone(), TScalarStyle::Plain, None),
+                reference(s),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

@@ -150,3 +150,42 @@ fn fieldref_and_expand() {
     assert_eq!(tests_of(&item("f: '%x%'").unwrap()), vec!["s0:%x%"]);
     assert!(item("f|expand: '%x%'").unwrap_err().contains("%x%"));
 }
+
+/// `Pattern::parse` copies literal runs whole (#16); the per-character parser it replaced is
+/// the oracle, over every string of up to 5 characters from an alphabet of the special ones.
+#[test]
+fn pattern_parse_matches_the_per_character_parser() {
+    fn reference(s: &str) -> Pattern {
+        let mut p = Pattern::default();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.peek() {
+                    Some(&n @ ('*' | '?' | '\\')) => {
+                        chars.next();
+                        p.push_char(n);
+                    }
+                    _ => p.push_char('\\'),
+                },
+                '*' => p.push_piece(Piece::Any),
+                '?' => p.push_piece(Piece::One),
+                c => p.push_char(c),
+            }
+        }
+        p
+    }
+    let alphabet = ['\\', '*', '?', 'a', 'é'];
+    let mut strings = vec![String::new()];
+    for _ in 0..5 {
+        let longer: Vec<String> = strings
+            .iter()
+            .filter(|s| s.chars().count() == strings.last().map_or(0, |l| l.chars().count()))
+            .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+            .collect();
+        strings.extend(longer);
+    }
+    assert_eq!(strings.len(), 1 + 5 + 25 + 125 + 625 + 3125);
+    for s in &strings {
+        assert_eq!(Pattern::parse(s), reference(s), "{s:?}");
+    }
+}
