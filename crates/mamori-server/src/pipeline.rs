@@ -80,9 +80,11 @@ pub fn event_bytes(e: &Event) -> usize {
 }
 
 /// Key of the saved correlation state in the alert store's key/value table: a full snapshot;
-/// the groups changed since are under `{key}/delta/{n}` (n = 1, 2, …). Each blob starts with
-/// the snapshot's generation (8 bytes, little endian): a change set of another generation is
-/// stale (left by a crash between a new snapshot and the deletion of the old changes).
+/// the groups changed since are under `{key}/delta/{n}` (n = 1, 2, …). Each is written in
+/// parts (`mamori_store::kvchunks`: the key holds a manifest, the parts `{key}/part/…`), and
+/// each value starts with the snapshot's generation (8 bytes, little endian): a change set of
+/// another generation is stale (left by a crash between a new snapshot and the deletion of the
+/// old changes).
 pub const CORRELATION_STATE_KEY: &str = "detection/correlation_state";
 
 /// Change sets written before the next full snapshot (10 minutes of 5-second saves), which

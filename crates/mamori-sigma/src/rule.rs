@@ -319,30 +319,14 @@ fn parse_detection(det: &Node, skip: &[&str], ph: &Placeholders) -> PResult<(Exp
             cond_node.pos.line,
         )],
     };
+    let mut exprs = Vec::new();
+    for (c, line) in conds {
+        let cond = parse_condition(&c, line)?;
+        exprs.push(resolve(&cond, &selections, line)?);
+    }
     let mut fields = Vec::new();
     for (_, e) in &selections {
         collect_fields(e, &mut fields);
-    }
-    // Conditions name selections; each selection is cloned for all but its last use, which
-    // takes it (most are used once: no clone, and no second copy to drop).
-    let parsed: Vec<(PResult<Cond>, usize)> = conds
-        .iter()
-        .map(|(c, line)| (parse_condition(c, *line), *line))
-        .collect();
-    let mut uses = vec![0usize; selections.len()];
-    for (cond, _) in &parsed {
-        if let Ok(cond) = cond {
-            count_uses(cond, &selections, &mut uses);
-        }
-    }
-    let mut slots: Vec<(String, Option<Expr>, usize)> = selections
-        .into_iter()
-        .zip(uses)
-        .map(|((n, e), u)| (n, Some(e), u))
-        .collect();
-    let mut exprs = Vec::new();
-    for (cond, line) in parsed {
-        exprs.push(resolve(&cond?, &mut slots, line)?);
     }
     let expr = if exprs.len() == 1 {
         exprs.remove(0)
@@ -365,62 +349,14 @@ fn collect_fields(e: &Expr, out: &mut Vec<String>) {
     }
 }
 
-/// The selection a `Cond::Ref` names: the first with that name.
-fn find_sel<T>(sels: &[(String, T)], name: &str) -> Option<usize> {
-    sels.iter().position(|(n, _)| n == name)
-}
-
-/// Whether `of them` / `of pattern*` takes selection `n`: `them` and patterns not starting with
-/// `_` skip `_`-prefixed selections.
-fn of_matches(t: &Target, n: &str) -> bool {
-    match t {
-        Target::Them => !n.starts_with('_'),
-        Target::Pattern(p) => pattern_matches(p, n) && (p.starts_with('_') || !n.starts_with('_')),
-    }
-}
-
-/// Counts how many times [`resolve`] will take each selection for `c`.
-fn count_uses(c: &Cond, sels: &[(String, Expr)], uses: &mut [usize]) {
-    match c {
-        Cond::Ref(name) => {
-            if let Some(i) = find_sel(sels, name) {
-                uses[i] += 1;
-            }
-        }
-        Cond::Not(x) => count_uses(x, sels, uses),
-        Cond::And(v) | Cond::Or(v) => v.iter().for_each(|x| count_uses(x, sels, uses)),
-        Cond::OneOf(t) | Cond::AllOf(t) => {
-            for (i, (n, _)) in sels.iter().enumerate() {
-                if of_matches(t, n) {
-                    uses[i] += 1;
-                }
-            }
-        }
-    }
-}
-
-/// Selection `i`'s expression: moved out on its last counted use, cloned before that.
-fn take_sel(slot: &mut (String, Option<Expr>, usize)) -> Expr {
-    if slot.2 > 1 {
-        slot.2 -= 1;
-        if let Some(e) = &slot.1 {
-            return e.clone();
-        }
-    }
-    slot.2 = slot.2.saturating_sub(1);
-    // Counted uses match `resolve`'s exactly, so the slot is still full here.
-    slot.1.take().unwrap_or_else(|| Expr::Or(Vec::new()))
-}
-
-fn resolve(c: &Cond, sels: &mut [(String, Option<Expr>, usize)], line: usize) -> PResult<Expr> {
+fn resolve(c: &Cond, sels: &[(String, Expr)], line: usize) -> PResult<Expr> {
     let cond_err = |m: String| Problem::at(line, ErrorKind::Condition, m);
     Ok(match c {
-        Cond::Ref(name) => {
-            let i = sels.iter().position(|(n, _, _)| n == name).ok_or_else(|| {
-                cond_err(format!("condition refers to undefined selection `{name}`"))
-            })?;
-            take_sel(&mut sels[i])
-        }
+        Cond::Ref(name) => sels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e.clone())
+            .ok_or_else(|| cond_err(format!("condition refers to undefined selection `{name}`")))?,
         Cond::Not(x) => Expr::Not(Box::new(resolve(x, sels, line)?)),
         Cond::And(v) => Expr::And(
             v.iter()
@@ -434,9 +370,15 @@ fn resolve(c: &Cond, sels: &mut [(String, Option<Expr>, usize)], line: usize) ->
         ),
         Cond::OneOf(t) | Cond::AllOf(t) => {
             let matched: Vec<Expr> = sels
-                .iter_mut()
-                .filter(|(n, _, _)| of_matches(t, n))
-                .map(take_sel)
+                .iter()
+                .filter(|(n, _)| match t {
+                    // `them` and patterns not starting with `_` skip `_`-prefixed selections.
+                    Target::Them => !n.starts_with('_'),
+                    Target::Pattern(p) => {
+                        pattern_matches(p, n) && (p.starts_with('_') || !n.starts_with('_'))
+                    }
+                })
+                .map(|(_, e)| e.clone())
                 .collect();
             if matched.is_empty() {
                 let what = match t {
