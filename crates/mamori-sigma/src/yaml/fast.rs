@@ -314,14 +314,7 @@ impl Fast<'_> {
             }
             b'\'' | b'"' => {
                 let pos = self.pos(self.p);
-                let (text, end) = self.quoted(self.p)?;
-                self.p = end;
-                let style = if c == b'\'' {
-                    TScalarStyle::SingleQuoted
-                } else {
-                    TScalarStyle::DoubleQuoted
-                };
-                self.b.scalar(text, style, None, 0, pos);
+                self.quoted_scalar(c, pos)?;
                 self.end_of_line()
             }
             b'|' | b'>' => self.block_scalar(n),
@@ -457,14 +450,7 @@ impl Fast<'_> {
             let c = self.at(self.p);
             let pos = self.pos(self.p);
             if c == b'\'' || c == b'"' {
-                let (text, end) = self.quoted(self.p)?;
-                self.p = end;
-                let style = if c == b'\'' {
-                    TScalarStyle::SingleQuoted
-                } else {
-                    TScalarStyle::DoubleQuoted
-                };
-                self.b.scalar(text, style, None, 0, pos);
+                self.quoted_scalar(c, pos)?;
             } else {
                 if matches!(c, b'-' | b'?' | b':') || !plain_start(c, self.at(self.p + 1)) {
                     return Err(Bail);
@@ -509,6 +495,20 @@ impl Fast<'_> {
             }
         }
         self.b.seq_end();
+        Ok(())
+    }
+
+    /// The quoted scalar at `self.p` (opened by quote `c`, at `pos`) as a scalar event; moves
+    /// past its closing quote.
+    fn quoted_scalar(&mut self, c: u8, pos: Pos) -> R {
+        let (text, end) = self.quoted(self.p)?;
+        self.p = end;
+        let style = if c == b'\'' {
+            TScalarStyle::SingleQuoted
+        } else {
+            TScalarStyle::DoubleQuoted
+        };
+        self.b.scalar(text, style, None, 0, pos);
         Ok(())
     }
 
