@@ -186,14 +186,10 @@ pub fn get_chunked(store: &dyn AlertStore, key: &str) -> Result<Option<Vec<u8>>>
 
 /// Removes `key` and its parts; whether it existed.
 pub fn delete_chunked(store: &dyn AlertStore, key: &str) -> Result<bool> {
-    let Some(v) = store.kv_get(key)? else {
+    if !store.kv_delete(key)? {
         return Ok(false);
-    };
-    store.kv_delete(key)?;
-    if let Some(m) = Manifest::decode(&v) {
-        delete_parts(store, key, m.slot, 0)?;
     }
-    // Whatever a crash left in the other slot.
+    // Both slots: the manifest's, and whatever a crash left in the other.
     delete_parts(store, key, 0, 0)?;
     delete_parts(store, key, 1, 0)?;
     Ok(true)
