@@ -253,9 +253,9 @@ pub struct StorageConfig {
     pub retention_bytes: Option<u64>,
     pub segment_max_bytes: u64,
     pub index_heap_bytes: usize,
-    /// Index segments past this many events are not merged further: a merge's memory grows
-    /// with the segments it merges (issue #15, finding 12), at the cost of about one segment
-    /// per this many events for searches to visit.
+    /// No index merge takes in more than this many events: a merge's memory grows with what
+    /// it merges (issue #15, findings 3 and 12), at the cost of one segment per 0.5–1 × this
+    /// many events for searches to visit.
     pub index_merge_max_docs: u64,
 }
 

@@ -37,8 +37,9 @@ pub struct EmbeddedConfig {
     pub index_commit_every: u64,
     /// …or this many milliseconds after the previous commit, at the next append.
     pub index_commit_interval_ms: u64,
-    /// Index segments past this many events are not merged any further: merging ever larger
-    /// segments makes memory grow with the volume stored (tantivy's own default is 10 M).
+    /// No index merge takes in more than this many events (nor makes a segment past it): a
+    /// merge holds its inputs' pages resident, so larger merges made memory grow with the
+    /// volume stored (tantivy's own policy merges whole levels, up to 10 M).
     pub index_merge_max_docs: u64,
     /// Concurrent index merges (tantivy's own default is 4; each holds its inputs' maps).
     pub index_merge_threads: usize,

@@ -4,7 +4,7 @@
 //! owner can re-index the log from there after a crash — idempotently, because a commit is
 //! atomic with its payload.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,8 @@ use mamori_event::Event;
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
-use tantivy::indexer::{IndexWriterOptions, LogMergePolicy};
+use tantivy::index::SegmentId;
+use tantivy::indexer::{IndexWriterOptions, LogMergePolicy, MergeCandidate, MergePolicy};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::query_grammar::{Occur as GrammarOccur, UserInputAst, UserInputLeaf};
 use tantivy::schema::{
@@ -24,7 +25,8 @@ use tantivy::schema::{
 };
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, SegmentReader, Term,
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score, SegmentMeta,
+    SegmentReader, Term,
 };
 
 use crate::doc::{DocFields, IndexDoc};
@@ -498,17 +500,68 @@ impl EventIndex {
     }
 }
 
-/// Segments past `max_docs` documents are not merged any further.
+/// No merge takes in more than `max_docs` documents (so none produces a segment past it).
 ///
-/// Memory of `mamori serve` must not grow with the volume stored (issue #15, finding 12): a
-/// merge holds per-document maps of its inputs and reads them through mmap (resident pages
-/// count in RSS), so merging ever larger segments — tantivy's default stops only at 10 M
-/// documents — made RSS grow with the index. Capped merges (and one merge thread) bound that
-/// at the cost of more segments per search (about one per million events by default).
+/// Memory of `mamori serve` must not grow with the volume stored (issue #15, findings 3 and
+/// 12): a merge holds per-document maps of its inputs and reads every page of them through
+/// mmap — resident pages of the process until the merged inputs are dropped — so what one
+/// merge takes in is what the process holds at its peak. tantivy's log policy merges a whole
+/// level of similar segments at once (8 × 600 k events makes one 4.8 M input even when
+/// segments past 1 M are never merged again); [`CappedMergePolicy`] splits each of its
+/// candidates into runs of at most `max_docs` documents. The price is more segments per
+/// search: about one per `max_docs / 2` events at worst.
 fn set_merge_policy(w: &IndexWriter<IndexDoc>, max_docs: usize) {
-    let mut p = LogMergePolicy::default();
-    p.set_max_docs_before_merge(max_docs);
-    w.set_merge_policy(Box::new(p));
+    w.set_merge_policy(Box::new(CappedMergePolicy::new(max_docs)));
+}
+
+#[derive(Debug)]
+struct CappedMergePolicy {
+    log: LogMergePolicy,
+    max_docs: u64,
+}
+
+impl CappedMergePolicy {
+    fn new(max_docs: usize) -> CappedMergePolicy {
+        let mut log = LogMergePolicy::default();
+        log.set_max_docs_before_merge(max_docs);
+        CappedMergePolicy {
+            log,
+            max_docs: max_docs as u64,
+        }
+    }
+}
+
+impl MergePolicy for CappedMergePolicy {
+    fn compute_merge_candidates(&self, segments: &[SegmentMeta]) -> Vec<MergeCandidate> {
+        let docs: HashMap<SegmentId, u64> = segments
+            .iter()
+            .map(|s| (s.id(), u64::from(s.max_doc())))
+            .collect();
+        let mut out = Vec::new();
+        for MergeCandidate(mut ids) in self.log.compute_merge_candidates(segments) {
+            // Largest first, packed greedily: a run closes when the next segment would take
+            // it past the cap; a run of one segment is not a merge.
+            ids.sort_by_key(|id| std::cmp::Reverse(docs.get(id).copied().unwrap_or(0)));
+            let mut run: Vec<SegmentId> = Vec::new();
+            let mut total = 0u64;
+            for id in ids {
+                let n = docs.get(&id).copied().unwrap_or(0);
+                if !run.is_empty() && total + n > self.max_docs {
+                    if run.len() > 1 {
+                        out.push(MergeCandidate(std::mem::take(&mut run)));
+                    }
+                    run.clear();
+                    total = 0;
+                }
+                run.push(id);
+                total += n;
+            }
+            if run.len() > 1 {
+                out.push(MergeCandidate(run));
+            }
+        }
+        out
+    }
 }
 
 /// Lucene semantics for negation: a group whose clauses are all negative (`NOT x`, `a AND NOT b`
@@ -668,5 +721,75 @@ impl SegmentCollector for SegmentHistogram {
             }
         }
         self.counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metas(sizes: &[u32]) -> Vec<SegmentMeta> {
+        let index = Index::create_in_ram(schema().0);
+        sizes
+            .iter()
+            .map(|&n| index.new_segment_meta(SegmentId::generate_random(), n))
+            .collect()
+    }
+
+    fn docs_of(c: &MergeCandidate, segs: &[SegmentMeta]) -> Vec<u32> {
+        c.0.iter()
+            .map(|id| {
+                segs.iter()
+                    .find(|s| s.id() == *id)
+                    .map_or(0, |s| s.max_doc())
+            })
+            .collect()
+    }
+
+    /// tantivy's log policy merges a whole level at once; capped, no merge takes in more than
+    /// the cap, none is a single segment, and nothing outside a log candidate is merged.
+    #[test]
+    fn capped_merges_never_take_in_more_than_the_cap() {
+        let policy = CappedMergePolicy::new(1_000_000);
+        // Eight segments of 600 k: one level, one 4.8 M merge for the log policy.
+        let segs = metas(&[600_000; 8]);
+        assert_eq!(policy.log.compute_merge_candidates(&segs).len(), 1);
+        assert!(
+            policy.compute_merge_candidates(&segs).is_empty(),
+            "two 600 k segments already pass 1 M"
+        );
+        // Twenty segments of 90–110 k: the log policy's one candidate becomes runs of ≤ 1 M.
+        let sizes: Vec<u32> = (0..20).map(|i| 90_000 + i * 1_000).collect();
+        let segs = metas(&sizes);
+        let log = policy.log.compute_merge_candidates(&segs);
+        assert_eq!(log.len(), 1);
+        let capped = policy.compute_merge_candidates(&segs);
+        assert!(capped.len() >= 2, "{} runs", capped.len());
+        let mut merged = 0;
+        for c in &capped {
+            let d = docs_of(c, &segs);
+            assert!(d.len() >= 2, "a run of one segment is not a merge: {d:?}");
+            assert!(
+                d.iter().map(|&x| u64::from(x)).sum::<u64>() <= 1_000_000,
+                "{d:?}"
+            );
+            assert!(c.0.iter().all(|id| log[0].0.contains(id)));
+            merged += d.len();
+        }
+        // Greedy packing leaves at most one segment of the level out.
+        assert!(
+            merged >= sizes.len() - 1,
+            "{merged} of {} merged",
+            sizes.len()
+        );
+        // Small segments (one level below the minimum layer size) still merge as tantivy would.
+        let segs = metas(&[5_000; 8]);
+        let capped = policy.compute_merge_candidates(&segs);
+        assert_eq!(capped.len(), 1);
+        assert_eq!(capped[0].0.len(), 8);
+        // Segments past the cap are never merged again.
+        assert!(policy
+            .compute_merge_candidates(&metas(&[1_500_000; 10]))
+            .is_empty());
     }
 }
