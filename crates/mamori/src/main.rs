@@ -133,6 +133,7 @@ fn main() -> ExitCode {
         Command::Serve(_) | Command::Bench(bench::BenchCmd::Ingest(_))
     ) {
         malloc_arenas::limit();
+        malloc_arenas::trim_periodically();
     }
     let result = match cli.command {
         Command::Hunt(a) => hunt::run(a),

@@ -20,6 +20,12 @@
 //! before `main`: the process re-executes itself once with `MALLOC_ARENA_MAX=2` and
 //! `MALLOC_MMAP_THRESHOLD_=262144` unless `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES`) is already
 //! set — an operator's own choice always wins.
+//!
+//! glibc also keeps what is freed in the middle of its heaps resident: after a burst (a
+//! saturated pipeline holds its full 16 MiB budgets of events, batches and index documents,
+//! spread over many small blocks) the process kept the high-water mark of the burst for good.
+//! [`trim_periodically`] hands free pages back every 5 s (`mamori_alloc`, `malloc_trim`), so
+//! memory follows what is live instead.
 
 /// Re-executes the current binary with `MALLOC_ARENA_MAX=2` (and a fixed mmap threshold) if it
 /// is not set yet. Returns only if the variable is already set or the re-execution failed (then
@@ -50,3 +56,11 @@ pub(crate) fn limit() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub(crate) fn limit() {}
+
+/// Starts the thread that hands free heap pages back to the kernel every
+/// [`mamori_alloc::TRIM_EVERY`].
+pub(crate) fn trim_periodically() {
+    if let Err(e) = mamori_alloc::trim_periodically(mamori_alloc::TRIM_EVERY) {
+        eprintln!("mamori: warning: cannot start the allocator trimming thread ({e})");
+    }
+}
