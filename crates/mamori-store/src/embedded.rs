@@ -54,7 +54,7 @@ impl Default for EmbeddedConfig {
             index_heap_bytes: 64 << 20,
             index_commit_every: 200_000,
             index_commit_interval_ms: 1000,
-            index_merge_max_docs: 1_000_000,
+            index_merge_max_docs: 500_000,
             index_merge_threads: 1,
         }
     }
