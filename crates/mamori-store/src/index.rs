@@ -538,29 +538,35 @@ impl MergePolicy for CappedMergePolicy {
             .map(|s| (s.id(), u64::from(s.max_doc())))
             .collect();
         let mut out = Vec::new();
-        for MergeCandidate(mut ids) in self.log.compute_merge_candidates(segments) {
+        for MergeCandidate(ids) in self.log.compute_merge_candidates(segments) {
             // Largest first, packed greedily: a run closes when the next segment would take
             // it past the cap; a run of one segment is not a merge.
-            ids.sort_by_key(|id| std::cmp::Reverse(docs.get(id).copied().unwrap_or(0)));
+            let mut sized: Vec<(u64, SegmentId)> = ids
+                .into_iter()
+                .map(|id| (docs.get(&id).copied().unwrap_or(0), id))
+                .collect();
+            sized.sort_by_key(|&(n, _)| std::cmp::Reverse(n));
             let mut run: Vec<SegmentId> = Vec::new();
             let mut total = 0u64;
-            for id in ids {
-                let n = docs.get(&id).copied().unwrap_or(0);
+            for (n, id) in sized {
                 if !run.is_empty() && total + n > self.max_docs {
-                    if run.len() > 1 {
-                        out.push(MergeCandidate(std::mem::take(&mut run)));
-                    }
-                    run.clear();
+                    close_run(&mut run, &mut out);
                     total = 0;
                 }
                 run.push(id);
                 total += n;
             }
-            if run.len() > 1 {
-                out.push(MergeCandidate(run));
-            }
+            close_run(&mut run, &mut out);
         }
         out
+    }
+}
+
+/// Hands `run` on as a merge if it holds two segments or more, and empties it.
+fn close_run(run: &mut Vec<SegmentId>, out: &mut Vec<MergeCandidate>) {
+    let segments = std::mem::take(run);
+    if segments.len() > 1 {
+        out.push(MergeCandidate(segments));
     }
 }
 
