@@ -132,6 +132,31 @@ struct Automaton {
     pats: Vec<Targets>,
     /// Length of the shortest pattern: a shorter value cannot hold any.
     min_len: usize,
+    /// For a small pattern set, a SIMD (Teddy) searcher over the same patterns (`None` for
+    /// larger sets, or when the CPU lacks the instructions). The overlapping scan cannot use
+    /// it (it reports leftmost matches only), but it says where the first occurrence of any
+    /// pattern starts: a value with none — nearly every value — is not walked at all, the
+    /// others from there on. (With `MatchKind::Standard`, which overlapping search needs,
+    /// aho-corasick never builds this prefilter itself.)
+    pre: Option<aho_corasick::packed::Searcher>,
+}
+
+/// Pattern sets up to this size get a Teddy searcher (its own limit for good speed; two
+/// searchers for up to 128 patterns measured no faster than none).
+const PRE_MAX_PATTERNS: usize = 64;
+/// Values shorter than this are walked directly (Teddy's set-up would cost about as much).
+const PRE_MIN_LEN: usize = 32;
+
+/// A Teddy searcher over `patterns`, when they are few and the CPU can run it.
+fn teddy(patterns: &[Vec<u8>]) -> Option<aho_corasick::packed::Searcher> {
+    if patterns.len() > PRE_MAX_PATTERNS || patterns.iter().any(Vec::is_empty) {
+        return None;
+    }
+    aho_corasick::packed::Config::new()
+        .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+        .builder()
+        .extend(patterns)
+        .build()
 }
 
 /// All literals of one field, split by anchoring so most of them cost almost nothing:
@@ -197,6 +222,9 @@ struct Bucket {
     /// Bitset of the field slots its rules read: other slots are not scanned.
     slots: Vec<u64>,
     keywords: bool,
+    /// Its keyword literals' matcher ([`RuleSet::keyword_ac`]): only its own rules' keywords,
+    /// so a Windows event is not searched for every keyword of every channel.
+    keyword_ac: Option<u32>,
 }
 
 impl Bucket {
@@ -224,7 +252,8 @@ pub struct RuleSet {
     slot_names: Vec<String>,
     name_slots: FxHashMap<String, SmallVec<[u32; 2]>>,
     slot_ac: Vec<Option<SlotMatcher>>,
-    keyword_ac: Option<SlotMatcher>,
+    /// Keyword matchers, one per distinct set of keyword literals a bucket's rules use.
+    keyword_ac: Vec<SlotMatcher>,
     /// Literal predicate → the (rule, trigger group) pairs it wakes.
     trigger_rules: Vec<Vec<(u32, u8)>>,
     /// EventID value → the (rule, trigger group) pairs it wakes.
@@ -847,14 +876,22 @@ fn automaton(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<Automaton> {
     // A DFA is fastest but its table grows with patterns × byte classes: for the big sets
     // (command lines, hash IOC lists) the contiguous NFA is several times smaller and nearly
     // as fast, which keeps the whole SigmaHQ set well under 128 MiB.
-    let kind = if patterns.len() <= dfa_limit() {
+    // A set with a SIMD prefilter is walked only from its first occurrence on, in the few
+    // values that hold one: the NFA's speed is enough there.
+    let pre = teddy(patterns);
+    let kind = if patterns.len() <= dfa_limit() && pre.is_none() {
         AhoCorasickKind::DFA
     } else {
         AhoCorasickKind::ContiguousNFA
     };
     let ac = build(Some(kind)).or_else(|_| build(None)).ok()?;
     let min_len = patterns.iter().map(Vec::len).min().unwrap_or(0);
-    Some(Automaton { ac, pats, min_len })
+    Some(Automaton {
+        ac,
+        pats,
+        min_len,
+        pre,
+    })
 }
 
 /// Every occurrence of every pattern of `a` in `bytes` (lowercase), overlapping ones included.
@@ -862,8 +899,17 @@ fn walk_contains(a: &Automaton, bytes: &[u8], s: &mut Scratch) {
     if bytes.len() < a.min_len {
         return;
     }
-    s.scanned += bytes.len() as u64;
-    for m in a.ac.find_overlapping_iter(bytes) {
+    let mut from = 0;
+    if let Some(pre) = a.pre.as_ref().filter(|_| bytes.len() >= PRE_MIN_LEN) {
+        // The leftmost occurrence of any pattern: none starts before it.
+        match pre.find(bytes) {
+            None => return,
+            Some(m) => from = m.start(),
+        }
+    }
+    s.scanned += (bytes.len() - from) as u64;
+    let input = aho_corasick::Input::new(bytes).range(from..);
+    for m in a.ac.find_overlapping_iter(input) {
         s.raw_matches += 1;
         let t = &a.pats[m.pattern().as_usize()];
         // A long literal's tail is read up to the end of its value (0xFF separates the
@@ -1108,15 +1154,26 @@ impl RuleSet {
         // Automata.
         let nslots = b.slot_names.len();
         let mut slot_ac: Vec<Option<SlotMatcher>> = (0..nslots).map(|_| None).collect();
-        let mut keyword_ac = None;
+        let mut keyword_lits: &[(String, u32, Anchor)] = &[];
         for (slot, lits) in &b.lits {
-            let a = build_slot(lits);
             if *slot == KEYWORD_SLOT {
-                keyword_ac = a;
+                keyword_lits = lits;
             } else if let Some(x) = slot_ac.get_mut(*slot as usize) {
-                *x = a;
+                *x = build_slot(lits);
             }
         }
+        // Per rule, the keyword literals it reads.
+        let rule_keywords: Vec<Vec<u32>> = rules
+            .iter()
+            .map(|(_, n)| {
+                let mut v = Vec::new();
+                lit_preds(n, &b.preds, &mut v);
+                v.retain(|p| b.preds[*p as usize].slot == KEYWORD_SLOT);
+                v
+            })
+            .collect();
+        let mut keyword_ac: Vec<SlotMatcher> = Vec::new();
+        let mut keyword_sets: FxHashMap<Vec<u32>, Option<u32>> = FxHashMap::default();
 
         // Triggers: predicate → rules, EventID value → rules.
         let mut trigger_rules: Vec<Vec<(u32, u8)>> = vec![Vec::new(); b.preds.len()];
@@ -1181,6 +1238,24 @@ impl RuleSet {
             let mut m = members;
             m.sort_unstable();
             m.dedup();
+            let mut kw: Vec<u32> = m
+                .iter()
+                .flat_map(|r| rule_keywords[*r as usize].iter().copied())
+                .collect();
+            kw.sort_unstable();
+            kw.dedup();
+            if !kw.is_empty() {
+                bk.keyword_ac = *keyword_sets.entry(kw).or_insert_with_key(|kw| {
+                    let lits: Vec<(String, u32, Anchor)> = keyword_lits
+                        .iter()
+                        .filter(|(_, p, _)| kw.binary_search(p).is_ok())
+                        .cloned()
+                        .collect();
+                    let a = build_slot(&lits)?;
+                    keyword_ac.push(a);
+                    Some((keyword_ac.len() - 1) as u32)
+                });
+            }
             for r in m {
                 bk.member[r as usize / 64] |= 1 << (r % 64);
                 for &sl in &rule_slots[r as usize] {
@@ -1285,8 +1360,9 @@ impl RuleSet {
             .flatten()
             .chain(self.keyword_ac.iter())
             .map(|m| {
-                m.contains.as_ref().map_or(0, |a| a.ac.memory_usage())
-                    + m.prefix.as_ref().map_or(0, |a| a.dfa.memory_usage())
+                m.contains.as_ref().map_or(0, |a| {
+                    a.ac.memory_usage() + a.pre.as_ref().map_or(0, |p| p.memory_usage())
+                }) + m.prefix.as_ref().map_or(0, |a| a.dfa.memory_usage())
                     + m.suffix.as_ref().map_or(0, |a| a.dfa.memory_usage())
             })
             .sum()
@@ -1377,7 +1453,7 @@ impl RuleSet {
             }
         }
         if bucket.keywords {
-            if let Some(a) = &self.keyword_ac {
+            if let Some(a) = bucket.keyword_ac.map(|i| &self.keyword_ac[i as usize]) {
                 scan_keywords(a, fields, scratch);
             }
         }

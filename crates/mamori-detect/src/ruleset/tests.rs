@@ -567,3 +567,58 @@ fn details_from_matching_equal_details() {
     );
     assert_eq!(set.details_matched(m[0].rule, &ev, &scratch), want);
 }
+
+/// The SIMD prefilter of small `contains` sets only says where the first occurrence starts:
+/// every occurrence after it (overlapping ones, the last bytes, other cases) still fires, and
+/// a value with none fires nothing. Values from 32 bytes on take that path.
+#[test]
+fn contains_prefilter_keeps_every_occurrence() {
+    let rules: Vec<String> = [
+        ("abcd", "abcd"),
+        ("bcde", "bcde"),
+        ("tail", "zz-tail"),
+        ("long", "0123456789-wxyz-and-more-than-sixteen"),
+    ]
+    .iter()
+    .map(|(id, lit)| rule_id(id, &format!("s:\n  F|contains: '{lit}'\ncondition: s")))
+    .collect();
+    let pad = "x".repeat(40);
+    let ids = |v: &str| ids_matching(&rules, &format!(r#"{{"F":"{v}"}}"#));
+    assert_eq!(ids(&format!("{pad}ABCDE{pad}ZZ-TAIL")), ["abcd", "bcde", "tail"]);
+    assert_eq!(ids(&format!("{pad}bcde{pad}abcd")), ["abcd", "bcde"]);
+    assert_eq!(ids(&format!("{pad}abc{pad}bcd{pad}")), Vec::<String>::new());
+    assert_eq!(
+        ids(&format!("{pad}0123456789-WXYZ-and-more-than-sixteen")),
+        ["long"]
+    );
+    assert_eq!(
+        ids(&format!("{pad}0123456789-wxyz-and-less")),
+        Vec::<String>::new()
+    );
+    // Short values are walked directly: the same answers.
+    assert_eq!(ids("abcde"), ["abcd", "bcde"]);
+}
+
+/// Keywords are searched per bucket, with only its own rules' keywords: a channel's keyword
+/// rule sees its events, a Windows-wide one every Windows event, and neither loses a match
+/// when the other is loaded.
+#[test]
+fn keywords_are_searched_per_bucket() {
+    let any = "title: any\nid: any\nlogsource: {product: windows}\ndetection:\n  k:\n    - 'mimikatz'\n  condition: k\n";
+    let sys = "title: sys\nid: sys\nlogsource: {product: windows, service: system}\ndetection:\n  k:\n    - 'kali'\n  condition: k\n";
+    let both = format!("{any}---\n{sys}");
+    let ids = |rules: &str, json: &str| -> Vec<String> {
+        let rs = compile(rules);
+        let mut out = Vec::new();
+        rs.matches(&win(json), &mut rs.scratch(), &mut out);
+        out.iter()
+            .map(|m| rs.rule(m.rule).meta.id.clone().unwrap_or_default())
+            .collect()
+    };
+    let system = r#"{"Channel":"System","EventID":7045,"ImagePath":"C:\\kali\\MIMIKATZ.exe"}"#;
+    let security = r#"{"Channel":"Security","EventID":4688,"CommandLine":"kali mimikatz"}"#;
+    assert_eq!(ids(&both, system), ["any", "sys"]);
+    assert_eq!(ids(&both, security), ["any"]);
+    assert_eq!(ids(sys, system), ["sys"]);
+    assert_eq!(ids(any, security), ["any"]);
+}
