@@ -584,7 +584,10 @@ fn contains_prefilter_keeps_every_occurrence() {
     .collect();
     let pad = "x".repeat(40);
     let ids = |v: &str| ids_matching(&rules, &format!(r#"{{"F":"{v}"}}"#));
-    assert_eq!(ids(&format!("{pad}ABCDE{pad}ZZ-TAIL")), ["abcd", "bcde", "tail"]);
+    assert_eq!(
+        ids(&format!("{pad}ABCDE{pad}ZZ-TAIL")),
+        ["abcd", "bcde", "tail"]
+    );
     assert_eq!(ids(&format!("{pad}bcde{pad}abcd")), ["abcd", "bcde"]);
     assert_eq!(ids(&format!("{pad}abc{pad}bcd{pad}")), Vec::<String>::new());
     assert_eq!(
