@@ -877,7 +877,8 @@ fn automaton(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<Automaton> {
     // (command lines, hash IOC lists) the contiguous NFA is several times smaller and nearly
     // as fast, which keeps the whole SigmaHQ set well under 128 MiB.
     // A set with a SIMD prefilter is walked only from its first occurrence on, in the few
-    // values that hold one: the NFA's speed is enough there.
+    // values that hold one, or over short values: the NFA's speed is enough there (measured
+    // the same as a DFA's, in a fraction of the memory).
     let pre = teddy(patterns);
     let kind = if patterns.len() <= dfa_limit() && pre.is_none() {
         AhoCorasickKind::DFA
