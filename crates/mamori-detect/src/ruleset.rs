@@ -294,7 +294,8 @@ pub struct Scratch {
     bytes: Vec<u8>,
     /// The value being scanned, ASCII-lowercased.
     lower: Vec<u8>,
-    /// Diagnostics: bytes given to `contains` automata, and their raw matches.
+    /// Diagnostics: bytes walked by `contains` automata (from where their prefilter found the
+    /// first occurrence), and their raw matches.
     pub scanned: u64,
     pub raw_matches: u64,
 }
