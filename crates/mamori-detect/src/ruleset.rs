@@ -147,9 +147,10 @@ const PRE_MAX_PATTERNS: usize = 64;
 /// Values shorter than this are walked directly (Teddy's set-up would cost about as much).
 const PRE_MIN_LEN: usize = 32;
 
-/// A Teddy searcher over `patterns`, when they are few and the CPU can run it.
+/// A Teddy searcher over `patterns`, when they are few and the CPU can run it (the packed
+/// builder itself refuses an empty pattern).
 fn teddy(patterns: &[Vec<u8>]) -> Option<aho_corasick::packed::Searcher> {
-    if patterns.len() > PRE_MAX_PATTERNS || patterns.iter().any(Vec::is_empty) {
+    if patterns.len() > PRE_MAX_PATTERNS {
         return None;
     }
     aho_corasick::packed::Config::new()
@@ -876,10 +877,9 @@ fn automaton(patterns: &[Vec<u8>], pats: Vec<Targets>) -> Option<Automaton> {
     };
     // A DFA is fastest but its table grows with patterns × byte classes: for the big sets
     // (command lines, hash IOC lists) the contiguous NFA is several times smaller and nearly
-    // as fast, which keeps the whole SigmaHQ set well under 128 MiB.
-    // A set with a SIMD prefilter is walked only from its first occurrence on, in the few
-    // values that hold one, or over short values: the NFA's speed is enough there (measured
-    // the same as a DFA's, in a fraction of the memory).
+    // as fast, which keeps the whole SigmaHQ set well under 128 MiB. A set with a SIMD
+    // prefilter is an NFA too: it is walked only over short values and from the first
+    // occurrence in the few that hold one (measured as fast as a DFA there).
     let pre = teddy(patterns);
     let kind = if patterns.len() <= dfa_limit() && pre.is_none() {
         AhoCorasickKind::DFA
