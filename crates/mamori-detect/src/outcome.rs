@@ -68,8 +68,16 @@ pub struct Reason {
 }
 
 fn tag_is(t: &str, want: &str) -> bool {
-    let t = t.to_ascii_lowercase().replace('_', "-");
-    t == want
+    // `t` lowercased with `_` read as `-`, compared without a copy (asked for every match).
+    t.len() == want.len()
+        && t.bytes().zip(want.bytes()).all(|(a, b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
 }
 
 /// Is this a web exploit / probe rule (criterion in the module doc)?
@@ -82,7 +90,8 @@ pub fn is_web_attack_rule(meta: &Meta, logsource: &LogSourceSpec) -> bool {
         tag_is(t, "attack.t1190")
             || tag_is(t, "attack.initial-access")
             || tag_is(t, "attack.t1505.003")
-            || t.to_ascii_lowercase().starts_with("attack.t1595")
+            || t.get(..12)
+                .is_some_and(|p| p.eq_ignore_ascii_case("attack.t1595"))
     });
     web_source || web_tag
 }
@@ -444,6 +453,24 @@ mod tests {
             &other
         ));
         assert!(is_web_attack_rule(&meta(&[]), &web()));
+        // Tags compare without case, `_` as `-`; a longer or shorter technique is another.
+        for t in [
+            "ATTACK.T1190",
+            "Attack.Initial_Access",
+            "attack.T1505.003",
+            "attack.T1595",
+        ] {
+            assert!(is_web_attack_rule(&meta(&[t]), &other), "{t}");
+        }
+        for t in [
+            "attack.t11900",
+            "attack.t119",
+            "attack.initial-accessx",
+            "attack.t159",
+            "日本語",
+        ] {
+            assert!(!is_web_attack_rule(&meta(&[t]), &other), "{t}");
+        }
     }
 
     #[test]

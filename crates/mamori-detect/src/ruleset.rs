@@ -54,6 +54,11 @@ const KEYWORD_SLOT: u32 = u32::MAX;
 
 /// Distinct field names a [`Scratch`] remembers the slots of.
 const NAME_CACHE: usize = 4096;
+/// Most slot numbers the name caches hold: every name the rules read has one or two, so
+/// this is reached only by names that are not kept, and then the caches start again.
+const SLOT_POOL: usize = 1 << 16;
+/// `Scratch::by_id`: a number not looked up yet.
+const UNSEEN: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Anchor {
@@ -286,9 +291,13 @@ pub struct Scratch {
     cands: Vec<u32>,
     fired_list: Vec<u32>,
     slot_fields: Vec<(u32, u32)>,
-    /// Field name → its slots, by the address of the name's interned text. The entry holds a
-    /// clone of the name, so that address cannot be reused by another name while cached.
-    names: FxHashMap<usize, (FieldName, SmallVec<[u32; 2]>)>,
+    /// A name's slots are `slot_pool[start..start + len]`, found by the name's number when
+    /// the process keeps it ([`FieldName::id`]: an index, no hashing) and otherwise by the
+    /// address of its text (the entry holds a clone of the name, so that address cannot be
+    /// reused by another name while cached).
+    by_id: Vec<(u32, u32)>,
+    names: FxHashMap<usize, (FieldName, (u32, u32))>,
+    slot_pool: Vec<u32>,
     /// The [`RuleSet::id`] the cache above was filled for.
     names_for: u64,
     buf: String,
@@ -312,23 +321,49 @@ impl Scratch {
         self.fired_list.len()
     }
 
-    /// The slots of a field name (cached by its address).
+    /// The slots of a field name, as a range of `slot_pool`.
     fn slots_of(
         &mut self,
         name: &FieldName,
         set: &FxHashMap<String, SmallVec<[u32; 2]>>,
-    ) -> SmallVec<[u32; 2]> {
-        let key = name.as_str().as_ptr() as usize;
-        if let Some((_, slots)) = self.names.get(&key) {
-            return slots.clone();
+    ) -> (u32, u32) {
+        if let Some(id) = name.id() {
+            if let Some(&r) = self.by_id.get(id as usize) {
+                if r.1 != UNSEEN {
+                    return r;
+                }
+            }
+        } else if let Some((_, r)) = self.names.get(&(name.as_str().as_ptr() as usize)) {
+            return *r;
         }
-        let slots = set.get(name.as_str()).cloned().unwrap_or_default();
-        // Names that are not interned (a new allocation per event) must not grow it forever.
-        if self.names.len() >= NAME_CACHE {
-            self.names.clear();
+        // Names that are not kept (a new allocation per event) must not grow it forever.
+        if self.names.len() >= NAME_CACHE || self.slot_pool.len() >= SLOT_POOL {
+            self.forget_names();
         }
-        self.names.insert(key, (name.clone(), slots.clone()));
-        slots
+        let start = self.slot_pool.len() as u32;
+        self.slot_pool
+            .extend(set.get(name.as_str()).into_iter().flatten().copied());
+        let r = (start, self.slot_pool.len() as u32 - start);
+        match name.id() {
+            Some(id) => {
+                let i = id as usize;
+                if self.by_id.len() <= i {
+                    self.by_id.resize(i + 1, (0, UNSEEN));
+                }
+                self.by_id[i] = r;
+            }
+            None => {
+                self.names
+                    .insert(name.as_str().as_ptr() as usize, (name.clone(), r));
+            }
+        }
+        r
+    }
+
+    fn forget_names(&mut self) {
+        self.names.clear();
+        self.by_id.clear();
+        self.slot_pool.clear();
     }
 
     fn begin(&mut self, preds: usize, rules: usize) {
@@ -1438,14 +1473,16 @@ impl RuleSet {
     pub fn matches(&self, ev: &Event, scratch: &mut Scratch, out: &mut Vec<Match>) {
         scratch.begin(self.preds.len(), self.rules.len());
         if scratch.names_for != self.id {
-            scratch.names.clear();
+            scratch.forget_names();
             scratch.names_for = self.id;
         }
         let (bucket, eid) = self.bucket_for(ev);
         let gen = scratch.gen;
         let fields = ev.fields();
         for (i, (name, value)) in fields.iter().enumerate() {
-            for s in scratch.slots_of(name, &self.name_slots) {
+            let (start, len) = scratch.slots_of(name, &self.name_slots);
+            for k in start..start + len {
+                let s = scratch.slot_pool[k as usize];
                 scratch.slot_fields.push((s, i as u32));
                 if bucket.slot_used(s) {
                     if let Some(a) = &self.slot_ac[s as usize] {

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use name::{FieldName, Interner};
 pub use text::Text;
-pub use value::Value;
+pub use value::{write_json_str, Value};
 
 /// The format a reader recognised; used for the summary and to pick logsource defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -125,6 +125,19 @@ fn json_strings_are_escaped_as_serde_json_escapes_them() {
     all.push_str("é日本\u{7f}\u{2028}\"\\x");
     let mut cases: Vec<String> = vec![all, String::new(), "plain".into(), "\"".into()];
     cases.extend((0u8..0x20).map(|c| format!("a{}b", char::from(c))));
+    // Every byte to escape at every place in and across the eight-byte words, among plain
+    // and multi-byte text.
+    for c in ['"', '\\', '\n', '\u{1}', '\u{1f}', 'é', '\u{7f}'] {
+        for len in 0..20 {
+            for at in 0..=len {
+                let mut s: String = "abcdefghijklmnopqrst"[..len].into();
+                s.insert(at, c);
+                cases.push(s.clone());
+                s.insert_str(0, "日本");
+                cases.push(s);
+            }
+        }
+    }
     for s in cases {
         let mut got = Vec::new();
         value::write_json_str(&mut got, &s);

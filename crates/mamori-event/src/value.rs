@@ -168,34 +168,64 @@ impl From<i64> for Value {
 
 /// Appends `s` as a JSON string literal, quoted and escaped exactly as `serde_json` writes
 /// it (`\"`, `\\`, `\b\f\n\r\t`, other control characters as `\u00xx`), but copying the
-/// runs between escapes whole instead of going through a serializer.
-pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+/// runs between escapes whole instead of going through a serializer. Eight bytes are checked
+/// at once (a word with no quote, backslash or control byte is skipped whole): event text
+/// rarely needs escaping, and a timeline row is mostly its event's strings.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    /// Whether any byte of `w` is a control byte, `"` or `\`. (The zero-byte test can flag a
+    /// byte above a true hit through the borrow, never a word without one.)
+    fn special(w: u64) -> bool {
+        let ctl = w.wrapping_sub(ONES * 0x20) & !w;
+        let q = w ^ (ONES * u64::from(b'"'));
+        let bs = w ^ (ONES * u64::from(b'\\'));
+        (ctl | (q.wrapping_sub(ONES) & !q) | (bs.wrapping_sub(ONES) & !bs)) & HIGH != 0
+    }
     let b = s.as_bytes();
     out.reserve(b.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc: &[u8] = match c {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => &[],
-            _ => continue,
-        };
-        out.extend_from_slice(b.get(start..i).unwrap_or_default());
-        if esc.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(c >> 4)]);
-            out.push(HEX[usize::from(c & 0xf)]);
-        } else {
-            out.extend_from_slice(esc);
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(w) = b.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            if !special(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
         }
-        start = i + 1;
+        // A word with a byte to escape, or the last bytes: one at a time up to the word's end.
+        let end = (i + 8).min(b.len());
+        while i < end {
+            let c = b[i];
+            let esc: &[u8] = match c {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0..=0x1f => &[],
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.extend_from_slice(b.get(start..i).unwrap_or_default());
+            if esc.is_empty() {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 0xf)]);
+            } else {
+                out.extend_from_slice(esc);
+            }
+            i += 1;
+            start = i;
+        }
     }
     out.extend_from_slice(b.get(start..).unwrap_or_default());
     out.push(b'"');

@@ -8,7 +8,7 @@ use std::io::{BufReader, Seek, Write};
 use std::sync::Mutex;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use mamori_event::Level;
+use mamori_event::{write_json_str, Level};
 use mamori_vault::formula_safe;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +64,47 @@ impl RowKind {
 }
 
 impl Row {
+    /// The row's fields borrowed, for rendering and counting.
+    fn with_view<R>(&self, f: impl FnOnce(&RowView<'_>) -> R) -> R {
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        f(&RowView {
+            timestamp: self.timestamp,
+            host: &self.host,
+            source: &self.source,
+            rule_id: &self.rule_id,
+            rule_title: &self.rule_title,
+            level: self.level,
+            tags: &tags,
+            details: &self.details,
+            event: self.event.as_deref(),
+            evidence: self.evidence.as_ref(),
+            kind: self.kind,
+        })
+    }
+
+    #[cfg(test)]
+    fn ts(&self) -> String {
+        self.with_view(|v| v.ts())
+    }
+}
+
+/// A row with its fields borrowed: what is rendered and counted. The hunt renders each
+/// detection from views of its event and rule, so a row costs no owned copy of its strings.
+pub(crate) struct RowView<'a> {
+    pub(crate) timestamp: Option<DateTime<Utc>>,
+    pub(crate) host: &'a str,
+    pub(crate) source: &'a str,
+    pub(crate) rule_id: &'a str,
+    pub(crate) rule_title: &'a str,
+    pub(crate) level: Level,
+    pub(crate) tags: &'a [&'a str],
+    pub(crate) details: &'a [(String, String)],
+    pub(crate) event: Option<&'a str>,
+    pub(crate) evidence: Option<&'a serde_json::Value>,
+    pub(crate) kind: RowKind,
+}
+
+impl RowView<'_> {
     fn ts(&self) -> String {
         self.timestamp
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -112,20 +153,22 @@ impl Stats {
         }
     }
 
-    fn add(&mut self, r: &Row) {
+    fn add(&mut self, r: &RowView<'_>) {
         if r.kind == RowKind::Signal {
             self.signals += 1;
-            *self
-                .signals_by_rule
-                .entry(r.rule_title.clone())
-                .or_default() += 1;
+            match self.signals_by_rule.get_mut(r.rule_title) {
+                Some(n) => *n += 1,
+                None => {
+                    self.signals_by_rule.insert(r.rule_title.to_owned(), 1);
+                }
+            }
             return;
         }
         self.total += 1;
         *self.by_level.entry(r.level).or_default() += 1;
         *self
             .by_rule
-            .entry((r.rule_title.clone(), r.level))
+            .entry((r.rule_title.to_owned(), r.level))
             .or_default() += 1;
     }
 }
@@ -153,20 +196,30 @@ struct Inner {
 /// Bytes of rendered rows kept in memory before a sorted run is spilled.
 const SPILL_BYTES: usize = 24 << 20;
 
-/// A row as written: its sort key and its output bytes.
+/// A row as written: its sort key (time, source) and its output bytes, the source and the
+/// bytes in one block.
 struct Rendered {
     timestamp: Option<DateTime<Utc>>,
-    source: Box<str>,
-    bytes: Box<[u8]>,
+    /// The length of the source at the start of `data`.
+    src: usize,
+    data: Box<[u8]>,
 }
 
 impl Rendered {
-    fn key(&self) -> (Option<DateTime<Utc>>, &str) {
-        (self.timestamp, &self.source)
+    /// Sources compare as their bytes: UTF-8 orders as its code points, as `str` does.
+    fn key(&self) -> (Option<DateTime<Utc>>, &[u8]) {
+        (
+            self.timestamp,
+            self.data.get(..self.src).unwrap_or_default(),
+        )
     }
 
-    /// Spill record: has-time byte, seconds, nanoseconds, then the source and the bytes, each
-    /// after its length (little-endian).
+    fn bytes(&self) -> &[u8] {
+        self.data.get(self.src..).unwrap_or_default()
+    }
+
+    /// Spill record: has-time byte, seconds, nanoseconds, the source's length, then the
+    /// block after its length (little-endian).
     fn spill(&self, w: &mut impl Write) -> std::io::Result<()> {
         let (has, secs, nanos) = match self.timestamp {
             Some(t) => (1u8, t.timestamp(), t.timestamp_subsec_nanos()),
@@ -175,10 +228,9 @@ impl Rendered {
         w.write_all(&[has])?;
         w.write_all(&secs.to_le_bytes())?;
         w.write_all(&nanos.to_le_bytes())?;
-        w.write_all(&(self.source.len() as u64).to_le_bytes())?;
-        w.write_all(self.source.as_bytes())?;
-        w.write_all(&(self.bytes.len() as u64).to_le_bytes())?;
-        w.write_all(&self.bytes)
+        w.write_all(&(self.src as u64).to_le_bytes())?;
+        w.write_all(&(self.data.len() as u64).to_le_bytes())?;
+        w.write_all(&self.data)
     }
 
     /// The next record of a run; `None` at its end.
@@ -194,22 +246,60 @@ impl Rendered {
         let secs = i64::from_le_bytes(b8);
         r.read_exact(&mut b4)?;
         let nanos = u32::from_le_bytes(b4);
-        let take = |r: &mut dyn std::io::Read| -> std::io::Result<Vec<u8>> {
-            let mut b8 = [0u8; 8];
-            r.read_exact(&mut b8)?;
-            let mut v = vec![0u8; u64::from_le_bytes(b8) as usize];
-            r.read_exact(&mut v)?;
-            Ok(v)
-        };
-        let source = String::from_utf8(take(r)?).map_err(std::io::Error::other)?;
-        let bytes = take(r)?;
+        r.read_exact(&mut b8)?;
+        let src = u64::from_le_bytes(b8) as usize;
+        r.read_exact(&mut b8)?;
+        let len = u64::from_le_bytes(b8);
+        // Read into a block of the exact size, not zeroed first.
+        let mut data = Vec::with_capacity(len as usize);
+        std::io::Read::read_to_end(&mut std::io::Read::take(&mut *r, len), &mut data)?;
+        if data.len() as u64 != len || src > data.len() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         Ok(Some(Rendered {
             timestamp: (has[0] == 1)
                 .then(|| DateTime::from_timestamp(secs, nanos))
                 .flatten(),
-            source: source.into(),
-            bytes: bytes.into(),
+            src,
+            data: data.into(),
         }))
+    }
+}
+
+/// Rows rendered by one worker, handed to the [`Buffer`] at once with their counts.
+pub(crate) struct Batch {
+    renderer: Renderer,
+    rows: Vec<Rendered>,
+    bytes: usize,
+    stats: Stats,
+    /// Scratch: a row is rendered here, then copied into a block of its exact size.
+    line: Vec<u8>,
+}
+
+impl Batch {
+    pub(crate) fn add(&mut self, r: &RowView<'_>) {
+        self.stats.add(r);
+        self.line.clear();
+        self.line.extend_from_slice(r.source.as_bytes());
+        self.renderer.render(r, &mut self.line);
+        self.bytes += self.line.len();
+        self.rows.push(Rendered {
+            timestamp: r.timestamp,
+            src: r.source.len(),
+            data: self.line.as_slice().into(),
+        });
+        // A huge row's scratch is not kept.
+        if self.line.capacity() > 1 << 20 {
+            self.line = Vec::new();
+        }
+    }
+
+    pub(crate) fn add_row(&mut self, r: &Row) {
+        r.with_view(|v| self.add(v));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
     }
 }
 
@@ -225,25 +315,35 @@ impl Buffer {
         }
     }
 
-    pub(crate) fn push_batch(&self, batch: Vec<Row>) {
-        if batch.is_empty() {
+    /// An empty batch for one worker.
+    pub(crate) fn batch(&self) -> Batch {
+        Batch {
+            renderer: Renderer::new(self.format),
+            rows: Vec::new(),
+            bytes: 0,
+            stats: Stats::default(),
+            line: Vec::new(),
+        }
+    }
+
+    /// Renders and queues rows built elsewhere (correlations, analytics, episodes).
+    pub(crate) fn push_batch(&self, rows: Vec<Row>) {
+        let mut b = self.batch();
+        for r in &rows {
+            b.add_row(r);
+        }
+        self.push(&mut b);
+    }
+
+    /// Queues a worker's rendered rows (rendered and counted before the lock: threads only
+    /// queue bytes); the batch is left empty for reuse.
+    pub(crate) fn push(&self, batch: &mut Batch) {
+        if batch.rows.is_empty() {
             return;
         }
-        // Rendered and counted before the lock: threads only queue bytes.
-        let renderer = Renderer::new(self.format);
-        let mut stats = Stats::default();
-        let mut rendered = Vec::with_capacity(batch.len());
-        let mut bytes = 0;
-        for r in batch {
-            stats.add(&r);
-            let out = renderer.render(&r);
-            bytes += out.len() + r.source.len();
-            rendered.push(Rendered {
-                timestamp: r.timestamp,
-                source: r.source.into_boxed_str(),
-                bytes: out.into_boxed_slice(),
-            });
-        }
+        let rendered = std::mem::take(&mut batch.rows);
+        let stats = std::mem::take(&mut batch.stats);
+        let bytes = std::mem::take(&mut batch.bytes);
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.stats.merge(stats);
         g.rows.extend(rendered);
@@ -278,7 +378,7 @@ impl Buffer {
         out.write_all(&Renderer::header(self.format))?;
         if runs.is_empty() {
             for r in &rows {
-                out.write_all(&r.bytes)?;
+                out.write_all(r.bytes())?;
             }
             out.flush()?;
             return Ok(stats);
@@ -301,7 +401,7 @@ impl Buffer {
             }
         }
         while let Some(Head(row, i)) = heap.pop() {
-            out.write_all(&row.bytes)?;
+            out.write_all(row.bytes())?;
             if let Some(r) = readers[i].next() {
                 heap.push(Head(r?, i));
             }
@@ -340,31 +440,6 @@ fn spill(rows: &[Rendered]) -> std::io::Result<std::fs::File> {
     w.into_inner().map_err(|e| e.into_error())
 }
 
-/// JSON text written straight into a line buffer.
-mod erased {
-    pub(super) trait Json {
-        fn write(&self, out: &mut Vec<u8>);
-    }
-
-    impl Json for String {
-        fn write(&self, out: &mut Vec<u8>) {
-            string(out, self)
-        }
-    }
-
-    impl Json for &str {
-        fn write(&self, out: &mut Vec<u8>) {
-            string(out, self)
-        }
-    }
-
-    /// A JSON string literal, escaped.
-    pub(super) fn string(out: &mut Vec<u8>, s: &str) {
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(out, s);
-    }
-}
-
 /// Renders rows to their output bytes in one format.
 enum Renderer {
     Csv,
@@ -401,53 +476,51 @@ impl Renderer {
         }
     }
 
-    /// One row's bytes (with its line end). Writing into memory cannot fail.
-    fn render(&self, r: &Row) -> Vec<u8> {
+    /// Appends one row's bytes (with its line end). Writing into memory cannot fail.
+    fn render(&self, r: &RowView<'_>, line: &mut Vec<u8>) {
         match self {
             Renderer::Csv => {
                 let mut w = csv::WriterBuilder::new()
                     .buffer_capacity(1024)
-                    .from_writer(Vec::with_capacity(256));
+                    .from_writer(std::mem::take(line));
                 let tags = r.tags.join(" ");
                 let details = r.details_text();
                 let _ = w.write_record([
                     formula_safe(&r.ts()).as_ref(),
-                    &formula_safe(&r.host),
-                    &formula_safe(&r.source),
-                    &formula_safe(&r.rule_id),
-                    &formula_safe(&r.rule_title),
+                    &formula_safe(r.host),
+                    &formula_safe(r.source),
+                    &formula_safe(r.rule_id),
+                    &formula_safe(r.rule_title),
                     r.level.as_str(),
                     &formula_safe(&tags),
                     &formula_safe(&details),
                     r.kind.as_str(),
                 ]);
-                w.into_inner().unwrap_or_default()
+                *line = w.into_inner().unwrap_or_default();
             }
             Renderer::Jsonl => {
-                // Written field by field (the keys in the order `json!` would give them): the
-                // event is already JSON text and is copied, not parsed and re-serialised.
-                let mut line = Vec::with_capacity(256 + r.event.as_ref().map_or(0, |e| e.len()));
-                let put = |line: &mut Vec<u8>, key: &str, v: &dyn erased::Json| {
-                    line.push(if line.is_empty() { b'{' } else { b',' });
-                    erased::string(line, key);
-                    line.push(b':');
-                    v.write(line);
-                };
-                put(&mut line, "timestamp", &r.ts());
-                put(&mut line, "host", &r.host);
-                put(&mut line, "source", &r.source);
+                // Written field by field (the keys in the order `json!` would give them), strings
+                // escaped as serde_json escapes them: the event is already JSON text and is
+                // copied, not parsed and re-serialised.
+                line.reserve(256 + r.event.map_or(0, str::len));
+                line.extend_from_slice(b"{\"timestamp\":");
+                write_json_str(line, &r.ts());
+                line.extend_from_slice(b",\"host\":");
+                write_json_str(line, r.host);
+                line.extend_from_slice(b",\"source\":");
+                write_json_str(line, r.source);
                 line.extend_from_slice(b",\"rule\":{\"id\":");
-                erased::string(&mut line, &r.rule_id);
+                write_json_str(line, r.rule_id);
                 line.extend_from_slice(b",\"title\":");
-                erased::string(&mut line, &r.rule_title);
+                write_json_str(line, r.rule_title);
                 line.extend_from_slice(b",\"level\":");
-                erased::string(&mut line, r.level.as_str());
+                write_json_str(line, r.level.as_str());
                 line.extend_from_slice(b",\"tags\":[");
                 for (i, t) in r.tags.iter().enumerate() {
                     if i > 0 {
                         line.push(b',');
                     }
-                    erased::string(&mut line, t);
+                    write_json_str(line, t);
                 }
                 line.extend_from_slice(b"]},\"details\":{");
                 // A repeated key keeps its first place and its last value (as a JSON map would).
@@ -465,23 +538,22 @@ impl Renderer {
                         line.push(b',');
                     }
                     first = false;
-                    erased::string(&mut line, k);
+                    write_json_str(line, k);
                     line.push(b':');
-                    erased::string(&mut line, v);
+                    write_json_str(line, v);
                 }
-                line.push(b'}');
-                put(&mut line, "kind", &r.kind.as_str());
+                line.extend_from_slice(b"},\"kind\":");
+                write_json_str(line, r.kind.as_str());
                 line.extend_from_slice(b",\"event\":");
-                match &r.event {
+                match r.event {
                     Some(e) => line.extend_from_slice(e.as_bytes()),
                     None => line.extend_from_slice(b"null"),
                 }
-                if let Some(e) = &r.evidence {
+                if let Some(e) = r.evidence {
                     line.extend_from_slice(b",\"evidence\":");
-                    let _ = serde_json::to_writer(&mut line, e);
+                    let _ = serde_json::to_writer(&mut *line, e);
                 }
                 line.extend_from_slice(b"}\n");
-                line
             }
         }
     }
@@ -497,7 +569,9 @@ pub(crate) fn write(
     let r = Renderer::new(format);
     out.write_all(&Renderer::header(format))?;
     for row in rows {
-        out.write_all(&r.render(row))?;
+        let mut line = Vec::new();
+        row.with_view(|v| r.render(v, &mut line));
+        out.write_all(&line)?;
     }
     Ok(())
 }
