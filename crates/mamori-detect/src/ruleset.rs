@@ -949,13 +949,8 @@ fn walk_contains(a: &Automaton, bytes: &[u8], s: &mut Scratch) {
     for m in a.ac.find_overlapping_iter(input) {
         s.raw_matches += 1;
         let t = &a.pats[m.pattern().as_usize()];
-        // A long literal's tail is read up to the end of its value (0xFF separates the
-        // values of the keyword scan; it never occurs in UTF-8 text).
-        fire_targets(
-            s,
-            t,
-            &mut bytes[m.end()..].iter().copied().take_while(|b| *b != 0xFF),
-        );
+        // A long literal's rest is checked against the bytes after its key.
+        fire_targets(s, t, Tail::Fwd(bytes.get(m.end()..).unwrap_or_default()));
     }
 }
 
@@ -1018,9 +1013,9 @@ fn walk<A: aho_corasick::automaton::Automaton>(
                 }
                 let t = &pats[pid.as_usize()];
                 if reversed {
-                    fire_targets(s, t, &mut bytes[..n - 1 - k].iter().rev().copied());
+                    fire_targets(s, t, Tail::Rev(&bytes[..n - 1 - k]));
                 } else {
-                    fire_targets(s, t, &mut bytes[k + 1..].iter().copied());
+                    fire_targets(s, t, Tail::Fwd(&bytes[k + 1..]));
                 }
             }
         }
@@ -1904,27 +1899,43 @@ fn fire(s: &mut Scratch, preds: &[u32]) {
     }
 }
 
+/// The text following an automaton's key, against which the rest of a long literal is checked.
+#[derive(Clone, Copy)]
+enum Tail<'a> {
+    /// Read forward from its start.
+    Fwd(&'a [u8]),
+    /// Read backward from its end (suffix walks).
+    Rev(&'a [u8]),
+}
+
+impl Tail<'_> {
+    /// Whether the tail, read in its direction, starts with `rest` (ASCII case folded). The
+    /// keyword scan's 0xFF separators need no check: a literal is UTF-8, which never holds
+    /// that byte, so a rest never matches across one.
+    fn starts_with(self, rest: &[u8]) -> bool {
+        match self {
+            Tail::Fwd(t) => t
+                .get(..rest.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(rest)),
+            Tail::Rev(t) => {
+                t.len() >= rest.len()
+                    && t.iter()
+                        .rev()
+                        .zip(rest)
+                        .all(|(a, b)| a.eq_ignore_ascii_case(b))
+            }
+        }
+    }
+}
+
 /// Fires the targets of an automaton hit; `after` is the text following the matched key, for
 /// verifying the rest of long literals.
 #[inline]
-fn fire_targets(s: &mut Scratch, targets: &Targets, after: &mut dyn Iterator<Item = u8>) {
-    let mut tail: Option<SmallVec<[u8; 64]>> = None;
+fn fire_targets(s: &mut Scratch, targets: &Targets, after: Tail<'_>) {
     for (p, rest) in targets {
         let ok = match rest {
             None => true,
-            Some(r) => {
-                // Read once, as far as the longest rest of the group needs: every literal
-                // sharing this key is checked against the same tail.
-                let t = tail.get_or_insert_with(|| {
-                    let need = targets
-                        .iter()
-                        .filter_map(|(_, r)| r.as_ref().map(|r| r.len()))
-                        .max()
-                        .unwrap_or(0);
-                    after.take(need).collect()
-                });
-                t.len() >= r.len() && t[..r.len()].eq_ignore_ascii_case(r)
-            }
+            Some(r) => after.starts_with(r),
         };
         if ok && s.fired[*p as usize] != s.gen {
             s.fired[*p as usize] = s.gen;

@@ -625,3 +625,49 @@ fn keywords_are_searched_per_bucket() {
     assert_eq!(ids(sys, system), ["sys"]);
     assert_eq!(ids(any, security), ["any"]);
 }
+
+#[test]
+fn long_literal_rests_are_read_in_their_direction() {
+    assert!(Tail::Fwd(b"ABCdef").starts_with(b"abc"));
+    assert!(Tail::Fwd(b"abc").starts_with(b"abc"));
+    assert!(!Tail::Fwd(b"ab").starts_with(b"abc"));
+    assert!(!Tail::Fwd(b"ab\xffc").starts_with(b"abc"));
+    assert!(Tail::Fwd(b"").starts_with(b""));
+    // A suffix walk reads backward: the rest is stored in reading order.
+    assert!(Tail::Rev(b"xyzCBA").starts_with(b"abc"));
+    assert!(!Tail::Rev(b"BA").starts_with(b"abc"));
+    assert!(!Tail::Rev(b"abc").starts_with(b"abc"));
+    // End to end: literals longer than the automaton's 16-byte key, in every anchoring, with
+    // a near miss in the rest.
+    let long = "verylongliteral_abcdefghijkl";
+    for (m, hit, miss) in [
+        (
+            "contains",
+            format!("x {long} y"),
+            "x verylongliteral_abcdefghijkX y".to_owned(),
+        ),
+        (
+            "startswith",
+            format!("{long} tail"),
+            "verylongliteral_abcdefghijkX tail".to_owned(),
+        ),
+        (
+            "endswith",
+            format!("head {long}"),
+            "head verylongliteral_Xbcdefghijkl".to_owned(),
+        ),
+    ] {
+        let rule = format!("s:\n  F|{m}: '{long}'\ncondition: s");
+        check(
+            &rule,
+            &serde_json::json!({ "F": hit.to_uppercase() }).to_string(),
+            true,
+        );
+        let miss_case = miss.replace("X", "Q");
+        check(
+            &rule,
+            &serde_json::json!({ "F": miss_case }).to_string(),
+            false,
+        );
+    }
+}
