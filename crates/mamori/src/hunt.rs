@@ -103,8 +103,6 @@ struct PackCounts {
 /// What one file produced.
 struct FileResult {
     report: FileReport,
-    /// Detection rows, rendered (the rest is handed over while reading).
-    batch: timeline::Batch,
     /// Events that matched rules feeding correlations, with those matches.
     for_correlation: Vec<(Event, Vec<Match>)>,
     /// Matches of low-level Sigma rules that feed risk instead of alerting.
@@ -323,14 +321,15 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                             // correlated matches, not with the events' size.
                             for_correlation.push((slim(&ev, &corr_fields), matches.clone()));
                         }
-                        if batch.len() >= timeline::BATCH {
+                        if batch.full() {
                             timeline_buf.push(&mut batch);
                         }
                     });
+                    // The file's last rows: its batch (and its scratch) end with it.
+                    timeline_buf.push(&mut batch);
                     bar.inc(1);
                     FileResult {
                         report,
-                        batch,
                         for_correlation,
                         signals,
                         probes,
@@ -351,8 +350,7 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
     let mut held = Vec::new();
     let mut admin_logons = Vec::new();
     let mut reports = Vec::with_capacity(results.len());
-    for mut r in results {
-        timeline_buf.push(&mut r.batch);
+    for r in results {
         corr_events.extend(r.for_correlation);
         sigma_signals.extend(r.signals);
         probes.extend(r.probes);

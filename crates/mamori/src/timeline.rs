@@ -12,8 +12,10 @@ use mamori_event::{write_json_str, Level};
 use mamori_vault::formula_safe;
 use serde::{Deserialize, Serialize};
 
-/// Rows a worker hands over at once.
+/// Rows a worker hands over at once, at most.
 pub(crate) const BATCH: usize = 4096;
+/// Bytes of rendered rows a worker hands over at once, at most (JSONL rows carry their event).
+const BATCH_BYTES: usize = 1 << 20;
 /// Rows kept in memory before a sorted run is spilled to a temporary file.
 const SPILL_AT: usize = 10_000;
 
@@ -298,8 +300,9 @@ impl Batch {
         r.with_view(|v| self.add(v));
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.rows.len()
+    /// Whether the batch should be handed over ([`Buffer::push`]).
+    pub(crate) fn full(&self) -> bool {
+        self.rows.len() >= BATCH || self.bytes >= BATCH_BYTES
     }
 }
 
