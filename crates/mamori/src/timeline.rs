@@ -176,8 +176,8 @@ impl Stats {
 }
 
 /// Collects rows from many threads and writes them sorted by time. Each row is rendered to its
-/// output bytes (a JSONL line or a CSV record) when it arrives, outside the lock, and only its
-/// sort key and bytes are kept. Memory stays bounded: past [`SPILL_AT`] rows or
+/// output bytes (a JSONL line or a CSV record) by the thread that made it, into a [`Batch`]
+/// outside the lock, and only its sort key and bytes are kept. Memory stays bounded: past [`SPILL_AT`] rows or
 /// [`SPILL_BYTES`], a sorted run goes to an anonymous temporary file (key and bytes, no
 /// re-serialisation), and the runs are merged at the end (an external merge sort), so an input
 /// with millions of detections does not grow the process.
