@@ -57,8 +57,6 @@ const NAME_CACHE: usize = 4096;
 /// Most slot numbers the name caches hold: every name the rules read has one or two, so
 /// this is reached only by names that are not kept, and then the caches start again.
 const SLOT_POOL: usize = 1 << 16;
-/// `Scratch::by_id`: a number not looked up yet.
-const UNSEEN: u32 = u32::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Anchor {
@@ -295,7 +293,7 @@ pub struct Scratch {
     /// the process keeps it ([`FieldName::id`]: an index, no hashing) and otherwise by the
     /// address of its text (the entry holds a clone of the name, so that address cannot be
     /// reused by another name while cached).
-    by_id: Vec<(u32, u32)>,
+    by_id: Vec<Option<(u32, u32)>>,
     names: FxHashMap<usize, (FieldName, (u32, u32))>,
     slot_pool: Vec<u32>,
     /// The [`RuleSet::id`] the cache above was filled for.
@@ -327,14 +325,14 @@ impl Scratch {
         name: &FieldName,
         set: &FxHashMap<String, SmallVec<[u32; 2]>>,
     ) -> (u32, u32) {
-        if let Some(id) = name.id() {
-            if let Some(&r) = self.by_id.get(id as usize) {
-                if r.1 != UNSEEN {
-                    return r;
-                }
-            }
-        } else if let Some((_, r)) = self.names.get(&(name.as_str().as_ptr() as usize)) {
-            return *r;
+        let id = name.id().map(|id| id as usize);
+        let addr = name.as_str().as_ptr() as usize;
+        let cached = match id {
+            Some(i) => self.by_id.get(i).copied().flatten(),
+            None => self.names.get(&addr).map(|(_, r)| *r),
+        };
+        if let Some(r) = cached {
+            return r;
         }
         // Names that are not kept (a new allocation per event) must not grow it forever.
         if self.names.len() >= NAME_CACHE || self.slot_pool.len() >= SLOT_POOL {
@@ -344,17 +342,15 @@ impl Scratch {
         self.slot_pool
             .extend(set.get(name.as_str()).into_iter().flatten().copied());
         let r = (start, self.slot_pool.len() as u32 - start);
-        match name.id() {
-            Some(id) => {
-                let i = id as usize;
+        match id {
+            Some(i) => {
                 if self.by_id.len() <= i {
-                    self.by_id.resize(i + 1, (0, UNSEEN));
+                    self.by_id.resize(i + 1, None);
                 }
-                self.by_id[i] = r;
+                self.by_id[i] = Some(r);
             }
             None => {
-                self.names
-                    .insert(name.as_str().as_ptr() as usize, (name.clone(), r));
+                self.names.insert(addr, (name.clone(), r));
             }
         }
         r

@@ -132,7 +132,8 @@ impl From<&str> for FieldName {
 /// Most names a record's sequence remembers.
 const MAX_RECENT: usize = 512;
 
-/// Deduplicates field names (and other repeated short strings). One per reader or thread.
+/// Deduplicates field names, one per reader or thread. The names it gives are kept for the
+/// process (up to the bounds above): intern names, not values.
 #[derive(Default, Debug)]
 pub struct Interner {
     set: FxHashSet<FieldName>,

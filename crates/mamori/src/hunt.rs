@@ -270,39 +270,13 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                     ev.origin.to_string(),
                                 )
                             });
-                            if hold {
-                                held.push(Row {
-                                    timestamp: ev.timestamp,
-                                    host: host.clone(),
-                                    source: source.clone(),
-                                    rule_id: info.meta.reference().to_owned(),
-                                    rule_title: info.meta.title.clone(),
-                                    level: info.level,
-                                    tags: info.meta.attack_tags().map(str::to_owned).collect(),
-                                    details,
-                                    event: jsonl.then(|| {
-                                        event_json
-                                            .get_or_insert_with(|| ev.fields_json_text())
-                                            .as_str()
-                                            .into()
-                                    }),
-                                    kind,
-                                    evidence: None,
-                                });
-                                continue;
-                            }
-                            // Rendered here from borrowed parts: no owned row is built.
                             let tags: Vec<&str> = info.meta.attack_tags().collect();
-                            let event = if jsonl {
-                                Some(
-                                    event_json
-                                        .get_or_insert_with(|| ev.fields_json_text())
-                                        .as_str(),
-                                )
-                            } else {
-                                None
-                            };
-                            batch.add(&timeline::RowView {
+                            let event = jsonl.then(|| {
+                                event_json
+                                    .get_or_insert_with(|| ev.fields_json_text())
+                                    .as_str()
+                            });
+                            let view = timeline::RowView {
                                 timestamp: ev.timestamp,
                                 host,
                                 source,
@@ -314,7 +288,13 @@ pub(crate) fn run(args: HuntArgs) -> anyhow::Result<i32> {
                                 event,
                                 evidence: None,
                                 kind,
-                            });
+                            };
+                            if hold {
+                                held.push(view.to_row());
+                            } else {
+                                // Rendered here from borrowed parts: no owned row is built.
+                                batch.add(&view);
+                            }
                         }
                         if matches.iter().any(|m| corr_ref.uses_rule(m.rule)) {
                             // Keep only what correlations read: memory grows with the

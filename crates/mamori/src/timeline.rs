@@ -107,6 +107,24 @@ pub(crate) struct RowView<'a> {
 }
 
 impl RowView<'_> {
+    /// An owned copy, for a row that waits (remote administration until the admin-network
+    /// logons are known).
+    pub(crate) fn to_row(&self) -> Row {
+        Row {
+            timestamp: self.timestamp,
+            host: self.host.to_owned(),
+            source: self.source.to_owned(),
+            rule_id: self.rule_id.to_owned(),
+            rule_title: self.rule_title.to_owned(),
+            level: self.level,
+            tags: self.tags.iter().map(|t| (*t).to_owned()).collect(),
+            details: self.details.to_vec(),
+            event: self.event.map(Into::into),
+            evidence: self.evidence.cloned(),
+            kind: self.kind,
+        }
+    }
+
     fn ts(&self) -> String {
         self.timestamp
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -296,10 +314,6 @@ impl Batch {
         }
     }
 
-    pub(crate) fn add_row(&mut self, r: &Row) {
-        r.with_view(|v| self.add(v));
-    }
-
     /// Whether the batch should be handed over ([`Buffer::push`]).
     pub(crate) fn full(&self) -> bool {
         self.rows.len() >= BATCH || self.bytes >= BATCH_BYTES
@@ -333,7 +347,7 @@ impl Buffer {
     pub(crate) fn push_batch(&self, rows: Vec<Row>) {
         let mut b = self.batch();
         for r in &rows {
-            b.add_row(r);
+            r.with_view(|v| b.add(v));
         }
         self.push(&mut b);
     }
@@ -629,6 +643,21 @@ mod tests {
         let mut sorted = times.clone();
         sorted.sort();
         assert_eq!(times, sorted);
+    }
+
+    #[test]
+    fn a_view_made_owned_renders_as_its_row() {
+        let mut r = row(7, "f.jsonl:3");
+        r.tags = vec!["attack.t1".into(), "attack.t2".into()];
+        r.event = Some(r#"{"a":1}"#.into());
+        r.evidence = Some(serde_json::json!({"count": 2}));
+        let owned = r.with_view(|v| v.to_row());
+        for format in [TimelineFormat::Jsonl, TimelineFormat::Csv] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            write(std::slice::from_ref(&r), format, &mut a).unwrap();
+            write(std::slice::from_ref(&owned), format, &mut b).unwrap();
+            assert_eq!(a, b);
+        }
     }
 
     #[test]
