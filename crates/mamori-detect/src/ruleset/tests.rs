@@ -671,3 +671,130 @@ fn long_literal_rests_are_read_in_their_direction() {
         );
     }
 }
+
+/// Issue #16: literals no rule waits for (a filter's, an AND's commoner half) are left out of
+/// the automata and checked when a candidate rule reads them; the answers must be the scan's.
+#[test]
+fn literals_no_rule_waits_for_are_checked_when_read() {
+    let filtered = rule_id(
+        "filtered",
+        "sel:\n  F|contains: 'rare-trigger'\nfilter:\n  F|contains:\n    - '.exe'\n    - 'cmd'\ncondition: sel and not filter",
+    );
+    // `beta` is a trigger of `scanned`, `gamma` of no rule (`mixed` waits for its two rarer
+    // selections): the OR is split.
+    let scanned = rule_id("scanned", "s:\n  G|contains: 'beta'\ncondition: s");
+    let mixed = rule_id(
+        "mixed",
+        "a:\n  G|contains: 'alpha-rare'\nb:\n  G|contains:\n    - 'beta'\n    - 'gamma'\nc:\n  G|contains: 'delta-rare'\ncondition: a and b and c",
+    );
+    // A wildcard's required literal that no rule waits for gates its glob when read.
+    let glob = rule_id(
+        "glob",
+        "sel:\n  H|contains: 'trig'\nfilter:\n  H: '*foo*bar*'\ncondition: sel and not filter",
+    );
+    let all = [filtered, scanned, mixed, glob];
+    let rs = compile(&all.join("---\n"));
+    let lazy: Vec<String> = rs
+        .preds
+        .iter()
+        .filter_map(|p| match &p.kind {
+            PredKind::LazyLit { text, .. } => Some(String::from_utf8_lossy(text).into_owned()),
+            _ => None,
+        })
+        .collect();
+    for l in [".exe", "cmd", "gamma", "bar"] {
+        assert!(lazy.iter().any(|x| x == l), "{l} not lazy: {lazy:?}");
+    }
+    for l in ["rare-trigger", "beta", "alpha-rare", "delta-rare", "trig"] {
+        assert!(!lazy.iter().any(|x| x == l), "{l} lazy: {lazy:?}");
+    }
+    let ids = |ev: &str| ids_matching(&all, ev);
+    assert_eq!(ids(r#"{"F":"x rare-trigger y"}"#), ["filtered"]);
+    assert_eq!(ids(r#"{"F":"x RARE-trigger y.EXE"}"#), Vec::<String>::new());
+    assert_eq!(ids(r#"{"F":"CMD rare-trigger"}"#), Vec::<String>::new());
+    assert_eq!(
+        ids(r#"{"F":["a rare-trigger", "b.Exe"]}"#),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(r#"{"F":["a rare-trigger", "b.ex"]}"#), ["filtered"]);
+    assert_eq!(ids(r#"{"G":"alpha-rare GAMMA delta-rare"}"#), ["mixed"]);
+    assert_eq!(
+        ids(r#"{"G":"alpha-rare beta delta-rare"}"#),
+        ["scanned", "mixed"]
+    );
+    assert_eq!(
+        ids(r#"{"G":"alpha-rare gamm delta-rare"}"#),
+        Vec::<String>::new()
+    );
+    assert_eq!(ids(r#"{"G":"alpha-rare gamma"}"#), Vec::<String>::new());
+    assert_eq!(ids(r#"{"H":"trig foo"}"#), ["glob"]);
+    assert_eq!(ids(r#"{"H":"trig FOO and bar"}"#), Vec::<String>::new());
+    assert_eq!(ids(r#"{"H":"trig bar foo"}"#), ["glob"]);
+}
+
+#[test]
+fn contains_folded_is_a_case_folded_find() {
+    let hays = [
+        "",
+        "a",
+        "A",
+        "ab",
+        "xAbC",
+        "abcabd",
+        "aaab",
+        "C:\\Windows\\CMD.EXE /c",
+        "ÄbcÖ.exe",
+        "..exe.exe",
+        "zz",
+    ];
+    let needles = [
+        "",
+        "a",
+        "ab",
+        "abd",
+        "abc",
+        ".exe",
+        "cmd.exe",
+        "\\windows\\",
+        "c",
+        "zzz",
+    ];
+    for h in hays {
+        for n in needles {
+            let naive = h.to_ascii_lowercase().contains(n);
+            assert_eq!(
+                contains_folded(h.as_bytes(), n.as_bytes()),
+                naive,
+                "{h:?} {n:?}"
+            );
+            assert_eq!(
+                literal_holds(h.as_bytes(), n.as_bytes(), Anchor::Prefix),
+                h.to_ascii_lowercase().starts_with(n),
+                "{h:?} {n:?}"
+            );
+            assert_eq!(
+                literal_holds(h.as_bytes(), n.as_bytes(), Anchor::Suffix),
+                h.to_ascii_lowercase().ends_with(n),
+                "{h:?} {n:?}"
+            );
+            assert_eq!(
+                literal_holds(h.as_bytes(), n.as_bytes(), Anchor::Exact),
+                h.to_ascii_lowercase() == n,
+                "{h:?} {n:?}"
+            );
+        }
+    }
+}
+
+/// An empty `contains` literal is held by every value (the double array keeps no empty
+/// pattern: it is fired apart), alone in its field or beside others.
+#[test]
+fn empty_contains_literal_holds_for_every_value() {
+    let d = "s:\n  F|contains: ''\ncondition: s";
+    check(d, r#"{"F":"abc"}"#, true);
+    check(d, r#"{"F":""}"#, true);
+    check(d, r#"{"G":"abc"}"#, false);
+    let both = "s:\n  F|contains:\n    - ''\n    - 'zz'\nt:\n  F|contains: 'q'\ncondition: s and t";
+    check(both, r#"{"F":"q"}"#, true);
+    check(both, r#"{"F":"x"}"#, false);
+}
