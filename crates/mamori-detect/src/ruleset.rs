@@ -149,8 +149,8 @@ struct Automaton {
     /// larger sets, or when the CPU lacks the instructions). The overlapping scan cannot use
     /// it (it reports leftmost matches only), but it says where the first occurrence of any
     /// pattern starts: a value with none — nearly every value — is not walked at all, the
-    /// others from there on. (With `MatchKind::Standard`, which overlapping search needs,
-    /// aho-corasick never builds this prefilter itself.)
+    /// others from there on. (Neither automaton builds such a prefilter for an overlapping
+    /// search.)
     pre: Option<aho_corasick::packed::Searcher>,
 }
 
@@ -1116,6 +1116,8 @@ fn uses_keywords(n: &Node, preds: &[Pred]) -> bool {
     }
 }
 
+/// Anchored (prefix/suffix) pattern sets up to this size are DFAs, larger ones contiguous
+/// NFAs (`MAMORI_DFA_LIMIT` overrides it, for measuring); `contains` sets are double arrays.
 const DFA_LIMIT: usize = 500;
 
 fn dfa_limit() -> usize {
